@@ -1,0 +1,49 @@
+# Two commands set a newcomer up on a fresh Debian machine, as root:
+#   make example   runs the README example (in a throwaway network namespace)
+#   make test      installs what the tests need, then vet, gofmt and go test -race
+GO       ?= go
+LEAKCHECK ?= $(wildcard ../shared/tools/leakcheck)
+BENCHTIME ?= 1x
+
+.PHONY: all build deps test vet fmt-check unit example bench clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# System packages the privileged tests drive (iproute2 for debugging, the
+# iptables binaries the firewall execs, conntrack for flushing mappings).
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	   ! { command -v iptables-restore && command -v ip && command -v conntrack; } >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables conntrack >/dev/null; \
+	fi
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+test: deps vet fmt-check
+	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) save /tmp/opencnm-leak-baseline >/dev/null; fi
+	$(GO) test -race -count=1 ./...
+	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) /tmp/opencnm-leak-baseline; fi
+
+# The README example, run inside a private network and mount namespace so the
+# machine's own network is untouched; it cleans up after itself and can be
+# run again and again.
+example: deps
+	$(GO) build -o /tmp/opencnm-readme-example ./cmd/readme-example
+	unshare --net --mount --propagation private sh -c 'ip link set lo up && /tmp/opencnm-readme-example'
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... 
+
+clean:
+	$(GO) clean -testcache

@@ -1,0 +1,116 @@
+// Package config holds a controller's configuration and the options that
+// build it. Nothing here is process-wide: every path the library uses comes
+// from a Config, so several controllers can live in one process.
+package config
+
+import (
+	"strings"
+	"time"
+
+	"github.com/opencnm/libnetwork/netlabel"
+)
+
+// Defaults for the paths a controller uses.
+const (
+	DefaultExecRoot = "/run/libnetwork"
+	DefaultDataDir  = "/var/lib/libnetwork"
+)
+
+// DefaultPluginDirs are where Docker v1 plugins are discovered: sockets in
+// the first, spec and json files in the others.
+var DefaultPluginDirs = []string{"/run/docker/plugins", "/etc/docker/plugins", "/usr/lib/docker/plugins"}
+
+// NetworkToSplit is a base prefix split into pools of Size bits, as in
+// Docker's default-address-pools setting.
+type NetworkToSplit struct {
+	Base string `json:"base"`
+	Size int    `json:"size"`
+}
+
+// Config is a controller's whole configuration.
+type Config struct {
+	DataDir  string // durable state (the local store)
+	ExecRoot string // runtime state: sandbox namespace files, sockets, resolv.conf/hosts defaults
+
+	// HostNetNS is the path of the network namespace the controller treats
+	// as "the host": bridges, host ends of veths and firewall rules go there.
+	// Empty means the namespace of the goroutine that calls New.
+	HostNetNS string
+
+	Labels             []string                  // daemon labels (only com.docker.network* are kept)
+	DriverCfg          map[string]map[string]any // per network type, as given to OptionDriverConfig
+	DefaultAddressPool []*NetworkToSplit         // replaces the built-in local pools when set
+	PluginDirs         []string                  // plugin discovery directories
+	PluginTimeout      time.Duration             // how long a present but silent plugin socket is retried
+	ActiveSandboxes    map[string]any            // sandbox ID -> []SandboxOption to live-restore
+}
+
+// Option changes a Config.
+type Option func(c *Config)
+
+// New returns a Config with defaults, changed by opts.
+func New(opts ...Option) *Config {
+	c := &Config{
+		DataDir:       DefaultDataDir,
+		ExecRoot:      DefaultExecRoot,
+		DriverCfg:     map[string]map[string]any{},
+		PluginDirs:    append([]string(nil), DefaultPluginDirs...),
+		PluginTimeout: 15 * time.Second,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	return c
+}
+
+// OptionDriverConfig sets the configuration handed to the driver of networkType.
+func OptionDriverConfig(networkType string, config map[string]any) Option {
+	return func(c *Config) { c.DriverCfg[networkType] = config }
+}
+
+// OptionDataDir sets where durable state is kept.
+func OptionDataDir(dir string) Option { return func(c *Config) { c.DataDir = dir } }
+
+// OptionExecRoot sets where runtime state (namespace files, sockets) is kept.
+func OptionExecRoot(dir string) Option { return func(c *Config) { c.ExecRoot = dir } }
+
+// OptionHostNetNS sets the network namespace (a path such as /proc/PID/ns/net
+// or a bind-mounted file) the controller treats as the host.
+func OptionHostNetNS(path string) Option { return func(c *Config) { c.HostNetNS = path } }
+
+// OptionDefaultAddressPoolConfig replaces the built-in local address pools.
+func OptionDefaultAddressPoolConfig(pools []*NetworkToSplit) Option {
+	return func(c *Config) { c.DefaultAddressPool = pools }
+}
+
+// OptionLabels sets daemon labels; only com.docker.network* labels are kept.
+func OptionLabels(labels []string) Option {
+	return func(c *Config) {
+		c.Labels = nil
+		for _, l := range labels {
+			if strings.HasPrefix(l, netlabel.Prefix) {
+				c.Labels = append(c.Labels, l)
+			}
+		}
+	}
+}
+
+// OptionPluginDirs replaces the plugin discovery directories.
+func OptionPluginDirs(dirs ...string) Option {
+	return func(c *Config) { c.PluginDirs = append([]string(nil), dirs...) }
+}
+
+// OptionPluginTimeout bounds how long a plugin whose socket exists but does
+// not answer yet is retried.
+func OptionPluginTimeout(d time.Duration) Option { return func(c *Config) { c.PluginTimeout = d } }
+
+// OptionActiveSandboxes names sandboxes of a previous run to restore live,
+// keyed by sandbox ID with their []libnetwork.SandboxOption as value.
+func OptionActiveSandboxes(sandboxes map[string]any) Option {
+	return func(c *Config) { c.ActiveSandboxes = sandboxes }
+}
+
+// IsValidName reports whether name is usable as a network or endpoint name.
+func IsValidName(name string) bool { return strings.TrimSpace(name) != "" }

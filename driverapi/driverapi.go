@@ -1,0 +1,156 @@
+// Package driverapi is the contract between the controller and network
+// drivers. The core interface is small; abilities only some drivers have are
+// separate interfaces the controller discovers by type assertion. Drivers
+// return what they decided as results; they never write into core objects.
+package driverapi
+
+import (
+	"net"
+
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Scopes of a driver's data and connectivity.
+const (
+	LocalScope  = "local"
+	GlobalScope = "global"
+)
+
+// Capability describes what a driver's networks span.
+type Capability struct {
+	DataScope         string
+	ConnectivityScope string
+}
+
+// IPAMData is one pool a network got from IPAM.
+type IPAMData struct {
+	AddressSpace string
+	Pool         *net.IPNet
+	Gateway      *net.IPNet // gateway address with the pool's mask
+	AuxAddresses map[string]*net.IPNet
+}
+
+// CreateNetworkRequest is what a driver gets to create a network.
+type CreateNetworkRequest struct {
+	NetworkID string
+	// Options is the network's generic map: netlabel.GenericData holds the
+	// driver options (map[string]string or options.Generic), and
+	// netlabel.EnableIPv6 / netlabel.Internal hold bools.
+	Options  map[string]any
+	IPv4Data []IPAMData
+	IPv6Data []IPAMData
+}
+
+// Interface is an endpoint's interface as libnetwork knows it.
+type Interface struct {
+	MacAddress  net.HardwareAddr
+	Address     *net.IPNet
+	AddressIPv6 *net.IPNet
+}
+
+// CreateEndpointRequest is what a driver gets to create an endpoint.
+type CreateEndpointRequest struct {
+	NetworkID  string
+	EndpointID string
+	Interface  Interface      // addresses IPAM allocated, MAC if the user pinned one
+	Options    map[string]any // endpoint generic options
+}
+
+// JoinRequest is what a driver gets to attach an endpoint to a sandbox.
+type JoinRequest struct {
+	NetworkID  string
+	EndpointID string
+	SandboxKey string // path of the sandbox's network namespace
+	// IfaceName returns the name the endpoint's interface will have inside
+	// the sandbox for a given prefix ("eth" -> "eth0"). Drivers that create
+	// the interface directly inside the namespace call it and report the
+	// result in JoinResult.DstName.
+	IfaceName func(prefix string) string
+	Options   map[string]any // sandbox labels (port maps, exposed ports, ...)
+}
+
+// JoinResult is what a driver decided at join.
+type JoinResult struct {
+	// Either the driver created the interface inside the sandbox already,
+	// named DstName, or SrcName names a link in the host namespace that the
+	// sandbox moves in and renames with DstPrefix.
+	DstName   string
+	SrcName   string
+	DstPrefix string
+
+	Gateway               net.IP
+	GatewayIPv6           net.IP
+	StaticRoutes          []*types.StaticRoute
+	DisableGatewayService bool
+}
+
+// Driver is what every network driver implements.
+//
+// Every method must be safe for concurrent use. Delete and Leave of
+// something already gone succeed. A method that fails leaves nothing of
+// its own work behind.
+type Driver interface {
+	Type() string
+	CreateNetwork(req CreateNetworkRequest) error
+	DeleteNetwork(nid string) error
+	// CreateEndpoint returns the interface fields the driver chose (MAC,
+	// addresses) for those the request left empty; it may return a nil
+	// Interface when it chose nothing. Setting a field the request already
+	// set is an error.
+	CreateEndpoint(req CreateEndpointRequest) (*Interface, error)
+	DeleteEndpoint(nid, eid string) error
+	// EndpointOperInfo returns operational data such as netlabel.MacAddress
+	// and netlabel.PortMap.
+	EndpointOperInfo(nid, eid string) (map[string]any, error)
+	Join(req JoinRequest) (*JoinResult, error)
+	Leave(nid, eid string) error
+}
+
+// ExternalConnectivity is implemented by drivers that program access to
+// and from outside (NAT, published ports) for a sandbox's gateway endpoint.
+type ExternalConnectivity interface {
+	ProgramExternalConnectivity(nid, eid string, options map[string]any) error
+	RevokeExternalConnectivity(nid, eid string) error
+}
+
+// NetworkAllocator is implemented by drivers that allocate network-wide
+// resources before CreateNetwork (a remote plugin's AllocateNetwork).
+type NetworkAllocator interface {
+	NetworkAllocate(nid string, options map[string]string, ipv4, ipv6 []IPAMData) (map[string]string, error)
+	NetworkFree(nid string) error
+}
+
+// Discovery types forwarded to drivers.
+const (
+	NodeDiscovery = 1
+)
+
+// NodeDiscoveryData describes a node announced to a driver.
+type NodeDiscoveryData struct {
+	Address     string
+	BindAddress string
+	Self        bool
+}
+
+// Discoverer is implemented by drivers that want node discovery events.
+type Discoverer interface {
+	DiscoverNew(dType int, data any) error
+	DiscoverDelete(dType int, data any) error
+}
+
+// Closer is implemented by drivers holding resources to release at
+// controller Stop.
+type Closer interface {
+	Close() error
+}
+
+// Sentinel-like constructors drivers use, with the classes callers expect.
+func ErrNoNetwork(nid string) error { return types.NotFoundErrorf("network %s not found", nid) }
+
+// ErrNoEndpoint is returned for an unknown endpoint.
+func ErrNoEndpoint(eid string) error { return types.NotFoundErrorf("endpoint %s not found", eid) }
+
+// ErrEndpointExists is returned when an endpoint ID is reused.
+func ErrEndpointExists(eid string) error {
+	return types.ForbiddenErrorf("endpoint with name %s already exists", eid)
+}

@@ -1,0 +1,171 @@
+// Package netnsutil is the one place that switches network namespaces.
+//
+// Everything else either holds a netlink handle opened inside a namespace
+// (netlink.NewHandleAt) or calls NS.Do for the few things with no handle:
+// sysctls under /proc/sys, exec of iptables, binding sockets. No other code
+// in the module calls runtime.LockOSThread or setns.
+package netnsutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// NS is an open network namespace.
+type NS struct {
+	path   string
+	handle netns.NsHandle
+}
+
+// Open opens the namespace at path (a bind-mounted file or /proc/PID/ns/net).
+func Open(path string) (*NS, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	return &NS{path: path, handle: h}, nil
+}
+
+// Current opens the namespace of the calling goroutine's thread. Its Path
+// is the /proc path of that thread's namespace link at the time of the call.
+func Current() (*NS, error) {
+	// The thread must not change under us between gettid and the open.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	path := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening current network namespace: %w", err)
+	}
+	return &NS{path: path, handle: h}, nil
+}
+
+// New creates a network namespace and bind-mounts it at path, so it
+// outlives the thread that made it and can be entered by path (nsenter
+// --net=PATH, an OCI runtime's netns path). Nothing is re-executed.
+func New(path string) (*NS, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating namespace directory for %s: %w", path, err)
+	}
+	// A stale mount from a crashed run would make the bind mount stack;
+	// detach it first. Errors mean nothing was mounted there.
+	_ = unix.Unmount(path, unix.MNT_DETACH)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("creating namespace file %s: %w", path, err)
+	}
+	if f != nil {
+		f.Close()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// A fresh goroutine on a locked thread: only this thread ever sees
+		// the new namespace, and it is unlocked only after switching back.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("saving current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		mountErr := unix.Mount(self, path, "none", unix.MS_BIND, "")
+		if err := netns.Set(orig); err != nil {
+			// The thread is stuck in the new namespace: leave it locked so
+			// the runtime discards it when this goroutine exits.
+			errc <- errors.Join(mountErr, fmt.Errorf("switching back to original namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		if mountErr != nil {
+			mountErr = fmt.Errorf("bind-mounting namespace at %s: %w", path, mountErr)
+		}
+		errc <- mountErr
+	}()
+	if err := <-errc; err != nil {
+		_ = os.Remove(path)
+		return nil, err
+	}
+	ns, err := Open(path)
+	if err != nil {
+		_ = Remove(path)
+		return nil, err
+	}
+	return ns, nil
+}
+
+// Remove unmounts and deletes a namespace file made by New. A path that is
+// already gone is not an error. The kernel frees the namespace (and any
+// veth inside it) once no mount, fd or process refers to it.
+func Remove(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting namespace %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing namespace file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Path returns the path the namespace was opened from.
+func (n *NS) Path() string { return n.path }
+
+// Handle returns the namespace file handle (valid until Close).
+func (n *NS) Handle() netns.NsHandle { return n.handle }
+
+// Fd returns the namespace file descriptor (valid until Close).
+func (n *NS) Fd() int { return int(n.handle) }
+
+// Close releases the handle. It does not remove a bind mount (see Remove).
+func (n *NS) Close() error {
+	if n == nil || n.handle == -1 {
+		return nil
+	}
+	err := n.handle.Close()
+	n.handle = -1
+	return err
+}
+
+// Do runs fn on a thread switched into the namespace and returns its error.
+// fn must not start goroutines that expect to be in the namespace, nor
+// change other namespaces: only the network namespace is restored.
+func (n *NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("saving current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(n.handle); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering namespace %s: %w", n.path, err)
+			return
+		}
+		fnErr := fn()
+		if err := netns.Set(orig); err != nil {
+			// Never hand a thread in the wrong namespace back to the
+			// scheduler: exiting locked makes the runtime kill it.
+			errc <- errors.Join(fnErr, fmt.Errorf("leaving namespace %s: %w", n.path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- fnErr
+	}()
+	return <-errc
+}

@@ -1,0 +1,50 @@
+// Package netlabel names the well-known option and label keys, with the
+// string values Docker and its plugins use.
+package netlabel
+
+import "strings"
+
+const (
+	// Prefix is the common prefix of every libnetwork label.
+	Prefix = "com.docker.network"
+	// DriverPrefix prefixes driver-specific labels.
+	DriverPrefix = Prefix + ".driver"
+	// DriverPrivatePrefix prefixes labels a driver keeps to itself.
+	DriverPrivatePrefix = DriverPrefix + ".private"
+
+	// GenericData is the key under which driver options are passed.
+	GenericData = Prefix + ".generic"
+	// PortMap is the key of an endpoint's or sandbox's []types.PortBinding.
+	PortMap = Prefix + ".portmap"
+	// MacAddress is the key of an endpoint's net.HardwareAddr.
+	MacAddress = Prefix + ".endpoint.macaddress"
+	// ExposedPorts is the key of an endpoint's or sandbox's []types.TransportPort.
+	ExposedPorts = Prefix + ".endpoint.exposedports"
+	// DNSServers is the key of an endpoint's DNS server list.
+	DNSServers = Prefix + ".endpoint.dnsservers"
+	// EnableIPv6 is the key of a network's IPv6 flag.
+	EnableIPv6 = Prefix + ".enable_ipv6"
+	// DriverMTU is the key of a network's MTU.
+	DriverMTU = Prefix + ".driver.mtu"
+	// Gateway is the IPAM pool metadata key of a gateway, and the request type of a gateway address.
+	Gateway = Prefix + ".gateway"
+	// Internal is the key of a network's internal flag.
+	Internal = Prefix + ".internal"
+	// ContainerIfacePrefix is the key of the in-sandbox interface name prefix.
+	ContainerIfacePrefix = Prefix + ".container_iface_prefix"
+	// HostIP is the source address used for SNAT instead of masquerade.
+	HostIP = Prefix + ".host_ipv4"
+
+	// LocalKVClient and GlobalKVClient name datastore client labels passed to drivers.
+	LocalKVClient  = DriverPrivatePrefix + "localkv_client"
+	GlobalKVClient = DriverPrivatePrefix + "globalkv_client"
+)
+
+// Key returns the part of label before the first '='.
+func Key(label string) string { k, _, _ := strings.Cut(label, "="); return k }
+
+// Value returns the part of label after the first '=' ("" if none).
+func Value(label string) string { _, v, _ := strings.Cut(label, "="); return v }
+
+// KeyValue splits label at the first '='.
+func KeyValue(label string) (key, value string) { key, value, _ = strings.Cut(label, "="); return }
