@@ -1,0 +1,10 @@
+// Package null is the "null" network driver: a sandbox on it has only lo.
+package null
+
+import "github.com/opencnm/libnetwork/drivers/internal/single"
+
+// NetworkType is the driver's name.
+const NetworkType = "null"
+
+// New returns the null driver.
+func New() *single.Driver { return single.New(NetworkType) }
