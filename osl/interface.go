@@ -1,0 +1,428 @@
+package osl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// maxIfNameLen is IFNAMSIZ minus the terminating NUL.
+const maxIfNameLen = 15
+
+// InterfaceConfig describes a link to put into the sandbox.
+type InterfaceConfig struct {
+	// SrcName is a link in the host namespace to move in (via hostNL) and
+	// rename to DstName. Empty when the link already exists inside the
+	// sandbox under DstName (a driver created it there directly).
+	SrcName string
+	// HostNS is the namespace hostNL is open in. Required with SrcName: a
+	// netlink handle cannot name its own namespace, and moving the link back
+	// (on rollback or RemoveInterface) needs it. The sandbox keeps the
+	// pointer until the interface is removed; the caller keeps it open.
+	HostNS *netnsutil.NS
+	// DstName is the name inside the sandbox (usually from ReserveName).
+	DstName string
+	// MacAddress is set if non-nil and different from the link's.
+	MacAddress net.HardwareAddr
+	// MTU is set if > 0.
+	MTU int
+	// Address is the IPv4 address, or nil. It must not overlap a route
+	// already in the sandbox.
+	Address *net.IPNet
+	// AddressIPv6 is the IPv6 address, or nil. It is added without duplicate
+	// address detection, and IPv6 is enabled on the interface and on lo.
+	AddressIPv6 *net.IPNet
+	// LinkLocal are extra link-local addresses (either family).
+	LinkLocal []*net.IPNet
+	// Routes are extra connected routes through this interface.
+	Routes []*net.IPNet
+}
+
+// Interface is an interface the sandbox holds, as configured.
+type Interface struct {
+	SrcName     string // host-side name it returns to; empty if it was created inside
+	DstName     string
+	MacAddress  net.HardwareAddr // as read back from the kernel
+	MTU         int              // as read back from the kernel
+	Address     *net.IPNet
+	AddressIPv6 *net.IPNet
+	LinkLocal   []*net.IPNet
+	Routes      []*net.IPNet
+}
+
+type iface struct {
+	Interface
+	host *netnsutil.NS // where a moved-in link goes back to
+}
+
+func (i *iface) copy() Interface {
+	c := i.Interface
+	c.MacAddress = types.GetMacCopy(i.MacAddress)
+	c.Address = types.GetIPNetCopy(i.Address)
+	c.AddressIPv6 = types.GetIPNetCopy(i.AddressIPv6)
+	c.LinkLocal = copyNets(i.LinkLocal)
+	c.Routes = copyNets(i.Routes)
+	return c
+}
+
+func copyNets(in []*net.IPNet) []*net.IPNet {
+	if in == nil {
+		return nil
+	}
+	out := make([]*net.IPNet, len(in))
+	for i, n := range in {
+		out[i] = types.GetIPNetCopy(n)
+	}
+	return out
+}
+
+func (c *InterfaceConfig) validate(hostNL *netlink.Handle) error {
+	switch {
+	case c.DstName == "" || len(c.DstName) > maxIfNameLen || c.DstName == "lo":
+		return types.BadRequestErrorf("adding interface %q: invalid name", c.DstName)
+	case len(c.SrcName) > maxIfNameLen:
+		return types.BadRequestErrorf("adding interface %s: invalid source name %q", c.DstName, c.SrcName)
+	case c.SrcName != "" && (hostNL == nil || c.HostNS == nil):
+		return types.BadRequestErrorf("adding interface %s: moving host link %s in needs the host netlink handle and HostNS", c.DstName, c.SrcName)
+	case c.Address != nil && c.Address.IP.To4() == nil:
+		return types.BadRequestErrorf("adding interface %s: %s is not an IPv4 address", c.DstName, c.Address)
+	case c.AddressIPv6 != nil && (c.AddressIPv6.IP.To4() != nil || len(c.AddressIPv6.IP) != net.IPv6len):
+		return types.BadRequestErrorf("adding interface %s: %s is not an IPv6 address", c.DstName, c.AddressIPv6)
+	case c.MTU < 0:
+		return types.BadRequestErrorf("adding interface %s: invalid MTU %d", c.DstName, c.MTU)
+	}
+	return nil
+}
+
+// wantsIPv6 reports whether the interface gets any IPv6 address.
+func (c *InterfaceConfig) wantsIPv6() bool {
+	if c.AddressIPv6 != nil {
+		return true
+	}
+	for _, ll := range c.LinkLocal {
+		if ll.IP.To4() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// AddInterface puts a link into the sandbox and configures it: rename to
+// DstName, MAC, MTU, IPv4 address, IPv6 address, link-local addresses, link
+// up, connected routes. A reservation of DstName is consumed whatever the
+// outcome.
+//
+// On any failure it undoes itself: a link moved in from the host goes back
+// to HostNS under SrcName, stripped of what was configured here; a link
+// that was created inside stays in the sandbox (down, without the
+// addresses and routes added here) for its driver to delete.
+func (s *Sandbox) AddInterface(hostNL *netlink.Handle, cfg InterfaceConfig) (retErr error) {
+	if err := cfg.validate(hostNL); err != nil {
+		return err
+	}
+	op := fmt.Sprintf("adding interface %s to sandbox %s", cfg.DstName, s.key)
+	if err := s.use(op); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer delete(s.reserved, cfg.DstName)
+	if _, ok := s.ifaces[cfg.DstName]; ok {
+		return types.ForbiddenErrorf("%s: interface already in the sandbox", op)
+	}
+
+	ok := false
+	var link netlink.Link
+	if cfg.SrcName != "" {
+		hl, err := hostNL.LinkByName(cfg.SrcName)
+		if err != nil {
+			return kernelErr(err, "%s: finding host link %s", op, cfg.SrcName)
+		}
+		if err := hostNL.LinkSetNsFd(hl, s.ns.Fd()); err != nil {
+			return kernelErr(err, "%s: moving link %s into the sandbox", op, cfg.SrcName)
+		}
+		if link, err = s.nl.LinkByName(cfg.SrcName); err != nil {
+			// Moved but unreadable: nothing can address it to send it back.
+			return kernelErr(err, "%s: finding moved link %s", op, cfg.SrcName)
+		}
+		idx := link.Attrs().Index
+		defer func() {
+			if ok {
+				return
+			}
+			l, err := s.nl.LinkByIndex(idx)
+			if err == nil {
+				err = s.moveOut(l, cfg.SrcName, cfg.HostNS)
+			}
+			if err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("rolling back: %w", err))
+			}
+		}()
+	} else {
+		var err error
+		if link, err = s.nl.LinkByName(cfg.DstName); err != nil {
+			return kernelErr(err, "%s: finding link in the sandbox", op)
+		}
+	}
+
+	var added []netlink.Addr
+	var routes []*netlink.Route
+	if cfg.SrcName == "" {
+		defer func() {
+			if !ok {
+				s.strip(link, added, routes)
+			}
+		}()
+	}
+
+	rec := &iface{host: cfg.HostNS, Interface: Interface{
+		SrcName:     cfg.SrcName,
+		DstName:     cfg.DstName,
+		Address:     types.GetIPNetCopy(cfg.Address),
+		AddressIPv6: types.GetIPNetCopy(cfg.AddressIPv6),
+		LinkLocal:   copyNets(cfg.LinkLocal),
+		Routes:      copyNets(cfg.Routes),
+	}}
+	if cfg.SrcName == "" {
+		rec.host = nil
+	}
+
+	attrs := link.Attrs()
+	if attrs.Flags&net.FlagUp != 0 {
+		// A link must be down to be renamed; a driver may have left it up.
+		if err := s.nl.LinkSetDown(link); err != nil {
+			return kernelErr(err, "%s: setting link down", op)
+		}
+	}
+	if attrs.Name != cfg.DstName {
+		if err := s.nl.LinkSetName(link, cfg.DstName); err != nil {
+			return kernelErr(err, "%s: renaming %s", op, attrs.Name)
+		}
+	}
+	if cfg.MacAddress != nil && !bytes.Equal(attrs.HardwareAddr, cfg.MacAddress) {
+		if err := s.nl.LinkSetHardwareAddr(link, cfg.MacAddress); err != nil {
+			return kernelErr(err, "%s: setting MAC address %s", op, cfg.MacAddress)
+		}
+	}
+	if cfg.MTU > 0 && attrs.MTU != cfg.MTU {
+		if err := s.nl.LinkSetMTU(link, cfg.MTU); err != nil {
+			return kernelErr(err, "%s: setting MTU %d", op, cfg.MTU)
+		}
+	}
+	if cfg.Address != nil {
+		if err := s.checkRouteConflict(cfg.Address); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if cfg.wantsIPv6() {
+		// A fresh namespace starts with IPv6 disabled; an IPv6 address cannot
+		// be added until it is enabled on the link. lo gets ::1 back too.
+		if err := s.setIPv6(cfg.DstName, true); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if err := s.setIPv6("lo", true); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	addrs := append([]*net.IPNet{cfg.Address, cfg.AddressIPv6}, cfg.LinkLocal...)
+	for _, a := range addrs {
+		if a == nil {
+			continue
+		}
+		addr := netlink.Addr{IPNet: a}
+		if a.IP.To4() == nil {
+			// No duplicate address detection: the address is ours by IPAM,
+			// and DAD would hold it tentative (unusable) for a second or more.
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := s.nl.AddrAdd(link, &addr); err != nil {
+			return kernelErr(err, "%s: adding address %s", op, a)
+		}
+		added = append(added, addr)
+	}
+	if err := s.nl.LinkSetUp(link); err != nil {
+		return kernelErr(err, "%s: setting link up", op)
+	}
+	// Routes come after link up: the kernel refuses a route through a down link.
+	for _, dst := range cfg.Routes {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: maskedNet(dst), Scope: netlink.SCOPE_LINK}
+		if err := s.nl.RouteAdd(r); err != nil {
+			return kernelErr(err, "%s: adding route %s", op, dst)
+		}
+		routes = append(routes, r)
+	}
+	if l, err := s.nl.LinkByIndex(link.Attrs().Index); err == nil {
+		rec.MacAddress = types.GetMacCopy(l.Attrs().HardwareAddr)
+		rec.MTU = l.Attrs().MTU
+	} else {
+		return kernelErr(err, "%s: reading link back", op)
+	}
+	s.ifaces[cfg.DstName] = rec
+	ok = true
+	return nil
+}
+
+// strip undoes AddInterface's configuration of a link created inside the
+// sandbox: its routes and addresses go, and it is left down. Errors are
+// ignored: the driver deletes the link anyway.
+func (s *Sandbox) strip(link netlink.Link, addrs []netlink.Addr, routes []*netlink.Route) {
+	for _, r := range routes {
+		_ = s.nl.RouteDel(r)
+	}
+	for i := range addrs {
+		_ = s.nl.AddrDel(link, &addrs[i])
+	}
+	_ = s.nl.LinkSetDown(link)
+}
+
+// moveOut sends a moved-in link back to the host: down, renamed to
+// srcName, moved into host. Moving drops its addresses and routes.
+func (s *Sandbox) moveOut(link netlink.Link, srcName string, host *netnsutil.NS) error {
+	if err := s.nl.LinkSetDown(link); err != nil {
+		return kernelErr(err, "setting %s down", link.Attrs().Name)
+	}
+	name := link.Attrs().Name
+	if name != srcName {
+		if err := s.nl.LinkSetName(link, srcName); err != nil {
+			return kernelErr(err, "renaming %s back to %s", name, srcName)
+		}
+	}
+	if err := s.nl.LinkSetNsFd(link, host.Fd()); err != nil {
+		if name != srcName {
+			_ = s.nl.LinkSetName(link, name)
+		}
+		return kernelErr(err, "moving %s back to the host namespace", srcName)
+	}
+	return nil
+}
+
+// RemoveInterface takes dstName out of the sandbox. A link moved in by
+// AddInterface is set down, renamed back to its SrcName and moved back to
+// the host namespace; any other link (created inside, or found by Open) is
+// deleted, which for a veth also deletes its peer. An interface that is
+// already gone is not an error.
+func (s *Sandbox) RemoveInterface(dstName string) error {
+	if dstName == "lo" || dstName == "" {
+		return types.BadRequestErrorf("removing interface %q from sandbox %s: invalid name", dstName, s.key)
+	}
+	op := fmt.Sprintf("removing interface %s from sandbox %s", dstName, s.key)
+	if err := s.use(op); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	rec := s.ifaces[dstName]
+	link, err := s.nl.LinkByName(dstName)
+	switch {
+	case err != nil && isGone(err):
+	case err != nil:
+		return kernelErr(err, "%s: finding link", op)
+	case rec != nil && rec.SrcName != "" && rec.host != nil:
+		if err := s.moveOut(link, rec.SrcName, rec.host); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	default:
+		if err := s.nl.LinkDel(link); err != nil && !isGone(err) {
+			return kernelErr(err, "%s: deleting link", op)
+		}
+	}
+	delete(s.ifaces, dstName)
+	s.settleLoopbackIPv6()
+	return nil
+}
+
+// settleLoopbackIPv6 turns IPv6 on lo back off in a namespace made by New
+// once no interface has IPv6 any more, as it was when fresh. Best effort.
+func (s *Sandbox) settleLoopbackIPv6() {
+	if !s.fresh {
+		return
+	}
+	for _, i := range s.ifaces {
+		if i.AddressIPv6 != nil {
+			return
+		}
+		for _, ll := range i.LinkLocal {
+			if ll.IP.To4() == nil {
+				return
+			}
+		}
+	}
+	_ = s.setIPv6("lo", false)
+}
+
+// Statistics returns the counters of every link in the sandbox but lo,
+// keyed by in-sandbox name.
+func (s *Sandbox) Statistics() (map[string]*types.InterfaceStatistics, error) {
+	if err := s.use("reading sandbox statistics"); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	links, err := s.nl.LinkList()
+	if err != nil {
+		return nil, kernelErr(err, "reading statistics of sandbox %s", s.key)
+	}
+	out := map[string]*types.InterfaceStatistics{}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback != 0 || a.Statistics == nil {
+			continue
+		}
+		st := a.Statistics
+		out[a.Name] = &types.InterfaceStatistics{
+			RxBytes: st.RxBytes, RxPackets: st.RxPackets, RxErrors: st.RxErrors, RxDropped: st.RxDropped,
+			TxBytes: st.TxBytes, TxPackets: st.TxPackets, TxErrors: st.TxErrors, TxDropped: st.TxDropped,
+		}
+	}
+	return out, nil
+}
+
+// rebuild fills the interface records from the kernel (Open). Called before
+// s is shared, so it takes no locks.
+func (s *Sandbox) rebuild() error {
+	links, err := s.nl.LinkList()
+	if err != nil {
+		return kernelErr(err, "listing links of sandbox %s", s.key)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		rec := &iface{Interface: Interface{DstName: a.Name, MacAddress: types.GetMacCopy(a.HardwareAddr), MTU: a.MTU}}
+		addrs, err := s.nl.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return kernelErr(err, "listing addresses of %s in sandbox %s", a.Name, s.key)
+		}
+		for _, ad := range addrs {
+			switch {
+			case ad.IP.To4() != nil && rec.Address == nil:
+				rec.Address = types.GetIPNetCopy(ad.IPNet)
+			case ad.IP.To4() == nil && ad.Scope == int(netlink.SCOPE_UNIVERSE) && rec.AddressIPv6 == nil:
+				rec.AddressIPv6 = types.GetIPNetCopy(ad.IPNet)
+			}
+		}
+		routes, err := s.nl.RouteList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return kernelErr(err, "listing routes of %s in sandbox %s", a.Name, s.key)
+		}
+		for _, r := range routes {
+			// Connected routes someone added: not the kernel's prefix
+			// routes, not router advertisements, not via a gateway.
+			if r.Gw != nil || isDefault(r.Dst) || r.Protocol == unix.RTPROT_KERNEL || r.Protocol == unix.RTPROT_RA {
+				continue
+			}
+			rec.Routes = append(rec.Routes, types.GetIPNetCopy(r.Dst))
+		}
+		s.ifaces[a.Name] = rec
+	}
+	return nil
+}
