@@ -94,15 +94,15 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 	if err != nil {
 		return "", nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}
-	hostName = veth.Name
-	// Deleting the host end deletes the peer too, wherever it is.
-	rollback.push(func() error { return d.delLinkByName(hostName) })
+	// Deleting the host end deletes the peer too, wherever it is. (veth.Name,
+	// not the named result: a failing return zeroes that before undo runs.)
+	rollback.push(func() error { return d.delLinkByName(veth.Name) })
 	if err := d.step("veth"); err != nil {
 		return "", nil, err
 	}
 
 	if err := d.nl.LinkSetMasterByIndex(veth, brIndex); err != nil {
-		return "", nil, types.InternalErrorf("joining bridge endpoint %s: adding %s to bridge %s: %w", req.EndpointID, hostName, c.BridgeName, err)
+		return "", nil, types.InternalErrorf("joining bridge endpoint %s: adding %s to bridge %s: %w", req.EndpointID, veth.Name, c.BridgeName, err)
 	}
 	if err := d.step("master"); err != nil {
 		return "", nil, err
@@ -113,7 +113,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		// DNATed back out of the port it came in on: the bridge must allow
 		// that hairpin turn.
 		if err := d.nl.LinkSetHairpin(veth, true); err != nil {
-			return "", nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, hostName, err)
+			return "", nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, veth.Name, err)
 		}
 		if err := d.step("hairpin"); err != nil {
 			return "", nil, err
@@ -135,7 +135,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		}
 	}
 	success = true
-	return hostName, res, nil
+	return veth.Name, res, nil
 }
 
 // addVeth creates the pair: the host end up, named veth<7 hex>; the peer
