@@ -7,6 +7,10 @@
 // inside the sandbox's namespace, in the same netlink request as the host
 // end, so a crash can never leave a half-moved pair on the host.
 //
+// Leave only takes the host end of a veth down; one background goroutine
+// (stopped by Close) deletes retired veths in batches, because each device
+// deletion makes the kernel wait ~20 ms (see reaper.go).
+//
 // Firewalling (NAT, isolation, published ports) is not done here yet: the
 // driver calls an optional firewaller at network create/delete and at
 // Program/RevokeExternalConnectivity, and that seam is nil for now.
@@ -47,7 +51,9 @@ func Capability() driverapi.Capability {
 type Driver struct {
 	host *netnsutil.NS   // the controller's host namespace; owned by the caller
 	nl   *netlink.Handle // every netlink request; safe for concurrent use
-	cfg  driverConfig
+	// reaper deletes left veths in the background (see reaper.go).
+	reaper *reaper
+	cfg    driverConfig
 
 	// fw programs the host firewall. nil until the firewall and portmapper
 	// packages are wired in; every call site checks for nil.
@@ -86,13 +92,18 @@ func New(host *netnsutil.NS, cfg map[string]any) (*Driver, error) {
 	if err != nil {
 		return nil, types.InternalErrorf("creating bridge driver: netlink handle in %s: %w", host.Path(), err)
 	}
-	d := &Driver{host: host, nl: h, cfg: dc, networks: map[string]*network{}}
+	r, err := newReaper(host)
+	if err != nil {
+		h.Close()
+		return nil, types.InternalErrorf("creating bridge driver: %w", err)
+	}
+	d := &Driver{host: host, nl: h, reaper: r, cfg: dc, networks: map[string]*network{}}
 	if dc.EnableIPForwarding {
 		// Containers reach beyond their bridge only if the host routes.
 		// Like upstream this is not undone at Close: other users of the
 		// host may rely on it by then.
 		if err := d.writeSysctls([]sysctl{{path: "net/ipv4/ip_forward", value: "1"}}); err != nil {
-			h.Close()
+			d.Close()
 			return nil, types.InternalErrorf("creating bridge driver: enabling ip forwarding: %w", err)
 		}
 	}
@@ -102,9 +113,11 @@ func New(host *netnsutil.NS, cfg map[string]any) (*Driver, error) {
 // Type returns "bridge".
 func (d *Driver) Type() string { return NetworkType }
 
-// Close releases the driver's netlink handle. Networks and endpoints stay in
-// the kernel: the controller deletes them, or a restart adopts them.
+// Close finishes deleting the veths of left endpoints and releases the
+// driver's netlink sockets. Networks and joined endpoints stay in the
+// kernel: the controller deletes them, or a restart adopts them.
 func (d *Driver) Close() error {
+	d.reaper.close()
 	d.nl.Close()
 	return nil
 }

@@ -17,9 +17,10 @@ type endpoint struct {
 	addr   *net.IPNet
 	addrv6 *net.IPNet
 
-	hostIfName string // host end of the veth while joined
-	busy       bool   // a Join or Leave is doing kernel work
-	portMap    []types.PortBinding
+	hostIfName  string // host end of the veth while joined
+	hostIfIndex int    // its ifindex
+	busy        bool   // a Join or Leave is doing kernel work
+	portMap     []types.PortBinding
 }
 
 func (ep *endpoint) addrs() endpointAddrs {
@@ -83,8 +84,8 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	return &chosen, nil
 }
 
-// DeleteEndpoint drops the endpoint and deletes a veth it still has. An
-// unknown network or endpoint is already gone: nil.
+// DeleteEndpoint drops the endpoint and retires a veth it still has, as
+// Leave does. An unknown network or endpoint is already gone: nil.
 func (d *Driver) DeleteEndpoint(nid, eid string) error {
 	d.mu.Lock()
 	n := d.networks[nid]
@@ -101,13 +102,13 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 		d.mu.Unlock()
 		return types.ForbiddenErrorf("deleting bridge endpoint %s: it is joining or leaving", eid)
 	}
-	veth := ep.hostIfName
+	veth := ep.hostIfIndex
 	ep.busy = true
 	d.mu.Unlock()
 
 	var err error
-	if veth != "" {
-		err = d.delLinkByName(veth)
+	if veth != 0 {
+		err = d.reaper.retire(veth)
 	}
 
 	d.mu.Lock()

@@ -37,7 +37,7 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 		d.mu.Unlock()
 		return nil, driverapi.ErrNoEndpoint(req.EndpointID)
 	}
-	if ep.busy || ep.hostIfName != "" {
+	if ep.busy || ep.hostIfIndex != 0 {
 		d.mu.Unlock()
 		return nil, types.ForbiddenErrorf("joining bridge endpoint %s: already joined or being joined", req.EndpointID)
 	}
@@ -45,7 +45,7 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 	c, brIndex, mac := n.cfg, n.bridgeIndex, ep.mac
 	d.mu.Unlock()
 
-	hostName, res, err := d.attach(c, brIndex, mac, req)
+	veth, res, err := d.attach(c, brIndex, mac, req)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -53,12 +53,12 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	ep.hostIfName = hostName
+	ep.hostIfName, ep.hostIfIndex = veth.Name, veth.Index
 	return res, nil
 }
 
 // attach does Join's kernel work, undoing all of it on failure.
-func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req driverapi.JoinRequest) (hostName string, res *driverapi.JoinResult, err error) {
+func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req driverapi.JoinRequest) (_ *netlink.Veth, _ *driverapi.JoinResult, err error) {
 	var rollback undoStack
 	success := false
 	defer func() {
@@ -75,9 +75,9 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		sb, err = netnsutil.Open(req.SandboxKey)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return "", nil, types.NotFoundErrorf("joining bridge endpoint %s: sandbox namespace %s not found", req.EndpointID, req.SandboxKey)
+				return nil, nil, types.NotFoundErrorf("joining bridge endpoint %s: sandbox namespace %s not found", req.EndpointID, req.SandboxKey)
 			}
-			return "", nil, types.InternalErrorf("joining bridge endpoint %s: %w", req.EndpointID, err)
+			return nil, nil, types.InternalErrorf("joining bridge endpoint %s: %w", req.EndpointID, err)
 		}
 		defer sb.Close()
 		if req.IfaceName != nil {
@@ -86,26 +86,25 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 			peerName = c.ContainerIfacePrefix + "0"
 		}
 		if err := validIfaceName(peerName); err != nil {
-			return "", nil, types.BadRequestErrorf("joining bridge endpoint %s: %w", req.EndpointID, err)
+			return nil, nil, types.BadRequestErrorf("joining bridge endpoint %s: %w", req.EndpointID, err)
 		}
 	}
 
 	veth, err := d.addVeth(c, mac, peerName, sb)
 	if err != nil {
-		return "", nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
+		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}
-	// Deleting the host end deletes the peer too, wherever it is. (veth.Name,
-	// not the named result: a failing return zeroes that before undo runs.)
+	// Deleting the host end deletes the peer too, wherever it is.
 	rollback.push(func() error { return d.delLinkByName(veth.Name) })
 	if err := d.step("veth"); err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 
 	if err := d.nl.LinkSetMasterByIndex(veth, brIndex); err != nil {
-		return "", nil, types.InternalErrorf("joining bridge endpoint %s: adding %s to bridge %s: %w", req.EndpointID, veth.Name, c.BridgeName, err)
+		return nil, nil, types.InternalErrorf("joining bridge endpoint %s: adding %s to bridge %s: %w", req.EndpointID, veth.Name, c.BridgeName, err)
 	}
 	if err := d.step("master"); err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 
 	if !d.cfg.EnableUserlandProxy {
@@ -113,14 +112,14 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		// DNATed back out of the port it came in on: the bridge must allow
 		// that hairpin turn.
 		if err := d.nl.LinkSetHairpin(veth, true); err != nil {
-			return "", nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, veth.Name, err)
+			return nil, nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, veth.Name, err)
 		}
 		if err := d.step("hairpin"); err != nil {
-			return "", nil, err
+			return nil, nil, err
 		}
 	}
 
-	res = &driverapi.JoinResult{}
+	res := &driverapi.JoinResult{}
 	if sb != nil {
 		res.DstName = peerName
 	} else {
@@ -135,7 +134,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		}
 	}
 	success = true
-	return veth.Name, res, nil
+	return veth, res, nil
 }
 
 // addVeth creates the pair: the host end up, named veth<7 hex>; the peer
@@ -143,6 +142,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 // endpoint's MAC, inside sb when given. Host-end name clashes are retried.
 func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string, sb *netnsutil.NS) (*netlink.Veth, error) {
 	var lastErr error
+	flushed := false
 	for range 3 {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "veth" + randomHex7()
@@ -178,6 +178,13 @@ func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string
 		// EEXIST is either our random host name or the peer name inside
 		// the sandbox; only the first is worth another try.
 		if _, lerr := d.nl.LinkByName(v.Name); isLinkNotFound(lerr) {
+			if !flushed && sb != nil {
+				// Most likely the veth of a Leave from this sandbox that
+				// the reaper has not deleted yet: wait for it, try again.
+				flushed = true
+				_ = d.reaper.flush()
+				continue
+			}
 			return nil, types.ForbiddenErrorf("creating veth: interface %s already exists in the sandbox: %w", v.PeerName, err)
 		}
 	}
@@ -205,9 +212,11 @@ func gatewayIPv6(c *networkConfig) net.IP {
 	}
 }
 
-// Leave deletes the endpoint's veth pair. An unknown network or endpoint,
-// an endpoint not joined, or a veth already gone (its sandbox destroyed)
-// all mean there is nothing left to do: nil.
+// Leave cuts the endpoint off at once (the host end goes down) and hands
+// the veth pair to the reaper, which deletes it in the background within
+// a few tens of ms (see reaper.go for why). An unknown network or
+// endpoint, an endpoint not joined, or a veth already gone (its sandbox
+// destroyed) all mean there is nothing left to do: nil.
 func (d *Driver) Leave(nid, eid string) error {
 	d.mu.Lock()
 	n := d.networks[nid]
@@ -216,7 +225,7 @@ func (d *Driver) Leave(nid, eid string) error {
 		return nil
 	}
 	ep := n.endpoints[eid]
-	if ep == nil || ep.hostIfName == "" && !ep.busy {
+	if ep == nil || ep.hostIfIndex == 0 && !ep.busy {
 		d.mu.Unlock()
 		return nil
 	}
@@ -225,10 +234,10 @@ func (d *Driver) Leave(nid, eid string) error {
 		return types.ForbiddenErrorf("leaving bridge endpoint %s: a join or leave is in progress", eid)
 	}
 	ep.busy = true
-	name := ep.hostIfName
+	idx := ep.hostIfIndex
 	d.mu.Unlock()
 
-	err := d.delLinkByName(name)
+	err := d.reaper.retire(idx)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -236,7 +245,7 @@ func (d *Driver) Leave(nid, eid string) error {
 	if err != nil {
 		return types.Wrapf(err, "leaving bridge endpoint %s", eid)
 	}
-	ep.hostIfName = ""
+	ep.hostIfName, ep.hostIfIndex = "", 0
 	return nil
 }
 

@@ -118,22 +118,30 @@ func TestJoinTrafficLeave(t *testing.T) {
 	configure(t, sb2, "eth0", "10.5.0.3/24")
 	exchangeTCP(t, sb1, sb2, "10.5.0.2")
 
-	// Leave removes both ends; leaving again is a no-op.
+	// Leave cuts the endpoint off at once; leaving again is a no-op.
 	if err := d.Leave(joinNID, "ep1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := host.Netlink.LinkByName(hostName); !isLinkNotFound(err) {
-		t.Fatalf("host end still there: %v", err)
-	}
-	if names := linkNames(t, sb1.Netlink); strings.Join(names, ",") != "lo" {
-		t.Fatalf("sandbox links after leave: %v", names)
+	if l, err := host.Netlink.LinkByName(hostName); err == nil && l.Attrs().Flags&net.FlagUp != 0 {
+		t.Fatal("host end still up after leave")
 	}
 	if err := d.Leave(joinNID, "ep1"); err != nil {
 		t.Fatalf("second leave: %v", err)
 	}
-	// Rejoin works after leave.
+	// An immediate rejoin into the same sandbox gets eth0 again, even
+	// while the old pair may still wait for the reaper.
 	if _, err := d.Join(driverapi.JoinRequest{NetworkID: joinNID, EndpointID: "ep1", SandboxKey: sb1.Path(), IfaceName: ifname0}); err != nil {
 		t.Fatalf("rejoin: %v", err)
+	}
+	// The old pair is gone once the reaper has run.
+	if err := d.reaper.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.Netlink.LinkByName(hostName); !isLinkNotFound(err) {
+		t.Fatalf("old host end still there: %v", err)
+	}
+	if names := linkNames(t, sb1.Netlink); strings.Join(names, ",") != "eth0,lo" {
+		t.Fatalf("sandbox links after rejoin: %v", names)
 	}
 	// DeleteEndpoint of a joined endpoint deletes its veth as well.
 	for _, eid := range []string{"ep1", "ep2"} {
@@ -245,6 +253,9 @@ func TestJoinWithoutSandboxKey(t *testing.T) {
 	if err := d.Leave(joinNID, "ep1"); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.reaper.flush(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := host.Netlink.LinkByName(res.SrcName); !isLinkNotFound(err) {
 		t.Fatalf("peer still there after leave: %v", err)
 	}
@@ -332,5 +343,27 @@ func TestInterfaceNameTakenInSandbox(t *testing.T) {
 	}
 	if names := linkNames(t, host.Netlink); fmt.Sprint(names) != "[br-joinnet00000 lo]" {
 		t.Fatalf("host links after failed join: %v", names)
+	}
+}
+
+func TestCloseDeletesRetiredVeths(t *testing.T) {
+	d, host := newTestDriver(t, nil)
+	if err := d.CreateNetwork(netReq(t, joinNID, "10.14.0.1/24", nil)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		sb := testutil.NewNamedNS(t, fmt.Sprintf("sb%d", i))
+		joinEP(t, d, fmt.Sprintf("e%d", i), fmt.Sprintf("10.14.0.%d/24", i+2), sb)
+	}
+	for i := range 5 {
+		if err := d.Leave(joinNID, fmt.Sprintf("e%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if names := linkNames(t, host.Netlink); fmt.Sprint(names) != "[br-joinnet00000 lo]" {
+		t.Fatalf("links after Close: %v", names)
 	}
 }

@@ -75,14 +75,14 @@ func (d *Driver) DeleteNetwork(nid string) error {
 		d.mu.Unlock()
 		return types.ForbiddenErrorf("deleting bridge network %s: another operation on it is in progress", nid)
 	}
-	var veths []string
+	var veths []int
 	for _, ep := range n.endpoints {
 		if ep.busy {
 			d.mu.Unlock()
 			return types.ForbiddenErrorf("deleting bridge network %s: endpoint %s is joining or leaving", nid, ep.id)
 		}
-		if ep.hostIfName != "" {
-			veths = append(veths, ep.hostIfName)
+		if ep.hostIfIndex != 0 {
+			veths = append(veths, ep.hostIfIndex)
 		}
 	}
 	n.deleting = true
@@ -90,8 +90,12 @@ func (d *Driver) DeleteNetwork(nid string) error {
 	d.mu.Unlock()
 
 	var errs []error
-	for _, name := range veths {
-		errs = append(errs, d.delLinkByName(name))
+	for _, idx := range veths {
+		errs = append(errs, d.reaper.retire(idx))
+	}
+	if len(veths) > 0 {
+		// Whatever the network made is gone when DeleteNetwork returns.
+		errs = append(errs, d.reaper.flush())
 	}
 	errs = append(errs, teardown.run())
 	err := errors.Join(errs...)

@@ -189,6 +189,9 @@ func TestJoinRollback(t *testing.T) {
 		if err := d.Leave(joinNID, "e"); err != nil {
 			t.Fatal(err)
 		}
+		if err := d.reaper.flush(); err != nil {
+			t.Fatal(err)
+		}
 		for _, step := range steps {
 			d.failAfter = failAt(step)
 			_, err := d.Join(req)
