@@ -1,0 +1,139 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// reapGroup is the interface group ("cnm" in ASCII) that marks veths left
+// by Leave and waiting to be deleted. Nothing else in the host namespace is
+// expected to use it: a group delete removes every link in it.
+const reapGroup = 0x636e6d
+
+// reaper deletes the veths of left endpoints in the background.
+//
+// Deleting a network device costs the kernel about 20 ms (it waits for RCU
+// callbacks before freeing the device), which alone would blow a container
+// teardown budget of a few ms. So Leave only takes the host end down (the
+// container is cut off at once) and moves it into reapGroup, and the reaper
+// deletes the whole group with one request: one 20 ms wait per batch, not
+// per endpoint, and never on the caller's path. A sandbox namespace
+// destroyed meanwhile takes its veth with it; the reaper then finds less
+// or nothing to delete, which is fine.
+type reaper struct {
+	nl   *netlink.Handle   // own handle: a slow delete must not hold the driver's socket
+	sock *nl.NetlinkSocket // raw socket in the host namespace, for the group delete
+	sh   *nl.SocketHandle  // sock with its sequence counter; used by loop only
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when queued, reaped or closed change
+	queued  uint64     // links handed over so far (guarded by mu)
+	reaped  uint64     // of those, how many are known deleted (guarded by mu)
+	lastErr error      // last group delete failure, reported by flush (guarded by mu)
+	closed  bool       // guarded by mu
+	done    chan struct{}
+}
+
+func newReaper(host *netnsutil.NS) (*reaper, error) {
+	h, err := netlink.NewHandleAt(host.Handle())
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle for veth reaper: %w", err)
+	}
+	var sock *nl.NetlinkSocket
+	// A netlink socket belongs to the namespace it was created in.
+	err = host.Do(func() error {
+		var err error
+		sock, err = nl.Subscribe(unix.NETLINK_ROUTE)
+		return err
+	})
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netlink socket for veth reaper: %w", err)
+	}
+	r := &reaper{nl: h, sock: sock, sh: &nl.SocketHandle{Socket: sock}, done: make(chan struct{})}
+	r.cond = sync.NewCond(&r.mu)
+	go r.loop()
+	return r, nil
+}
+
+// retire takes the link with index down and queues it for deletion. A link
+// already gone is not an error.
+func (r *reaper) retire(index int) error {
+	l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
+	if err := r.nl.LinkSetDown(l); err != nil {
+		return ignoreGone(err)
+	}
+	if err := r.nl.LinkSetGroup(l, reapGroup); err != nil {
+		return ignoreGone(err)
+	}
+	r.mu.Lock()
+	r.queued++
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	return nil
+}
+
+// flush waits until every link retired before the call is deleted.
+func (r *reaper) flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	target := r.queued
+	for r.reaped < target && !r.closed {
+		r.cond.Wait()
+	}
+	return r.lastErr
+}
+
+// close deletes what is queued, stops the loop and releases the sockets.
+func (r *reaper) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	<-r.done
+	r.sock.Close()
+	r.nl.Close()
+}
+
+func (r *reaper) loop() {
+	defer close(r.done)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		for r.reaped == r.queued && !r.closed {
+			r.cond.Wait()
+		}
+		if r.reaped == r.queued && r.closed {
+			return
+		}
+		// Links retired after this snapshot may go in the same request;
+		// the next round's delete then finds nothing, which is fine.
+		target := r.queued
+		r.mu.Unlock()
+		err := r.deleteGroup()
+		r.mu.Lock()
+		r.lastErr = err
+		r.reaped = target
+		r.cond.Broadcast()
+	}
+}
+
+// deleteGroup deletes every link in reapGroup with one RTM_DELLINK. The
+// netlink library only deletes by index, hence the raw request.
+func (r *reaper) deleteGroup() error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: r.sh}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	if err == nil || errors.Is(err, unix.ENODEV) {
+		return nil // ENODEV: the group was empty
+	}
+	return fmt.Errorf("deleting retired veths: %w", err)
+}
