@@ -40,7 +40,10 @@ test: deps vet fmt-check
 # run again and again.
 example: deps
 	$(GO) build -o /tmp/opencnm-readme-example ./cmd/readme-example
-	unshare --net --mount --propagation private sh -c 'ip link set lo up && /tmp/opencnm-readme-example'
+	mkdir -p /run/libnetwork /var/lib/libnetwork
+	unshare --net --mount --propagation private sh -c '\
+		mount -t tmpfs tmpfs /run/libnetwork && mount -t tmpfs tmpfs /var/lib/libnetwork && \
+		ip link set lo up && /tmp/opencnm-readme-example && /tmp/opencnm-readme-example'
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... 

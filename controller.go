@@ -1,0 +1,290 @@
+/*
+Package libnetwork is an embeddable implementation of the Container Network
+Model: a Controller owns drivers and IPAM; Networks create Endpoints;
+Endpoints join Sandboxes (network namespaces).
+
+Lock order, outermost first:
+
+	Sandbox.opMu   serialises the slow work (join, leave, delete, SetKey) of one sandbox
+	Controller.mu  guards the in-memory model: the network and sandbox maps and
+	               every mutable field of Network, Endpoint and Sandbox
+
+Controller.mu is never held across a driver, IPAM, kernel or store call;
+operations claim what they change under it (a name, an endpoint's sandbox),
+do the slow work unlocked, and roll the claim back on failure.
+*/
+package libnetwork
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/ipamapi"
+	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/store"
+	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+)
+
+// NetworkWalker is called for each network; returning true stops the walk.
+type NetworkWalker func(nw *Network) bool
+
+// SandboxWalker is called for each sandbox; returning true stops the walk.
+type SandboxWalker func(sb *Sandbox) bool
+
+// Controller owns the drivers, IPAM drivers, networks and sandboxes of one
+// host network namespace.
+type Controller struct {
+	id     string
+	cfg    *config.Config
+	host   *netnsutil.NS   // the namespace treated as the host
+	hostNL *netlink.Handle // netlink handle inside host
+	store  store.Store
+	drv    *registry
+
+	mu        sync.Mutex
+	networks  map[string]*Network // by ID; guarded by mu
+	netNames  map[string]string   // name -> ID, including networks being created; guarded by mu
+	sandboxes map[string]*Sandbox // by ID; guarded by mu
+	defaultSb *osl.Sandbox        // host-namespace sandbox shared by OptionUseDefaultSandbox; guarded by mu
+	defaultN  int                 // users of defaultSb; guarded by mu
+	stopped   bool                // guarded by mu
+}
+
+// New returns a controller configured by opts.
+func New(opts ...config.Option) (*Controller, error) {
+	cfg := config.New(opts...)
+	c := &Controller{
+		id:        generateID(),
+		cfg:       cfg,
+		networks:  map[string]*Network{},
+		netNames:  map[string]string{},
+		sandboxes: map[string]*Sandbox{},
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			c.release()
+		}
+	}()
+
+	var err error
+	if cfg.HostNetNS == "" {
+		c.host, err = netnsutil.Current()
+	} else {
+		c.host, err = netnsutil.Open(cfg.HostNetNS)
+	}
+	if err != nil {
+		return nil, types.Wrapf(err, "opening host network namespace")
+	}
+	if c.hostNL, err = netlink.NewHandleAt(c.host.Handle()); err != nil {
+		if cfg.HostNetNS != "" {
+			return nil, types.Wrapf(err, "opening netlink in host namespace %s", cfg.HostNetNS)
+		}
+		// Entering even our own namespace needs CAP_SYS_ADMIN; unprivileged
+		// callers still get a handle on the namespace they run in.
+		if c.hostNL, err = netlink.NewHandle(); err != nil {
+			return nil, types.Wrapf(err, "opening netlink")
+		}
+	}
+	c.store = store.NewMemory()
+	if c.drv, err = newRegistry(c); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// release frees what New acquired; used by Stop and by a failed New.
+func (c *Controller) release() {
+	if c.drv != nil {
+		c.drv.close()
+	}
+	if c.store != nil {
+		c.store.Close()
+	}
+	if c.hostNL != nil {
+		c.hostNL.Close()
+	}
+	if c.host != nil {
+		c.host.Close()
+	}
+}
+
+// ID returns the controller's random ID.
+func (c *Controller) ID() string { return c.id }
+
+// Config returns a copy of the controller's configuration.
+func (c *Controller) Config() config.Config { return *c.cfg }
+
+// BuiltinDrivers returns the names of the network drivers built in.
+func (c *Controller) BuiltinDrivers() []string { return c.drv.builtinDrivers() }
+
+// BuiltinIPAMDrivers returns the names of the IPAM drivers built in.
+func (c *Controller) BuiltinIPAMDrivers() []string { return c.drv.builtinIPAMs() }
+
+// Networks returns the controller's networks, sorted by name.
+func (c *Controller) Networks() []*Network {
+	c.mu.Lock()
+	list := make([]*Network, 0, len(c.networks))
+	for _, n := range c.networks {
+		if !n.deleting {
+			list = append(list, n)
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+	return list
+}
+
+// WalkNetworks calls walker for each network until it returns true.
+func (c *Controller) WalkNetworks(walker NetworkWalker) {
+	for _, n := range c.Networks() {
+		if walker(n) {
+			return
+		}
+	}
+}
+
+// NetworkByName returns the network called name.
+func (c *Controller) NetworkByName(name string) (*Network, error) {
+	if name == "" {
+		return nil, ErrInvalidName(name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.networks[c.netNames[name]]; ok && !n.deleting {
+		return n, nil
+	}
+	return nil, ErrNoSuchNetwork(name)
+}
+
+// NetworkByID returns the network with the given ID.
+func (c *Controller) NetworkByID(id string) (*Network, error) {
+	if id == "" {
+		return nil, ErrInvalidID(id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.networks[id]; ok && !n.deleting {
+		return n, nil
+	}
+	return nil, ErrNoSuchNetwork(id)
+}
+
+// Sandboxes returns the controller's sandboxes, sorted by ID.
+func (c *Controller) Sandboxes() []*Sandbox {
+	c.mu.Lock()
+	list := make([]*Sandbox, 0, len(c.sandboxes))
+	for _, sb := range c.sandboxes {
+		list = append(list, sb)
+	}
+	c.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
+	return list
+}
+
+// WalkSandboxes calls walker for each sandbox until it returns true.
+func (c *Controller) WalkSandboxes(walker SandboxWalker) {
+	for _, sb := range c.Sandboxes() {
+		if walker(sb) {
+			return
+		}
+	}
+}
+
+// SandboxByID returns the sandbox with the given ID.
+func (c *Controller) SandboxByID(id string) (*Sandbox, error) {
+	if id == "" {
+		return nil, ErrInvalidID(id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sb, ok := c.sandboxes[id]; ok {
+		return sb, nil
+	}
+	return nil, ErrNoSuchSandbox(id)
+}
+
+// SandboxContainerWalker returns a walker that stores in *out the sandbox
+// of containerID.
+func SandboxContainerWalker(out **Sandbox, containerID string) SandboxWalker {
+	return func(sb *Sandbox) bool {
+		if sb.ContainerID() == containerID {
+			*out = sb
+			return true
+		}
+		return false
+	}
+}
+
+// SandboxKeyWalker returns a walker that stores in *out the sandbox whose
+// Key is key.
+func SandboxKeyWalker(out **Sandbox, key string) SandboxWalker {
+	return func(sb *Sandbox) bool {
+		if sb.Key() == key {
+			*out = sb
+			return true
+		}
+		return false
+	}
+}
+
+// SandboxDestroy deletes the sandbox of containerID (a container ID, not a
+// sandbox ID, as upstream). No such sandbox is not an error.
+func (c *Controller) SandboxDestroy(containerID string) error {
+	var sb *Sandbox
+	c.WalkSandboxes(SandboxContainerWalker(&sb, containerID))
+	if sb == nil {
+		return nil
+	}
+	return sb.Delete()
+}
+
+// Stop releases the controller's resources (store, driver handles). Networks
+// and sandboxes are left as they are, for a later controller to restore.
+func (c *Controller) Stop() {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	c.stopped = true
+	c.mu.Unlock()
+	c.release()
+}
+
+// driver returns the driver for networkType, discovering a plugin if no
+// driver of that name is registered yet.
+func (c *Controller) driver(networkType string) (*driverEntry, error) {
+	return c.drv.driver(networkType)
+}
+
+func (c *Controller) ipamDriver(name string) (*ipamEntry, error) {
+	return c.drv.ipam(name)
+}
+
+var _ = ipamapi.DefaultIPAM
+
+// generateID returns 64 random hex characters, like Docker's IDs.
+func generateID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("reading random bytes: %v", err)) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// driverScope is the data scope of a network's driver.
+func (e *driverEntry) scope() string {
+	if e.cap.DataScope == "" {
+		return driverapi.LocalScope
+	}
+	return e.cap.DataScope
+}

@@ -1,0 +1,358 @@
+package libnetwork
+
+import (
+	"errors"
+	"maps"
+	"net"
+	"net/netip"
+
+	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/ipamapi"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Endpoint is a network attachment that can join one sandbox at a time.
+type Endpoint struct {
+	network *Network
+	id      string
+	name    string
+
+	// Set at creation, read-only afterwards.
+	iface              endpointIface
+	generic            map[string]any
+	exposedPorts       []types.TransportPort
+	portMapping        []types.PortBinding
+	myAliases          []string
+	disableResolution  bool
+	prefIPv4, prefIPv6 net.IP
+	ipamOptions        map[string]string
+	optErr             error
+
+	// Per-call options (JoinOptionPriority, CreateOptionAlias) land here
+	// while an option list is applied, under the sandbox's opMu.
+	joinPrio    int
+	joinAliases map[string]string
+
+	sandboxID string     // guarded by network.ctrl.mu; "" when not joined
+	join      *joinState // guarded by network.ctrl.mu; nil when not joined
+	deleting  bool       // guarded by network.ctrl.mu
+}
+
+type endpointIface struct {
+	mac      net.HardwareAddr
+	addr     *net.IPNet
+	addrv6   *net.IPNet
+	v4PoolID string
+	v6PoolID string
+}
+
+// CreateEndpoint creates an endpoint called name on the network, with its
+// addresses allocated from the network's pools.
+func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (*Endpoint, error) {
+	if !config.IsValidName(name) {
+		return nil, ErrInvalidName(name)
+	}
+	c := n.ctrl
+	ep := &Endpoint{network: n, id: generateID(), name: name, generic: map[string]any{}}
+	ep.apply(opts)
+	if ep.optErr != nil {
+		return nil, ep.optErr
+	}
+	if v, ok := ep.generic[netlabel.MacAddress]; ok {
+		mac, ok := v.(net.HardwareAddr)
+		if !ok || len(mac) != 6 {
+			return nil, types.BadRequestErrorf("invalid MAC address option %v for endpoint %s", v, name)
+		}
+		ep.iface.mac = types.GetMacCopy(mac)
+	}
+
+	c.mu.Lock()
+	if cur, ok := c.networks[n.id]; !ok || cur != n || n.deleting {
+		c.mu.Unlock()
+		return nil, ErrNoSuchNetwork(n.name)
+	}
+	if _, taken := n.epNames[name]; taken {
+		c.mu.Unlock()
+		return nil, types.ForbiddenErrorf("endpoint with name %s already exists in network %s", name, n.name)
+	}
+	n.epNames[name] = ep.id
+	c.mu.Unlock()
+
+	var undo undoStack
+	ok := false
+	defer func() {
+		if !ok {
+			undo.run()
+		}
+	}()
+	undo.push(func() {
+		c.mu.Lock()
+		delete(n.epNames, name)
+		c.mu.Unlock()
+	})
+
+	if !n.special() {
+		if err := ep.assignAddresses(&undo); err != nil {
+			return nil, err
+		}
+	}
+	req := driverapi.CreateEndpointRequest{
+		NetworkID: n.id, EndpointID: ep.id, Options: maps.Clone(ep.generic),
+		Interface: driverapi.Interface{MacAddress: types.GetMacCopy(ep.iface.mac),
+			Address: types.GetIPNetCopy(ep.iface.addr), AddressIPv6: types.GetIPNetCopy(ep.iface.addrv6)},
+	}
+	got, err := n.driver.d.CreateEndpoint(req)
+	if err != nil {
+		return nil, types.Wrapf(err, "creating endpoint %s on network %s", name, n.name)
+	}
+	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+	if err := ep.mergeDriverInterface(got); err != nil {
+		return nil, err
+	}
+	if err := c.persistEndpoint(ep); err != nil {
+		return nil, err
+	}
+
+	c.mu.Lock()
+	n.endpoints[ep.id] = ep
+	c.mu.Unlock()
+	ok = true
+	return ep, nil
+}
+
+// mergeDriverInterface takes the fields a driver chose; a driver may only
+// fill what was left empty.
+func (ep *Endpoint) mergeDriverInterface(got *driverapi.Interface) error {
+	if got == nil {
+		return nil
+	}
+	if got.MacAddress != nil {
+		if ep.iface.mac != nil && ep.iface.mac.String() != got.MacAddress.String() {
+			return types.ForbiddenErrorf("driver tried to change MAC address of endpoint %s", ep.name)
+		}
+		ep.iface.mac = types.GetMacCopy(got.MacAddress)
+	}
+	if got.Address != nil {
+		if ep.iface.addr != nil && !types.CompareIPNet(ep.iface.addr, got.Address) {
+			return types.ForbiddenErrorf("driver tried to change IPv4 address of endpoint %s", ep.name)
+		}
+		ep.iface.addr = types.GetIPNetCopy(got.Address)
+	}
+	if got.AddressIPv6 != nil {
+		if ep.iface.addrv6 != nil && !types.CompareIPNet(ep.iface.addrv6, got.AddressIPv6) {
+			return types.ForbiddenErrorf("driver tried to change IPv6 address of endpoint %s", ep.name)
+		}
+		ep.iface.addrv6 = types.GetIPNetCopy(got.AddressIPv6)
+	}
+	return nil
+}
+
+// assignAddresses gets the endpoint's IPv4 (and, on IPv6 networks, IPv6)
+// address from the network's pools, trying the next pool only when one is full.
+func (ep *Endpoint) assignAddresses(undo *undoStack) error {
+	n := ep.network
+	addr, pool, err := ep.requestAddress(n.ipamV4Info, ep.prefIPv4, undo)
+	if err != nil {
+		return err
+	}
+	ep.iface.addr, ep.iface.v4PoolID = addr, pool
+	if !n.enableIPv6 {
+		return nil
+	}
+	addr, pool, err = ep.requestAddress(n.ipamV6Info, ep.prefIPv6, undo)
+	if err != nil {
+		return err
+	}
+	ep.iface.addrv6, ep.iface.v6PoolID = addr, pool
+	return nil
+}
+
+func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoStack) (*net.IPNet, string, error) {
+	n := ep.network
+	want := ipToAddr(prefer)
+	opts := maps.Clone(ep.ipamOptions)
+	if n.ipam.ipam.Capabilities().RequiresMACAddress && ep.iface.mac != nil {
+		if opts == nil {
+			opts = map[string]string{}
+		}
+		opts[netlabel.MacAddress] = ep.iface.mac.String()
+	}
+	var lastErr error
+	for _, info := range infos {
+		if want.IsValid() && !ipNetToPrefix(info.Pool).Contains(want) {
+			continue
+		}
+		got, _, err := n.ipam.ipam.RequestAddress(info.PoolID, want, opts)
+		if err != nil {
+			lastErr = err
+			if errors.Is(err, ipamapi.ErrNoAvailableIPs) && !want.IsValid() {
+				continue
+			}
+			return nil, "", types.Wrapf(err, "allocating address for endpoint %s on network %s", ep.name, n.name)
+		}
+		if !got.IsValid() {
+			return nil, "", nil // the pool hands out no addresses (null IPAM)
+		}
+		pool := info.PoolID
+		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, got.Addr()) })
+		return prefixToIPNet(got), pool, nil
+	}
+	if want.IsValid() && lastErr == nil {
+		return nil, "", types.BadRequestErrorf("requested address %s for endpoint %s is outside every pool of network %s", want, ep.name, n.name)
+	}
+	if lastErr == nil {
+		return nil, "", nil
+	}
+	return nil, "", types.Wrapf(lastErr, "no available addresses for endpoint %s on network %s", ep.name, n.name)
+}
+
+func (ep *Endpoint) releaseAddresses() {
+	n := ep.network
+	if n.ipam == nil {
+		return
+	}
+	if ep.iface.addr != nil && ep.iface.v4PoolID != "" {
+		_ = n.ipam.ipam.ReleaseAddress(ep.iface.v4PoolID, ipToAddr(ep.iface.addr.IP))
+	}
+	if ep.iface.addrv6 != nil && ep.iface.v6PoolID != "" {
+		_ = n.ipam.ipam.ReleaseAddress(ep.iface.v6PoolID, ipToAddr(ep.iface.addrv6.IP))
+	}
+}
+
+// ID returns the endpoint's ID.
+func (ep *Endpoint) ID() string { return ep.id }
+
+// Name returns the endpoint's name.
+func (ep *Endpoint) Name() string { return ep.name }
+
+// Network returns the name of the endpoint's network.
+func (ep *Endpoint) Network() string { return ep.network.name }
+
+// Delete removes the endpoint and releases its addresses. A joined endpoint
+// is refused with ActiveContainerError unless force is set, in which case it
+// leaves its sandbox first. Deleting an endpoint already gone succeeds.
+func (ep *Endpoint) Delete(force bool) error {
+	n := ep.network
+	c := n.ctrl
+	c.mu.Lock()
+	if cur, ok := n.endpoints[ep.id]; !ok || cur != ep || ep.deleting {
+		c.mu.Unlock()
+		return nil
+	}
+	sbID := ep.sandboxID
+	c.mu.Unlock()
+	if sbID != "" {
+		if !force {
+			return &ActiveContainerError{name: ep.name, id: ep.id}
+		}
+		if sb, err := c.SandboxByID(sbID); err == nil {
+			_ = ep.Leave(sb)
+		}
+	}
+
+	c.mu.Lock()
+	if ep.sandboxID != "" && !force {
+		c.mu.Unlock()
+		return &ActiveContainerError{name: ep.name, id: ep.id}
+	}
+	ep.deleting = true
+	c.mu.Unlock()
+
+	if err := n.driver.d.DeleteEndpoint(n.id, ep.id); err != nil && !types.IsNotFound(err) && !force {
+		c.mu.Lock()
+		ep.deleting = false
+		c.mu.Unlock()
+		return types.Wrapf(err, "deleting endpoint %s", ep.name)
+	}
+	ep.releaseAddresses()
+	_ = c.unpersist(kindEndpoint, ep.id)
+	c.mu.Lock()
+	delete(n.endpoints, ep.id)
+	delete(n.epNames, ep.name)
+	c.mu.Unlock()
+	return nil
+}
+
+// DriverInfo returns the driver's operational data for the endpoint: for
+// the bridge, netlabel.MacAddress, netlabel.PortMap and netlabel.ExposedPorts.
+func (ep *Endpoint) DriverInfo() (map[string]any, error) {
+	n := ep.network
+	info, err := n.driver.d.EndpointOperInfo(n.id, ep.id)
+	if err != nil {
+		return nil, types.Wrapf(err, "getting driver info of endpoint %s", ep.name)
+	}
+	if info == nil {
+		info = map[string]any{}
+	}
+	if _, ok := info[netlabel.MacAddress]; !ok && ep.iface.mac != nil {
+		info[netlabel.MacAddress] = types.GetMacCopy(ep.iface.mac)
+	}
+	return info, nil
+}
+
+// InterfaceInfo is an endpoint's interface as allocated.
+type InterfaceInfo interface {
+	MacAddress() net.HardwareAddr
+	Address() *net.IPNet
+	AddressIPv6() *net.IPNet
+}
+
+// EndpointInfo is a snapshot of an endpoint's state.
+type EndpointInfo interface {
+	Iface() InterfaceInfo
+	Gateway() net.IP
+	GatewayIPv6() net.IP
+	StaticRoutes() []*types.StaticRoute
+	Sandbox() *Sandbox
+}
+
+type ifaceSnapshot struct {
+	mac          net.HardwareAddr
+	addr, addrv6 *net.IPNet
+}
+
+func (i *ifaceSnapshot) MacAddress() net.HardwareAddr { return types.GetMacCopy(i.mac) }
+func (i *ifaceSnapshot) Address() *net.IPNet          { return types.GetIPNetCopy(i.addr) }
+func (i *ifaceSnapshot) AddressIPv6() *net.IPNet      { return types.GetIPNetCopy(i.addrv6) }
+
+type epInfoSnapshot struct {
+	iface   *ifaceSnapshot
+	gw, gw6 net.IP
+	routes  []*types.StaticRoute
+	sandbox *Sandbox
+}
+
+func (s *epInfoSnapshot) Iface() InterfaceInfo { return s.iface }
+func (s *epInfoSnapshot) Gateway() net.IP      { return types.GetIPCopy(s.gw) }
+func (s *epInfoSnapshot) GatewayIPv6() net.IP  { return types.GetIPCopy(s.gw6) }
+func (s *epInfoSnapshot) Sandbox() *Sandbox    { return s.sandbox }
+func (s *epInfoSnapshot) StaticRoutes() []*types.StaticRoute {
+	out := make([]*types.StaticRoute, 0, len(s.routes))
+	for _, r := range s.routes {
+		out = append(out, r.GetCopy())
+	}
+	return out
+}
+
+// Info returns a snapshot of the endpoint: addresses always, gateway and
+// sandbox once joined.
+func (ep *Endpoint) Info() EndpointInfo {
+	c := ep.network.ctrl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := &epInfoSnapshot{iface: &ifaceSnapshot{mac: ep.iface.mac, addr: ep.iface.addr, addrv6: ep.iface.addrv6}}
+	if ep.join != nil {
+		s.gw, s.gw6, s.routes = ep.join.gw, ep.join.gw6, ep.join.routes
+		s.sandbox = c.sandboxes[ep.sandboxID]
+	}
+	return s
+}
+
+func addrOf(n *net.IPNet) netip.Addr {
+	if n == nil {
+		return netip.Addr{}
+	}
+	return ipToAddr(n.IP)
+}

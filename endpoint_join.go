@@ -1,0 +1,332 @@
+package libnetwork
+
+import (
+	"errors"
+	"net"
+
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// joinState is what a join decided for an endpoint.
+type joinState struct {
+	gw, gw6   net.IP
+	routes    []*types.StaticRoute
+	noGwSvc   bool
+	srcName   string // host-side link the sandbox moved in ("" if the driver made it inside)
+	dstPrefix string
+	dstName   string // name inside the sandbox ("" until populated, or when there is no interface)
+}
+
+// hasIface reports whether the join gave the sandbox an interface.
+func (js *joinState) hasIface() bool { return js.dstName != "" || js.srcName != "" }
+
+// Join attaches the endpoint to sb: the driver wires an interface into the
+// sandbox's namespace, which gets the endpoint's addresses and routes; the
+// sandbox's default gateway moves to the best endpoint. A second join is
+// refused with a Forbidden error; a failed join leaves nothing behind.
+func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
+	if sb == nil || sb.ctrl != ep.network.ctrl {
+		return ErrInvalidJoin{}
+	}
+	// Join options apply to this join only; parse them apart from ep.
+	scratch := &Endpoint{generic: map[string]any{}}
+	scratch.apply(opts)
+	if scratch.optErr != nil {
+		return scratch.optErr
+	}
+	n := ep.network
+	c := n.ctrl
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+
+	c.mu.Lock()
+	switch {
+	case sb.deleting || c.sandboxes[sb.id] != sb:
+		c.mu.Unlock()
+		return types.ForbiddenErrorf("sandbox %s is deleted", sb.id[:12])
+	case ep.deleting || n.endpoints[ep.id] != ep:
+		c.mu.Unlock()
+		return ErrNoSuchEndpoint(ep.name)
+	case ep.sandboxID != "":
+		other := ep.sandboxID
+		c.mu.Unlock()
+		return types.ForbiddenErrorf("endpoint %s is already joined to sandbox %s", ep.name, other[:12])
+	}
+	ep.sandboxID = sb.id
+	osSbox := sb.osSbox
+	c.mu.Unlock()
+
+	var undo undoStack
+	ok := false
+	defer func() {
+		if !ok {
+			undo.run()
+		}
+	}()
+	undo.push(func() {
+		c.mu.Lock()
+		ep.sandboxID = ""
+		c.mu.Unlock()
+	})
+
+	var reserved []string
+	req := driverapi.JoinRequest{NetworkID: n.id, EndpointID: ep.id, Options: sb.cfg.labels()}
+	if osSbox != nil {
+		req.SandboxKey = osSbox.Key()
+		req.IfaceName = func(prefix string) string {
+			name := osSbox.ReserveName(prefix)
+			reserved = append(reserved, name)
+			return name
+		}
+	}
+	res, err := n.driver.d.Join(req)
+	undo.push(func() {
+		for _, name := range reserved {
+			osSbox.ReleaseName(name)
+		}
+	})
+	if err != nil {
+		return types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
+	}
+	undo.push(func() { _ = n.driver.d.Leave(n.id, ep.id) })
+
+	js := &joinState{gw: res.Gateway, gw6: res.GatewayIPv6, noGwSvc: res.DisableGatewayService,
+		srcName: res.SrcName, dstPrefix: res.DstPrefix, dstName: res.DstName}
+	for _, r := range res.StaticRoutes {
+		js.routes = append(js.routes, r.GetCopy())
+	}
+	if n.internal {
+		js.gw, js.gw6 = nil, nil // internal networks give no way out
+	}
+	c.mu.Lock()
+	ep.join = js
+	c.mu.Unlock()
+	undo.push(func() {
+		c.mu.Lock()
+		ep.join = nil
+		c.mu.Unlock()
+	})
+	if osSbox != nil {
+		if err := sb.populate(osSbox, ep); err != nil {
+			return err
+		}
+		undo.push(func() { _ = sb.depopulate(osSbox, ep, false) })
+	}
+
+	c.mu.Lock()
+	sb.endpoints = append(sb.endpoints, ep)
+	sb.prio[ep.id] = scratch.joinPrio
+	if scratch.joinAliases != nil {
+		sb.aliases[ep.id] = scratch.joinAliases
+	}
+	sb.sortEndpointsLocked()
+	c.mu.Unlock()
+	undo.push(func() {
+		c.mu.Lock()
+		sb.removeEndpointLocked(ep)
+		c.mu.Unlock()
+		_ = sb.updateGateway()
+	})
+	if err := sb.updateGateway(); err != nil {
+		return err
+	}
+	if err := sb.joinDNS(ep); err != nil {
+		return err
+	}
+	if err := c.persistEndpoint(ep); err != nil {
+		return err
+	}
+	ok = true
+	return c.persistSandbox(sb)
+}
+
+// populate puts the endpoint's interface into s with its addresses and routes.
+func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
+	c := sb.ctrl
+	c.mu.Lock()
+	js := ep.join
+	c.mu.Unlock()
+	if js == nil || !js.hasIface() {
+		return nil
+	}
+	dst := js.dstName
+	if dst == "" {
+		prefix := js.dstPrefix
+		if prefix == "" {
+			prefix = "eth"
+		}
+		dst = s.ReserveName(prefix)
+	}
+	cfg := osl.InterfaceConfig{
+		SrcName: js.srcName, HostNS: c.host, DstName: dst, MacAddress: ep.iface.mac,
+		Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6,
+	}
+	if err := s.AddInterface(c.hostNL, cfg); err != nil {
+		if js.dstName == "" {
+			s.ReleaseName(dst)
+		}
+		return types.Wrapf(err, "adding interface of endpoint %s to sandbox %s", ep.name, sb.id[:12])
+	}
+	c.mu.Lock()
+	js.dstName = dst
+	c.mu.Unlock()
+	for i, r := range js.routes {
+		if err := s.AddStaticRoute(r, dst); err != nil {
+			for _, done := range js.routes[:i] {
+				_ = s.RemoveStaticRoute(done, dst)
+			}
+			_ = s.RemoveInterface(dst)
+			return types.Wrapf(err, "adding route %s of endpoint %s", r.Destination, ep.name)
+		}
+	}
+	return nil
+}
+
+// depopulate takes the endpoint's interface out of s; gone already is fine.
+// The interface is detached (down, renamed), not deleted: deleting a veth
+// costs the kernel ~25 ms, so the driver deletes it off the caller's path.
+// A link moved in from the host always goes back to its owner; one created
+// inside is left alone when the namespace is about to go (nsGoing).
+func (sb *Sandbox) depopulate(s *osl.Sandbox, ep *Endpoint, nsGoing bool) error {
+	c := sb.ctrl
+	c.mu.Lock()
+	js := ep.join
+	c.mu.Unlock()
+	if js == nil || js.dstName == "" || (nsGoing && js.srcName == "") {
+		return nil
+	}
+	// Routes through the interface go with it.
+	return s.DetachInterface(js.dstName)
+}
+
+// Leave detaches the endpoint from sb. Leaving a sandbox the endpoint is not
+// joined to is refused with a Forbidden error.
+func (ep *Endpoint) Leave(sb *Sandbox, opts ...EndpointOption) error {
+	if sb == nil || sb.ctrl != ep.network.ctrl {
+		return ErrInvalidJoin{}
+	}
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	c := sb.ctrl
+	c.mu.Lock()
+	joined := ep.sandboxID == sb.id
+	c.mu.Unlock()
+	if !joined {
+		return types.ForbiddenErrorf("endpoint %s is not joined to sandbox %s", ep.name, sb.id[:12])
+	}
+	return sb.leave(ep, false)
+}
+
+// leave undoes a join; the caller holds sb.opMu. Every step runs even if an
+// earlier one failed, so the endpoint always ends up detached. When the
+// sandbox's namespace is about to be destroyed (nsGoing) the interface is
+// left in it: the kernel takes it away with the namespace.
+func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
+	c := sb.ctrl
+	n := ep.network
+	c.mu.Lock()
+	if ep.sandboxID != sb.id {
+		c.mu.Unlock()
+		return nil
+	}
+	s := sb.osSbox
+	wasGateway := sb.gwEP == ep
+	sb.removeEndpointLocked(ep)
+	c.mu.Unlock()
+
+	var errs []error
+	if wasGateway {
+		if err := sb.updateGateway(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sb.leaveDNS(ep)
+	if s != nil {
+		if err := sb.depopulate(s, ep, nsGoing); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := n.driver.d.Leave(n.id, ep.id); err != nil && !types.IsNotFound(err) {
+		errs = append(errs, types.Wrapf(err, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))
+	}
+	c.mu.Lock()
+	ep.sandboxID = ""
+	ep.join = nil
+	c.mu.Unlock()
+	_ = c.persistEndpoint(ep)
+	_ = c.persistSandbox(sb)
+	return errors.Join(errs...)
+}
+
+// removeEndpointLocked drops ep from the sandbox's list. Caller holds ctrl.mu.
+func (sb *Sandbox) removeEndpointLocked(ep *Endpoint) {
+	for i, e := range sb.endpoints {
+		if e == ep {
+			sb.endpoints = append(sb.endpoints[:i], sb.endpoints[i+1:]...)
+			break
+		}
+	}
+	delete(sb.prio, ep.id)
+	delete(sb.aliases, ep.id)
+}
+
+// updateGateway moves the default route and external connectivity to the
+// endpoint that should now provide them. The caller holds sb.opMu.
+func (sb *Sandbox) updateGateway() error {
+	c := sb.ctrl
+	c.mu.Lock()
+	old, next := sb.gwEP, sb.gatewayEndpointLocked()
+	s := sb.osSbox
+	c.mu.Unlock()
+	if old == next {
+		return nil
+	}
+	if old != nil {
+		revokeExternal(old)
+		if s != nil {
+			_ = s.UnsetGateway()
+			_ = s.UnsetGatewayIPv6()
+		}
+	}
+	c.mu.Lock()
+	sb.gwEP = nil
+	c.mu.Unlock()
+	if next == nil {
+		return nil
+	}
+	c.mu.Lock()
+	gw, gw6 := next.join.gw, next.join.gw6
+	c.mu.Unlock()
+	if s != nil {
+		if err := s.SetGateway(gw); err != nil {
+			return types.Wrapf(err, "setting default gateway %s in sandbox %s", gw, sb.id[:12])
+		}
+		if gw6 != nil {
+			if err := s.SetGatewayIPv6(gw6); err != nil {
+				_ = s.UnsetGateway()
+				return types.Wrapf(err, "setting IPv6 default gateway %s in sandbox %s", gw6, sb.id[:12])
+			}
+		}
+	}
+	if ext, ok := next.network.driver.d.(driverapi.ExternalConnectivity); ok {
+		if err := ext.ProgramExternalConnectivity(next.network.id, next.id, sb.cfg.labels()); err != nil {
+			if s != nil {
+				_ = s.UnsetGateway()
+				_ = s.UnsetGatewayIPv6()
+			}
+			return types.Wrapf(err, "programming external connectivity of endpoint %s", next.name)
+		}
+	}
+	c.mu.Lock()
+	sb.gwEP = next
+	c.mu.Unlock()
+	return nil
+}
+
+func revokeExternal(ep *Endpoint) {
+	if ext, ok := ep.network.driver.d.(driverapi.ExternalConnectivity); ok {
+		_ = ext.RevokeExternalConnectivity(ep.network.id, ep.id)
+	}
+}

@@ -1,0 +1,203 @@
+package libnetwork
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/drivers/host"
+	"github.com/opencnm/libnetwork/drivers/null"
+	"github.com/opencnm/libnetwork/ipam"
+	"github.com/opencnm/libnetwork/ipamapi"
+	"github.com/opencnm/libnetwork/plugins"
+	"github.com/opencnm/libnetwork/types"
+)
+
+type driverEntry struct {
+	d       driverapi.Driver
+	cap     driverapi.Capability
+	builtin bool
+}
+
+type ipamEntry struct {
+	ipam    ipamapi.Ipam
+	builtin bool
+	local   string // default local address space
+	global  string // default global address space
+}
+
+// registry holds a controller's network and IPAM drivers: the built-in ones
+// from the start, plugins as they are first asked for.
+type registry struct {
+	c *Controller
+
+	plugins    *plugins.Registry
+	discoverMu sync.Mutex // serialises plugin discovery, which may wait on a socket
+
+	mu      sync.Mutex
+	drivers map[string]*driverEntry // guarded by mu
+	ipams   map[string]*ipamEntry   // guarded by mu
+}
+
+func newRegistry(c *Controller) (*registry, error) {
+	r := &registry{c: c, drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
+		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
+	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
+	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
+	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
+	br, err := bridge.New(c.host, c.cfg.DriverCfg["bridge"])
+	if err != nil {
+		return nil, types.Wrapf(err, "initialising the bridge driver")
+	}
+	r.drivers[br.Type()] = &driverEntry{d: br, cap: bridge.Capability(), builtin: true}
+
+	alloc, err := ipam.New(c.cfg.DefaultAddressPool)
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	if err := r.addIPAM(ipamapi.DefaultIPAM, alloc, true); err != nil {
+		r.close()
+		return nil, err
+	}
+	if err := r.addIPAM(ipamapi.NullIPAM, ipam.NewNull(), true); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *registry) addIPAM(name string, i ipamapi.Ipam, builtin bool) error {
+	local, global, err := i.GetDefaultAddressSpaces()
+	if err != nil {
+		return types.Wrapf(err, "getting default address spaces of IPAM driver %s", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.ipams[name]; ok && e.builtin {
+		return types.ForbiddenErrorf("IPAM driver %q is already registered", name)
+	}
+	r.ipams[name] = &ipamEntry{ipam: i, builtin: builtin, local: local, global: global}
+	return nil
+}
+
+// driver returns the driver of networkType, discovering a plugin of that
+// name when none is registered.
+func (r *registry) driver(networkType string) (*driverEntry, error) {
+	r.mu.Lock()
+	e, ok := r.drivers[networkType]
+	r.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	r.discoverMu.Lock()
+	defer r.discoverMu.Unlock()
+	r.mu.Lock()
+	e, ok = r.drivers[networkType]
+	r.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	e, err := r.discoverDriver(networkType)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.drivers[networkType] = e
+	r.mu.Unlock()
+	return e, nil
+}
+
+// ipam returns the IPAM driver called name ("" means the default).
+func (r *registry) ipam(name string) (*ipamEntry, error) {
+	if name == "" {
+		name = ipamapi.DefaultIPAM
+	}
+	r.mu.Lock()
+	e, ok := r.ipams[name]
+	r.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	r.discoverMu.Lock()
+	defer r.discoverMu.Unlock()
+	r.mu.Lock()
+	e, ok = r.ipams[name]
+	r.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	i, err := r.discoverIPAM(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.addIPAM(name, i, false); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ipams[name], nil
+}
+
+func (r *registry) builtinDrivers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var names []string
+	for n, e := range r.drivers {
+		if e.builtin {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (r *registry) builtinIPAMs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var names []string
+	for n, e := range r.ipams {
+		if e.builtin {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// close releases drivers and plugin connections.
+func (r *registry) close() {
+	r.plugins.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.drivers {
+		if cl, ok := e.d.(driverapi.Closer); ok {
+			cl.Close()
+		}
+	}
+}
+
+// RegisterDriver adds an in-process network driver of type name. A name
+// held by a built-in driver cannot be taken.
+func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability driverapi.Capability) error {
+	if name == "" || d == nil {
+		return types.BadRequestErrorf("registering driver %q: name and driver are required", name)
+	}
+	r := c.drv
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.drivers[name]; ok && e.builtin {
+		return types.ForbiddenErrorf("driver %q is built in and cannot be replaced", name)
+	}
+	r.drivers[name] = &driverEntry{d: d, cap: capability}
+	return nil
+}
+
+// RegisterIpamDriver adds an in-process IPAM driver called name.
+func (c *Controller) RegisterIpamDriver(name string, i ipamapi.Ipam) error {
+	if name == "" || i == nil {
+		return types.BadRequestErrorf("registering IPAM driver %q: name and driver are required", name)
+	}
+	return c.drv.addIPAM(name, i, false)
+}

@@ -1,0 +1,392 @@
+package libnetwork
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Sandbox is a container's network stack: a network namespace with the
+// interfaces of the endpoints joined to it, and its resolv.conf and hosts.
+type Sandbox struct {
+	ctrl        *Controller
+	id          string
+	containerID string
+	key         string
+
+	// opMu serialises this sandbox's slow operations (join, leave, delete,
+	// SetKey, Refresh); it is taken before ctrl.mu, never after.
+	opMu sync.Mutex
+	cfg  sandboxConfig // replaced only by Refresh, under opMu
+	dns  dnsState      // hosts and resolv.conf; under opMu
+
+	osSbox    *osl.Sandbox                 // guarded by ctrl.mu; nil until SetKey for an external key
+	endpoints []*Endpoint                  // joined endpoints in priority order; guarded by ctrl.mu
+	prio      map[string]int               // endpoint ID -> JoinOptionPriority; guarded by ctrl.mu
+	aliases   map[string]map[string]string // endpoint ID -> alias -> name; guarded by ctrl.mu
+	gwEP      *Endpoint                    // endpoint providing the default gateway; guarded by ctrl.mu
+	deleting  bool                         // guarded by ctrl.mu
+}
+
+// NewSandbox creates the sandbox of containerID: a new network namespace
+// (or the host's with OptionUseDefaultSandbox, or none until SetKey with
+// OptionUseExternalKey) and its DNS files.
+func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*Sandbox, error) {
+	if strings.TrimSpace(containerID) == "" {
+		return nil, InvalidContainerIDError(containerID)
+	}
+	sb := &Sandbox{ctrl: c, id: generateID(), containerID: containerID,
+		prio: map[string]int{}, aliases: map[string]map[string]string{}}
+	sb.cfg.apply(opts)
+	if sb.cfg.optErr != nil {
+		return nil, sb.cfg.optErr
+	}
+	if sb.cfg.useDefaultSandbox {
+		sb.key = filepath.Join(c.cfg.ExecRoot, "netns", "default")
+	} else {
+		sb.key = filepath.Join(c.cfg.ExecRoot, "netns", sb.id[:12])
+	}
+
+	c.mu.Lock()
+	for _, other := range c.sandboxes {
+		if other.containerID == containerID {
+			c.mu.Unlock()
+			return nil, types.ForbiddenErrorf("container %s already has sandbox %s", containerID, other.id[:12])
+		}
+	}
+	// Registered at once (with no namespace yet) so a concurrent NewSandbox
+	// for the same container is refused; Delete undoes it on failure.
+	c.sandboxes[sb.id] = sb
+	c.mu.Unlock()
+
+	ok := false
+	defer func() {
+		if !ok {
+			c.mu.Lock()
+			delete(c.sandboxes, sb.id)
+			c.mu.Unlock()
+		}
+	}()
+	var undo undoStack
+	defer func() {
+		if !ok {
+			undo.run()
+		}
+	}()
+
+	if err := sb.setupDNSFiles(); err != nil {
+		return nil, err
+	}
+	undo.push(sb.removeDNSFiles)
+
+	var osSbox *osl.Sandbox
+	var err error
+	switch {
+	case sb.cfg.useDefaultSandbox:
+		osSbox, err = c.acquireDefaultSandbox(sb.key)
+	case sb.cfg.useExternalKey:
+	default:
+		osSbox, err = osl.New(sb.key)
+	}
+	if err != nil {
+		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)
+	}
+	if osSbox != nil {
+		undo.push(func() { sb.releaseOS(osSbox) })
+	}
+	if err := c.persistSandbox(sb); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	sb.osSbox = osSbox
+	c.mu.Unlock()
+	ok = true
+	return sb, nil
+}
+
+// acquireDefaultSandbox returns the sandbox of the host namespace, shared by
+// every sandbox made with OptionUseDefaultSandbox.
+func (c *Controller) acquireDefaultSandbox(key string) (*osl.Sandbox, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.defaultSb == nil {
+		// The controller's own handle keeps the host namespace reachable
+		// even if the thread New ran on is gone.
+		src := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), c.host.Fd())
+		s, err := osl.Adopt(key, src)
+		if err != nil {
+			return nil, err
+		}
+		c.defaultSb = s
+	}
+	c.defaultN++
+	return c.defaultSb, nil
+}
+
+// releaseOS gives up a sandbox's namespace: the shared host one when its
+// last user goes, its own at once.
+func (sb *Sandbox) releaseOS(s *osl.Sandbox) error {
+	c := sb.ctrl
+	if sb.cfg.useDefaultSandbox {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.defaultN--; c.defaultN > 0 || c.defaultSb == nil {
+			return nil
+		}
+		s, c.defaultSb = c.defaultSb, nil
+	}
+	return s.Destroy()
+}
+
+// ID returns the sandbox's ID.
+func (sb *Sandbox) ID() string { return sb.id }
+
+// ContainerID returns the ID of the container the sandbox belongs to.
+func (sb *Sandbox) ContainerID() string { return sb.containerID }
+
+// Key returns the path of the sandbox's network namespace,
+// <ExecRoot>/netns/<first 12 of the sandbox ID>.
+func (sb *Sandbox) Key() string { return sb.key }
+
+// Labels returns a copy of the sandbox's labels (OptionGeneric, port maps).
+func (sb *Sandbox) Labels() map[string]any {
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	return sb.cfg.labels()
+}
+
+// Endpoints returns the joined endpoints in priority order.
+func (sb *Sandbox) Endpoints() []*Endpoint {
+	sb.ctrl.mu.Lock()
+	defer sb.ctrl.mu.Unlock()
+	return append([]*Endpoint(nil), sb.endpoints...)
+}
+
+// Statistics returns per-interface counters keyed by in-sandbox name.
+func (sb *Sandbox) Statistics() (map[string]*types.InterfaceStatistics, error) {
+	sb.ctrl.mu.Lock()
+	s := sb.osSbox
+	sb.ctrl.mu.Unlock()
+	if s == nil {
+		return map[string]*types.InterfaceStatistics{}, nil
+	}
+	stats, err := s.Statistics()
+	if err != nil {
+		return nil, types.Wrapf(err, "reading interface statistics of sandbox %s", sb.id[:12])
+	}
+	return stats, nil
+}
+
+// Delete leaves and deletes every endpoint joined to the sandbox, then
+// removes its namespace and files. Deleting a sandbox already gone succeeds.
+func (sb *Sandbox) Delete() error {
+	c := sb.ctrl
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	c.mu.Lock()
+	if cur, ok := c.sandboxes[sb.id]; !ok || cur != sb || sb.deleting {
+		c.mu.Unlock()
+		return nil
+	}
+	sb.deleting = true
+	eps := append([]*Endpoint(nil), sb.endpoints...)
+	osSbox := sb.osSbox
+	c.mu.Unlock()
+
+	var errs []error
+	for _, ep := range eps {
+		if err := sb.leave(ep, osSbox != nil && !sb.cfg.useDefaultSandbox); err != nil {
+			errs = append(errs, err)
+		}
+		if err := ep.Delete(true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if osSbox != nil {
+		if err := sb.releaseOS(osSbox); err != nil {
+			errs = append(errs, types.Wrapf(err, "removing namespace of sandbox %s", sb.id[:12]))
+		}
+	}
+	sb.removeDNSFiles()
+	_ = c.unpersist(kindSandbox, sb.id)
+	c.mu.Lock()
+	delete(c.sandboxes, sb.id)
+	sb.osSbox = nil
+	c.mu.Unlock()
+	return joinErrors(errs)
+}
+
+// SetKey gives a sandbox made with OptionUseExternalKey its namespace:
+// path (such as /proc/PID/ns/net) is bind-mounted at Key() and the
+// interfaces of endpoints already joined are moved into it.
+func (sb *Sandbox) SetKey(path string) error {
+	if path == "" {
+		return types.BadRequestErrorf("invalid sandbox key %q", path)
+	}
+	c := sb.ctrl
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	c.mu.Lock()
+	switch {
+	case sb.deleting:
+		c.mu.Unlock()
+		return types.ForbiddenErrorf("sandbox %s is being deleted", sb.id[:12])
+	case sb.osSbox != nil:
+		c.mu.Unlock()
+		return types.ForbiddenErrorf("sandbox %s already has a network namespace", sb.id[:12])
+	}
+	eps := append([]*Endpoint(nil), sb.endpoints...)
+	c.mu.Unlock()
+
+	s, err := osl.Adopt(sb.key, path)
+	if err != nil {
+		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			for _, ep := range eps {
+				_ = sb.depopulate(s, ep, false)
+			}
+			_ = s.Destroy()
+		}
+	}()
+	for _, ep := range eps {
+		if err := sb.populate(s, ep); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	sb.osSbox = s
+	sb.gwEP = nil
+	c.mu.Unlock()
+	if err := sb.updateGateway(); err != nil {
+		c.mu.Lock()
+		sb.osSbox = nil
+		c.mu.Unlock()
+		return err
+	}
+	ok = true
+	return c.persistSandbox(sb)
+}
+
+// Refresh re-applies the sandbox's configuration with opts: every endpoint
+// leaves, the DNS files are rebuilt, and every endpoint joins again.
+func (sb *Sandbox) Refresh(opts ...SandboxOption) error {
+	sb.opMu.Lock()
+	c := sb.ctrl
+	c.mu.Lock()
+	eps := append([]*Endpoint(nil), sb.endpoints...)
+	prio := maps.Clone(sb.prio)
+	c.mu.Unlock()
+	var errs []error
+	for _, ep := range eps {
+		if err := sb.leave(ep, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var cfg sandboxConfig
+	cfg.apply(opts)
+	if cfg.optErr != nil {
+		errs = append(errs, cfg.optErr)
+	} else {
+		cfg.useDefaultSandbox, cfg.useExternalKey = sb.cfg.useDefaultSandbox, sb.cfg.useExternalKey
+		sb.cfg = cfg
+	}
+	if err := sb.setupDNSFiles(); err != nil {
+		errs = append(errs, err)
+	}
+	sb.opMu.Unlock()
+	for _, ep := range eps {
+		if err := ep.Join(sb, JoinOptionPriority(prio[ep.id])); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrors(errs)
+}
+
+// Rename gives every endpoint joined to the sandbox the name name (as
+// Docker does when a container is renamed). On a conflict nothing changes.
+func (sb *Sandbox) Rename(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return ErrInvalidName(name)
+	}
+	c := sb.ctrl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ep := range sb.endpoints {
+		if id, taken := ep.network.epNames[name]; taken && id != ep.id {
+			return types.ForbiddenErrorf("endpoint with name %s already exists in network %s", name, ep.network.name)
+		}
+	}
+	for _, ep := range sb.endpoints {
+		delete(ep.network.epNames, ep.name)
+		ep.name = name
+		ep.network.epNames[name] = ep.id
+	}
+	return nil
+}
+
+// sortEndpointsLocked orders sb.endpoints as upstream: higher priority
+// first, then non-internal networks, then endpoints with more gateways
+// (v4+v6, v6, v4, none), then by network name. Caller holds ctrl.mu.
+func (sb *Sandbox) sortEndpointsLocked() {
+	gwRank := func(ep *Endpoint) int {
+		r := 0
+		if ep.join != nil && ep.join.gw != nil {
+			r++
+		}
+		if ep.join != nil && ep.join.gw6 != nil {
+			r += 2
+		}
+		return r
+	}
+	sort.SliceStable(sb.endpoints, func(i, j int) bool {
+		a, b := sb.endpoints[i], sb.endpoints[j]
+		if pa, pb := sb.prio[a.id], sb.prio[b.id]; pa != pb {
+			return pa > pb
+		}
+		if a.network.internal != b.network.internal {
+			return !a.network.internal
+		}
+		if ra, rb := gwRank(a), gwRank(b); ra != rb {
+			return ra > rb
+		}
+		return a.network.name < b.network.name
+	})
+}
+
+// gatewayEndpointLocked is the first endpoint in order that provides an
+// IPv4 gateway. Caller holds ctrl.mu.
+func (sb *Sandbox) gatewayEndpointLocked() *Endpoint {
+	for _, ep := range sb.endpoints {
+		if ep.join != nil && ep.join.gw != nil && !ep.network.special() && !ep.network.internal {
+			return ep
+		}
+	}
+	return nil
+}
+
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return types.Wrapf(errs[0], "%d errors: %s", len(errs), strings.Join(msgs[1:], "; "))
+}
+
+var _ = net.IP(nil)
