@@ -194,12 +194,18 @@ func (fw *Firewall) Teardown() error {
 			t.del(r)
 		}
 	}
+	if err := fw.commitLocked(t.ops, false); err != nil {
+		return types.Wrapf(err, "tearing down firewall chains")
+	}
+	// A second script: iptables-nft refuses (EBUSY) to delete a chain in
+	// the same transaction that deleted the last jump into it.
+	var t2 tx
 	for _, c := range chains {
 		if fw.chains[c] {
-			t.delChain(c.fam, c.table, c.chain)
+			t2.delChain(c.fam, c.table, c.chain)
 		}
 	}
-	if err := fw.commitLocked(t.ops, false); err != nil {
+	if err := fw.commitLocked(t2.ops, false); err != nil {
 		return types.Wrapf(err, "tearing down firewall chains")
 	}
 	for _, fam := range fw.fams {

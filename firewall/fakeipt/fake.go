@@ -125,6 +125,7 @@ func (f *Fake) Restore(fam firewall.Family, script string) error {
 	var (
 		name string // current table, "" outside *table ... COMMIT
 		work table  // uncommitted copy of it
+		orig table  // the committed table, as the transaction started
 	)
 	for i, line := range strings.Split(script, "\n") {
 		line = strings.TrimSpace(line)
@@ -148,7 +149,7 @@ func (f *Fake) Restore(fam firewall.Family, script string) error {
 			if err != nil {
 				return fail(err)
 			}
-			name, work = line[1:], t.clone()
+			name, work, orig = line[1:], t.clone(), t
 		case line == "COMMIT":
 			if name == "" {
 				return fail(fmt.Errorf("COMMIT outside a table"))
@@ -166,7 +167,7 @@ func (f *Fake) Restore(fam firewall.Family, script string) error {
 			if err != nil {
 				return fail(err)
 			}
-			if err := apply(work, args); err != nil {
+			if err := apply(work, orig, args); err != nil {
 				return fail(err)
 			}
 		}
@@ -196,7 +197,10 @@ func declare(t table, decl string) error {
 	return nil
 }
 
-func apply(t table, args []string) error {
+// apply runs one command on t. orig is the table as committed before the
+// transaction: like iptables-nft, a chain still referenced there cannot be
+// deleted even if this transaction already deleted the reference.
+func apply(t, orig table, args []string) error {
 	if len(args) < 2 {
 		return fmt.Errorf("bad command %q", strings.Join(args, " "))
 	}
@@ -218,10 +222,12 @@ func apply(t table, args []string) error {
 		if len(c.rules) > 0 {
 			return fmt.Errorf("chain %s is not empty", name)
 		}
-		for other, oc := range t {
-			for _, r := range oc.rules {
-				if jumpTarget(r) == name {
-					return fmt.Errorf("chain %s is referenced from %s", name, other)
+		for _, tt := range []table{t, orig} {
+			for other, oc := range tt {
+				for _, r := range oc.rules {
+					if jumpTarget(r) == name {
+						return fmt.Errorf("chain %s is referenced from %s (device or resource busy)", name, other)
+					}
 				}
 			}
 		}
