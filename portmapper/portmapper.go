@@ -119,7 +119,7 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 }
 
 // UnmapPorts removes ep's rules, then closes its sockets and flushes the
-// conntrack entries of its ports, so UDP flows stop reaching the old
+// conntrack entries of its UDP ports, so UDP flows stop reaching the old
 // container. An endpoint with nothing mapped is success. When the rules
 // cannot be removed the ports stay reserved (so no one else gets a port
 // whose traffic is still DNATed) and the call can be repeated.
@@ -184,9 +184,19 @@ func (pm *PortMapper) flush(bs []types.PortBinding) error {
 	if pm.ct == nil || len(bs) == 0 {
 		return nil
 	}
-	flows := make([]Flow, 0, len(bs))
+	// Only UDP: a TCP or SCTP flow to a port that changed hands ends with
+	// its connection, while a UDP sender keeps one conntrack entry alive
+	// for as long as it sends. Each flush walks the kernel's whole
+	// conntrack hash table (about 12 ms even when empty), so it is not
+	// paid for ports that do not need it.
+	var flows []Flow
 	for _, b := range bs {
-		flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
+		if b.Proto == types.UDP {
+			flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
+		}
+	}
+	if len(flows) == 0 {
+		return nil
 	}
 	return pm.ct.DeleteFlows(flows)
 }

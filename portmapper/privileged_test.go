@@ -285,4 +285,3 @@ func udpFlows(t *testing.T, r *realRig, port uint16) int {
 	}
 	return n
 }
-
