@@ -75,15 +75,18 @@ func newRig(t *testing.T) *rig {
 
 var ep1 = portmapper.Endpoint{ID: "ep1", Bridge: "br-n1", IPv4: net.ParseIP("172.18.0.2").To4(), IPv6: net.ParseIP("fd00:1::2")}
 
+// goldenBindings cover both families, one address, a range of protocols.
+var goldenBindings = []types.PortBinding{
+	{Proto: types.TCP, Port: 80, HostPort: 8080},                                    // v4 + v6
+	{Proto: types.UDP, Port: 53, HostPort: 5353, HostIP: net.ParseIP("127.0.0.1")},  // v4 only, one address
+	{Proto: types.SCTP, Port: 9, HostPort: 9999, HostIP: net.ParseIP("0.0.0.0")},    // v4 + v6
+	{Proto: types.TCP, Port: 80, HostPort: 8081, HostIP: net.ParseIP("fd00:ff::1")}, // v6 only
+}
+
 func TestMapGoldenAndUnmap(t *testing.T) {
 	r := newRig(t)
 	n := r.ipt.Restores()
-	got, err := r.pm.MapPorts(ep1, []types.PortBinding{
-		{Proto: types.TCP, Port: 80, HostPort: 8080},                                    // v4 + v6
-		{Proto: types.UDP, Port: 53, HostPort: 5353, HostIP: net.ParseIP("127.0.0.1")},  // v4 only, one address
-		{Proto: types.SCTP, Port: 9, HostPort: 9999, HostIP: net.ParseIP("0.0.0.0")},    // v4 + v6
-		{Proto: types.TCP, Port: 80, HostPort: 8081, HostIP: net.ParseIP("fd00:ff::1")}, // v6 only
-	})
+	got, err := r.pm.MapPorts(ep1, goldenBindings)
 	if err != nil {
 		t.Fatal(err)
 	}

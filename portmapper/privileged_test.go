@@ -285,3 +285,27 @@ func udpFlows(t *testing.T, r *realRig, port uint16) int {
 	}
 	return n
 }
+
+// The port rules the kernel holds are exactly the fake's golden listing
+// (sockets faked here: fd00:ff::1 is no address of the namespace).
+func TestRealRulesMatchGolden(t *testing.T) {
+	testutil.RequireRoot(t)
+	host := testutil.NewHostNS(t)
+	run := iptables.New(host.NS)
+	fw := firewall.New(run, true)
+	if err := fw.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	base := dump(t, run, firewall.IPv4, firewall.IPv6)
+	pm := portmapper.New(newFakeReserver(), fw, nil)
+	if _, err := pm.MapPorts(ep1, goldenBindings); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "map", dump(t, run, firewall.IPv4, firewall.IPv6))
+	if err := pm.UnmapPorts(ep1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, run, firewall.IPv4, firewall.IPv6); got != base {
+		t.Errorf("unmap left:\n%s", got)
+	}
+}
