@@ -1,0 +1,148 @@
+package firewall
+
+import (
+	"net"
+
+	"github.com/opencnm/libnetwork/types"
+)
+
+// NetworkConfig is what the firewall needs to know about one bridge network.
+type NetworkConfig struct {
+	ID     string     // network ID: the rules' owner (comment cnm-net-ID)
+	Bridge string     // bridge interface name
+	Subnet *net.IPNet // IPv4 subnet (host bits are masked off); required
+	// SubnetV6 is the IPv6 subnet; nil for none. Programmed only when the
+	// Firewall was made with IPv6.
+	SubnetV6 *net.IPNet
+	// ICC lets containers on the bridge talk to each other.
+	ICC bool
+	// Masquerade source-NATs traffic leaving the bridge for elsewhere.
+	Masquerade bool
+	// Internal networks get no outside connectivity: only the drops in
+	// DOCKER-ISOLATION-STAGE-1 and the ICC rule.
+	Internal bool
+	// HostIP, when set, is the SNAT source (--to-source) of its family
+	// instead of MASQUERADE.
+	HostIP net.IP
+	// Hairpin masquerades traffic from the host's own addresses into the
+	// bridge, so DNATed connections from the host (including its loopback,
+	// with route_localnet=1 on the bridge) and from containers to published
+	// ports get their replies back. On whenever there is no userland proxy.
+	Hairpin bool
+}
+
+func (c NetworkConfig) validate() error {
+	if c.ID == "" {
+		return types.BadRequestErrorf("network firewall config: empty network id")
+	}
+	if c.Bridge == "" || len(c.Bridge) > 15 {
+		return types.BadRequestErrorf("network %s firewall config: invalid bridge name %q", c.ID, c.Bridge)
+	}
+	for _, ch := range c.Bridge {
+		if ch == ' ' || ch == '"' || ch == '/' || ch == '!' {
+			return types.BadRequestErrorf("network %s firewall config: invalid bridge name %q", c.ID, c.Bridge)
+		}
+	}
+	if c.Subnet == nil || c.Subnet.IP.To4() == nil {
+		return types.BadRequestErrorf("network %s firewall config: invalid ipv4 subnet %v", c.ID, c.Subnet)
+	}
+	if c.SubnetV6 != nil && c.SubnetV6.IP.To4() != nil {
+		return types.BadRequestErrorf("network %s firewall config: invalid ipv6 subnet %v", c.ID, c.SubnetV6)
+	}
+	return nil
+}
+
+// SetupNetwork installs the network's rules, or changes them to match cfg
+// when the network is already set up (e.g. ICC switched off): missing rules
+// are added before obsolete ones go, all in one restore per family.
+// Repeating it adds nothing. If it fails on a network not set up before,
+// nothing of it is left installed.
+func (fw *Firewall) SetupNetwork(cfg NetworkConfig) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	var want []Rule
+	want = append(want, networkRules(IPv4, cfg, cfg.Subnet)...)
+	if cfg.SubnetV6 != nil && fw.IPv6() {
+		want = append(want, networkRules(IPv6, cfg, cfg.SubnetV6)...)
+	}
+	if err := fw.setOwned(NetworkOwner(cfg.ID), want); err != nil {
+		return types.Wrapf(err, "setting up firewall rules of network %s", cfg.ID)
+	}
+	return nil
+}
+
+// TeardownNetwork removes every rule of network id. A network with no
+// rules (never set up, or already torn down) is success.
+func (fw *Firewall) TeardownNetwork(id string) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if err := fw.removeOwnerLocked(NetworkOwner(id)); err != nil {
+		return types.Wrapf(err, "tearing down firewall rules of network %s", id)
+	}
+	return nil
+}
+
+// forwardPos is where a network's FORWARD rules are inserted: right after
+// the DOCKER-USER and DOCKER-ISOLATION-STAGE-1 jumps Setup keeps on top,
+// so they come before anything else in FORWARD (such as a final DROP).
+const forwardPos = 3
+
+// networkRules returns a network's rules in one family, in the order they
+// are applied. Inserted rules come in reverse of their final order.
+func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
+	owner := NetworkOwner(cfg.ID)
+	br := cfg.Bridge
+	n := (&net.IPNet{IP: subnet.IP.Mask(subnet.Mask), Mask: subnet.Mask}).String()
+	rule := func(table, chain string, pos int, matches, target string) Rule {
+		return Rule{Family: fam, Table: table, Chain: chain, Pos: pos, Spec: spec(owner, matches, target)}
+	}
+	icc := "DROP"
+	if cfg.ICC {
+		icc = "ACCEPT"
+	}
+	iccRule := rule(TableFilter, chainForward, forwardPos, "-i "+br+" -o "+br, icc)
+	if cfg.Internal {
+		return []Rule{
+			iccRule,
+			rule(TableFilter, ChainIsolation1, 1, "! -s "+n+" -o "+br, "DROP"),
+			rule(TableFilter, ChainIsolation1, 1, "! -d "+n+" -i "+br, "DROP"),
+		}
+	}
+	nat := "MASQUERADE"
+	if hostIP := familyIP(fam, cfg.HostIP); hostIP != nil {
+		nat = "SNAT --to-source " + hostIP.String()
+	}
+	var rules []Rule
+	if cfg.Masquerade {
+		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-s "+n+" ! -o "+br, nat))
+	}
+	if cfg.Hairpin {
+		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-o "+br+" -m addrtype --src-type LOCAL", nat))
+	}
+	return append(rules,
+		iccRule,
+		rule(TableFilter, chainForward, forwardPos, "-i "+br+" ! -o "+br, "ACCEPT"),
+		rule(TableFilter, chainForward, forwardPos, "-o "+br, ChainDocker),
+		rule(TableFilter, chainForward, forwardPos, "-o "+br+" -m conntrack --ctstate RELATED,ESTABLISHED", "ACCEPT"),
+		rule(TableFilter, ChainIsolation2, 1, "-o "+br, "DROP"),
+		rule(TableFilter, ChainIsolation1, 1, "-i "+br+" ! -o "+br, ChainIsolation2),
+	)
+}
+
+// familyIP returns ip if it belongs to fam, else nil.
+func familyIP(fam Family, ip net.IP) net.IP {
+	if ip == nil || ip.IsUnspecified() {
+		return nil
+	}
+	if v4 := ip.To4(); v4 != nil {
+		if fam == IPv4 {
+			return v4
+		}
+		return nil
+	}
+	if fam == IPv6 {
+		return ip
+	}
+	return nil
+}

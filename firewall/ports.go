@@ -1,0 +1,109 @@
+package firewall
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/opencnm/libnetwork/types"
+)
+
+// PortForward is one published port as the firewall sees it: traffic to
+// HostIP:HostPort (any local address when HostIP is nil or unspecified) is
+// DNATed to ContainerIP:ContainerPort. HostIP, when set, must be of the
+// container address's family.
+type PortForward struct {
+	Proto         types.Protocol
+	HostIP        net.IP
+	HostPort      uint16
+	ContainerIP   net.IP
+	ContainerPort uint16
+}
+
+func (p PortForward) family() Family {
+	if p.ContainerIP.To4() != nil {
+		return IPv4
+	}
+	return IPv6
+}
+
+func (p PortForward) validate() error {
+	switch p.Proto {
+	case types.TCP, types.UDP, types.SCTP:
+	default:
+		return types.BadRequestErrorf("invalid port forward %v: unsupported protocol %s", p, p.Proto)
+	}
+	if p.ContainerIP == nil || p.ContainerIP.IsUnspecified() || p.HostPort == 0 || p.ContainerPort == 0 {
+		return types.BadRequestErrorf("invalid port forward %v: container address and both ports are required", p)
+	}
+	if p.HostIP != nil && !p.HostIP.IsUnspecified() && (p.HostIP.To4() == nil) != (p.ContainerIP.To4() == nil) {
+		return types.BadRequestErrorf("invalid port forward %v: host and container addresses of different families", p)
+	}
+	return nil
+}
+
+// SetPortForwards makes the port rules of endpoint id exactly fwds (on
+// bridge): new ones are added, ones no longer listed removed, all in one
+// restore per family; an endpoint's first call that fails leaves nothing.
+// Only the endpoint's own rules are looked at, so the cost does not grow
+// with the number of ports other endpoints publish.
+func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error {
+	var want []Rule
+	for _, p := range fwds {
+		if err := p.validate(); err != nil {
+			return err
+		}
+		if p.family() == IPv6 && !fw.IPv6() {
+			return types.BadRequestErrorf("invalid port forward %v: ip6tables is not enabled", p)
+		}
+		want = append(want, portRules(EndpointOwner(id), bridge, p)...)
+	}
+	if err := fw.setOwned(EndpointOwner(id), want); err != nil {
+		return types.Wrapf(err, "setting up port forwarding rules of endpoint %s", id)
+	}
+	return nil
+}
+
+// RemovePortForwards removes every port rule of endpoint id. None is success.
+func (fw *Firewall) RemovePortForwards(id string) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if err := fw.removeOwnerLocked(EndpointOwner(id)); err != nil {
+		return types.Wrapf(err, "removing port forwarding rules of endpoint %s", id)
+	}
+	return nil
+}
+
+// portRules returns one forward's rules: the DNAT in nat DOCKER, the
+// ACCEPT in filter DOCKER, the hairpin MASQUERADE of a container reaching
+// itself through the published port, and for SCTP the checksum fill.
+func portRules(owner, bridge string, p PortForward) []Rule {
+	fam := p.family()
+	proto := p.Proto.String()
+	bits := "/32"
+	to := p.ContainerIP.String() + ":" + strconv.Itoa(int(p.ContainerPort))
+	if fam == IPv6 {
+		bits = "/128"
+		to = "[" + p.ContainerIP.String() + "]:" + strconv.Itoa(int(p.ContainerPort))
+	}
+	cip := p.ContainerIP.String() + bits
+	dport := func(port uint16) string {
+		return "-p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(port))
+	}
+	dst := ""
+	if hip := familyIP(fam, p.HostIP); hip != nil {
+		dst = "-d " + hip.String() + bits + " "
+	}
+	rule := func(table, chain, matches, target string) Rule {
+		return Rule{Family: fam, Table: table, Chain: chain, Spec: spec(owner, matches, target)}
+	}
+	rules := []Rule{
+		rule(TableNAT, ChainDocker, dst+dport(p.HostPort), "DNAT --to-destination "+to),
+		rule(TableFilter, ChainDocker, "-d "+cip+" ! -i "+bridge+" -o "+bridge+" "+dport(p.ContainerPort), "ACCEPT"),
+		rule(TableNAT, chainPostroute, "-s "+cip+" -d "+cip+" "+dport(p.ContainerPort), "MASQUERADE"),
+	}
+	if p.Proto == types.SCTP {
+		rules = append(rules, rule(TableMangle, chainPostroute,
+			"-p sctp -m sctp --sport "+strconv.Itoa(int(p.ContainerPort)), "CHECKSUM --checksum-fill"))
+	}
+	return rules
+}

@@ -1,0 +1,268 @@
+// Package portmapper publishes container ports on the host: for each
+// endpoint it reserves host ports with real sockets in the host namespace
+// (so no host process can take them, and a port a host process holds is
+// refused), and installs the DNAT/ACCEPT/MASQUERADE rules through the
+// firewall package in one batch. There is no proxy process per port.
+package portmapper
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Endpoint identifies the endpoint whose ports are published.
+type Endpoint struct {
+	ID     string // endpoint ID: owner of its rules
+	Bridge string // bridge the endpoint is attached to
+	IPv4   net.IP // container IPv4 address, nil for none
+	IPv6   net.IP // container IPv6 address, nil for none
+}
+
+// PortMapper publishes ports of endpoints in one host namespace. It is safe
+// for concurrent use.
+type PortMapper struct {
+	res Reserver
+	fw  *firewall.Firewall // nil: ports are reserved, no rules installed
+	ct  Conntrack          // nil: no conntrack flushing
+
+	mu        sync.Mutex                 // guards the fields below
+	held      map[portKey]map[string]int // proto/family/port -> host IP ("" = any) -> count
+	endpoints map[string]*mapping        // endpoint ID -> what it holds
+	cursor    uint16                     // next ephemeral port to try (round robin)
+}
+
+type portKey struct {
+	proto types.Protocol
+	v6    bool
+	port  uint16
+}
+
+type mapping struct {
+	ep       Endpoint
+	bindings []types.PortBinding // operational, with real host ports
+	closers  []io.Closer
+	busy     bool // being mapped or unmapped by a call that dropped mu
+}
+
+// New returns a PortMapper reserving ports through res and programming fw
+// (nil to skip iptables) and flushing conntrack entries through ct (nil to
+// skip).
+func New(res Reserver, fw *firewall.Firewall, ct Conntrack) *PortMapper {
+	return &PortMapper{res: res, fw: fw, ct: ct, held: map[portKey]map[string]int{}, endpoints: map[string]*mapping{}}
+}
+
+// MapPorts publishes bindings for ep and returns the operational bindings:
+// one per address family a binding applies to (a binding on every host
+// address yields an IPv4 one and, when the endpoint has IPv6, an IPv6 one
+// on the same port), with the host port actually taken. A fixed port that
+// is held (by a host process or another mapping) fails with Forbidden;
+// a range takes its first free port; HostPort 0 takes one from the
+// namespace's ephemeral range. Everything the call took is released when
+// it fails. An endpoint already mapped is Forbidden: unmap it first.
+func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []types.PortBinding, retErr error) {
+	if ep.ID == "" {
+		return nil, types.BadRequestErrorf("mapping ports: empty endpoint id")
+	}
+	reqs, err := expand(ep, bindings, pm.fw == nil || pm.fw.IPv6())
+	if err != nil {
+		return nil, err
+	}
+
+	pm.mu.Lock()
+	if _, ok := pm.endpoints[ep.ID]; ok {
+		pm.mu.Unlock()
+		return nil, types.ForbiddenErrorf("mapping ports of endpoint %s: already mapped", ep.ID)
+	}
+	m := &mapping{ep: ep, busy: true}
+	pm.endpoints[ep.ID] = m
+	success := false
+	defer func() {
+		if success {
+			return
+		}
+		pm.mu.Lock()
+		pm.releaseLocked(m)
+		delete(pm.endpoints, ep.ID)
+		pm.mu.Unlock()
+		if pm.fw != nil {
+			retErr = errors.Join(retErr, pm.fw.RemovePortForwards(ep.ID))
+		}
+	}()
+	for _, r := range reqs {
+		if err := pm.reserveLocked(m, r); err != nil {
+			pm.mu.Unlock()
+			return nil, err
+		}
+	}
+	pm.mu.Unlock()
+
+	if pm.fw != nil {
+		if err := pm.fw.SetPortForwards(ep.ID, ep.Bridge, forwards(m.bindings)); err != nil {
+			return nil, types.Wrapf(err, "mapping ports of endpoint %s", ep.ID)
+		}
+	}
+	// Entries made before the DNAT existed (packets to the bare host
+	// port) would keep bypassing it; UDP senders retry on the same tuple.
+	pm.flush(m.bindings)
+
+	pm.mu.Lock()
+	m.busy = false
+	pm.mu.Unlock()
+	success = true
+	return copyBindings(m.bindings), nil
+}
+
+// UnmapPorts removes ep's rules, then closes its sockets and flushes the
+// conntrack entries of its UDP ports, so UDP flows stop reaching the old
+// container. An endpoint with nothing mapped is success. When the rules
+// cannot be removed the ports stay reserved (so no one else gets a port
+// whose traffic is still DNATed) and the call can be repeated.
+func (pm *PortMapper) UnmapPorts(endpointID string) error {
+	pm.mu.Lock()
+	m, ok := pm.endpoints[endpointID]
+	if !ok {
+		pm.mu.Unlock()
+		return nil
+	}
+	if m.busy {
+		pm.mu.Unlock()
+		return types.ForbiddenErrorf("unmapping ports of endpoint %s: a map or unmap is in progress", endpointID)
+	}
+	m.busy = true
+	pm.mu.Unlock()
+
+	if pm.fw != nil {
+		if err := pm.fw.RemovePortForwards(endpointID); err != nil {
+			pm.mu.Lock()
+			m.busy = false
+			pm.mu.Unlock()
+			return types.Wrapf(err, "unmapping ports of endpoint %s", endpointID)
+		}
+	}
+	pm.mu.Lock()
+	bindings := m.bindings
+	err := pm.releaseLocked(m)
+	delete(pm.endpoints, endpointID)
+	pm.mu.Unlock()
+	if ferr := pm.flush(bindings); ferr != nil {
+		err = errors.Join(err, types.InternalMaskableErrorf("unmapping ports of endpoint %s: %w", endpointID, ferr))
+	}
+	return err
+}
+
+// Mapped returns the operational bindings of an endpoint (nil if none).
+func (pm *PortMapper) Mapped(endpointID string) []types.PortBinding {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if m, ok := pm.endpoints[endpointID]; ok && !m.busy {
+		return copyBindings(m.bindings)
+	}
+	return nil
+}
+
+// Close releases every reserved port without touching rules or conntrack:
+// for a process that stops while its containers keep running, so that the
+// next process can re-map the same ports.
+func (pm *PortMapper) Close() error {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	var errs []error
+	for id, m := range pm.endpoints {
+		errs = append(errs, pm.releaseLocked(m))
+		delete(pm.endpoints, id)
+	}
+	return errors.Join(errs...)
+}
+
+func (pm *PortMapper) flush(bs []types.PortBinding) error {
+	if pm.ct == nil || len(bs) == 0 {
+		return nil
+	}
+	// Only UDP: a TCP or SCTP flow to a port that changed hands ends with
+	// its connection, while a UDP sender keeps one conntrack entry alive
+	// for as long as it sends. Each flush walks the kernel's whole
+	// conntrack hash table (about 12 ms even when empty), so it is not
+	// paid for ports that do not need it.
+	var flows []Flow
+	for _, b := range bs {
+		if b.Proto == types.UDP {
+			flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
+		}
+	}
+	if len(flows) == 0 {
+		return nil
+	}
+	return pm.ct.DeleteFlows(flows)
+}
+
+// releaseLocked closes m's sockets and forgets its in-memory reservations.
+func (pm *PortMapper) releaseLocked(m *mapping) error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c.Close())
+	}
+	for _, b := range m.bindings {
+		k := keyOf(b.Proto, b.HostIP, b.HostPort)
+		ips := pm.held[k]
+		ip := hostIPKey(b.HostIP)
+		if ips[ip]--; ips[ip] <= 0 {
+			delete(ips, ip)
+		}
+		if len(ips) == 0 {
+			delete(pm.held, k)
+		}
+	}
+	m.closers, m.bindings = nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return types.InternalErrorf("closing host port sockets of endpoint %s: %w", m.ep.ID, err)
+	}
+	return nil
+}
+
+func keyOf(proto types.Protocol, hostIP net.IP, port uint16) portKey {
+	return portKey{proto: proto, v6: hostIP.To4() == nil, port: port}
+}
+
+func hostIPKey(ip net.IP) string {
+	if ip.IsUnspecified() {
+		return ""
+	}
+	return ip.String()
+}
+
+// takenLocked reports whether our own mappings hold the port on hostIP:
+// the same address, or either side on every address.
+func (pm *PortMapper) takenLocked(proto types.Protocol, hostIP net.IP, port uint16) bool {
+	ips := pm.held[keyOf(proto, hostIP, port)]
+	if len(ips) == 0 {
+		return false
+	}
+	ip := hostIPKey(hostIP)
+	return ip == "" || ips[""] > 0 || ips[ip] > 0
+}
+
+func hostPortString(ip net.IP, port uint16) string {
+	return net.JoinHostPort(ip.String(), fmt.Sprint(port))
+}
+
+func copyBindings(bs []types.PortBinding) []types.PortBinding {
+	out := make([]types.PortBinding, len(bs))
+	for i, b := range bs {
+		out[i] = b.GetCopy()
+	}
+	return out
+}
+
+func forwards(bs []types.PortBinding) []firewall.PortForward {
+	out := make([]firewall.PortForward, len(bs))
+	for i, b := range bs {
+		out[i] = firewall.PortForward{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.IP, ContainerPort: b.Port}
+	}
+	return out
+}
