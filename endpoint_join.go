@@ -164,8 +164,10 @@ func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
 		Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6,
 	}
 	if err := s.AddInterface(c.hostNL, cfg); err != nil {
-		if js.dstName == "" {
-			s.ReleaseName(dst)
+		if js.srcName == "" {
+			// The driver made the link inside; take it out of service now
+			// (its name is free at once) and let the driver's Leave delete it.
+			_ = s.DetachInterface(dst)
 		}
 		return types.Wrapf(err, "adding interface of endpoint %s to sandbox %s", ep.name, sb.id[:12])
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // newController returns a controller whose paths are under t.TempDir().
@@ -33,6 +34,7 @@ func newController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 		t.Fatalf("libnetwork.New: %v", err)
 	}
 	t.Cleanup(c.Stop)
+	t.Cleanup(func() { teardown(t, c) })
 	return c
 }
 
@@ -53,7 +55,28 @@ func newPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Control
 		t.Fatalf("libnetwork.New: %v", err)
 	}
 	t.Cleanup(c.Stop)
+	t.Cleanup(func() { teardown(t, c) })
 	return c, host
+}
+
+// teardown deletes every sandbox and network a test left, so its namespace
+// mounts are gone before t.TempDir() is removed.
+func teardown(t *testing.T, c *libnetwork.Controller) {
+	for _, sb := range c.Sandboxes() {
+		if err := sb.Delete(); err != nil {
+			t.Errorf("teardown: deleting sandbox %s: %v", sb.ContainerID(), err)
+		}
+	}
+	for _, n := range c.Networks() {
+		for _, ep := range n.Endpoints() {
+			if err := ep.Delete(true); err != nil {
+				t.Errorf("teardown: deleting endpoint %s: %v", ep.Name(), err)
+			}
+		}
+		if err := n.Delete(); err != nil && !types.IsForbidden(err) {
+			t.Errorf("teardown: deleting network %s: %v", n.Name(), err)
+		}
+	}
 }
 
 // withFake registers a fake driver called "fake" on c.

@@ -1,0 +1,334 @@
+package libnetwork_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
+	"github.com/opencnm/libnetwork/types"
+	"golang.org/x/sys/unix"
+)
+
+func bridgeNet(t *testing.T, c *libnetwork.Controller, name, brName, pool string) *libnetwork.Network {
+	t.Helper()
+	opts := []libnetwork.NetworkOption{
+		libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: brName}}),
+	}
+	if pool != "" {
+		opts = append(opts, libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil))
+	}
+	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "", opts...))
+}
+
+// The README flow, checked inside the kernel, then torn down to nothing.
+func TestReadmeFlowInKernel(t *testing.T) {
+	c, host := newPrivController(t)
+	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "network1", ""))
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("Endpoint1"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("container1",
+		libnetwork.OptionHostname("test"), libnetwork.OptionDomainname("example.com")))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+
+	info := must[map[string]any](t)(ep.DriverInfo())
+	mac, ok := info[netlabel.MacAddress].(net.HardwareAddr)
+	if !ok {
+		t.Fatalf("DriverInfo has no MAC: %v", info)
+	}
+	wantKey := filepath.Join(c.Config().ExecRoot, "netns", sb.ID()[:12])
+	if sb.Key() != wantKey {
+		t.Fatalf("Key() = %s, want %s", sb.Key(), wantKey)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(sb.Key(), &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		t.Fatalf("Key() is not a namespace file: %v (fs type %#x)", err, st.Type)
+	}
+
+	// What Info() says is what the kernel has.
+	_, h := sandboxNS(t, sb)
+	if got := linkNames(t, h); !slices.Equal(got, []string{"eth0", "lo"}) {
+		t.Fatalf("sandbox links = %v", got)
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	epi := ep.Info()
+	if eth0.Attrs().HardwareAddr.String() != mac.String() || epi.Iface().MacAddress().String() != mac.String() {
+		t.Fatalf("MAC: kernel %s, DriverInfo %s, Info %s", eth0.Attrs().HardwareAddr, mac, epi.Iface().MacAddress())
+	}
+	if eth0.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatal("eth0 is down")
+	}
+	if got := addrsOf(t, h, "eth0"); !slices.Equal(got, []string{epi.Iface().Address().String()}) {
+		t.Fatalf("eth0 addresses %v, Info says %s", got, epi.Iface().Address())
+	}
+	if gw := defaultGateway(t, h); gw == "" || gw != epi.Gateway().String() {
+		t.Fatalf("default route via %q, Info().Gateway() = %s", gw, epi.Gateway())
+	}
+	v4, _ := n.Info().IpamInfo()
+	if !v4[0].Gateway.IP.Equal(epi.Gateway()) || !v4[0].Pool.Contains(epi.Iface().Address().IP) {
+		t.Fatalf("gateway %s / address %s do not match pool %+v", epi.Gateway(), epi.Iface().Address(), v4[0])
+	}
+	// The bridge carries the gateway address in the host namespace.
+	brName := "br-" + n.ID()[:12]
+	if got := addrsOf(t, host.Netlink, brName); !slices.Equal(got, []string{v4[0].Gateway.String()}) {
+		t.Fatalf("bridge %s addresses %v, want %s", brName, got, v4[0].Gateway)
+	}
+	// The hosts file names the container.
+	hosts := readSandboxFile(t, c, sb, "hosts")
+	if want := hostIP(epi.Iface().Address()) + "\ttest.example.com test"; !strings.Contains(hosts, want) {
+		t.Fatalf("hosts file lacks %q:\n%s", want, hosts)
+	}
+
+	if err := sb.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sb.Key()); !os.IsNotExist(err) {
+		t.Fatalf("namespace file still there after Delete: %v", err)
+	}
+	if _, err := n.EndpointByName("Endpoint1"); !types.IsNotFound(err) {
+		t.Fatalf("sandbox Delete did not delete its endpoint: %v", err)
+	}
+	if err := n.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	hostLinksSettle(t, host, "lo")
+	if entries, _ := os.ReadDir(filepath.Join(c.Config().ExecRoot, "files")); len(entries) != 0 {
+		t.Fatalf("sandbox files left: %v", entries)
+	}
+}
+
+func readSandboxFile(t *testing.T, c *libnetwork.Controller, sb *libnetwork.Sandbox, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Config().ExecRoot, "files", sb.ID(), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestTwoContainersExchangeTCP(t *testing.T) {
+	c, _ := newPrivController(t)
+	n := bridgeNet(t, c, "net", "cnmtcp0", "10.77.0.0/24")
+	var nss []*netnsutil.NS
+	var addrs []string
+	for _, name := range []string{"c1", "c2"} {
+		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
+		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(name))
+		if err := ep.Join(sb); err != nil {
+			t.Fatal(err)
+		}
+		ns, _ := sandboxNS(t, sb)
+		nss = append(nss, ns)
+		addrs = append(addrs, hostIP(ep.Info().Iface().Address()))
+	}
+	serveTCP(t, nss[0], addrs[0]+":7000")
+	reply, err := dialTCP(t, nss[1], addrs[0]+":7000", "hello")
+	if err != nil {
+		t.Fatalf("c2 -> c1: %v", err)
+	}
+	if !strings.HasPrefix(reply, addrs[1]+":") || !strings.HasSuffix(reply, "hello") {
+		t.Fatalf("reply %q: want it from c1 and seen as coming from %s", reply, addrs[1])
+	}
+}
+
+func TestSandboxOnTwoNetworks(t *testing.T) {
+	c, host := newPrivController(t)
+	a := bridgeNet(t, c, "a", "cnma0", "10.78.1.0/24")
+	b := bridgeNet(t, c, "b", "cnmb0", "10.78.2.0/24")
+	epA := must[*libnetwork.Endpoint](t)(a.CreateEndpoint("ca"))
+	epB := must[*libnetwork.Endpoint](t)(b.CreateEndpoint("cb"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	if err := epA.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := epB.Join(sb, libnetwork.JoinOptionPriority(5)); err != nil {
+		t.Fatal(err)
+	}
+	_, h := sandboxNS(t, sb)
+	if got := linkNames(t, h); !slices.Equal(got, []string{"eth0", "eth1", "lo"}) {
+		t.Fatalf("links %v", got)
+	}
+	// The higher-priority endpoint provides the default route.
+	if gw := defaultGateway(t, h); gw != epB.Info().Gateway().String() {
+		t.Fatalf("default gateway %s, want b's %s", gw, epB.Info().Gateway())
+	}
+	if eps := sb.Endpoints(); len(eps) != 2 || eps[0] != epB {
+		t.Fatalf("endpoint order %v", eps)
+	}
+	// Both endpoints report the same sandbox.
+	if epA.Info().Sandbox() != sb || epB.Info().Sandbox() != sb {
+		t.Fatal("Info().Sandbox() differs")
+	}
+	stats := must[map[string]*types.InterfaceStatistics](t)(sb.Statistics())
+	if _, ok := stats["eth0"]; !ok || len(stats) != 2 {
+		t.Fatalf("Statistics() = %v", stats)
+	}
+
+	if err := epB.Leave(sb); err != nil {
+		t.Fatal(err)
+	}
+	if got := linkNames(t, h); slices.Contains(got, "eth1") || !slices.Contains(got, "eth0") {
+		t.Fatalf("after leaving b: links %v", got)
+	}
+	if gw := defaultGateway(t, h); gw != epA.Info().Gateway().String() {
+		t.Fatalf("gateway did not move to a: %q", gw)
+	}
+	// Leaving frees the name: a rejoin gets eth1 again at once.
+	if err := epB.Join(sb); err != nil {
+		t.Fatalf("rejoin: %v", err)
+	}
+	if err := sb.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*libnetwork.Network{a, b} {
+		if err := n.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostLinksSettle(t, host, "lo")
+}
+
+func TestExternalKeySandbox(t *testing.T) {
+	c, host := newPrivController(t)
+	n := bridgeNet(t, c, "net", "cnmext0", "10.79.0.0/24")
+	n2 := bridgeNet(t, c, "net2", "cnmext1", "10.79.1.0/24")
+	ep1 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e1"))
+	ep2 := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("e2"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionUseExternalKey()))
+	if err := sb.SetKey(""); !types.IsBadRequest(err) {
+		t.Fatalf("SetKey(\"\"): want BadRequest, got %v", err)
+	}
+	// Joined before the runtime has a namespace: the interface waits in the host.
+	if err := ep1.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	runtimeNS := testutilNamedNS(t, "runtime")
+	if err := sb.SetKey(runtimeNS.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.SetKey(runtimeNS.Path()); !types.IsForbidden(err) {
+		t.Fatalf("second SetKey: want Forbidden, got %v", err)
+	}
+	if err := ep2.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	// Both interfaces are in the runtime's own namespace (seen through its
+	// own handle, not through the key).
+	if got := linkNames(t, runtimeNS.Netlink); !slices.Equal(got, []string{"eth0", "eth1", "lo"}) {
+		t.Fatalf("runtime namespace links %v", got)
+	}
+	if got := addrsOf(t, runtimeNS.Netlink, "eth0"); !slices.Equal(got, []string{ep1.Info().Iface().Address().String()}) {
+		t.Fatalf("eth0 addresses %v", got)
+	}
+	if gw := defaultGateway(t, runtimeNS.Netlink); gw != ep1.Info().Gateway().String() {
+		t.Fatalf("default gateway %q", gw)
+	}
+	if err := sb.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	// The runtime's namespace lives on; our key is gone.
+	if _, err := os.Stat(sb.Key()); !os.IsNotExist(err) {
+		t.Fatalf("key still there: %v", err)
+	}
+	for _, nw := range []*libnetwork.Network{n, n2} {
+		if err := nw.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostLinksSettle(t, host, "lo")
+}
+
+func TestHostDriverUsesDefaultSandbox(t *testing.T) {
+	c, host := newPrivController(t)
+	n := must[*libnetwork.Network](t)(c.NewNetwork("host", "host", ""))
+	var sbs []*libnetwork.Sandbox
+	for _, name := range []string{"h1", "h2"} {
+		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
+		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(name, libnetwork.OptionUseDefaultSandbox()))
+		if err := ep.Join(sb); err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(c.Config().ExecRoot, "netns", "default"); sb.Key() != want {
+			t.Fatalf("Key() = %s, want %s", sb.Key(), want)
+		}
+		sbs = append(sbs, sb)
+	}
+	// The key is the host namespace itself.
+	ns, err := netnsutil.Open(sbs[0].Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := ns.Handle().Equal(host.Handle())
+	ns.Close()
+	if !same {
+		t.Fatal("default sandbox key is not the host namespace")
+	}
+	hostLinksSettle(t, host, "lo")
+	if err := sbs[0].Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sbs[1].Key()); err != nil {
+		t.Fatalf("shared key removed while still used: %v", err)
+	}
+	if err := sbs[1].Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sbs[1].Key()); !os.IsNotExist(err) {
+		t.Fatalf("shared key left after the last user: %v", err)
+	}
+}
+
+// A join that fails after the driver made the veth leaves nothing behind.
+func TestJoinFailureLeavesNothing(t *testing.T) {
+	c, host := newPrivController(t)
+	n := bridgeNet(t, c, "net", "cnmfail0", "10.80.0.0/24")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	_, h := sandboxNS(t, sb)
+	// A route covering the endpoint's subnet makes the address conflict.
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dst, _ := net.ParseCIDR("10.80.0.0/16")
+	if err := h.RouteAdd(&netlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.Join(sb); err == nil {
+		t.Fatal("join succeeded despite the conflicting route")
+	}
+	if ep.Info().Sandbox() != nil || len(sb.Endpoints()) != 0 {
+		t.Fatal("failed join left the endpoint joined")
+	}
+	if got := linkNames(t, h); !slices.Equal(got, []string{"lo"}) && !onlyTombstones(got) {
+		t.Fatalf("failed join left links in the sandbox: %v", got)
+	}
+	hostLinksSettle(t, host, "lo", "cnmfail0")
+	// And the endpoint can join once the conflict is gone.
+	if err := h.RouteDel(&netlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.Join(sb); err != nil {
+		t.Fatalf("join after the conflict was removed: %v", err)
+	}
+}
+
+func onlyTombstones(names []string) bool {
+	for _, n := range names {
+		if n != "lo" && !strings.HasPrefix(n, "gone") {
+			return false
+		}
+	}
+	return true
+}

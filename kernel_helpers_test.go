@@ -1,0 +1,148 @@
+package libnetwork_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/vishvananda/netlink"
+)
+
+// sandboxNS opens a sandbox's namespace (by its key) for inspection.
+func sandboxNS(t *testing.T, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Handle) {
+	t.Helper()
+	ns, err := netnsutil.Open(sb.Key())
+	if err != nil {
+		t.Fatalf("opening sandbox key %s: %v", sb.Key(), err)
+	}
+	h, err := netlink.NewHandleAt(ns.Handle())
+	if err != nil {
+		ns.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(); ns.Close() })
+	return ns, h
+}
+
+func linkNames(t *testing.T, h *netlink.Handle) []string {
+	t.Helper()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// hostLinksSettle waits until the host namespace holds exactly want (the
+// bridge driver deletes veths in the background, within tens of ms).
+func hostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = linkNames(t, host.Netlink); slices.Equal(got, want) {
+			return
+		}
+	}
+	t.Fatalf("host namespace links = %v, want %v", got, want)
+}
+
+// serveTCP listens on addr:port inside ns and echoes one line back with the
+// peer's address prepended; it stops at test end.
+func serveTCP(t *testing.T, ns *netnsutil.NS, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 64)
+				n, _ := conn.Read(buf)
+				fmt.Fprintf(conn, "%s %s", conn.RemoteAddr(), buf[:n])
+			}()
+		}
+	}()
+}
+
+// dialTCP connects from inside ns to addr, sends msg and returns the reply.
+func dialTCP(t *testing.T, ns *netnsutil.NS, addr, msg string) (string, error) {
+	t.Helper()
+	var reply string
+	err := ns.Do(func() error {
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(conn, msg); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(conn)
+		reply = string(b)
+		return err
+	})
+	return reply, err
+}
+
+func addrsOf(t *testing.T, h *netlink.Handle, link string) []string {
+	t.Helper()
+	l, err := h.LinkByName(link)
+	if err != nil {
+		t.Fatalf("link %s: %v", link, err)
+	}
+	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+func defaultGateway(t *testing.T, h *netlink.Handle) string {
+	t.Helper()
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			return r.Gw.String()
+		}
+	}
+	return ""
+}
+
+func hostIP(ipnet *net.IPNet) string { return strings.Split(ipnet.String(), "/")[0] }
+
+type routeWrap struct{ netlink.Route }
+
+func netlinkRoute(ifindex int, dst *net.IPNet) *routeWrap {
+	return &routeWrap{netlink.Route{LinkIndex: ifindex, Dst: dst, Scope: netlink.SCOPE_LINK}}
+}
+
+func testutilNamedNS(t *testing.T, name string) *testutil.HostNS { return testutil.NewNamedNS(t, name) }
