@@ -278,6 +278,13 @@ func TestIPv6Pools(t *testing.T) {
 	_, _, err = a.RequestAddress(q.PoolID, netip.MustParseAddr("2001:db9:0:1::1"), nil)
 	checkClass(t, err, badRequest, ipamapi.ErrIPOutOfRange)
 	mustAddr(t, a, q.PoolID, "2001:db9::abcd", nil)
+	// A sub-pool beyond the cap is refused; one inside it works.
+	_, err = a.RequestPool(ipamapi.PoolRequest{AddressSpace: local, Pool: "2001:db9::/48", SubPool: "2001:db9:0:1::/64", V6: true})
+	checkClass(t, err, badRequest, ipamapi.ErrInvalidSubPool)
+	s := mustPool(t, a, ipamapi.PoolRequest{AddressSpace: local, Pool: "2001:db9::/48", SubPool: "2001:db9::8000:0:0:0/65", V6: true})
+	if x := mustAddr(t, a, s.PoolID, "", nil); x.String() != "2001:db9:0:0:8000::/48" {
+		t.Fatalf("sub-pool of /48 gave %s", x)
+	}
 	// Snapshot and restore by replay.
 	snap, err := a.Allocated(p.PoolID)
 	if err != nil || len(snap) != 2 {

@@ -195,6 +195,9 @@ func (a *Allocator) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool,
 		if sub.Addr().Is6() != pool.Addr().Is6() || sub.Bits() < pool.Bits() || !pool.Contains(sub.Addr()) {
 			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool %s is not inside the pool: %w", pool, sub, ipamapi.ErrInvalidSubPool)
 		}
+		if _, ok := offsetOf(pool, sub.Addr()); !ok {
+			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool %s starts beyond the first 2^64-1 addresses, the allocatable part of the pool: %w", pool, sub, ipamapi.ErrInvalidSubPool)
+		}
 	}
 
 	a.mu.Lock()
@@ -207,7 +210,7 @@ func (a *Allocator) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool,
 	m := sp.masters[pool]
 	switch {
 	case m != nil && !sub.IsValid():
-		return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: already allocated as %s: %w", id, poolID(sp.name, pool, netip.Prefix{}), ipamapi.ErrPoolOverlap)
+		return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: pool %s is already allocated: %w", id, pool, ipamapi.ErrPoolOverlap)
 	case m != nil:
 		if _, dup := m.subs[sub]; dup {
 			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool already allocated: %w", id, ipamapi.ErrPoolOverlap)
@@ -249,17 +252,21 @@ func (a *Allocator) requestDefault(req ipamapi.PoolRequest) (ipamapi.AllocatedPo
 	}
 	blockedBy := func(c netip.Prefix) (blocker, bool) {
 		var best blocker
+		var bestLast u128
 		found := false
-		consider := func(p netip.Prefix, what string) {
-			if p.Overlaps(c) && (!found || lastOf(p).cmp(lastOf(best.prefix)) > 0) {
-				best, found = blocker{prefix: p, what: what}, true
+		consider := func(p netip.Prefix, pool bool) {
+			if !p.Overlaps(c) {
+				return
+			}
+			if l := lastOf(p); !found || l.cmp(bestLast) > 0 {
+				best, bestLast, found = blocker{prefix: p, pool: pool}, l, true
 			}
 		}
 		for _, p := range exclude {
-			consider(p, "excluded")
+			consider(p, false)
 		}
-		for _, m := range sp.masters {
-			consider(m.prefix, "pool "+poolID(sp.name, m.prefix, netip.Prefix{}))
+		for p := range sp.masters {
+			consider(p, true)
 		}
 		return best, found
 	}
@@ -272,7 +279,11 @@ func (a *Allocator) requestDefault(req ipamapi.PoolRequest) (ipamapi.AllocatedPo
 		}
 		distinct[b] = true
 		if len(reasons) < maxReasons {
-			reasons = append(reasons, fmt.Sprintf("%s overlaps %s %s", c, b.what, b.prefix))
+			what := "excluded " + b.prefix.String()
+			if b.pool {
+				what = "pool " + poolID(sp.name, b.prefix, netip.Prefix{})
+			}
+			reasons = append(reasons, fmt.Sprintf("%s overlaps %s", c, what))
 		}
 	}
 	start := sp.cursor[f]

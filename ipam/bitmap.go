@@ -68,6 +68,11 @@ type bitmap struct {
 	root   *inner // when height > 0
 	rleaf  *leaf  // when height == 0
 	count  uint64 // number of set ordinals
+	// One emptied leaf and inner node are kept for reuse, so a request and
+	// release at a node boundary (or serial allocation walking the pool)
+	// does not allocate and free a node every time.
+	spareLeaf  *leaf
+	spareInner *inner
 }
 
 // childShift is the log2 of the ordinals a child of a level-l inner node covers.
@@ -203,7 +208,11 @@ func (b *bitmap) set(o uint64) bool {
 		path[level], idx[level] = n, i
 		k := n.kid(i)
 		if k == nil {
-			k = &inner{}
+			k = b.spareInner
+			if k == nil {
+				k = &inner{}
+			}
+			b.spareInner = nil
 			n.kids = grow(n.kids, i)
 			n.kids[i] = k
 			n.used |= 1 << i
@@ -214,7 +223,11 @@ func (b *bitmap) set(o uint64) bool {
 	path[1], idx[1] = n, i
 	l := n.leafAt(i)
 	if l == nil {
-		l = &leaf{}
+		l = b.spareLeaf
+		if l == nil {
+			l = &leaf{}
+		}
+		b.spareLeaf = nil
 		n.leaves = grow(n.leaves, i)
 		n.leaves[i] = l
 		n.used |= 1 << i
@@ -265,12 +278,16 @@ func (b *bitmap) clear(o uint64) bool {
 	if l.used != 0 {
 		return true
 	}
+	// An emptied node is all zero (every word clear, every child slot nil),
+	// so it can be reused as is.
 	path[1].leaves[idx[1]] = nil
 	path[1].used &^= 1 << idx[1]
+	b.spareLeaf = l
 	for level := 1; level < b.height && path[level].used == 0; level++ {
 		p := path[level+1]
 		p.kids[idx[level+1]] = nil
 		p.used &^= 1 << idx[level+1]
+		b.spareInner = path[level]
 	}
 	return true
 }
