@@ -30,22 +30,19 @@ func (m *master) addrRange(sub netip.Prefix) (lo, hi uint64) {
 // "true" the next free one after the last serially handed out, wrapping.
 // Gateway requests are not special.
 func (a *Allocator) RequestAddress(id string, prefer netip.Addr, opts map[string]string) (netip.Prefix, map[string]string, error) {
-	as, pool, sub, err := parsePoolID(id)
-	if err != nil {
-		return netip.Prefix{}, nil, fmt.Errorf("request address: %w", err)
-	}
 	serial := opts[ipamapi.AllocSerialPrefix] == "true"
-	if prefer.IsValid() && pool.Addr().Is4() {
-		prefer = prefer.Unmap()
-	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	m, err := a.lookup(id, as, pool, sub)
+	ref, err := a.lookup(id)
 	if err != nil {
 		return netip.Prefix{}, nil, fmt.Errorf("request address: %w", err)
 	}
+	m := ref.m
 	if prefer.IsValid() {
+		if m.prefix.Addr().Is4() {
+			prefer = prefer.Unmap()
+		}
 		o, ok := offsetOf(m.prefix, prefer)
 		if !ok {
 			return netip.Prefix{}, nil, fmt.Errorf("request address %s from pool %s: %w", prefer, id, ipamapi.ErrIPOutOfRange)
@@ -58,7 +55,7 @@ func (a *Allocator) RequestAddress(id string, prefer netip.Addr, opts map[string
 		}
 		return netip.PrefixFrom(prefer, m.prefix.Bits()), nil, nil
 	}
-	lo, hi := m.addrRange(sub)
+	lo, hi := m.addrRange(ref.sub)
 	var o uint64
 	var ok bool
 	if serial {
@@ -87,21 +84,18 @@ func (a *Allocator) RequestAddress(id string, prefer netip.Addr, opts map[string
 // allocated is ErrIPNotAllocated and changes nothing, so a double release
 // cannot corrupt the pool.
 func (a *Allocator) ReleaseAddress(id string, addr netip.Addr) error {
-	as, pool, sub, err := parsePoolID(id)
-	if err != nil {
-		return fmt.Errorf("release address: %w", err)
-	}
 	if !addr.IsValid() {
 		return fmt.Errorf("release address from pool %s: invalid address: %w", id, ipamapi.ErrInvalidRequest)
 	}
-	if pool.Addr().Is4() {
-		addr = addr.Unmap()
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	m, err := a.lookup(id, as, pool, sub)
+	ref, err := a.lookup(id)
 	if err != nil {
 		return fmt.Errorf("release address %s: %w", addr, err)
+	}
+	m := ref.m
+	if m.prefix.Addr().Is4() {
+		addr = addr.Unmap()
 	}
 	o, ok := offsetOf(m.prefix, addr)
 	if !ok || m.isReserved(o) {
@@ -118,16 +112,13 @@ func (a *Allocator) ReleaseAddress(id string, addr netip.Addr) error {
 // excluded), in ascending order. Replaying them as preferred addresses
 // into a fresh allocator restores the pool's state.
 func (a *Allocator) Allocated(id string) ([]netip.Addr, error) {
-	as, pool, sub, err := parsePoolID(id)
-	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	m, err := a.lookup(id, as, pool, sub)
+	ref, err := a.lookup(id)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
+	m := ref.m
 	out := make([]netip.Addr, 0, m.bits.count-uint64(len(m.reserved)))
 	m.bits.forEach(func(o uint64) {
 		if !m.isReserved(o) {

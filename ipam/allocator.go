@@ -16,7 +16,16 @@ import (
 // error formatting happen outside it where possible.
 type Allocator struct {
 	mu     sync.Mutex
-	spaces map[string]*space // LocalDefault and GlobalDefault
+	spaces map[string]*space  // LocalDefault and GlobalDefault
+	ids    map[string]poolRef // every pool ID currently held
+}
+
+// poolRef is what a held pool ID names: a master pool, and the sub-pool
+// when the ID is a sub-pool's (zero otherwise).
+type poolRef struct {
+	space *space
+	m     *master
+	sub   netip.Prefix
 }
 
 // space is one address space: its predefined candidates, the rotating
@@ -49,7 +58,7 @@ func New(localPools []*config.NetworkToSplit) (*Allocator, error) {
 	if len(localPools) == 0 {
 		localPools = DefaultLocalPools()
 	}
-	a := &Allocator{spaces: map[string]*space{}}
+	a := &Allocator{spaces: map[string]*space{}, ids: map[string]poolRef{}}
 	for _, s := range []struct {
 		name  string
 		pools []*config.NetworkToSplit
@@ -128,11 +137,11 @@ func parsePoolID(id string) (as string, pool, sub netip.Prefix, err error) {
 		return "", pool, sub, fmt.Errorf("malformed pool id %q: %w", id, ipamapi.ErrInvalidPool)
 	}
 	if pool, err = netip.ParsePrefix(parts[0] + "/" + parts[1]); err != nil {
-		return "", pool, sub, fmt.Errorf("malformed pool id %q: %w: %w", id, ipamapi.ErrInvalidPool, err)
+		return "", pool, sub, fmt.Errorf("malformed pool id %q: %w: %v", id, ipamapi.ErrInvalidPool, err)
 	}
 	if len(parts) == 4 {
 		if sub, err = netip.ParsePrefix(parts[2] + "/" + parts[3]); err != nil {
-			return "", pool, sub, fmt.Errorf("malformed pool id %q: %w: %w", id, ipamapi.ErrInvalidPool, err)
+			return "", pool, sub, fmt.Errorf("malformed pool id %q: %w: %v", id, ipamapi.ErrInvalidPool, err)
 		}
 	}
 	return as, pool, sub, nil
@@ -171,7 +180,7 @@ func (a *Allocator) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool,
 	}
 	pool, err := netip.ParsePrefix(strings.TrimSpace(req.Pool))
 	if err != nil {
-		return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %q: %w: %w", req.Pool, ipamapi.ErrInvalidPool, err)
+		return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %q: %w: %v", req.Pool, ipamapi.ErrInvalidPool, err)
 	}
 	pool = pool.Masked()
 	if pool.Addr().Is6() != req.V6 {
@@ -180,11 +189,14 @@ func (a *Allocator) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool,
 	var sub netip.Prefix
 	if req.SubPool != "" {
 		if sub, err = netip.ParsePrefix(strings.TrimSpace(req.SubPool)); err != nil {
-			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool %q: %w: %w", pool, req.SubPool, ipamapi.ErrInvalidSubPool, err)
+			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool %q: %w: %v", pool, req.SubPool, ipamapi.ErrInvalidSubPool, err)
 		}
 		sub = sub.Masked()
 		if sub.Addr().Is6() != pool.Addr().Is6() || sub.Bits() < pool.Bits() || !pool.Contains(sub.Addr()) {
 			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool %s is not inside the pool: %w", pool, sub, ipamapi.ErrInvalidSubPool)
+		}
+		if _, ok := offsetOf(pool, sub.Addr()); !ok {
+			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool %s starts beyond the first 2^64-1 addresses, the allocatable part of the pool: %w", pool, sub, ipamapi.ErrInvalidSubPool)
 		}
 	}
 
@@ -198,7 +210,7 @@ func (a *Allocator) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool,
 	m := sp.masters[pool]
 	switch {
 	case m != nil && !sub.IsValid():
-		return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: already allocated as %s: %w", id, poolID(sp.name, pool, netip.Prefix{}), ipamapi.ErrPoolOverlap)
+		return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: pool %s is already allocated: %w", id, pool, ipamapi.ErrPoolOverlap)
 	case m != nil:
 		if _, dup := m.subs[sub]; dup {
 			return ipamapi.AllocatedPool{}, fmt.Errorf("request pool %s: sub-pool already allocated: %w", id, ipamapi.ErrPoolOverlap)
@@ -215,6 +227,7 @@ func (a *Allocator) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool,
 	} else {
 		m.whole = true
 	}
+	a.ids[id] = poolRef{space: sp, m: m, sub: sub}
 	return ipamapi.AllocatedPool{PoolID: id, Pool: pool}, nil
 }
 
@@ -239,17 +252,21 @@ func (a *Allocator) requestDefault(req ipamapi.PoolRequest) (ipamapi.AllocatedPo
 	}
 	blockedBy := func(c netip.Prefix) (blocker, bool) {
 		var best blocker
+		var bestLast u128
 		found := false
-		consider := func(p netip.Prefix, what string) {
-			if p.Overlaps(c) && (!found || lastOf(p).cmp(lastOf(best.prefix)) > 0) {
-				best, found = blocker{prefix: p, what: what}, true
+		consider := func(p netip.Prefix, pool bool) {
+			if !p.Overlaps(c) {
+				return
+			}
+			if l := lastOf(p); !found || l.cmp(bestLast) > 0 {
+				best, bestLast, found = blocker{prefix: p, pool: pool}, l, true
 			}
 		}
 		for _, p := range exclude {
-			consider(p, "excluded")
+			consider(p, false)
 		}
-		for _, m := range sp.masters {
-			consider(m.prefix, "pool "+poolID(sp.name, m.prefix, netip.Prefix{}))
+		for p := range sp.masters {
+			consider(p, true)
 		}
 		return best, found
 	}
@@ -262,7 +279,11 @@ func (a *Allocator) requestDefault(req ipamapi.PoolRequest) (ipamapi.AllocatedPo
 		}
 		distinct[b] = true
 		if len(reasons) < maxReasons {
-			reasons = append(reasons, fmt.Sprintf("%s overlaps %s %s", c, b.what, b.prefix))
+			what := "excluded " + b.prefix.String()
+			if b.pool {
+				what = "pool " + poolID(sp.name, b.prefix, netip.Prefix{})
+			}
+			reasons = append(reasons, fmt.Sprintf("%s overlaps %s", c, what))
 		}
 	}
 	start := sp.cursor[f]
@@ -280,61 +301,47 @@ func (a *Allocator) requestDefault(req ipamapi.PoolRequest) (ipamapi.AllocatedPo
 	m := newMaster(r.pool)
 	m.whole = true
 	sp.masters[r.pool] = m
-	return ipamapi.AllocatedPool{PoolID: poolID(sp.name, r.pool, netip.Prefix{}), Pool: r.pool}, nil
+	id := poolID(sp.name, r.pool, netip.Prefix{})
+	a.ids[id] = poolRef{space: sp, m: m}
+	return ipamapi.AllocatedPool{PoolID: id, Pool: r.pool}, nil
 }
 
 // ReleasePool gives back a pool ID. The master pool and its addresses go
 // when its own ID and all its sub-pool IDs are released. An unknown or
 // already released ID is ErrPoolNotFound (NotFound) and changes nothing.
 func (a *Allocator) ReleasePool(id string) error {
-	as, pool, sub, err := parsePoolID(id)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ref, err := a.lookup(id)
 	if err != nil {
 		return fmt.Errorf("release pool: %w", err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	sp, err := a.space(as)
-	if err != nil {
-		return fmt.Errorf("release pool %s: %w", id, err)
-	}
-	m := sp.masters[pool]
-	if m == nil {
-		return fmt.Errorf("release pool %s: %w", id, ipamapi.ErrPoolNotFound)
-	}
-	if sub.IsValid() {
-		if _, ok := m.subs[sub]; !ok {
-			return fmt.Errorf("release pool %s: %w", id, ipamapi.ErrPoolNotFound)
-		}
-		delete(m.subs, sub)
+	delete(a.ids, id)
+	m := ref.m
+	if ref.sub.IsValid() {
+		delete(m.subs, ref.sub)
 	} else {
-		if !m.whole {
-			return fmt.Errorf("release pool %s: %w", id, ipamapi.ErrPoolNotFound)
-		}
 		m.whole = false
 	}
 	if !m.whole && len(m.subs) == 0 {
-		delete(sp.masters, pool)
+		delete(ref.space.masters, m.prefix)
 	}
 	return nil
 }
 
-// lookup resolves a pool ID under a.mu: the master pool and the sub-pool
-// (zero if the ID names the master itself).
-func (a *Allocator) lookup(id string, as string, pool, sub netip.Prefix) (*master, error) {
-	sp, err := a.space(as)
+// lookup resolves a held pool ID under a.mu. For an ID that is not held it
+// tells a malformed ID or unknown space (BadRequest) from a pool that is
+// simply not allocated (NotFound).
+func (a *Allocator) lookup(id string) (poolRef, error) {
+	if ref, ok := a.ids[id]; ok {
+		return ref, nil
+	}
+	as, _, _, err := parsePoolID(id)
 	if err != nil {
-		return nil, err
+		return poolRef{}, err
 	}
-	m := sp.masters[pool]
-	if m == nil {
-		return nil, fmt.Errorf("pool %s: %w", id, ipamapi.ErrPoolNotFound)
+	if _, err := a.space(as); err != nil {
+		return poolRef{}, fmt.Errorf("pool %s: %w", id, err)
 	}
-	if sub.IsValid() {
-		if _, ok := m.subs[sub]; !ok {
-			return nil, fmt.Errorf("pool %s: %w", id, ipamapi.ErrPoolNotFound)
-		}
-	} else if !m.whole {
-		return nil, fmt.Errorf("pool %s: %w", id, ipamapi.ErrPoolNotFound)
-	}
-	return m, nil
+	return poolRef{}, fmt.Errorf("pool %s: %w", id, ipamapi.ErrPoolNotFound)
 }

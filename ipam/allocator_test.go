@@ -63,6 +63,9 @@ func checkClass(t *testing.T, err error, want class, is error) {
 	if err == nil {
 		t.Fatalf("no error, want class %d", want)
 	}
+	if !types.IsClassed(err) {
+		t.Fatalf("error %q is not classed", err)
+	}
 	for c, v := range got {
 		if v != (c == want) {
 			t.Fatalf("error %q: class %d is %v (want class %d)", err, c, v, want)

@@ -26,10 +26,38 @@ type leaf struct {
 }
 
 type inner struct {
-	full   uint64   // bit i: child i has no clear bit (or lies past the end)
-	used   uint64   // bit i: child i exists
-	kids   []*inner // children when this node is above level 1
-	leaves []*leaf  // children when this node is at level 1
+	full uint64 // bit i: child i has no clear bit (or lies past the end)
+	used uint64 // bit i: child i exists
+	// Children, grown on demand up to 64 so a sparse path (an IPv6 pool
+	// with a few low addresses) costs a few words per level, not 512 bytes.
+	kids   []*inner // when this node is above level 1
+	leaves []*leaf  // when this node is at level 1
+}
+
+// kid and leafAt return child j, or nil if it does not exist.
+func (n *inner) kid(j uint64) *inner {
+	if j < uint64(len(n.kids)) {
+		return n.kids[j]
+	}
+	return nil
+}
+
+func (n *inner) leafAt(j uint64) *leaf {
+	if j < uint64(len(n.leaves)) {
+		return n.leaves[j]
+	}
+	return nil
+}
+
+// grow makes room for child j, at least doubling so growth is amortised.
+func grow[T any](s []*T, j uint64) []*T {
+	if j < uint64(len(s)) {
+		return s
+	}
+	n := min(max(2*uint64(len(s)), j+1), 64)
+	out := make([]*T, n)
+	copy(out, s)
+	return out
 }
 
 // bitmap is a set of ordinals in [0, size). It is not safe for concurrent
@@ -40,20 +68,15 @@ type bitmap struct {
 	root   *inner // when height > 0
 	rleaf  *leaf  // when height == 0
 	count  uint64 // number of set ordinals
+	// One emptied leaf and inner node are kept for reuse, so a request and
+	// release at a node boundary (or serial allocation walking the pool)
+	// does not allocate and free a node every time.
+	spareLeaf  *leaf
+	spareInner *inner
 }
 
 // childShift is the log2 of the ordinals a child of a level-l inner node covers.
 func childShift(level int) uint { return uint(leafBits + levelBits*(level-1)) }
-
-func newInner(level int) *inner {
-	n := &inner{}
-	if level == 1 {
-		n.leaves = make([]*leaf, 64)
-	} else {
-		n.kids = make([]*inner, 64)
-	}
-	return n
-}
 
 func newBitmap(size uint64) *bitmap {
 	b := &bitmap{size: size}
@@ -63,7 +86,7 @@ func newBitmap(size uint64) *bitmap {
 	}
 	need := bits.Len64(size - 1) // bits of the highest ordinal
 	b.height = (need - leafBits + levelBits - 1) / levelBits
-	b.root = newInner(b.height)
+	b.root = &inner{}
 	// Children of the root that start at or after size never exist: mark
 	// them full so searches skip them (and never compute their ordinals,
 	// which could overflow for a 2^64 range).
@@ -130,7 +153,7 @@ func (n *inner) findFree(level int, from uint64) (uint64, bool) {
 		}
 		base := j << shift
 		if level == 1 {
-			l := n.leaves[j]
+			l := n.leafAt(j)
 			if l == nil {
 				return base + sub, true
 			}
@@ -139,7 +162,7 @@ func (n *inner) findFree(level int, from uint64) (uint64, bool) {
 			}
 			continue
 		}
-		k := n.kids[j]
+		k := n.kid(j)
 		if k == nil {
 			return base + sub, true
 		}
@@ -183,9 +206,14 @@ func (b *bitmap) set(o uint64) bool {
 	for level := b.height; level > 1; level-- {
 		i := (o >> childShift(level)) & 63
 		path[level], idx[level] = n, i
-		k := n.kids[i]
+		k := n.kid(i)
 		if k == nil {
-			k = newInner(level - 1)
+			k = b.spareInner
+			if k == nil {
+				k = &inner{}
+			}
+			b.spareInner = nil
+			n.kids = grow(n.kids, i)
 			n.kids[i] = k
 			n.used |= 1 << i
 		}
@@ -193,9 +221,14 @@ func (b *bitmap) set(o uint64) bool {
 	}
 	i := (o >> leafBits) & 63
 	path[1], idx[1] = n, i
-	l := n.leaves[i]
+	l := n.leafAt(i)
 	if l == nil {
-		l = &leaf{}
+		l = b.spareLeaf
+		if l == nil {
+			l = &leaf{}
+		}
+		b.spareLeaf = nil
+		n.leaves = grow(n.leaves, i)
 		n.leaves[i] = l
 		n.used |= 1 << i
 	}
@@ -227,13 +260,13 @@ func (b *bitmap) clear(o uint64) bool {
 	for level := b.height; level > 1; level-- {
 		i := (o >> childShift(level)) & 63
 		path[level], idx[level] = n, i
-		if n = n.kids[i]; n == nil {
+		if n = n.kid(i); n == nil {
 			return false
 		}
 	}
 	i := (o >> leafBits) & 63
 	path[1], idx[1] = n, i
-	l := n.leaves[i]
+	l := n.leafAt(i)
 	if l == nil || !l.clear(o) {
 		return false
 	}
@@ -245,12 +278,16 @@ func (b *bitmap) clear(o uint64) bool {
 	if l.used != 0 {
 		return true
 	}
+	// An emptied node is all zero (every word clear, every child slot nil),
+	// so it can be reused as is.
 	path[1].leaves[idx[1]] = nil
 	path[1].used &^= 1 << idx[1]
+	b.spareLeaf = l
 	for level := 1; level < b.height && path[level].used == 0; level++ {
 		p := path[level+1]
 		p.kids[idx[level+1]] = nil
 		p.used &^= 1 << idx[level+1]
+		b.spareInner = path[level]
 	}
 	return true
 }
@@ -262,11 +299,11 @@ func (b *bitmap) isSet(o uint64) bool {
 	}
 	n := b.root
 	for level := b.height; level > 1; level-- {
-		if n = n.kids[(o>>childShift(level))&63]; n == nil {
+		if n = n.kid((o >> childShift(level)) & 63); n == nil {
 			return false
 		}
 	}
-	l := n.leaves[(o>>leafBits)&63]
+	l := n.leafAt((o >> leafBits) & 63)
 	return l != nil && l.isSet(o)
 }
 

@@ -82,7 +82,7 @@ func (p pos) less(q pos) bool { return p.j < q.j || (p.j == q.j && p.addr.cmp(q.
 // blocker is something that kept a candidate from being chosen.
 type blocker struct {
 	prefix netip.Prefix
-	what   string // "excluded" or "pool <id>"
+	pool   bool // an allocated pool of the space, else an excluded prefix
 }
 
 // pickResult is the outcome of a candidate scan.

@@ -33,6 +33,13 @@
 // per node, so finding a free address costs the same at 1% and 99% fill.
 // Nodes exist only where addresses are allocated. Pools with 64 or more
 // host bits (IPv6 /64 and larger) are capped at 2^64-1 ordinals: only the
-// first 2^64-1 addresses after the network address can be allocated, and
-// a preferred address beyond them is ErrIPOutOfRange.
+// first 2^64-1 addresses after the network address can be allocated, a
+// preferred address beyond them is ErrIPOutOfRange and a sub-pool starting
+// beyond them is ErrInvalidSubPool. A full IPv4 /16 takes about 8.7 KiB; a
+// fresh IPv6 /64 about 1.2 KiB. Steady-state RequestAddress and
+// ReleaseAddress do not allocate.
+//
+// Preferred addresses (RequestAddress's prefer) and releases may name any
+// address of the master pool, also through a sub-pool's ID, as upstream:
+// that is how a gateway outside the sub-pool (--ip-range) is reserved.
 package ipam
