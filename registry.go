@@ -201,3 +201,14 @@ func (c *Controller) RegisterIpamDriver(name string, i ipamapi.Ipam) error {
 	}
 	return c.drv.addIPAM(name, i, false)
 }
+
+// allDrivers returns every registered network driver.
+func (r *registry) allDrivers() []driverapi.Driver {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []driverapi.Driver
+	for _, e := range r.drivers {
+		out = append(out, e.d)
+	}
+	return out
+}
