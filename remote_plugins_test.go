@@ -312,10 +312,10 @@ var _ network.Driver = (*vethPlugin)(nil)
 // choices from the built-in allocator's.
 type poolPlugin struct {
 	mu       sync.Mutex
-	calls    []string          // "Method" or "Method <arg>"
+	calls    []string            // "Method" or "Method <arg>"
 	gwOpts   []map[string]string // options of gateway requests
-	inUse    map[string]bool   // addresses handed out and not released
-	pools    map[string]bool   // pool IDs handed out and not released
+	inUse    map[string]bool     // addresses handed out and not released
+	pools    map[string]bool     // pool IDs handed out and not released
 	next     int
 	failOn   string // method answered with an error
 	poolsCnt int
