@@ -2,7 +2,9 @@ package libnetwork_test
 
 import (
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -303,5 +305,25 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 	}
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An IPAM plugin that activates and then stops answering fails the network
+// as Timeout within one timeout, not one per call of the driver's start-up.
+func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
+	c, _, dir := newPluginController(t, testTimeout)
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"Implements": ["IpamDriver"]}`)
+	})
+	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) { <-release })
+	publish(t, dir, "hungipam", viaSocket, plugintest.HTTP{Handler: mux})
+	t.Cleanup(func() { close(release) }) // before the server is killed
+
+	start := time.Now()
+	_, err := c.NewNetwork("bridge", "n", "", libnetwork.NetworkOptionIpam("hungipam", "", nil, nil, nil))
+	if took := time.Since(start); !types.IsTimeout(err) || took > testTimeout+slack {
+		t.Fatalf("want Timeout within %v, got %v after %v", testTimeout, err, took)
 	}
 }
