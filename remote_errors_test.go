@@ -327,3 +327,37 @@ func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
 		t.Fatalf("want Timeout within %v, got %v after %v", testTimeout, err, took)
 	}
 }
+
+// A silent plugin being waited for does not hold up the discovery of a
+// healthy one.
+func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
+	c, host, dir := newPluginController(t, 2*testTimeout)
+	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	publish(t, dir, "vethnet", viaSocket, network.NewHandler(newVethPlugin(t, host)))
+
+	silentDone := make(chan error, 1)
+	go func() {
+		_, err := c.NewNetwork("silent", "s", "")
+		silentDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the silent lookup start waiting
+	start := time.Now()
+	n, err := c.NewNetwork("vethnet", "v", "", ipamConf("10.77.0.0/24", "10.77.0.1"))
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > testTimeout/2 {
+		t.Fatalf("healthy plugin took %v while a silent one was being waited for", took)
+	}
+	if err := <-silentDone; !types.IsTimeout(err) {
+		t.Fatalf("silent plugin: want Timeout, got %v", err)
+	}
+	if err := n.Delete(); err != nil {
+		t.Fatal(err)
+	}
+}
