@@ -8,42 +8,10 @@ import (
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
-
-// sandboxNS opens the network namespace of sb for inspection.
-func sandboxNS(t *testing.T, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Handle) {
-	t.Helper()
-	ns, err := netnsutil.Open(sb.Key())
-	if err != nil {
-		t.Fatalf("opening sandbox namespace %s: %v", sb.Key(), err)
-	}
-	nl, err := netlink.NewHandleAt(ns.Handle())
-	if err != nil {
-		ns.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nl.Close(); ns.Close() })
-	return ns, nl
-}
-
-// linkNames lists the names of the links nl sees, sorted.
-func linkNames(t *testing.T, nl *netlink.Handle) []string {
-	t.Helper()
-	links, err := nl.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, l := range links {
-		names = append(names, l.Attrs().Name)
-	}
-	slices.Sort(names)
-	return names
-}
 
 // routeSet renders the IPv4 routes of nl as "dst via gw dev" strings.
 func routeSet(t *testing.T, nl *netlink.Handle) []string {
