@@ -63,38 +63,16 @@ func New(path string) (*NS, error) {
 	if f != nil {
 		f.Close()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// A fresh goroutine on a locked thread: only this thread ever sees
-		// the new namespace, and it is unlocked only after switching back.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("saving current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		mountErr := unix.Mount(self, path, "none", unix.MS_BIND, "")
-		if err := netns.Set(orig); err != nil {
-			// The thread is stuck in the new namespace: leave it locked so
-			// the runtime discards it when this goroutine exits.
-			errc <- errors.Join(mountErr, fmt.Errorf("switching back to original namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		if mountErr != nil {
-			mountErr = fmt.Errorf("bind-mounting namespace at %s: %w", path, mountErr)
-		}
-		errc <- mountErr
-	}()
-	if err := <-errc; err != nil {
+	self := func() string { return fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()) }
+	err = onThread(
+		func() error { return unix.Unshare(unix.CLONE_NEWNET) },
+		func() error {
+			if err := unix.Mount(self(), path, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mounting namespace at %s: %w", path, err)
+			}
+			return nil
+		})
+	if err != nil {
 		_ = os.Remove(path)
 		return nil, err
 	}
@@ -142,6 +120,21 @@ func (n *NS) Close() error {
 // fn must not start goroutines that expect to be in the namespace, nor
 // change other namespaces: only the network namespace is restored.
 func (n *NS) Do(fn func() error) error {
+	return onThread(func() error {
+		if err := netns.Set(n.handle); err != nil {
+			return fmt.Errorf("entering namespace %s: %w", n.path, err)
+		}
+		return nil
+	}, fn)
+}
+
+// onThread runs enter and then fn on a fresh goroutine whose OS thread is
+// locked, and switches the thread back to its original network namespace
+// afterwards. The thread is unlocked only if that switch back worked;
+// otherwise the goroutine exits locked and the runtime discards the thread,
+// so no goroutine ever runs in a namespace it did not ask for. fn does not
+// run if enter fails.
+func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -152,16 +145,20 @@ func (n *NS) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(n.handle); err != nil {
+		if err := enter(); err != nil {
+			// enter may have switched before failing (unshare does not);
+			// the switch back below decides whether the thread is reusable.
+			if serr := netns.Set(orig); serr != nil {
+				errc <- errors.Join(err, fmt.Errorf("switching back to original namespace: %w", serr))
+				return
+			}
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering namespace %s: %w", n.path, err)
+			errc <- err
 			return
 		}
 		fnErr := fn()
 		if err := netns.Set(orig); err != nil {
-			// Never hand a thread in the wrong namespace back to the
-			// scheduler: exiting locked makes the runtime kill it.
-			errc <- errors.Join(fnErr, fmt.Errorf("leaving namespace %s: %w", n.path, err))
+			errc <- errors.Join(fnErr, fmt.Errorf("switching back to original namespace: %w", err))
 			return
 		}
 		runtime.UnlockOSThread()
