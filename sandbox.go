@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -324,19 +325,24 @@ func (sb *Sandbox) Rename(name string) error {
 		return ErrInvalidName(name)
 	}
 	c := sb.ctrl
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, ep := range sb.endpoints {
 		if id, taken := ep.network.epNames[name]; taken && id != ep.id {
+			c.mu.Unlock()
 			return types.ForbiddenErrorf("endpoint with name %s already exists in network %s", name, ep.network.name)
 		}
 	}
+	var recs []func() (*store.Op, error)
 	for _, ep := range sb.endpoints {
 		delete(ep.network.epNames, ep.name)
 		ep.name = name
 		ep.network.epNames[name] = ep.id
+		recs = append(recs, c.recEndpoint(ep, stateReady))
 	}
-	return nil
+	c.mu.Unlock()
+	return c.commit(recs...)
 }
 
 // sortEndpointsLocked orders sb.endpoints as upstream: higher priority

@@ -1,0 +1,75 @@
+package libnetwork_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Two controllers in one process, each in its own host namespace with its
+// own ExecRoot and DataDir, do not see or disturb each other: the same
+// network name, bridge name and subnet work in both.
+func TestTwoControllersInOneProcess(t *testing.T) {
+	c1, h1 := newPrivController(t)
+	c2, h2 := newPrivController(t)
+	var eps []*libnetwork.Endpoint
+	for _, c := range []*libnetwork.Controller{c1, c2} {
+		n := bridgeNet(t, c, "same", "cnmsame0", "10.92.0.0/24")
+		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+		if err := ep.Join(sb); err != nil {
+			t.Fatal(err)
+		}
+		eps = append(eps, ep)
+	}
+	if a, b := eps[0].Info().Iface().Address().String(), eps[1].Info().Iface().Address().String(); a != b {
+		t.Fatalf("independent controllers gave different first addresses %s and %s", a, b)
+	}
+	if len(c1.Networks()) != 1 || len(c2.Networks()) != 1 || len(c1.Sandboxes()) != 1 {
+		t.Fatal("controllers see each other's objects")
+	}
+	if !slices.Contains(linkNames(t, h1.Netlink), "cnmsame0") || !slices.Contains(linkNames(t, h2.Netlink), "cnmsame0") {
+		t.Fatal("each host namespace should have its own bridge")
+	}
+	teardown(t, c1)
+	hostLinksSettle(t, h1, "lo")
+	if !slices.Contains(linkNames(t, h2.Netlink), "cnmsame0") {
+		t.Fatal("tearing down one controller touched the other's bridge")
+	}
+}
+
+func TestRenameAndRefresh(t *testing.T) {
+	c := newController(t)
+	withFake(t, c)
+	n := fakeNet(t, c, "n")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("old"))
+	must[*libnetwork.Endpoint](t)(n.CreateEndpoint("taken"))
+	sb := extSandbox(t, c, "c")
+	if err := ep.Join(sb, libnetwork.JoinOptionPriority(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Rename("taken"); !types.IsForbidden(err) {
+		t.Fatalf("rename onto an existing name: want Forbidden, got %v", err)
+	}
+	if ep.Name() != "old" {
+		t.Fatal("a refused rename changed the name")
+	}
+	if err := sb.Rename("new"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := n.EndpointByName("new"); err != nil || got != ep {
+		t.Fatalf("renamed endpoint not found by its new name: %v", err)
+	}
+	if _, err := n.EndpointByName("old"); !types.IsNotFound(err) {
+		t.Fatalf("old name still resolves: %v", err)
+	}
+	// Refresh re-applies options and rejoins every endpoint.
+	if err := sb.Refresh(libnetwork.OptionHostname("h2")); err != nil {
+		t.Fatal(err)
+	}
+	if eps := sb.Endpoints(); len(eps) != 1 || eps[0] != ep || ep.Info().Sandbox() != sb {
+		t.Fatalf("after Refresh the endpoint is not joined: %v", eps)
+	}
+}
