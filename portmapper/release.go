@@ -1,0 +1,192 @@
+package portmapper
+
+import (
+	"errors"
+	"net"
+
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Release unpublishes an endpoint's ports off the caller's path: the
+// mapping leaves the endpoint table at once and a background worker then
+// removes its rules, flushes the conntrack entries of its UDP ports and
+// only then closes its sockets, so a host port is never handed out while
+// traffic to it is still DNATed to the old container.
+//
+// Why: with iptables-nft every transaction that deletes rules costs the
+// kernel 10-20 ms (more as the tables grow), and a conntrack flush walks
+// the whole table (~12 ms). The worker takes every mapping released while
+// it was busy in one batch: one restore and one conntrack walk for all.
+//
+// Until the worker is done with it, the mapping's ports stay reserved: a
+// chosen or ranged port skips them, and a MapPorts asking for one of them
+// by number (or for the same endpoint) waits for the release instead of
+// failing. An endpoint with nothing mapped is success.
+func (pm *PortMapper) Release(endpointID string) error {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	m, ok := pm.endpoints[endpointID]
+	if !ok {
+		return nil
+	}
+	if m.busy {
+		return types.ForbiddenErrorf("releasing ports of endpoint %s: a map or unmap is in progress", endpointID)
+	}
+	if pm.closing {
+		return types.ForbiddenErrorf("releasing ports of endpoint %s: port mapper is closed", endpointID)
+	}
+	delete(pm.endpoints, endpointID)
+	m.busy = true
+	pm.pending[endpointID] = m
+	pm.queue = append(pm.queue, m)
+	pm.queued++
+	if !pm.worker {
+		pm.worker = true
+		go pm.releaseLoop()
+	}
+	pm.cond.Broadcast()
+	return nil
+}
+
+// Flush waits until every release queued before the call is finished.
+// Releases that failed earlier are tried once more first. It returns an
+// error when some mapping's rules still could not be removed (its ports
+// then stay reserved).
+func (pm *PortMapper) Flush() error {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	var stuck []*mapping
+	for _, m := range pm.pending {
+		if m.stuck {
+			stuck = append(stuck, m)
+		}
+	}
+	if len(stuck) > 0 && !pm.closing {
+		for _, m := range stuck {
+			m.stuck = false
+			pm.queue = append(pm.queue, m)
+			pm.queued++
+		}
+		if !pm.worker {
+			pm.worker = true
+			go pm.releaseLoop()
+		}
+		pm.cond.Broadcast()
+	}
+	target := pm.queued
+	for pm.handled < target && pm.worker {
+		pm.cond.Wait()
+	}
+	n := 0
+	for _, m := range pm.pending {
+		if m.stuck {
+			n++
+		}
+	}
+	if n > 0 {
+		return types.InternalErrorf("releasing published ports: rules of %d endpoints could not be removed: %w", n, pm.lastErr)
+	}
+	return nil
+}
+
+// releaseLoop is the worker: it runs until Close and handles the queue in
+// batches.
+func (pm *PortMapper) releaseLoop() {
+	defer close(pm.done)
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	for {
+		for len(pm.queue) == 0 && !pm.closing {
+			pm.cond.Wait()
+		}
+		if len(pm.queue) == 0 {
+			pm.worker = false
+			pm.cond.Broadcast()
+			return
+		}
+		batch := pm.queue
+		pm.queue = nil
+		pm.mu.Unlock()
+		err, ferr := pm.releaseBatch(batch)
+		pm.mu.Lock()
+		for _, m := range batch {
+			if err != nil {
+				m.stuck = true
+				continue
+			}
+			if rerr := pm.releaseLocked(m); rerr != nil {
+				ferr = errors.Join(ferr, rerr)
+			}
+			delete(pm.pending, m.ep.ID)
+		}
+		pm.lastErr = errors.Join(err, ferr)
+		pm.handled += uint64(len(batch))
+		pm.cond.Broadcast()
+	}
+}
+
+// releaseBatch removes the rules of batch in one commit, then flushes the
+// conntrack entries of their UDP ports in one walk. err is the rule
+// removal's failure (the sockets must then stay), ferr the flush's.
+func (pm *PortMapper) releaseBatch(batch []*mapping) (err, ferr error) {
+	ids := make([]string, len(batch))
+	var bindings []types.PortBinding
+	for i, m := range batch {
+		ids[i] = m.ep.ID
+		bindings = append(bindings, m.bindings...)
+	}
+	if pm.fw != nil {
+		if err := pm.fw.RemovePortForwards(ids...); err != nil {
+			return err, nil
+		}
+	}
+	if err := pm.flush(bindings); err != nil {
+		return nil, types.InternalMaskableErrorf("flushing conntrack entries of released ports: %w", err)
+	}
+	return nil, nil
+}
+
+// waitPendingLocked waits, with mu held, until no release in flight holds
+// endpointID or a fixed host port reqs ask for. A release whose rule
+// removal failed is not waited for: the fixed port then fails as taken.
+func (pm *PortMapper) waitPendingLocked(endpointID string, reqs []request) error {
+	for !pm.closing {
+		m, same := pm.pending[endpointID]
+		if same && m.stuck {
+			return types.ForbiddenErrorf("mapping ports of endpoint %s: its previous ports could not be released", endpointID)
+		}
+		if !same && !pm.pendingConflictLocked(reqs) {
+			return nil
+		}
+		pm.cond.Wait()
+	}
+	return nil
+}
+
+func (pm *PortMapper) pendingConflictLocked(reqs []request) bool {
+	if len(pm.pending) == 0 {
+		return false
+	}
+	for _, r := range reqs {
+		b := r.orig
+		if b.HostPort == 0 || (b.HostPortEnd != 0 && b.HostPortEnd != b.HostPort) {
+			continue
+		}
+		for _, s := range r.sides {
+			for _, m := range pm.pending {
+				if m.stuck {
+					continue
+				}
+				for _, h := range m.bindings {
+					if h.Proto == s.Proto && h.HostPort == b.HostPort && sameFamily(h.HostIP, s.HostIP) &&
+						(h.HostIP.IsUnspecified() || s.HostIP.IsUnspecified() || h.HostIP.Equal(s.HostIP)) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+func sameFamily(a, b net.IP) bool { return (a.To4() == nil) == (b.To4() == nil) }
