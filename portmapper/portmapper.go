@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/types"
@@ -38,15 +39,21 @@ type PortMapper struct {
 
 	// Asynchronous release (see release.go). A released mapping stays in
 	// pending, its ports in held, until its rules are gone.
-	cond    *sync.Cond          // on mu: signalled when a release batch ends or close starts
-	pending map[string]*mapping // endpoint ID -> released, rules not yet removed (or stuck)
-	queue   []*mapping          // released, waiting for the worker
-	queued  uint64              // mappings queued so far
-	handled uint64              // of those, how many the worker has finished with
-	lastErr error               // last failure of a release batch
-	worker  bool                // the worker goroutine runs
-	closing bool
-	done    chan struct{} // closed when the worker ends
+	cond     *sync.Cond          // on mu: signalled when a release batch ends or close starts
+	pending  map[string]*mapping // endpoint ID -> released, rules not yet removed (or stuck)
+	queue    []*mapping          // released, waiting for the worker
+	queued   uint64              // mappings queued so far
+	handled  uint64              // of those, how many the worker has finished with
+	lastErr  error               // last failure of a release batch
+	worker   bool                // the worker goroutine runs
+	closing  bool
+	urgent   int       // callers waiting for releases to finish: run now
+	oldest   time.Time // when the oldest queued release was queued
+	active   time.Time // last MapPorts or Release: the worker waits for a lull
+	timer    *time.Timer
+	flushQ   []Flow        // flows whose conntrack entries the worker flushes at once
+	flushing bool          // the worker is running such a flush
+	done     chan struct{} // closed when the worker ends
 }
 
 type portKey struct {
@@ -91,6 +98,7 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 	}
 
 	pm.mu.Lock()
+	pm.active = time.Now()
 	if err := pm.waitPendingLocked(ep.ID, reqs); err != nil {
 		pm.mu.Unlock()
 		return nil, err
@@ -127,11 +135,12 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 			return nil, types.Wrapf(err, "mapping ports of endpoint %s", ep.ID)
 		}
 	}
+	pm.mu.Lock()
 	// Entries made before the DNAT existed (packets to the bare host
 	// port) would keep bypassing it; UDP senders retry on the same tuple.
-	pm.flush(m.bindings)
-
-	pm.mu.Lock()
+	// The flush walks the whole conntrack table (~12 ms), so the release
+	// worker does it right away, off the caller's path.
+	pm.queueFlushLocked(m.bindings)
 	m.busy = false
 	pm.mu.Unlock()
 	success = true
@@ -204,6 +213,9 @@ func (pm *PortMapper) Close() error {
 	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
+	if pm.timer != nil {
+		pm.timer.Stop()
+	}
 	errs := []error{ferr}
 	for id, m := range pm.endpoints {
 		errs = append(errs, pm.releaseLocked(m))
@@ -231,7 +243,11 @@ func (pm *PortMapper) flush(bs []types.PortBinding) error {
 			flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
 		}
 	}
-	if len(flows) == 0 {
+	return pm.flushFlows(flows)
+}
+
+func (pm *PortMapper) flushFlows(flows []Flow) error {
+	if pm.ct == nil || len(flows) == 0 {
 		return nil
 	}
 	return pm.ct.DeleteFlows(flows)

@@ -3,6 +3,7 @@ package portmapper
 import (
 	"errors"
 	"net"
+	"time"
 
 	"github.com/opencnm/libnetwork/types"
 )
@@ -17,6 +18,14 @@ import (
 // kernel 10-20 ms (more as the tables grow), and a conntrack flush walks
 // the whole table (~12 ms). The worker takes every mapping released while
 // it was busy in one batch: one restore and one conntrack walk for all.
+//
+// The worker does not start a batch while ports are being published: a
+// deleting transaction holds the kernel's nf_tables commit lock for its
+// whole 10-20 ms, so a MapPorts arriving meanwhile would wait that long.
+// It starts one once MapPorts and Release have been quiet for
+// releaseIdle, when the oldest release has waited releaseMaxDelay, or at
+// once when someone waits for it (Flush, Close, or a MapPorts that needs
+// a port still being released).
 //
 // Until the worker is done with it, the mapping's ports stay reserved: a
 // chosen or ranged port skips them, and a MapPorts asking for one of them
@@ -38,6 +47,11 @@ func (pm *PortMapper) Release(endpointID string) error {
 	delete(pm.endpoints, endpointID)
 	m.busy = true
 	pm.pending[endpointID] = m
+	now := time.Now()
+	if len(pm.queue) == 0 {
+		pm.oldest = now
+	}
+	pm.active = now
 	pm.queue = append(pm.queue, m)
 	pm.queued++
 	if !pm.worker {
@@ -48,7 +62,8 @@ func (pm *PortMapper) Release(endpointID string) error {
 	return nil
 }
 
-// Flush waits until every release queued before the call is finished.
+// Flush waits until every release queued before the call is finished,
+// and the conntrack flushes of earlier MapPorts calls with it.
 // Releases that failed earlier are tried once more first. It returns an
 // error when some mapping's rules still could not be removed (its ports
 // then stay reserved).
@@ -74,9 +89,12 @@ func (pm *PortMapper) Flush() error {
 		pm.cond.Broadcast()
 	}
 	target := pm.queued
-	for pm.handled < target && pm.worker {
+	pm.urgent++
+	pm.cond.Broadcast()
+	for (pm.handled < target || len(pm.flushQ) > 0 || pm.flushing) && pm.worker {
 		pm.cond.Wait()
 	}
+	pm.urgent--
 	n := 0
 	for _, m := range pm.pending {
 		if m.stuck {
@@ -96,8 +114,21 @@ func (pm *PortMapper) releaseLoop() {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	for {
-		for len(pm.queue) == 0 && !pm.closing {
+		for !pm.closing && len(pm.flushQ) == 0 && (len(pm.queue) == 0 || !pm.dueLocked()) {
 			pm.cond.Wait()
+		}
+		if fq := pm.flushQ; len(fq) > 0 {
+			pm.flushQ = nil
+			pm.flushing = true
+			pm.mu.Unlock()
+			ferr := pm.flushFlows(fq)
+			pm.mu.Lock()
+			pm.flushing = false
+			if ferr != nil {
+				pm.lastErr = ferr
+			}
+			pm.cond.Broadcast()
+			continue
 		}
 		if len(pm.queue) == 0 {
 			pm.worker = false
@@ -123,6 +154,59 @@ func (pm *PortMapper) releaseLoop() {
 		pm.handled += uint64(len(batch))
 		pm.cond.Broadcast()
 	}
+}
+
+// queueFlushLocked hands the conntrack flush of freshly mapped UDP
+// bindings to the worker, which runs it without waiting for a lull (a
+// conntrack walk does not hold the nf_tables lock).
+func (pm *PortMapper) queueFlushLocked(bs []types.PortBinding) {
+	if pm.ct == nil || pm.closing {
+		return
+	}
+	added := false
+	for _, b := range bs {
+		if b.Proto == types.UDP {
+			pm.flushQ = append(pm.flushQ, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, KeepTo: b.IP})
+			added = true
+		}
+	}
+	if !added {
+		return
+	}
+	if !pm.worker {
+		pm.worker = true
+		go pm.releaseLoop()
+	}
+	pm.cond.Broadcast()
+}
+
+// Batching delays of the release worker (see Release).
+const (
+	releaseIdle     = 30 * time.Millisecond
+	releaseMaxDelay = 250 * time.Millisecond
+)
+
+// dueLocked reports whether the worker should start a batch now; if not,
+// it arms a timer to wake the worker when it will be.
+func (pm *PortMapper) dueLocked() bool {
+	if pm.urgent > 0 {
+		return true
+	}
+	now := time.Now()
+	wait := min(pm.active.Add(releaseIdle).Sub(now), pm.oldest.Add(releaseMaxDelay).Sub(now))
+	if wait <= 0 {
+		return true
+	}
+	if pm.timer == nil {
+		pm.timer = time.AfterFunc(wait, func() {
+			pm.mu.Lock()
+			pm.cond.Broadcast()
+			pm.mu.Unlock()
+		})
+	} else {
+		pm.timer.Reset(wait)
+	}
+	return false
 }
 
 // releaseBatch removes the rules of batch in one commit, then flushes the
@@ -158,7 +242,10 @@ func (pm *PortMapper) waitPendingLocked(endpointID string, reqs []request) error
 		if !same && !pm.pendingConflictLocked(reqs) {
 			return nil
 		}
+		pm.urgent++
+		pm.cond.Broadcast()
 		pm.cond.Wait()
+		pm.urgent--
 	}
 	return nil
 }
