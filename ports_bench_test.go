@@ -57,9 +57,40 @@ func BenchmarkPortsLifecycle(b *testing.B) {
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) { benchPorts(b, tc.already, tc.bindings) })
 	}
+	// paired: iterations alternate between no port and one chosen TCP
+	// port on one controller, so both see the same machine load; it
+	// reports each one's medians and what the port adds.
+	b.Run("paired", func(b *testing.B) { benchPaired(b) })
 }
 
-func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBinding) {
+func benchPaired(b *testing.B) {
+	c, n := benchController(b)
+	var up, down [2][]time.Duration
+	bs := []types.PortBinding{{Proto: types.TCP, Port: 80}}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i % 2
+		t0 := time.Now()
+		ct := benchUp(b, c, n, fmt.Sprintf("c%d", i), bs[:k])
+		t1 := time.Now()
+		ct.stop(b)
+		down[k] = append(down[k], time.Since(t1))
+		up[k] = append(up[k], t1.Sub(t0))
+	}
+	b.StopTimer()
+	for k, name := range []string{"noport", "port"} {
+		b.ReportMetric(ms(pct(up[k], 50)), name+"-up-p50-ms")
+		b.ReportMetric(ms(pct(up[k], 95)), name+"-up-p95-ms")
+		b.ReportMetric(ms(pct(down[k], 50)), name+"-down-p50-ms")
+		b.ReportMetric(ms(pct(down[k], 95)), name+"-down-p95-ms")
+	}
+	b.ReportMetric(ms(pct(up[1], 50)-pct(up[0], 50)), "port-adds-up-ms")
+	b.ReportMetric(ms(pct(down[1], 50)-pct(down[0], 50)), "port-adds-down-ms")
+}
+
+// benchController is a controller in a throwaway host namespace with one
+// bridge network; both go when the benchmark ends.
+func benchController(b *testing.B) (*libnetwork.Controller, *libnetwork.Network) {
 	testutil.RequireRoot(b)
 	dir := b.TempDir()
 	host := testutil.NewHostNS(b)
@@ -71,14 +102,18 @@ func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBindin
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Stop()
+	b.Cleanup(c.Stop)
 	n, err := c.NewNetwork("bridge", "bench", "",
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.60.0.0/16"}}, nil, nil))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer n.Delete()
+	b.Cleanup(func() { _ = n.Delete() })
+	return c, n
+}
 
+func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBinding) {
+	c, n := benchController(b)
 	var background []*container
 	for e := 0; e < already/20; e++ {
 		var bs []types.PortBinding
