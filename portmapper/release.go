@@ -48,7 +48,7 @@ func (pm *PortMapper) Release(endpointID string) error {
 	m.busy = true
 	pm.pending[endpointID] = m
 	now := time.Now()
-	if len(pm.queue) == 0 {
+	if len(pm.queue) == 0 && len(pm.flushQ) == 0 {
 		pm.oldest = now
 	}
 	pm.active = now
@@ -114,32 +114,21 @@ func (pm *PortMapper) releaseLoop() {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	for {
-		for !pm.closing && len(pm.flushQ) == 0 && (len(pm.queue) == 0 || !pm.dueLocked()) {
+		for !pm.closing && ((len(pm.queue) == 0 && len(pm.flushQ) == 0) || !pm.dueLocked()) {
 			pm.cond.Wait()
 		}
-		if fq := pm.flushQ; len(fq) > 0 {
-			pm.flushQ = nil
-			pm.flushing = true
-			pm.mu.Unlock()
-			ferr := pm.flushFlows(fq)
-			pm.mu.Lock()
-			pm.flushing = false
-			if ferr != nil {
-				pm.lastErr = ferr
-			}
-			pm.cond.Broadcast()
-			continue
-		}
-		if len(pm.queue) == 0 {
+		if len(pm.queue) == 0 && len(pm.flushQ) == 0 {
 			pm.worker = false
 			pm.cond.Broadcast()
 			return
 		}
-		batch := pm.queue
-		pm.queue = nil
+		batch, fq := pm.queue, pm.flushQ
+		pm.queue, pm.flushQ = nil, nil
+		pm.flushing = true
 		pm.mu.Unlock()
-		err, ferr := pm.releaseBatch(batch)
+		err, ferr := pm.releaseBatch(batch, fq)
 		pm.mu.Lock()
+		pm.flushing = false
 		for _, m := range batch {
 			if err != nil {
 				m.stuck = true
@@ -157,8 +146,10 @@ func (pm *PortMapper) releaseLoop() {
 }
 
 // queueFlushLocked hands the conntrack flush of freshly mapped UDP
-// bindings to the worker, which runs it without waiting for a lull (a
-// conntrack walk does not hold the nf_tables lock).
+// bindings to the worker. It goes with the next release batch, in the same
+// table walk: a walk takes ~12 ms and, while it runs, link changes that
+// make the kernel clean conntrack up (a Leave taking a veth down) wait for
+// it, so walks are batched and kept out of busy periods like deletions.
 func (pm *PortMapper) queueFlushLocked(bs []types.PortBinding) {
 	if pm.ct == nil || pm.closing {
 		return
@@ -166,6 +157,9 @@ func (pm *PortMapper) queueFlushLocked(bs []types.PortBinding) {
 	added := false
 	for _, b := range bs {
 		if b.Proto == types.UDP {
+			if len(pm.queue) == 0 && len(pm.flushQ) == 0 {
+				pm.oldest = time.Now()
+			}
 			pm.flushQ = append(pm.flushQ, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, KeepTo: b.IP})
 			added = true
 		}
@@ -210,24 +204,31 @@ func (pm *PortMapper) dueLocked() bool {
 }
 
 // releaseBatch removes the rules of batch in one commit, then flushes the
-// conntrack entries of their UDP ports in one walk. err is the rule
-// removal's failure (the sockets must then stay), ferr the flush's.
-func (pm *PortMapper) releaseBatch(batch []*mapping) (err, ferr error) {
+// conntrack entries of their UDP ports, and the extra flows of fresh
+// mappings, in one walk. err is the rule removal's failure (the sockets
+// must then stay), ferr the flush's.
+func (pm *PortMapper) releaseBatch(batch []*mapping, extra []Flow) (err, ferr error) {
 	ids := make([]string, len(batch))
-	var bindings []types.PortBinding
 	for i, m := range batch {
 		ids[i] = m.ep.ID
-		bindings = append(bindings, m.bindings...)
 	}
-	if pm.fw != nil {
-		if err := pm.fw.RemovePortForwards(ids...); err != nil {
-			return err, nil
+	if pm.fw != nil && len(batch) > 0 {
+		err = pm.fw.RemovePortForwards(ids...)
+	}
+	flows := extra
+	if err == nil {
+		for _, m := range batch {
+			for _, b := range m.bindings {
+				if b.Proto == types.UDP {
+					flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
+				}
+			}
 		}
 	}
-	if err := pm.flush(bindings); err != nil {
-		return nil, types.InternalMaskableErrorf("flushing conntrack entries of released ports: %w", err)
+	if fe := pm.flushFlows(flows); fe != nil {
+		ferr = types.InternalMaskableErrorf("flushing conntrack entries of published ports: %w", fe)
 	}
-	return nil, nil
+	return err, ferr
 }
 
 // waitPendingLocked waits, with mu held, until no release in flight holds
