@@ -35,6 +35,13 @@ type portRig struct {
 func newPortRig(t *testing.T) *portRig {
 	t.Helper()
 	c, host := newPrivController(t)
+	// Runs before the controller stops: a failed test still removes its
+	// sandboxes' namespaces.
+	t.Cleanup(func() {
+		for _, sb := range c.Sandboxes() {
+			_ = sb.Delete()
+		}
+	})
 	out := testutil.NewNamedNS(t, "outside")
 	a := netlink.NewLinkAttrs()
 	a.Name = "uplink"
