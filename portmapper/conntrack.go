@@ -15,6 +15,21 @@ type Flow struct {
 	Proto    types.Protocol
 	HostIP   net.IP
 	HostPort uint16
+	// KeepTo, when set, spares entries already NATed to this container
+	// address: the flush after a map only targets flows that predate the
+	// DNAT, and it runs in the background, after new flows may have begun.
+	KeepTo net.IP
+}
+
+// keepFilter matches what its filter does, except flows whose reply comes
+// from keep (so already DNATed there).
+type keepFilter struct {
+	f    *netlink.ConntrackFilter
+	keep net.IP
+}
+
+func (k keepFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	return k.f.MatchConntrackFlow(flow) && !flow.Reverse.SrcIP.Equal(k.keep)
 }
 
 // Conntrack deletes connection-tracking entries. Without this, a UDP
@@ -64,6 +79,10 @@ func (c *NetlinkConntrack) DeleteFlows(flows []Flow) error {
 			if err := f.AddIP(netlink.ConntrackOrigDstIP, fl.HostIP); err != nil {
 				return types.InternalErrorf("building conntrack filter for %v: %w", fl, err)
 			}
+		}
+		if fl.KeepTo != nil {
+			byFam[fam] = append(byFam[fam], keepFilter{f: f, keep: fl.KeepTo})
+			continue
 		}
 		byFam[fam] = append(byFam[fam], f)
 	}

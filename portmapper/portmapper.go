@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/types"
@@ -35,6 +36,24 @@ type PortMapper struct {
 	held      map[portKey]map[string]int // proto/family/port -> host IP ("" = any) -> count
 	endpoints map[string]*mapping        // endpoint ID -> what it holds
 	cursor    uint16                     // next ephemeral port to try (round robin)
+
+	// Asynchronous release (see release.go). A released mapping stays in
+	// pending, its ports in held, until its rules are gone.
+	cond     *sync.Cond          // on mu: signalled when a release batch ends or close starts
+	pending  map[string]*mapping // endpoint ID -> released, rules not yet removed (or stuck)
+	queue    []*mapping          // released, waiting for the worker
+	queued   uint64              // mappings queued so far
+	handled  uint64              // of those, how many the worker has finished with
+	lastErr  error               // last failure of a release batch
+	worker   bool                // the worker goroutine runs
+	closing  bool
+	urgent   int       // callers waiting for releases to finish: run now
+	oldest   time.Time // when the oldest queued release was queued
+	active   time.Time // last MapPorts or Release: the worker waits for a lull
+	timer    *time.Timer
+	flushQ   []Flow        // flows whose conntrack entries the worker flushes at once
+	flushing bool          // the worker is running such a flush
+	done     chan struct{} // closed when the worker ends
 }
 
 type portKey struct {
@@ -48,13 +67,17 @@ type mapping struct {
 	bindings []types.PortBinding // operational, with real host ports
 	closers  []io.Closer
 	busy     bool // being mapped or unmapped by a call that dropped mu
+	stuck    bool // released, but removing its rules failed: retried by Flush
 }
 
 // New returns a PortMapper reserving ports through res and programming fw
 // (nil to skip iptables) and flushing conntrack entries through ct (nil to
 // skip).
 func New(res Reserver, fw *firewall.Firewall, ct Conntrack) *PortMapper {
-	return &PortMapper{res: res, fw: fw, ct: ct, held: map[portKey]map[string]int{}, endpoints: map[string]*mapping{}}
+	pm := &PortMapper{res: res, fw: fw, ct: ct, held: map[portKey]map[string]int{}, endpoints: map[string]*mapping{},
+		pending: map[string]*mapping{}, done: make(chan struct{})}
+	pm.cond = sync.NewCond(&pm.mu)
+	return pm
 }
 
 // MapPorts publishes bindings for ep and returns the operational bindings:
@@ -75,6 +98,11 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 	}
 
 	pm.mu.Lock()
+	pm.active = time.Now()
+	if err := pm.waitPendingLocked(ep.ID, reqs); err != nil {
+		pm.mu.Unlock()
+		return nil, err
+	}
 	if _, ok := pm.endpoints[ep.ID]; ok {
 		pm.mu.Unlock()
 		return nil, types.ForbiddenErrorf("mapping ports of endpoint %s: already mapped", ep.ID)
@@ -107,11 +135,12 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 			return nil, types.Wrapf(err, "mapping ports of endpoint %s", ep.ID)
 		}
 	}
+	pm.mu.Lock()
 	// Entries made before the DNAT existed (packets to the bare host
 	// port) would keep bypassing it; UDP senders retry on the same tuple.
-	pm.flush(m.bindings)
-
-	pm.mu.Lock()
+	// The flush walks the whole conntrack table (~12 ms), so the release
+	// worker does it right away, off the caller's path.
+	pm.queueFlushLocked(m.bindings)
 	m.busy = false
 	pm.mu.Unlock()
 	success = true
@@ -166,16 +195,35 @@ func (pm *PortMapper) Mapped(endpointID string) []types.PortBinding {
 	return nil
 }
 
-// Close releases every reserved port without touching rules or conntrack:
-// for a process that stops while its containers keep running, so that the
-// next process can re-map the same ports.
+// Close finishes the pending asynchronous releases (their rules are
+// removed, their ports freed), stops the release worker, then releases
+// every port still mapped without touching its rules or conntrack: for a
+// process that stops while its containers keep running, so that the next
+// process can re-map the same ports. Mappings whose rule removal keeps
+// failing keep their rules (tagged with their owner) and lose their sockets.
 func (pm *PortMapper) Close() error {
+	ferr := pm.Flush()
+	pm.mu.Lock()
+	pm.closing = true
+	pm.cond.Broadcast()
+	worker := pm.worker
+	pm.mu.Unlock()
+	if worker {
+		<-pm.done
+	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	var errs []error
+	if pm.timer != nil {
+		pm.timer.Stop()
+	}
+	errs := []error{ferr}
 	for id, m := range pm.endpoints {
 		errs = append(errs, pm.releaseLocked(m))
 		delete(pm.endpoints, id)
+	}
+	for id, m := range pm.pending {
+		errs = append(errs, pm.releaseLocked(m))
+		delete(pm.pending, id)
 	}
 	return errors.Join(errs...)
 }
@@ -195,7 +243,11 @@ func (pm *PortMapper) flush(bs []types.PortBinding) error {
 			flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
 		}
 	}
-	if len(flows) == 0 {
+	return pm.flushFlows(flows)
+}
+
+func (pm *PortMapper) flushFlows(flows []Flow) error {
+	if pm.ct == nil || len(flows) == 0 {
 		return nil
 	}
 	return pm.ct.DeleteFlows(flows)

@@ -119,7 +119,11 @@ func TestMapGoldenAndUnmap(t *testing.T) {
 	if r.res.count() != 0 {
 		t.Errorf("%d ports still held", r.res.count())
 	}
-	// The UDP binding's flows are flushed at map and at unmap.
+	// The UDP binding's flows are flushed at map (by the worker, hence
+	// the Flush) and at unmap.
+	if err := r.pm.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if len(r.ct.flows) != 2 || r.ct.flows[1].HostPort != 5353 || r.ct.flows[1].Proto != types.UDP || !r.ct.flows[1].HostIP.Equal(net.ParseIP("127.0.0.1")) {
 		t.Errorf("conntrack flushes: %+v", r.ct.flows)
 	}

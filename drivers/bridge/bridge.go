@@ -11,9 +11,12 @@
 // (stopped by Close) deletes retired veths in batches, because each device
 // deletion makes the kernel wait ~20 ms (see reaper.go).
 //
-// Firewalling (NAT, isolation, published ports) is not done here yet: the
-// driver calls an optional firewaller at network create/delete and at
-// Program/RevokeExternalConnectivity, and that seam is nil for now.
+// Firewalling (NAT, isolation, published ports) goes through the fw seam
+// (firewall.go): with EnableIPTables (the default) it is the firewall and
+// portmapper packages on the host namespace (hostfw.go). Published ports
+// are unpublished off the caller's path: iptables-nft deletions cost
+// 10-20 ms a transaction, so a background worker batches them (see
+// portmapper.Release).
 //
 // Differences from upstream libnetwork, on purpose:
 //   - ICC and masquerade default to true whether options come as string
@@ -33,6 +36,7 @@ import (
 	"sync"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -55,8 +59,8 @@ type Driver struct {
 	reaper *reaper
 	cfg    driverConfig
 
-	// fw programs the host firewall. nil until the firewall and portmapper
-	// packages are wired in; every call site checks for nil.
+	// fw programs the host firewall; nil when iptables is disabled. Every
+	// call site checks for nil.
 	fw firewaller
 	// failAfter, when set by a test, is called after each named step of a
 	// multi-step kernel operation; an error it returns is treated as that
@@ -78,9 +82,15 @@ var _ driverapi.Closer = (*Driver)(nil)
 // into host. cfg is config.Config.DriverCfg["bridge"]: its
 // netlabel.GenericData entry (options.Generic, map[string]any or
 // map[string]string) may set EnableIPForwarding, EnableIPTables,
-// EnableIP6Tables, EnableUserlandProxy and UserlandProxyPath. With
-// forwarding enabled, New turns on net.ipv4.ip_forward in host.
-func New(host *netnsutil.NS, cfg map[string]any) (*Driver, error) {
+// EnableIP6Tables, EnableUserlandProxy and UserlandProxyPath.
+//
+// With EnableIPTables, New sets up the global chains in host (adopting
+// rules a previous process left). With EnableIPForwarding it turns on
+// net.ipv4.ip_forward in host; only when it flipped it from 0 itself (and
+// iptables is on) does it also set the FORWARD policy to DROP, so a host
+// that already routed keeps its policy (firewall.EnableIPForwarding).
+// Neither is undone at Close: other users of the host may rely on them.
+func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	if host == nil {
 		return nil, types.BadRequestErrorf("creating bridge driver: no host namespace")
 	}
@@ -98,13 +108,23 @@ func New(host *netnsutil.NS, cfg map[string]any) (*Driver, error) {
 		return nil, types.InternalErrorf("creating bridge driver: %w", err)
 	}
 	d := &Driver{host: host, nl: h, reaper: r, cfg: dc, networks: map[string]*network{}}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	var fw *firewall.Firewall
+	if dc.EnableIPTables {
+		hf, err := newHostFirewall(host, dc)
+		if err != nil {
+			return nil, types.Wrapf(err, "creating bridge driver")
+		}
+		d.fw, fw = hf, hf.fw
+	}
 	if dc.EnableIPForwarding {
 		// Containers reach beyond their bridge only if the host routes.
-		// Like upstream this is not undone at Close: other users of the
-		// host may rely on it by then.
-		if err := d.writeSysctls([]sysctl{{path: "net/ipv4/ip_forward", value: "1"}}); err != nil {
-			d.Close()
-			return nil, types.InternalErrorf("creating bridge driver: enabling ip forwarding: %w", err)
+		if _, err := firewall.EnableIPForwarding(firewall.NSSysctl{NS: host}, fw, false); err != nil {
+			return nil, types.Wrapf(err, "creating bridge driver")
 		}
 	}
 	return d, nil
@@ -117,9 +137,13 @@ func (d *Driver) Type() string { return NetworkType }
 // driver's netlink sockets. Networks and joined endpoints stay in the
 // kernel: the controller deletes them, or a restart adopts them.
 func (d *Driver) Close() error {
+	var err error
+	if d.fw != nil {
+		err = d.fw.close()
+	}
 	d.reaper.close()
 	d.nl.Close()
-	return nil
+	return err
 }
 
 // step runs the test hook for a finished step; nil in production.

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"crypto/rand"
+	"errors"
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
@@ -20,7 +21,15 @@ type endpoint struct {
 	hostIfName  string // host end of the veth while joined
 	hostIfIndex int    // its ifindex
 	busy        bool   // a Join or Leave is doing kernel work
-	portMap     []types.PortBinding
+
+	// From CreateOptionPortMapping / CreateOptionExposedPorts.
+	ownPorts   []types.PortBinding
+	ownExposed []types.TransportPort
+	// Set by ProgramExternalConnectivity: operational bindings (real host
+	// ports) and the exposed ports of endpoint and sandbox together.
+	programmed bool
+	portMap    []types.PortBinding
+	exposed    []types.TransportPort
 }
 
 func (ep *endpoint) addrs() endpointAddrs {
@@ -46,6 +55,11 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 		return nil, types.BadRequestErrorf("creating bridge endpoint %s: invalid mac address %s", req.EndpointID, in.MacAddress)
 	}
 
+	ownPorts, ownExposed, err := portOptions("creating bridge endpoint "+req.EndpointID, req.Options)
+	if err != nil {
+		return nil, err
+	}
+
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, err := d.readyNetworkLocked(req.NetworkID)
@@ -63,6 +77,9 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 		mac:    types.GetMacCopy(in.MacAddress),
 		addr:   types.GetIPNetCopy(in.Address),
 		addrv6: types.GetIPNetCopy(in.AddressIPv6),
+
+		ownPorts:   mergeBindings(ownPorts),
+		ownExposed: mergeExposed(ownExposed),
 	}
 	var chosen driverapi.Interface
 	if ep.mac == nil {
@@ -103,12 +120,18 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 		return types.ForbiddenErrorf("deleting bridge endpoint %s: it is joining or leaving", eid)
 	}
 	veth := ep.hostIfIndex
+	programmed := ep.programmed && d.fw != nil && !n.cfg.Internal
+	addrs := ep.addrs()
 	ep.busy = true
 	d.mu.Unlock()
 
 	var err error
+	if programmed {
+		// Normally revoked by the controller before; never leak the ports.
+		err = d.fw.revokeEndpoint(n.cfg, addrs)
+	}
 	if veth != 0 {
-		err = d.reaper.retire(veth)
+		err = errors.Join(err, d.reaper.retire(veth))
 	}
 
 	d.mu.Lock()
@@ -122,7 +145,8 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 }
 
 // EndpointOperInfo returns the endpoint's MAC and, once external
-// connectivity is programmed, its port bindings with real host ports.
+// connectivity is programmed, netlabel.PortMap (the operational bindings,
+// with the host ports actually taken) and netlabel.ExposedPorts.
 func (d *Driver) EndpointOperInfo(nid, eid string) (map[string]any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -137,6 +161,9 @@ func (d *Driver) EndpointOperInfo(nid, eid string) (map[string]any, error) {
 			pm[i] = b.GetCopy()
 		}
 		info[netlabel.PortMap] = pm
+	}
+	if len(ep.exposed) > 0 {
+		info[netlabel.ExposedPorts] = append([]types.TransportPort(nil), ep.exposed...)
 	}
 	return info, nil
 }

@@ -3,25 +3,36 @@ package bridge
 import (
 	"net"
 
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
+)
+
+const (
+	labelPortMap      = netlabel.PortMap
+	labelExposedPorts = netlabel.ExposedPorts
 )
 
 // firewaller is the seam for the host firewall (iptables chains, NAT,
 // isolation, published ports). The driver calls it at network create and
-// delete and at Program/RevokeExternalConnectivity; Driver.fw is nil until
-// the firewall and portmapper packages are wired in, and every caller
-// checks for nil. Implementations must be idempotent: del* of something
-// already gone succeeds, since DeleteNetwork may be retried.
+// delete and at Program/RevokeExternalConnectivity. Driver.fw is a
+// *hostFirewall when iptables is enabled (the default) and nil otherwise;
+// every caller checks for nil. Implementations must be idempotent: del* of
+// something already gone succeeds, since DeleteNetwork may be retried.
 type firewaller interface {
 	// addNetwork installs the network's rules (masquerade or SNAT to
 	// HostIP, ICC accept or drop, isolation, internal-network drops).
 	addNetwork(c *networkConfig) error
 	delNetwork(c *networkConfig) error
-	// programEndpoint publishes the sandbox's ports (options carry
-	// netlabel.PortMap and netlabel.ExposedPorts) to the endpoint's
-	// addresses and returns the bindings with the host ports actually used.
-	programEndpoint(c *networkConfig, ep endpointAddrs, options map[string]any) ([]types.PortBinding, error)
+	// programEndpoint publishes bindings to the endpoint's addresses and
+	// returns the bindings with the host ports actually used. A failure
+	// leaves nothing of the call behind.
+	programEndpoint(c *networkConfig, ep endpointAddrs, bindings []types.PortBinding) ([]types.PortBinding, error)
+	// revokeEndpoint unpublishes the endpoint's ports; it may finish the
+	// work in the background, as long as a port is never given out twice.
 	revokeEndpoint(c *networkConfig, ep endpointAddrs) error
+	// flush waits for work revokeEndpoint left running.
+	flush() error
+	close() error
 }
 
 // endpointAddrs is what the firewall needs to know of an endpoint.
@@ -33,49 +44,78 @@ type endpointAddrs struct {
 }
 
 // ProgramExternalConnectivity is called for the sandbox's gateway endpoint
-// with the sandbox's labels. It publishes ports through the firewaller;
-// without one it only checks that the endpoint exists.
+// with the sandbox's labels. It publishes the union of the sandbox's
+// netlabel.PortMap and the endpoint's own (CreateOptionPortMapping) on the
+// endpoint's addresses, and records the exposed ports of both. A host port
+// already taken fails with a Forbidden error naming it, and leaves nothing.
 func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string]any) error {
+	sbPorts, sbExposed, err := portOptions("programming external connectivity of endpoint "+eid, options)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	n, ep, err := d.endpointLocked(nid, eid)
 	if err != nil {
 		d.mu.Unlock()
 		return err
 	}
-	addrs := ep.addrs()
-	d.mu.Unlock()
-	if d.fw == nil || n.cfg.Internal {
-		return nil
+	if ep.busy {
+		d.mu.Unlock()
+		return types.ForbiddenErrorf("programming external connectivity of endpoint %s: a join or leave is in progress", eid)
 	}
-	bindings, err := d.fw.programEndpoint(n.cfg, addrs, options)
+	addrs := ep.addrs()
+	bindings := mergeBindings(ep.ownPorts, sbPorts)
+	exposed := mergeExposed(ep.ownExposed, sbExposed)
+	again := ep.programmed
+	ep.busy = true
+	d.mu.Unlock()
+
+	var mapped []types.PortBinding
+	if d.fw != nil && !n.cfg.Internal { // internal networks publish nothing
+		if again {
+			// Programmed twice without a revoke: start over.
+			err = d.fw.revokeEndpoint(n.cfg, addrs)
+		}
+		if err == nil {
+			mapped, err = d.fw.programEndpoint(n.cfg, addrs, bindings)
+		}
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ep.busy = false
 	if err != nil {
+		ep.portMap, ep.exposed, ep.programmed = nil, nil, false
 		return types.Wrapf(err, "programming external connectivity of endpoint %s", eid)
 	}
-	d.mu.Lock()
-	ep.portMap = bindings
-	d.mu.Unlock()
+	ep.portMap, ep.exposed, ep.programmed = mapped, exposed, true
 	return nil
 }
 
-// RevokeExternalConnectivity undoes ProgramExternalConnectivity. An
-// unknown network or endpoint is already revoked: nil.
+// RevokeExternalConnectivity undoes ProgramExternalConnectivity. The
+// published ports stop being reported at once; their rules and sockets go
+// in the background (see portmapper.Release). An unknown network or
+// endpoint is already revoked: nil.
 func (d *Driver) RevokeExternalConnectivity(nid, eid string) error {
 	d.mu.Lock()
 	n, ep, err := d.endpointLocked(nid, eid)
-	if err != nil {
+	if err != nil || !ep.programmed {
 		d.mu.Unlock()
 		return nil
 	}
+	if ep.busy {
+		d.mu.Unlock()
+		return types.ForbiddenErrorf("revoking external connectivity of endpoint %s: a join or leave is in progress", eid)
+	}
 	addrs := ep.addrs()
 	d.mu.Unlock()
-	if d.fw == nil || n.cfg.Internal {
-		return nil
-	}
-	if err := d.fw.revokeEndpoint(n.cfg, addrs); err != nil {
-		return types.Wrapf(err, "revoking external connectivity of endpoint %s", eid)
+	if d.fw != nil && !n.cfg.Internal {
+		if err := d.fw.revokeEndpoint(n.cfg, addrs); err != nil {
+			return types.Wrapf(err, "revoking external connectivity of endpoint %s", eid)
+		}
 	}
 	d.mu.Lock()
-	ep.portMap = nil
+	ep.portMap, ep.exposed, ep.programmed = nil, nil, false
 	d.mu.Unlock()
 	return nil
 }

@@ -26,6 +26,9 @@ func newTestDriver(t testing.TB, cfg map[string]any) (*Driver, *testutil.HostNS)
 	return d, host
 }
 
+// noIPTables is the driver config of tests that install a fake firewaller.
+var noIPTables = map[string]any{netlabel.GenericData: map[string]string{"EnableIPTables": "false"}}
+
 func mustCIDR(t testing.TB, s string) *net.IPNet {
 	t.Helper()
 	ip, n, err := net.ParseCIDR(s)

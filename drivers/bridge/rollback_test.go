@@ -38,12 +38,11 @@ func (f *fakeFW) delNetwork(c *networkConfig) error {
 	return nil
 }
 
-func (f *fakeFW) programEndpoint(c *networkConfig, ep endpointAddrs, opts map[string]any) ([]types.PortBinding, error) {
+func (f *fakeFW) programEndpoint(c *networkConfig, ep endpointAddrs, pbs []types.PortBinding) ([]types.PortBinding, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.eps[ep.ID] = true
 	var out []types.PortBinding
-	pbs, _ := opts[netlabel.PortMap].([]types.PortBinding)
 	for _, b := range pbs {
 		b.IP = ep.IPv4.IP
 		b.HostPort = 40000 + b.Port
@@ -58,6 +57,9 @@ func (f *fakeFW) revokeEndpoint(c *networkConfig, ep endpointAddrs) error {
 	delete(f.eps, ep.ID)
 	return nil
 }
+
+func (f *fakeFW) flush() error { return nil }
+func (f *fakeFW) close() error { return nil }
 
 func (f *fakeFW) state() string {
 	f.mu.Lock()
@@ -99,7 +101,7 @@ func TestCreateNetworkRollback(t *testing.T) {
 			name = "preexisting bridge"
 		}
 		t.Run(name, func(t *testing.T) {
-			d, host := newTestDriver(t, nil)
+			d, host := newTestDriver(t, noIPTables)
 			fw := newFakeFW()
 			d.fw = fw
 			labels := map[string]string{BridgeName: "cnm0"}
@@ -214,7 +216,7 @@ func TestJoinRollback(t *testing.T) {
 }
 
 func TestExternalConnectivitySeam(t *testing.T) {
-	d, _ := newTestDriver(t, nil)
+	d, _ := newTestDriver(t, noIPTables)
 	fw := newFakeFW()
 	d.fw = fw
 	if err := d.CreateNetwork(netReq(t, joinNID, "10.13.0.1/24", nil)); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -94,11 +95,14 @@ func (d *Driver) setupNetwork(c *networkConfig) (teardown undoStack, brIndex int
 	}
 
 	if c.EnableIPv6 && c.PoolIPv6 != nil && d.cfg.EnableIPForwarding {
-		// Host-wide and shared by every v6 network: set, never reset.
-		if err := d.writeSysctls([]sysctl{
-			{path: "net/ipv6/conf/all/forwarding", value: "1"},
-			{path: "net/ipv6/conf/default/forwarding", value: "1"},
-		}); err != nil {
+		// Host-wide and shared by every v6 network: set, never reset. As
+		// for IPv4 in New, the ip6tables FORWARD policy becomes DROP only
+		// if this flipped forwarding on.
+		var fw *firewall.Firewall
+		if hf, ok := d.fw.(*hostFirewall); ok {
+			fw = hf.fw
+		}
+		if _, err := firewall.EnableIPForwarding(firewall.NSSysctl{NS: d.host}, fw, true); err != nil {
 			return nil, 0, types.InternalErrorf("enabling ipv6 forwarding for bridge %s: %w", c.BridgeName, err)
 		}
 	}

@@ -18,7 +18,8 @@ import (
 // the namespace, and a child inherits its parent thread's namespace, so no
 // re-exec or nsenter is needed.
 type Exec struct {
-	ns *netnsutil.NS
+	ns   *netnsutil.NS
+	warm *warmPool // nil: every call execs cold (see NewWarm)
 }
 
 var _ firewall.Runner = (*Exec)(nil)
@@ -41,7 +42,18 @@ func binary(fam firewall.Family, restore bool) string {
 // Restore runs `iptables-restore --noflush --wait` with script on stdin.
 func (e *Exec) Restore(fam firewall.Family, script string) error {
 	bin := binary(fam, true)
-	out, err := e.run(bin, script, "--noflush", "--wait")
+	args := []string{"--noflush", "--wait"}
+	var out string
+	ok, err := false, error(nil)
+	if e.warm != nil {
+		out, ok, err = e.runWarm(bin, script, args)
+		if err != nil {
+			err = fmt.Errorf("%s %s: %w", bin, strings.Join(args, " "), err)
+		}
+	}
+	if !ok {
+		out, err = e.run(bin, script, args...)
+	}
 	if err != nil {
 		return types.InternalErrorf("running %s in %s: %w: %s", bin, e.ns.Path(), err, strings.TrimSpace(out))
 	}

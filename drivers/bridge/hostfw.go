@@ -1,0 +1,184 @@
+package bridge
+
+import (
+	"errors"
+	"net"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/portmapper"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// hostFirewall is the firewaller over the firewall and portmapper
+// packages, all in the driver's host namespace: iptables through a warm
+// iptables-restore runner, host ports held by real sockets, conntrack
+// through netlink.
+type hostFirewall struct {
+	run     *iptables.Exec
+	fw      *firewall.Firewall
+	pm      *portmapper.PortMapper
+	ct      *portmapper.NetlinkConntrack
+	sys     firewall.Sysctl
+	hairpin bool // no userland proxy: loopback/hairpin access by NAT
+}
+
+var _ firewaller = (*hostFirewall)(nil)
+
+// newHostFirewall sets up the global chains (adopting what a previous
+// process left, see firewall.Setup) in host.
+func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err error) {
+	run := iptables.NewWarm(host)
+	fw := firewall.New(run, dc.EnableIP6Tables)
+	if err := fw.Setup(); err != nil {
+		run.Close()
+		return nil, err
+	}
+	ct, err := portmapper.NewNetlinkConntrack(host)
+	if err != nil {
+		run.Close()
+		return nil, err
+	}
+	return &hostFirewall{
+		run:     run,
+		fw:      fw,
+		pm:      portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
+		ct:      ct,
+		sys:     firewall.NSSysctl{NS: host},
+		hairpin: !dc.EnableUserlandProxy,
+	}, nil
+}
+
+// close finishes pending port releases and frees sockets and processes;
+// rules of live networks and endpoints stay for the next process to adopt.
+func (h *hostFirewall) close() error {
+	err := h.pm.Close()
+	h.ct.Close()
+	h.run.Close()
+	return err
+}
+
+func (h *hostFirewall) addNetwork(c *networkConfig) error {
+	cfg := firewall.NetworkConfig{
+		ID:         c.ID,
+		Bridge:     c.BridgeName,
+		Subnet:     c.PoolIPv4,
+		ICC:        c.EnableICC,
+		Masquerade: c.EnableIPMasquerade,
+		Internal:   c.Internal,
+		HostIP:     c.HostIP,
+		Hairpin:    h.hairpin,
+	}
+	if c.EnableIPv6 {
+		cfg.SubnetV6 = c.PoolIPv6
+	}
+	if !c.EnableICC {
+		// Without br_netfilter, frames between two ports of one bridge
+		// never reach iptables and the ICC DROP would do nothing.
+		if err := firewall.EnableBridgeNetfilter(h.sys, h.fw.IPv6()); err != nil {
+			return types.InternalErrorf("enabling bridge netfilter for network %s: %w", c.ID, err)
+		}
+	}
+	return h.fw.SetupNetwork(cfg)
+}
+
+// delNetwork lets pending port releases finish (they may name the
+// bridge), then removes the network's rules.
+func (h *hostFirewall) delNetwork(c *networkConfig) error {
+	ferr := h.pm.Flush()
+	return errors.Join(ferr, h.fw.TeardownNetwork(c.ID))
+}
+
+func (h *hostFirewall) programEndpoint(c *networkConfig, ep endpointAddrs, bindings []types.PortBinding) ([]types.PortBinding, error) {
+	if len(bindings) == 0 {
+		return nil, nil
+	}
+	pe := portmapper.Endpoint{ID: ep.ID, Bridge: c.BridgeName}
+	if ep.IPv4 != nil {
+		pe.IPv4 = ep.IPv4.IP
+	}
+	if ep.IPv6 != nil {
+		pe.IPv6 = ep.IPv6.IP
+	}
+	if c.DefaultBindingIP != nil && !c.DefaultBindingIP.IsUnspecified() {
+		// The network's host_binding_ipv4 applies where the binding has no host IP.
+		for i := range bindings {
+			if bindings[i].HostIP == nil || bindings[i].HostIP.IsUnspecified() {
+				bindings[i].HostIP = types.GetIPCopy(c.DefaultBindingIP)
+			}
+		}
+	}
+	return h.pm.MapPorts(pe, bindings)
+}
+
+// revokeEndpoint hands the endpoint's ports to the portmapper's release
+// worker and returns at once (see portmapper.Release for why).
+func (h *hostFirewall) revokeEndpoint(_ *networkConfig, ep endpointAddrs) error {
+	return h.pm.Release(ep.ID)
+}
+
+// flush waits for pending releases; for tests and benchmarks.
+func (h *hostFirewall) flush() error { return h.pm.Flush() }
+
+// mergeBindings is the union of binding lists, each binding once (the
+// container address does not count: the endpoint's address is used).
+func mergeBindings(lists ...[]types.PortBinding) []types.PortBinding {
+	var out []types.PortBinding
+	for _, l := range lists {
+	next:
+		for _, b := range l {
+			for _, o := range out {
+				if o.Proto == b.Proto && o.Port == b.Port && o.HostPort == b.HostPort &&
+					o.HostPortEnd == b.HostPortEnd && ipEqual(o.HostIP, b.HostIP) {
+					continue next
+				}
+			}
+			out = append(out, b.GetCopy())
+		}
+	}
+	return out
+}
+
+func mergeExposed(lists ...[]types.TransportPort) []types.TransportPort {
+	var out []types.TransportPort
+	seen := map[types.TransportPort]bool{}
+	for _, l := range lists {
+		for _, p := range l {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func ipEqual(a, b net.IP) bool {
+	if a == nil || a.IsUnspecified() {
+		return b == nil || b.IsUnspecified()
+	}
+	return a.Equal(b)
+}
+
+// portOptions reads netlabel.PortMap and netlabel.ExposedPorts from a
+// label map; other types are refused.
+func portOptions(what string, opts map[string]any) ([]types.PortBinding, []types.TransportPort, error) {
+	var pbs []types.PortBinding
+	var eps []types.TransportPort
+	if v, ok := opts[labelPortMap]; ok && v != nil {
+		l, ok := v.([]types.PortBinding)
+		if !ok {
+			return nil, nil, types.BadRequestErrorf("%s: option %s must be []types.PortBinding, not %T", what, labelPortMap, v)
+		}
+		pbs = l
+	}
+	if v, ok := opts[labelExposedPorts]; ok && v != nil {
+		l, ok := v.([]types.TransportPort)
+		if !ok {
+			return nil, nil, types.BadRequestErrorf("%s: option %s must be []types.TransportPort, not %T", what, labelExposedPorts, v)
+		}
+		eps = l
+	}
+	return pbs, eps, nil
+}

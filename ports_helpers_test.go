@@ -1,0 +1,309 @@
+package libnetwork_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/vishvananda/netlink"
+)
+
+// Addresses of the test "uplink": the controller's host namespace and an
+// outside namespace joined by a veth on TEST-NET-1. Nothing routes beyond.
+const (
+	uplinkHost    = "192.0.2.1"
+	uplinkOutside = "192.0.2.2"
+)
+
+// portRig is a controller in a throwaway host namespace plus an "outside"
+// namespace that reaches the host through a veth.
+type portRig struct {
+	c    *libnetwork.Controller
+	host *testutil.HostNS
+	out  *testutil.HostNS
+}
+
+func newPortRig(t *testing.T) *portRig {
+	t.Helper()
+	c, host := newPrivController(t)
+	// Runs before the controller stops: a failed test still removes its
+	// sandboxes' namespaces.
+	t.Cleanup(func() {
+		for _, sb := range c.Sandboxes() {
+			_ = sb.Delete()
+		}
+	})
+	out := testutil.NewNamedNS(t, "outside")
+	a := netlink.NewLinkAttrs()
+	a.Name = "uplink"
+	v := &netlink.Veth{LinkAttrs: a, PeerName: "wan0", PeerNamespace: netlink.NsFd(out.Fd())}
+	if err := host.Netlink.LinkAdd(v); err != nil {
+		t.Fatalf("creating uplink veth: %v", err)
+	}
+	setup := func(h *netlink.Handle, name, addr string) {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip, n, _ := net.ParseCIDR(addr)
+		n.IP = ip
+		if err := h.AddrAdd(l, &netlink.Addr{IPNet: n}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setup(host.Netlink, "uplink", uplinkHost+"/24")
+	setup(out.Netlink, "wan0", uplinkOutside+"/24")
+	return &portRig{c: c, host: host, out: out}
+}
+
+// routeOutside gives the outside namespace a route to subnet through the
+// host, as a router upstream of a real host would have.
+func (r *portRig) routeOutside(t *testing.T, subnet string) {
+	t.Helper()
+	_, dst, _ := net.ParseCIDR(subnet)
+	if err := r.out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(uplinkHost)}); err != nil {
+		t.Fatalf("route to %s in outside namespace: %v", subnet, err)
+	}
+}
+
+func (r *portRig) bridgeNet(t *testing.T, name, pool string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
+	t.Helper()
+	opts = append([]libnetwork.NetworkOption{
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil),
+	}, opts...)
+	n, err := r.c.NewNetwork("bridge", name, "", opts...)
+	if err != nil {
+		t.Fatalf("creating network %s: %v", name, err)
+	}
+	return n
+}
+
+// container is an endpoint joined to its own sandbox.
+type container struct {
+	ep *libnetwork.Endpoint
+	sb *libnetwork.Sandbox
+	ns *netnsutil.NS
+	ip string
+}
+
+func (r *portRig) run(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) (*container, error) {
+	t.Helper()
+	ep, err := n.CreateEndpoint(name, epOpts...)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := r.c.NewSandbox("ctr-"+name, sbOpts...)
+	if err != nil {
+		_ = ep.Delete(false)
+		return nil, err
+	}
+	if err := ep.Join(sb); err != nil {
+		_ = sb.Delete()
+		_ = ep.Delete(false)
+		return nil, err
+	}
+	ns, err := netnsutil.Open(sb.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return &container{ep: ep, sb: sb, ns: ns, ip: ep.Info().Iface().Address().IP.String()}, nil
+}
+
+func (r *portRig) mustRun(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) *container {
+	t.Helper()
+	c, err := r.run(t, n, name, epOpts, sbOpts...)
+	if err != nil {
+		t.Fatalf("running container %s: %v", name, err)
+	}
+	return c
+}
+
+// stop is the container teardown: leave, delete sandbox, delete endpoint.
+func (c *container) stop(t testing.TB) {
+	t.Helper()
+	if err := c.ep.Leave(c.sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.sb.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ep.Delete(false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve answers every TCP connection (or UDP datagram) on addr inside ns
+// with "<tag> <peer address>", until the test ends.
+func serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
+	t.Helper()
+	var closer interface{ Close() error }
+	err := ns.Do(func() error {
+		if proto == "udp" {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return err
+			}
+			closer = pc
+			go func() {
+				buf := make([]byte, 64)
+				for {
+					_, peer, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					_, _ = pc.WriteTo([]byte(tag+" "+peer.String()+"\n"), peer)
+				}
+			}()
+			return nil
+		}
+		l, err := net.Listen(proto, addr)
+		if err != nil {
+			return err
+		}
+		closer = l
+		go func() {
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = fmt.Fprintf(conn, "%s %s\n", tag, conn.RemoteAddr())
+				conn.Close()
+			}
+		}()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("serving %s %s: %v", proto, addr, err)
+	}
+	t.Cleanup(func() { closer.Close() })
+}
+
+// fetch connects to addr from inside ns and returns the first line the
+// server sends (for UDP: the answer to one datagram).
+func fetch(ns *netnsutil.NS, proto, addr string) (string, error) {
+	var conn net.Conn
+	err := ns.Do(func() error {
+		var err error
+		conn, err = net.DialTimeout(proto, addr, 700*time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(700 * time.Millisecond))
+	if proto == "udp" {
+		if _, err := conn.Write([]byte("hi")); err != nil {
+			return "", err
+		}
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// mustFetch expects an answer from the server tagged tag; it returns the
+// peer address the server saw, without the port.
+func mustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
+	t.Helper()
+	got, err := fetch(ns, proto, addr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", proto, addr, err)
+	}
+	f := strings.Fields(got)
+	if len(f) != 2 || f[0] != tag {
+		t.Fatalf("%s %s: got %q, want an answer from %s", proto, addr, got, tag)
+	}
+	host, _, _ := net.SplitHostPort(f[1])
+	return host
+}
+
+func mustNotFetch(t *testing.T, ns *netnsutil.NS, proto, addr string) {
+	t.Helper()
+	if got, err := fetch(ns, proto, addr); err == nil {
+		t.Fatalf("%s %s: reached %q, want no connection", proto, addr, got)
+	}
+}
+
+// inNS runs a command inside ns and returns its output.
+func inNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := ns.Do(func() error {
+		cmd := exec.Command(name, args...)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		return cmd.Run()
+	})
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, errb.String())
+	}
+	return out.String()
+}
+
+// rulesNaming returns the iptables rules (both families, all tables) of ns
+// whose text contains any of words.
+func rulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
+	t.Helper()
+	var hits []string
+	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
+		for _, line := range strings.Split(inNS(t, ns, bin), "\n") {
+			for _, w := range words {
+				if strings.Contains(line, w) {
+					hits = append(hits, line)
+					break
+				}
+			}
+		}
+	}
+	return hits
+}
+
+// listeners counts the listening TCP sockets on port in ns.
+func listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
+	t.Helper()
+	n := 0
+	for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+		var b []byte
+		if err := ns.Do(func() error {
+			var err error
+			b, err = os.ReadFile(f)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) > 3 && fs[3] == "0A" && strings.HasSuffix(fs[1], fmt.Sprintf(":%04X", port)) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// eventually polls cond for up to 3 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newCmd(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
