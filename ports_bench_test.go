@@ -79,20 +79,20 @@ func benchPaired(b *testing.B) {
 	}
 	b.StopTimer()
 	for k, name := range []string{"noport", "port"} {
-		b.ReportMetric(ms(pct(up[k], 50)), name+"-up-p50-ms")
-		b.ReportMetric(ms(pct(up[k], 95)), name+"-up-p95-ms")
-		b.ReportMetric(ms(pct(down[k], 50)), name+"-down-p50-ms")
-		b.ReportMetric(ms(pct(down[k], 95)), name+"-down-p95-ms")
+		b.ReportMetric(ms(durPct(up[k], 50)), name+"-up-p50-ms")
+		b.ReportMetric(ms(durPct(up[k], 95)), name+"-up-p95-ms")
+		b.ReportMetric(ms(durPct(down[k], 50)), name+"-down-p50-ms")
+		b.ReportMetric(ms(durPct(down[k], 95)), name+"-down-p95-ms")
 	}
-	b.ReportMetric(ms(pct(up[1], 50)-pct(up[0], 50)), "port-adds-up-ms")
-	b.ReportMetric(ms(pct(down[1], 50)-pct(down[0], 50)), "port-adds-down-ms")
+	b.ReportMetric(ms(durPct(up[1], 50)-durPct(up[0], 50)), "port-adds-up-ms")
+	b.ReportMetric(ms(durPct(down[1], 50)-durPct(down[0], 50)), "port-adds-down-ms")
 }
 
 // benchController is a controller in a throwaway host namespace with one
 // bridge network; both go when the benchmark ends.
 func benchController(b *testing.B) (*libnetwork.Controller, *libnetwork.Network) {
 	testutil.RequireRoot(b)
-	dir := b.TempDir()
+	dir := tmpfsDir(b)
 	host := testutil.NewHostNS(b)
 	c, err := libnetwork.New(
 		config.OptionExecRoot(filepath.Join(dir, "run")),
@@ -138,10 +138,10 @@ func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBindin
 	for _, ct := range background {
 		ct.stop(b)
 	}
-	b.ReportMetric(ms(pct(up, 50)), "up-p50-ms")
-	b.ReportMetric(ms(pct(up, 95)), "up-p95-ms")
-	b.ReportMetric(ms(pct(down, 50)), "down-p50-ms")
-	b.ReportMetric(ms(pct(down, 95)), "down-p95-ms")
+	b.ReportMetric(ms(durPct(up, 50)), "up-p50-ms")
+	b.ReportMetric(ms(durPct(up, 95)), "up-p95-ms")
+	b.ReportMetric(ms(durPct(down, 50)), "down-p50-ms")
+	b.ReportMetric(ms(durPct(down, 95)), "down-p95-ms")
 }
 
 func benchUp(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, name string, bs []types.PortBinding) *container {
@@ -163,7 +163,7 @@ func benchUp(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, name
 	return &container{ep: ep, sb: sb}
 }
 
-func pct(ds []time.Duration, p int) time.Duration {
+func durPct(ds []time.Duration, p int) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -206,4 +208,62 @@ func TestStoreHeldOrCorrupt(t *testing.T) {
 		t.Fatalf("a failed New created %s", exec)
 	}
 	hostLinksSettle(t, r.host, "lo")
+}
+
+// A live-restored container keeps its published port: same host port, still
+// answering from the host's loopback, and not handed to anyone else.
+func TestRestartKeepsPublishedPort(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := bridgeNet(t, c, "net", "cnmport0", "10.93.0.0/24")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web", libnetwork.OptionPortMapping(
+		[]types.PortBinding{{Proto: types.TCP, Port: 80}}))) // host port chosen by the library
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	hostPort := publishedPort(t, ep)
+	ns, _ := sandboxNS(t, sb)
+	serve(t, ns, "tcp", hostIP(ep.Info().Iface().Address())+":80", "web")
+	addr := fmt.Sprintf("127.0.0.1:%d", hostPort)
+	mustFetch(t, r.host.NS, "tcp", addr, "web")
+	rulesBefore := len(rulesNaming(t, r.host.NS, "cnm-"))
+	if rulesBefore == 0 {
+		t.Fatal("no rule carries a cnm- comment: the rule count below would prove nothing")
+	}
+
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{
+		libnetwork.OptionPortMapping([]types.PortBinding{{Proto: types.TCP, Port: 80}})}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	rn := must[*libnetwork.Network](t)(c.NetworkByName("net"))
+	rep := must[*libnetwork.Endpoint](t)(rn.EndpointByName("web"))
+	if got := publishedPort(t, rep); got != hostPort {
+		t.Fatalf("host port changed across restart: %d -> %d", hostPort, got)
+	}
+	mustFetch(t, r.host.NS, "tcp", addr, "web")
+	if after := len(rulesNaming(t, r.host.NS, "cnm-")); after != rulesBefore {
+		t.Fatalf("restart changed the rule count %d -> %d (rules re-rendered or duplicated)", rulesBefore, after)
+	}
+	// The port is still reserved: another container cannot take it.
+	other := must[*libnetwork.Endpoint](t)(rn.CreateEndpoint("other"))
+	osb := must[*libnetwork.Sandbox](t)(c.NewSandbox("other", libnetwork.OptionPortMapping(
+		[]types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: hostPort}})))
+	if err := other.Join(osb); !types.IsForbidden(err) {
+		t.Fatalf("taking a restored container's host port: want Forbidden, got %v", err)
+	}
+}
+
+func publishedPort(t *testing.T, ep *libnetwork.Endpoint) uint16 {
+	t.Helper()
+	info := must[map[string]any](t)(ep.DriverInfo())
+	pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
+	for _, pb := range pbs {
+		if pb.Proto == types.TCP && pb.Port == 80 && pb.HostIP.To4() != nil {
+			return pb.HostPort
+		}
+	}
+	t.Fatalf("no IPv4 tcp/80 binding in %v", pbs)
+	return 0
 }

@@ -182,3 +182,7 @@ func portOptions(what string, opts map[string]any) ([]types.PortBinding, []types
 	}
 	return pbs, eps, nil
 }
+
+// pruneUnclaimed drops the rules a previous process left for networks and
+// endpoints that were not set up again in this one (see CollectGarbage).
+func (h *hostFirewall) pruneUnclaimed() error { return h.fw.PruneUnclaimed() }
