@@ -195,17 +195,25 @@ func serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
 // fetch connects to addr from inside ns and returns the first line the
 // server sends (for UDP: the answer to one datagram).
 func fetch(ns *netnsutil.NS, proto, addr string) (string, error) {
+	return fetchWithin(ns, proto, addr, 700*time.Millisecond)
+}
+
+// fetchWithin is fetch with its own timeout. Checks that expect an answer
+// allow a TCP retransmission (the first SYN is resent after 1 s), so a
+// loaded machine does not turn a slow answer into a failure; checks that
+// expect none keep the short timeout.
+func fetchWithin(ns *netnsutil.NS, proto, addr string, timeout time.Duration) (string, error) {
 	var conn net.Conn
 	err := ns.Do(func() error {
 		var err error
-		conn, err = net.DialTimeout(proto, addr, 700*time.Millisecond)
+		conn, err = net.DialTimeout(proto, addr, timeout)
 		return err
 	})
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(700 * time.Millisecond))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if proto == "udp" {
 		if _, err := conn.Write([]byte("hi")); err != nil {
 			return "", err
@@ -219,7 +227,7 @@ func fetch(ns *netnsutil.NS, proto, addr string) (string, error) {
 // peer address the server saw, without the port.
 func mustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	t.Helper()
-	got, err := fetch(ns, proto, addr)
+	got, err := fetchWithin(ns, proto, addr, 3*time.Second)
 	if err != nil {
 		t.Fatalf("%s %s: %v", proto, addr, err)
 	}
