@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
@@ -15,6 +16,16 @@ import (
 // by Leave and waiting to be deleted. Nothing else in the host namespace is
 // expected to use it: a group delete removes every link in it.
 const reapGroup = 0x636e6d
+
+// A group delete holds the kernel's rtnl lock for its ~20 ms, stalling
+// every link change meanwhile, the next container's join or leave
+// included. So during a burst of leaves the reaper waits for a lull
+// (reapLull with no new retirement), but never keeps a link longer than
+// reapMaxAge, and deletes at once when someone waits in flush.
+const (
+	reapLull   = 30 * time.Millisecond
+	reapMaxAge = 500 * time.Millisecond
+)
 
 // reaper deletes the veths of left endpoints in the background.
 //
@@ -35,6 +46,9 @@ type reaper struct {
 	cond    *sync.Cond // signalled when queued, reaped or closed change
 	queued  uint64     // links handed over so far (guarded by mu)
 	reaped  uint64     // of those, how many are known deleted (guarded by mu)
+	last    time.Time  // when the latest link was handed over (guarded by mu)
+	oldest  time.Time  // when the oldest link not yet deleted was (guarded by mu)
+	waiters int        // callers blocked in flush (guarded by mu)
 	lastErr error      // last group delete failure, reported by flush (guarded by mu)
 	closed  bool       // guarded by mu
 	done    chan struct{}
@@ -73,7 +87,12 @@ func (r *reaper) retire(index int) error {
 		return ignoreGone(err)
 	}
 	r.mu.Lock()
+	now := time.Now()
+	if r.reaped == r.queued {
+		r.oldest = now
+	}
 	r.queued++
+	r.last = now
 	r.cond.Broadcast()
 	r.mu.Unlock()
 	return nil
@@ -84,9 +103,12 @@ func (r *reaper) flush() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	target := r.queued
+	r.waiters++
+	r.cond.Broadcast()
 	for r.reaped < target && !r.closed {
 		r.cond.Wait()
 	}
+	r.waiters--
 	return r.lastErr
 }
 
@@ -111,6 +133,15 @@ func (r *reaper) loop() {
 		}
 		if r.reaped == r.queued && r.closed {
 			return
+		}
+		for !r.closed && r.waiters == 0 {
+			quiet, age := time.Since(r.last), time.Since(r.oldest)
+			if quiet >= reapLull || age >= reapMaxAge {
+				break
+			}
+			r.mu.Unlock()
+			time.Sleep(min(reapLull-quiet, reapMaxAge-age))
+			r.mu.Lock()
 		}
 		// Links retired after this snapshot may go in the same request;
 		// the next round's delete then finds nothing, which is fine.
