@@ -38,7 +38,9 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 		return driverapi.ErrNoEndpoint(req.EndpointID)
 	}
 	for _, l := range links {
-		if _, ok := l.(*netlink.Veth); ok && l.Attrs().Alias == endpointTag(req.EndpointID) {
+		// A veth in reapGroup is a retired one (a Leave whose deletion a
+		// crash cut short) still carrying the tag: never the live join.
+		if _, ok := l.(*netlink.Veth); ok && l.Attrs().Alias == endpointTag(req.EndpointID) && l.Attrs().Group != reapGroup {
 			ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
 			return nil
 		}
@@ -47,13 +49,27 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 }
 
 // CollectGarbage deletes bridges and veths tagged with a network or
-// endpoint that is gone (leftovers of a crash), and the firewall rules of
-// networks and endpoints that are gone.
+// endpoint that is gone (leftovers of a crash), veths retired by a Leave
+// that a crash kept the reaper from deleting, and the firewall rules of
+// networks and endpoints that are gone. The caller makes sure no join is
+// in progress.
 func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) error {
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return types.InternalErrorf("listing links for garbage collection: %w", err)
 	}
+	// The veth each joined endpoint uses; any other veth with its tag is
+	// an old one (retired, or left by an earlier crash).
+	inUse := map[string]int{}
+	d.mu.Lock()
+	for _, n := range d.networks {
+		for id, ep := range n.endpoints {
+			if ep.hostIfIndex != 0 {
+				inUse[id] = ep.hostIfIndex
+			}
+		}
+	}
+	d.mu.Unlock()
 	var errs []error
 	for _, l := range links {
 		alias := l.Attrs().Alias
@@ -62,7 +78,9 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 		case strings.HasPrefix(alias, tagNetwork):
 			stale = !liveNetworks[strings.TrimPrefix(alias, tagNetwork)]
 		case strings.HasPrefix(alias, tagEndpoint):
-			stale = !joinedEndpoints[strings.TrimPrefix(alias, tagEndpoint)]
+			id := strings.TrimPrefix(alias, tagEndpoint)
+			idx, known := inUse[id]
+			stale = !joinedEndpoints[id] || l.Attrs().Group == reapGroup || (known && idx != l.Attrs().Index)
 		}
 		if stale {
 			errs = append(errs, ignoreGone(d.nl.LinkDel(l)))
