@@ -43,8 +43,9 @@ func (c *Controller) restore() error {
 	sort.Slice(nrecs, func(i, j int) bool { return nrecs[i].Created.Before(nrecs[j].Created) })
 	for _, r := range nrecs {
 		if r.State == stateCreating {
-			// Never finished: drop it; GC removes what the driver made.
-			errs = append(errs, c.commit(recDelete(kindNetwork, r.ID)))
+			// Never finished: drop it; GC removes what the driver made and
+			// tagged, the driver (if it can) what it made before tagging.
+			errs = append(errs, c.abandonNetwork(r), c.commit(recDelete(kindNetwork, r.ID)))
 			continue
 		}
 		if err := c.restoreNetwork(r); err != nil {
@@ -158,6 +159,37 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	c.mu.Unlock()
 	ok = true
 	return nil
+}
+
+// networkAbandoner is implemented by drivers that can clean up after a
+// CreateNetwork a crash cut short, before its objects were tagged (the
+// bridge driver). TODO(foundation): belongs in driverapi next to
+// GarbageCollector.
+type networkAbandoner interface {
+	AbandonNetwork(req driverapi.CreateNetworkRequest) error
+}
+
+// abandonNetwork lets the driver of an unfinished network record remove
+// what it may have made untagged. Nothing is replayed in IPAM: the pools
+// the record names were never confirmed to anyone.
+func (c *Controller) abandonNetwork(r networkRecord) error {
+	e, err := c.driver(r.Type)
+	if err != nil {
+		return nil // no driver, nothing it could have made
+	}
+	a, ok := e.d.(networkAbandoner)
+	if !ok {
+		return nil
+	}
+	gen, err := decodeGeneric(r.Generic)
+	if err != nil {
+		return types.InternalErrorf("decoding options of unfinished network %s: %w", r.Name, err)
+	}
+	if gen == nil {
+		gen = map[string]any{}
+	}
+	n := &Network{generic: gen, enableIPv6: r.EnableIPv6, internal: r.Internal}
+	return a.AbandonNetwork(driverapi.CreateNetworkRequest{NetworkID: r.ID, Options: n.driverOptions()})
 }
 
 // replayPools asks IPAM again for exactly the pools, gateways and aux

@@ -91,3 +91,39 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 	}
 	return errors.Join(errs...)
 }
+
+// AbandonNetwork removes what a CreateNetwork cut short by a crash may have
+// left of network req.NetworkID, whose creation the controller is rolling
+// back. GC finds a bridge by its tag, but a crash between creating the
+// bridge and tagging it leaves one without: such a bridge is deleted only
+// when it carries the name the driver derives from this network's own ID
+// (never a bridge the user named, which may be theirs) and has no ports.
+func (d *Driver) AbandonNetwork(req driverapi.CreateNetworkRequest) error {
+	c, err := parseNetworkOptions(req.NetworkID, req.Options)
+	if err != nil {
+		return err
+	}
+	l, err := d.nl.LinkByName(c.BridgeName)
+	if isLinkNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return types.InternalErrorf("looking up bridge %s of abandoned network %s: %w", c.BridgeName, req.NetworkID, err)
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return nil
+	}
+	alias := l.Attrs().Alias
+	derived := c.BridgeName == "br-"+req.NetworkID[:min(12, len(req.NetworkID))]
+	if alias != networkTag(req.NetworkID) && !(alias == "" && derived) {
+		return nil
+	}
+	if ports, err := d.nl.LinkList(); err == nil {
+		for _, p := range ports {
+			if p.Attrs().MasterIndex == l.Attrs().Index {
+				return nil
+			}
+		}
+	}
+	return ignoreGone(d.nl.LinkDel(l))
+}
