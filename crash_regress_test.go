@@ -243,3 +243,41 @@ func TestCrashDuringNetworkCreateUntaggedBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Leave killed just after it set the interface down (address still on):
+// the interface is taken as leaving, and removed with its veth.
+func TestCrashDuringLeaveInterfaceDown(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := bridgeNet(t, c, "net", "cnmld0", "10.95.0.0/24")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	r.last.Stop()
+	_, h := sandboxNS(t, sb)
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(eth0); err != nil {
+		t.Fatal(err)
+	}
+	r.last = nil
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if _, err := c.SandboxByID(sb.ID()); err != nil {
+		t.Fatalf("live sandbox dropped: %v", err)
+	}
+	rep := must[*libnetwork.Endpoint](t)(must[*libnetwork.Network](t)(c.NetworkByName("net")).EndpointByName("e"))
+	if rep.Info().Sandbox() != nil {
+		t.Fatal("endpoint with a downed interface still joined")
+	}
+	if got := linkNames(t, h); strings.Join(got, ",") != "lo" {
+		t.Fatalf("sandbox links after restart: %v, want lo only", got)
+	}
+	hostLinksSettle(t, r.host, "lo", "cnmld0")
+}

@@ -420,7 +420,7 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 		}
 	}
 	if len(left) > 0 {
-		errs = append(errs, sb.finishLeaves(left))
+		errs = append(errs, sb.finishLeaves(osSbox, left))
 	}
 	if osSbox != nil {
 		errs = append(errs, sb.removeLeftoverIfaces(osSbox, halfJoinMACs))
@@ -456,8 +456,16 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 	js := ep.join
 	if s != nil && js.dstName != "" {
-		if _, err := s.Netlink().LinkByName(js.dstName); err != nil {
+		l, err := s.Netlink().LinkByName(js.dstName)
+		if err != nil {
 			return types.NotFoundErrorf("interface %s of endpoint %s is gone from sandbox %s", js.dstName, ep.name, sb.id[:12])
+		}
+		// Join leaves its interface up; Leave takes it down first. Down
+		// means a Leave was cut short (the leave is finished, as when the
+		// interface is gone). The price: a container that set its own
+		// interface down loses that endpoint across a restart.
+		if l.Attrs().Flags&net.FlagUp == 0 {
+			return types.NotFoundErrorf("interface %s of endpoint %s in sandbox %s is down: its leave was cut short", js.dstName, ep.name, sb.id[:12])
 		}
 	}
 	r, ok := ep.network.driver.d.(driverapi.JoinRestorer)
@@ -474,12 +482,19 @@ func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 }
 
 // finishLeaves records as left the joins whose interface vanished from a
-// kept sandbox: a crash cut their Leave short after the interface was
-// taken out of service. The driver never took these joins back, so there
+// kept sandbox or is down: a crash cut their Leave short after the
+// interface was taken out of service. The driver never took these joins back, so there
 // is nothing to tell it; the host end of the veth, tagged with an endpoint
 // no longer joined, goes with garbage collection.
-func (sb *Sandbox) finishLeaves(left []*Endpoint) error {
+func (sb *Sandbox) finishLeaves(s *osl.Sandbox, left []*Endpoint) error {
 	c := sb.ctrl
+	var errs []error
+	for _, ep := range left {
+		// Still there (down), it goes now, its veth's host end with it.
+		if s != nil && ep.join.dstName != "" {
+			errs = append(errs, s.RemoveInterface(ep.join.dstName))
+		}
+	}
 	c.mu.Lock()
 	for _, ep := range left {
 		sb.removeEndpointLocked(ep)
@@ -490,7 +505,7 @@ func (sb *Sandbox) finishLeaves(left []*Endpoint) error {
 	for _, ep := range left {
 		recs = append(recs, c.recEndpoint(ep, stateReady))
 	}
-	return c.commit(recs...)
+	return errors.Join(append(errs, c.commit(recs...))...)
 }
 
 // removeLeftoverIfaces deletes from a kept sandbox the interfaces a crash
