@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -23,29 +24,75 @@ func endpointTag(eid string) string { return tagEndpoint + eid }
 // RestoreJoin takes back a join made before a controller restart: it finds
 // the endpoint's veth by its tag and records it, touching nothing else.
 func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult) error {
+	d.mu.Lock()
+	n, err := d.readyNetworkLocked(req.NetworkID)
+	var ep *endpoint
+	if err == nil {
+		if ep = n.endpoints[req.EndpointID]; ep == nil {
+			err = driverapi.ErrNoEndpoint(req.EndpointID)
+		}
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// The container end names its peer: one lookup, where listing every
+	// host link per join made restoring 1,000 joins take ~40 s.
+	if l := d.peerOf(req.SandboxKey, res.DstName); l != nil && d.isLiveVeth(l, req.EndpointID) {
+		d.mu.Lock()
+		ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
+		d.mu.Unlock()
+		return nil
+	}
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return types.InternalErrorf("listing links to restore bridge endpoint %s: %w", req.EndpointID, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n, err := d.readyNetworkLocked(req.NetworkID)
-	if err != nil {
-		return err
-	}
-	ep := n.endpoints[req.EndpointID]
-	if ep == nil {
-		return driverapi.ErrNoEndpoint(req.EndpointID)
-	}
 	for _, l := range links {
 		// A veth in reapGroup is a retired one (a Leave whose deletion a
 		// crash cut short) still carrying the tag: never the live join.
-		if _, ok := l.(*netlink.Veth); ok && l.Attrs().Alias == endpointTag(req.EndpointID) && l.Attrs().Group != reapGroup {
+		if d.isLiveVeth(l, req.EndpointID) {
 			ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
 			return nil
 		}
 	}
 	return types.NotFoundErrorf("restoring bridge endpoint %s: its veth is gone", req.EndpointID)
+}
+
+// peerOf returns the host end of the veth whose container end is dstName
+// in the namespace at key, or nil if that cannot be found that way.
+func (d *Driver) peerOf(key, dstName string) netlink.Link {
+	if key == "" || dstName == "" {
+		return nil
+	}
+	ns, err := netnsutil.Open(key)
+	if err != nil {
+		return nil
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns.Handle())
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	l, err := h.LinkByName(dstName)
+	if err != nil || l.Attrs().ParentIndex == 0 {
+		return nil
+	}
+	peer, err := d.nl.LinkByIndex(l.Attrs().ParentIndex)
+	if err != nil {
+		return nil
+	}
+	return peer
+}
+
+// isLiveVeth reports whether l is the veth a join of endpoint eid made
+// and a Leave has not retired.
+func (d *Driver) isLiveVeth(l netlink.Link, eid string) bool {
+	_, ok := l.(*netlink.Veth)
+	return ok && l.Attrs().Alias == endpointTag(eid) && l.Attrs().Group != reapGroup
 }
 
 // CollectGarbage deletes bridges and veths tagged with a network or
