@@ -281,3 +281,30 @@ func TestCrashDuringLeaveInterfaceDown(t *testing.T) {
 	}
 	hostLinksSettle(t, r.host, "lo", "cnmld0")
 }
+
+// A Join on a network kept in memory only (no record, so no intent) killed
+// before the driver tagged its veth: the kept sandbox's namespace is the
+// library's own, so an interface no restored join accounts for is removed,
+// its untagged host end with it.
+func TestCrashDuringMemoryJoinCleansKeptSandbox(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	bridgeNet(t, c, "net", "cnmmj0", "10.96.0.0/24")
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	r.last.Stop()
+	_, h := sandboxNS(t, sb)
+	ns, _ := sandboxNS(t, sb)
+	half := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethmem"}, PeerName: "eth1", PeerNamespace: netlink.NsFd(ns.Fd())}
+	if err := r.host.Netlink.LinkAdd(half); err != nil {
+		t.Fatal(err)
+	}
+	r.last = nil
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if got := linkNames(t, h); strings.Join(got, ",") != "lo" {
+		t.Fatalf("sandbox links after restart: %v, want lo only", got)
+	}
+	hostLinksSettle(t, r.host, "lo", "cnmmj0")
+}

@@ -509,10 +509,15 @@ func (sb *Sandbox) finishLeaves(s *osl.Sandbox, left []*Endpoint) error {
 }
 
 // removeLeftoverIfaces deletes from a kept sandbox the interfaces a crash
-// left half-made or half-removed: links a Leave had detached (osl renames
-// them "gone<ifindex>") and links with the MAC of an endpoint whose join
-// was cut short. Deleting one end of a veth deletes the pair, so the host
-// end goes too, even if the crash came before the driver tagged it.
+// left half-made or half-removed. In a namespace the library created every
+// interface comes from a join, so each one no restored join accounts for
+// goes (this covers joins of networks kept in memory only, which have no
+// intent record). In a namespace someone else owns (external key, default
+// sandbox) only what is recognisably ours goes: links a Leave had detached
+// (osl renames them "gone<ifindex>") and links with the MAC of an
+// endpoint whose join was cut short. Deleting one end of a veth deletes
+// the pair, so the host end goes too, even if the crash came before the
+// driver tagged it.
 func (sb *Sandbox) removeLeftoverIfaces(s *osl.Sandbox, halfJoinMACs []string) error {
 	c := sb.ctrl
 	inUse := map[string]bool{}
@@ -523,6 +528,7 @@ func (sb *Sandbox) removeLeftoverIfaces(s *osl.Sandbox, halfJoinMACs []string) e
 		}
 	}
 	c.mu.Unlock()
+	owned := !sb.cfg.useExternalKey && !sb.cfg.useDefaultSandbox
 	stale := map[string]bool{}
 	for _, m := range halfJoinMACs {
 		if hw, err := net.ParseMAC(m); err == nil {
@@ -539,7 +545,7 @@ func (sb *Sandbox) removeLeftoverIfaces(s *osl.Sandbox, halfJoinMACs []string) e
 		if inUse[a.Name] || a.Flags&net.FlagLoopback != 0 {
 			continue
 		}
-		if isDetachedName(a.Name) || (len(a.HardwareAddr) > 0 && stale[a.HardwareAddr.String()]) {
+		if owned || isDetachedName(a.Name) || (len(a.HardwareAddr) > 0 && stale[a.HardwareAddr.String()]) {
 			errs = append(errs, s.RemoveInterface(a.Name))
 		}
 	}
