@@ -15,6 +15,7 @@ import (
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -42,8 +43,9 @@ func (c *Controller) restore() error {
 	sort.Slice(nrecs, func(i, j int) bool { return nrecs[i].Created.Before(nrecs[j].Created) })
 	for _, r := range nrecs {
 		if r.State == stateCreating {
-			// Never finished: drop it; GC removes what the driver made.
-			errs = append(errs, c.commit(recDelete(kindNetwork, r.ID)))
+			// Never finished: drop it; GC removes what the driver made and
+			// tagged, the driver (if it can) what it made before tagging.
+			errs = append(errs, c.abandonNetwork(r), c.commit(recDelete(kindNetwork, r.ID)))
 			continue
 		}
 		if err := c.restoreNetwork(r); err != nil {
@@ -55,11 +57,17 @@ func (c *Controller) restore() error {
 	if err != nil {
 		return err
 	}
+	// MACs of joins a crash interrupted, by sandbox: the interface the
+	// driver may have made in a kept sandbox is found by it and removed.
+	halfJoins := map[string][]string{}
 	for id, raw := range eps {
 		var r endpointRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
 			errs = append(errs, types.InternalErrorf("decoding endpoint record %s: %w", id, err))
 			continue
+		}
+		if r.State == stateJoining && r.SandboxID != "" && r.MacAddress != "" {
+			halfJoins[r.SandboxID] = append(halfJoins[r.SandboxID], r.MacAddress)
 		}
 		if err := c.restoreEndpoint(r); err != nil {
 			errs = append(errs, types.Wrapf(err, "restoring endpoint %s", r.Name))
@@ -78,7 +86,7 @@ func (c *Controller) restore() error {
 		}
 		opts, active := c.cfg.ActiveSandboxes[r.ID]
 		if active {
-			if err := c.restoreSandbox(r, opts); err == nil {
+			if err := c.restoreSandbox(r, opts, halfJoins[r.ID]); err == nil {
 				continue
 			} else {
 				errs = append(errs, types.Wrapf(err, "restoring sandbox of container %s", r.ContainerID))
@@ -151,6 +159,37 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	c.mu.Unlock()
 	ok = true
 	return nil
+}
+
+// networkAbandoner is implemented by drivers that can clean up after a
+// CreateNetwork a crash cut short, before its objects were tagged (the
+// bridge driver). TODO(foundation): belongs in driverapi next to
+// GarbageCollector.
+type networkAbandoner interface {
+	AbandonNetwork(req driverapi.CreateNetworkRequest) error
+}
+
+// abandonNetwork lets the driver of an unfinished network record remove
+// what it may have made untagged. Nothing is replayed in IPAM: the pools
+// the record names were never confirmed to anyone.
+func (c *Controller) abandonNetwork(r networkRecord) error {
+	e, err := c.driver(r.Type)
+	if err != nil {
+		return nil // no driver, nothing it could have made
+	}
+	a, ok := e.d.(networkAbandoner)
+	if !ok {
+		return nil
+	}
+	gen, err := decodeGeneric(r.Generic)
+	if err != nil {
+		return types.InternalErrorf("decoding options of unfinished network %s: %w", r.Name, err)
+	}
+	if gen == nil {
+		gen = map[string]any{}
+	}
+	n := &Network{generic: gen, enableIPv6: r.EnableIPv6, internal: r.Internal}
+	return a.AbandonNetwork(driverapi.CreateNetworkRequest{NetworkID: r.ID, Options: n.driverOptions()})
 }
 
 // replayPools asks IPAM again for exactly the pools, gateways and aux
@@ -316,8 +355,12 @@ func joinFromRecord(r *joinRecord) *joinState {
 }
 
 // restoreSandbox takes back a sandbox of the previous run with its joins,
-// without touching its data plane.
-func (c *Controller) restoreSandbox(r sandboxRecord, opts any) error {
+// without touching its data plane. A join whose interface is gone (a crash
+// during Leave) is finished off as left; interfaces of joins or leaves a
+// crash interrupted (halfJoinMACs: the MACs of endpoints recorded as
+// joining it) are removed. On error the sandbox is not registered and its
+// namespace handles are released; the caller removes what is left.
+func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []string) (retErr error) {
 	sbOpts, _ := opts.([]SandboxOption)
 	sb := &Sandbox{ctrl: c, id: r.ID, containerID: r.ContainerID, key: r.Key,
 		prio: map[string]int{}, aliases: map[string]map[string]string{}}
@@ -353,12 +396,34 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any) error {
 	sb.sortEndpointsLocked()
 	c.sandboxes[sb.id] = sb
 	c.mu.Unlock()
+	defer func() {
+		if retErr != nil {
+			c.mu.Lock()
+			delete(c.sandboxes, sb.id)
+			sb.osSbox = nil
+			c.mu.Unlock()
+			if osSbox != nil {
+				_ = sb.releaseOS(osSbox)
+			}
+		}
+	}()
 
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
 	var errs []error
+	var left []*Endpoint
 	for _, ep := range eps {
-		errs = append(errs, sb.restoreJoin(osSbox, ep))
+		if err := sb.restoreJoin(osSbox, ep); types.IsNotFound(err) {
+			left = append(left, ep)
+		} else if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(left) > 0 {
+		errs = append(errs, sb.finishLeaves(osSbox, left))
+	}
+	if osSbox != nil {
+		errs = append(errs, sb.removeLeftoverIfaces(osSbox, halfJoinMACs))
 	}
 	// Give the gateway endpoint its external connectivity back: rules are
 	// taken over as they are and the same host ports bound again.
@@ -380,7 +445,7 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any) error {
 	if err := sb.setupDNSFiles(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, ep := range eps {
+	for _, ep := range sb.Endpoints() {
 		errs = append(errs, sb.joinDNS(ep))
 	}
 	return errors.Join(errs...)
@@ -391,8 +456,16 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any) error {
 func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 	js := ep.join
 	if s != nil && js.dstName != "" {
-		if _, err := s.Netlink().LinkByName(js.dstName); err != nil {
+		l, err := s.Netlink().LinkByName(js.dstName)
+		if err != nil {
 			return types.NotFoundErrorf("interface %s of endpoint %s is gone from sandbox %s", js.dstName, ep.name, sb.id[:12])
+		}
+		// Join leaves its interface up; Leave takes it down first. Down
+		// means a Leave was cut short (the leave is finished, as when the
+		// interface is gone). The price: a container that set its own
+		// interface down loses that endpoint across a restart.
+		if l.Attrs().Flags&net.FlagUp == 0 {
+			return types.NotFoundErrorf("interface %s of endpoint %s in sandbox %s is down: its leave was cut short", js.dstName, ep.name, sb.id[:12])
 		}
 	}
 	r, ok := ep.network.driver.d.(driverapi.JoinRestorer)
@@ -406,6 +479,91 @@ func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 	return r.RestoreJoin(driverapi.JoinRequest{NetworkID: ep.network.id, EndpointID: ep.id, SandboxKey: key,
 		Options: sb.cfg.labels()}, driverapi.JoinResult{DstName: js.dstName, SrcName: js.srcName,
 		DstPrefix: js.dstPrefix, Gateway: js.gw, GatewayIPv6: js.gw6, StaticRoutes: js.routes})
+}
+
+// finishLeaves records as left the joins whose interface vanished from a
+// kept sandbox or is down: a crash cut their Leave short after the
+// interface was taken out of service. The driver never took these joins back, so there
+// is nothing to tell it; the host end of the veth, tagged with an endpoint
+// no longer joined, goes with garbage collection.
+func (sb *Sandbox) finishLeaves(s *osl.Sandbox, left []*Endpoint) error {
+	c := sb.ctrl
+	var errs []error
+	for _, ep := range left {
+		// Still there (down), it goes now, its veth's host end with it.
+		if s != nil && ep.join.dstName != "" {
+			errs = append(errs, s.RemoveInterface(ep.join.dstName))
+		}
+	}
+	c.mu.Lock()
+	for _, ep := range left {
+		sb.removeEndpointLocked(ep)
+		ep.sandboxID, ep.join, ep.operPorts = "", nil, nil
+	}
+	c.mu.Unlock()
+	recs := []func() (*store.Op, error){c.recSandbox(sb)}
+	for _, ep := range left {
+		recs = append(recs, c.recEndpoint(ep, stateReady))
+	}
+	return errors.Join(append(errs, c.commit(recs...))...)
+}
+
+// removeLeftoverIfaces deletes from a kept sandbox the interfaces a crash
+// left half-made or half-removed. In a namespace the library created every
+// interface comes from a join, so each one no restored join accounts for
+// goes (this covers joins of networks kept in memory only, which have no
+// intent record). In a namespace someone else owns (external key, default
+// sandbox) only what is recognisably ours goes: links a Leave had detached
+// (osl renames them "gone<ifindex>") and links with the MAC of an
+// endpoint whose join was cut short. Deleting one end of a veth deletes
+// the pair, so the host end goes too, even if the crash came before the
+// driver tagged it.
+func (sb *Sandbox) removeLeftoverIfaces(s *osl.Sandbox, halfJoinMACs []string) error {
+	c := sb.ctrl
+	inUse := map[string]bool{}
+	c.mu.Lock()
+	for _, ep := range sb.endpoints {
+		if ep.join != nil && ep.join.dstName != "" {
+			inUse[ep.join.dstName] = true
+		}
+	}
+	c.mu.Unlock()
+	owned := !sb.cfg.useExternalKey && !sb.cfg.useDefaultSandbox
+	stale := map[string]bool{}
+	for _, m := range halfJoinMACs {
+		if hw, err := net.ParseMAC(m); err == nil {
+			stale[hw.String()] = true
+		}
+	}
+	links, err := s.Netlink().LinkList()
+	if err != nil {
+		return types.InternalErrorf("listing links of sandbox %s: %w", sb.id[:12], err)
+	}
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		if inUse[a.Name] || a.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		if owned || isDetachedName(a.Name) || (len(a.HardwareAddr) > 0 && stale[a.HardwareAddr.String()]) {
+			errs = append(errs, s.RemoveInterface(a.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isDetachedName reports whether name is one osl.DetachInterface gives.
+func isDetachedName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "gone")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, r := range rest {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // removeStaleSandbox removes what a sandbox of the previous run left: its

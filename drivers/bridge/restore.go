@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -23,22 +24,36 @@ func endpointTag(eid string) string { return tagEndpoint + eid }
 // RestoreJoin takes back a join made before a controller restart: it finds
 // the endpoint's veth by its tag and records it, touching nothing else.
 func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult) error {
+	d.mu.Lock()
+	n, err := d.readyNetworkLocked(req.NetworkID)
+	var ep *endpoint
+	if err == nil {
+		if ep = n.endpoints[req.EndpointID]; ep == nil {
+			err = driverapi.ErrNoEndpoint(req.EndpointID)
+		}
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// The container end names its peer: one lookup, where listing every
+	// host link per join made restoring 1,000 joins take ~40 s.
+	if l := d.peerOf(req.SandboxKey, res.DstName); l != nil && d.isLiveVeth(l, req.EndpointID) {
+		d.mu.Lock()
+		ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
+		d.mu.Unlock()
+		return nil
+	}
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return types.InternalErrorf("listing links to restore bridge endpoint %s: %w", req.EndpointID, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n, err := d.readyNetworkLocked(req.NetworkID)
-	if err != nil {
-		return err
-	}
-	ep := n.endpoints[req.EndpointID]
-	if ep == nil {
-		return driverapi.ErrNoEndpoint(req.EndpointID)
-	}
 	for _, l := range links {
-		if _, ok := l.(*netlink.Veth); ok && l.Attrs().Alias == endpointTag(req.EndpointID) {
+		// A veth in reapGroup is a retired one (a Leave whose deletion a
+		// crash cut short) still carrying the tag: never the live join.
+		if d.isLiveVeth(l, req.EndpointID) {
 			ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
 			return nil
 		}
@@ -46,14 +61,62 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 	return types.NotFoundErrorf("restoring bridge endpoint %s: its veth is gone", req.EndpointID)
 }
 
+// peerOf returns the host end of the veth whose container end is dstName
+// in the namespace at key, or nil if that cannot be found that way.
+func (d *Driver) peerOf(key, dstName string) netlink.Link {
+	if key == "" || dstName == "" {
+		return nil
+	}
+	ns, err := netnsutil.Open(key)
+	if err != nil {
+		return nil
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns.Handle())
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	l, err := h.LinkByName(dstName)
+	if err != nil || l.Attrs().ParentIndex == 0 {
+		return nil
+	}
+	peer, err := d.nl.LinkByIndex(l.Attrs().ParentIndex)
+	if err != nil {
+		return nil
+	}
+	return peer
+}
+
+// isLiveVeth reports whether l is the veth a join of endpoint eid made
+// and a Leave has not retired.
+func (d *Driver) isLiveVeth(l netlink.Link, eid string) bool {
+	_, ok := l.(*netlink.Veth)
+	return ok && l.Attrs().Alias == endpointTag(eid) && l.Attrs().Group != reapGroup
+}
+
 // CollectGarbage deletes bridges and veths tagged with a network or
-// endpoint that is gone (leftovers of a crash), and the firewall rules of
-// networks and endpoints that are gone.
+// endpoint that is gone (leftovers of a crash), veths retired by a Leave
+// that a crash kept the reaper from deleting, and the firewall rules of
+// networks and endpoints that are gone. The caller makes sure no join is
+// in progress.
 func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) error {
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return types.InternalErrorf("listing links for garbage collection: %w", err)
 	}
+	// The veth each joined endpoint uses; any other veth with its tag is
+	// an old one (retired, or left by an earlier crash).
+	inUse := map[string]int{}
+	d.mu.Lock()
+	for _, n := range d.networks {
+		for id, ep := range n.endpoints {
+			if ep.hostIfIndex != 0 {
+				inUse[id] = ep.hostIfIndex
+			}
+		}
+	}
+	d.mu.Unlock()
 	var errs []error
 	for _, l := range links {
 		alias := l.Attrs().Alias
@@ -62,7 +125,9 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 		case strings.HasPrefix(alias, tagNetwork):
 			stale = !liveNetworks[strings.TrimPrefix(alias, tagNetwork)]
 		case strings.HasPrefix(alias, tagEndpoint):
-			stale = !joinedEndpoints[strings.TrimPrefix(alias, tagEndpoint)]
+			id := strings.TrimPrefix(alias, tagEndpoint)
+			idx, known := inUse[id]
+			stale = !joinedEndpoints[id] || l.Attrs().Group == reapGroup || (known && idx != l.Attrs().Index)
 		}
 		if stale {
 			errs = append(errs, ignoreGone(d.nl.LinkDel(l)))
@@ -72,4 +137,40 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 		errs = append(errs, gc.pruneUnclaimed())
 	}
 	return errors.Join(errs...)
+}
+
+// AbandonNetwork removes what a CreateNetwork cut short by a crash may have
+// left of network req.NetworkID, whose creation the controller is rolling
+// back. GC finds a bridge by its tag, but a crash between creating the
+// bridge and tagging it leaves one without: such a bridge is deleted only
+// when it carries the name the driver derives from this network's own ID
+// (never a bridge the user named, which may be theirs) and has no ports.
+func (d *Driver) AbandonNetwork(req driverapi.CreateNetworkRequest) error {
+	c, err := parseNetworkOptions(req.NetworkID, req.Options)
+	if err != nil {
+		return err
+	}
+	l, err := d.nl.LinkByName(c.BridgeName)
+	if isLinkNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return types.InternalErrorf("looking up bridge %s of abandoned network %s: %w", c.BridgeName, req.NetworkID, err)
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return nil
+	}
+	alias := l.Attrs().Alias
+	derived := c.BridgeName == "br-"+req.NetworkID[:min(12, len(req.NetworkID))]
+	if alias != networkTag(req.NetworkID) && !(alias == "" && derived) {
+		return nil
+	}
+	if ports, err := d.nl.LinkList(); err == nil {
+		for _, p := range ports {
+			if p.Attrs().MasterIndex == l.Attrs().Index {
+				return nil
+			}
+		}
+	}
+	return ignoreGone(d.nl.LinkDel(l))
 }

@@ -1,0 +1,214 @@
+package libnetwork_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	mrand "math/rand"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/opencnm/libnetwork"
+)
+
+// TestCrashChild is a no-op unless TestCrashRecovery started this binary
+// as its worker: then it runs random operations on a controller until it
+// is killed. Every error is fatal (exit status 2 with the error on
+// stderr): the operations are chosen so that none should fail, restored
+// objects included.
+func TestCrashChild(t *testing.T) {
+	if os.Getenv(crashChildEnv) != "1" {
+		return
+	}
+	dirs := crashDirs{host: os.Getenv(crashHostEnv), exec: os.Getenv(crashExecEnv),
+		data: os.Getenv(crashDataEnv), active: os.Getenv(crashActiveEnv)}
+	seed, _ := strconv.ParseInt(os.Getenv(crashSeedEnv), 10, 64)
+	fail := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "crash child (seed %d): "+format+"\n", append([]any{seed}, a...)...)
+		os.Exit(2)
+	}
+	active, err := readActive(dirs.active)
+	if err != nil {
+		fail("reading active sandboxes: %v", err)
+	}
+	c, err := libnetwork.New(dirs.options(active)...)
+	if err != nil {
+		fail("New: %v", err)
+	}
+	if err := c.RestoreError(); err != nil {
+		// The parent restored the same state first and checked it; a
+		// second restore of it must be clean too.
+		fail("restore: %v", err)
+	}
+	w := &crashWorker{c: c, rng: mrand.New(mrand.NewSource(seed)), active: map[string]bool{}, path: dirs.active, fail: fail}
+	for _, sb := range c.Sandboxes() {
+		w.active[sb.ID()] = true
+	}
+	w.saveActive()
+	fmt.Println("ready")
+	// Never outlive a parent that died without killing us.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		op := w.step()
+		fmt.Println("op", op)
+	}
+	fail("not killed within 60 s")
+}
+
+type crashWorker struct {
+	c      *libnetwork.Controller
+	rng    *mrand.Rand
+	active map[string]bool // sandboxes the next start must keep
+	path   string
+	fail   func(format string, a ...any)
+}
+
+func (w *crashWorker) saveActive() {
+	if err := writeActive(w.path, w.active); err != nil {
+		w.fail("writing active sandboxes: %v", err)
+	}
+}
+
+func randName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// Limits keep the state small enough that a consistency check is quick,
+// and the pools small enough that addresses are reused often.
+const (
+	crashMaxNets      = 3
+	crashMaxEndpoints = 14
+	crashMaxSandboxes = 5
+)
+
+// step does one random operation that is valid in the current state and
+// returns its name.
+func (w *crashWorker) step() string {
+	c := w.c
+	nets := c.Networks()
+	var bridges []*libnetwork.Network
+	for _, n := range nets {
+		if n.Type() == "bridge" {
+			bridges = append(bridges, n)
+		}
+	}
+	var free, joined []*libnetwork.Endpoint
+	for _, n := range bridges {
+		for _, ep := range n.Endpoints() {
+			if ep.Info().Sandbox() == nil {
+				free = append(free, ep)
+			} else {
+				joined = append(joined, ep)
+			}
+		}
+	}
+	sbs := c.Sandboxes()
+	pick := func(n int) int { return w.rng.Intn(n) }
+
+	switch r := pick(100); {
+	case r < 8 && len(bridges) < crashMaxNets:
+		return w.createNetwork(bridges)
+	case r < 12:
+		for _, n := range bridges {
+			if len(n.Endpoints()) == 0 {
+				if err := n.Delete(); err != nil {
+					w.fail("deleting network %s: %v", n.Name(), err)
+				}
+				return "delete-network"
+			}
+		}
+	case r < 32 && len(bridges) > 0 && len(free)+len(joined) < crashMaxEndpoints:
+		n := bridges[pick(len(bridges))]
+		if _, err := n.CreateEndpoint(randName("e")); err != nil {
+			w.fail("creating endpoint on %s: %v", n.Name(), err)
+		}
+		return "create-endpoint"
+	case r < 40 && len(free) > 0:
+		ep := free[pick(len(free))]
+		if err := ep.Delete(false); err != nil {
+			w.fail("deleting endpoint %s: %v", ep.Name(), err)
+		}
+		return "delete-endpoint"
+	case r < 55 && len(sbs) < crashMaxSandboxes:
+		sb, err := c.NewSandbox(randName("c"), libnetwork.OptionHostname("crash"))
+		if err != nil {
+			w.fail("creating sandbox: %v", err)
+		}
+		w.active[sb.ID()] = true
+		w.saveActive()
+		return "new-sandbox"
+	case r < 80 && len(free) > 0 && len(sbs) > 0:
+		ep := free[pick(len(free))]
+		for _, i := range w.rng.Perm(len(sbs)) {
+			sb := sbs[i]
+			if onNetwork(sb, ep.Network()) {
+				continue
+			}
+			if err := ep.Join(sb); err != nil {
+				w.fail("joining %s to sandbox %s: %v", ep.Name(), sb.ID()[:12], err)
+			}
+			return "join"
+		}
+	case r < 92 && len(joined) > 0:
+		ep := joined[pick(len(joined))]
+		sb := ep.Info().Sandbox()
+		if err := ep.Leave(sb); err != nil {
+			w.fail("leaving %s from sandbox %s: %v", ep.Name(), sb.ID()[:12], err)
+		}
+		return "leave"
+	case r >= 92 && len(sbs) > 0:
+		sb := sbs[pick(len(sbs))]
+		// The container is stopping: it is not to be kept from here on.
+		delete(w.active, sb.ID())
+		w.saveActive()
+		if err := sb.Delete(); err != nil {
+			w.fail("deleting sandbox %s: %v", sb.ID()[:12], err)
+		}
+		return "delete-sandbox"
+	}
+	return "none"
+}
+
+// createNetwork makes a bridge network on a /26 no other network uses
+// (small, so addresses are reused often); one in four is kept in memory
+// only (NetworkOptionPersist(false)), whose leftovers the next start must
+// collect.
+func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
+	used := map[string]bool{}
+	for _, n := range existing {
+		v4, _ := n.IpamInfo()
+		for _, i := range v4 {
+			used[i.Pool.String()] = true
+		}
+	}
+	for _, k := range w.rng.Perm(8) {
+		pool := fmt.Sprintf("10.66.%d.0/26", k)
+		if used[pool] {
+			continue
+		}
+		opts := []libnetwork.NetworkOption{libnetwork.NetworkOptionIpam("default", "",
+			[]*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil)}
+		name := fmt.Sprintf("n%d", k)
+		if w.rng.Intn(4) == 0 {
+			opts = append(opts, libnetwork.NetworkOptionPersist(false))
+			name = fmt.Sprintf("mem%d", k)
+		}
+		if _, err := w.c.NewNetwork("bridge", name, "", opts...); err != nil {
+			w.fail("creating network on %s: %v", pool, err)
+		}
+		return "create-network"
+	}
+	return "none"
+}
+
+func onNetwork(sb *libnetwork.Sandbox, network string) bool {
+	for _, ep := range sb.Endpoints() {
+		if ep.Network() == network {
+			return true
+		}
+	}
+	return false
+}
