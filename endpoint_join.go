@@ -135,6 +135,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	if err := sb.joinDNS(ep); err != nil {
 		return err
 	}
+	undo.push(func() { sb.leaveDNS(ep) })
 	if err := c.persistEndpoint(ep); err != nil {
 		return err
 	}

@@ -274,6 +274,12 @@ func (sb *Sandbox) SetKey(path string) error {
 		c.mu.Unlock()
 		return err
 	}
+	if err := sb.updateResolver(nil, sb.dns.ipv6); err != nil {
+		c.mu.Lock()
+		sb.osSbox = nil
+		c.mu.Unlock()
+		return err
+	}
 	ok = true
 	return c.persistSandbox(sb)
 }

@@ -43,6 +43,7 @@ type Config struct {
 	PluginDirs         []string                  // plugin discovery directories
 	PluginTimeout      time.Duration             // how long a present but silent plugin socket is retried
 	ActiveSandboxes    map[string]any            // sandbox ID -> []SandboxOption to live-restore
+	DNSTimeout         time.Duration             // embedded resolver: one forwarding attempt; 0 means 4 s
 }
 
 // Option changes a Config.
@@ -105,6 +106,10 @@ func OptionPluginDirs(dirs ...string) Option {
 // OptionPluginTimeout bounds how long a plugin whose socket exists but does
 // not answer yet is retried.
 func OptionPluginTimeout(d time.Duration) Option { return func(c *Config) { c.PluginTimeout = d } }
+
+// OptionDNSTimeout bounds one attempt of the embedded resolver to reach an
+// upstream server (one server, one transport); 0 keeps the default of 4 s.
+func OptionDNSTimeout(d time.Duration) Option { return func(c *Config) { c.DNSTimeout = d } }
 
 // OptionActiveSandboxes names sandboxes of a previous run to restore live,
 // keyed by sandbox ID with their []libnetwork.SandboxOption as value.
