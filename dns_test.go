@@ -227,3 +227,38 @@ func TestEmbeddedResolverNotStarted(t *testing.T) {
 		}
 	})
 }
+
+// A sandbox with an external key gets its resolver when it gets its
+// namespace; Refresh keeps it working with the new options.
+func TestEmbeddedResolverExternalKeyAndRefresh(t *testing.T) {
+	c, _ := newPrivController(t)
+	origin := writeTemp(t, "resolv.conf", "nameserver 10.0.0.2\n")
+	n := bridgeNet(t, c, "extnet", "cnmext0", "10.84.0.0/24")
+	peer := kernelSandbox(t, c, "peer", libnetwork.OptionOriginResolvConfPath(origin))
+	pe := joined(t, n, peer, "peer")
+
+	sb := kernelSandbox(t, c, "ext", libnetwork.OptionUseExternalKey(), libnetwork.OptionOriginResolvConfPath(origin))
+	joined(t, n, sb, "ext")
+	if got := readSandboxFile(t, c, sb, "resolv.conf"); got != "nameserver 10.0.0.2\n" {
+		t.Fatalf("resolv.conf before SetKey = %q", got)
+	}
+	target := testutilNamedNS(t, "container")
+	if err := sb.SetKey(target.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readSandboxFile(t, c, sb, "resolv.conf"); got != "nameserver 127.0.0.11\noptions ndots:0\n" {
+		t.Fatalf("resolv.conf after SetKey = %q", got)
+	}
+	expect(t, target.NS, "udp", "peer", dns.TypeA, epIP(pe))
+
+	if err := sb.Refresh(libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionDNSOptions("ndots:5")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readSandboxFile(t, c, sb, "resolv.conf"); got != "nameserver 127.0.0.11\noptions ndots:5\n" {
+		t.Fatalf("resolv.conf after Refresh = %q", got)
+	}
+	expect(t, target.NS, "tcp", "peer.extnet", dns.TypeA, epIP(pe))
+	if rules := natRules(t, target.NS); strings.Count(rules, "-j DOCKER_OUTPUT") != 1 {
+		t.Fatalf("want exactly one jump to DOCKER_OUTPUT after Refresh:\n%s", rules)
+	}
+}

@@ -249,3 +249,76 @@ func TestDNSFileOptions(t *testing.T) {
 		}
 	})
 }
+
+// Lookups run concurrently with endpoints coming, going, joining and being
+// renamed (run under -race); a stable name keeps resolving throughout.
+func TestResolveNameConcurrentWithChanges(t *testing.T) {
+	c := newController(t)
+	withFake(t, c)
+	n := fakeNet(t, c, "n", ipamOpt("10.92.0.0/24", ""))
+	sb := extSandbox(t, c, "reader")
+	me := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
+	if err := me.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	stable := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("stable"))
+	done := make(chan struct{})
+	errc := make(chan string, 1)
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if got := ipStrings(first(sb.ResolveName("stable", types.IPv4))); !slices.Equal(got, []string{epIP(stable)}) {
+				errc <- "stable resolved to " + strings.Join(got, ",")
+				return
+			}
+			sb.ResolveName("churn", types.IP)
+			sb.ResolveIP(epIP(stable))
+		}
+	}()
+	for i := range 50 {
+		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("churn"))
+		other := extSandbox(t, c, "w"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		if err := ep.Join(other); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Rename("churned"); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if msg := <-errc; msg != "" {
+		t.Fatal(msg)
+	}
+}
+
+// AAAA and IP answers, and PTR for an IPv6 address.
+func TestResolveNameIPv6(t *testing.T) {
+	c := newController(t)
+	withFake(t, c)
+	n := fakeNet(t, c, "v6", libnetwork.NetworkOptionEnableIPv6(true), libnetwork.NetworkOptionIpam("default", "",
+		[]*libnetwork.IpamConf{{PreferredPool: "10.93.0.0/24"}}, []*libnetwork.IpamConf{{PreferredPool: "fd00:93::/64"}}, nil))
+	sb := extSandbox(t, c, "c1")
+	me := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
+	if err := me.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	peer := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("peer"))
+	v4, v6 := epIP(peer), peer.Info().Iface().AddressIPv6().IP.String()
+	if got := ipStrings(first(sb.ResolveName("peer", types.IPv6))); !slices.Equal(got, []string{v6}) {
+		t.Fatalf("AAAA peer = %v, want [%s]", got, v6)
+	}
+	if got := ipStrings(first(sb.ResolveName("peer", types.IP))); !slices.Equal(got, ipStrings([]net.IP{net.ParseIP(v4), net.ParseIP(v6)})) {
+		t.Fatalf("IP peer = %v, want %s and %s", got, v4, v6)
+	}
+	if got := sb.ResolveIP(v6); got != "peer.v6" {
+		t.Fatalf("ResolveIP(%s) = %q", v6, got)
+	}
+}
