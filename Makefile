@@ -2,6 +2,8 @@
 #   make example   runs the README example (in a throwaway network namespace)
 #   make test      installs what the tests need, then vet, gofmt and go test -race
 GO       ?= go
+# The race runtime sleeps 1 s at exit by default; that is per package, for nothing.
+export GORACE ?= atexit_sleep_ms=0
 LEAKCHECK ?= $(wildcard ../shared/tools/leakcheck)
 BENCHTIME ?= 1x
 

@@ -6,6 +6,9 @@ Endpoints join Sandboxes (network namespaces).
 Lock order, outermost first:
 
 	Sandbox.opMu   serialises the slow work (join, leave, delete, SetKey) of one sandbox
+	Controller.gcMu held for reading by operations that create kernel objects,
+	               for writing by garbage collection, so GC never takes
+	               something half-made for a leftover
 	Controller.mu  guards the in-memory model: the network and sandbox maps and
 	               every mutable field of Network, Endpoint and Sandbox
 
@@ -19,13 +22,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"sync"
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -47,6 +50,10 @@ type Controller struct {
 	hostNL *netlink.Handle // netlink handle inside host
 	store  store.Store
 	drv    *registry
+
+	restoreErr error // what went wrong restoring the previous run; set in New
+
+	gcMu sync.RWMutex // see the lock order above
 
 	mu        sync.Mutex
 	networks  map[string]*Network // by ID; guarded by mu
@@ -93,13 +100,28 @@ func New(opts ...config.Option) (*Controller, error) {
 			return nil, types.Wrapf(err, "opening netlink")
 		}
 	}
-	c.store = store.NewMemory()
+	// The store first: if it is held by another process or corrupt, fail
+	// before anything else is started.
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile), cfg.StoreTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.store = st
 	if c.drv, err = newRegistry(c); err != nil {
 		return nil, err
 	}
+	c.restoreErr = c.restore()
 	ok = true
 	return c, nil
 }
+
+// StoreFile is the name of the controller's store under config DataDir.
+const StoreFile = "libnetwork.db"
+
+// RestoreError reports what could not be restored from the previous run's
+// state when the controller started (nil when everything came back).
+// Objects that failed stay recorded and are retried by the next start.
+func (c *Controller) RestoreError() error { return c.restoreErr }
 
 // release frees what New acquired; used by Stop and by a failed New.
 func (c *Controller) release() {
@@ -270,8 +292,6 @@ func (c *Controller) driver(networkType string) (*driverEntry, error) {
 func (c *Controller) ipamDriver(name string) (*ipamEntry, error) {
 	return c.drv.ipam(name)
 }
-
-var _ = ipamapi.DefaultIPAM
 
 // generateID returns 64 random hex characters, like Docker's IDs.
 func generateID() string {

@@ -35,9 +35,10 @@ type Endpoint struct {
 	joinPrio    int
 	joinAliases map[string]string
 
-	sandboxID string     // guarded by network.ctrl.mu; "" when not joined
-	join      *joinState // guarded by network.ctrl.mu; nil when not joined
-	deleting  bool       // guarded by network.ctrl.mu
+	sandboxID string              // guarded by network.ctrl.mu; "" when not joined
+	join      *joinState          // guarded by network.ctrl.mu; nil when not joined
+	operPorts []types.PortBinding // host ports published for it; guarded by network.ctrl.mu
+	deleting  bool                // guarded by network.ctrl.mu
 }
 
 type endpointIface struct {
@@ -111,7 +112,7 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (*Endpoint
 	if err := ep.mergeDriverInterface(got); err != nil {
 		return nil, err
 	}
-	if err := c.persistEndpoint(ep); err != nil {
+	if err := c.commit(c.recEndpoint(ep, stateReady)); err != nil {
 		return nil, err
 	}
 
@@ -267,7 +268,7 @@ func (ep *Endpoint) Delete(force bool) error {
 		return types.Wrapf(err, "deleting endpoint %s", ep.name)
 	}
 	ep.releaseAddresses()
-	_ = c.unpersist(kindEndpoint, ep.id)
+	_ = c.commit(recDelete(kindEndpoint, ep.id))
 	c.mu.Lock()
 	delete(n.endpoints, ep.id)
 	delete(n.epNames, ep.name)

@@ -5,7 +5,9 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -58,6 +60,8 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	osSbox := sb.osSbox
 	c.mu.Unlock()
 
+	c.gcMu.RLock()
+	defer c.gcMu.RUnlock()
 	var undo undoStack
 	ok := false
 	defer func() {
@@ -70,6 +74,13 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 		ep.sandboxID = ""
 		c.mu.Unlock()
 	})
+
+	// Intent: a crash while the driver wires the endpoint in leaves a record
+	// that says so, and the next start takes the half-made join apart.
+	if err := c.commit(c.recEndpoint(ep, stateJoining)); err != nil {
+		return err
+	}
+	undo.push(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
 
 	var reserved []string
 	req := driverapi.JoinRequest{NetworkID: n.id, EndpointID: ep.id, Options: sb.cfg.labels()}
@@ -136,11 +147,15 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 		return err
 	}
 	undo.push(func() { sb.leaveDNS(ep) })
-	if err := c.persistEndpoint(ep); err != nil {
+	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
+	if gw := sb.recordOperPorts(); gw != nil && gw != ep {
+		recs = append(recs, c.recEndpoint(gw, stateReady))
+	}
+	if err := c.commit(recs...); err != nil {
 		return err
 	}
 	ok = true
-	return c.persistSandbox(sb)
+	return nil
 }
 
 // populate puts the endpoint's interface into s with its addresses and routes.
@@ -257,9 +272,15 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	c.mu.Lock()
 	ep.sandboxID = ""
 	ep.join = nil
+	ep.operPorts = nil
 	c.mu.Unlock()
-	_ = c.persistEndpoint(ep)
-	_ = c.persistSandbox(sb)
+	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
+	if gw := sb.recordOperPorts(); gw != nil {
+		recs = append(recs, c.recEndpoint(gw, stateReady))
+	}
+	if err := c.commit(recs...); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -332,4 +353,27 @@ func revokeExternal(ep *Endpoint) {
 	if ext, ok := ep.network.driver.d.(driverapi.ExternalConnectivity); ok {
 		_ = ext.RevokeExternalConnectivity(ep.network.id, ep.id)
 	}
+}
+
+// recordOperPorts remembers, on the sandbox's gateway endpoint, the host
+// ports its driver actually published, so a restart can publish the very
+// same ones again. It returns the gateway endpoint, if any. The caller
+// holds sb.opMu.
+func (sb *Sandbox) recordOperPorts() *Endpoint {
+	c := sb.ctrl
+	c.mu.Lock()
+	gw := sb.gwEP
+	c.mu.Unlock()
+	if gw == nil {
+		return nil
+	}
+	info, err := gw.network.driver.d.EndpointOperInfo(gw.network.id, gw.id)
+	if err != nil {
+		return gw
+	}
+	pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
+	c.mu.Lock()
+	gw.operPorts = pbs
+	c.mu.Unlock()
+	return gw
 }

@@ -121,6 +121,8 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	c.netNames[name] = id
 	c.mu.Unlock()
 
+	c.gcMu.RLock()
+	defer c.gcMu.RUnlock()
 	var undo undoStack
 	ok := false
 	defer func() {
@@ -151,6 +153,13 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		}
 	}
 
+	// Intent first: a crash from here on leaves a record the next start
+	// finishes off (the bridge it may have made is tagged with the ID).
+	if err := c.commit(c.recNetwork(n, stateCreating)); err != nil {
+		return nil, err
+	}
+	undo.push(func() { _ = c.commit(recDelete(kindNetwork, id)) })
+
 	req := driverapi.CreateNetworkRequest{
 		NetworkID: id,
 		Options:   n.driverOptions(),
@@ -162,7 +171,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	}
 	undo.push(func() { _ = n.driver.d.DeleteNetwork(id) })
 
-	if err := c.persistNetwork(n); err != nil {
+	if err := c.commit(c.recNetwork(n, stateReady)); err != nil {
 		return nil, err
 	}
 
@@ -231,7 +240,7 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) error {
 		return types.Wrapf(err, "deleting network %s", n.name)
 	}
 	n.releasePools()
-	if err := c.unpersist(kindNetwork, n.id); err != nil {
+	if err := c.commit(recDelete(kindNetwork, n.id)); err != nil {
 		return err
 	}
 	c.mu.Lock()

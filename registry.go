@@ -32,8 +32,8 @@ type ipamEntry struct {
 type registry struct {
 	c *Controller
 
-	plugins    *plugins.Registry
-	discoverMu sync.Mutex // serialises plugin discovery, which may wait on a socket
+	plugins     *plugins.Registry
+	discovering map[string]*nameLock // per-name plugin discovery, which may wait on a socket; guarded by mu
 
 	mu      sync.Mutex
 	drivers map[string]*driverEntry // guarded by mu
@@ -91,8 +91,7 @@ func (r *registry) driver(networkType string) (*driverEntry, error) {
 	if ok {
 		return e, nil
 	}
-	r.discoverMu.Lock()
-	defer r.discoverMu.Unlock()
+	defer r.lockName("driver/" + networkType)()
 	r.mu.Lock()
 	e, ok = r.drivers[networkType]
 	r.mu.Unlock()
@@ -120,8 +119,7 @@ func (r *registry) ipam(name string) (*ipamEntry, error) {
 	if ok {
 		return e, nil
 	}
-	r.discoverMu.Lock()
-	defer r.discoverMu.Unlock()
+	defer r.lockName("ipam/" + name)()
 	r.mu.Lock()
 	e, ok = r.ipams[name]
 	r.mu.Unlock()
@@ -200,4 +198,15 @@ func (c *Controller) RegisterIpamDriver(name string, i ipamapi.Ipam) error {
 		return types.BadRequestErrorf("registering IPAM driver %q: name and driver are required", name)
 	}
 	return c.drv.addIPAM(name, i, false)
+}
+
+// allDrivers returns every registered network driver.
+func (r *registry) allDrivers() []driverapi.Driver {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []driverapi.Driver
+	for _, e := range r.drivers {
+		out = append(out, e.d)
+	}
+	return out
 }

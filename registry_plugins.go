@@ -1,6 +1,8 @@
 package libnetwork
 
 import (
+	"sync"
+
 	"github.com/opencnm/libnetwork/drivers/remote"
 	remoteipam "github.com/opencnm/libnetwork/ipam/remote"
 	"github.com/opencnm/libnetwork/ipamapi"
@@ -39,4 +41,37 @@ func (r *registry) discoverIPAM(name string) (ipamapi.Ipam, error) {
 		return nil, types.Wrapf(err, "starting IPAM plugin %s", name)
 	}
 	return i, nil
+}
+
+// nameLock serialises the discovery of one plugin name: concurrent first
+// users of a name share one discovery, while a plugin that is slow to
+// answer holds up no other name.
+type nameLock struct {
+	mu    sync.Mutex
+	users int // guarded by registry.mu
+}
+
+// lockName locks key ("driver/<name>" or "ipam/<name>") and returns the
+// unlock; the lock is dropped from the map with its last user.
+func (r *registry) lockName(key string) (unlock func()) {
+	r.mu.Lock()
+	l := r.discovering[key]
+	if l == nil {
+		if r.discovering == nil {
+			r.discovering = map[string]*nameLock{}
+		}
+		l = &nameLock{}
+		r.discovering[key] = l
+	}
+	l.users++
+	r.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		r.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(r.discovering, key)
+		}
+		r.mu.Unlock()
+	}
 }

@@ -67,6 +67,8 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*San
 	c.sandboxes[sb.id] = sb
 	c.mu.Unlock()
 
+	c.gcMu.RLock()
+	defer c.gcMu.RUnlock()
 	ok := false
 	defer func() {
 		if !ok {
@@ -102,7 +104,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*San
 	if osSbox != nil {
 		undo.push(func() { sb.releaseOS(osSbox) })
 	}
-	if err := c.persistSandbox(sb); err != nil {
+	if err := c.commit(c.recSandbox(sb)); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -216,7 +218,7 @@ func (sb *Sandbox) Delete() error {
 		}
 	}
 	sb.removeDNSFiles()
-	_ = c.unpersist(kindSandbox, sb.id)
+	_ = c.commit(recDelete(kindSandbox, sb.id))
 	c.mu.Lock()
 	delete(c.sandboxes, sb.id)
 	sb.osSbox = nil
@@ -246,6 +248,8 @@ func (sb *Sandbox) SetKey(path string) error {
 	eps := append([]*Endpoint(nil), sb.endpoints...)
 	c.mu.Unlock()
 
+	c.gcMu.RLock()
+	defer c.gcMu.RUnlock()
 	s, err := osl.Adopt(sb.key, path)
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
@@ -281,7 +285,7 @@ func (sb *Sandbox) SetKey(path string) error {
 		return err
 	}
 	ok = true
-	return c.persistSandbox(sb)
+	return c.commit(c.recSandbox(sb))
 }
 
 // Refresh re-applies the sandbox's configuration with opts: every endpoint

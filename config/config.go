@@ -42,6 +42,7 @@ type Config struct {
 	DefaultAddressPool []*NetworkToSplit         // replaces the built-in local pools when set
 	PluginDirs         []string                  // plugin discovery directories
 	PluginTimeout      time.Duration             // how long a present but silent plugin socket is retried
+	StoreTimeout       time.Duration             // how long New waits for a store file another process holds
 	ActiveSandboxes    map[string]any            // sandbox ID -> []SandboxOption to live-restore
 	DNSTimeout         time.Duration             // embedded resolver: one forwarding attempt; 0 means 4 s
 }
@@ -57,6 +58,7 @@ func New(opts ...Option) *Config {
 		DriverCfg:     map[string]map[string]any{},
 		PluginDirs:    append([]string(nil), DefaultPluginDirs...),
 		PluginTimeout: 15 * time.Second,
+		StoreTimeout:  2 * time.Second,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -106,6 +108,10 @@ func OptionPluginDirs(dirs ...string) Option {
 // OptionPluginTimeout bounds how long a plugin whose socket exists but does
 // not answer yet is retried.
 func OptionPluginTimeout(d time.Duration) Option { return func(c *Config) { c.PluginTimeout = d } }
+
+// OptionStoreTimeout bounds how long New waits for a store held by another
+// process before failing with a Timeout error.
+func OptionStoreTimeout(d time.Duration) Option { return func(c *Config) { c.StoreTimeout = d } }
 
 // OptionDNSTimeout bounds one attempt of the embedded resolver to reach an
 // upstream server (one server, one transport); 0 keeps the default of 4 s.

@@ -154,3 +154,19 @@ func ErrNoEndpoint(eid string) error { return types.NotFoundErrorf("endpoint %s 
 func ErrEndpointExists(eid string) error {
 	return types.ForbiddenErrorf("endpoint with name %s already exists", eid)
 }
+
+// JoinRestorer is implemented by drivers that can take back a join made by
+// an earlier run of the controller (live restore): the interface is already
+// in the sandbox, and the driver only rebuilds what it keeps in memory
+// about it, without touching the data plane.
+type JoinRestorer interface {
+	RestoreJoin(req JoinRequest, res JoinResult) error
+}
+
+// GarbageCollector is implemented by drivers whose kernel objects carry the
+// ID of their network or endpoint (link aliases, rule comments). It removes
+// those whose network is not in liveNetworks or whose endpoint is not in
+// joinedEndpoints: what a crash left behind.
+type GarbageCollector interface {
+	CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) error
+}

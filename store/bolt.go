@@ -47,6 +47,31 @@ func OpenBolt(path string, timeout time.Duration) (*Bolt, error) {
 // Path returns the store file's path.
 func (b *Bolt) Path() string { return b.path }
 
+// Apply makes every change of ops in one transaction.
+func (b *Bolt) Apply(ops ...Op) error {
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		for _, op := range ops {
+			bk, err := tx.CreateBucketIfNotExists([]byte(op.Kind))
+			if err != nil {
+				return err
+			}
+			if op.Value == nil {
+				err = bk.Delete([]byte(op.ID))
+			} else {
+				err = bk.Put([]byte(op.ID), op.Value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return types.InternalErrorf("writing %d records to %s: %w", len(ops), b.path, err)
+	}
+	return nil
+}
+
 // Put writes a record.
 func (b *Bolt) Put(kind, id string, value []byte) error {
 	err := b.db.Update(func(tx *bolt.Tx) error {

@@ -11,9 +11,19 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
+// Op is one change of an Apply: a Put, or a Delete when Value is nil.
+type Op struct {
+	Kind, ID string
+	Value    []byte
+}
+
 // Store keeps snapshots. Implementations must be safe for concurrent use.
 // Delete of a missing record succeeds.
 type Store interface {
+	// Apply makes every change of ops, atomically: all or none. One
+	// operation of the controller that changes several records (a join
+	// changes its endpoint and its sandbox) costs one durable write.
+	Apply(ops ...Op) error
 	Put(kind, id string, value []byte) error
 	Get(kind, id string) ([]byte, error) // NotFound error when missing
 	Delete(kind, id string) error
@@ -38,6 +48,23 @@ func (m *Memory) Put(kind, id string, value []byte) error {
 		m.data[kind] = map[string][]byte{}
 	}
 	m.data[kind][id] = append([]byte(nil), value...)
+	return nil
+}
+
+// Apply makes every change of ops.
+func (m *Memory) Apply(ops ...Op) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, op := range ops {
+		if op.Value == nil {
+			delete(m.data[op.Kind], op.ID)
+			continue
+		}
+		if m.data[op.Kind] == nil {
+			m.data[op.Kind] = map[string][]byte{}
+		}
+		m.data[op.Kind][op.ID] = append([]byte(nil), op.Value...)
+	}
 	return nil
 }
 

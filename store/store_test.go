@@ -46,6 +46,18 @@ func conformance(t *testing.T, s store.Store) {
 	if all, _ := s.List("nothing"); len(all) != 0 {
 		t.Fatalf("List of an unknown kind: %q", all)
 	}
+	if err := s.Apply(store.Op{Kind: "sandbox", ID: "s", Value: []byte("sb")},
+		store.Op{Kind: "endpoint", ID: "a"}, store.Op{Kind: "endpoint", ID: "z", Value: []byte("z")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("endpoint", "a"); !types.IsNotFound(err) {
+		t.Fatalf("Apply did not delete: %v", err)
+	}
+	if v, err := s.Get("sandbox", "s"); err != nil || string(v) != "sb" {
+		t.Fatalf("Apply did not put: %q %v", v, err)
+	}
+	_ = s.Delete("endpoint", "z")
+	_ = s.Put("endpoint", "a", []byte("ep"))
 }
 
 func TestMemory(t *testing.T) { conformance(t, store.NewMemory()) }

@@ -136,13 +136,8 @@ func InternalMaskableErrorf(format string, a ...any) error {
 // IsClassed reports whether err already carries one of the classes, so a
 // caller adding context can keep the original class instead of re-classing.
 func IsClassed(err error) bool {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		switch e.(type) {
-		case *notFound, *badRequest, *forbidden, *notImplemented, *internal, *timeout, *noService, *maskable:
-			return true
-		}
-	}
-	return false
+	return IsNotFound(err) || IsBadRequest(err) || IsForbidden(err) || IsNotImplemented(err) ||
+		IsInternal(err) || IsTimeout(err) || IsNoService(err) || IsMaskable(err)
 }
 
 // Is* helpers are shorthand for errors.As with a class interface.

@@ -90,7 +90,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		}
 	}
 
-	veth, err := d.addVeth(c, mac, peerName, sb)
+	veth, err := d.addVeth(c, mac, peerName, sb, endpointTag(req.EndpointID))
 	if err != nil {
 		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}
@@ -139,8 +139,9 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 
 // addVeth creates the pair: the host end up, named veth<7 hex>; the peer
 // named peerName (random like the host end when empty) with the
-// endpoint's MAC, inside sb when given. Host-end name clashes are retried.
-func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string, sb *netnsutil.NS) (*netlink.Veth, error) {
+// endpoint's MAC, inside sb when given. The host end carries alias as its
+// tag. Host-end name clashes are retried.
+func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string, sb *netnsutil.NS, alias string) (*netlink.Veth, error) {
 	var lastErr error
 	flushed := false
 	for range 3 {
@@ -168,6 +169,11 @@ func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string
 				// below can address the link, so do not keep it.
 				_ = d.delLinkByName(v.Name)
 				return nil, types.InternalErrorf("creating veth %s: cannot read it back", v.Name)
+			}
+			// The kernel ignores an alias given at creation; set it now.
+			if err := d.nl.LinkSetAlias(v, alias); err != nil {
+				_ = d.delLinkByName(v.Name)
+				return nil, types.InternalErrorf("tagging veth %s: %w", v.Name, err)
 			}
 			return v, nil
 		}

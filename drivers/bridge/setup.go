@@ -132,7 +132,9 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 	}
 	l, err := existing()
 	if err == nil {
-		return l, false, nil
+		// A bridge tagged with this network's ID is one an earlier run of
+		// the driver made (a restart): it is still ours to delete.
+		return l, l.Attrs().Alias == networkTag(c.ID), nil
 	}
 	if !isLinkNotFound(err) {
 		return nil, false, types.Wrapf(err, "looking up bridge %s", c.BridgeName)
@@ -158,6 +160,11 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 			return l, false, nil
 		}
 		return nil, false, types.InternalErrorf("creating bridge %s: %w", c.BridgeName, err)
+	}
+	// The kernel ignores an alias given at creation; set it now.
+	if err := d.nl.LinkSetAlias(b, networkTag(c.ID)); err != nil {
+		_ = d.delLinkByName(c.BridgeName)
+		return nil, false, types.InternalErrorf("tagging bridge %s: %w", c.BridgeName, err)
 	}
 	return b, true, nil
 }

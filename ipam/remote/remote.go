@@ -4,6 +4,7 @@
 package remote
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -25,15 +26,24 @@ var _ ipamapi.Ipam = (*Allocator)(nil)
 
 // New returns an IPAM driver for the activated plugin behind client. It
 // asks for the plugin's capabilities; plugins that predate that call (or
-// fail it) are driven with none, as Docker does.
+// refuse it) are driven with none, as Docker does. A plugin that does not
+// answer at all fails New: going on would only wait out the timeout again
+// on the next call.
 func New(client *plugins.Client) (ipamapi.Ipam, error) {
 	a := &Allocator{client: client}
 	var resp api.GetCapabilityResponse
-	if err := a.call("GetCapabilities", nil, &resp); err == nil {
+	err := a.call("GetCapabilities", nil, &resp)
+	var pe *plugins.PluginError
+	switch {
+	case err == nil:
 		a.caps = ipamapi.Capability{
 			RequiresMACAddress:    resp.RequiresMACAddress,
 			RequiresRequestReplay: resp.RequiresRequestReplay,
 		}
+	case types.IsNotImplemented(err) || errors.As(err, &pe):
+		// The plugin answered: it has no capabilities to report.
+	default:
+		return nil, types.Wrapf(err, "get capabilities of IPAM plugin %q", client.Name())
 	}
 	return a, nil
 }

@@ -328,3 +328,29 @@ func TestIPAMPluginDies(t *testing.T) {
 	err = a.ReleasePool(pool.PoolID)
 	assert.True(t, types.IsTimeout(err), "nobody listens any more: %v", err)
 }
+
+// New reads a refused GetCapabilities as "no capabilities", but a plugin
+// that does not answer fails New at once rather than making every later
+// call wait out the timeout again.
+func TestIPAMNewCapabilities(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	a := handWrittenIPAM(t, map[string]any{
+		"GetCapabilities": map[string]string{"Error": "no capabilities here"},
+	}, &seen, &mu)
+	assert.Equal(t, ipamapi.Capability{}, a.Capabilities(), "refused GetCapabilities: no capabilities")
+
+	const timeout = 300 * time.Millisecond
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `{"Implements": ["IpamDriver"]}`)
+	})
+	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) { <-release })
+	c, _ := serve(t, plugintest.HTTP{Handler: mux}, false, timeout)
+	t.Cleanup(func() { close(release) })
+	start := time.Now()
+	_, err := remote.New(c)
+	assert.True(t, types.IsTimeout(err), "hung GetCapabilities: want Timeout, got %v", err)
+	assert.Less(t, time.Since(start), timeout+500*time.Millisecond)
+}

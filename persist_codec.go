@@ -1,0 +1,191 @@
+package libnetwork
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+
+	"github.com/opencnm/libnetwork/options"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// typedValue keeps a Go value's type across JSON, so option maps read back
+// from the store are what the caller passed in (an int stays an int, a
+// []types.PortBinding stays one) and drivers parse them the same way.
+type typedValue struct {
+	T string          `json:"t"`
+	V json.RawMessage `json:"v"`
+}
+
+// encodeGeneric turns an option map into typed values. Values of types it
+// does not know are kept as plain JSON ("json"), which is lossy only for
+// types no caller of this library is known to pass.
+func encodeGeneric(m map[string]any) (map[string]typedValue, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make(map[string]typedValue, len(m))
+	for k, v := range m {
+		tv, err := encodeValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("option %s: %w", k, err)
+		}
+		out[k] = tv
+	}
+	return out, nil
+}
+
+func encodeValue(v any) (typedValue, error) {
+	var t string
+	switch x := v.(type) {
+	case nil:
+		t = "nil"
+	case string:
+		t = "string"
+	case bool:
+		t = "bool"
+	case int:
+		t = "int"
+	case int64:
+		t = "int64"
+	case uint16:
+		t = "uint16"
+	case float64:
+		t = "float64"
+	case []string:
+		t = "[]string"
+	case map[string]string:
+		t = "map[string]string"
+	case net.HardwareAddr:
+		t, v = "mac", x.String()
+	case net.IP:
+		t, v = "ip", x.String()
+	case []types.PortBinding:
+		t = "[]PortBinding"
+	case []types.TransportPort:
+		t = "[]TransportPort"
+	case options.Generic:
+		enc, err := encodeGeneric(x)
+		if err != nil {
+			return typedValue{}, err
+		}
+		t, v = "Generic", enc
+	case map[string]any:
+		enc, err := encodeGeneric(x)
+		if err != nil {
+			return typedValue{}, err
+		}
+		t, v = "map[string]any", enc
+	default:
+		t = "json"
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return typedValue{}, err
+	}
+	return typedValue{T: t, V: raw}, nil
+}
+
+func decodeGeneric(m map[string]typedValue) (map[string]any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make(map[string]any, len(m))
+	for k, tv := range m {
+		v, err := decodeValue(tv)
+		if err != nil {
+			return nil, fmt.Errorf("option %s: %w", k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func decodeValue(tv typedValue) (any, error) {
+	into := func(p any) (any, error) { return p, json.Unmarshal(tv.V, p) }
+	var (
+		v   any
+		err error
+	)
+	switch tv.T {
+	case "nil":
+		return nil, nil
+	case "string":
+		var s string
+		_, err = into(&s)
+		v = s
+	case "bool":
+		var b bool
+		_, err = into(&b)
+		v = b
+	case "int":
+		var i int
+		_, err = into(&i)
+		v = i
+	case "int64":
+		var i int64
+		_, err = into(&i)
+		v = i
+	case "uint16":
+		var i uint16
+		_, err = into(&i)
+		v = i
+	case "float64":
+		var f float64
+		_, err = into(&f)
+		v = f
+	case "[]string":
+		var s []string
+		_, err = into(&s)
+		v = s
+	case "map[string]string":
+		var m map[string]string
+		_, err = into(&m)
+		v = m
+	case "mac":
+		var s string
+		if _, err = into(&s); err == nil {
+			v, err = net.ParseMAC(s)
+		}
+	case "ip":
+		var s string
+		if _, err = into(&s); err == nil {
+			v = to4(net.ParseIP(s))
+		}
+	case "[]PortBinding":
+		var pbs []types.PortBinding
+		_, err = into(&pbs)
+		for i := range pbs {
+			pbs[i].IP, pbs[i].HostIP = to4(pbs[i].IP), to4(pbs[i].HostIP)
+		}
+		v = pbs
+	case "[]TransportPort":
+		var tps []types.TransportPort
+		_, err = into(&tps)
+		v = tps
+	case "Generic", "map[string]any":
+		var m map[string]typedValue
+		if _, err = into(&m); err == nil {
+			var d map[string]any
+			d, err = decodeGeneric(m)
+			if tv.T == "Generic" {
+				v = options.Generic(d)
+			} else {
+				v = d
+			}
+		}
+	default:
+		var x any
+		_, err = into(&x)
+		v = x
+	}
+	return v, err
+}
+
+// to4 gives IPv4 addresses their 4-byte form, as callers usually build them.
+func to4(ip net.IP) net.IP {
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip
+}

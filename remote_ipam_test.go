@@ -1,0 +1,234 @@
+package libnetwork_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/ipam"
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+)
+
+// TestRemoteIPAMBridge runs a bridge network whose pool, gateway and
+// addresses all come from an IPAM plugin, and passes traffic over it.
+func TestRemoteIPAMBridge(t *testing.T) {
+	c, host, dir := newPluginController(t, 5*testTimeout)
+	p := newPoolPlugin()
+	publish(t, dir, "myipam", viaTCPJSON, ipam.NewHandler(p))
+
+	n, err := c.NewNetwork("bridge", "ibr", "", libnetwork.NetworkOptionIpam("myipam", "", nil, nil, nil))
+	if err != nil {
+		t.Fatalf("bridge network on the IPAM plugin: %v", err)
+	}
+	calls := p.callList()
+	for _, want := range []string{"GetDefaultAddressSpaces", "RequestPool poolspace ", "RequestAddress pool-1 "} {
+		if !slices.Contains(calls, want) {
+			t.Fatalf("plugin did not see %q: %v", want, calls)
+		}
+	}
+	p.mu.Lock()
+	gwOpts := p.gwOpts
+	p.mu.Unlock()
+	if len(gwOpts) != 1 || gwOpts[0]["RequestAddressType"] != "com.docker.network.gateway" {
+		t.Fatalf("gateway request options: %v", gwOpts)
+	}
+	v4, _ := n.Info().IpamInfo()
+	if len(v4) != 1 || v4[0].PoolID != "pool-1" || v4[0].Pool.String() != "10.88.0.0/24" ||
+		v4[0].Gateway.String() != "10.88.0.254/24" || v4[0].AddressSpace != "poolspace" {
+		t.Fatalf("network IPAM info: %+v", v4)
+	}
+	if br := bridgeAddrs(t, host.Netlink); !slices.Contains(br, "10.88.0.254/24") {
+		t.Fatalf("bridge addresses %v, want the plugin's gateway", br)
+	}
+
+	var sbs []*libnetwork.Sandbox
+	for i, name := range []string{"a", "b"} {
+		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep-" + name))
+		want := []string{"10.88.0.10/24", "10.88.0.11/24"}[i]
+		if a := ep.Info().Iface().Address(); a.String() != want {
+			t.Fatalf("endpoint %s address %v, want the plugin's %s", name, a, want)
+		}
+		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c-" + name))
+		t.Cleanup(func() { _ = sb.Delete() })
+		if err := ep.Join(sb); err != nil {
+			t.Fatal(err)
+		}
+		_, nl := sandboxNS(t, sb)
+		l, err := nl.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, _ := nl.AddrList(l, netlink.FAMILY_V4)
+		if len(addrs) != 1 || addrs[0].IPNet.String() != want {
+			t.Fatalf("sandbox %s addresses %v", name, addrs)
+		}
+		if r := routeSet(t, nl); !slices.Contains(r, "default via 10.88.0.254 dev eth0") {
+			t.Fatalf("sandbox %s routes %v", name, r)
+		}
+		sbs = append(sbs, sb)
+	}
+	exchange(t, sbs[0], sbs[1], "10.88.0.10")
+	exchange(t, sbs[1], sbs[0], "10.88.0.11")
+
+	for _, sb := range sbs {
+		if err := sb.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	calls = p.callList()
+	for _, want := range []string{"ReleaseAddress 10.88.0.10", "ReleaseAddress 10.88.0.11", "ReleaseAddress 10.88.0.254", "ReleasePool pool-1"} {
+		if !slices.Contains(calls, want) {
+			t.Fatalf("plugin did not see %q: %v", want, calls)
+		}
+	}
+	if addrs, pools := p.held(); len(addrs) != 0 || len(pools) != 0 {
+		t.Fatalf("plugin still holds addresses %v pools %v", addrs, pools)
+	}
+	if got := linkNames(t, host.Netlink); strings.Join(got, ",") != "lo" {
+		t.Fatalf("host links left: %v", got)
+	}
+}
+
+// TestRemoteIPAMFailures checks that a plugin's refusal at each step fails
+// the operation with the plugin's message and gives back what was taken.
+func TestRemoteIPAMFailures(t *testing.T) {
+	c, _, dir := newPluginController(t, testTimeout)
+	p := newPoolPlugin()
+	publish(t, dir, "myipam", viaSocket, ipam.NewHandler(p))
+	opt := libnetwork.NetworkOptionIpam("myipam", "", nil, nil, nil)
+
+	for _, method := range []string{"RequestPool", "RequestAddress"} {
+		p.mu.Lock()
+		p.failOn = method
+		p.mu.Unlock()
+		_, err := c.NewNetwork("bridge", "ibr", "", opt)
+		if err == nil || !strings.Contains(err.Error(), "remote: pool plugin refuses "+method) {
+			t.Fatalf("%s refused: got %v", method, err)
+		}
+		if addrs, pools := p.held(); len(addrs) != 0 || len(pools) != 0 {
+			t.Fatalf("%s refused: plugin still holds addresses %v pools %v", method, addrs, pools)
+		}
+		if _, err := c.NetworkByName("ibr"); !types.IsNotFound(err) {
+			t.Fatalf("%s refused: network listed: %v", method, err)
+		}
+	}
+
+	p.mu.Lock()
+	p.failOn = ""
+	p.mu.Unlock()
+	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "ibr", "", opt))
+	p.mu.Lock()
+	p.failOn = "RequestAddress"
+	p.mu.Unlock()
+	if _, err := n.CreateEndpoint("ep"); err == nil || !strings.Contains(err.Error(), "pool plugin refuses") {
+		t.Fatalf("endpoint address refused: got %v", err)
+	}
+	if len(n.Endpoints()) != 0 {
+		t.Fatal("failed endpoint listed")
+	}
+	p.mu.Lock()
+	p.failOn = ""
+	p.mu.Unlock()
+	if err := n.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if addrs, pools := p.held(); len(addrs) != 0 || len(pools) != 0 {
+		t.Fatalf("plugin still holds addresses %v pools %v", addrs, pools)
+	}
+}
+
+// bridgeAddrs lists the IPv4 addresses on the bridges nl sees.
+func bridgeAddrs(t *testing.T, nl *netlink.Handle) []string {
+	t.Helper()
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() != "bridge" {
+			continue
+		}
+		addrs, err := nl.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	return out
+}
+
+// exchange runs a line echo server in server's namespace at ip and talks
+// to it from client's.
+func exchange(t *testing.T, server, client *libnetwork.Sandbox, ip string) {
+	t.Helper()
+	sns, err := netnsutil.Open(server.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sns.Close()
+	cns, err := netnsutil.Open(client.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cns.Close()
+	var ln net.Listener
+	if err := sns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil {
+			_, err = io.WriteString(c, "echo "+line)
+		}
+		done <- err
+	}()
+	var reply string
+	err = cns.Do(func() error {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "hello\n"); err != nil {
+			return err
+		}
+		reply, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	if reply != "echo hello\n" {
+		t.Fatalf("reply %q", reply)
+	}
+}

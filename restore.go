@@ -1,0 +1,479 @@
+package libnetwork
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/ipamapi"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/osl"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// restore rebuilds the model from the store at New: networks (driver state
+// re-created or reconciled in place, IPAM pools and addresses re-reserved),
+// endpoints, and the sandboxes named in config.OptionActiveSandboxes (kept
+// with their joins; the data plane is not touched). Other sandboxes of the
+// previous run are removed with their endpoints, half-done operations are
+// finished off, and kernel objects without a record are collected.
+func (c *Controller) restore() error {
+	var errs []error
+	nets, err := c.store.List(kindNetwork)
+	if err != nil {
+		return err
+	}
+	var nrecs []networkRecord
+	for id, raw := range nets {
+		var r networkRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			errs = append(errs, types.InternalErrorf("decoding network record %s: %w", id, err))
+			continue
+		}
+		nrecs = append(nrecs, r)
+	}
+	sort.Slice(nrecs, func(i, j int) bool { return nrecs[i].Created.Before(nrecs[j].Created) })
+	for _, r := range nrecs {
+		if r.State == stateCreating {
+			// Never finished: drop it; GC removes what the driver made.
+			errs = append(errs, c.commit(recDelete(kindNetwork, r.ID)))
+			continue
+		}
+		if err := c.restoreNetwork(r); err != nil {
+			errs = append(errs, types.Wrapf(err, "restoring network %s", r.Name))
+		}
+	}
+
+	eps, err := c.store.List(kindEndpoint)
+	if err != nil {
+		return err
+	}
+	for id, raw := range eps {
+		var r endpointRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			errs = append(errs, types.InternalErrorf("decoding endpoint record %s: %w", id, err))
+			continue
+		}
+		if err := c.restoreEndpoint(r); err != nil {
+			errs = append(errs, types.Wrapf(err, "restoring endpoint %s", r.Name))
+		}
+	}
+
+	sbs, err := c.store.List(kindSandbox)
+	if err != nil {
+		return err
+	}
+	for id, raw := range sbs {
+		var r sandboxRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			errs = append(errs, types.InternalErrorf("decoding sandbox record %s: %w", id, err))
+			continue
+		}
+		opts, active := c.cfg.ActiveSandboxes[r.ID]
+		if active {
+			if err := c.restoreSandbox(r, opts); err == nil {
+				continue
+			} else {
+				errs = append(errs, types.Wrapf(err, "restoring sandbox of container %s", r.ContainerID))
+			}
+		}
+		errs = append(errs, c.removeStaleSandbox(r))
+	}
+	// Endpoints still claiming a sandbox that did not come back were
+	// attached to a container that is gone: delete them, as upstream does.
+	for _, n := range c.Networks() {
+		for _, ep := range n.Endpoints() {
+			c.mu.Lock()
+			sbID := ep.sandboxID
+			_, live := c.sandboxes[sbID]
+			c.mu.Unlock()
+			if sbID != "" && !live {
+				c.mu.Lock()
+				ep.sandboxID, ep.join, ep.operPorts = "", nil, nil
+				c.mu.Unlock()
+				errs = append(errs, ep.Delete(true))
+			}
+		}
+	}
+	errs = append(errs, c.collectGarbage())
+	return errors.Join(errs...)
+}
+
+func (c *Controller) restoreNetwork(r networkRecord) error {
+	gen, err := decodeGeneric(r.Generic)
+	if err != nil {
+		return types.InternalErrorf("decoding options: %w", err)
+	}
+	n := &Network{
+		ctrl: c, id: r.ID, name: r.Name, networkType: r.Type, created: r.Created,
+		ipamType: r.IpamType, addrSpace: r.AddrSpace, ipamOptions: r.IpamOptions,
+		ipamV4Config: r.IpamV4Config, ipamV6Config: r.IpamV6Config, generic: gen,
+		enableIPv6: r.EnableIPv6, internal: r.Internal, labels: r.Labels, persist: true,
+		endpoints: map[string]*Endpoint{}, epNames: map[string]string{},
+	}
+	if n.driver, err = c.driver(r.Type); err != nil {
+		return err
+	}
+	n.scope = n.driver.scope()
+	var undo undoStack
+	ok := false
+	defer func() {
+		if !ok {
+			undo.run()
+		}
+	}()
+	if !n.special() {
+		if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
+			return err
+		}
+		if n.ipamV4Info, err = n.replayPools(r.IpamV4Info, false, &undo); err != nil {
+			return err
+		}
+		if n.ipamV6Info, err = n.replayPools(r.IpamV6Info, true, &undo); err != nil {
+			return err
+		}
+	}
+	req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
+		IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
+	if err := n.driver.d.CreateNetwork(req); err != nil {
+		return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
+	}
+	c.mu.Lock()
+	c.networks[n.id] = n
+	c.netNames[n.name] = n.id
+	c.mu.Unlock()
+	ok = true
+	return nil
+}
+
+// replayPools asks IPAM again for exactly the pools, gateways and aux
+// addresses the network had, so nothing it held can be handed out twice.
+func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
+	var infos []*IpamInfo
+	for _, r := range recs {
+		pool, sub := r.Pool, ""
+		if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
+			sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator
+		}
+		got, err := n.ipam.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
+			SubPool: sub, Options: n.ipamOptions, V6: v6})
+		if err != nil {
+			return nil, types.Wrapf(err, "re-reserving pool %s", pool)
+		}
+		info := &IpamInfo{PoolID: got.PoolID, Meta: r.Meta, gwFromIPAM: r.GwFromIPAM, auxFromIPAM: r.AuxFromIPAM}
+		info.AddressSpace = r.AddressSpace
+		info.Pool = prefixToIPNet(got.Pool)
+		undo.push(func() { n.releaseInfo(info) })
+		if r.Gateway != "" {
+			gw, err := types.ParseCIDR(r.Gateway)
+			if err != nil {
+				return nil, err
+			}
+			info.Gateway = gw
+			if r.GwFromIPAM {
+				if _, _, err := n.ipam.ipam.RequestAddress(got.PoolID, ipToAddr(gw.IP), map[string]string{ipamapi.RequestAddressType: netlabel.Gateway}); err != nil {
+					return nil, types.Wrapf(err, "re-reserving gateway %s", r.Gateway)
+				}
+			}
+		}
+		if len(r.Aux) > 0 {
+			info.AuxAddresses = map[string]*net.IPNet{}
+			for name, s := range r.Aux {
+				a, err := types.ParseCIDR(s)
+				if err != nil {
+					return nil, err
+				}
+				info.AuxAddresses[name] = a
+				if r.AuxFromIPAM[name] {
+					if _, _, err := n.ipam.ipam.RequestAddress(got.PoolID, ipToAddr(a.IP), nil); err != nil {
+						return nil, types.Wrapf(err, "re-reserving aux address %s", s)
+					}
+				}
+			}
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+func (c *Controller) restoreEndpoint(r endpointRecord) error {
+	c.mu.Lock()
+	n := c.networks[r.NetworkID]
+	c.mu.Unlock()
+	if n == nil {
+		// Its network did not come back: nothing can use it any more.
+		return c.commit(recDelete(kindEndpoint, r.ID))
+	}
+	gen, err := decodeGeneric(r.Generic)
+	if err != nil {
+		return types.InternalErrorf("decoding options: %w", err)
+	}
+	if gen == nil {
+		gen = map[string]any{}
+	}
+	ep := &Endpoint{network: n, id: r.ID, name: r.Name, generic: gen, exposedPorts: r.ExposedPorts,
+		portMapping: r.PortMapping, myAliases: r.MyAliases, disableResolution: r.DisableResolution,
+		operPorts: r.OperPorts}
+	if r.MacAddress != "" {
+		if ep.iface.mac, err = net.ParseMAC(r.MacAddress); err != nil {
+			return types.InternalErrorf("decoding MAC: %w", err)
+		}
+	}
+	var undo undoStack
+	ok := false
+	defer func() {
+		if !ok {
+			undo.run()
+		}
+	}()
+	for _, a := range []struct {
+		s    string
+		pool string
+		dst  **net.IPNet
+	}{{r.Address, r.V4PoolID, &ep.iface.addr}, {r.AddressV6, r.V6PoolID, &ep.iface.addrv6}} {
+		if a.s == "" {
+			continue
+		}
+		ipn, err := types.ParseCIDR(a.s)
+		if err != nil {
+			return err
+		}
+		pool := n.poolIDFor(ipn.IP, a.pool)
+		if _, _, err := n.ipam.ipam.RequestAddress(pool, ipToAddr(ipn.IP), nil); err != nil {
+			return types.Wrapf(err, "re-reserving address %s", a.s)
+		}
+		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
+		*a.dst = ipn
+		if a.dst == &ep.iface.addr {
+			ep.iface.v4PoolID = pool
+		} else {
+			ep.iface.v6PoolID = pool
+		}
+	}
+	req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
+		Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
+	got, err := n.driver.d.CreateEndpoint(req)
+	if err != nil {
+		return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
+	}
+	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+	if err := ep.mergeDriverInterface(got); err != nil {
+		return err
+	}
+	if r.State == stateReady && r.SandboxID != "" && r.Join != nil {
+		ep.sandboxID = r.SandboxID
+		ep.join = joinFromRecord(r.Join)
+	}
+	c.mu.Lock()
+	n.endpoints[ep.id] = ep
+	n.epNames[ep.name] = ep.id
+	c.mu.Unlock()
+	ok = true
+	if r.State != stateReady {
+		// A join was under way: it is undone (GC removes what the driver
+		// made); the endpoint itself is fine.
+		return c.commit(c.recEndpoint(ep, stateReady))
+	}
+	return nil
+}
+
+// poolIDFor returns the ID of the network's pool holding ip (the stored
+// ID when it is still one of them).
+func (n *Network) poolIDFor(ip net.IP, stored string) string {
+	var fallback string
+	for _, info := range append(append([]*IpamInfo(nil), n.ipamV4Info...), n.ipamV6Info...) {
+		if info.PoolID == stored {
+			return stored
+		}
+		if fallback == "" && info.Pool != nil && info.Pool.Contains(ip) {
+			fallback = info.PoolID
+		}
+	}
+	return fallback
+}
+
+func joinFromRecord(r *joinRecord) *joinState {
+	js := &joinState{gw: net.ParseIP(r.Gw), gw6: net.ParseIP(r.Gw6), noGwSvc: r.NoGwSvc,
+		srcName: r.SrcName, dstPrefix: r.DstPrefix, dstName: r.DstName}
+	if v4 := js.gw.To4(); v4 != nil {
+		js.gw = v4
+	}
+	for _, rt := range r.Routes {
+		dst, err := types.ParseCIDR(rt.Destination)
+		if err != nil {
+			continue
+		}
+		js.routes = append(js.routes, &types.StaticRoute{Destination: dst, RouteType: rt.RouteType, NextHop: net.ParseIP(rt.NextHop)})
+	}
+	return js
+}
+
+// restoreSandbox takes back a sandbox of the previous run with its joins,
+// without touching its data plane.
+func (c *Controller) restoreSandbox(r sandboxRecord, opts any) error {
+	sbOpts, _ := opts.([]SandboxOption)
+	sb := &Sandbox{ctrl: c, id: r.ID, containerID: r.ContainerID, key: r.Key,
+		prio: map[string]int{}, aliases: map[string]map[string]string{}}
+	sb.cfg.apply(sbOpts)
+	if sb.cfg.optErr != nil {
+		return sb.cfg.optErr
+	}
+	sb.cfg.useDefaultSandbox, sb.cfg.useExternalKey = r.DefaultSandbox, r.ExternalKey
+	var osSbox *osl.Sandbox
+	var err error
+	switch {
+	case r.DefaultSandbox:
+		osSbox, err = c.acquireDefaultSandbox(r.Key)
+	case r.ExternalKey && !r.KeySet:
+	default:
+		osSbox, err = osl.Open(r.Key)
+	}
+	if err != nil {
+		return types.Wrapf(err, "re-opening namespace %s", r.Key)
+	}
+	c.mu.Lock()
+	sb.osSbox = osSbox
+	var eps []*Endpoint
+	for _, id := range r.Endpoints {
+		for _, n := range c.networks {
+			if ep := n.endpoints[id]; ep != nil && ep.sandboxID == sb.id && ep.join != nil {
+				eps = append(eps, ep)
+				sb.prio[ep.id] = r.Priorities[ep.id]
+			}
+		}
+	}
+	sb.endpoints = eps
+	sb.sortEndpointsLocked()
+	c.sandboxes[sb.id] = sb
+	c.mu.Unlock()
+
+	sb.opMu.Lock()
+	defer sb.opMu.Unlock()
+	var errs []error
+	for _, ep := range eps {
+		errs = append(errs, sb.restoreJoin(osSbox, ep))
+	}
+	// Give the gateway endpoint its external connectivity back: rules are
+	// taken over as they are and the same host ports bound again.
+	c.mu.Lock()
+	gw := sb.gatewayEndpointLocked()
+	c.mu.Unlock()
+	if gw != nil {
+		labels := sb.cfg.labels()
+		if len(gw.operPorts) > 0 {
+			labels[netlabel.PortMap] = slices.Clone(gw.operPorts)
+		}
+		if ext, ok := gw.network.driver.d.(driverapi.ExternalConnectivity); ok {
+			errs = append(errs, ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels))
+		}
+		c.mu.Lock()
+		sb.gwEP = gw
+		c.mu.Unlock()
+	}
+	if err := sb.setupDNSFiles(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ep := range eps {
+		errs = append(errs, sb.joinDNS(ep))
+	}
+	return errors.Join(errs...)
+}
+
+// restoreJoin tells the driver about a join it made in an earlier run,
+// after checking that the interface is still in the namespace.
+func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
+	js := ep.join
+	if s != nil && js.dstName != "" {
+		if _, err := s.Netlink().LinkByName(js.dstName); err != nil {
+			return types.NotFoundErrorf("interface %s of endpoint %s is gone from sandbox %s", js.dstName, ep.name, sb.id[:12])
+		}
+	}
+	r, ok := ep.network.driver.d.(driverapi.JoinRestorer)
+	if !ok {
+		return nil
+	}
+	key := ""
+	if s != nil {
+		key = s.Key()
+	}
+	return r.RestoreJoin(driverapi.JoinRequest{NetworkID: ep.network.id, EndpointID: ep.id, SandboxKey: key,
+		Options: sb.cfg.labels()}, driverapi.JoinResult{DstName: js.dstName, SrcName: js.srcName,
+		DstPrefix: js.dstPrefix, Gateway: js.gw, GatewayIPv6: js.gw6, StaticRoutes: js.routes})
+}
+
+// removeStaleSandbox removes what a sandbox of the previous run left: its
+// namespace (the kernel reaps the veths inside), files and record.
+func (c *Controller) removeStaleSandbox(r sandboxRecord) error {
+	var errs []error
+	if !r.DefaultSandbox {
+		errs = append(errs, netnsutil.Remove(r.Key))
+	}
+	errs = append(errs, os.RemoveAll(filepath.Join(c.cfg.ExecRoot, "files", r.ID)))
+	errs = append(errs, c.commit(recDelete(kindSandbox, r.ID)))
+	return errors.Join(errs...)
+}
+
+// collectGarbage removes what no record accounts for: namespace files and
+// sandbox file directories under ExecRoot, and (through the drivers that
+// can) bridges, veths and rules tagged with IDs that are gone.
+func (c *Controller) collectGarbage() error {
+	var errs []error
+	c.mu.Lock()
+	keys := map[string]bool{}
+	sbIDs := map[string]bool{}
+	for _, sb := range c.sandboxes {
+		keys[filepath.Base(sb.key)] = true
+		sbIDs[sb.id] = true
+	}
+	liveNets := map[string]bool{}
+	joined := map[string]bool{}
+	drivers := map[driverapi.Driver]bool{}
+	for id, n := range c.networks {
+		liveNets[id] = true
+		drivers[n.driver.d] = true
+		for eid, ep := range n.endpoints {
+			if ep.sandboxID != "" {
+				joined[eid] = true
+			}
+		}
+	}
+	c.mu.Unlock()
+	netnsDir := filepath.Join(c.cfg.ExecRoot, "netns")
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if !keys[e.Name()] {
+				errs = append(errs, netnsutil.Remove(filepath.Join(netnsDir, e.Name())))
+			}
+		}
+	}
+	filesDir := filepath.Join(c.cfg.ExecRoot, "files")
+	if entries, err := os.ReadDir(filesDir); err == nil {
+		for _, e := range entries {
+			if !sbIDs[e.Name()] {
+				errs = append(errs, os.RemoveAll(filepath.Join(filesDir, e.Name())))
+			}
+		}
+	}
+	for _, e := range c.drv.allDrivers() {
+		if gc, ok := e.(driverapi.GarbageCollector); ok {
+			errs = append(errs, gc.CollectGarbage(liveNets, joined))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CollectGarbage removes kernel objects and files the library made that no
+// network, endpoint or sandbox accounts for any more (leftovers of a crash),
+// as New does at start. It is safe to call at any time.
+func (c *Controller) CollectGarbage() error {
+	c.gcMu.Lock()
+	defer c.gcMu.Unlock()
+	return c.collectGarbage()
+}
