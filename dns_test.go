@@ -262,3 +262,33 @@ func TestEmbeddedResolverExternalKeyAndRefresh(t *testing.T) {
 		t.Fatalf("want exactly one jump to DOCKER_OUTPUT after Refresh:\n%s", rules)
 	}
 }
+
+// After a restart with live restore, the resolver runs again in the kept
+// namespace, answering as before, without a second set of jumps.
+func TestEmbeddedResolverAfterRestart(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	origin := writeTemp(t, "resolv.conf", "nameserver 10.0.0.2\n")
+	n := bridgeNet(t, c, "rstnet", "cnmrdns0", "10.85.0.0/24")
+	var sbs []*libnetwork.Sandbox
+	for _, name := range []string{"web", "db"} {
+		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(name, libnetwork.OptionOriginResolvConfPath(origin)))
+		joined(t, n, sb, name)
+		sbs = append(sbs, sb)
+	}
+	dbIP := epIP(must[*libnetwork.Endpoint](t)(n.EndpointByName("db")))
+	ns, _ := sandboxNS(t, sbs[0])
+	expect(t, ns, "udp", "db", dns.TypeA, dbIP)
+
+	opts := []libnetwork.SandboxOption{libnetwork.OptionOriginResolvConfPath(origin)}
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sbs[0].ID(): opts, sbs[1].ID(): opts}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	expect(t, ns, "udp", "db", dns.TypeA, dbIP)
+	expect(t, ns, "tcp", "db.rstnet", dns.TypeA, dbIP)
+	rules := natRules(t, ns)
+	if strings.Count(rules, "-j DOCKER_OUTPUT") != 1 || strings.Count(rules, "-j DOCKER_POSTROUTING") != 1 {
+		t.Fatalf("want one jump to each resolver chain after restart:\n%s", rules)
+	}
+}

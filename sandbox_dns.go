@@ -28,6 +28,7 @@ type dnsState struct {
 	ext       []resolvconf.ExtServer       // upstream servers from the last build of resolv.conf
 	res       *resolver.Resolver           // the running embedded resolver, or nil
 	jumps     bool                         // the resolver's nat rules are installed in the namespace
+	freshNS   bool                         // the namespace was made by NewSandbox: no rules from an earlier run
 }
 
 // filesDir is where a sandbox's DNS files go when no path is given.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/iptables"
@@ -188,12 +189,31 @@ func (sb *Sandbox) stopResolver(s *osl.Sandbox, removeRules bool) {
 // installResolverRules redirects 127.0.0.11:53 to the resolver's ports in
 // one iptables-restore inside the sandbox. Declaring the chains flushes
 // them if an earlier resolver left them; the jumps to them are added once.
+// A namespace we did not just create (restored after a restart, or given
+// by SetKey) may hold a previous run's jumps: it is listed first, so a
+// restart never stacks them up.
 func (sb *Sandbox) installResolverRules(s *osl.Sandbox, udpPort, tcpPort int) error {
 	ip := resolvconf.EmbeddedNameserver + "/32"
+	runner := iptables.New(s.NS())
+	jumps := []string{
+		fmt.Sprintf("-A OUTPUT -d %s -j %s", ip, dnsOutputChain),
+		fmt.Sprintf("-A POSTROUTING -d %s -j %s", ip, dnsPostroutingChain),
+	}
+	var existing string
+	if !sb.dns.jumps && !sb.dns.freshNS {
+		out, err := runner.List(firewall.IPv4, firewall.TableNAT)
+		if err != nil {
+			return types.Wrapf(err, "listing nat rules of sandbox %s", sb.id[:12])
+		}
+		existing = out
+	}
 	script := "*nat\n:" + dnsOutputChain + " - [0:0]\n:" + dnsPostroutingChain + " - [0:0]\n"
 	if !sb.dns.jumps {
-		script += fmt.Sprintf("-A OUTPUT -d %s -j %s\n-A POSTROUTING -d %s -j %s\n",
-			ip, dnsOutputChain, ip, dnsPostroutingChain)
+		for _, j := range jumps {
+			if !strings.Contains(existing, j+"\n") {
+				script += j + "\n"
+			}
+		}
 	}
 	for _, r := range []struct {
 		proto string
@@ -205,7 +225,7 @@ func (sb *Sandbox) installResolverRules(s *osl.Sandbox, udpPort, tcpPort int) er
 			dnsPostroutingChain, ip, r.proto, r.port)
 	}
 	script += "COMMIT\n"
-	if err := iptables.New(s.NS()).Restore(firewall.IPv4, script); err != nil {
+	if err := runner.Restore(firewall.IPv4, script); err != nil {
 		return types.Wrapf(err, "installing resolver rules in sandbox %s", sb.id[:12])
 	}
 	sb.dns.jumps = true
