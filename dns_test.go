@@ -100,7 +100,7 @@ func TestEmbeddedResolver(t *testing.T) {
 	}
 	expect(t, nsWeb, "udp", "db", dns.TypeA, "NXDOMAIN")
 
-	// The last resolving endpoint leaves: resolver and rules go, the file
+	// The last resolving endpoint leaves: the resolver goes, the file
 	// points at the real (here: no usable) nameservers again.
 	if err := web.Leave(sbWeb); err != nil {
 		t.Fatal(err)
@@ -108,15 +108,18 @@ func TestEmbeddedResolver(t *testing.T) {
 	if got := readSandboxFile(t, c, sbWeb, "resolv.conf"); got != "search corp.test\n" {
 		t.Fatalf("resolv.conf after last leave = %q", got)
 	}
-	if rules := natRules(t, nsWeb); strings.Contains(rules, "DOCKER_OUTPUT") {
-		t.Fatalf("resolver rules left after last leave:\n%s", rules)
-	}
 	if _, err := query(nsWeb, "udp", "web", dns.TypeA); err == nil {
 		t.Fatal("127.0.0.11 still answers after the last leave")
 	}
-	// And it comes back on the next join.
+	// And it comes back on the next join, on new ports, with the chains
+	// refilled rather than added to.
 	joined(t, n, sbWeb, "web-again")
 	expect(t, nsWeb, "udp", "web-again.dnsnet", dns.TypeA, must[*libnetwork.Endpoint](t)(n.EndpointByName("web-again")).Info().Iface().Address().IP.String())
+	expect(t, nsWeb, "tcp", "web-again", dns.TypeA, must[*libnetwork.Endpoint](t)(n.EndpointByName("web-again")).Info().Iface().Address().IP.String())
+	rules = natRules(t, nsWeb)
+	if strings.Count(rules, "-j DOCKER_OUTPUT") != 1 || strings.Count(rules, "-j DNAT") != 2 || strings.Count(rules, "-j SNAT") != 2 {
+		t.Fatalf("resolver rules after restart of the resolver:\n%s", rules)
+	}
 }
 
 // An internal network resolves its own names but forwards nothing.
