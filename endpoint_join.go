@@ -59,6 +59,9 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	ep.sandboxID = sb.id
 	osSbox := sb.osSbox
 	c.mu.Unlock()
+	// The resolver's sockets and rules get ready while the driver works.
+	sb.prepareResolver(ep, osSbox)
+	defer sb.dropResolverPrep()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()

@@ -29,6 +29,7 @@ type dnsState struct {
 	res       *resolver.Resolver           // the running embedded resolver, or nil
 	jumps     bool                         // the resolver's nat rules are installed in the namespace
 	freshNS   bool                         // the namespace was made by NewSandbox: no rules from an earlier run
+	prep      *resolverPrep                // resolver being readied during a join, or nil
 }
 
 // filesDir is where a sandbox's DNS files go when no path is given.

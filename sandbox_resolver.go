@@ -21,6 +21,11 @@ import (
 // host's namespace never gets a socket on port 53 nor a rule. Upstream
 // servers are dialled from the controller's host namespace, so a resolver
 // on the host's loopback (systemd-resolved, dnsmasq) works as well as any.
+//
+// Life: readied (sockets and rules) in the background as soon as a join
+// that will need it begins, started at the end of that join, stopped when
+// no endpoint wants it any more (its rules stay, leading to a closed port,
+// until the next start refills them or the namespace goes), and at Delete.
 
 // Chains in the sandbox's nat table, with upstream's names so tools that
 // know Docker's layout recognise them.
@@ -122,51 +127,121 @@ func upstreams(ext []resolvconf.ExtServer, forward bool) []resolver.Upstream {
 	return ups
 }
 
-// startResolver opens the resolver's sockets inside s, installs the
-// redirect from port 53 and starts serving. It undoes itself on failure.
-func (sb *Sandbox) startResolver(s *osl.Sandbox) (err error) {
-	c := sb.ctrl
-	var udp net.PacketConn
-	var tcp net.Listener
+// resolverSockets are a resolver's sockets, bound inside the sandbox's
+// namespace, with the nat rules that lead to them installed.
+type resolverSockets struct {
+	udp net.PacketConn
+	tcp net.Listener
+}
+
+func (rs *resolverSockets) close() {
+	rs.udp.Close()
+	rs.tcp.Close()
+}
+
+// resolverPrep is a resolver's sockets and rules being readied in the
+// background while a join does its driver work: the iptables-restore that
+// installs the rules is the slowest step of a first join (~2-3 ms), and it
+// depends on nothing the driver does.
+type resolverPrep struct {
+	done  chan struct{}
+	rs    *resolverSockets // set before done is closed, nil on error
+	jumps bool             // the jumps are in place (even if err)
+	err   error
+}
+
+// prepareResolver starts readying a resolver in the background if joining
+// ep will start one: ep wants a resolver, the sandbox has a namespace of
+// its own and runs none yet. The caller holds sb.opMu and must call
+// dropResolverPrep before releasing it; joinDNS consumes the result.
+func (sb *Sandbox) prepareResolver(ep *Endpoint, s *osl.Sandbox) {
+	st := &sb.dns
+	if s == nil || sb.hostMode() || st.res != nil || st.prep != nil ||
+		!ep.network.servesNames() || ep.disableResolution {
+		return
+	}
+	p := &resolverPrep{done: make(chan struct{})}
+	st.prep = p
+	jumps, fresh := st.jumps, st.freshNS
+	go func() {
+		defer close(p.done)
+		p.rs, p.jumps, p.err = sb.readyResolver(s, jumps, fresh)
+	}()
+}
+
+// takeResolverPrep waits for a background preparation and hands over its
+// result (nil, nil if there was none).
+func (sb *Sandbox) takeResolverPrep() (*resolverSockets, error) {
+	p := sb.dns.prep
+	if p == nil {
+		return nil, nil
+	}
+	<-p.done
+	sb.dns.prep = nil
+	sb.dns.jumps = sb.dns.jumps || p.jumps
+	return p.rs, p.err
+}
+
+// dropResolverPrep discards a preparation the join did not use (it failed,
+// or ended up not starting a resolver). Its rules stay, leading to a closed
+// port, as after a resolver stops.
+func (sb *Sandbox) dropResolverPrep() {
+	if rs, _ := sb.takeResolverPrep(); rs != nil {
+		rs.close()
+	}
+}
+
+// readyResolver binds the resolver's sockets inside s and installs the
+// redirect from port 53 to them. It only reads immutable sandbox fields, so
+// it may run in the background; jumps and fresh are the caller's view of
+// the namespace's rules. It reports whether the jumps are now in place.
+func (sb *Sandbox) readyResolver(s *osl.Sandbox, jumps, fresh bool) (_ *resolverSockets, jumpsNow bool, err error) {
+	rs := &resolverSockets{}
 	err = s.Do(func() error {
 		var err error
-		if udp, err = net.ListenPacket("udp4", resolvconf.EmbeddedNameserver+":0"); err != nil {
+		if rs.udp, err = net.ListenPacket("udp4", resolvconf.EmbeddedNameserver+":0"); err != nil {
 			return err
 		}
-		if tcp, err = net.Listen("tcp4", resolvconf.EmbeddedNameserver+":0"); err != nil {
-			udp.Close()
+		if rs.tcp, err = net.Listen("tcp4", resolvconf.EmbeddedNameserver+":0"); err != nil {
+			rs.udp.Close()
 			return err
 		}
 		return nil
 	})
 	if err != nil {
-		return types.InternalErrorf("opening resolver sockets in sandbox %s: %w", sb.id[:12], err)
+		return nil, jumps, types.InternalErrorf("opening resolver sockets in sandbox %s: %w", sb.id[:12], err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			udp.Close()
-			tcp.Close()
-		}
-	}()
-	udpPort := udp.LocalAddr().(*net.UDPAddr).Port
-	tcpPort := tcp.Addr().(*net.TCPAddr).Port
-	if err := sb.installResolverRules(s, udpPort, tcpPort); err != nil {
+	udpPort := rs.udp.LocalAddr().(*net.UDPAddr).Port
+	tcpPort := rs.tcp.Addr().(*net.TCPAddr).Port
+	if err := sb.installResolverRules(s, jumps, fresh, udpPort, tcpPort); err != nil {
+		rs.close()
+		return nil, jumps, err
+	}
+	return rs, true, nil
+}
+
+// startResolver starts serving on sockets readied in the background by
+// prepareResolver, or readies them now. It undoes itself on failure.
+func (sb *Sandbox) startResolver(s *osl.Sandbox) error {
+	c := sb.ctrl
+	rs, err := sb.takeResolverPrep()
+	if rs == nil && err == nil {
+		var jumps bool
+		rs, jumps, err = sb.readyResolver(s, sb.dns.jumps, sb.dns.freshNS)
+		sb.dns.jumps = sb.dns.jumps || jumps
+	}
+	if err != nil {
 		return err
 	}
-	defer func() {
-		if !ok {
-			sb.removeResolverRules(s)
-		}
-	}()
 	res, err := resolver.New(resolver.Config{
-		UDP: udp, TCP: tcp, Backend: sb, Dial: c.dialUpstream, Timeout: c.cfg.DNSTimeout,
+		UDP: rs.udp, TCP: rs.tcp, Backend: sb, Dial: c.dialUpstream, Timeout: c.cfg.DNSTimeout,
 	})
 	if err != nil {
+		rs.close()
+		sb.removeResolverRules(s)
 		return types.Wrapf(err, "creating resolver of sandbox %s", sb.id[:12])
 	}
 	// From here on res owns the sockets.
-	ok = true
 	if err := res.Start(); err != nil {
 		res.Close()
 		sb.removeResolverRules(s)
@@ -192,19 +267,15 @@ func (sb *Sandbox) stopResolver(s *osl.Sandbox, removeRules bool) {
 
 // installResolverRules redirects 127.0.0.11:53 to the resolver's ports in
 // one iptables-restore inside the sandbox. Declaring the chains flushes
-// them if an earlier resolver left them; the jumps to them are added once.
-// A namespace we did not just create (restored after a restart, or given
-// by SetKey) may hold a previous run's jumps: it is listed first, so a
-// restart never stacks them up.
-func (sb *Sandbox) installResolverRules(s *osl.Sandbox, udpPort, tcpPort int) error {
+// them if an earlier resolver left them; the jumps to them are added once
+// (unless jumps says they are there). A namespace we did not just create
+// (not fresh: restored after a restart, or given by SetKey) may hold a
+// previous run's jumps: it is listed first, so a restart never stacks them.
+func (sb *Sandbox) installResolverRules(s *osl.Sandbox, jumps, fresh bool, udpPort, tcpPort int) error {
 	ip := resolvconf.EmbeddedNameserver + "/32"
 	runner := iptables.New(s.NS())
-	jumps := []string{
-		fmt.Sprintf("-A OUTPUT -d %s -j %s", ip, dnsOutputChain),
-		fmt.Sprintf("-A POSTROUTING -d %s -j %s", ip, dnsPostroutingChain),
-	}
 	var existing string
-	if !sb.dns.jumps && !sb.dns.freshNS {
+	if !jumps && !fresh {
 		out, err := runner.List(firewall.IPv4, firewall.TableNAT)
 		if err != nil {
 			return types.Wrapf(err, "listing nat rules of sandbox %s", sb.id[:12])
@@ -212,8 +283,11 @@ func (sb *Sandbox) installResolverRules(s *osl.Sandbox, udpPort, tcpPort int) er
 		existing = out
 	}
 	script := "*nat\n:" + dnsOutputChain + " - [0:0]\n:" + dnsPostroutingChain + " - [0:0]\n"
-	if !sb.dns.jumps {
-		for _, j := range jumps {
+	if !jumps {
+		for _, j := range []string{
+			fmt.Sprintf("-A OUTPUT -d %s -j %s", ip, dnsOutputChain),
+			fmt.Sprintf("-A POSTROUTING -d %s -j %s", ip, dnsPostroutingChain),
+		} {
 			if !strings.Contains(existing, j+"\n") {
 				script += j + "\n"
 			}
@@ -232,7 +306,6 @@ func (sb *Sandbox) installResolverRules(s *osl.Sandbox, udpPort, tcpPort int) er
 	if err := runner.Restore(firewall.IPv4, script); err != nil {
 		return types.Wrapf(err, "installing resolver rules in sandbox %s", sb.id[:12])
 	}
-	sb.dns.jumps = true
 	return nil
 }
 
