@@ -40,6 +40,9 @@ func (n *Network) legacyDefaultBridge() bool {
 		case bool:
 			return v
 		case string:
+			if v == "" {
+				return false // ParseBool("") allocates its error: this runs per query
+			}
 			b, err := strconv.ParseBool(v)
 			return err == nil && b
 		}
