@@ -195,5 +195,7 @@ func (sb *Sandbox) leaveDNS(ep *Endpoint) {
 		_ = sb.dns.hosts.Delete(recs...)
 		delete(sb.dns.ownRecs, ep.id)
 	}
-	_ = sb.updateResolver(ep, sb.dns.ipv6) // stopping cannot fail; starting is not asked for
+	// A leave always completes; stopping cannot fail, and a resolver that
+	// could not start before is only retried here.
+	_ = sb.updateResolver(ep, sb.dns.ipv6)
 }
