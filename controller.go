@@ -279,6 +279,7 @@ func (c *Controller) Stop() {
 	}
 	c.stopped = true
 	c.mu.Unlock()
+	c.closeResolvers()
 	c.release()
 }
 

@@ -59,6 +59,9 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	ep.sandboxID = sb.id
 	osSbox := sb.osSbox
 	c.mu.Unlock()
+	// The resolver's sockets and rules get ready while the driver works.
+	sb.prepareResolver(ep, osSbox)
+	defer sb.dropResolverPrep()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
@@ -146,6 +149,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	if err := sb.joinDNS(ep); err != nil {
 		return err
 	}
+	undo.push(func() { sb.leaveDNS(ep) })
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
 	if gw := sb.recordOperPorts(); gw != nil && gw != ep {
 		recs = append(recs, c.recEndpoint(gw, stateReady))

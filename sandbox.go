@@ -98,6 +98,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*San
 	case sb.cfg.useExternalKey:
 	default:
 		osSbox, err = osl.New(sb.key)
+		sb.dns.freshNS = true
 	}
 	if err != nil {
 		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)
@@ -274,6 +275,12 @@ func (sb *Sandbox) SetKey(path string) error {
 	sb.gwEP = nil
 	c.mu.Unlock()
 	if err := sb.updateGateway(); err != nil {
+		c.mu.Lock()
+		sb.osSbox = nil
+		c.mu.Unlock()
+		return err
+	}
+	if err := sb.updateResolver(nil, sb.dns.ipv6); err != nil {
 		c.mu.Lock()
 		sb.osSbox = nil
 		c.mu.Unlock()

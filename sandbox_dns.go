@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencnm/libnetwork/etchosts"
 	"github.com/opencnm/libnetwork/resolvconf"
+	"github.com/opencnm/libnetwork/resolver"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -23,6 +24,12 @@ type dnsState struct {
 	ownFiles  string                       // directory we created for default paths ("" if none)
 	overrides bool                         // the user set DNS, search or options
 	ipv6      bool                         // resolv.conf was last built for IPv6
+	embedded  bool                         // resolv.conf was last built pointing at the embedded resolver
+	ext       []resolvconf.ExtServer       // upstream servers from the last build of resolv.conf
+	res       *resolver.Resolver           // the running embedded resolver, or nil
+	jumps     bool                         // the resolver's nat rules are installed in the namespace
+	freshNS   bool                         // the namespace was made by NewSandbox: no rules from an earlier run
+	prep      *resolverPrep                // resolver being readied during a join, or nil
 }
 
 // filesDir is where a sandbox's DNS files go when no path is given.
@@ -91,7 +98,9 @@ func (sb *Sandbox) buildHosts() error {
 }
 
 // buildResolvConf (re)writes resolv.conf for a sandbox with or without
-// IPv6, unless the user has edited the file since we last wrote it.
+// IPv6, pointing at the embedded resolver when one runs, unless the user has
+// edited the file since we last wrote it. The upstream servers the resolver
+// forwards to are refreshed either way.
 func (sb *Sandbox) buildResolvConf(ipv6 bool) error {
 	cfg := &sb.cfg
 	st := &sb.dns
@@ -99,10 +108,14 @@ func (sb *Sandbox) buildResolvConf(ipv6 bool) error {
 	if origin == "" {
 		origin = resolvconf.Path(resolvconf.DefaultPath, resolvconf.DefaultSystemdPath)
 	}
+	edited := false
 	if _, err := os.Stat(st.resolv); err == nil {
-		if edited, err := resolvconf.UserModified(st.resolv); err != nil || edited {
+		if edited, err = resolvconf.UserModified(st.resolv); err != nil {
 			return err
 		}
+	}
+	if edited && sb.hostMode() {
+		return nil
 	}
 	if sb.hostMode() && !st.overrides {
 		content, err := os.ReadFile(origin)
@@ -116,29 +129,43 @@ func (sb *Sandbox) buildResolvConf(ipv6 bool) error {
 	if err != nil && !types.IsNotFound(err) && !errors.Is(err, fs.ErrNotExist) {
 		return types.Wrapf(err, "reading resolv.conf %s", origin)
 	}
-	content, _, err := resolvconf.Build(f, resolvconf.Overrides{
+	embedded := st.res != nil
+	content, ext, err := resolvconf.Build(f, resolvconf.Overrides{
 		Nameservers: cfg.dns, Search: cfg.dnsSearch, Options: cfg.dnsOpts,
-	}, resolvconf.Settings{IPv6: ipv6})
+	}, resolvconf.Settings{IPv6: ipv6, Embedded: embedded})
 	if err != nil {
 		return types.Wrapf(err, "building resolv.conf of sandbox %s", sb.id[:12])
+	}
+	st.ext = ext
+	if edited {
+		return nil
 	}
 	if _, err := resolvconf.WriteFile(st.resolv, content); err != nil {
 		return types.Wrapf(err, "writing resolv.conf of sandbox %s", sb.id[:12])
 	}
-	st.ipv6 = ipv6
+	st.ipv6, st.embedded = ipv6, embedded
 	return nil
 }
 
-// removeDNSFiles deletes the files directory we made for default paths.
+// removeDNSFiles stops the resolver and deletes the files directory we
+// made for default paths.
 func (sb *Sandbox) removeDNSFiles() {
+	sb.stopResolver(nil, false)
 	if sb.dns.ownFiles != "" {
 		_ = os.RemoveAll(sb.dns.ownFiles)
 	}
 }
 
 // joinDNS adds the container's own names for ep's addresses to its hosts
-// file, and rebuilds resolv.conf if the sandbox just gained IPv6.
-func (sb *Sandbox) joinDNS(ep *Endpoint) error {
+// file, starts the embedded resolver if ep is the sandbox's first endpoint
+// that wants one, and rebuilds resolv.conf if the sandbox just gained IPv6
+// or the resolver. On error it undoes itself.
+func (sb *Sandbox) joinDNS(ep *Endpoint) (err error) {
+	defer func() {
+		if err != nil {
+			sb.leaveDNS(ep)
+		}
+	}()
 	cfg := &sb.cfg
 	if cfg.hostname != "" && cfg.originHosts == "" && !ep.network.special() {
 		names := []string{cfg.hostname}
@@ -158,16 +185,17 @@ func (sb *Sandbox) joinDNS(ep *Endpoint) error {
 			sb.dns.ownRecs[ep.id] = recs
 		}
 	}
-	if ep.iface.addrv6 != nil && !sb.dns.ipv6 && !sb.hostMode() {
-		return sb.buildResolvConf(true)
-	}
-	return nil
+	return sb.updateResolver(nil, sb.dns.ipv6 || ep.iface.addrv6 != nil)
 }
 
-// leaveDNS removes exactly the records joinDNS added for ep.
+// leaveDNS removes exactly the records joinDNS added for ep, and stops the
+// resolver if no endpoint other than ep wants it.
 func (sb *Sandbox) leaveDNS(ep *Endpoint) {
 	if recs := sb.dns.ownRecs[ep.id]; len(recs) > 0 {
 		_ = sb.dns.hosts.Delete(recs...)
 		delete(sb.dns.ownRecs, ep.id)
 	}
+	// A leave always completes; stopping cannot fail, and a resolver that
+	// could not start before is only retried here.
+	_ = sb.updateResolver(ep, sb.dns.ipv6)
 }

@@ -44,6 +44,7 @@ type Config struct {
 	PluginTimeout      time.Duration             // how long a present but silent plugin socket is retried
 	StoreTimeout       time.Duration             // how long New waits for a store file another process holds
 	ActiveSandboxes    map[string]any            // sandbox ID -> []SandboxOption to live-restore
+	DNSTimeout         time.Duration             // embedded resolver: one forwarding attempt; 0 means 4 s
 }
 
 // Option changes a Config.
@@ -111,6 +112,10 @@ func OptionPluginTimeout(d time.Duration) Option { return func(c *Config) { c.Pl
 // OptionStoreTimeout bounds how long New waits for a store held by another
 // process before failing with a Timeout error.
 func OptionStoreTimeout(d time.Duration) Option { return func(c *Config) { c.StoreTimeout = d } }
+
+// OptionDNSTimeout bounds one attempt of the embedded resolver to reach an
+// upstream server (one server, one transport); 0 keeps the default of 4 s.
+func OptionDNSTimeout(d time.Duration) Option { return func(c *Config) { c.DNSTimeout = d } }
 
 // OptionActiveSandboxes names sandboxes of a previous run to restore live,
 // keyed by sandbox ID with their []libnetwork.SandboxOption as value.

@@ -86,6 +86,9 @@ type Config struct {
 	DownFor       time.Duration
 }
 
+// plainPacketConn hides the concrete type of a PacketConn from miekg/dns.
+type plainPacketConn struct{ net.PacketConn }
+
 // Resolver serves DNS on the given sockets until Close.
 type Resolver struct {
 	cfg     Config
@@ -136,7 +139,16 @@ func New(cfg Config) (*Resolver, error) {
 	r.SetUpstreams(cfg.Upstreams)
 	h := dns.HandlerFunc(r.serveDNS)
 	if cfg.UDP != nil {
-		r.servers = append(r.servers, &dns.Server{PacketConn: cfg.UDP, Handler: h})
+		// Hidden behind a plain net.PacketConn, a *net.UDPConn is served
+		// with ReadFrom/WriteTo: miekg/dns otherwise asks for and parses
+		// the packet-info control message of every query (a third of the
+		// allocations per query) to answer from the address it was sent
+		// to, which only matters on a wildcard-bound socket.
+		pc := cfg.UDP
+		if _, ok := pc.(*net.UDPConn); ok {
+			pc = plainPacketConn{pc}
+		}
+		r.servers = append(r.servers, &dns.Server{PacketConn: pc, Handler: h})
 	}
 	if cfg.TCP != nil {
 		r.servers = append(r.servers, &dns.Server{Listener: cfg.TCP, Handler: h})

@@ -56,8 +56,10 @@ func (r *Resolver) local(q *dns.Msg, qn dns.Question, name string) *dns.Msg {
 		ips, knownNoAddr := r.cfg.Backend.ResolveName(name, family)
 		resp := reply(q, dns.RcodeSuccess)
 		resp.Authoritative = true
-		ips = slices.Clone(ips) // the backend's slice is not ours to shuffle
-		rand.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] })
+		if len(ips) > 1 {
+			ips = slices.Clone(ips) // the backend's slice is not ours to shuffle
+			rand.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] })
+		}
 		for _, ip := range ips {
 			if rr := r.addrRR(qn.Name, ip, qn.Qtype); rr != nil {
 				resp.Answer = append(resp.Answer, rr)

@@ -1,0 +1,183 @@
+package libnetwork
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Name resolution for the embedded resolver. Records are not copied into a
+// separate table: the model under ctrl.mu already holds every endpoint of
+// every network with its name, aliases and addresses, from CreateEndpoint to
+// Delete (as upstream, a Leave alone keeps a name resolvable). A lookup walks
+// the endpoints of the few networks the sandbox is attached to, which costs
+// well under a microsecond for networks of tens of endpoints and needs no
+// bookkeeping that could drift from the model.
+
+// servesNames reports whether the endpoints of n are resolvable by name
+// through the embedded resolver: every network but host, null and a bridge
+// made with the legacy DefaultBridge option (Docker's default bridge, where
+// containers find each other through links in /etc/hosts instead).
+func (n *Network) servesNames() bool {
+	return !n.special() && !n.legacyDefaultBridge()
+}
+
+// legacyDefaultBridge reports whether n is a bridge network created with
+// the DefaultBridge driver option, in any of the forms the bridge driver
+// accepts (label string, or struct-field name with a bool or string).
+func (n *Network) legacyDefaultBridge() bool {
+	if n.networkType != bridge.NetworkType {
+		return false
+	}
+	truthy := func(v any) bool {
+		switch v := v.(type) {
+		case bool:
+			return v
+		case string:
+			if v == "" {
+				return false // ParseBool("") allocates its error: this runs per query
+			}
+			b, err := strconv.ParseBool(v)
+			return err == nil && b
+		}
+		return false
+	}
+	switch g := n.generic[netlabel.GenericData].(type) {
+	case map[string]string:
+		return truthy(g[bridge.DefaultBridge])
+	case options.Generic:
+		return truthy(g[bridge.DefaultBridge]) || truthy(g["DefaultBridge"])
+	case map[string]any:
+		return truthy(g[bridge.DefaultBridge]) || truthy(g["DefaultBridge"])
+	}
+	return false
+}
+
+// ResolveName returns the addresses of name as the sandbox's embedded
+// resolver sees it: an endpoint name or CreateOptionMyAlias alias on one of
+// the networks the sandbox is attached to, a join-time alias
+// (CreateOptionAlias) of one of the sandbox's endpoints, or any of those
+// followed by ".<network name>". Matching ignores case and a trailing dot.
+// ipType is types.IPv4, types.IPv6 or types.IP (both). The bool is true when
+// the name is known but has no address of the asked family, so the resolver
+// answers "no records" instead of forwarding the name.
+func (sb *Sandbox) ResolveName(name string, ipType int) ([]net.IP, bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if name == "" {
+		return nil, false
+	}
+	c := sb.ctrl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// First the whole name on every network, in the sandbox's endpoint
+	// order; then each shorter prefix with the rest naming the network
+	// ("web.frontend": "web" on network "frontend"). Network names may
+	// contain dots, so every split point is tried.
+	prefix, netName := name, ""
+	for {
+		for _, ep := range sb.endpoints {
+			n := ep.network
+			if !n.servesNames() || (netName != "" && !strings.EqualFold(n.name, netName)) {
+				continue
+			}
+			target := prefix
+			if real, ok := lookupFold(sb.aliases[ep.id], prefix); ok {
+				target = real
+			}
+			if ips, known := n.resolveNameLocked(target, ipType); known {
+				return ips, len(ips) == 0
+			}
+		}
+		i := strings.LastIndexByte(prefix, '.')
+		if i <= 0 {
+			return nil, false
+		}
+		prefix, netName = name[:i], name[i+1:]
+	}
+}
+
+// ResolveIP returns "<endpoint name>.<network name>" for the endpoint that
+// has ip on one of the networks the sandbox is attached to, or "" (the
+// answer to a PTR query through the embedded resolver).
+func (sb *Sandbox) ResolveIP(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	addr = addr.Unmap()
+	c := sb.ctrl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ep := range sb.endpoints {
+		n := ep.network
+		if !n.servesNames() {
+			continue
+		}
+		for _, other := range n.endpoints {
+			if other.deleting {
+				continue
+			}
+			if ipNetHas(other.iface.addr, addr) || ipNetHas(other.iface.addrv6, addr) {
+				return other.name + "." + n.name
+			}
+		}
+	}
+	return ""
+}
+
+// resolveNameLocked collects the addresses of the endpoints of n called
+// name or aliased to it. known reports that at least one endpoint matched.
+// Caller holds ctrl.mu.
+func (n *Network) resolveNameLocked(name string, ipType int) (ips []net.IP, known bool) {
+	for _, ep := range n.endpoints {
+		if ep.deleting || !ep.answersTo(name) {
+			continue
+		}
+		known = true
+		if a := ep.iface.addr; a != nil && ipType != types.IPv6 {
+			ips = append(ips, types.GetIPCopy(a.IP.To4()))
+		}
+		if a := ep.iface.addrv6; a != nil && ipType != types.IPv4 {
+			ips = append(ips, types.GetIPCopy(a.IP))
+		}
+	}
+	return ips, known
+}
+
+// answersTo reports whether name (lower case) is the endpoint's name or one
+// of its CreateOptionMyAlias aliases. Both are read-only after creation.
+func (ep *Endpoint) answersTo(name string) bool {
+	if strings.EqualFold(ep.name, name) {
+		return true
+	}
+	for _, a := range ep.myAliases {
+		if strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupFold returns m[key] with key compared without case.
+func lookupFold(m map[string]string, key string) (string, bool) {
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func ipNetHas(n *net.IPNet, addr netip.Addr) bool {
+	if n == nil {
+		return false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	return ok && a.Unmap() == addr
+}
