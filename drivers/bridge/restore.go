@@ -18,6 +18,11 @@ const (
 	tagEndpoint = "opencnm:ep:"
 )
 
+// bridgeGroup is the interface group ("cnn") every bridge the driver makes
+// is created in; an untagged bridge in it was cut off between creation and
+// tagging, and belongs to nobody.
+const bridgeGroup = 0x636e6e
+
 func networkTag(nid string) string  { return tagNetwork + nid }
 func endpointTag(eid string) string { return tagEndpoint + eid }
 
@@ -122,6 +127,9 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 		alias := l.Attrs().Alias
 		var stale bool
 		switch {
+		case alias == "" && l.Attrs().Group == bridgeGroup:
+			_, isBridge := l.(*netlink.Bridge)
+			stale = isBridge
 		case strings.HasPrefix(alias, tagNetwork):
 			stale = !liveNetworks[strings.TrimPrefix(alias, tagNetwork)]
 		case strings.HasPrefix(alias, tagEndpoint):

@@ -153,6 +153,9 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 	// changes it as containers come and go, which breaks neighbours'
 	// caches. Pin one derived from the gateway: stable across restarts.
 	attrs.HardwareAddr = bridgeMAC(c.AddressIPv4)
+	// The group, unlike the alias, is set by the creating request itself,
+	// so a crash before the alias lands still leaves the bridge marked ours.
+	attrs.Group = bridgeGroup
 	b := &netlink.Bridge{LinkAttrs: attrs}
 	if err := d.nl.LinkAdd(b); err != nil {
 		if errors.Is(err, unix.EEXIST) {
