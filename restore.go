@@ -445,6 +445,12 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	if err := sb.setupDNSFiles(); err != nil {
 		errs = append(errs, err)
 	}
+	// The previous run's redirect rules are still in the namespace: when
+	// their ports are known the resolver binds them again instead of
+	// rewriting the rules.
+	if r.ResolverPorts[0] != 0 {
+		sb.dns.jumps, sb.dns.rulePorts = true, r.ResolverPorts
+	}
 	for _, ep := range sb.Endpoints() {
 		errs = append(errs, sb.joinDNS(ep))
 	}

@@ -29,6 +29,7 @@ type dnsState struct {
 	res       *resolver.Resolver           // the running embedded resolver, or nil
 	jumps     bool                         // the resolver's nat rules are installed in the namespace
 	freshNS   bool                         // the namespace was made by NewSandbox: no rules from an earlier run
+	rulePorts [2]int                       // udp, tcp ports the installed rules redirect to (zero: unknown)
 	prep      *resolverPrep                // resolver being readied during a join, or nil
 }
 

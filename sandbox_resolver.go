@@ -147,6 +147,7 @@ type resolverPrep struct {
 	done  chan struct{}
 	rs    *resolverSockets // set before done is closed, nil on error
 	jumps bool             // the jumps are in place (even if err)
+	ports [2]int           // the ports the rules now redirect to
 	err   error
 }
 
@@ -162,10 +163,10 @@ func (sb *Sandbox) prepareResolver(ep *Endpoint, s *osl.Sandbox) {
 	}
 	p := &resolverPrep{done: make(chan struct{})}
 	st.prep = p
-	jumps, fresh := st.jumps, st.freshNS
+	jumps, fresh, ports := st.jumps, st.freshNS, st.rulePorts
 	go func() {
 		defer close(p.done)
-		p.rs, p.jumps, p.err = sb.readyResolver(s, jumps, fresh)
+		p.rs, p.jumps, p.ports, p.err = sb.readyResolver(s, jumps, fresh, ports)
 	}()
 }
 
@@ -179,6 +180,9 @@ func (sb *Sandbox) takeResolverPrep() (*resolverSockets, error) {
 	<-p.done
 	sb.dns.prep = nil
 	sb.dns.jumps = sb.dns.jumps || p.jumps
+	if p.err == nil {
+		sb.dns.rulePorts = p.ports
+	}
 	return p.rs, p.err
 }
 
@@ -194,8 +198,32 @@ func (sb *Sandbox) dropResolverPrep() {
 // readyResolver binds the resolver's sockets inside s and installs the
 // redirect from port 53 to them. It only reads immutable sandbox fields, so
 // it may run in the background; jumps and fresh are the caller's view of
-// the namespace's rules. It reports whether the jumps are now in place.
-func (sb *Sandbox) readyResolver(s *osl.Sandbox, jumps, fresh bool) (_ *resolverSockets, jumpsNow bool, err error) {
+// the namespace's rules. It reports whether the jumps are now in place and
+// the ports the rules redirect to.
+//
+// When the rules are in place already (a resolver stopped at a leave, or
+// one of a previous run kept with its sandbox across a restart) and their
+// ports are known, the same ports are bound again: the rules stay right and
+// no iptables process runs at all (~20 ms each in a restored namespace).
+func (sb *Sandbox) readyResolver(s *osl.Sandbox, jumps, fresh bool, rulePorts [2]int) (_ *resolverSockets, jumpsNow bool, _ [2]int, err error) {
+	if jumps && rulePorts[0] != 0 && rulePorts[1] != 0 {
+		rs := &resolverSockets{}
+		err := s.Do(func() error {
+			var err error
+			if rs.udp, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", resolvconf.EmbeddedNameserver, rulePorts[0])); err != nil {
+				return err
+			}
+			if rs.tcp, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", resolvconf.EmbeddedNameserver, rulePorts[1])); err != nil {
+				rs.udp.Close()
+				return err
+			}
+			return nil
+		})
+		if err == nil {
+			return rs, true, rulePorts, nil
+		}
+		// Taken meanwhile: new ports and new rules, below.
+	}
 	rs := &resolverSockets{}
 	err = s.Do(func() error {
 		var err error
@@ -209,15 +237,15 @@ func (sb *Sandbox) readyResolver(s *osl.Sandbox, jumps, fresh bool) (_ *resolver
 		return nil
 	})
 	if err != nil {
-		return nil, jumps, types.InternalErrorf("opening resolver sockets in sandbox %s: %w", sb.id[:12], err)
+		return nil, jumps, rulePorts, types.InternalErrorf("opening resolver sockets in sandbox %s: %w", sb.id[:12], err)
 	}
 	udpPort := rs.udp.LocalAddr().(*net.UDPAddr).Port
 	tcpPort := rs.tcp.Addr().(*net.TCPAddr).Port
 	if err := sb.installResolverRules(s, jumps, fresh, udpPort, tcpPort); err != nil {
 		rs.close()
-		return nil, jumps, err
+		return nil, jumps, rulePorts, err
 	}
-	return rs, true, nil
+	return rs, true, [2]int{udpPort, tcpPort}, nil
 }
 
 // startResolver starts serving on sockets readied in the background by
@@ -227,8 +255,12 @@ func (sb *Sandbox) startResolver(s *osl.Sandbox) error {
 	rs, err := sb.takeResolverPrep()
 	if rs == nil && err == nil {
 		var jumps bool
-		rs, jumps, err = sb.readyResolver(s, sb.dns.jumps, sb.dns.freshNS)
+		var ports [2]int
+		rs, jumps, ports, err = sb.readyResolver(s, sb.dns.jumps, sb.dns.freshNS, sb.dns.rulePorts)
 		sb.dns.jumps = sb.dns.jumps || jumps
+		if err == nil {
+			sb.dns.rulePorts = ports
+		}
 	}
 	if err != nil {
 		return err
@@ -322,6 +354,7 @@ func (sb *Sandbox) removeResolverRules(s *osl.Sandbox) {
 		dnsOutputChain, dnsPostroutingChain, dnsOutputChain, dnsPostroutingChain)
 	if iptables.New(s.NS()).Restore(firewall.IPv4, script) == nil {
 		sb.dns.jumps = false
+		sb.dns.rulePorts = [2]int{}
 	}
 }
 
