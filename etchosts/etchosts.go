@@ -13,10 +13,10 @@ package etchosts
 
 import (
 	"errors"
+	"github.com/opencnm/libnetwork/internal/atomicfile"
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"unicode"
@@ -189,38 +189,9 @@ func (f *File) readLocked() (string, error) {
 	return string(b), nil
 }
 
-// atomicWrite writes content to a temporary file beside path and renames it
-// over path. Note: a bind mount of the old file keeps showing the old content;
-// runtimes that must see updates bind-mount the directory.
-func atomicWrite(path string, content []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return types.InternalErrorf("writing hosts file %q: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(content); err != nil {
-		return types.InternalErrorf("writing hosts file %q: %w", path, err)
-	}
-	// CreateTemp makes 0600 files; Chmod is not subject to the umask.
-	if err = tmp.Chmod(FileMode); err != nil {
-		return types.InternalErrorf("writing hosts file %q: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return types.InternalErrorf("writing hosts file %q: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return types.InternalErrorf("writing hosts file %q: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+// atomicWrite replaces the file at path all-or-nothing, with FileMode.
+func atomicWrite(path string, content []byte) error {
+	if err := atomicfile.Write(path, content, FileMode); err != nil {
 		return types.InternalErrorf("writing hosts file %q: %w", path, err)
 	}
 	return nil

@@ -4,9 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/opencnm/libnetwork/internal/atomicfile"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/opencnm/libnetwork/types"
@@ -71,37 +71,9 @@ func UserModified(path string) (bool, error) {
 	return Hash(content) != strings.TrimSpace(string(want)), nil
 }
 
-// atomicWrite writes content to a temporary file in path's directory and
-// renames it over path, so the change is all-or-nothing.
-func atomicWrite(path string, content []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return types.InternalErrorf("writing %q: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(content); err != nil {
-		return types.InternalErrorf("writing %q: %w", path, err)
-	}
-	// CreateTemp makes 0600 files; Chmod is not subject to the umask.
-	if err = tmp.Chmod(FileMode); err != nil {
-		return types.InternalErrorf("writing %q: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return types.InternalErrorf("writing %q: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return types.InternalErrorf("writing %q: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+// atomicWrite replaces the file at path all-or-nothing, with FileMode.
+func atomicWrite(path string, content []byte) error {
+	if err := atomicfile.Write(path, content, FileMode); err != nil {
 		return types.InternalErrorf("writing %q: %w", path, err)
 	}
 	return nil
