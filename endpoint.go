@@ -4,7 +4,6 @@ import (
 	"errors"
 	"maps"
 	"net"
-	"net/netip"
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
@@ -349,11 +348,4 @@ func (ep *Endpoint) Info() EndpointInfo {
 		s.sandbox = c.sandboxes[ep.sandboxID]
 	}
 	return s
-}
-
-func addrOf(n *net.IPNet) netip.Addr {
-	if n == nil {
-		return netip.Addr{}
-	}
-	return ipToAddr(n.IP)
 }

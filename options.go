@@ -6,7 +6,6 @@ import (
 
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -317,5 +316,3 @@ func (c *sandboxConfig) setErr(err error) {
 		c.optErr = err
 	}
 }
-
-var _ options.Generic

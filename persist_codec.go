@@ -102,83 +102,61 @@ func decodeGeneric(m map[string]typedValue) (map[string]any, error) {
 }
 
 func decodeValue(tv typedValue) (any, error) {
-	into := func(p any) (any, error) { return p, json.Unmarshal(tv.V, p) }
-	var (
-		v   any
-		err error
-	)
 	switch tv.T {
 	case "nil":
 		return nil, nil
 	case "string":
-		var s string
-		_, err = into(&s)
-		v = s
+		return decodeAs[string](tv.V)
 	case "bool":
-		var b bool
-		_, err = into(&b)
-		v = b
+		return decodeAs[bool](tv.V)
 	case "int":
-		var i int
-		_, err = into(&i)
-		v = i
+		return decodeAs[int](tv.V)
 	case "int64":
-		var i int64
-		_, err = into(&i)
-		v = i
+		return decodeAs[int64](tv.V)
 	case "uint16":
-		var i uint16
-		_, err = into(&i)
-		v = i
+		return decodeAs[uint16](tv.V)
 	case "float64":
-		var f float64
-		_, err = into(&f)
-		v = f
+		return decodeAs[float64](tv.V)
 	case "[]string":
-		var s []string
-		_, err = into(&s)
-		v = s
+		return decodeAs[[]string](tv.V)
 	case "map[string]string":
-		var m map[string]string
-		_, err = into(&m)
-		v = m
+		return decodeAs[map[string]string](tv.V)
+	case "[]TransportPort":
+		return decodeAs[[]types.TransportPort](tv.V)
 	case "mac":
-		var s string
-		if _, err = into(&s); err == nil {
-			v, err = net.ParseMAC(s)
+		s, err := decodeAs[string](tv.V)
+		if err != nil {
+			return nil, err
 		}
+		return net.ParseMAC(s)
 	case "ip":
-		var s string
-		if _, err = into(&s); err == nil {
-			v = to4(net.ParseIP(s))
-		}
+		s, err := decodeAs[string](tv.V)
+		return to4(net.ParseIP(s)), err
 	case "[]PortBinding":
-		var pbs []types.PortBinding
-		_, err = into(&pbs)
+		pbs, err := decodeAs[[]types.PortBinding](tv.V)
 		for i := range pbs {
 			pbs[i].IP, pbs[i].HostIP = to4(pbs[i].IP), to4(pbs[i].HostIP)
 		}
-		v = pbs
-	case "[]TransportPort":
-		var tps []types.TransportPort
-		_, err = into(&tps)
-		v = tps
+		return pbs, err
 	case "Generic", "map[string]any":
-		var m map[string]typedValue
-		if _, err = into(&m); err == nil {
-			var d map[string]any
-			d, err = decodeGeneric(m)
-			if tv.T == "Generic" {
-				v = options.Generic(d)
-			} else {
-				v = d
-			}
+		m, err := decodeAs[map[string]typedValue](tv.V)
+		if err != nil {
+			return nil, err
 		}
+		d, err := decodeGeneric(m)
+		if tv.T == "Generic" {
+			return options.Generic(d), err
+		}
+		return d, err
 	default:
-		var x any
-		_, err = into(&x)
-		v = x
+		return decodeAs[any](tv.V)
 	}
+}
+
+// decodeAs unmarshals raw into a fresh T.
+func decodeAs[T any](raw json.RawMessage) (T, error) {
+	var v T
+	err := json.Unmarshal(raw, &v)
 	return v, err
 }
 

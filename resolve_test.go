@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"github.com/opencnm/libnetwork/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
@@ -235,9 +236,7 @@ func TestDNSFileOptions(t *testing.T) {
 		}
 	})
 	t.Run("host mode copies origin files", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("the default sandbox needs root")
-		}
+		testutil.RequireRoot(t) // the default sandbox is the host namespace: root only, and never skipped in CI
 		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("hostmode", libnetwork.OptionUseDefaultSandbox(),
 			libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionOriginHostsPath(originHosts)))
 		t.Cleanup(func() { sb.Delete() })

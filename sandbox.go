@@ -3,7 +3,6 @@ package libnetwork
 import (
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -405,5 +404,3 @@ func joinErrors(errs []error) error {
 	}
 	return types.Wrapf(errs[0], "%d errors: %s", len(errs), strings.Join(msgs[1:], "; "))
 }
-
-var _ = net.IP(nil)
