@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
@@ -117,6 +118,17 @@ func natRules(t *testing.T, ns *netnsutil.NS) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// redirectRules counts the rules of the resolver's port-53 redirect inside
+// ns: 4 when installed (DNAT and SNAT for udp and tcp), 0 when not.
+func redirectRules(t *testing.T, ns *netnsutil.NS) int {
+	t.Helper()
+	n, err := dnsnat.Rules(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // kernelSandbox creates a sandbox with its own namespace, deleted at test end.

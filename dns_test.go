@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/vishvananda/netlink"
@@ -63,14 +64,11 @@ func TestEmbeddedResolver(t *testing.T) {
 
 	// The redirect lives in the sandbox only; the host has no rule and no
 	// socket for it.
-	rules := natRules(t, nsWeb)
-	for _, want := range []string{"-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT", "--dport 53 -j DNAT --to-destination 127.0.0.11:", "-j SNAT --to-source :53"} {
-		if !strings.Contains(rules, want) {
-			t.Fatalf("sandbox nat table lacks %q:\n%s", want, rules)
-		}
+	if p, ok, err := dnsnat.Get(nsWeb); err != nil || !ok || p.UDP == 0 || p.TCP == 0 || redirectRules(t, nsWeb) != 4 {
+		t.Fatalf("sandbox redirect = %+v, %v, %v with %d rules", p, ok, err, redirectRules(t, nsWeb))
 	}
-	if hostRules := natRules(t, host.NS); strings.Contains(hostRules, "127.0.0.11") {
-		t.Fatalf("host nat table has resolver rules:\n%s", hostRules)
+	if hostRules := natRules(t, host.NS); strings.Contains(hostRules, "127.0.0.11") || redirectRules(t, host.NS) != 0 {
+		t.Fatalf("host has resolver rules:\n%s", hostRules)
 	}
 
 	// Another network: its container sees neither name, and they do not see it.
@@ -116,9 +114,8 @@ func TestEmbeddedResolver(t *testing.T) {
 	joined(t, n, sbWeb, "web-again")
 	expect(t, nsWeb, "udp", "web-again.dnsnet", dns.TypeA, must[*libnetwork.Endpoint](t)(n.EndpointByName("web-again")).Info().Iface().Address().IP.String())
 	expect(t, nsWeb, "tcp", "web-again", dns.TypeA, must[*libnetwork.Endpoint](t)(n.EndpointByName("web-again")).Info().Iface().Address().IP.String())
-	rules = natRules(t, nsWeb)
-	if strings.Count(rules, "-j DOCKER_OUTPUT") != 1 || strings.Count(rules, "-j DNAT") != 2 || strings.Count(rules, "-j SNAT") != 2 {
-		t.Fatalf("resolver rules after restart of the resolver:\n%s", rules)
+	if n := redirectRules(t, nsWeb); n != 4 {
+		t.Fatalf("%d redirect rules after restart of the resolver, want 4", n)
 	}
 }
 
@@ -178,8 +175,8 @@ func TestEmbeddedResolverNotStarted(t *testing.T) {
 		if got := readFile(t, resPath); got != "nameserver 10.0.0.2\n" {
 			t.Fatalf("resolv.conf = %q", got)
 		}
-		if rules := natRules(t, ns); strings.Contains(rules, "127.0.0.11") {
-			t.Fatalf("resolver rules installed:\n%s", rules)
+		if n := redirectRules(t, ns); n != 0 {
+			t.Fatalf("%d resolver redirect rules installed", n)
 		}
 		if _, err := query(ns, "udp", "quiet", dns.TypeA); err == nil {
 			t.Fatal("127.0.0.11 answers in a sandbox with resolution disabled")
@@ -206,8 +203,8 @@ func TestEmbeddedResolverNotStarted(t *testing.T) {
 		if got := readSandboxFile(t, c, sb, "resolv.conf"); got != "nameserver 10.0.0.2\n" {
 			t.Fatalf("resolv.conf on the default bridge = %q", got)
 		}
-		if rules := natRules(t, ns); strings.Contains(rules, "127.0.0.11") {
-			t.Fatalf("resolver rules on the default bridge:\n%s", rules)
+		if n := redirectRules(t, ns); n != 0 {
+			t.Fatalf("%d resolver redirect rules on the default bridge", n)
 		}
 		// Joining a user-defined network as well starts it.
 		joined(t, n, sb, "old-user")
@@ -261,8 +258,8 @@ func TestEmbeddedResolverExternalKeyAndRefresh(t *testing.T) {
 		t.Fatalf("resolv.conf after Refresh = %q", got)
 	}
 	expect(t, target.NS, "tcp", "peer.extnet", dns.TypeA, epIP(pe))
-	if rules := natRules(t, target.NS); strings.Count(rules, "-j DOCKER_OUTPUT") != 1 {
-		t.Fatalf("want exactly one jump to DOCKER_OUTPUT after Refresh:\n%s", rules)
+	if n := redirectRules(t, target.NS); n != 4 {
+		t.Fatalf("%d redirect rules after Refresh, want 4", n)
 	}
 }
 
@@ -290,8 +287,7 @@ func TestEmbeddedResolverAfterRestart(t *testing.T) {
 	}
 	expect(t, ns, "udp", "db", dns.TypeA, dbIP)
 	expect(t, ns, "tcp", "db.rstnet", dns.TypeA, dbIP)
-	rules := natRules(t, ns)
-	if strings.Count(rules, "-j DOCKER_OUTPUT") != 1 || strings.Count(rules, "-j DOCKER_POSTROUTING") != 1 {
-		t.Fatalf("want one jump to each resolver chain after restart:\n%s", rules)
+	if n := redirectRules(t, ns); n != 4 {
+		t.Fatalf("%d redirect rules after restart, want 4", n)
 	}
 }

@@ -449,7 +449,7 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	// their ports are known the resolver binds them again instead of
 	// rewriting the rules.
 	if r.ResolverPorts[0] != 0 {
-		sb.dns.jumps, sb.dns.rulePorts = true, r.ResolverPorts
+		sb.dns.rulePorts = r.ResolverPorts
 	}
 	for _, ep := range sb.Endpoints() {
 		errs = append(errs, sb.joinDNS(ep))

@@ -97,7 +97,6 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*San
 	case sb.cfg.useExternalKey:
 	default:
 		osSbox, err = osl.New(sb.key)
-		sb.dns.freshNS = true
 	}
 	if err != nil {
 		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)

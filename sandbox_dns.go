@@ -27,9 +27,7 @@ type dnsState struct {
 	embedded  bool                         // resolv.conf was last built pointing at the embedded resolver
 	ext       []resolvconf.ExtServer       // upstream servers from the last build of resolv.conf
 	res       *resolver.Resolver           // the running embedded resolver, or nil
-	jumps     bool                         // the resolver's nat rules are installed in the namespace
-	freshNS   bool                         // the namespace was made by NewSandbox: no rules from an earlier run
-	rulePorts [2]int                       // udp, tcp ports the installed rules redirect to (zero: unknown)
+	rulePorts [2]int                       // udp, tcp ports the namespace's redirect leads to (zero: none or unknown)
 	prep      *resolverPrep                // resolver being readied during a join, or nil
 }
 

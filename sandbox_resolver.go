@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
-	"github.com/opencnm/libnetwork/firewall"
-	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/resolvconf"
 	"github.com/opencnm/libnetwork/resolver"
@@ -16,23 +14,18 @@ import (
 )
 
 // The embedded resolver of a sandbox. It listens on 127.0.0.11 at two
-// random ports inside the sandbox's namespace; nat rules in that namespace
-// send 127.0.0.11:53 there and rewrite the answers' source back to :53. The
-// host's namespace never gets a socket on port 53 nor a rule. Upstream
+// random ports inside the sandbox's namespace; an nftables redirect in that
+// namespace (internal/dnsnat) sends 127.0.0.11:53 there and rewrites the
+// answers' source back to :53. The host's namespace never gets a socket on
+// port 53 nor a rule. Upstream
 // servers are dialled from the controller's host namespace, so a resolver
 // on the host's loopback (systemd-resolved, dnsmasq) works as well as any.
 //
 // Life: readied (sockets and rules) in the background as soon as a join
 // that will need it begins, started at the end of that join, stopped when
-// no endpoint wants it any more (its rules stay, leading to a closed port,
-// until the next start refills them or the namespace goes), and at Delete.
-
-// Chains in the sandbox's nat table, with upstream's names so tools that
-// know Docker's layout recognise them.
-const (
-	dnsOutputChain      = "DOCKER_OUTPUT"
-	dnsPostroutingChain = "DOCKER_POSTROUTING"
-)
+// no endpoint wants it any more (its redirect stays, leading to a closed
+// port, until the next start rebinds those ports or replaces it, or the
+// namespace goes), and at Delete.
 
 // resolverNeedsLocked decides, from the sandbox's endpoints other than
 // exclude, whether it should run a resolver (some endpoint on a network
@@ -79,11 +72,11 @@ func (sb *Sandbox) updateResolver(exclude *Endpoint, ipv6 bool) error {
 		}
 		started = true
 	case !need && st.res != nil:
-		// The nat rules stay: they live in the sandbox's own namespace,
-		// which goes with the sandbox, and now lead to a closed port that
-		// resolv.conf no longer names; the next start flushes and refills
-		// them. Removing them would cost an iptables-restore (~10-15 ms
-		// with iptables-nft) on a path that otherwise takes ~0.1 ms.
+		// The redirect stays: it lives in the sandbox's own namespace,
+		// which goes with the sandbox, and now leads to a closed port that
+		// resolv.conf no longer names; the next start binds the same ports
+		// again. Removing it would cost a deleting nftables transaction
+		// (7-19 ms) on a path that otherwise takes ~0.1 ms.
 		sb.stopResolver(s, false)
 	}
 	if !deleting {
@@ -128,7 +121,7 @@ func upstreams(ext []resolvconf.ExtServer, forward bool) []resolver.Upstream {
 }
 
 // resolverSockets are a resolver's sockets, bound inside the sandbox's
-// namespace, with the nat rules that lead to them installed.
+// namespace, with the redirect that leads to them installed.
 type resolverSockets struct {
 	udp net.PacketConn
 	tcp net.Listener
@@ -139,15 +132,13 @@ func (rs *resolverSockets) close() {
 	rs.tcp.Close()
 }
 
-// resolverPrep is a resolver's sockets and rules being readied in the
-// background while a join does its driver work: the iptables-restore that
-// installs the rules is the slowest step of a first join (~2-3 ms), and it
-// depends on nothing the driver does.
+// resolverPrep is a resolver's sockets and redirect being readied in the
+// background while a join does its driver work (~0.4 ms that depends on
+// nothing the driver does).
 type resolverPrep struct {
 	done  chan struct{}
 	rs    *resolverSockets // set before done is closed, nil on error
-	jumps bool             // the jumps are in place (even if err)
-	ports [2]int           // the ports the rules now redirect to
+	ports [2]int           // the ports the redirect leads to; zero on error
 	err   error
 }
 
@@ -163,10 +154,10 @@ func (sb *Sandbox) prepareResolver(ep *Endpoint, s *osl.Sandbox) {
 	}
 	p := &resolverPrep{done: make(chan struct{})}
 	st.prep = p
-	jumps, fresh, ports := st.jumps, st.freshNS, st.rulePorts
+	ports := st.rulePorts
 	go func() {
 		defer close(p.done)
-		p.rs, p.jumps, p.ports, p.err = sb.readyResolver(s, jumps, fresh, ports)
+		p.rs, p.ports, p.err = sb.readyResolver(s, ports)
 	}()
 }
 
@@ -179,7 +170,6 @@ func (sb *Sandbox) takeResolverPrep() (*resolverSockets, error) {
 	}
 	<-p.done
 	sb.dns.prep = nil
-	sb.dns.jumps = sb.dns.jumps || p.jumps
 	if p.err == nil {
 		sb.dns.rulePorts = p.ports
 	}
@@ -187,65 +177,65 @@ func (sb *Sandbox) takeResolverPrep() (*resolverSockets, error) {
 }
 
 // dropResolverPrep discards a preparation the join did not use (it failed,
-// or ended up not starting a resolver). Its rules stay, leading to a closed
-// port, as after a resolver stops.
+// or ended up not starting a resolver). Its redirect stays, leading to a
+// closed port, as after a resolver stops.
 func (sb *Sandbox) dropResolverPrep() {
 	if rs, _ := sb.takeResolverPrep(); rs != nil {
 		rs.close()
 	}
 }
 
-// readyResolver binds the resolver's sockets inside s and installs the
-// redirect from port 53 to them. It only reads immutable sandbox fields, so
-// it may run in the background; jumps and fresh are the caller's view of
-// the namespace's rules. It reports whether the jumps are now in place and
-// the ports the rules redirect to.
+// readyResolver binds the resolver's sockets inside s and points the
+// redirect from port 53 at them. It only reads immutable sandbox fields, so
+// it may run in the background; rulePorts are the ports the namespace's
+// redirect is known to lead to (zero: none or unknown). It returns the
+// ports the redirect now leads to.
 //
-// When the rules are in place already (a resolver stopped at a leave, or
-// one of a previous run kept with its sandbox across a restart) and their
-// ports are known, the same ports are bound again: the rules stay right and
-// no iptables process runs at all (~20 ms each in a restored namespace).
-func (sb *Sandbox) readyResolver(s *osl.Sandbox, jumps, fresh bool, rulePorts [2]int) (_ *resolverSockets, jumpsNow bool, _ [2]int, err error) {
-	if jumps && rulePorts[0] != 0 && rulePorts[1] != 0 {
-		rs := &resolverSockets{}
-		err := s.Do(func() error {
-			var err error
-			if rs.udp, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", resolvconf.EmbeddedNameserver, rulePorts[0])); err != nil {
-				return err
-			}
-			if rs.tcp, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", resolvconf.EmbeddedNameserver, rulePorts[1])); err != nil {
-				rs.udp.Close()
-				return err
-			}
-			return nil
-		})
-		if err == nil {
-			return rs, true, rulePorts, nil
+// When the redirect is there already (a resolver stopped at a leave, or
+// one of a previous run kept with its sandbox across a restart), the same
+// ports are bound again and the redirect is left alone: replacing it is a
+// deleting nftables transaction (7-19 ms), creating one only ~0.3 ms.
+func (sb *Sandbox) readyResolver(s *osl.Sandbox, rulePorts [2]int) (*resolverSockets, [2]int, error) {
+	if rulePorts[0] != 0 && rulePorts[1] != 0 {
+		if rs, err := bindResolver(s, rulePorts); err == nil {
+			return rs, rulePorts, nil
 		}
-		// Taken meanwhile: new ports and new rules, below.
+		// Taken meanwhile: new ports and a new redirect, below.
 	}
+	rs, err := bindResolver(s, [2]int{})
+	if err != nil {
+		return nil, [2]int{}, types.InternalErrorf("opening resolver sockets in sandbox %s: %w", sb.id[:12], err)
+	}
+	ports := [2]int{rs.udp.LocalAddr().(*net.UDPAddr).Port, rs.tcp.Addr().(*net.TCPAddr).Port}
+	if err := dnsnat.Set(s.NS(), embeddedAddr, dnsnat.Ports{UDP: uint16(ports[0]), TCP: uint16(ports[1])}); err != nil {
+		rs.close()
+		return nil, [2]int{}, types.Wrapf(err, "redirecting port 53 in sandbox %s", sb.id[:12])
+	}
+	return rs, ports, nil
+}
+
+// embeddedAddr is the resolver's well-known address.
+var embeddedAddr = netip.MustParseAddr(resolvconf.EmbeddedNameserver)
+
+// bindResolver opens the resolver's UDP and TCP sockets on 127.0.0.11
+// inside s, at the given ports (zero: any).
+func bindResolver(s *osl.Sandbox, ports [2]int) (*resolverSockets, error) {
 	rs := &resolverSockets{}
-	err = s.Do(func() error {
+	err := s.Do(func() error {
 		var err error
-		if rs.udp, err = net.ListenPacket("udp4", resolvconf.EmbeddedNameserver+":0"); err != nil {
+		if rs.udp, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", resolvconf.EmbeddedNameserver, ports[0])); err != nil {
 			return err
 		}
-		if rs.tcp, err = net.Listen("tcp4", resolvconf.EmbeddedNameserver+":0"); err != nil {
+		if rs.tcp, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", resolvconf.EmbeddedNameserver, ports[1])); err != nil {
 			rs.udp.Close()
 			return err
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, jumps, rulePorts, types.InternalErrorf("opening resolver sockets in sandbox %s: %w", sb.id[:12], err)
+		return nil, err
 	}
-	udpPort := rs.udp.LocalAddr().(*net.UDPAddr).Port
-	tcpPort := rs.tcp.Addr().(*net.TCPAddr).Port
-	if err := sb.installResolverRules(s, jumps, fresh, udpPort, tcpPort); err != nil {
-		rs.close()
-		return nil, jumps, rulePorts, err
-	}
-	return rs, true, [2]int{udpPort, tcpPort}, nil
+	return rs, nil
 }
 
 // startResolver starts serving on sockets readied in the background by
@@ -254,10 +244,8 @@ func (sb *Sandbox) startResolver(s *osl.Sandbox) error {
 	c := sb.ctrl
 	rs, err := sb.takeResolverPrep()
 	if rs == nil && err == nil {
-		var jumps bool
 		var ports [2]int
-		rs, jumps, ports, err = sb.readyResolver(s, sb.dns.jumps, sb.dns.freshNS, sb.dns.rulePorts)
-		sb.dns.jumps = sb.dns.jumps || jumps
+		rs, ports, err = sb.readyResolver(s, sb.dns.rulePorts)
 		if err == nil {
 			sb.dns.rulePorts = ports
 		}
@@ -284,7 +272,7 @@ func (sb *Sandbox) startResolver(s *osl.Sandbox) error {
 }
 
 // stopResolver closes the resolver; with removeRules it also takes its
-// nat rules out of the (surviving) namespace.
+// redirect out of the (surviving) namespace.
 func (sb *Sandbox) stopResolver(s *osl.Sandbox, removeRules bool) {
 	st := &sb.dns
 	if st.res == nil {
@@ -297,63 +285,14 @@ func (sb *Sandbox) stopResolver(s *osl.Sandbox, removeRules bool) {
 	}
 }
 
-// installResolverRules redirects 127.0.0.11:53 to the resolver's ports in
-// one iptables-restore inside the sandbox. Declaring the chains flushes
-// them if an earlier resolver left them; the jumps to them are added once
-// (unless jumps says they are there). A namespace we did not just create
-// (not fresh: restored after a restart, or given by SetKey) may hold a
-// previous run's jumps: it is listed first, so a restart never stacks them.
-func (sb *Sandbox) installResolverRules(s *osl.Sandbox, jumps, fresh bool, udpPort, tcpPort int) error {
-	ip := resolvconf.EmbeddedNameserver + "/32"
-	runner := iptables.New(s.NS())
-	var existing string
-	if !jumps && !fresh {
-		out, err := runner.List(firewall.IPv4, firewall.TableNAT)
-		if err != nil {
-			return types.Wrapf(err, "listing nat rules of sandbox %s", sb.id[:12])
-		}
-		existing = out
-	}
-	script := "*nat\n:" + dnsOutputChain + " - [0:0]\n:" + dnsPostroutingChain + " - [0:0]\n"
-	if !jumps {
-		for _, j := range []string{
-			fmt.Sprintf("-A OUTPUT -d %s -j %s", ip, dnsOutputChain),
-			fmt.Sprintf("-A POSTROUTING -d %s -j %s", ip, dnsPostroutingChain),
-		} {
-			if !strings.Contains(existing, j+"\n") {
-				script += j + "\n"
-			}
-		}
-	}
-	for _, r := range []struct {
-		proto string
-		port  int
-	}{{"udp", udpPort}, {"tcp", tcpPort}} {
-		script += fmt.Sprintf("-A %s -d %s -p %s --dport 53 -j DNAT --to-destination %s:%d\n",
-			dnsOutputChain, ip, r.proto, resolvconf.EmbeddedNameserver, r.port)
-		script += fmt.Sprintf("-A %s -s %s -p %s --sport %d -j SNAT --to-source :53\n",
-			dnsPostroutingChain, ip, r.proto, r.port)
-	}
-	script += "COMMIT\n"
-	if err := runner.Restore(firewall.IPv4, script); err != nil {
-		return types.Wrapf(err, "installing resolver rules in sandbox %s", sb.id[:12])
-	}
-	return nil
-}
-
 // removeResolverRules takes the redirect out of the sandbox. Failure only
-// leaves rules that point at a closed port in a namespace we still own;
-// the next start flushes and refills the chains.
+// leaves a redirect to a closed port in a namespace we still own, which
+// the next start replaces.
 func (sb *Sandbox) removeResolverRules(s *osl.Sandbox) {
-	if !sb.dns.jumps {
+	if sb.dns.rulePorts == [2]int{} {
 		return
 	}
-	ip := resolvconf.EmbeddedNameserver + "/32"
-	script := fmt.Sprintf("*nat\n-D OUTPUT -d %s -j %s\n-D POSTROUTING -d %s -j %s\n-F %s\n-F %s\n-X %s\n-X %s\nCOMMIT\n",
-		ip, dnsOutputChain, ip, dnsPostroutingChain,
-		dnsOutputChain, dnsPostroutingChain, dnsOutputChain, dnsPostroutingChain)
-	if iptables.New(s.NS()).Restore(firewall.IPv4, script) == nil {
-		sb.dns.jumps = false
+	if dnsnat.Remove(s.NS()) == nil {
 		sb.dns.rulePorts = [2]int{}
 	}
 }
