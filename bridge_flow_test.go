@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/drivers/bridge"
@@ -122,12 +123,15 @@ func TestTwoContainersExchangeTCP(t *testing.T) {
 	n := bridgeNet(t, c, "net", "cnmtcp0", "10.77.0.0/24")
 	var nss []*netnsutil.NS
 	var addrs []string
+	var eps []*libnetwork.Endpoint
+	var sbs []*libnetwork.Sandbox
 	for _, name := range []string{"c1", "c2"} {
 		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
 		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(name))
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
+		eps, sbs = append(eps, ep), append(sbs, sb)
 		ns, _ := sandboxNS(t, sb)
 		nss = append(nss, ns)
 		addrs = append(addrs, hostIP(ep.Info().Iface().Address()))
@@ -139,6 +143,21 @@ func TestTwoContainersExchangeTCP(t *testing.T) {
 	}
 	if !strings.HasPrefix(reply, addrs[1]+":") || !strings.HasSuffix(reply, "hello") {
 		t.Fatalf("reply %q: want it from c1 and seen as coming from %s", reply, addrs[1])
+	}
+	// A leave cuts c1 off at once, long before the reaper deletes its veth
+	// (c2 still has c1's MAC cached, so only a dead port stops the SYN).
+	if err := eps[0].Leave(sbs[0]); err != nil {
+		t.Fatal(err)
+	}
+	err = nss[1].Do(func() error {
+		conn, err := net.DialTimeout("tcp", addrs[0]+":7000", 300*time.Millisecond)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	if err == nil {
+		t.Fatal("c2 still reaches c1's address after c1 left")
 	}
 }
 
@@ -237,9 +256,13 @@ func TestExternalKeySandbox(t *testing.T) {
 	if err := sb.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	// The runtime's namespace lives on; our key is gone.
+	// The runtime's namespace lives on; our key is gone, and so are the
+	// interfaces: detached at once, not left up until the reaper runs.
 	if _, err := os.Stat(sb.Key()); !os.IsNotExist(err) {
 		t.Fatalf("key still there: %v", err)
+	}
+	if got := linkNames(t, runtimeNS.Netlink); !onlyTombstones(got) {
+		t.Fatalf("runtime namespace links after Delete: %v", got)
 	}
 	for _, nw := range []*libnetwork.Network{n, n2} {
 		if err := nw.Delete(); err != nil {

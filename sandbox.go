@@ -203,9 +203,13 @@ func (sb *Sandbox) Delete() error {
 	osSbox := sb.osSbox
 	c.mu.Unlock()
 
+	// Only a namespace we made dies with the sandbox and takes its
+	// interfaces along; a runtime's (SetKey) may outlive it, so its
+	// interfaces are detached (cut off) like at any Leave.
+	nsGoing := osSbox != nil && !sb.cfg.useDefaultSandbox && !sb.cfg.useExternalKey
 	var errs []error
 	for _, ep := range eps {
-		if err := sb.leave(ep, osSbox != nil && !sb.cfg.useDefaultSandbox); err != nil {
+		if err := sb.leave(ep, nsGoing); err != nil {
 			errs = append(errs, err)
 		}
 		if err := ep.Delete(true); err != nil {

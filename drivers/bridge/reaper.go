@@ -31,12 +31,18 @@ const (
 //
 // Deleting a network device costs the kernel about 20 ms (it waits for RCU
 // callbacks before freeing the device), which alone would blow a container
-// teardown budget of a few ms. So Leave only takes the host end down (the
-// container is cut off at once) and moves it into reapGroup, and the reaper
+// teardown budget of a few ms. So Leave only moves the host end into
+// reapGroup, and the reaper
 // deletes the whole group with one request: one 20 ms wait per batch, not
 // per endpoint, and never on the caller's path. A sandbox namespace
 // destroyed meanwhile takes its veth with it; the reaper then finds less
 // or nothing to delete, which is fine.
+//
+// The host end is not taken down: the container's end is detached (down)
+// by the controller before the driver's Leave, or goes with its namespace,
+// and without carrier the bridge forwards nothing to the port. Taking it
+// down as well cost ~0.55 ms per Leave (the bridge reworks its port state)
+// out of ~1.35 ms.
 type reaper struct {
 	nl   *netlink.Handle   // own handle: a slow delete must not hold the driver's socket
 	sock *nl.NetlinkSocket // raw socket in the host namespace, for the group delete
@@ -76,13 +82,10 @@ func newReaper(host *netnsutil.NS) (*reaper, error) {
 	return r, nil
 }
 
-// retire takes the link with index down and queues it for deletion. A link
-// already gone is not an error.
+// retire queues the link with index for deletion. A link already gone is
+// not an error.
 func (r *reaper) retire(index int) error {
 	l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
-	if err := r.nl.LinkSetDown(l); err != nil {
-		return ignoreGone(err)
-	}
 	if err := r.nl.LinkSetGroup(l, reapGroup); err != nil {
 		return ignoreGone(err)
 	}
