@@ -61,6 +61,66 @@ func BenchmarkPortsLifecycle(b *testing.B) {
 	// port on one controller, so both see the same machine load; it
 	// reports each one's medians and what the port adds.
 	b.Run("paired", func(b *testing.B) { benchPaired(b) })
+	b.Run("among-paired", func(b *testing.B) { benchAmongPaired(b, false) })
+	b.Run("among-paired-idle", func(b *testing.B) { benchAmongPaired(b, true) })
+}
+
+// benchAmongPaired runs two controllers side by side, each in its own host
+// namespace: one with 2,000 ports published by 100 containers, one with
+// none. Every iteration publishes one chosen TCP port on each (their order
+// alternating), so both see the same machine load at the same moments. It
+// reports each side's up and down medians and how much slower the side
+// with 2,000 ports is. With idle, the side without ports runs the same 100
+// containers, publishing nothing, so only the published ports differ.
+func benchAmongPaired(b *testing.B, idle bool) {
+	c0, n0 := benchController(b)
+	c2k, n2k := benchController(b)
+	background := publishBackground(b, c2k, n2k, 2000, 20)
+	if idle {
+		background = append(background, publishBackground(b, c0, n0, 2000, 0)...)
+	}
+	var up, down [2][]time.Duration // 0: among none, 1: among 2,000
+	bs := []types.PortBinding{{Proto: types.TCP, Port: 80}}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 2; j++ {
+			k := (i + j) % 2
+			c, n := c0, n0
+			if k == 1 {
+				c, n = c2k, n2k
+			}
+			t0 := time.Now()
+			ct := benchUp(b, c, n, fmt.Sprintf("c%d", i), bs)
+			t1 := time.Now()
+			ct.stop(b)
+			down[k] = append(down[k], time.Since(t1))
+			up[k] = append(up[k], t1.Sub(t0))
+		}
+	}
+	b.StopTimer()
+	for _, ct := range background {
+		ct.stop(b)
+	}
+	for k, name := range []string{"among0", "among2000"} {
+		b.ReportMetric(ms(durPct(up[k], 50)), name+"-up-p50-ms")
+		b.ReportMetric(ms(durPct(down[k], 50)), name+"-down-p50-ms")
+	}
+	b.ReportMetric(ms(durPct(up[1], 50)-durPct(up[0], 50)), "2000-adds-up-ms")
+	b.ReportMetric(ms(durPct(down[1], 50)-durPct(down[0], 50)), "2000-adds-down-ms")
+}
+
+// publishBackground starts already/20 containers publishing perContainer
+// (20 or 0) fixed TCP ports each (host ports from 20000).
+func publishBackground(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, already, perContainer int) []*container {
+	var background []*container
+	for e := 0; e < already/20; e++ {
+		var bs []types.PortBinding
+		for p := 0; p < perContainer; p++ {
+			bs = append(bs, types.PortBinding{Proto: types.TCP, Port: 80, HostPort: uint16(20000 + e*20 + p)})
+		}
+		background = append(background, benchUp(b, c, n, fmt.Sprintf("bg%d", e), bs))
+	}
+	return background
 }
 
 func benchPaired(b *testing.B) {
@@ -114,14 +174,7 @@ func benchController(b *testing.B) (*libnetwork.Controller, *libnetwork.Network)
 
 func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBinding) {
 	c, n := benchController(b)
-	var background []*container
-	for e := 0; e < already/20; e++ {
-		var bs []types.PortBinding
-		for p := 0; p < 20; p++ {
-			bs = append(bs, types.PortBinding{Proto: types.TCP, Port: 80, HostPort: uint16(20000 + e*20 + p)})
-		}
-		background = append(background, benchUp(b, c, n, fmt.Sprintf("bg%d", e), bs))
-	}
+	background := publishBackground(b, c, n, already, 20)
 
 	up := make([]time.Duration, 0, b.N)
 	down := make([]time.Duration, 0, b.N)

@@ -120,6 +120,17 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 			}
 		}
 	}
+	// Port chains a previous process made: known from now on, and their
+	// jumps put back if someone removed them.
+	var ports []chainKey
+	for _, table := range tableOrder {
+		for _, k := range portChainsIn(fam, table, tables[table]) {
+			ports = append(ports, k)
+			if j := portChainJump(k); !tables[table].has(j.Chain, j.Spec) {
+				t.add(ownerGlobal, j)
+			}
+		}
+	}
 	sort.Slice(heads, func(i, j int) bool { return heads[i].Pos < heads[j].Pos })
 	fwd := tables[TableFilter].rules[chainForward]
 	inPlace := len(fwd) >= len(heads)
@@ -144,6 +155,10 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 	for _, h := range heads { // in place: adopted above, now claimed
 		fw.claimLocked(h.key(), ownerGlobal)
 	}
+	for _, k := range ports {
+		fw.chains[k] = true
+		fw.claimLocked(portChainJump(k).key(), ownerGlobal)
+	}
 	for _, c := range globalChains(fam) {
 		fw.chains[chainKey{fam, c.table, c.name}] = true
 		if !c.userOwned {
@@ -160,14 +175,14 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 }
 
 // Teardown removes every rule this Firewall installed (all networks and
-// ports) and its chains, in every family. DOCKER-USER and its FORWARD jump
+// ports) and its chains (port chains included), in every family. DOCKER-USER and its FORWARD jump
 // stay: the user's rules in there keep their place for the next start.
 // Already gone is success.
 func (fw *Firewall) Teardown() error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	var t tx
-	var chains []chainKey
+	chains := fw.portChainsLocked() // before DOCKER, which jumps into them
 	for _, fam := range fw.fams {
 		for _, c := range globalChains(fam) {
 			if !c.userOwned {

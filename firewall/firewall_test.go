@@ -251,8 +251,15 @@ func TestRestartAdoptsAndPrunes(t *testing.T) {
 	if err := fw2.TeardownNetwork(live.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, fake, firewall.IPv4, firewall.IPv6); got != empty {
-		t.Errorf("after teardown:\n%s", got)
+	// The port chains (made by fw1, adopted by fw2) stay until Teardown.
+	if got := dump(t, fake, firewall.IPv4, firewall.IPv6); fakeipt.WithoutPortChains(got) != empty || got == empty {
+		t.Errorf("after removing networks and ports:\n%s", got)
+	}
+	if err := fw2.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, fake, firewall.IPv4, firewall.IPv6); strings.Contains(got, "DOCKER-PORTS") || strings.Contains(got, "DOCKER-HAIRPIN") {
+		t.Errorf("Teardown left port chains:\n%s", got)
 	}
 }
 

@@ -43,11 +43,17 @@ func (p PortForward) validate() error {
 
 // SetPortForwards makes the port rules of endpoint id exactly fwds (on
 // bridge): new ones are added, ones no longer listed removed, all in one
-// restore per family; an endpoint's first call that fails leaves nothing.
-// Only the endpoint's own rules are looked at, so the cost does not grow
-// with the number of ports other endpoints publish.
+// restore per family; an endpoint's first call that fails leaves nothing
+// (but an empty port chain it created, see portChains). Only the
+// endpoint's own rules are looked at, and they live in the endpoint's own
+// bucket chains, so neither the work here nor the chains the restore
+// touches grow with the number of ports other endpoints publish.
 func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error {
+	owner := EndpointOwner(id)
+	b := bucketOf(id)
 	var want []Rule
+	var hairpins []Rule
+	seen := map[string]bool{} // container addresses with a hairpin rule
 	for _, p := range fwds {
 		if err := p.validate(); err != nil {
 			return err
@@ -55,9 +61,16 @@ func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error
 		if p.family() == IPv6 && !fw.IPv6() {
 			return types.BadRequestErrorf("invalid port forward %v: ip6tables is not enabled", p)
 		}
-		want = append(want, portRules(EndpointOwner(id), bridge, p)...)
+		want = append(want, portRules(owner, b, bridge, p)...)
+		if ip := p.ContainerIP.String(); !seen[ip] {
+			seen[ip] = true
+			hairpins = append(hairpins, hairpinRule(owner, b, p))
+		}
 	}
-	if err := fw.setOwned(EndpointOwner(id), want); err != nil {
+	want = append(want, hairpins...)
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if err := fw.setOwnedLocked(owner, want, fw.portChainOpsLocked(want)); err != nil {
 		return types.Wrapf(err, "setting up port forwarding rules of endpoint %s", id)
 	}
 	return nil
@@ -85,16 +98,16 @@ func (fw *Firewall) RemovePortForwards(ids ...string) error {
 	return nil
 }
 
-// portRules returns one forward's rules: the DNAT in nat DOCKER, the
-// ACCEPT in filter DOCKER, the hairpin MASQUERADE of a container reaching
-// itself through the published port, and for SCTP the checksum fill.
-func portRules(owner, bridge string, p PortForward) []Rule {
+// portRules returns one forward's rules, in the endpoint's bucket b: the
+// DNAT in nat DOCKER-PORTS-b, the ACCEPT in filter DOCKER-PORTS-b, and for
+// SCTP the checksum fill. (The hairpin masquerade is one per container
+// address, see hairpinRule.)
+func portRules(owner string, b int, bridge string, p PortForward) []Rule {
 	fam := p.family()
 	proto := p.Proto.String()
-	bits := "/32"
+	bits := hostBits(fam)
 	to := p.ContainerIP.String() + ":" + strconv.Itoa(int(p.ContainerPort))
 	if fam == IPv6 {
-		bits = "/128"
 		to = "[" + p.ContainerIP.String() + "]:" + strconv.Itoa(int(p.ContainerPort))
 	}
 	cip := p.ContainerIP.String() + bits
@@ -109,13 +122,33 @@ func portRules(owner, bridge string, p PortForward) []Rule {
 		return Rule{Family: fam, Table: table, Chain: chain, Spec: spec(owner, matches, target)}
 	}
 	rules := []Rule{
-		rule(TableNAT, ChainDocker, dst+dport(p.HostPort), "DNAT --to-destination "+to),
-		rule(TableFilter, ChainDocker, "-d "+cip+" ! -i "+bridge+" -o "+bridge+" "+dport(p.ContainerPort), "ACCEPT"),
-		rule(TableNAT, chainPostroute, "-s "+cip+" -d "+cip+" "+dport(p.ContainerPort), "MASQUERADE"),
+		rule(TableNAT, portChain(b), dst+dport(p.HostPort), "DNAT --to-destination "+to),
+		rule(TableFilter, portChain(b), "-d "+cip+" ! -i "+bridge+" -o "+bridge+" "+dport(p.ContainerPort), "ACCEPT"),
 	}
 	if p.Proto == types.SCTP {
 		rules = append(rules, rule(TableMangle, chainPostroute,
 			"-p sctp -m sctp --sport "+strconv.Itoa(int(p.ContainerPort)), "CHECKSUM --checksum-fill"))
 	}
 	return rules
+}
+
+// hairpinRule masquerades a container reaching itself through one of its
+// published ports: the DNAT sends the packet back out of the bridge with
+// source and destination both the container, whose reply would otherwise
+// bypass the NAT. One rule per container address covers all its ports,
+// since nothing else can route a packet from a container to itself through
+// the host. (Upstream writes one per port; with 200 ports that is 200
+// rules every packet leaving a bridge walks.)
+func hairpinRule(owner string, b int, p PortForward) Rule {
+	fam := p.family()
+	cip := p.ContainerIP.String() + hostBits(fam)
+	return Rule{Family: fam, Table: TableNAT, Chain: hairpinChain(b),
+		Spec: spec(owner, "-s "+cip+" -d "+cip, "MASQUERADE")}
+}
+
+func hostBits(fam Family) string {
+	if fam == IPv6 {
+		return "/128"
+	}
+	return "/32"
 }

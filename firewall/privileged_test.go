@@ -1,12 +1,15 @@
 package firewall_test
 
 import (
+	"net"
 	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/firewall/fakeipt"
 	"github.com/opencnm/libnetwork/firewall/iptables"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // The real runner, inside a throwaway namespace, produces exactly the
@@ -137,5 +140,53 @@ func TestRealIPForwarding(t *testing.T) {
 	}
 	if err := firewall.SetRouteLocalnet(sys, "lo"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A rule deleted behind our back: the failing teardown script is recovered
+// by reading the chains it touched (go-iptables, one chain per exec) and
+// retrying without the gone rule. Port chains go with Teardown.
+func TestRealRecoversFromExternalDelete(t *testing.T) {
+	host := testutil.NewHostNS(t)
+	run := iptables.New(host.NS)
+	fw := firewall.New(run, false)
+	if err := fw.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	empty := dump(t, run, firewall.IPv4)
+	cfg := networkCases[0].cfg
+	if err := fw.SetupNetwork(cfg); err != nil {
+		t.Fatal(err)
+	}
+	fwd := []firewall.PortForward{{Proto: types.TCP, HostPort: 8080, ContainerIP: net.ParseIP("172.18.0.2"), ContainerPort: 80}}
+	if err := fw.SetPortForwards("ep1", cfg.Bridge, fwd); err != nil {
+		t.Fatal(err)
+	}
+	var dnat string
+	for _, l := range strings.Split(dump(t, run, firewall.IPv4), "\n") {
+		if strings.Contains(l, "DNAT") {
+			dnat = l
+		}
+	}
+	if err := run.Restore(firewall.IPv4, "*nat\n"+strings.Replace(dnat, "-A ", "-D ", 1)+"\nCOMMIT\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.RemovePortForwards("ep1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.TeardownNetwork(cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, run, firewall.IPv4); fakeipt.WithoutPortChains(got) != empty {
+		t.Errorf("after teardown:\n%s", got)
+	}
+	if err := fw.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, run, firewall.IPv4); strings.Contains(got, "DOCKER-PORTS") || strings.Contains(got, "DOCKER-HAIRPIN") {
+		t.Errorf("Teardown left port chains:\n%s", got)
 	}
 }

@@ -33,12 +33,13 @@ const (
 var tableOrder = []string{TableMangle, TableNAT, TableFilter}
 
 // Runner is the narrow interface in front of iptables in one network
-// namespace: exactly the two calls this package needs. Every change goes
-// through Restore, one call per operation and family, because one
-// iptables-restore of 200 rules costs about what 4 single iptables execs do.
+// namespace: the three calls this package needs. Every change goes through
+// Restore, one call per operation and family, because one iptables-restore
+// of 200 rules costs about what 4 single iptables execs do.
 //
-// Implementations: iptables.Exec (execs the binaries inside a namespace) and
-// fakeipt.Fake (in memory, for golden listings without root).
+// Implementations: iptables.Exec (execs the binaries inside a namespace,
+// single commands through go-iptables) and fakeipt.Fake (in memory, for
+// golden listings without root).
 type Runner interface {
 	// Restore feeds script to `iptables-restore --noflush` (ip6tables-restore
 	// for IPv6). Tables are committed one by one at their COMMIT line; a
@@ -48,4 +49,7 @@ type Runner interface {
 	// List returns `iptables -t table -S`: -P lines for the built-in chains,
 	// -N lines for user chains in name order, then the -A lines.
 	List(fam Family, table string) (string, error)
+	// ListChain returns `iptables -t table -S chain` (its -P or -N line,
+	// then its -A lines), or "" when there is no such chain.
+	ListChain(fam Family, table, chain string) (string, error)
 }

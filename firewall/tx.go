@@ -211,17 +211,31 @@ func (fw *Firewall) applyLocked(fam Family, ops []op) error {
 	return types.InternalErrorf("applying %s rules: %w", fam, retryErr)
 }
 
+// listTablesLocked reads, per table, just the chains ops touch (through
+// Runner.ListChain), as a listing of those chains: enough to tell which of
+// the ops the kernel reflects, at a few chains' cost instead of whole
+// tables'.
 func (fw *Firewall) listTablesLocked(fam Family, ops []op) (map[string]listing, error) {
-	tables := map[string]listing{}
+	outs := map[string]*strings.Builder{}
+	seen := map[chainKey]bool{}
 	for _, o := range ops {
-		if _, ok := tables[o.key.table]; ok {
+		k := chainKeyOf(o.key)
+		if seen[k] {
 			continue
 		}
-		out, err := fw.runner.List(fam, o.key.table)
+		seen[k] = true
+		out, err := fw.runner.ListChain(fam, k.table, k.chain)
 		if err != nil {
-			return nil, fmt.Errorf("listing %s table %s: %w", fam, o.key.table, err)
+			return nil, fmt.Errorf("listing %s chain %s %s: %w", fam, k.table, k.chain, err)
 		}
-		tables[o.key.table] = parseListing(out)
+		if outs[k.table] == nil {
+			outs[k.table] = &strings.Builder{}
+		}
+		outs[k.table].WriteString(out)
+	}
+	tables := make(map[string]listing, len(outs))
+	for table, b := range outs {
+		tables[table] = parseListing(b.String())
 	}
 	return tables, nil
 }

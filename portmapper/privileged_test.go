@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/firewall/fakeipt"
 	"github.com/opencnm/libnetwork/firewall/iptables"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/portmapper"
@@ -305,7 +306,7 @@ func TestRealRulesMatchGolden(t *testing.T) {
 	if err := pm.UnmapPorts(ep1.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, run, firewall.IPv4, firewall.IPv6); got != base {
+	if got := dump(t, run, firewall.IPv4, firewall.IPv6); fakeipt.WithoutPortChains(got) != base {
 		t.Errorf("unmap left:\n%s", got)
 	}
 }

@@ -14,6 +14,7 @@ package fakeipt
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -320,6 +321,31 @@ func (f *Fake) List(fam firewall.Family, tableName string) (string, error) {
 	return b.String(), nil
 }
 
+// ListChain renders one chain like `iptables -t table -S chain`, or ""
+// when it does not exist.
+func (f *Fake) ListChain(fam firewall.Family, tableName, chain string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, err := f.tableLocked(fam, tableName)
+	if err != nil {
+		return "", err
+	}
+	c := t[chain]
+	if c == nil {
+		return "", nil
+	}
+	var b strings.Builder
+	if c.policy != "" {
+		fmt.Fprintf(&b, "-P %s %s\n", chain, c.policy)
+	} else {
+		fmt.Fprintf(&b, "-N %s\n", chain)
+	}
+	for _, r := range c.rules {
+		fmt.Fprintf(&b, "-A %s %s\n", chain, r)
+	}
+	return b.String(), nil
+}
+
 func famBinary(fam firewall.Family) string {
 	if fam == firewall.IPv6 {
 		return "ip6tables"
@@ -371,4 +397,22 @@ func join(args []string) string {
 		parts[i] = a
 	}
 	return strings.Join(parts, " ")
+}
+
+// portChainLine matches the lines of an empty port chain's skeleton in an
+// `iptables -S` listing: its declaration and the shared jump into it.
+var portChainLine = regexp.MustCompile(`^(-N DOCKER-(PORTS|HAIRPIN)-[0-9a-f]|-A (DOCKER|POSTROUTING) -m comment --comment cnm-global -j DOCKER-(PORTS|HAIRPIN)-[0-9a-f])$`)
+
+// WithoutPortChains drops the port chains' declarations and jumps from a
+// listing (rules inside them stay), so a test can compare the state after
+// unpublishing with the state before: the firewall keeps a port chain once
+// made (see firewall/portchains.go).
+func WithoutPortChains(listing string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(listing, "\n") {
+		if !portChainLine.MatchString(strings.TrimSuffix(line, "\n")) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }

@@ -1,0 +1,80 @@
+package iptables_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/internal/testutil"
+)
+
+// Every path runs inside the runner's namespace: what a restore writes
+// there, List and ListChain (go-iptables) read back, and the namespace of
+// the test itself is not touched.
+func TestExecInNamespace(t *testing.T) {
+	host := testutil.NewHostNS(t)
+	for _, run := range []*iptables.Exec{iptables.New(host.NS), iptables.NewWarm(host.NS)} {
+		defer run.Close()
+		for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+			script := "*nat\n-N CNM-TEST\n-A CNM-TEST -p tcp -m tcp --dport 8080 -m comment --comment cnm-ep-x -j RETURN\nCOMMIT\n"
+			if err := run.Restore(fam, script); err != nil {
+				t.Fatalf("%s restore: %v", fam, err)
+			}
+			want := "-N CNM-TEST\n-A CNM-TEST -p tcp -m tcp --dport 8080 -m comment --comment cnm-ep-x -j RETURN\n"
+			got, err := run.ListChain(fam, firewall.TableNAT, "CNM-TEST")
+			if err != nil || got != want {
+				t.Errorf("%s ListChain = %q, %v; want %q", fam, got, err, want)
+			}
+			if got, err := run.ListChain(fam, firewall.TableFilter, "FORWARD"); err != nil || got != "-P FORWARD ACCEPT\n" {
+				t.Errorf("%s ListChain of a built-in chain = %q, %v", fam, got, err)
+			}
+			if got, err := run.ListChain(fam, firewall.TableNAT, "NO-SUCH-CHAIN"); err != nil || got != "" {
+				t.Errorf("%s ListChain of a missing chain = %q, %v; want \"\", nil", fam, got, err)
+			}
+			table, err := run.List(fam, firewall.TableNAT)
+			if err != nil || !strings.Contains(table, want) {
+				t.Errorf("%s List = %q, %v; want it to contain %q", fam, table, err, want)
+			}
+			// A failing line fails the call and applies nothing of its table.
+			if err := run.Restore(fam, "*nat\n-A CNM-TEST -j RETURN\n-D CNM-TEST -j ACCEPT\nCOMMIT\n"); err == nil {
+				t.Errorf("%s restore of a bad script succeeded", fam)
+			}
+			if got, _ := run.ListChain(fam, firewall.TableNAT, "CNM-TEST"); got != want {
+				t.Errorf("%s failed restore changed the chain: %q", fam, got)
+			}
+			if err := run.Restore(fam, "*nat\n-F CNM-TEST\n-X CNM-TEST\nCOMMIT\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The test's own namespace never saw the chain.
+	self := iptables.New(testutil.NewHostNS(t).NS)
+	if got, err := self.ListChain(firewall.IPv4, firewall.TableNAT, "CNM-TEST"); err != nil || got != "" {
+		t.Errorf("another namespace sees %q, %v", got, err)
+	}
+}
+
+// One runner is used from many goroutines (the bridge driver's operations
+// run concurrently); its go-iptables objects are made once.
+func TestExecConcurrentFirstUse(t *testing.T) {
+	host := testutil.NewHostNS(t)
+	run := iptables.New(host.NS)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := run.ListChain(firewall.IPv4, firewall.TableFilter, "FORWARD"); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
