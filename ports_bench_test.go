@@ -26,6 +26,10 @@ import (
 //	udp       one UDP port, chosen (its release flushes conntrack)
 //	200       200 TCP ports on one container
 //	among2000 one chosen TCP port while 2,000 are published by 100 others
+//	among-paired       among0 and among2000 on two controllers at once,
+//	                   iterations interleaved (see benchAmongPaired)
+//	among-paired-idle  the same, the among0 side running the same 100
+//	                   containers without ports
 //
 // Run: go test -run '^$' -bench PortsLifecycle -benchtime 40x .
 func BenchmarkPortsLifecycle(b *testing.B) {
