@@ -3,6 +3,7 @@ module github.com/opencnm/libnetwork
 go 1.26.0
 
 require (
+	github.com/coreos/go-iptables v0.8.0
 	github.com/docker/go-plugins-helpers v0.0.0-20240701071450-45e2431495c8
 	github.com/google/nftables v0.3.0
 	github.com/miekg/dns v1.1.73
@@ -15,7 +16,6 @@ require (
 
 require (
 	github.com/Microsoft/go-winio v0.6.4 // indirect
-	github.com/coreos/go-iptables v0.8.0 // indirect
 	github.com/coreos/go-systemd v0.0.0-20191104093116-d3cd4ed1dbcf // indirect
 	github.com/docker/go-connections v0.8.2 // indirect
 	github.com/google/go-cmp v0.6.0 // indirect
