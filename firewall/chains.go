@@ -11,7 +11,7 @@ import (
 
 // Chain names, as upstream names them (users' scripts refer to them).
 const (
-	ChainDocker     = "DOCKER"                   // nat: DNAT per port; filter: ACCEPT per port
+	ChainDocker     = "DOCKER"                   // nat: kept empty (ports are nft maps); filter: DNATed traffic into bridges
 	ChainIsolation1 = "DOCKER-ISOLATION-STAGE-1" // filter: traffic leaving a bridge
 	ChainIsolation2 = "DOCKER-ISOLATION-STAGE-2" // filter: ... entering another bridge: DROP
 	ChainUser       = "DOCKER-USER"              // filter: the user's, first in FORWARD, never flushed
@@ -120,17 +120,6 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 			}
 		}
 	}
-	// Port chains a previous process made: known from now on, and their
-	// jumps put back if someone removed them.
-	var ports []chainKey
-	for _, table := range tableOrder {
-		for _, k := range portChainsIn(fam, table, tables[table]) {
-			ports = append(ports, k)
-			if j := portChainJump(k); !tables[table].has(j.Chain, j.Spec) {
-				t.add(ownerGlobal, j)
-			}
-		}
-	}
 	sort.Slice(heads, func(i, j int) bool { return heads[i].Pos < heads[j].Pos })
 	fwd := tables[TableFilter].rules[chainForward]
 	inPlace := len(fwd) >= len(heads)
@@ -155,10 +144,6 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 	for _, h := range heads { // in place: adopted above, now claimed
 		fw.claimLocked(h.key(), ownerGlobal)
 	}
-	for _, k := range ports {
-		fw.chains[k] = true
-		fw.claimLocked(portChainJump(k).key(), ownerGlobal)
-	}
 	for _, c := range globalChains(fam) {
 		fw.chains[chainKey{fam, c.table, c.name}] = true
 		if !c.userOwned {
@@ -170,19 +155,26 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 			fw.claimLocked(j.key(), ownerGlobal)
 		}
 	}
+	// The published ports' table: made once, then adopted with its
+	// elements as they are, so forwarding never stops across a restart.
+	elems, err := fw.maps.Ensure(fam)
+	if err != nil {
+		return err
+	}
+	fw.adoptElemsLocked(elems)
 	fw.global[fam] = true
 	return nil
 }
 
 // Teardown removes every rule this Firewall installed (all networks and
-// ports) and its chains (port chains included), in every family. DOCKER-USER and its FORWARD jump
+// ports) and its chains, and the published ports' table, in every family. DOCKER-USER and its FORWARD jump
 // stay: the user's rules in there keep their place for the next start.
 // Already gone is success.
 func (fw *Firewall) Teardown() error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	var t tx
-	chains := fw.portChainsLocked() // before DOCKER, which jumps into them
+	var chains []chainKey
 	for _, fam := range fw.fams {
 		for _, c := range globalChains(fam) {
 			if !c.userOwned {
@@ -224,6 +216,14 @@ func (fw *Firewall) Teardown() error {
 		return types.Wrapf(err, "tearing down firewall chains")
 	}
 	for _, fam := range fw.fams {
+		if err := fw.maps.Remove(fam); err != nil {
+			return types.Wrapf(err, "tearing down %s port maps", fam)
+		}
+		for k, e := range fw.elems {
+			if k.fam == fam {
+				fw.forgetElemLocked(e)
+			}
+		}
 		delete(fw.global, fam)
 	}
 	return nil
@@ -264,6 +264,11 @@ func (fw *Firewall) Check() error {
 				problems = append(problems, fmt.Sprintf("%s %s rule -A %s %s missing", fam, k.table, k.chain, k.spec))
 			}
 		}
+		elemProblems, err := fw.checkElemsLocked(fam)
+		if err != nil {
+			return types.Wrapf(err, "checking %s port maps", fam)
+		}
+		problems = append(problems, elemProblems...)
 		if fw.global[fam] {
 			fwd := tables[TableFilter].rules[chainForward]
 			want := []string{spec(ownerGlobal, "", ChainUser), spec(ownerGlobal, "", ChainIsolation1)}

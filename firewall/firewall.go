@@ -41,6 +41,7 @@ import (
 // Firewall programs one namespace's iptables. It is safe for concurrent use.
 type Firewall struct {
 	runner Runner
+	maps   PortMaps
 	fams   []Family // families programmed: IPv4, and IPv6 when enabled
 
 	// mu serialises commits (so the record and the kernel move together)
@@ -50,6 +51,8 @@ type Firewall struct {
 	owners  map[string]*ownerRules // owner -> its installed rules
 	chains  map[chainKey]bool      // our chains known to exist
 	global  map[Family]bool        // families whose global chains are set up
+	elems   map[elemKey]PortElem   // port map elements we know are installed
+	ports   map[string]*portOwner  // endpoint owner -> its elements
 }
 
 type ownerRules struct {
@@ -65,21 +68,25 @@ type chainKey struct {
 
 func chainKeyOf(k ruleKey) chainKey { return chainKey{k.fam, k.table, k.chain} }
 
-// New returns a Firewall driving runner. With ipv6 the global chains, the
-// networks' IPv6 subnets and IPv6 port bindings are programmed with
-// ip6tables too. Call Setup before anything else.
-func New(runner Runner, ipv6 bool) *Firewall {
+// New returns a Firewall driving runner for iptables and maps for the
+// published ports' native table. With ipv6 the global chains, the
+// networks' IPv6 subnets and IPv6 port bindings are programmed too. Call
+// Setup before anything else.
+func New(runner Runner, maps PortMaps, ipv6 bool) *Firewall {
 	fams := []Family{IPv4}
 	if ipv6 {
 		fams = append(fams, IPv6)
 	}
 	return &Firewall{
 		runner:  runner,
+		maps:    maps,
 		fams:    fams,
 		present: map[ruleKey]string{},
 		owners:  map[string]*ownerRules{},
 		chains:  map[chainKey]bool{},
 		global:  map[Family]bool{},
+		elems:   map[elemKey]PortElem{},
+		ports:   map[string]*portOwner{},
 	}
 }
 
@@ -205,10 +212,11 @@ func sortedRules(m map[ruleKey]Rule) []Rule {
 	return out
 }
 
-// PruneUnclaimed deletes the rules adopted by Setup from a previous process
-// whose owner (network or endpoint) was not set up again since: after a
-// restart, the caller re-creates its live networks and port maps, then
-// calls PruneUnclaimed to drop the leftovers of the dead ones.
+// PruneUnclaimed deletes the rules and port map elements adopted by Setup
+// from a previous process whose owner (network or endpoint) was not set up
+// again since: after a restart, the caller re-creates its live networks
+// and port maps, then calls PruneUnclaimed to drop the leftovers of the
+// dead ones.
 func (fw *Firewall) PruneUnclaimed() error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
@@ -225,20 +233,31 @@ func (fw *Firewall) PruneUnclaimed() error {
 			t.del(r)
 		}
 	}
-	if err := fw.commitLocked(t.ops, false); err != nil {
+	var del []PortElem
+	for name, o := range fw.ports {
+		if !o.claimed {
+			del = append(del, fw.ownerElemsLocked(name)...)
+		}
+	}
+	SortElems(del)
+	if err := errors.Join(fw.updateElemsLocked(nil, del), fw.commitLocked(t.ops, false)); err != nil {
 		return types.Wrapf(err, "pruning leftover rules")
 	}
 	return nil
 }
 
-// Owners returns the owners with installed rules and whether each
-// was claimed by this process (false: adopted from a previous one).
+// Owners returns the owners with installed rules or port map elements and
+// whether each was claimed by this process (false: adopted from a
+// previous one).
 func (fw *Firewall) Owners() map[string]bool {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	out := make(map[string]bool, len(fw.owners))
+	out := make(map[string]bool, len(fw.owners)+len(fw.ports))
 	for name, o := range fw.owners {
 		out[name] = o.claimed
+	}
+	for name, o := range fw.ports {
+		out[name] = out[name] || o.claimed
 	}
 	return out
 }

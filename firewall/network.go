@@ -114,6 +114,16 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 		nat = "SNAT --to-source " + hostIP.String()
 	}
 	var rules []Rule
+	// Published ports: their DNAT is a map element (portmaps.go); what
+	// they need of iptables is per network, so publishing adds no rule.
+	// DNATed traffic entering the bridge from elsewhere is accepted (the
+	// only DNAT into a bridge is a published port's), and a container
+	// reaching a container of its own network through a published port is
+	// masqueraded, else the answer would go straight back over the bridge,
+	// bypassing the NAT.
+	rules = append(rules,
+		rule(TableNAT, chainPostroute, 0, "-s "+n+" -d "+n+" -o "+br+" -m conntrack --ctstate DNAT", "MASQUERADE"),
+		rule(TableFilter, ChainDocker, 0, "! -i "+br+" -o "+br+" -m conntrack --ctstate DNAT", "ACCEPT"))
 	if cfg.Masquerade {
 		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-s "+n+" ! -o "+br, nat))
 	}

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"errors"
 	"net"
 	"strconv"
 
@@ -41,19 +42,20 @@ func (p PortForward) validate() error {
 	return nil
 }
 
-// SetPortForwards makes the port rules of endpoint id exactly fwds (on
-// bridge): new ones are added, ones no longer listed removed, all in one
-// restore per family; an endpoint's first call that fails leaves nothing
-// (but an empty port chain it created, see portChains). Only the
-// endpoint's own rules are looked at, and they live in the endpoint's own
-// bucket chains, so neither the work here nor the chains the restore
-// touches grow with the number of ports other endpoints publish.
+// SetPortForwards makes the published ports of endpoint id exactly fwds
+// (on bridge): map elements are added and deleted in one transaction per
+// family, so neither the work here nor what the kernel re-validates grows
+// with the ports other endpoints publish. Only SCTP ports add an iptables
+// rule (the checksum fill). An endpoint's first call that fails leaves
+// nothing.
+//
+// bridge is not needed by the DNAT itself: the network's own rules accept
+// and hairpin-masquerade DNATed traffic into its bridge (networkRules).
 func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error {
 	owner := EndpointOwner(id)
-	b := bucketOf(id)
-	var want []Rule
-	var hairpins []Rule
-	seen := map[string]bool{} // container addresses with a hairpin rule
+	var rules []Rule
+	var elems []PortElem
+	seen := map[elemKey]bool{}
 	for _, p := range fwds {
 		if err := p.validate(); err != nil {
 			return err
@@ -61,89 +63,76 @@ func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error
 		if p.family() == IPv6 && !fw.IPv6() {
 			return types.BadRequestErrorf("invalid port forward %v: ip6tables is not enabled", p)
 		}
-		want = append(want, portRules(owner, b, bridge, p)...)
-		if ip := p.ContainerIP.String(); !seen[ip] {
-			seen[ip] = true
-			hairpins = append(hairpins, hairpinRule(owner, b, p))
+		e := elemOf(owner, p)
+		if seen[keyOf(e)] {
+			return types.BadRequestErrorf("invalid port forwards of endpoint %s: host port %s/%d published twice", id, p.Proto, p.HostPort)
 		}
+		seen[keyOf(e)] = true
+		elems = append(elems, e)
+		rules = append(rules, portRules(owner, p)...)
 	}
-	want = append(want, hairpins...)
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	if err := fw.setOwnedLocked(owner, want, fw.portChainOpsLocked(want)); err != nil {
-		return types.Wrapf(err, "setting up port forwarding rules of endpoint %s", id)
+	fresh := fw.ports[owner] == nil && fw.owners[owner] == nil
+	var del []PortElem
+	for _, e := range fw.ownerElemsLocked(owner) {
+		if !seen[keyOf(e)] {
+			del = append(del, e)
+		}
+	}
+	err := fw.updateElemsLocked(elems, del)
+	if err == nil {
+		err = fw.setOwnedLocked(owner, rules, nil)
+	}
+	if o := fw.ports[owner]; o != nil {
+		o.claimed = true
+	}
+	if err != nil {
+		if fresh {
+			err = errors.Join(err, fw.removePortsLocked([]string{id}))
+		}
+		return types.Wrapf(err, "setting up port forwarding of endpoint %s", id)
 	}
 	return nil
 }
 
-// RemovePortForwards removes every port rule of the endpoints ids in one
-// restore per family: removals are what iptables-nft makes expensive (each
-// transaction that deletes rules costs 10-20 ms whatever it deletes), so a
-// caller with several endpoints to clear passes them together. Endpoints
-// with no rules are success.
+// RemovePortForwards removes the published ports of the endpoints ids:
+// their map elements in one transaction per family, and their SCTP
+// checksum rules. Endpoints with nothing published are success.
 func (fw *Firewall) RemovePortForwards(ids ...string) error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
+	if err := fw.removePortsLocked(ids); err != nil {
+		return types.Wrapf(err, "removing port forwarding of endpoints %v", ids)
+	}
+	return nil
+}
+
+func (fw *Firewall) removePortsLocked(ids []string) error {
+	var del []PortElem
 	var t tx
 	for _, id := range ids {
-		if o := fw.owners[EndpointOwner(id)]; o != nil {
+		owner := EndpointOwner(id)
+		del = append(del, fw.ownerElemsLocked(owner)...)
+		if o := fw.owners[owner]; o != nil {
 			for _, r := range sortedRules(o.rules) {
 				t.del(r)
 			}
 		}
 	}
-	if err := fw.commitLocked(t.ops, false); err != nil {
-		return types.Wrapf(err, "removing port forwarding rules of endpoints %v", ids)
-	}
-	return nil
+	return errors.Join(fw.updateElemsLocked(nil, del), fw.commitLocked(t.ops, false))
 }
 
-// portRules returns one forward's rules, in the endpoint's bucket b: the
-// DNAT in nat DOCKER-PORTS-b, the ACCEPT in filter DOCKER-PORTS-b, and for
-// SCTP the checksum fill. (The hairpin masquerade is one per container
-// address, see hairpinRule.)
-func portRules(owner string, b int, bridge string, p PortForward) []Rule {
-	fam := p.family()
-	proto := p.Proto.String()
-	bits := hostBits(fam)
-	to := p.ContainerIP.String() + ":" + strconv.Itoa(int(p.ContainerPort))
-	if fam == IPv6 {
-		to = "[" + p.ContainerIP.String() + "]:" + strconv.Itoa(int(p.ContainerPort))
+// portRules returns the iptables rules one forward still needs: for SCTP,
+// the checksum fill (not on the path the port maps were made for, and the
+// kernel may lack SCTP altogether). The DNAT is a map element, the
+// forward ACCEPT and the hairpin masquerade are the network's rules.
+func portRules(owner string, p PortForward) []Rule {
+	if p.Proto != types.SCTP {
+		return nil
 	}
-	cip := p.ContainerIP.String() + bits
-	dport := func(port uint16) string {
-		return "-p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(port))
-	}
-	dst := ""
-	if hip := familyIP(fam, p.HostIP); hip != nil {
-		dst = "-d " + hip.String() + bits + " "
-	}
-	rule := func(table, chain, matches, target string) Rule {
-		return Rule{Family: fam, Table: table, Chain: chain, Spec: spec(owner, matches, target)}
-	}
-	rules := []Rule{
-		rule(TableNAT, portChain(b), dst+dport(p.HostPort), "DNAT --to-destination "+to),
-		rule(TableFilter, portChain(b), "-d "+cip+" ! -i "+bridge+" -o "+bridge+" "+dport(p.ContainerPort), "ACCEPT"),
-	}
-	if p.Proto == types.SCTP {
-		rules = append(rules, rule(TableMangle, chainPostroute,
-			"-p sctp -m sctp --sport "+strconv.Itoa(int(p.ContainerPort)), "CHECKSUM --checksum-fill"))
-	}
-	return rules
-}
-
-// hairpinRule masquerades a container reaching itself through one of its
-// published ports: the DNAT sends the packet back out of the bridge with
-// source and destination both the container, whose reply would otherwise
-// bypass the NAT. One rule per container address covers all its ports,
-// since nothing else can route a packet from a container to itself through
-// the host. (Upstream writes one per port; with 200 ports that is 200
-// rules every packet leaving a bridge walks.)
-func hairpinRule(owner string, b int, p PortForward) Rule {
-	fam := p.family()
-	cip := p.ContainerIP.String() + hostBits(fam)
-	return Rule{Family: fam, Table: TableNAT, Chain: hairpinChain(b),
-		Spec: spec(owner, "-s "+cip+" -d "+cip, "MASQUERADE")}
+	return []Rule{{Family: p.family(), Table: TableMangle, Chain: chainPostroute,
+		Spec: spec(owner, "-p sctp -m sctp --sport "+strconv.Itoa(int(p.ContainerPort)), "CHECKSUM --checksum-fill")}}
 }
 
 func hostBits(fam Family) string {

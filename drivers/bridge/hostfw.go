@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
@@ -17,6 +18,7 @@ import (
 // through netlink.
 type hostFirewall struct {
 	run     *iptables.Exec
+	maps    *nftports.Maps
 	fw      *firewall.Firewall
 	pm      *portmapper.PortMapper
 	ct      *portmapper.NetlinkConntrack
@@ -30,18 +32,22 @@ var _ firewaller = (*hostFirewall)(nil)
 // process left, see firewall.Setup) in host.
 func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err error) {
 	run := iptables.NewWarm(host)
-	fw := firewall.New(run, dc.EnableIP6Tables)
+	maps := nftports.New(host)
+	fw := firewall.New(run, maps, dc.EnableIP6Tables)
 	if err := fw.Setup(); err != nil {
 		run.Close()
+		_ = maps.Close()
 		return nil, err
 	}
 	ct, err := portmapper.NewNetlinkConntrack(host)
 	if err != nil {
 		run.Close()
+		_ = maps.Close()
 		return nil, err
 	}
 	return &hostFirewall{
 		run:     run,
+		maps:    maps,
 		fw:      fw,
 		pm:      portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
 		ct:      ct,
@@ -56,7 +62,7 @@ func (h *hostFirewall) close() error {
 	err := h.pm.Close()
 	h.ct.Close()
 	h.run.Close()
-	return err
+	return errors.Join(err, h.maps.Close())
 }
 
 func (h *hostFirewall) addNetwork(c *networkConfig) error {

@@ -14,7 +14,6 @@ package fakeipt
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -397,22 +396,4 @@ func join(args []string) string {
 		parts[i] = a
 	}
 	return strings.Join(parts, " ")
-}
-
-// portChainLine matches the lines of an empty port chain's skeleton in an
-// `iptables -S` listing: its declaration and the shared jump into it.
-var portChainLine = regexp.MustCompile(`^(-N DOCKER-(PORTS|HAIRPIN)-[0-9a-f]|-A (DOCKER|POSTROUTING) -m comment --comment cnm-global -j DOCKER-(PORTS|HAIRPIN)-[0-9a-f])$`)
-
-// WithoutPortChains drops the port chains' declarations and jumps from a
-// listing (rules inside them stay), so a test can compare the state after
-// unpublishing with the state before: the firewall keeps a port chain once
-// made (see firewall/portchains.go).
-func WithoutPortChains(listing string) string {
-	var b strings.Builder
-	for _, line := range strings.SplitAfter(listing, "\n") {
-		if !portChainLine.MatchString(strings.TrimSuffix(line, "\n")) {
-			b.WriteString(line)
-		}
-	}
-	return b.String()
 }

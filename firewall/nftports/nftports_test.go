@@ -1,0 +1,156 @@
+package nftports_test
+
+import (
+	"net"
+	"net/netip"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/firewall/nftports"
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
+)
+
+var (
+	lo  = netip.MustParseAddr("127.0.0.1")
+	lo2 = netip.MustParseAddr("127.0.0.2")
+	lo6 = netip.MustParseAddr("::1")
+)
+
+func elem(proto types.Protocol, host netip.Addr, hport uint16, ctr netip.Addr, cport uint16) firewall.PortElem {
+	return firewall.PortElem{Proto: proto, HostIP: host, HostPort: hport, ContainerIP: ctr, ContainerPort: cport, Owner: "cnm-ep-test"}
+}
+
+func newMaps(t *testing.T, ns *testutil.HostNS) *nftports.Maps {
+	t.Helper()
+	m := nftports.New(ns.NS)
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// Elements written are read back as written (owner comment included), by
+// the same process and by a new one that adopts the table; the table is
+// created once and kept; Remove deletes it and a second Remove is fine.
+func TestMapsRoundTrip(t *testing.T) {
+	ns := testutil.NewHostNS(t)
+	m := newMaps(t, ns)
+	want := map[firewall.Family][]firewall.PortElem{
+		firewall.IPv4: {
+			elem(types.TCP, netip.Addr{}, 8080, netip.MustParseAddr("10.0.0.2"), 80),
+			elem(types.UDP, netip.Addr{}, 5353, netip.MustParseAddr("10.0.0.2"), 53),
+			elem(types.TCP, netip.MustParseAddr("192.0.2.1"), 8083, netip.MustParseAddr("10.0.0.3"), 83),
+		},
+		firewall.IPv6: {
+			elem(types.TCP, netip.Addr{}, 8080, netip.MustParseAddr("fd00::2"), 80),
+			elem(types.SCTP, netip.MustParseAddr("2001:db8::1"), 9000, netip.MustParseAddr("fd00::3"), 90),
+		},
+	}
+	for fam, es := range want {
+		if got, err := m.Ensure(fam); err != nil || len(got) != 0 {
+			t.Fatalf("%s: Ensure on a fresh namespace: %v, %v", fam, got, err)
+		}
+		if err := m.Update(fam, es, nil); err != nil {
+			t.Fatalf("%s: Update: %v", fam, err)
+		}
+		firewall.SortElems(es)
+		again := newMaps(t, ns)
+		got, err := again.Ensure(fam)
+		if err != nil || !reflect.DeepEqual(got, es) {
+			t.Fatalf("%s: adopting:\n got %v, %v\nwant %v", fam, got, err, es)
+		}
+		if err := m.Update(fam, nil, es[:1]); err != nil {
+			t.Fatalf("%s: deleting: %v", fam, err)
+		}
+		if got, err := m.List(fam); err != nil || !reflect.DeepEqual(got, es[1:]) {
+			t.Fatalf("%s: after deleting one: %v, %v", fam, got, err)
+		}
+		if err := m.Update(fam, nil, es[:1]); err == nil {
+			t.Fatalf("%s: deleting a missing element succeeded", fam)
+		}
+		if got, err := m.List(fam); err != nil || !reflect.DeepEqual(got, es[1:]) {
+			t.Fatalf("%s: a failed update changed the maps: %v, %v", fam, got, err)
+		}
+	}
+	var out []byte
+	if err := ns.Do(func() (err error) { out, err = exec.Command("nft", "list", "table", "ip", nftports.Table).CombinedOutput(); return err }); err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), `192.0.2.1 . tcp . 8083 comment "cnm-ep-test" : 10.0.0.3 . 83`) {
+		t.Errorf("nft does not show the element as expected:\n%s", out)
+	}
+	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		for i := 0; i < 2; i++ {
+			if err := m.Remove(fam); err != nil {
+				t.Fatalf("%s: Remove #%d: %v", fam, i+1, err)
+			}
+		}
+		if got, err := m.List(fam); err != nil || len(got) != 0 {
+			t.Fatalf("%s: after Remove: %v, %v", fam, got, err)
+		}
+	}
+}
+
+// The chains forward: a port on every address answers on loopback (the
+// OUTPUT hook), a port bound to one address only there.
+func TestMapsForward(t *testing.T) {
+	ns := testutil.NewHostNS(t)
+	m := newMaps(t, ns)
+	var l4, l6 net.Listener
+	if err := ns.Do(func() (err error) {
+		if l4, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		l6, err = net.Listen("tcp6", "[::1]:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l4.Close()
+	defer l6.Close()
+	go accept(l4)
+	go accept(l6)
+	p4 := uint16(l4.Addr().(*net.TCPAddr).Port)
+	p6 := uint16(l6.Addr().(*net.TCPAddr).Port)
+	for fam, es := range map[firewall.Family][]firewall.PortElem{
+		firewall.IPv4: {elem(types.TCP, netip.Addr{}, 18080, lo, p4), elem(types.TCP, lo2, 18083, lo, p4)},
+		firewall.IPv6: {elem(types.TCP, netip.Addr{}, 18080, lo6, p6)},
+	} {
+		if _, err := m.Ensure(fam); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Update(fam, es, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dial := func(addr string) error {
+		return ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	for _, a := range []string{"127.0.0.1:18080", "127.0.0.3:18080", "[::1]:18080", "127.0.0.2:18083"} {
+		if err := dial(a); err != nil {
+			t.Errorf("%s: %v", a, err)
+		}
+	}
+	if err := dial("127.0.0.1:18083"); err == nil {
+		t.Errorf("port bound to 127.0.0.2 answered on 127.0.0.1")
+	}
+}
+
+func accept(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
