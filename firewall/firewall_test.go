@@ -12,14 +12,45 @@ import (
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/fakeipt"
+	"github.com/opencnm/libnetwork/firewall/fakenft"
 	"github.com/opencnm/libnetwork/types"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
+// fakes is one fake namespace: iptables and the port maps' table.
+type fakes struct {
+	*fakeipt.Fake
+	maps *fakenft.Fake
+}
+
+func newFakes() *fakes { return &fakes{Fake: fakeipt.New(), maps: fakenft.New()} }
+
 // dump renders every table of the families like `iptables -t T -S`, under a
-// header per family and table: the text golden files hold.
-func dump(t testing.TB, r firewall.Runner, fams ...firewall.Family) string {
+// header per family and table, then the port maps: the text golden files
+// hold.
+func dump(t testing.TB, f *fakes, fams ...firewall.Family) string {
+	return dumpRules(t, f.Fake, fams...) + dumpMaps(t, f.maps, fams...)
+}
+
+// dumpMaps renders the port maps' elements under a header per family.
+func dumpMaps(t testing.TB, m firewall.PortMaps, fams ...firewall.Family) string {
+	t.Helper()
+	var b strings.Builder
+	for _, fam := range fams {
+		es, err := m.List(fam)
+		if err != nil {
+			t.Fatalf("listing %s port maps: %v", fam, err)
+		}
+		fmt.Fprintf(&b, "# %s port maps\n", fam)
+		for _, e := range es {
+			b.WriteString(e.String() + "\n")
+		}
+	}
+	return b.String()
+}
+
+func dumpRules(t testing.TB, r firewall.Runner, fams ...firewall.Family) string {
 	t.Helper()
 	var b strings.Builder
 	for _, fam := range fams {
@@ -60,10 +91,10 @@ func cidr(s string) *net.IPNet {
 	return n
 }
 
-func newFW(t *testing.T, ipv6 bool) (*firewall.Firewall, *fakeipt.Fake) {
+func newFW(t *testing.T, ipv6 bool) (*firewall.Firewall, *fakes) {
 	t.Helper()
-	fake := fakeipt.New()
-	fw := firewall.New(fake, ipv6)
+	fake := newFakes()
+	fw := firewall.New(fake.Fake, fake.maps, ipv6)
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -167,14 +198,14 @@ func TestTwoNetworksAndICCSwitch(t *testing.T) {
 // A FORWARD chain and DOCKER-USER chain the user filled before we start
 // keep their rules; ours go in front, and teardown leaves exactly theirs.
 func TestPreexistingRulesKept(t *testing.T) {
-	fake := fakeipt.New()
+	fake := newFakes()
 	pre := "*filter\n-N DOCKER-USER\n-A DOCKER-USER -s 203.0.113.0/24 -j DROP\n-A FORWARD -j DROP\n-A FORWARD -j DOCKER-USER\nCOMMIT\n" +
 		"*nat\n-A POSTROUTING -o eth9 -j MASQUERADE\nCOMMIT\n"
 	if err := fake.Restore(firewall.IPv4, pre); err != nil {
 		t.Fatal(err)
 	}
 	before := dump(t, fake, firewall.IPv4)
-	fw := firewall.New(fake, false)
+	fw := firewall.New(fake.Fake, fake.maps, false)
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +252,8 @@ func TestRestartAdoptsAndPrunes(t *testing.T) {
 	}
 	full := dump(t, fake, firewall.IPv4, firewall.IPv6)
 
-	fw2 := firewall.New(fake, true)
-	n := fake.Restores()
+	fw2 := firewall.New(fake.Fake, fake.maps, true)
+	n, u := fake.Restores(), fake.maps.Updates()
 	if err := fw2.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +263,7 @@ func TestRestartAdoptsAndPrunes(t *testing.T) {
 	if err := fw2.SetPortForwards("ep1", live.Bridge, fwd); err != nil {
 		t.Fatal(err)
 	}
-	if fake.Restores() != n || dump(t, fake, firewall.IPv4, firewall.IPv6) != full {
+	if fake.Restores() != n || fake.maps.Updates() != u || dump(t, fake, firewall.IPv4, firewall.IPv6) != full {
 		t.Fatal("replaying setup after a restart changed rules")
 	}
 	owners := fw2.Owners()
@@ -251,15 +282,14 @@ func TestRestartAdoptsAndPrunes(t *testing.T) {
 	if err := fw2.TeardownNetwork(live.ID); err != nil {
 		t.Fatal(err)
 	}
-	// The port chains (made by fw1, adopted by fw2) stay until Teardown.
-	if got := dump(t, fake, firewall.IPv4, firewall.IPv6); fakeipt.WithoutPortChains(got) != empty || got == empty {
+	if got := dump(t, fake, firewall.IPv4, firewall.IPv6); got != empty {
 		t.Errorf("after removing networks and ports:\n%s", got)
 	}
 	if err := fw2.Teardown(); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, fake, firewall.IPv4, firewall.IPv6); strings.Contains(got, "DOCKER-PORTS") || strings.Contains(got, "DOCKER-HAIRPIN") {
-		t.Errorf("Teardown left port chains:\n%s", got)
+	if got := fake.maps.Dump(firewall.IPv4, firewall.IPv6); got != "" { // no table left
+		t.Errorf("Teardown left the port maps:\n%s", got)
 	}
 }
 

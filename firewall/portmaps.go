@@ -169,17 +169,93 @@ func (fw *Firewall) updateElemsLocked(add, del []PortElem) error {
 		if len(a) == 0 && len(d) == 0 {
 			continue
 		}
-		if err := fw.maps.Update(fam, a, d); err != nil {
-			return types.InternalErrorf("updating %s port maps: %w", fam, err)
-		}
-		for _, e := range d {
-			fw.forgetElemLocked(e)
-		}
-		for _, e := range a {
-			fw.recordElemLocked(e)
+		if err := fw.applyElemsLocked(fam, a, d); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// applyElemsLocked runs one family's transaction. When it fails (someone
+// changed the maps behind our back: deleting a missing element fails the
+// whole transaction), the maps are read, what they already reflect is
+// dropped and the rest retried once; if that fails too, the record of the
+// touched keys is set to what the kernel has, so an undo removes exactly
+// what exists.
+func (fw *Firewall) applyElemsLocked(fam Family, add, del []PortElem) error {
+	err := fw.maps.Update(fam, add, del)
+	if err == nil {
+		fw.recordElemsLocked(add, del)
+		return nil
+	}
+	have, lerr := fw.kernelElemsLocked(fam)
+	if lerr != nil {
+		return types.InternalErrorf("updating %s port maps: %w (and listing them to recover: %v)", fam, err, lerr)
+	}
+	var a, d []PortElem
+	for _, e := range del {
+		if cur, ok := have[keyOf(e)]; ok && sameElemData(cur, e) {
+			d = append(d, cur)
+		}
+	}
+	for _, e := range add {
+		if cur, ok := have[keyOf(e)]; ok && cur == e {
+			continue
+		} else if ok && !containsKey(d, e) {
+			d = append(d, cur)
+		}
+		a = append(a, e)
+	}
+	if err = fw.maps.Update(fam, a, d); err == nil {
+		fw.recordElemsLocked(add, del)
+		return nil
+	}
+	if have, lerr = fw.kernelElemsLocked(fam); lerr != nil {
+		return types.InternalErrorf("updating %s port maps: %w (and listing them to recover: %v)", fam, err, lerr)
+	}
+	for _, e := range append(append([]PortElem(nil), add...), del...) {
+		if cur, ok := fw.elems[keyOf(e)]; ok {
+			fw.forgetElemLocked(cur)
+		}
+		if cur, ok := have[keyOf(e)]; ok {
+			fw.recordElemLocked(cur)
+		}
+	}
+	return types.InternalErrorf("updating %s port maps: %w", fam, err)
+}
+
+func (fw *Firewall) recordElemsLocked(add, del []PortElem) {
+	for _, e := range del {
+		fw.forgetElemLocked(e)
+	}
+	for _, e := range add {
+		fw.recordElemLocked(e)
+	}
+}
+
+func (fw *Firewall) kernelElemsLocked(fam Family) (map[elemKey]PortElem, error) {
+	es, err := fw.maps.List(fam)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[elemKey]PortElem, len(es))
+	for _, e := range es {
+		out[keyOf(e)] = e
+	}
+	return out, nil
+}
+
+func sameElemData(a, b PortElem) bool {
+	return a.ContainerIP == b.ContainerIP && a.ContainerPort == b.ContainerPort
+}
+
+func containsKey(es []PortElem, e PortElem) bool {
+	for _, x := range es {
+		if keyOf(x) == keyOf(e) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownerElemsLocked returns owner's recorded elements, sorted.

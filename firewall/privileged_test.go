@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork/firewall"
-	"github.com/opencnm/libnetwork/firewall/fakeipt"
 	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -19,25 +19,26 @@ func TestRealMatchesGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			host := testutil.NewHostNS(t)
 			run := iptables.New(host.NS)
-			fw := firewall.New(run, true)
+			maps := newRealMaps(t, host)
+			fw := firewall.New(run, maps, true)
 			if err := fw.Setup(); err != nil {
 				t.Fatal(err)
 			}
-			empty := dump(t, run, firewall.IPv4, firewall.IPv6)
+			empty := realDump(t, run, maps, firewall.IPv4, firewall.IPv6)
 			if err := fw.SetupNetwork(tc.cfg); err != nil {
 				t.Fatal(err)
 			}
 			if err := fw.SetupNetwork(tc.cfg); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "network-"+tc.name, dump(t, run, firewall.IPv4, firewall.IPv6))
+			golden(t, "network-"+tc.name, realDump(t, run, maps, firewall.IPv4, firewall.IPv6))
 			if err := fw.Check(); err != nil {
 				t.Fatal(err)
 			}
 			if err := fw.TeardownNetwork(tc.cfg.ID); err != nil {
 				t.Fatal(err)
 			}
-			if got := dump(t, run, firewall.IPv4, firewall.IPv6); got != empty {
+			if got := realDump(t, run, maps, firewall.IPv4, firewall.IPv6); got != empty {
 				t.Errorf("teardown left:\n%s", got)
 			}
 		})
@@ -53,7 +54,8 @@ func TestRealDockerUserFirst(t *testing.T) {
 	if err := run.Restore(firewall.IPv4, "*filter\n-N DOCKER-USER\n-A DOCKER-USER "+user+"\n-A FORWARD -j ACCEPT\nCOMMIT\n"); err != nil {
 		t.Fatal(err)
 	}
-	fw := firewall.New(run, false)
+	maps := newRealMaps(t, host)
+	fw := firewall.New(run, maps, false)
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestRealDockerUserFirst(t *testing.T) {
 	if err := run.Restore(firewall.IPv4, "*filter\n-I FORWARD 1 -i lo -j ACCEPT\nCOMMIT\n"); err != nil {
 		t.Fatal(err)
 	}
-	fw2 := firewall.New(run, false)
+	fw2 := firewall.New(run, maps, false)
 	if err := fw2.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestRealDockerUserFirst(t *testing.T) {
 func TestRealIPForwarding(t *testing.T) {
 	host := testutil.NewHostNS(t)
 	run := iptables.New(host.NS)
-	fw := firewall.New(run, true)
+	fw := firewall.New(run, newRealMaps(t, host), true)
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,15 +147,19 @@ func TestRealIPForwarding(t *testing.T) {
 
 // A rule deleted behind our back: the failing teardown script is recovered
 // by reading the chains it touched (go-iptables, one chain per exec) and
-// retrying without the gone rule. Port chains go with Teardown.
+// retrying without the gone rule. A port map element deleted behind our
+// back is noticed by Check, and unpublishing it still succeeds (the
+// kernel refuses to delete a missing element, failing the transaction:
+// the maps are read and the rest retried).
 func TestRealRecoversFromExternalDelete(t *testing.T) {
 	host := testutil.NewHostNS(t)
 	run := iptables.New(host.NS)
-	fw := firewall.New(run, false)
+	maps := newRealMaps(t, host)
+	fw := firewall.New(run, maps, false)
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
-	empty := dump(t, run, firewall.IPv4)
+	empty := realDump(t, run, maps, firewall.IPv4)
 	cfg := networkCases[0].cfg
 	if err := fw.SetupNetwork(cfg); err != nil {
 		t.Fatal(err)
@@ -162,14 +168,18 @@ func TestRealRecoversFromExternalDelete(t *testing.T) {
 	if err := fw.SetPortForwards("ep1", cfg.Bridge, fwd); err != nil {
 		t.Fatal(err)
 	}
-	var dnat string
-	for _, l := range strings.Split(dump(t, run, firewall.IPv4), "\n") {
-		if strings.Contains(l, "DNAT") {
-			dnat = l
-		}
-	}
-	if err := run.Restore(firewall.IPv4, "*nat\n"+strings.Replace(dnat, "-A ", "-D ", 1)+"\nCOMMIT\n"); err != nil {
+	if err := run.Restore(firewall.IPv4, "*nat\n-D POSTROUTING -s 172.18.0.0/16 ! -o br-n1 -m comment --comment cnm-net-n1 -j MASQUERADE\nCOMMIT\n"); err != nil {
 		t.Fatal(err)
+	}
+	es, err := maps.List(firewall.IPv4)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("port maps: %v, %v", es, err)
+	}
+	if err := maps.Update(firewall.IPv4, nil, es); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Check(); err == nil || !strings.Contains(err.Error(), "port map element") || !strings.Contains(err.Error(), "MASQUERADE") {
+		t.Fatalf("Check = %v, want the missing rule and element named", err)
 	}
 	if err := fw.RemovePortForwards("ep1"); err != nil {
 		t.Fatal(err)
@@ -180,13 +190,25 @@ func TestRealRecoversFromExternalDelete(t *testing.T) {
 	if err := fw.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, run, firewall.IPv4); fakeipt.WithoutPortChains(got) != empty {
+	if got := realDump(t, run, maps, firewall.IPv4); got != empty {
 		t.Errorf("after teardown:\n%s", got)
 	}
 	if err := fw.Teardown(); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, run, firewall.IPv4); strings.Contains(got, "DOCKER-PORTS") || strings.Contains(got, "DOCKER-HAIRPIN") {
-		t.Errorf("Teardown left port chains:\n%s", got)
+	if _, err := maps.Ensure(firewall.IPv4); err != nil { // made afresh: Teardown removed it
+		t.Fatal(err)
 	}
+}
+
+func newRealMaps(t *testing.T, host *testutil.HostNS) *nftports.Maps {
+	t.Helper()
+	m := nftports.New(host.NS)
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+func realDump(t testing.TB, run firewall.Runner, maps firewall.PortMaps, fams ...firewall.Family) string {
+	t.Helper()
+	return dumpRules(t, run, fams...) + dumpMaps(t, maps, fams...)
 }
