@@ -231,13 +231,17 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 	}
 }
 
-var ruleOwner = regexp.MustCompile(`--comment "?cnm-(net|ep)-([0-9a-zA-Z_-]+)`)
+var ruleOwner = regexp.MustCompile(`(?:--comment "?| )cnm-(net|ep)-([0-9a-zA-Z_-]+)`)
 
 // cnmRules lists the host namespace's rules that carry one of the
-// library's comments (IPv4, filter and nat).
+// library's comments (IPv4, filter and nat), and the published ports' map
+// elements (whose comment is their endpoint's tag).
 func cnmRules(t *testing.T, host *testutil.HostNS) []string {
 	t.Helper()
 	var out []string
+	for _, e := range portElems(t, host.NS) {
+		out = append(out, "port map: "+e)
+	}
 	for _, table := range []string{"filter", "nat"} {
 		var b []byte
 		err := host.Do(func() (err error) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
@@ -261,22 +263,43 @@ func inNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
 	return out.String()
 }
 
-// rulesNaming returns the iptables rules (both families, all tables) of ns
-// whose text contains any of words.
+// rulesNaming returns the iptables rules (both families, all tables) and
+// the published ports' map elements (as "tcp *:8080 -> 10.0.0.2:80
+// cnm-ep-ID") of ns whose text contains any of words.
 func rulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
 	t.Helper()
 	var hits []string
+	lines := portElems(t, ns)
 	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
-		for _, line := range strings.Split(inNS(t, ns, bin), "\n") {
-			for _, w := range words {
-				if strings.Contains(line, w) {
-					hits = append(hits, line)
-					break
-				}
+		lines = append(lines, strings.Split(inNS(t, ns, bin), "\n")...)
+	}
+	for _, line := range lines {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				hits = append(hits, line)
+				break
 			}
 		}
 	}
 	return hits
+}
+
+// portElems lists the published ports' map elements of ns, both families.
+func portElems(t testing.TB, ns *netnsutil.NS) []string {
+	t.Helper()
+	m := nftports.New(ns)
+	defer m.Close()
+	var out []string
+	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		es, err := m.List(fam)
+		if err != nil {
+			t.Fatalf("listing %s port maps: %v", fam, err)
+		}
+		for _, e := range es {
+			out = append(out, e.String())
+		}
+	}
+	return out
 }
 
 // listeners counts the listening TCP sockets on port in ns.

@@ -143,9 +143,9 @@ func TestPortsTakenPort(t *testing.T) {
 	if !types.IsForbidden(err) || !strings.Contains(err.Error(), "8080") {
 		t.Fatalf("second container on port 8080: want Forbidden naming 8080, got %v", err)
 	}
-	// The port as a match, not a bare number: c1's random endpoint ID in
-	// its rules' comments may contain "9191".
-	if hits := rulesNaming(t, r.host.NS, "--dport 9191 ", "cnm-ep-"+sanitizedPrefix(t, r, n, "c2")); len(hits) > 0 {
+	// The port as a map key, not a bare number: c1's random endpoint ID
+	// in its elements' comments may contain "9191".
+	if hits := rulesNaming(t, r.host.NS, "*:9191 ->", "cnm-ep-"+sanitizedPrefix(t, r, n, "c2")); len(hits) > 0 {
 		t.Fatalf("failed join left rules:\n%s", strings.Join(hits, "\n"))
 	}
 	if got := listeners(t, r.host.NS, 9191); got != 0 {

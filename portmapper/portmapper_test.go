@@ -12,14 +12,16 @@ import (
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/fakeipt"
+	"github.com/opencnm/libnetwork/firewall/fakenft"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
-// dump renders the tables port maps touch, for golden comparison.
-func dump(t testing.TB, r firewall.Runner, fams ...firewall.Family) string {
+// dump renders the tables and the port maps port mapping touches, for
+// golden comparison.
+func dump(t testing.TB, r firewall.Runner, m firewall.PortMaps, fams ...firewall.Family) string {
 	t.Helper()
 	var b strings.Builder
 	for _, fam := range fams {
@@ -29,6 +31,16 @@ func dump(t testing.TB, r firewall.Runner, fams ...firewall.Family) string {
 				t.Fatal(err)
 			}
 			fmt.Fprintf(&b, "# %s %s\n%s", fam, table, out)
+		}
+	}
+	for _, fam := range fams {
+		es, err := m.List(fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "# %s port maps\n", fam)
+		for _, e := range es {
+			b.WriteString(e.String() + "\n")
 		}
 	}
 	return b.String()
@@ -56,6 +68,7 @@ type rig struct {
 	pm   *portmapper.PortMapper
 	fw   *firewall.Firewall
 	ipt  *fakeipt.Fake
+	maps *fakenft.Fake
 	res  *fakeReserver
 	ct   *fakeConntrack
 	base string // listing after Setup, before any port
@@ -63,12 +76,12 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{ipt: fakeipt.New(), res: newFakeReserver(), ct: &fakeConntrack{}}
-	r.fw = firewall.New(r.ipt, true)
+	r := &rig{ipt: fakeipt.New(), maps: fakenft.New(), res: newFakeReserver(), ct: &fakeConntrack{}}
+	r.fw = firewall.New(r.ipt, r.maps, true)
 	if err := r.fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
-	r.base = dump(t, r.ipt, firewall.IPv4, firewall.IPv6)
+	r.base = dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6)
 	r.pm = portmapper.New(r.res, r.fw, r.ct)
 	return r
 }
@@ -105,7 +118,7 @@ func TestMapGoldenAndUnmap(t *testing.T) {
 	if r.res.count() != 6 {
 		t.Errorf("%d ports held, want 6", r.res.count())
 	}
-	golden(t, "map", dump(t, r.ipt, firewall.IPv4, firewall.IPv6))
+	golden(t, "map", dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6))
 	if m := r.pm.Mapped("ep1"); len(m) != 6 {
 		t.Errorf("Mapped = %v", m)
 	}
@@ -113,7 +126,7 @@ func TestMapGoldenAndUnmap(t *testing.T) {
 	if err := r.pm.UnmapPorts("ep1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, r.ipt, firewall.IPv4, firewall.IPv6); fakeipt.WithoutPortChains(got) != r.base {
+	if got := dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6); got != r.base {
 		t.Errorf("unmap left rules:\n%s", got)
 	}
 	if r.res.count() != 0 {
@@ -138,7 +151,7 @@ func TestConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep2 := portmapper.Endpoint{ID: "ep2", Bridge: "br-n1", IPv4: net.ParseIP("172.18.0.3")}
-	before := dump(t, r.ipt, firewall.IPv4, firewall.IPv6)
+	before := dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6)
 	held := r.res.count()
 
 	// Same port (also on one address: 0.0.0.0 holds them all) -> Forbidden,
@@ -152,7 +165,7 @@ func TestConflicts(t *testing.T) {
 			t.Fatalf("second map of 8080 (host ip %q): %v", hip, err)
 		}
 	}
-	if r.res.count() != held || dump(t, r.ipt, firewall.IPv4, firewall.IPv6) != before {
+	if r.res.count() != held || dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6) != before {
 		t.Error("failed map left ports or rules behind")
 	}
 	// Other protocol, same port: fine.
@@ -236,9 +249,9 @@ func TestBadBindings(t *testing.T) {
 func TestFirewallFailureReleases(t *testing.T) {
 	r := newRig(t)
 	boom := errors.New("injected")
-	r.ipt.FailLine(func(fam firewall.Family, line string) error {
-		if strings.Contains(line, "-A POSTROUTING") {
-			return boom
+	r.maps.FailUpdate(func(fam firewall.Family, add, del []firewall.PortElem) error {
+		if fam == firewall.IPv6 && len(add) > 0 {
+			return boom // after the IPv4 elements went in
 		}
 		return nil
 	})
@@ -246,11 +259,11 @@ func TestFirewallFailureReleases(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("MapPorts = %v, want the injected error", err)
 	}
-	r.ipt.FailLine(nil)
+	r.maps.FailUpdate(nil)
 	if r.res.count() != 0 {
 		t.Errorf("%d ports still held", r.res.count())
 	}
-	if got := dump(t, r.ipt, firewall.IPv4, firewall.IPv6); fakeipt.WithoutPortChains(got) != r.base {
+	if got := dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6); got != r.base {
 		t.Errorf("failed map left rules:\n%s", got)
 	}
 	if _, err := r.pm.MapPorts(ep1, []types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 8080}}); err != nil {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
-	"github.com/opencnm/libnetwork/firewall/fakeipt"
 	"github.com/opencnm/libnetwork/firewall/iptables"
+	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
@@ -32,7 +32,9 @@ func newRealRig(t testing.TB, ipv6 bool) *realRig {
 	t.Helper()
 	r := &realRig{host: testutil.NewHostNS(t)}
 	r.run = iptables.New(r.host.NS)
-	r.fw = firewall.New(r.run, ipv6)
+	maps := nftports.New(r.host.NS)
+	t.Cleanup(func() { _ = maps.Close() })
+	r.fw = firewall.New(r.run, maps, ipv6)
 	if err := r.fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
@@ -293,20 +295,22 @@ func TestRealRulesMatchGolden(t *testing.T) {
 	testutil.RequireRoot(t)
 	host := testutil.NewHostNS(t)
 	run := iptables.New(host.NS)
-	fw := firewall.New(run, true)
+	maps := nftports.New(host.NS)
+	defer maps.Close()
+	fw := firewall.New(run, maps, true)
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
-	base := dump(t, run, firewall.IPv4, firewall.IPv6)
+	base := dump(t, run, maps, firewall.IPv4, firewall.IPv6)
 	pm := portmapper.New(newFakeReserver(), fw, nil)
 	if _, err := pm.MapPorts(ep1, goldenBindings); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "map", dump(t, run, firewall.IPv4, firewall.IPv6))
+	golden(t, "map", dump(t, run, maps, firewall.IPv4, firewall.IPv6))
 	if err := pm.UnmapPorts(ep1.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := dump(t, run, firewall.IPv4, firewall.IPv6); fakeipt.WithoutPortChains(got) != base {
+	if got := dump(t, run, maps, firewall.IPv4, firewall.IPv6); got != base {
 		t.Errorf("unmap left:\n%s", got)
 	}
 }
