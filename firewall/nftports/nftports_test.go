@@ -25,7 +25,7 @@ func elem(proto types.Protocol, host netip.Addr, hport uint16, ctr netip.Addr, c
 	return firewall.PortElem{Proto: proto, HostIP: host, HostPort: hport, ContainerIP: ctr, ContainerPort: cport, Owner: "cnm-ep-test"}
 }
 
-func newMaps(t *testing.T, ns *testutil.HostNS) *nftports.Maps {
+func newMaps(t testing.TB, ns *testutil.HostNS) *nftports.Maps {
 	t.Helper()
 	m := nftports.New(ns.NS)
 	t.Cleanup(func() { _ = m.Close() })
@@ -76,7 +76,10 @@ func TestMapsRoundTrip(t *testing.T) {
 		}
 	}
 	var out []byte
-	if err := ns.Do(func() (err error) { out, err = exec.Command("nft", "list", "table", "ip", nftports.Table).CombinedOutput(); return err }); err != nil {
+	if err := ns.Do(func() (err error) {
+		out, err = exec.Command("nft", "list", "table", "ip", nftports.Table).CombinedOutput()
+		return err
+	}); err != nil {
 		t.Fatalf("nft list: %v: %s", err, out)
 	}
 	if !strings.Contains(string(out), `192.0.2.1 . tcp . 8083 comment "cnm-ep-test" : 10.0.0.3 . 83`) {
