@@ -15,11 +15,12 @@ build:
 	$(GO) build ./...
 
 # System packages the privileged tests drive (iproute2 for debugging, the
-# iptables binaries the firewall execs, conntrack for flushing mappings).
+# iptables binaries the firewall execs, conntrack for flushing mappings,
+# nft to look at the published ports' table as nft shows it).
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	   ! { command -v iptables-restore && command -v ip && command -v conntrack; } >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables conntrack >/dev/null; \
+	   ! { command -v iptables-restore && command -v ip && command -v conntrack && command -v nft; } >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables conntrack nftables >/dev/null; \
 	fi
 
 vet:

@@ -1,8 +1,10 @@
 // Package portmapper publishes container ports on the host: for each
 // endpoint it reserves host ports with real sockets in the host namespace
 // (so no host process can take them, and a port a host process holds is
-// refused), and installs the DNAT/ACCEPT/MASQUERADE rules through the
-// firewall package in one batch. There is no proxy process per port.
+// refused), and installs their DNAT (map elements of the firewall's ports
+// table; the network's rules accept and hairpin-masquerade the traffic)
+// through the firewall package in one batch. There is no proxy process
+// per port.
 package portmapper
 
 import (

@@ -10,19 +10,20 @@ import (
 
 // Release unpublishes an endpoint's ports off the caller's path: the
 // mapping leaves the endpoint table at once and a background worker then
-// removes its rules, flushes the conntrack entries of its UDP ports and
+// removes its DNAT (and SCTP rules), flushes the conntrack entries of its UDP ports and
 // only then closes its sockets, so a host port is never handed out while
 // traffic to it is still DNATed to the old container.
 //
-// Why: with iptables-nft every transaction that deletes rules costs the
-// kernel 10-20 ms (the rules live in small bucket chains, so not more as
-// the tables grow: see firewall/portchains.go), and a conntrack flush walks
-// the whole table (~12 ms). The worker takes every mapping released while
-// it was busy in one batch: one restore and one conntrack walk for all.
+// Why: a conntrack flush walks the whole table (~12 ms), and an SCTP
+// port's checksum rule goes in an iptables-nft transaction that deletes,
+// which costs the kernel 10-20 ms. (The DNAT itself is a map element,
+// which costs ~10-20 µs to remove: see the firewall package.) The worker
+// takes every mapping released while it was busy in one batch: one
+// firewall update and one conntrack walk for all.
 //
 // The worker does not start a batch while ports are being published: a
 // deleting transaction holds the kernel's nf_tables commit lock for its
-// whole 10-20 ms, so a MapPorts arriving meanwhile would wait that long.
+// whole duration, so a MapPorts arriving meanwhile would wait that long.
 // It starts one once MapPorts and Release have been quiet for
 // releaseIdle, when the oldest release has waited releaseMaxDelay, or at
 // once when someone waits for it (Flush, Close, or a MapPorts that needs
