@@ -33,6 +33,32 @@ func (s *Sandbox) UnsetGateway() error { return s.unsetGateway(netlink.FAMILY_V4
 // UnsetGatewayIPv6 deletes the IPv6 default route(s). None is not an error.
 func (s *Sandbox) UnsetGatewayIPv6() error { return s.unsetGateway(netlink.FAMILY_V6) }
 
+// DefaultGateways returns the gateways of the sandbox's default routes of
+// one family (IPv6 when ipv6), nil for a route through a device only.
+// None is an empty list.
+func (s *Sandbox) DefaultGateways(ipv6 bool) ([]net.IP, error) {
+	op := fmt.Sprintf("listing default routes in sandbox %s", s.key)
+	if err := s.use(op); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	family := netlink.FAMILY_V4
+	if ipv6 {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := s.nl.RouteList(nil, family)
+	if err != nil {
+		return nil, kernelErr(err, "%s", op)
+	}
+	var out []net.IP
+	for _, r := range routes {
+		if isDefault(r.Dst) {
+			out = append(out, r.Gw)
+		}
+	}
+	return out, nil
+}
+
 func (s *Sandbox) setGateway(gw net.IP, family int) error {
 	op := fmt.Sprintf("setting gateway %s in sandbox %s", gw, s.key)
 	if err := s.use(op); err != nil {
