@@ -198,7 +198,11 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
 	c.mu.Unlock()
 	var errs []error
 	if s != nil && !sb.cfg.useDefaultSandbox {
-		errs = append(errs, sb.repairDefaultRoute(s, false, gw4), sb.repairDefaultRoute(s, true, gw6))
+		if got4, got6, err := s.DefaultGateways(); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, sb.repairDefaultRoute(s, false, got4, gw4), sb.repairDefaultRoute(s, true, got6, gw6))
+		}
 	}
 	switch {
 	case gw == nil:
@@ -234,15 +238,11 @@ func (sb *Sandbox) publishGateway(gw *Endpoint, oper []types.PortBinding) error 
 	return errors.Join(append(errs, c.commit(recs...))...)
 }
 
-// repairDefaultRoute makes the sandbox's default route of one family go
-// via want, or, in a namespace the library made, removes it when there is
-// no gateway (in a runtime's namespace a route without our gateway may be
-// the runtime's own).
-func (sb *Sandbox) repairDefaultRoute(s *osl.Sandbox, ipv6 bool, want net.IP) error {
-	got, err := s.DefaultGateways(ipv6)
-	if err != nil {
-		return err
-	}
+// repairDefaultRoute makes the sandbox's default route of one family (now
+// via got) go via want, or, with no gateway, removes it, unless the
+// namespace is a runtime's, where a route not via our gateway may be the
+// runtime's own.
+func (sb *Sandbox) repairDefaultRoute(s *osl.Sandbox, ipv6 bool, got []net.IP, want net.IP) error {
 	if want == nil {
 		if len(got) == 0 || sb.cfg.useExternalKey {
 			return nil

@@ -33,30 +33,29 @@ func (s *Sandbox) UnsetGateway() error { return s.unsetGateway(netlink.FAMILY_V4
 // UnsetGatewayIPv6 deletes the IPv6 default route(s). None is not an error.
 func (s *Sandbox) UnsetGatewayIPv6() error { return s.unsetGateway(netlink.FAMILY_V6) }
 
-// DefaultGateways returns the gateways of the sandbox's default routes of
-// one family (IPv6 when ipv6), nil for a route through a device only.
-// None is an empty list.
-func (s *Sandbox) DefaultGateways(ipv6 bool) ([]net.IP, error) {
+// DefaultGateways returns the gateways of the sandbox's IPv4 and IPv6
+// default routes (nil for a route through a device only), read in one
+// dump. None is an empty list.
+func (s *Sandbox) DefaultGateways() (v4, v6 []net.IP, err error) {
 	op := fmt.Sprintf("listing default routes in sandbox %s", s.key)
 	if err := s.use(op); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer s.life.RUnlock()
-	family := netlink.FAMILY_V4
-	if ipv6 {
-		family = netlink.FAMILY_V6
-	}
-	routes, err := s.nl.RouteList(nil, family)
+	routes, err := s.nl.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, kernelErr(err, "%s", op)
+		return nil, nil, kernelErr(err, "%s", op)
 	}
-	var out []net.IP
 	for _, r := range routes {
-		if isDefault(r.Dst) {
-			out = append(out, r.Gw)
+		switch {
+		case !isDefault(r.Dst):
+		case r.Family == netlink.FAMILY_V6:
+			v6 = append(v6, r.Gw)
+		default:
+			v4 = append(v4, r.Gw)
 		}
 	}
-	return out, nil
+	return v4, v6, nil
 }
 
 func (s *Sandbox) setGateway(gw net.IP, family int) error {
