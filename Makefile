@@ -4,7 +4,7 @@
 GO       ?= go
 # The race runtime sleeps 1 s at exit by default; that is per package, for nothing.
 export GORACE ?= atexit_sleep_ms=0
-LEAKCHECK ?= $(wildcard ../shared/tools/leakcheck)
+LEAKCHECK ?= $(firstword $(wildcard ../shared/tools/leakcheck /work/shared/tools/leakcheck))
 BENCHTIME ?= 1x
 
 .PHONY: all build deps test vet fmt-check unit example bench clean

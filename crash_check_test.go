@@ -7,12 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -25,8 +27,9 @@ const (
 
 // checkConsistent checks that the restored model of c and the kernel
 // agree: every record's kernel objects are there, no kernel object the
-// library made is without a record, and no address is held twice.
-func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controller, dirs crashDirs, stats *crashStats) {
+// library made is without a record, and no address or host port is held
+// twice. It returns the host ports each endpoint publishes.
+func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controller, dirs crashDirs, active crashActive, stats *crashStats) map[string][]types.PortBinding {
 	t.Helper()
 	if err := c.RestoreError(); err != nil {
 		t.Errorf("restore: %v", err)
@@ -68,6 +71,10 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 	checkHostLinks(t, host, nets, joined)
 	checkSandboxes(t, c, dirs, sbs)
 	checkRules(t, host, nets, eps)
+	published := checkPorts(t, host, eps, sbs, active)
+	for _, pbs := range published {
+		stats.ports += len(pbs)
+	}
 
 	// IPAM holds exactly what the records hold: a new endpoint gets an
 	// address nobody has.
@@ -89,6 +96,7 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 			t.Errorf("deleting the probe endpoint on %s: %v", n.Name(), err)
 		}
 	}
+	return published
 }
 
 // checkHostLinks: in the host namespace every bridge and veth is tagged
@@ -200,6 +208,10 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 		if err != nil {
 			t.Fatal(err)
 		}
+		routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
 		h.Close()
 		ns.Close()
 		onLink := map[string]int{} // address -> ifindex
@@ -217,6 +229,23 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 		joinedHere := sb.Endpoints()
 		if len(names) != len(joinedHere) {
 			t.Errorf("sandbox %.12s holds interfaces %v for %d joined endpoints", sb.ID(), names, len(joinedHere))
+		}
+		// The default route goes via the gateway of the first endpoint
+		// (in priority order) that has one; none without such an endpoint.
+		var want, got []string
+		for _, ep := range joinedHere {
+			if gw := ep.Info().Gateway(); gw != nil {
+				want = append(want, gw.String())
+				break
+			}
+		}
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+				got = append(got, r.Gw.String())
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("sandbox %.12s: default routes via %v, want via %v (its gateway endpoint's)", sb.ID(), got, want)
 		}
 		for _, ep := range joinedHere {
 			a := ep.Info().Iface().Address()
@@ -261,8 +290,7 @@ func cnmRules(t *testing.T, host *testutil.HostNS) []string {
 }
 
 // checkRules: every rule tagged with a network or endpoint belongs to one
-// that exists. (On this snapshot the bridge driver programs no firewall
-// yet, so none are expected; the check is here for when it does.)
+// that exists (checkPorts looks closer at the endpoints' rules).
 func checkRules(t *testing.T, host *testutil.HostNS, nets map[string]*libnetwork.Network, eps map[string]*libnetwork.Endpoint) {
 	t.Helper()
 	for _, r := range cnmRules(t, host) {

@@ -7,10 +7,12 @@ import (
 	mrand "math/rand"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // TestCrashChild is a no-op unless TestCrashRecovery started this binary
@@ -42,9 +44,9 @@ func TestCrashChild(t *testing.T) {
 		// second restore of it must be clean too.
 		fail("restore: %v", err)
 	}
-	w := &crashWorker{c: c, rng: mrand.New(mrand.NewSource(seed)), active: map[string]bool{}, path: dirs.active, fail: fail}
+	w := &crashWorker{c: c, rng: mrand.New(mrand.NewSource(seed)), active: crashActive{}, path: dirs.active, fail: fail}
 	for _, sb := range c.Sandboxes() {
-		w.active[sb.ID()] = true
+		w.active[sb.ID()] = active[sb.ID()]
 	}
 	w.saveActive()
 	fmt.Println("ready")
@@ -59,7 +61,7 @@ func TestCrashChild(t *testing.T) {
 type crashWorker struct {
 	c      *libnetwork.Controller
 	rng    *mrand.Rand
-	active map[string]bool // sandboxes the next start must keep
+	active crashActive // sandboxes the next start must keep, with their ports
 	path   string
 	fail   func(format string, a ...any)
 }
@@ -122,7 +124,14 @@ func (w *crashWorker) step() string {
 		}
 	case r < 32 && len(bridges) > 0 && len(free)+len(joined) < crashMaxEndpoints:
 		n := bridges[pick(len(bridges))]
-		if _, err := n.CreateEndpoint(randName("e")); err != nil {
+		name, opts := randName("e"), []libnetwork.EndpointOption(nil)
+		if pick(3) == 0 {
+			// Its own published port, on a host port the library
+			// chooses (published while it is its sandbox's gateway).
+			name = randName(crashOwnPortPrefix)
+			opts = append(opts, libnetwork.CreateOptionPortMapping(crashOwnPorts))
+		}
+		if _, err := n.CreateEndpoint(name, opts...); err != nil {
 			w.fail("creating endpoint on %s: %v", n.Name(), err)
 		}
 		return "create-endpoint"
@@ -133,11 +142,16 @@ func (w *crashWorker) step() string {
 		}
 		return "delete-endpoint"
 	case r < 55 && len(sbs) < crashMaxSandboxes:
-		sb, err := c.NewSandbox(randName("c"), libnetwork.OptionHostname("crash"))
+		ports := w.sandboxPorts()
+		opts := []libnetwork.SandboxOption{libnetwork.OptionHostname("crash")}
+		if len(ports) > 0 {
+			opts = append(opts, libnetwork.OptionPortMapping(ports))
+		}
+		sb, err := c.NewSandbox(randName("c"), opts...)
 		if err != nil {
 			w.fail("creating sandbox: %v", err)
 		}
-		w.active[sb.ID()] = true
+		w.active[sb.ID()] = ports
 		w.saveActive()
 		return "new-sandbox"
 	case r < 80 && len(free) > 0 && len(sbs) > 0:
@@ -147,7 +161,16 @@ func (w *crashWorker) step() string {
 			if onNetwork(sb, ep.Network()) {
 				continue
 			}
-			if err := ep.Join(sb); err != nil {
+			err := ep.Join(sb)
+			if types.IsForbidden(err) && strings.Contains(err.Error(), "already allocated") {
+				// A fixed host port another container holds: refused,
+				// and the join leaves nothing.
+				if ep.Info().Sandbox() != nil || onNetwork(sb, ep.Network()) {
+					w.fail("join of %s refused (%v) but it is joined", ep.Name(), err)
+				}
+				return "join-port-taken"
+			}
+			if err != nil {
 				w.fail("joining %s to sandbox %s: %v", ep.Name(), sb.ID()[:12], err)
 			}
 			return "join"
@@ -202,6 +225,36 @@ func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
 		return "create-network"
 	}
 	return "none"
+}
+
+// Published ports. Sandboxes publish fixed host ports from a range of
+// three, so two containers asking for the same one happens often (the
+// second join is refused), and ports the library chooses; endpoints named
+// with crashOwnPortPrefix publish crashOwnPorts of their own.
+const (
+	crashPortBase      = 30000
+	crashPortRange     = 3
+	crashOwnPortPrefix = "p"
+)
+
+var crashOwnPorts = []types.PortBinding{{Proto: types.TCP, Port: 8080}}
+
+// sandboxPorts picks what a new sandbox publishes: nothing, a fixed TCP
+// port, a chosen TCP port, or a fixed UDP port and a chosen TCP port.
+func (w *crashWorker) sandboxPorts() []types.PortBinding {
+	fixed := func(proto types.Protocol) types.PortBinding {
+		return types.PortBinding{Proto: proto, Port: 53, HostPort: uint16(crashPortBase + w.rng.Intn(crashPortRange))}
+	}
+	chosen := types.PortBinding{Proto: types.TCP, Port: 80}
+	switch w.rng.Intn(4) {
+	case 1:
+		return []types.PortBinding{fixed(types.TCP)}
+	case 2:
+		return []types.PortBinding{chosen}
+	case 3:
+		return []types.PortBinding{fixed(types.UDP), chosen}
+	}
+	return nil
 }
 
 func onNetwork(sb *libnetwork.Sandbox, network string) bool {

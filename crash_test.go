@@ -18,6 +18,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,10 +57,19 @@ func crashBudget() time.Duration {
 
 type crashDirs struct{ host, exec, data, active string }
 
-func (d crashDirs) options(active []string) []config.Option {
+// crashActive is what the child last asked the next start to keep: each
+// sandbox's ID with the ports it publishes (OptionPortMapping), which a
+// runtime passes again on a live restore.
+type crashActive map[string][]types.PortBinding
+
+func (d crashDirs) options(active crashActive) []config.Option {
 	keep := map[string]any{}
-	for _, id := range active {
-		keep[id] = []libnetwork.SandboxOption{}
+	for id, ports := range active {
+		var opts []libnetwork.SandboxOption
+		if len(ports) > 0 {
+			opts = append(opts, libnetwork.OptionPortMapping(ports))
+		}
+		keep[id] = opts
 	}
 	return []config.Option{
 		config.OptionHostNetNS(d.host), config.OptionExecRoot(d.exec), config.OptionDataDir(d.data),
@@ -68,26 +78,22 @@ func (d crashDirs) options(active []string) []config.Option {
 	}
 }
 
-// readActive returns the sandbox IDs the child last asked to keep.
-func readActive(path string) ([]string, error) {
+// readActive returns the sandboxes the child last asked to keep.
+func readActive(path string) (crashActive, error) {
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return nil, nil
+		return crashActive{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	return ids, json.Unmarshal(b, &ids)
+	active := crashActive{}
+	return active, json.Unmarshal(b, &active)
 }
 
 // writeActive replaces the list atomically (a kill never leaves half a file).
-func writeActive(path string, ids map[string]bool) error {
-	list := make([]string, 0, len(ids))
-	for id := range ids {
-		list = append(list, id)
-	}
-	b, err := json.Marshal(list)
+func writeActive(path string, active crashActive) error {
+	b, err := json.Marshal(active)
 	if err != nil {
 		return err
 	}
@@ -118,10 +124,11 @@ func TestCrashRecovery(t *testing.T) {
 			c.Stop()
 		}
 	})
+	var active crashActive
 	start := func() *libnetwork.Controller {
 		t.Helper()
-		active, err := readActive(dirs.active)
-		if err != nil {
+		var err error
+		if active, err = readActive(dirs.active); err != nil {
 			t.Fatal(err)
 		}
 		ctl, err := libnetwork.New(dirs.options(active)...)
@@ -132,7 +139,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	began := time.Now()
-	kills, stats := 0, crashStats{}
+	kills, stats := 0, crashStats{ops: map[string]int{}}
 	for i := 0; i < crashKills(); i++ {
 		if time.Since(began) > crashBudget() {
 			t.Logf("time budget spent after %d kills", i)
@@ -140,23 +147,23 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		// One kill in five lands early: during the child's own restore.
 		early := rng.Intn(5) == 0
-		ops := runCrashChild(t, dirs, seed+int64(i), early, rng)
+		runCrashChild(t, dirs, seed+int64(i), early, rng, stats.ops)
 		kills++
-		stats.ops += ops
 		c = start()
-		checkConsistent(t, host, c, dirs, &stats)
+		published := checkConsistent(t, host, c, dirs, active, &stats)
+		c.Stop()
+		c = nil
+		checkPortRecords(t, dirs, published)
 		if t.Failed() {
 			t.Fatalf("inconsistent after kill %d (child seed %d)", i+1, seed+int64(i))
 		}
-		c.Stop()
-		c = nil
 	}
-	t.Logf("%d kills in %v; children ran %d operations; state seen after kills: %s",
+	t.Logf("%d kills in %v; children ran operations %v; state seen after kills: %s",
 		kills, time.Since(began).Round(time.Millisecond), stats.ops, stats)
 
 	// Everything comes apart to nothing.
 	c = start()
-	checkConsistent(t, host, c, dirs, &stats)
+	checkConsistent(t, host, c, dirs, active, &stats)
 	teardown(t, c)
 	c.Stop()
 	c = nil
@@ -173,9 +180,9 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-// runCrashChild starts a worker, kills it at a random moment and returns
-// how many operations it reported finishing.
-func runCrashChild(t *testing.T, dirs crashDirs, seed int64, early bool, rng *rand.Rand) int {
+// runCrashChild starts a worker, kills it at a random moment and adds the
+// operations it reported finishing to ops, by name.
+func runCrashChild(t *testing.T, dirs crashDirs, seed int64, early bool, rng *rand.Rand, ops map[string]int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashHostEnv+"="+dirs.host, crashExecEnv+"="+dirs.exec,
@@ -191,7 +198,6 @@ func runCrashChild(t *testing.T, dirs crashDirs, seed int64, early bool, rng *ra
 	}
 	ready := make(chan struct{})
 	var mu sync.Mutex
-	ops := 0
 	var lines []string
 	scanned := make(chan struct{})
 	go func() {
@@ -205,7 +211,7 @@ func runCrashChild(t *testing.T, dirs crashDirs, seed int64, early bool, rng *ra
 			case line == "ready":
 				once.Do(func() { close(ready) })
 			case strings.HasPrefix(line, "op "):
-				ops++
+				ops[strings.TrimPrefix(line, "op ")]++
 			default:
 				lines = append(lines, line)
 			}
@@ -252,7 +258,6 @@ func runCrashChild(t *testing.T, dirs crashDirs, seed int64, early bool, rng *ra
 	if strings.Contains(stderr.String(), "DATA RACE") {
 		t.Fatalf("crash child hit a data race:\n%s", stderr.String())
 	}
-	return ops
 }
 
 // tmpfsDirTB is lifecycle_bench_test.go's tmpfsDir for any test: a private
@@ -275,9 +280,11 @@ func tmpfsDirTB(t testing.TB) string {
 }
 
 type crashStats struct {
-	ops, nets, eps, joined, sandboxes int
+	ops                                 map[string]int // operations the children finished, by name
+	nets, eps, joined, sandboxes, ports int
 }
 
 func (s crashStats) String() string {
-	return fmt.Sprintf("%d networks, %d endpoints (%d joined), %d sandboxes", s.nets, s.eps, s.joined, s.sandboxes)
+	return fmt.Sprintf("%d networks, %d endpoints (%d joined), %d sandboxes, %d published host ports",
+		s.nets, s.eps, s.joined, s.sandboxes, s.ports)
 }

@@ -3,6 +3,7 @@ package libnetwork
 import (
 	"errors"
 	"net"
+	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -119,7 +120,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	c.mu.Unlock()
 	undo.push(func() {
 		c.mu.Lock()
-		ep.join = nil
+		ep.join, ep.operPorts = nil, nil
 		c.mu.Unlock()
 	})
 	if osSbox != nil {
@@ -142,6 +143,13 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 		sb.removeEndpointLocked(ep)
 		c.mu.Unlock()
 		_ = sb.updateGateway()
+		// A gateway that moved back publishes its chosen ports anew:
+		// its record follows, so a restart brings back these.
+		var recs []func() (*store.Op, error)
+		for _, e := range sb.recordOperPorts() {
+			recs = append(recs, c.recEndpoint(e, stateReady))
+		}
+		_ = c.commit(recs...)
 	})
 	if err := sb.updateGateway(); err != nil {
 		return err
@@ -151,8 +159,10 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	}
 	undo.push(func() { sb.leaveDNS(ep) })
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
-	if gw := sb.recordOperPorts(); gw != nil && gw != ep {
-		recs = append(recs, c.recEndpoint(gw, stateReady))
+	for _, e := range sb.recordOperPorts() {
+		if e != ep {
+			recs = append(recs, c.recEndpoint(e, stateReady))
+		}
 	}
 	if err := c.commit(recs...); err != nil {
 		return err
@@ -255,9 +265,20 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	s := sb.osSbox
 	wasGateway := sb.gwEP == ep
 	sb.removeEndpointLocked(ep)
+	movesGateway := wasGateway && sb.gatewayEndpointLocked() != nil
 	c.mu.Unlock()
 
 	var errs []error
+	if movesGateway && !nsGoing {
+		// Intent: from here on the default route and the published
+		// ports move to another endpoint while this one's interface is
+		// still up, so a crash would leave a restart unable to tell the
+		// join is being undone. Other leaves need none: until their
+		// interface is down, rolling them back is consistent.
+		if err := c.commit(c.recEndpoint(ep, stateLeaving)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if wasGateway {
 		if err := sb.updateGateway(); err != nil {
 			errs = append(errs, err)
@@ -278,8 +299,8 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	ep.operPorts = nil
 	c.mu.Unlock()
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
-	if gw := sb.recordOperPorts(); gw != nil {
-		recs = append(recs, c.recEndpoint(gw, stateReady))
+	for _, e := range sb.recordOperPorts() {
+		recs = append(recs, c.recEndpoint(e, stateReady))
 	}
 	if err := c.commit(recs...); err != nil {
 		errs = append(errs, err)
@@ -360,23 +381,38 @@ func revokeExternal(ep *Endpoint) {
 
 // recordOperPorts remembers, on the sandbox's gateway endpoint, the host
 // ports its driver actually published, so a restart can publish the very
-// same ones again. It returns the gateway endpoint, if any. The caller
-// holds sb.opMu.
-func (sb *Sandbox) recordOperPorts() *Endpoint {
+// same ones again, and forgets them on the sandbox's other endpoints (a
+// port the gateway gave up when it moved on must not come back with an
+// endpoint that is no longer the gateway). It returns the endpoints whose
+// record must be rewritten. The caller holds sb.opMu.
+func (sb *Sandbox) recordOperPorts() []*Endpoint {
 	c := sb.ctrl
 	c.mu.Lock()
 	gw := sb.gwEP
+	eps := slices.Clone(sb.endpoints)
 	c.mu.Unlock()
-	if gw == nil {
-		return nil
+	var pbs []types.PortBinding
+	known := true
+	if gw != nil {
+		info, err := gw.network.driver.d.EndpointOperInfo(gw.network.id, gw.id)
+		pbs, _ = info[netlabel.PortMap].([]types.PortBinding)
+		known = err == nil // else the gateway keeps what it had
 	}
-	info, err := gw.network.driver.d.EndpointOperInfo(gw.network.id, gw.id)
-	if err != nil {
-		return gw
-	}
-	pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
+	var changed []*Endpoint
 	c.mu.Lock()
-	gw.operPorts = pbs
-	c.mu.Unlock()
-	return gw
+	defer c.mu.Unlock()
+	for _, ep := range eps {
+		want := pbs
+		switch {
+		case ep != gw:
+			want = nil
+		case !known:
+			continue
+		}
+		if !slices.EqualFunc(ep.operPorts, want, func(a, b types.PortBinding) bool { return a.Equal(&b) }) {
+			ep.operPorts = want
+			changed = append(changed, ep)
+		}
+	}
+	return changed
 }

@@ -25,6 +25,10 @@ const (
 	stateReady    = ""
 	stateCreating = "creating" // network: pools taken, driver may have made its bridge
 	stateJoining  = "joining"  // endpoint: the driver may have wired it into SandboxID
+	// endpoint: a Leave from SandboxID that moves the sandbox's gateway to
+	// another endpoint began (the default route and published ports may
+	// have moved already); the next start finishes it.
+	stateLeaving = "leaving"
 )
 
 type ipamInfoRecord struct {

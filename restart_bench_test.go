@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // restartN is how many endpoints BenchmarkRestart restores, all joined to
@@ -34,23 +36,31 @@ func restartN() int {
 const restartPerNet = 100 // endpoints per bridge network
 
 // BenchmarkRestart builds N containers (N/100 bridge networks of up to 100
-// endpoints, each endpoint joined to its own sandbox), stops the
-// controller and times New with every sandbox named in
-// OptionActiveSandboxes, the budget being 2 s. Throughout the
-// restart two of the containers exchange data over one TCP connection,
-// which must never stall or break; afterwards every interface (in the
-// sandboxes and on the host) must have the same ifindex, and the rule
-// count must be unchanged.
-//
-// Published ports: the bridge driver on this snapshot has no firewall
-// wired in (DriverInfo carries no netlabel.PortMap), so none are
-// published; see restartPortsHook.
+// endpoints, each endpoint joined to its own sandbox), each publishing
+// one TCP host port (even ones a fixed port of 20000+i, odd ones a port
+// the library chooses), stops the controller and times New with every
+// sandbox named in OptionActiveSandboxes, the budget being 2 s.
+// Throughout the restart two TCP conversations run, which must never
+// stall or break: one between two containers, one from the host's
+// loopback through a published port. Afterwards every interface (in the
+// sandboxes and on the host) must have the same ifindex, every container
+// the same host port, still held (a bind on it fails), the rule count must
+// be unchanged, and a new connection through a published port works.
 func BenchmarkRestart(b *testing.B) {
 	testutil.RequireRoot(b)
 	n := restartN()
 	for i := 0; i < b.N; i++ {
 		benchRestart(b, n)
 	}
+}
+
+// restartPorts is what container i publishes.
+func restartPorts(i int) []types.PortBinding {
+	pb := types.PortBinding{Proto: types.TCP, Port: 80}
+	if i%2 == 0 {
+		pb.HostPort = uint16(20000 + i)
+	}
+	return []types.PortBinding{pb}
 }
 
 func benchRestart(b *testing.B, n int) {
@@ -85,7 +95,7 @@ func benchRestart(b *testing.B, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sb, err := c.NewSandbox(fmt.Sprintf("c%d", i))
+		sb, err := c.NewSandbox(fmt.Sprintf("c%d", i), libnetwork.OptionPortMapping(restartPorts(i)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -93,21 +103,40 @@ func benchRestart(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		sbs = append(sbs, sb)
-		active[sb.ID()] = []libnetwork.SandboxOption{}
+		// As a runtime does on a live restore: the same options again.
+		active[sb.ID()] = []libnetwork.SandboxOption{libnetwork.OptionPortMapping(restartPorts(i))}
 	}
-	restartPortsHook(b, c)
-	fmt.Printf("\nrestart benchmark: %d endpoints on %d networks, all joined to live sandboxes (setup %v)\n",
-		n, (n+restartPerNet-1)/restartPerNet, time.Since(setup).Round(time.Millisecond))
+	portsBefore := publishedPorts(b, sbs)
+	fmt.Printf("\nrestart benchmark: %d endpoints on %d networks, all joined to live sandboxes, %d host ports published (setup %v)\n",
+		n, (n+restartPerNet-1)/restartPerNet, len(portsBefore), time.Since(setup).Round(time.Millisecond))
+	if len(portsBefore) != n {
+		b.Fatalf("%d host ports published for %d containers", len(portsBefore), n)
+	}
 
 	before := snapshotIfindexes(b, host, sbs)
 	rulesBefore := ruleCount(b, host)
 
-	// A TCP conversation between containers 0 and 1 (same network) runs
-	// through the whole restart.
-	talk := startTalk(b, sbs[0], sbs[1])
+	// Two TCP conversations run through the whole restart: container 0
+	// with container 1 (same network), and the host's loopback with
+	// container 2 through its published port.
+	ns := func(sb *libnetwork.Sandbox) *netnsutil.NS {
+		h, err := netnsutil.Open(sb.Key())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { h.Close() })
+		return h
+	}
+	ip := func(sb *libnetwork.Sandbox) string { return sb.Endpoints()[0].Info().Iface().Address().IP.String() }
+	direct := startTalk(b, "between two live containers", ns(sbs[0]), ip(sbs[0])+":7777", ns(sbs[1]), ip(sbs[0])+":7777")
+	pubAddr := fmt.Sprintf("127.0.0.1:%d", portsBefore[sbs[2].ID()])
+	published := startTalk(b, "host to a published port", ns(sbs[2]), ip(sbs[2])+":80", host.NS, pubAddr)
 
 	time.Sleep(50 * time.Millisecond)
 	stopLast()
+	// Stop closed the reservation sockets (the rules stay): the check
+	// below that New holds the ports again is not vacuous.
+	heldWhileDown := portHeld(b, host, portsBefore[sbs[4].ID()])
 	t0 := time.Now()
 	c2, err := libnetwork.New(append(base, config.OptionActiveSandboxes(active))...)
 	ready := time.Since(t0)
@@ -116,7 +145,7 @@ func benchRestart(b *testing.B, n int) {
 	}
 	defer c2.Stop()
 	time.Sleep(50 * time.Millisecond)
-	stats := talk.stop()
+	stats := []talkStats{direct.stop(), published.stop()}
 
 	if err := c2.RestoreError(); err != nil {
 		b.Fatalf("restore: %v", err)
@@ -132,16 +161,54 @@ func benchRestart(b *testing.B, n int) {
 		}
 	}
 	rulesAfter := ruleCount(b, host)
-	fmt.Printf("controller ready in %v (budget 2s); %s\n", ready.Round(time.Millisecond), stats)
+	var restored []*libnetwork.Sandbox
+	for _, sb := range sbs {
+		rsb, err := c2.SandboxByID(sb.ID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		restored = append(restored, rsb)
+	}
+	portsAfter := publishedPorts(b, restored)
+	moved, free := 0, 0
+	for id, p := range portsBefore {
+		if portsAfter[id] != p {
+			moved++
+		}
+		if !portHeld(b, host, p) {
+			free++
+		}
+	}
+	// A new connection through a published port (the rules work, not only
+	// the conntrack entry of the old one).
+	fresh := freshPublished(b, ns(sbs[3]), ip(sbs[3]), host, portsAfter[sbs[3].ID()])
+
+	fmt.Printf("controller ready in %v (budget 2s)\n", ready.Round(time.Millisecond))
+	for _, s := range stats {
+		fmt.Printf("  %s\n", s)
+	}
 	fmt.Printf("interfaces checked: %d, ifindex changed: %d; rules before/after: %d/%d\n", len(before), changed, rulesBefore, rulesAfter)
+	fmt.Printf("host ports checked: %d, changed: %d, not held after restart: %d; new connection through a published port: %v\n",
+		len(portsBefore), moved, free, fresh)
 	if changed > 0 || len(after) != len(before) {
 		b.Errorf("%d interfaces changed ifindex or vanished across the restart", changed+len(before)-len(after))
 	}
 	if rulesAfter != rulesBefore {
 		b.Errorf("rule count changed across the restart: %d -> %d", rulesBefore, rulesAfter)
 	}
-	if stats.errs > 0 || stats.maxGap > 200*time.Millisecond {
-		b.Errorf("data plane interrupted: %s", stats)
+	if heldWhileDown {
+		b.Errorf("host port %d still held while no controller ran: the held check proves nothing", portsBefore[sbs[4].ID()])
+	}
+	if moved > 0 || free > 0 || len(portsAfter) != len(portsBefore) {
+		b.Errorf("published ports: %d changed, %d no longer held, %d of %d still published", moved, free, len(portsAfter), len(portsBefore))
+	}
+	if fresh != nil {
+		b.Errorf("new connection through a published port after the restart: %v", fresh)
+	}
+	for _, s := range stats {
+		if s.errs > 0 || s.maxGap > 200*time.Millisecond {
+			b.Errorf("data plane interrupted: %s", s)
+		}
 	}
 	if ready > 2*time.Second {
 		b.Errorf("restart took %v, budget 2 s", ready)
@@ -161,22 +228,62 @@ func benchRestart(b *testing.B, n int) {
 	}
 }
 
-// restartPortsHook is where the benchmark will publish N host ports (one
-// per container, restored through ProgramExternalConnectivity with the
-// stored operational bindings) once the bridge driver programs the
-// firewall. TODO(ports): publish OptionPortMapping on every sandbox and
-// check no host port is held twice after the restart. Until then it only
-// records that ports are not wired, so the numbers say what they cover.
-func restartPortsHook(b *testing.B, c *libnetwork.Controller) {
-	for _, nw := range c.Networks() {
-		for _, ep := range nw.Endpoints() {
+// publishedPorts maps each sandbox to the IPv4 host port its endpoint
+// publishes tcp/80 on (as the driver reports it).
+func publishedPorts(b *testing.B, sbs []*libnetwork.Sandbox) map[string]uint16 {
+	out := map[string]uint16{}
+	for _, sb := range sbs {
+		for _, ep := range sb.Endpoints() {
 			info, err := ep.DriverInfo()
-			if err == nil && info[netlabel.PortMap] != nil {
-				b.Logf("ports are wired on this snapshot: extend restartPortsHook")
+			if err != nil {
+				b.Fatal(err)
 			}
-			return
+			pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
+			for _, pb := range pbs {
+				if pb.Proto == types.TCP && pb.Port == 80 && pb.HostIP.To4() != nil {
+					out[sb.ID()] = pb.HostPort
+				}
+			}
 		}
 	}
+	return out
+}
+
+// portHeld reports whether tcp port is taken on every IPv4 address of the
+// host namespace: a listener there must fail with EADDRINUSE.
+func portHeld(b *testing.B, host *testutil.HostNS, port uint16) bool {
+	var err error
+	if herr := host.Do(func() error {
+		var l net.Listener
+		if l, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err == nil {
+			l.Close()
+		}
+		return nil
+	}); herr != nil {
+		b.Fatal(herr)
+	}
+	return errors.Is(err, unix.EADDRINUSE)
+}
+
+// freshPublished serves one answer on ip:80 inside ns and fetches it from
+// the host's loopback through hostPort.
+func freshPublished(b *testing.B, ns *netnsutil.NS, ip string, host *testutil.HostNS, hostPort uint16) error {
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", ip+":80"); return err }); err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			_, _ = io.WriteString(c, "hello\n")
+			c.Close()
+		}
+	}()
+	got, err := fetchWithin(host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), 3*time.Second)
+	if err == nil && got != "hello" {
+		err = fmt.Errorf("got %q", got)
+	}
+	return err
 }
 
 // snapshotIfindexes maps every sandbox interface and tagged host link to
@@ -226,100 +333,4 @@ func ruleCount(b *testing.B, host *testutil.HostNS) int {
 		total += strings.Count(string(out), "\n")
 	}
 	return total
-}
-
-// talk is a TCP conversation: the client sends a counter every
-// millisecond and the server echoes it back.
-type talk struct {
-	conn, srv net.Conn
-	ln        net.Listener
-	stopc     chan struct{}
-	done      chan talkStats
-}
-
-type talkStats struct {
-	rounds int
-	errs   int
-	maxGap time.Duration
-}
-
-func (s talkStats) String() string {
-	return fmt.Sprintf("TCP between two live containers: %d round trips, %d errors, longest gap %v",
-		s.rounds, s.errs, s.maxGap.Round(time.Microsecond))
-}
-
-func startTalk(b *testing.B, server, client *libnetwork.Sandbox) *talk {
-	sns, err := netnsutil.Open(server.Key())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sns.Close()
-	cns, err := netnsutil.Open(client.Key())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cns.Close()
-	addr := server.Endpoints()[0].Info().Iface().Address().IP.String() + ":7777"
-	tk := &talk{stopc: make(chan struct{}), done: make(chan talkStats, 1)}
-	if err := sns.Do(func() (err error) { tk.ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		b.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := tk.ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-		_, _ = io.Copy(c, c) // echo
-	}()
-	if err := cns.Do(func() (err error) { tk.conn, err = net.DialTimeout("tcp", addr, 2*time.Second); return err }); err != nil {
-		b.Fatal(err)
-	}
-	tk.srv = <-accepted
-	if tk.srv == nil {
-		b.Fatal("accept failed")
-	}
-	go tk.run()
-	return tk
-}
-
-func (tk *talk) run() {
-	var st talkStats
-	buf := make([]byte, 8)
-	last := time.Now()
-	for i := 0; ; i++ {
-		select {
-		case <-tk.stopc:
-			tk.done <- st
-			return
-		default:
-		}
-		msg := fmt.Sprintf("%08d", i%100000000)
-		tk.conn.SetDeadline(time.Now().Add(time.Second))
-		_, err := io.WriteString(tk.conn, msg)
-		if err == nil {
-			_, err = io.ReadFull(tk.conn, buf)
-		}
-		if err != nil || string(buf) != msg {
-			st.errs++
-			continue
-		}
-		st.rounds++
-		if gap := time.Since(last); gap > st.maxGap {
-			st.maxGap = gap
-		}
-		last = time.Now()
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (tk *talk) stop() talkStats {
-	close(tk.stopc)
-	st := <-tk.done
-	tk.conn.Close()
-	tk.srv.Close()
-	tk.ln.Close()
-	return st
 }

@@ -4,18 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
-	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -59,7 +54,9 @@ func (c *Controller) restore() error {
 	}
 	// MACs of joins a crash interrupted, by sandbox: the interface the
 	// driver may have made in a kept sandbox is found by it and removed.
+	// Leaves a crash interrupted are finished in their kept sandbox.
 	halfJoins := map[string][]string{}
+	leaving := map[string]bool{}
 	for id, raw := range eps {
 		var r endpointRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -68,6 +65,9 @@ func (c *Controller) restore() error {
 		}
 		if r.State == stateJoining && r.SandboxID != "" && r.MacAddress != "" {
 			halfJoins[r.SandboxID] = append(halfJoins[r.SandboxID], r.MacAddress)
+		}
+		if r.State == stateLeaving {
+			leaving[r.ID] = true
 		}
 		if err := c.restoreEndpoint(r); err != nil {
 			errs = append(errs, types.Wrapf(err, "restoring endpoint %s", r.Name))
@@ -78,6 +78,7 @@ func (c *Controller) restore() error {
 	if err != nil {
 		return err
 	}
+	var publishLater []*Sandbox
 	for id, raw := range sbs {
 		var r sandboxRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -86,13 +87,29 @@ func (c *Controller) restore() error {
 		}
 		opts, active := c.cfg.ActiveSandboxes[r.ID]
 		if active {
-			if err := c.restoreSandbox(r, opts, halfJoins[r.ID]); err == nil {
+			if later, err := c.restoreSandbox(r, opts, halfJoins[r.ID], leaving); err == nil {
+				if later != nil {
+					publishLater = append(publishLater, later)
+				}
 				continue
 			} else {
 				errs = append(errs, types.Wrapf(err, "restoring sandbox of container %s", r.ContainerID))
 			}
 		}
 		errs = append(errs, c.removeStaleSandbox(r))
+	}
+	// Gateways publishing anew go last: every host port a record claims
+	// is held again by now, so none is chosen twice. A port that cannot
+	// be published fails like at a join, but the sandbox stays.
+	for _, sb := range publishLater {
+		c.mu.Lock()
+		gw := sb.gwEP
+		c.mu.Unlock()
+		sb.opMu.Lock()
+		if err := sb.publishGateway(gw, nil); err != nil {
+			errs = append(errs, types.Wrapf(err, "restoring sandbox of container %s", sb.containerID))
+		}
+		sb.opMu.Unlock()
 	}
 	// Endpoints still claiming a sandbox that did not come back were
 	// attached to a container that is gone: delete them, as upstream does.
@@ -159,37 +176,6 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	c.mu.Unlock()
 	ok = true
 	return nil
-}
-
-// networkAbandoner is implemented by drivers that can clean up after a
-// CreateNetwork a crash cut short, before its objects were tagged (the
-// bridge driver). TODO(foundation): belongs in driverapi next to
-// GarbageCollector.
-type networkAbandoner interface {
-	AbandonNetwork(req driverapi.CreateNetworkRequest) error
-}
-
-// abandonNetwork lets the driver of an unfinished network record remove
-// what it may have made untagged. Nothing is replayed in IPAM: the pools
-// the record names were never confirmed to anyone.
-func (c *Controller) abandonNetwork(r networkRecord) error {
-	e, err := c.driver(r.Type)
-	if err != nil {
-		return nil // no driver, nothing it could have made
-	}
-	a, ok := e.d.(networkAbandoner)
-	if !ok {
-		return nil
-	}
-	gen, err := decodeGeneric(r.Generic)
-	if err != nil {
-		return types.InternalErrorf("decoding options of unfinished network %s: %w", r.Name, err)
-	}
-	if gen == nil {
-		gen = map[string]any{}
-	}
-	n := &Network{generic: gen, enableIPv6: r.EnableIPv6, internal: r.Internal}
-	return a.AbandonNetwork(driverapi.CreateNetworkRequest{NetworkID: r.ID, Options: n.driverOptions()})
 }
 
 // replayPools asks IPAM again for exactly the pools, gateways and aux
@@ -306,7 +292,10 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 	if err := ep.mergeDriverInterface(got); err != nil {
 		return err
 	}
-	if r.State == stateReady && r.SandboxID != "" && r.Join != nil {
+	joined := r.State == stateReady || r.State == stateLeaving
+	if joined && r.SandboxID != "" && r.Join != nil {
+		// A leave under way is finished by its sandbox's restore (or goes
+		// with the sandbox), so its intent record stays until then.
 		ep.sandboxID = r.SandboxID
 		ep.join = joinFromRecord(r.Join)
 	}
@@ -315,7 +304,7 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 	n.epNames[ep.name] = ep.id
 	c.mu.Unlock()
 	ok = true
-	if r.State != stateReady {
+	if !joined {
 		// A join was under way: it is undone (GC removes what the driver
 		// made); the endpoint itself is fine.
 		return c.commit(c.recEndpoint(ep, stateReady))
@@ -355,18 +344,22 @@ func joinFromRecord(r *joinRecord) *joinState {
 }
 
 // restoreSandbox takes back a sandbox of the previous run with its joins,
-// without touching its data plane. A join whose interface is gone (a crash
-// during Leave) is finished off as left; interfaces of joins or leaves a
-// crash interrupted (halfJoinMACs: the MACs of endpoints recorded as
-// joining it) are removed. On error the sandbox is not registered and its
+// without touching its data plane. A join whose interface is gone or down
+// (a crash during Leave), or whose endpoint is in leaving (a leave that
+// moved the gateway), is finished off as left; interfaces of joins or
+// leaves a crash interrupted (halfJoinMACs: the MACs of endpoints recorded
+// as joining it) are removed; the default route and published ports are
+// put back on the gateway endpoint (when it must publish anew, the sandbox
+// is returned to the caller to do it with publishGateway once every
+// sandbox is back). On error the sandbox is not registered and its
 // namespace handles are released; the caller removes what is left.
-func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []string) (retErr error) {
+func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []string, leaving map[string]bool) (publishLater *Sandbox, retErr error) {
 	sbOpts, _ := opts.([]SandboxOption)
 	sb := &Sandbox{ctrl: c, id: r.ID, containerID: r.ContainerID, key: r.Key,
 		prio: map[string]int{}, aliases: map[string]map[string]string{}}
 	sb.cfg.apply(sbOpts)
 	if sb.cfg.optErr != nil {
-		return sb.cfg.optErr
+		return nil, sb.cfg.optErr
 	}
 	sb.cfg.useDefaultSandbox, sb.cfg.useExternalKey = r.DefaultSandbox, r.ExternalKey
 	var osSbox *osl.Sandbox
@@ -379,7 +372,7 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 		osSbox, err = osl.Open(r.Key)
 	}
 	if err != nil {
-		return types.Wrapf(err, "re-opening namespace %s", r.Key)
+		return nil, types.Wrapf(err, "re-opening namespace %s", r.Key)
 	}
 	c.mu.Lock()
 	sb.osSbox = osSbox
@@ -413,7 +406,9 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	var errs []error
 	var left []*Endpoint
 	for _, ep := range eps {
-		if err := sb.restoreJoin(osSbox, ep); types.IsNotFound(err) {
+		if leaving[ep.id] {
+			left = append(left, ep)
+		} else if err := sb.restoreJoin(osSbox, ep); types.IsNotFound(err) {
 			left = append(left, ep)
 		} else if err != nil {
 			errs = append(errs, err)
@@ -425,23 +420,8 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	if osSbox != nil {
 		errs = append(errs, sb.removeLeftoverIfaces(osSbox, halfJoinMACs))
 	}
-	// Give the gateway endpoint its external connectivity back: rules are
-	// taken over as they are and the same host ports bound again.
-	c.mu.Lock()
-	gw := sb.gatewayEndpointLocked()
-	c.mu.Unlock()
-	if gw != nil {
-		labels := sb.cfg.labels()
-		if len(gw.operPorts) > 0 {
-			labels[netlabel.PortMap] = slices.Clone(gw.operPorts)
-		}
-		if ext, ok := gw.network.driver.d.(driverapi.ExternalConnectivity); ok {
-			errs = append(errs, ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels))
-		}
-		c.mu.Lock()
-		sb.gwEP = gw
-		c.mu.Unlock()
-	}
+	later, err := sb.restoreGateway(osSbox)
+	errs = append(errs, err)
 	if err := sb.setupDNSFiles(); err != nil {
 		errs = append(errs, err)
 	}
@@ -454,190 +434,11 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	for _, ep := range sb.Endpoints() {
 		errs = append(errs, sb.joinDNS(ep))
 	}
-	return errors.Join(errs...)
-}
-
-// restoreJoin tells the driver about a join it made in an earlier run,
-// after checking that the interface is still in the namespace.
-func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
-	js := ep.join
-	if s != nil && js.dstName != "" {
-		l, err := s.Netlink().LinkByName(js.dstName)
-		if err != nil {
-			return types.NotFoundErrorf("interface %s of endpoint %s is gone from sandbox %s", js.dstName, ep.name, sb.id[:12])
-		}
-		// Join leaves its interface up; Leave takes it down first. Down
-		// means a Leave was cut short (the leave is finished, as when the
-		// interface is gone). The price: a container that set its own
-		// interface down loses that endpoint across a restart.
-		if l.Attrs().Flags&net.FlagUp == 0 {
-			return types.NotFoundErrorf("interface %s of endpoint %s in sandbox %s is down: its leave was cut short", js.dstName, ep.name, sb.id[:12])
-		}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	r, ok := ep.network.driver.d.(driverapi.JoinRestorer)
-	if !ok {
-		return nil
+	if later {
+		return sb, nil
 	}
-	key := ""
-	if s != nil {
-		key = s.Key()
-	}
-	return r.RestoreJoin(driverapi.JoinRequest{NetworkID: ep.network.id, EndpointID: ep.id, SandboxKey: key,
-		Options: sb.cfg.labels()}, driverapi.JoinResult{DstName: js.dstName, SrcName: js.srcName,
-		DstPrefix: js.dstPrefix, Gateway: js.gw, GatewayIPv6: js.gw6, StaticRoutes: js.routes})
-}
-
-// finishLeaves records as left the joins whose interface vanished from a
-// kept sandbox or is down: a crash cut their Leave short after the
-// interface was taken out of service. The driver never took these joins back, so there
-// is nothing to tell it; the host end of the veth, tagged with an endpoint
-// no longer joined, goes with garbage collection.
-func (sb *Sandbox) finishLeaves(s *osl.Sandbox, left []*Endpoint) error {
-	c := sb.ctrl
-	var errs []error
-	for _, ep := range left {
-		// Still there (down), it goes now, its veth's host end with it.
-		if s != nil && ep.join.dstName != "" {
-			errs = append(errs, s.RemoveInterface(ep.join.dstName))
-		}
-	}
-	c.mu.Lock()
-	for _, ep := range left {
-		sb.removeEndpointLocked(ep)
-		ep.sandboxID, ep.join, ep.operPorts = "", nil, nil
-	}
-	c.mu.Unlock()
-	recs := []func() (*store.Op, error){c.recSandbox(sb)}
-	for _, ep := range left {
-		recs = append(recs, c.recEndpoint(ep, stateReady))
-	}
-	return errors.Join(append(errs, c.commit(recs...))...)
-}
-
-// removeLeftoverIfaces deletes from a kept sandbox the interfaces a crash
-// left half-made or half-removed. In a namespace the library created every
-// interface comes from a join, so each one no restored join accounts for
-// goes (this covers joins of networks kept in memory only, which have no
-// intent record). In a namespace someone else owns (external key, default
-// sandbox) only what is recognisably ours goes: links a Leave had detached
-// (osl renames them "gone<ifindex>") and links with the MAC of an
-// endpoint whose join was cut short. Deleting one end of a veth deletes
-// the pair, so the host end goes too, even if the crash came before the
-// driver tagged it.
-func (sb *Sandbox) removeLeftoverIfaces(s *osl.Sandbox, halfJoinMACs []string) error {
-	c := sb.ctrl
-	inUse := map[string]bool{}
-	c.mu.Lock()
-	for _, ep := range sb.endpoints {
-		if ep.join != nil && ep.join.dstName != "" {
-			inUse[ep.join.dstName] = true
-		}
-	}
-	c.mu.Unlock()
-	owned := !sb.cfg.useExternalKey && !sb.cfg.useDefaultSandbox
-	stale := map[string]bool{}
-	for _, m := range halfJoinMACs {
-		if hw, err := net.ParseMAC(m); err == nil {
-			stale[hw.String()] = true
-		}
-	}
-	links, err := s.Netlink().LinkList()
-	if err != nil {
-		return types.InternalErrorf("listing links of sandbox %s: %w", sb.id[:12], err)
-	}
-	var errs []error
-	for _, l := range links {
-		a := l.Attrs()
-		if inUse[a.Name] || a.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		if owned || isDetachedName(a.Name) || (len(a.HardwareAddr) > 0 && stale[a.HardwareAddr.String()]) {
-			errs = append(errs, s.RemoveInterface(a.Name))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// isDetachedName reports whether name is one osl.DetachInterface gives.
-func isDetachedName(name string) bool {
-	rest, ok := strings.CutPrefix(name, "gone")
-	if !ok || rest == "" {
-		return false
-	}
-	for _, r := range rest {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// removeStaleSandbox removes what a sandbox of the previous run left: its
-// namespace (the kernel reaps the veths inside), files and record.
-func (c *Controller) removeStaleSandbox(r sandboxRecord) error {
-	var errs []error
-	if !r.DefaultSandbox {
-		errs = append(errs, netnsutil.Remove(r.Key))
-	}
-	errs = append(errs, os.RemoveAll(filepath.Join(c.cfg.ExecRoot, "files", r.ID)))
-	errs = append(errs, c.commit(recDelete(kindSandbox, r.ID)))
-	return errors.Join(errs...)
-}
-
-// collectGarbage removes what no record accounts for: namespace files and
-// sandbox file directories under ExecRoot, and (through the drivers that
-// can) bridges, veths and rules tagged with IDs that are gone.
-func (c *Controller) collectGarbage() error {
-	var errs []error
-	c.mu.Lock()
-	keys := map[string]bool{}
-	sbIDs := map[string]bool{}
-	for _, sb := range c.sandboxes {
-		keys[filepath.Base(sb.key)] = true
-		sbIDs[sb.id] = true
-	}
-	liveNets := map[string]bool{}
-	joined := map[string]bool{}
-	drivers := map[driverapi.Driver]bool{}
-	for id, n := range c.networks {
-		liveNets[id] = true
-		drivers[n.driver.d] = true
-		for eid, ep := range n.endpoints {
-			if ep.sandboxID != "" {
-				joined[eid] = true
-			}
-		}
-	}
-	c.mu.Unlock()
-	netnsDir := filepath.Join(c.cfg.ExecRoot, "netns")
-	if entries, err := os.ReadDir(netnsDir); err == nil {
-		for _, e := range entries {
-			if !keys[e.Name()] {
-				errs = append(errs, netnsutil.Remove(filepath.Join(netnsDir, e.Name())))
-			}
-		}
-	}
-	filesDir := filepath.Join(c.cfg.ExecRoot, "files")
-	if entries, err := os.ReadDir(filesDir); err == nil {
-		for _, e := range entries {
-			if !sbIDs[e.Name()] {
-				errs = append(errs, os.RemoveAll(filepath.Join(filesDir, e.Name())))
-			}
-		}
-	}
-	for _, e := range c.drv.allDrivers() {
-		if gc, ok := e.(driverapi.GarbageCollector); ok {
-			errs = append(errs, gc.CollectGarbage(liveNets, joined))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// CollectGarbage removes kernel objects and files the library made that no
-// network, endpoint or sandbox accounts for any more (leftovers of a crash),
-// as New does at start. It is safe to call at any time.
-func (c *Controller) CollectGarbage() error {
-	c.gcMu.Lock()
-	defer c.gcMu.Unlock()
-	return c.collectGarbage()
+	return nil, nil
 }

@@ -289,7 +289,11 @@ func (sb *Sandbox) SetKey(path string) error {
 		return err
 	}
 	ok = true
-	return c.commit(c.recSandbox(sb))
+	recs := []func() (*store.Op, error){c.recSandbox(sb)}
+	for _, e := range sb.recordOperPorts() {
+		recs = append(recs, c.recEndpoint(e, stateReady))
+	}
+	return c.commit(recs...)
 }
 
 // Refresh re-applies the sandbox's configuration with opts: every endpoint

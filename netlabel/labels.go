@@ -16,6 +16,13 @@ const (
 	GenericData = Prefix + ".generic"
 	// PortMap is the key of an endpoint's or sandbox's []types.PortBinding.
 	PortMap = Prefix + ".portmap"
+	// OperPortMap is the key under which the controller, restoring a live
+	// sandbox after a restart, passes its gateway endpoint's operational
+	// []types.PortBinding (host ports as published before) to
+	// ProgramExternalConnectivity: a driver that knows it publishes exactly
+	// those, instead of the requested PortMap merged with the endpoint's
+	// own, so every port, chosen ones included, comes back unchanged.
+	OperPortMap = Prefix + ".portmap.operational"
 	// MacAddress is the key of an endpoint's net.HardwareAddr.
 	MacAddress = Prefix + ".endpoint.macaddress"
 	// ExposedPorts is the key of an endpoint's or sandbox's []types.TransportPort.

@@ -33,6 +33,31 @@ func (s *Sandbox) UnsetGateway() error { return s.unsetGateway(netlink.FAMILY_V4
 // UnsetGatewayIPv6 deletes the IPv6 default route(s). None is not an error.
 func (s *Sandbox) UnsetGatewayIPv6() error { return s.unsetGateway(netlink.FAMILY_V6) }
 
+// DefaultGateways returns the gateways of the sandbox's IPv4 and IPv6
+// default routes (nil for a route through a device only), read in one
+// dump. None is an empty list.
+func (s *Sandbox) DefaultGateways() (v4, v6 []net.IP, err error) {
+	op := fmt.Sprintf("listing default routes in sandbox %s", s.key)
+	if err := s.use(op); err != nil {
+		return nil, nil, err
+	}
+	defer s.life.RUnlock()
+	routes, err := s.nl.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, kernelErr(err, "%s", op)
+	}
+	for _, r := range routes {
+		switch {
+		case !isDefault(r.Dst):
+		case r.Family == netlink.FAMILY_V6:
+			v6 = append(v6, r.Gw)
+		default:
+			v4 = append(v4, r.Gw)
+		}
+	}
+	return v4, v6, nil
+}
+
 func (s *Sandbox) setGateway(gw net.IP, family int) error {
 	op := fmt.Sprintf("setting gateway %s in sandbox %s", gw, s.key)
 	if err := s.use(op); err != nil {

@@ -71,6 +71,10 @@ func TestGateways(t *testing.T) {
 	if len(d6) != 1 || !d6[0].Gw.Equal(net.ParseIP("fd00:1::1")) || d6[0].LinkIndex != eth0.Attrs().Index {
 		t.Fatalf("IPv6 default routes %v, want one via fd00:1::1 dev eth0", d6)
 	}
+	if v4, v6, err := s.DefaultGateways(); err != nil || len(v4) != 1 || !v4[0].Equal(net.ParseIP("10.1.0.1")) ||
+		len(v6) != 1 || !v6[0].Equal(net.ParseIP("fd00:1::1")) {
+		t.Fatalf("DefaultGateways() = %v, %v, %v; want [10.1.0.1], [fd00:1::1]", v4, v6, err)
+	}
 
 	// Bad gateways are refused with a class.
 	if err := s.SetGateway(net.ParseIP("fd00:1::1")); !types.IsBadRequest(err) {
@@ -95,6 +99,9 @@ func TestGateways(t *testing.T) {
 	}
 	if d := defaultRoutes(t, s, netlink.FAMILY_V6); len(d) != 0 {
 		t.Errorf("IPv6 default route left: %v", d)
+	}
+	if v4, v6, err := s.DefaultGateways(); err != nil || len(v4)+len(v6) != 0 {
+		t.Errorf("DefaultGateways() with none set = %v, %v, %v", v4, v6, err)
 	}
 	// With no default route at all, the kernel finds no way to 10.9.9.9.
 	if err := s.SetGateway(net.ParseIP("10.9.9.9")); err == nil || !types.IsClassed(err) {

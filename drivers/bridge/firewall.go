@@ -46,10 +46,16 @@ type endpointAddrs struct {
 // ProgramExternalConnectivity is called for the sandbox's gateway endpoint
 // with the sandbox's labels. It publishes the union of the sandbox's
 // netlabel.PortMap and the endpoint's own (CreateOptionPortMapping) on the
-// endpoint's addresses, and records the exposed ports of both. A host port
+// endpoint's addresses, or, when the labels carry netlabel.OperPortMap (a
+// live restore), exactly those bindings; and records the exposed ports. A host port
 // already taken fails with a Forbidden error naming it, and leaves nothing.
 func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string]any) error {
-	sbPorts, sbExposed, err := portOptions("programming external connectivity of endpoint "+eid, options)
+	what := "programming external connectivity of endpoint " + eid
+	sbPorts, sbExposed, err := portOptions(what, options)
+	if err != nil {
+		return err
+	}
+	oper, err := operPortOption(what, options)
 	if err != nil {
 		return err
 	}
@@ -65,6 +71,12 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 	}
 	addrs := ep.addrs()
 	bindings := mergeBindings(ep.ownPorts, sbPorts)
+	if oper != nil {
+		// A restart: the very ports published before, which already
+		// include the endpoint's own. Merging them with its own requests
+		// would publish a chosen port a second time, on a new host port.
+		bindings = mergeBindings(oper)
+	}
 	exposed := mergeExposed(ep.ownExposed, sbExposed)
 	again := ep.programmed
 	ep.busy = true

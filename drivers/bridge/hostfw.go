@@ -8,6 +8,7 @@ import (
 	"github.com/opencnm/libnetwork/firewall/iptables"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -187,6 +188,20 @@ func portOptions(what string, opts map[string]any) ([]types.PortBinding, []types
 		eps = l
 	}
 	return pbs, eps, nil
+}
+
+// operPortOption reads netlabel.OperPortMap from a label map: nil when
+// absent, an error when not a []types.PortBinding.
+func operPortOption(what string, opts map[string]any) ([]types.PortBinding, error) {
+	v, ok := opts[netlabel.OperPortMap]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	l, ok := v.([]types.PortBinding)
+	if !ok {
+		return nil, types.BadRequestErrorf("%s: option %s must be []types.PortBinding, not %T", what, netlabel.OperPortMap, v)
+	}
+	return l, nil
 }
 
 // pruneUnclaimed drops the rules a previous process left for networks and

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 
 	goipt "github.com/coreos/go-iptables/iptables"
 
@@ -180,10 +181,24 @@ func (e *Exec) ListChain(fam firewall.Family, table, chain string) (string, erro
 	return strings.Join(lines, "\n") + "\n", nil
 }
 
+// diesWithUs makes a child get SIGKILL when we die. Without it an
+// iptables-restore we started goes on after a crash and may commit its
+// script after the restarted process has read the rules and taken them
+// over, which then disagree with the kernel (the crash test saw published
+// ports left without their DNAT rules). Killed, it has either committed
+// before we died (the restart reads the result) or never will: a
+// transaction is atomic. The signal is tied to the forking thread, which
+// NS.Do keeps alive (it discards a thread only when it cannot switch it
+// back, and then a warm process dies idle and is replaced cold).
+func diesWithUs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 func (e *Exec) run(bin, stdin string, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	err := e.ns.Do(func() error {
 		cmd := exec.Command(bin, args...)
+		cmd.SysProcAttr = diesWithUs()
 		if stdin != "" {
 			cmd.Stdin = strings.NewReader(stdin)
 		}

@@ -39,6 +39,7 @@ type warmProc struct {
 func (e *Exec) spawn(bin string, args []string) (*warmProc, error) {
 	p := &warmProc{exited: make(chan struct{})}
 	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = diesWithUs()
 	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

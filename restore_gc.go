@@ -1,0 +1,68 @@
+package libnetwork
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+)
+
+// collectGarbage removes what no record accounts for: namespace files and
+// sandbox file directories under ExecRoot, and (through the drivers that
+// can) bridges, veths and rules tagged with IDs that are gone.
+func (c *Controller) collectGarbage() error {
+	var errs []error
+	c.mu.Lock()
+	keys := map[string]bool{}
+	sbIDs := map[string]bool{}
+	for _, sb := range c.sandboxes {
+		keys[filepath.Base(sb.key)] = true
+		sbIDs[sb.id] = true
+	}
+	liveNets := map[string]bool{}
+	joined := map[string]bool{}
+	drivers := map[driverapi.Driver]bool{}
+	for id, n := range c.networks {
+		liveNets[id] = true
+		drivers[n.driver.d] = true
+		for eid, ep := range n.endpoints {
+			if ep.sandboxID != "" {
+				joined[eid] = true
+			}
+		}
+	}
+	c.mu.Unlock()
+	netnsDir := filepath.Join(c.cfg.ExecRoot, "netns")
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if !keys[e.Name()] {
+				errs = append(errs, netnsutil.Remove(filepath.Join(netnsDir, e.Name())))
+			}
+		}
+	}
+	filesDir := filepath.Join(c.cfg.ExecRoot, "files")
+	if entries, err := os.ReadDir(filesDir); err == nil {
+		for _, e := range entries {
+			if !sbIDs[e.Name()] {
+				errs = append(errs, os.RemoveAll(filepath.Join(filesDir, e.Name())))
+			}
+		}
+	}
+	for _, e := range c.drv.allDrivers() {
+		if gc, ok := e.(driverapi.GarbageCollector); ok {
+			errs = append(errs, gc.CollectGarbage(liveNets, joined))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CollectGarbage removes kernel objects and files the library made that no
+// network, endpoint or sandbox accounts for any more (leftovers of a crash),
+// as New does at start. It is safe to call at any time.
+func (c *Controller) CollectGarbage() error {
+	c.gcMu.Lock()
+	defer c.gcMu.Unlock()
+	return c.collectGarbage()
+}
