@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/store"
@@ -21,9 +23,9 @@ import (
 // checkPorts checks the published ports after a restart: only a sandbox's
 // gateway endpoint publishes, exactly its sandbox's ports and its own
 // (fixed host ports as asked); no host port is published twice; each is
-// held in the host namespace (a bind on it fails) and has its DNAT rule;
-// and every port rule (comment cnm-ep-<id>) belongs to a published
-// binding. It returns the bindings each endpoint publishes.
+// held in the host namespace (a bind on it fails) and has its port map
+// element (its DNAT); and every port rule or element (comment
+// cnm-ep-<id>) belongs to a published binding. It returns the bindings each endpoint publishes.
 func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.Endpoint, sbs []*libnetwork.Sandbox, active crashActive) map[string][]types.PortBinding {
 	t.Helper()
 	gateway := map[string]*libnetwork.Sandbox{} // endpoint ID -> sandbox it is the gateway of
@@ -70,35 +72,30 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 		}
 	}
 
-	rules := cnmRules(t, host)
-	var nat []string
-	for _, r := range rules {
-		if rest, ok := strings.CutPrefix(r, "nat: "); ok {
-			nat = append(nat, rest)
-		}
-	}
+	elems := portMapElems(t, host.NS)
 	for id, pbs := range published {
 		for _, pb := range pbs {
 			if !portHeldBy(t, host, pb) {
 				t.Errorf("host port %s of endpoint %s is not held: a bind on it succeeds", portName(pb), eps[id].Name())
 			}
-			if !slices.ContainsFunc(nat, func(r string) bool { return isDNATOf(r, id, pb) }) {
-				t.Errorf("host port %s of endpoint %s has no DNAT rule", portName(pb), eps[id].Name())
+			if !slices.ContainsFunc(elems, func(e firewall.PortElem) bool { return isElemOf(e, id, pb) }) {
+				t.Errorf("host port %s of endpoint %s has no port map element", portName(pb), eps[id].Name())
 			}
 		}
 	}
-	for _, r := range rules {
+	for _, r := range cnmRules(t, host) {
 		m := ruleOwner.FindStringSubmatch(r)
 		if m == nil || m[1] != "ep" {
 			continue
 		}
-		pbs := published[m[2]]
-		if len(pbs) == 0 {
-			t.Errorf("port rule of endpoint %.12s, which publishes nothing: %s", m[2], r)
-			continue
+		if len(published[m[2]]) == 0 {
+			t.Errorf("port rule or element of endpoint %.12s, which publishes nothing: %s", m[2], r)
 		}
-		if strings.Contains(r, "DNAT") && !slices.ContainsFunc(pbs, func(pb types.PortBinding) bool { return isDNATOf(r, m[2], pb) }) {
-			t.Errorf("DNAT rule of endpoint %.12s for no binding it publishes (%v): %s", m[2], pbs, r)
+	}
+	for _, e := range elems {
+		id, ok := strings.CutPrefix(e.Owner, "cnm-ep-")
+		if pbs := published[id]; ok && len(pbs) > 0 && !slices.ContainsFunc(pbs, func(pb types.PortBinding) bool { return isElemOf(e, id, pb) }) {
+			t.Errorf("port map element of endpoint %.12s for no binding it publishes (%v): %s", id, pbs, e)
 		}
 	}
 	return published
@@ -132,19 +129,16 @@ next:
 	return true
 }
 
-// isDNATOf reports whether rule is endpoint id's DNAT of pb.
-func isDNATOf(rule, id string, pb types.PortBinding) bool {
-	f := strings.Fields(rule)
-	has := func(a, b string) bool {
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] == a && f[i+1] == b {
-				return true
-			}
-		}
-		return false
+// isElemOf reports whether e is endpoint id's DNAT of pb.
+func isElemOf(e firewall.PortElem, id string, pb types.PortBinding) bool {
+	var host netip.Addr
+	if pb.HostIP != nil && !pb.HostIP.IsUnspecified() {
+		host, _ = netip.AddrFromSlice(pb.HostIP)
+		host = host.Unmap()
 	}
-	return has("--comment", "cnm-ep-"+id) && has("-p", pb.Proto.String()) && has("--dport", fmt.Sprint(pb.HostPort)) &&
-		has("--to-destination", net.JoinHostPort(pb.IP.String(), fmt.Sprint(pb.Port)))
+	ctr, _ := netip.AddrFromSlice(pb.IP)
+	return e.Owner == firewall.EndpointOwner(id) && e.Proto == pb.Proto && e.HostIP == host && e.HostPort == pb.HostPort &&
+		e.ContainerIP == ctr.Unmap() && e.ContainerPort == pb.Port
 }
 
 // portHeldBy reports whether pb's host port is taken in host: binding a

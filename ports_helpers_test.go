@@ -284,20 +284,30 @@ func rulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
 	return hits
 }
 
-// portElems lists the published ports' map elements of ns, both families.
+// portElems lists the published ports' map elements of ns, both
+// families, as text.
 func portElems(t testing.TB, ns *netnsutil.NS) []string {
+	t.Helper()
+	var out []string
+	for _, e := range portMapElems(t, ns) {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+// portMapElems lists the published ports' map elements of ns, both
+// families.
+func portMapElems(t testing.TB, ns *netnsutil.NS) []firewall.PortElem {
 	t.Helper()
 	m := nftports.New(ns)
 	defer m.Close()
-	var out []string
+	var out []firewall.PortElem
 	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		es, err := m.List(fam)
 		if err != nil {
 			t.Fatalf("listing %s port maps: %v", fam, err)
 		}
-		for _, e := range es {
-			out = append(out, e.String())
-		}
+		out = append(out, es...)
 	}
 	return out
 }

@@ -318,9 +318,10 @@ func snapshotIfindexes(b *testing.B, host *testutil.HostNS, sbs []*libnetwork.Sa
 	return out
 }
 
-// ruleCount is the number of iptables rules (filter and nat) in host.
+// ruleCount is the number of iptables rules (filter and nat) and port map
+// elements in host.
 func ruleCount(b *testing.B, host *testutil.HostNS) int {
-	total := 0
+	total := len(portMapElems(b, host.NS))
 	for _, table := range []string{"filter", "nat"} {
 		var out []byte
 		err := host.Do(func() (err error) {
