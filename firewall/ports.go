@@ -134,10 +134,3 @@ func portRules(owner string, p PortForward) []Rule {
 	return []Rule{{Family: p.family(), Table: TableMangle, Chain: chainPostroute,
 		Spec: spec(owner, "-p sctp -m sctp --sport "+strconv.Itoa(int(p.ContainerPort)), "CHECKSUM --checksum-fill")}}
 }
-
-func hostBits(fam Family) string {
-	if fam == IPv6 {
-		return "/128"
-	}
-	return "/32"
-}
