@@ -204,6 +204,6 @@ func operPortOption(what string, opts map[string]any) ([]types.PortBinding, erro
 	return l, nil
 }
 
-// pruneUnclaimed drops the rules a previous process left for networks and
+// pruneUnclaimed drops the rules and port map elements a previous process left for networks and
 // endpoints that were not set up again in this one (see CollectGarbage).
 func (h *hostFirewall) pruneUnclaimed() error { return h.fw.PruneUnclaimed() }
