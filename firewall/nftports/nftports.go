@@ -128,12 +128,15 @@ func layoutOf(fam firewall.Family) layout {
 
 // Ensure creates the table with its maps and chains in one transaction,
 // failing with EEXIST (and changing nothing) when it is there, in which
-// case it is adopted: its elements are read back.
+// case it is adopted: its elements are read back. A table that is there
+// but damaged (a map or chain gone, rules flushed: someone edited it) is
+// rebuilt in one atomic replace, keeping whatever elements could be read;
+// the caller re-publishes what its records say, so nothing stays lost.
 func (m *Maps) Ensure(fam firewall.Family) ([]firewall.PortElem, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := layoutOf(fam)
-	err := m.runLocked(l.create)
+	err := m.runLocked(func(c *nftables.Conn) error { return l.create(c, false, nil) })
 	if err == nil {
 		return nil, nil
 	}
@@ -141,19 +144,69 @@ func (m *Maps) Ensure(fam firewall.Family) ([]firewall.PortElem, error) {
 		return nil, types.InternalErrorf("creating %s port maps: %w", fam, err)
 	}
 	var es []firewall.PortElem
+	intact := false
 	if err := m.runLocked(func(c *nftables.Conn) (err error) {
-		es, err = l.list(c)
+		if es, err = l.list(c); err != nil {
+			es = nil
+			return nil // a map is missing: rebuilt below
+		}
+		intact, err = l.intact(c)
 		return err
 	}); err != nil {
 		return nil, types.InternalErrorf("adopting %s port maps: %w", fam, err)
 	}
+	if intact {
+		return es, nil
+	}
+	if err := m.runLocked(func(c *nftables.Conn) error { return l.create(c, true, es) }); err != nil {
+		return nil, types.InternalErrorf("rebuilding damaged %s port maps: %w", fam, err)
+	}
 	return es, nil
 }
 
-func (l layout) create(c *nftables.Conn) error {
-	c.CreateTable(l.table)
+// intact reports whether both chains are there with the two rules create
+// writes (the maps were read already).
+func (l layout) intact(c *nftables.Conn) (bool, error) {
+	for _, name := range []string{ChainPre, ChainOutput} {
+		rules, err := c.GetRules(l.table, &nftables.Chain{Name: name, Table: l.table})
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if len(rules) != 2 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// create queues the table and commits it: made fresh (EEXIST if it is
+// there), or with replace an atomic add-delete-add of the whole table
+// (the 7-19 ms deleting transaction, so only for repairs) refilled with
+// keep.
+func (l layout) create(c *nftables.Conn, replace bool, keep []firewall.PortElem) error {
+	if replace {
+		c.AddTable(l.table)
+		c.DelTable(l.table)
+		c.AddTable(l.table)
+	} else {
+		c.CreateTable(l.table)
+	}
 	for _, s := range []*nftables.Set{l.host, l.any} {
-		if err := c.AddSet(s, nil); err != nil {
+		var els []nftables.SetElement
+		for _, e := range keep {
+			if e.HostIP.IsValid() != (s == l.host) {
+				continue
+			}
+			el, err := l.encode(e)
+			if err != nil {
+				return err
+			}
+			els = append(els, el)
+		}
+		if err := c.AddSet(s, els); err != nil {
 			return err // only for anonymous sets: never here
 		}
 	}

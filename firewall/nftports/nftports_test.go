@@ -157,3 +157,63 @@ func accept(l net.Listener) {
 		c.Close()
 	}
 }
+
+// A table someone damaged is rebuilt by the next Ensure: flushed rules
+// come back with the elements kept; a deleted map comes back empty (the
+// firewall re-publishes what its records say).
+func TestEnsureRepairsDamagedTable(t *testing.T) {
+	ns := testutil.NewHostNS(t)
+	m := newMaps(t, ns)
+	es := []firewall.PortElem{
+		elem(types.TCP, netip.Addr{}, 8080, netip.MustParseAddr("10.0.0.2"), 80),
+		elem(types.TCP, netip.MustParseAddr("192.0.2.1"), 8083, netip.MustParseAddr("10.0.0.3"), 83),
+	}
+	firewall.SortElems(es)
+	if _, err := m.Ensure(firewall.IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Update(firewall.IPv4, es, nil); err != nil {
+		t.Fatal(err)
+	}
+	nft := func(args ...string) string {
+		t.Helper()
+		var out []byte
+		if err := ns.Do(func() (err error) {
+			out, err = exec.Command("nft", args...).CombinedOutput()
+			return err
+		}); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	rules := func() int { return strings.Count(nft("list", "table", "ip", nftports.Table), "dnat ip to") }
+	if n := rules(); n != 4 {
+		t.Fatalf("%d dnat rules in a new table, want 4", n)
+	}
+
+	nft("flush", "chain", "ip", nftports.Table, nftports.ChainOutput)
+	got, err := newMaps(t, ns).Ensure(firewall.IPv4)
+	if err != nil || !reflect.DeepEqual(got, es) {
+		t.Fatalf("Ensure of a table with a flushed chain:\n got %v, %v\nwant %v", got, err, es)
+	}
+	if n := rules(); n != 4 {
+		t.Fatalf("%d dnat rules after the repair, want 4", n)
+	}
+
+	nft("flush", "chain", "ip", nftports.Table, nftports.ChainOutput)
+	nft("flush", "chain", "ip", nftports.Table, nftports.ChainPre)
+	nft("delete", "map", "ip", nftports.Table, nftports.MapAnyAddr)
+	got, err = newMaps(t, ns).Ensure(firewall.IPv4)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Ensure of a table missing a map: %v, %v", got, err)
+	}
+	if n := rules(); n != 4 {
+		t.Fatalf("%d dnat rules after rebuilding a missing map, want 4", n)
+	}
+	if err := m.Update(firewall.IPv4, es, nil); err != nil {
+		t.Fatalf("re-publishing into the rebuilt maps: %v", err)
+	}
+	if got, err := m.List(firewall.IPv4); err != nil || !reflect.DeepEqual(got, es) {
+		t.Fatalf("after re-publishing: %v, %v", got, err)
+	}
+}
