@@ -50,6 +50,7 @@ type Controller struct {
 	hostNL *netlink.Handle // netlink handle inside host
 	store  store.Store
 	drv    *registry
+	nsPool *osl.Pool // namespaces made ahead for NewSandbox
 
 	restoreErr error // what went wrong restoring the previous run; set in New
 
@@ -73,6 +74,7 @@ func New(opts ...config.Option) (*Controller, error) {
 		networks:  map[string]*Network{},
 		netNames:  map[string]string{},
 		sandboxes: map[string]*Sandbox{},
+		nsPool:    osl.NewPool(2),
 	}
 	ok := false
 	defer func() {
@@ -125,6 +127,7 @@ func (c *Controller) RestoreError() error { return c.restoreErr }
 
 // release frees what New acquired; used by Stop and by a failed New.
 func (c *Controller) release() {
+	c.nsPool.Close()
 	if c.drv != nil {
 		c.drv.close()
 	}

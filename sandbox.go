@@ -96,7 +96,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*San
 		osSbox, err = c.acquireDefaultSandbox(sb.key)
 	case sb.cfg.useExternalKey:
 	default:
-		osSbox, err = osl.New(sb.key)
+		osSbox, err = c.nsPool.New(sb.key)
 	}
 	if err != nil {
 		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)

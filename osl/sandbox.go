@@ -59,30 +59,49 @@ type Sandbox struct {
 // address get no link-local address, no DAD and no router solicitations;
 // AddInterface enables IPv6 on an interface (and lo) that gets an IPv6
 // address. A stale mount at key from a crashed run is replaced.
-func New(key string) (_ *Sandbox, retErr error) {
+func New(key string) (*Sandbox, error) {
 	if key == "" {
 		return nil, types.BadRequestErrorf("creating sandbox: empty key")
 	}
-	ns, err := netnsutil.New(key)
+	s, err := prepare()
 	if err != nil {
-		return nil, types.InternalErrorf("creating sandbox %s: %w", key, err)
+		return nil, types.Wrapf(err, "creating sandbox %s", key)
 	}
-	defer func() {
-		if retErr != nil {
-			ns.Close()
-			_ = netnsutil.Remove(key)
-		}
-	}()
-	s, err := open(key, ns)
+	if err := s.mount(key); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare makes a sandbox in a new, not yet mounted namespace: lo up and
+// IPv6 off, everything New does but giving it a key.
+func prepare() (_ *Sandbox, retErr error) {
+	ns, err := netnsutil.NewUnmounted()
 	if err != nil {
+		return nil, types.InternalErrorf("%w", err)
+	}
+	s, err := open("(new)", ns)
+	if err != nil {
+		ns.Close()
 		return nil, err
 	}
 	s.fresh = true
 	if err := s.setIPv6("all", false); err != nil {
-		s.nl.Close() // the deferred cleanup closes ns
+		s.closeHandles()
 		return nil, err
 	}
 	return s, nil
+}
+
+// mount gives a prepared sandbox its key; on failure the sandbox is
+// released.
+func (s *Sandbox) mount(key string) error {
+	if err := s.ns.Mount(key); err != nil {
+		s.closeHandles()
+		return types.InternalErrorf("creating sandbox %s: %w", key, err)
+	}
+	s.key = key
+	return nil
 }
 
 // Adopt bind-mounts the existing network namespace file src (for example
