@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,5 +290,35 @@ func TestEmbeddedResolverAfterRestart(t *testing.T) {
 	expect(t, ns, "tcp", "db.rstnet", dns.TypeA, dbIP)
 	if n := redirectRules(t, ns); n != 4 {
 		t.Fatalf("%d redirect rules after restart, want 4", n)
+	}
+}
+
+// A crash between pointing the redirect at new ports and recording them
+// leaves the record naming the old ports: the restart binds what the
+// namespace's redirect really leads to, so names still resolve.
+func TestEmbeddedResolverRestartFollowsKernelRedirect(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	origin := writeTemp(t, "resolv.conf", "nameserver 10.0.0.2\n")
+	n := bridgeNet(t, c, "rednet", "cnmred0", "10.86.0.0/24")
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web", libnetwork.OptionOriginResolvConfPath(origin)))
+	web := joined(t, n, sb, "web")
+	ns, _ := sandboxNS(t, sb)
+	expect(t, ns, "udp", "web", dns.TypeA, epIP(web))
+
+	r.last.Stop()
+	r.last = nil
+	moved := dnsnat.Ports{UDP: 45001, TCP: 45002}
+	if err := dnsnat.Set(ns, netip.MustParseAddr("127.0.0.11"), moved); err != nil {
+		t.Fatal(err)
+	}
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionOriginResolvConfPath(origin)}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	expect(t, ns, "udp", "web", dns.TypeA, epIP(web))
+	expect(t, ns, "tcp", "web", dns.TypeA, epIP(web))
+	if p, ok, err := dnsnat.Get(ns); err != nil || !ok || p != moved {
+		t.Fatalf("redirect after restart = %+v, %v, %v; want it left at %+v", p, ok, err, moved)
 	}
 }

@@ -3,9 +3,11 @@ package libnetwork_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
 )
 
 // Published ports across restarts; the regression tests among them say
@@ -386,4 +389,53 @@ func TestFailedJoinRecordsRestoredGateway(t *testing.T) {
 	if got := portsOf(t, rea); !slices.Equal(got, now) {
 		t.Fatalf("after restart ea publishes %v, want %v", got, now)
 	}
+}
+
+// A host process took a live container's recorded host port while the
+// controller was down: the restart keeps the container (its interface and
+// namespace untouched), publishes the port anew on another host port, and
+// says what happened in RestoreError instead of tearing the container's
+// network down.
+func TestRestartKeepsSandboxWhosePortWasTaken(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := bridgeNet(t, c, "net", "cnmtaken0", "10.94.0.0/24")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
+	ports := []types.PortBinding{{Proto: types.TCP, Port: 80}} // host port chosen
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web", libnetwork.OptionPortMapping(ports)))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	hostPort := publishedPort(t, ep)
+	ns, h := sandboxNS(t, sb)
+	eth0 := must[netlink.Link](t)(h.LinkByName("eth0"))
+	serve(t, ns, "tcp", hostIP(ep.Info().Iface().Address())+":80", "web")
+
+	r.last.Stop()
+	r.last = nil
+	var squatter net.Listener
+	if err := r.host.Do(func() (err error) {
+		squatter, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", hostPort))
+		return err
+	}); err != nil {
+		t.Fatalf("taking port %d while the controller is down: %v", hostPort, err)
+	}
+	defer squatter.Close()
+
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(ports)}}))
+	if err := c.RestoreError(); err == nil || !strings.Contains(err.Error(), strconv.Itoa(int(hostPort))) {
+		t.Fatalf("RestoreError = %v, want one naming port %d", err, hostPort)
+	}
+	if _, err := c.SandboxByID(sb.ID()); err != nil {
+		t.Fatalf("the container's sandbox was dropped: %v", err)
+	}
+	if got := must[netlink.Link](t)(h.LinkByName("eth0")); got.Attrs().Index != eth0.Attrs().Index {
+		t.Fatalf("eth0 changed across the restart: ifindex %d -> %d", eth0.Attrs().Index, got.Attrs().Index)
+	}
+	rep := must[*libnetwork.Endpoint](t)(must[*libnetwork.Network](t)(c.NetworkByName("net")).EndpointByName("web"))
+	newPort := publishedPort(t, rep)
+	if newPort == hostPort {
+		t.Fatalf("still reports the taken port %d", hostPort)
+	}
+	mustFetch(t, r.host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", newPort), "web")
 }

@@ -3,6 +3,7 @@ package libnetwork
 import (
 	"encoding/json"
 	"errors"
+	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"net"
 	"sort"
 	"strings"
@@ -87,9 +88,12 @@ func (c *Controller) restore() error {
 		}
 		opts, active := c.cfg.ActiveSandboxes[r.ID]
 		if active {
-			if later, err := c.restoreSandbox(r, opts, halfJoins[r.ID], leaving); err == nil {
+			if later, kept, err := c.restoreSandbox(r, opts, halfJoins[r.ID], leaving); err == nil {
 				if later != nil {
 					publishLater = append(publishLater, later)
+				}
+				if kept != nil {
+					errs = append(errs, types.Wrapf(kept, "restoring sandbox of container %s (kept)", r.ContainerID))
 				}
 				continue
 			} else {
@@ -353,13 +357,18 @@ func joinFromRecord(r *joinRecord) *joinState {
 // is returned to the caller to do it with publishGateway once every
 // sandbox is back). On error the sandbox is not registered and its
 // namespace handles are released; the caller removes what is left.
-func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []string, leaving map[string]bool) (publishLater *Sandbox, retErr error) {
+//
+// Errors that leave the sandbox usable (a port that cannot be published
+// again, a default route or DNS file that cannot be repaired) are returned
+// in kept: the container is running, and losing its network over one of
+// them would be worse than the error, which RestoreError reports.
+func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []string, leaving map[string]bool) (publishLater *Sandbox, kept, retErr error) {
 	sbOpts, _ := opts.([]SandboxOption)
 	sb := &Sandbox{ctrl: c, id: r.ID, containerID: r.ContainerID, key: r.Key,
 		prio: map[string]int{}, aliases: map[string]map[string]string{}}
 	sb.cfg.apply(sbOpts)
 	if sb.cfg.optErr != nil {
-		return nil, sb.cfg.optErr
+		return nil, nil, sb.cfg.optErr
 	}
 	sb.cfg.useDefaultSandbox, sb.cfg.useExternalKey = r.DefaultSandbox, r.ExternalKey
 	var osSbox *osl.Sandbox
@@ -372,7 +381,7 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 		osSbox, err = osl.Open(r.Key)
 	}
 	if err != nil {
-		return nil, types.Wrapf(err, "re-opening namespace %s", r.Key)
+		return nil, nil, types.Wrapf(err, "re-opening namespace %s", r.Key)
 	}
 	c.mu.Lock()
 	sb.osSbox = osSbox
@@ -420,25 +429,33 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	if osSbox != nil {
 		errs = append(errs, sb.removeLeftoverIfaces(osSbox, halfJoinMACs))
 	}
-	later, err := sb.restoreGateway(osSbox)
-	errs = append(errs, err)
-	if err := sb.setupDNSFiles(); err != nil {
-		errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
 	}
-	// The previous run's redirect rules are still in the namespace: when
-	// their ports are known the resolver binds them again instead of
-	// rewriting the rules.
-	if r.ResolverPorts[0] != 0 {
-		sb.dns.rulePorts = r.ResolverPorts
+	var soft []error
+	later, err := sb.restoreGateway(osSbox)
+	soft = append(soft, err)
+	if err := sb.setupDNSFiles(); err != nil {
+		soft = append(soft, err)
+	}
+	// The previous run's redirect is still in the namespace: read which
+	// ports it leads to (not what the record says: a crash between
+	// redirecting to new ports and recording them would leave DNS going
+	// to ports nobody binds), so the resolver binds them again instead of
+	// replacing it.
+	if osSbox != nil && !sb.cfg.useDefaultSandbox {
+		if p, ok, err := dnsnat.Get(osSbox.NS()); err != nil {
+			soft = append(soft, err)
+		} else if ok {
+			sb.dns.rulePorts = [2]int{int(p.UDP), int(p.TCP)}
+		}
 	}
 	for _, ep := range sb.Endpoints() {
-		errs = append(errs, sb.joinDNS(ep))
+		soft = append(soft, sb.joinDNS(ep))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
+	kept = errors.Join(soft...)
 	if later {
-		return sb, nil
+		return sb, kept, nil
 	}
-	return nil, nil
+	return nil, kept, nil
 }

@@ -23,10 +23,8 @@ func (c *Controller) collectGarbage() error {
 	}
 	liveNets := map[string]bool{}
 	joined := map[string]bool{}
-	drivers := map[driverapi.Driver]bool{}
 	for id, n := range c.networks {
 		liveNets[id] = true
-		drivers[n.driver.d] = true
 		for eid, ep := range n.endpoints {
 			if ep.sandboxID != "" {
 				joined[eid] = true

@@ -209,7 +209,13 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
 	case len(oper) == 0:
 		later = true
 	default:
-		errs = append(errs, sb.publishGateway(gw, oper))
+		// A recorded port a host process took while we were down: the
+		// sandbox stays, and publishes anew with the rest (a chosen port
+		// then gets another host port; a fixed one fails again, reported).
+		if err := sb.publishGateway(gw, oper); err != nil {
+			errs = append(errs, err)
+			later = true
+		}
 	}
 	return later, errors.Join(errs...)
 }

@@ -165,11 +165,14 @@ func (e *Exec) ListChain(fam firewall.Family, table, chain string) (string, erro
 		lines, lerr = f.ipt.List(table, chain)
 		return lerr
 	})
-	// Exit status 1 is how a missing chain answers, as go-iptables'
-	// ChainExists reads it too: iptables-nft 1.8.9 words it "incompatible,
-	// use 'nft' tool", which IsNotExist does not recognise.
+	// iptables-nft 1.8.9 answers a missing chain with exit status 1 and
+	// "chain `X' in table `t' is incompatible, use 'nft' tool", which
+	// IsNotExist does not recognise. Status 1 is also a general failure,
+	// so the wording decides: anything else is a real error, not an
+	// empty chain that recovery would then trust.
 	var ierr *goipt.Error
-	if errors.As(err, &ierr) && (ierr.IsNotExist() || ierr.ExitStatus() == 1) {
+	if errors.As(err, &ierr) && (ierr.IsNotExist() ||
+		ierr.ExitStatus() == 1 && strings.Contains(ierr.Error(), "chain `"+chain+"' in table `"+table+"' is incompatible")) {
 		return "", nil
 	}
 	if err != nil {
@@ -186,8 +189,9 @@ func (e *Exec) ListChain(fam firewall.Family, table, chain string) (string, erro
 // script after the restarted process has read the rules and taken them
 // over, which then disagree with the kernel (the crash test saw published
 // ports left without their DNAT rules). Killed, it has either committed
-// before we died (the restart reads the result) or never will: a
-// transaction is atomic. The signal is tied to the forking thread, which
+// before we died (the restart reads the result) or never will: each
+// table's transaction is atomic (a multi-table script may be cut between
+// tables, which Setup's reading of whole tables copes with). The signal is tied to the forking thread, which
 // NS.Do keeps alive (it discards a thread only when it cannot switch it
 // back, and then a warm process dies idle and is replaced cold).
 func diesWithUs() *syscall.SysProcAttr {

@@ -15,6 +15,7 @@ import (
 // the test itself is not touched.
 func TestExecInNamespace(t *testing.T) {
 	host := testutil.NewHostNS(t)
+	other := iptables.New(testutil.NewNamedNS(t, "other").NS)
 	for _, run := range []*iptables.Exec{iptables.New(host.NS), iptables.NewWarm(host.NS)} {
 		defer run.Close()
 		for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
@@ -26,6 +27,10 @@ func TestExecInNamespace(t *testing.T) {
 			got, err := run.ListChain(fam, firewall.TableNAT, "CNM-TEST")
 			if err != nil || got != want {
 				t.Errorf("%s ListChain = %q, %v; want %q", fam, got, err, want)
+			}
+			// Another namespace does not see it: the runner works in its own.
+			if got, err := other.ListChain(fam, firewall.TableNAT, "CNM-TEST"); err != nil || got != "" {
+				t.Errorf("%s: another namespace sees %q, %v", fam, got, err)
 			}
 			if got, err := run.ListChain(fam, firewall.TableFilter, "FORWARD"); err != nil || got != "-P FORWARD ACCEPT\n" {
 				t.Errorf("%s ListChain of a built-in chain = %q, %v", fam, got, err)
@@ -48,11 +53,6 @@ func TestExecInNamespace(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-	}
-	// The test's own namespace never saw the chain.
-	self := iptables.New(testutil.NewHostNS(t).NS)
-	if got, err := self.ListChain(firewall.IPv4, firewall.TableNAT, "CNM-TEST"); err != nil || got != "" {
-		t.Errorf("another namespace sees %q, %v", got, err)
 	}
 }
 

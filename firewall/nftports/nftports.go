@@ -206,8 +206,11 @@ func (l layout) create(c *nftables.Conn, replace bool, keep []firewall.PortElem)
 			}
 			els = append(els, el)
 		}
-		if err := c.AddSet(s, els); err != nil {
+		if err := c.AddSet(s, nil); err != nil {
 			return err // only for anonymous sets: never here
+		}
+		if err := inChunks(s, els, c.SetAddElements); err != nil {
+			return err
 		}
 	}
 	for _, hook := range []struct {
@@ -291,12 +294,31 @@ func (m *Maps) Update(fam firewall.Family, add, del []firewall.PortElem) error {
 			if b.del {
 				f = c.SetDeleteElements
 			}
-			if err := f(b.set, b.els); err != nil {
+			if err := inChunks(b.set, b.els, f); err != nil {
 				return err
 			}
 		}
 		return c.Flush()
 	})
+}
+
+// elemsPerMessage bounds the elements queued in one netlink message. The
+// library nests all of a call's elements in one attribute whose length is
+// a uint16 that silently wraps past 64 KiB: ~450 elements with their
+// owner comments (~140 bytes each) made the kernel reject the message.
+// Several messages queued before one Flush are still one transaction.
+const elemsPerMessage = 200
+
+// inChunks queues els for s in messages of at most elemsPerMessage.
+func inChunks(s *nftables.Set, els []nftables.SetElement, queue func(*nftables.Set, []nftables.SetElement) error) error {
+	for len(els) > 0 {
+		n := min(len(els), elemsPerMessage)
+		if err := queue(s, els[:n]); err != nil {
+			return err
+		}
+		els = els[n:]
+	}
+	return nil
 }
 
 // runLocked hands fn the socket. After a failure the socket is dropped:

@@ -217,3 +217,60 @@ func TestEnsureRepairsDamagedTable(t *testing.T) {
 		t.Fatalf("after re-publishing: %v, %v", got, err)
 	}
 }
+
+// Large batches (a published range, a mass release, GC after many
+// containers died, a rebuild keeping many elements) go through: the
+// elements are split over several messages of one transaction.
+func TestLargeBatches(t *testing.T) {
+	ns := testutil.NewHostNS(t)
+	m := newMaps(t, ns)
+	const n = 1001
+	owner := "cnm-ep-" + strings.Repeat("ab", 32) // as long as a real one
+	build := func(fam firewall.Family) []firewall.PortElem {
+		var es []firewall.PortElem
+		for i := 0; i < n; i++ {
+			ctr, host := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), netip.AddrFrom4([4]byte{192, 0, 2, 1})
+			if fam == firewall.IPv6 {
+				ctr = netip.AddrFrom16([16]byte{0xfd, 15: byte(i), 14: byte(i >> 8)})
+				host = netip.MustParseAddr("2001:db8::1")
+			}
+			if i%2 == 1 {
+				host = netip.Addr{}
+			}
+			es = append(es, firewall.PortElem{Proto: types.TCP, HostIP: host, HostPort: uint16(20000 + i), ContainerIP: ctr, ContainerPort: 80, Owner: owner})
+		}
+		firewall.SortElems(es)
+		return es
+	}
+	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		es := build(fam)
+		if _, err := m.Ensure(fam); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Update(fam, es, nil); err != nil {
+			t.Fatalf("%s: adding %d elements: %v", fam, n, err)
+		}
+		if got, err := m.List(fam); err != nil || !reflect.DeepEqual(got, es) {
+			t.Fatalf("%s: listed %d elements, %v; want %d", fam, len(got), err, n)
+		}
+		if err := m.Update(fam, nil, es); err != nil {
+			t.Fatalf("%s: deleting %d elements: %v", fam, n, err)
+		}
+		if got, err := m.List(fam); err != nil || len(got) != 0 {
+			t.Fatalf("%s: after deleting all: %d, %v", fam, len(got), err)
+		}
+	}
+	// A rebuild that keeps many elements.
+	es := build(firewall.IPv4)
+	if err := m.Update(firewall.IPv4, es, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Do(func() error {
+		return exec.Command("nft", "flush", "chain", "ip", nftports.Table, nftports.ChainOutput).Run()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := newMaps(t, ns).Ensure(firewall.IPv4); err != nil || !reflect.DeepEqual(got, es) {
+		t.Fatalf("rebuild keeping %d elements: got %d, %v", n, len(got), err)
+	}
+}
