@@ -8,18 +8,21 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// Release unpublishes an endpoint's ports off the caller's path: the
-// mapping leaves the endpoint table at once and a background worker then
-// removes its DNAT (and SCTP rules), flushes the conntrack entries of its UDP ports and
-// only then closes its sockets, so a host port is never handed out while
-// traffic to it is still DNATed to the old container.
+// Release unpublishes an endpoint's ports. The DNAT goes at once (a map
+// element each, ~10-30 µs to remove: see the firewall package), so no new
+// connection reaches the old container, nor whoever gets its address next.
+// The rest happens off the caller's path: a background worker removes
+// SCTP ports' checksum rules, flushes the conntrack entries of its UDP
+// ports and only then closes its sockets, so a host port is never handed
+// out while traffic to it could still reach the old container.
 //
 // Why: a conntrack flush walks the whole table (~12 ms), and an SCTP
 // port's checksum rule goes in an iptables-nft transaction that deletes,
-// which costs the kernel 10-20 ms. (The DNAT itself is a map element,
-// which costs ~10-20 µs to remove: see the firewall package.) The worker
-// takes every mapping released while it was busy in one batch: one
-// firewall update and one conntrack walk for all.
+// which costs the kernel 10-20 ms. The worker takes every mapping released
+// while it was busy in one batch: one firewall update and one conntrack
+// walk for all. (An endpoint with SCTP ports keeps its DNAT until then
+// too, so its rules all go in one update; a failed immediate removal is
+// left to the worker the same way.)
 //
 // The worker does not start a batch while ports are being published: a
 // deleting transaction holds the kernel's nf_tables commit lock for its
@@ -49,6 +52,18 @@ func (pm *PortMapper) Release(endpointID string) error {
 	delete(pm.endpoints, endpointID)
 	m.busy = true
 	pm.pending[endpointID] = m
+	if pm.fw != nil && !hasSCTP(m.bindings) {
+		// Off mu: the firewall talks to the kernel. The mapping is pending
+		// and busy meanwhile, so nothing maps its ports or endpoint.
+		pm.mu.Unlock()
+		_ = pm.fw.RemovePortForwards(endpointID) // on failure the worker retries
+		pm.mu.Lock()
+		if pm.closing {
+			// Close came meanwhile: it releases every pending mapping,
+			// this one included, and no worker may start after it.
+			return nil
+		}
+	}
 	now := time.Now()
 	if len(pm.queue) == 0 && len(pm.flushQ) == 0 {
 		pm.oldest = now
@@ -62,6 +77,15 @@ func (pm *PortMapper) Release(endpointID string) error {
 	}
 	pm.cond.Broadcast()
 	return nil
+}
+
+func hasSCTP(bs []types.PortBinding) bool {
+	for _, b := range bs {
+		if b.Proto == types.SCTP {
+			return true
+		}
+	}
+	return false
 }
 
 // Flush waits until every release queued before the call is finished,

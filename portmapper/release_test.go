@@ -10,9 +10,9 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// Release returns at once; ports stay reserved and rules in place until
-// the worker removes the rules of every released endpoint in one restore
-// per family, flushes conntrack, and only then frees the sockets.
+// Release takes the DNAT out at once; ports stay reserved until the worker
+// has removed any remaining rules of every released endpoint in one
+// restore per family, flushed conntrack, and only then freed the sockets.
 func TestReleaseBatchesAndHoldsPorts(t *testing.T) {
 	r := newRig(t)
 	t.Cleanup(func() { _ = r.pm.Close() })
@@ -37,6 +37,13 @@ func TestReleaseBatchesAndHoldsPorts(t *testing.T) {
 		}
 		if m := r.pm.Mapped(id); m != nil {
 			t.Errorf("Mapped(%s) after Release = %v", id, m)
+		}
+	}
+	// The DNAT goes at once, before the worker runs: no new connection
+	// reaches the old containers' addresses.
+	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		if es, err := r.maps.List(fam); err != nil || len(es) != 0 {
+			t.Errorf("%s port map elements right after Release: %v, %v", fam, es, err)
 		}
 	}
 	if err := r.pm.Flush(); err != nil {
