@@ -167,13 +167,17 @@ func portHeldBy(t *testing.T, host *testutil.HostNS, pb types.PortBinding) bool 
 	return errors.Is(err, unix.EADDRINUSE)
 }
 
-// checkPortRecords reads the store of a stopped controller: every
-// endpoint record's published ports (OperPorts) are what its endpoint
-// published while running, so no record claims a host port that another
-// holds or that was given up.
-func checkPortRecords(t *testing.T, dirs crashDirs, published map[string][]types.PortBinding) {
+// endpointPortsRecord is what the port checks read of an endpoint record.
+type endpointPortsRecord struct {
+	Name      string
+	OperPorts []types.PortBinding
+}
+
+// storedEndpointPorts reads every endpoint record of the (stopped)
+// controller whose data directory is dataDir, by endpoint ID.
+func storedEndpointPorts(t *testing.T, dataDir string) map[string]endpointPortsRecord {
 	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(dirs.data, libnetwork.StoreFile), 0)
+	st, err := store.OpenBolt(filepath.Join(dataDir, libnetwork.StoreFile), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,14 +186,24 @@ func checkPortRecords(t *testing.T, dirs crashDirs, published map[string][]types
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]endpointPortsRecord{}
 	for id, raw := range recs {
-		var r struct {
-			Name      string
-			OperPorts []types.PortBinding
-		}
+		var r endpointPortsRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatal(err)
 		}
+		out[id] = r
+	}
+	return out
+}
+
+// checkPortRecords reads the store of a stopped controller: every
+// endpoint record's published ports (OperPorts) are what its endpoint
+// published while running, so no record claims a host port that another
+// holds or that was given up.
+func checkPortRecords(t *testing.T, dirs crashDirs, published map[string][]types.PortBinding) {
+	t.Helper()
+	for id, r := range storedEndpointPorts(t, dirs.data) {
 		got, want := portNames(r.OperPorts), portNames(published[id])
 		if !slices.Equal(got, want) {
 			t.Errorf("record of endpoint %s claims host ports %v, it published %v", r.Name, got, want)

@@ -1,11 +1,9 @@
 package libnetwork_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -98,24 +95,8 @@ func TestRestartKeepsDualStackPort(t *testing.T) {
 // (the controller is stopped).
 func storedOperPorts(t *testing.T, r *restartable) map[string][]string {
 	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(r.last.Config().DataDir, libnetwork.StoreFile), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	recs, err := st.List("endpoint")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]string{}
-	for _, raw := range recs {
-		var rec struct {
-			Name      string
-			OperPorts []types.PortBinding
-		}
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range storedEndpointPorts(t, r.last.Config().DataDir) {
 		out[rec.Name] = portNames(rec.OperPorts)
 	}
 	return out
