@@ -212,10 +212,11 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
 		// A recorded port a host process took while we were down: the
 		// sandbox stays, and publishes anew with the rest (a chosen port
 		// then gets another host port; a fixed one fails again, reported).
-		if err := sb.publishGateway(gw, oper); err != nil {
-			errs = append(errs, err)
-			later = true
-		}
+		driverErr, commitErr := sb.publishGatewayParts(gw, oper)
+		errs = append(errs, driverErr, commitErr)
+		// Only ports the driver could not publish again go anew (a
+		// failed record write must not move a container's host ports).
+		later = driverErr != nil
 	}
 	return later, errors.Join(errs...)
 }
@@ -225,6 +226,13 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
 // the restart if any, otherwise what the sandbox and gw ask for. The
 // record follows what the driver published. The caller holds sb.opMu.
 func (sb *Sandbox) publishGateway(gw *Endpoint, oper []types.PortBinding) error {
+	driverErr, commitErr := sb.publishGatewayParts(gw, oper)
+	return errors.Join(driverErr, commitErr)
+}
+
+// publishGatewayParts is publishGateway with the driver's failure apart
+// from the record's: only the first means the ports are not published.
+func (sb *Sandbox) publishGatewayParts(gw *Endpoint, oper []types.PortBinding) (driverErr, commitErr error) {
 	c := sb.ctrl
 	labels := sb.cfg.labels()
 	if len(oper) > 0 {
@@ -233,15 +241,14 @@ func (sb *Sandbox) publishGateway(gw *Endpoint, oper []types.PortBinding) error 
 		labels[netlabel.PortMap] = oper
 		labels[netlabel.OperPortMap] = slices.Clone(oper)
 	}
-	var errs []error
 	if ext, ok := gw.network.driver.d.(driverapi.ExternalConnectivity); ok {
-		errs = append(errs, ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels))
+		driverErr = ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels)
 	}
 	var recs []func() (*store.Op, error)
 	for _, e := range sb.recordOperPorts() {
 		recs = append(recs, c.recEndpoint(e, stateReady))
 	}
-	return errors.Join(append(errs, c.commit(recs...))...)
+	return driverErr, c.commit(recs...)
 }
 
 // repairDefaultRoute makes the sandbox's default route of one family (now

@@ -50,6 +50,7 @@ type PortMapper struct {
 	worker   bool                // the worker goroutine runs
 	closing  bool
 	urgent   int       // callers waiting for releases to finish: run now
+	inflight int       // Releases removing DNAT off mu, not yet queued
 	oldest   time.Time // when the oldest queued release was queued
 	active   time.Time // last MapPorts or Release: the worker waits for a lull
 	timer    *time.Timer
@@ -208,6 +209,11 @@ func (pm *PortMapper) Close() error {
 	pm.mu.Lock()
 	pm.closing = true
 	pm.cond.Broadcast()
+	// A Release between removing its DNAT and queueing must be done with
+	// the firewall before the sockets (and the firewall) go.
+	for pm.inflight > 0 {
+		pm.cond.Wait()
+	}
 	worker := pm.worker
 	pm.mu.Unlock()
 	if worker {

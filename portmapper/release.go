@@ -55,9 +55,12 @@ func (pm *PortMapper) Release(endpointID string) error {
 	if pm.fw != nil && !hasSCTP(m.bindings) {
 		// Off mu: the firewall talks to the kernel. The mapping is pending
 		// and busy meanwhile, so nothing maps its ports or endpoint.
+		pm.inflight++
 		pm.mu.Unlock()
 		_ = pm.fw.RemovePortForwards(endpointID) // on failure the worker retries
 		pm.mu.Lock()
+		pm.inflight--
+		pm.cond.Broadcast()
 		if pm.closing {
 			// Close came meanwhile: it releases every pending mapping,
 			// this one included, and no worker may start after it.
@@ -113,6 +116,10 @@ func (pm *PortMapper) Flush() error {
 			go pm.releaseLoop()
 		}
 		pm.cond.Broadcast()
+	}
+	// Releases still removing their DNAT count as queued before the call.
+	for pm.inflight > 0 {
+		pm.cond.Wait()
 	}
 	target := pm.queued
 	pm.urgent++

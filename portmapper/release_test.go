@@ -3,7 +3,9 @@ package portmapper_test
 import (
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/portmapper"
@@ -110,5 +112,47 @@ func TestMapWaitsForPendingRelease(t *testing.T) {
 	}
 	if err := r.pm.Release("ep3"); err != nil {
 		t.Errorf("Release after Close (nothing mapped any more): %v", err)
+	}
+}
+
+// Close waits for a Release still removing its DNAT: the host port is not
+// let go while traffic to it could still be DNATed to the container.
+func TestCloseWaitsForReleaseInFlight(t *testing.T) {
+	r := newRig(t)
+	if _, err := r.pm.MapPorts(ep1, []types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 8080}}); err != nil {
+		t.Fatal(err)
+	}
+	held := r.res.count()
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r.maps.FailUpdate(func(fam firewall.Family, add, del []firewall.PortElem) error {
+		if len(del) > 0 {
+			once.Do(func() { close(entered) })
+			<-unblock
+		}
+		return nil
+	})
+	released := make(chan error, 1)
+	go func() { released <- r.pm.Release("ep1") }()
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- r.pm.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a Release was still removing its DNAT", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n := r.res.count(); n != held {
+		t.Fatalf("%d ports held while the DNAT is still there, want %d", n, held)
+	}
+	close(unblock)
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := r.res.count(); n != 0 {
+		t.Fatalf("%d ports held after Close", n)
 	}
 }

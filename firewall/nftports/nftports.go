@@ -57,8 +57,9 @@ const reg32 = 8
 type Maps struct {
 	ns *netnsutil.NS
 
-	mu   sync.Mutex
-	conn *nftables.Conn // opened on first use
+	mu     sync.Mutex
+	conn   *nftables.Conn // opened on first use
+	closed bool           // Close was called: no socket is opened again
 }
 
 var _ firewall.PortMaps = (*Maps)(nil)
@@ -70,6 +71,7 @@ func New(ns *netnsutil.NS) *Maps { return &Maps{ns: ns} }
 func (m *Maps) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.closed = true
 	if m.conn == nil {
 		return nil
 	}
@@ -83,6 +85,9 @@ func (m *Maps) Close() error {
 func (m *Maps) connLocked() (*nftables.Conn, error) {
 	if m.conn != nil {
 		return m.conn, nil
+	}
+	if m.closed {
+		return nil, types.ForbiddenErrorf("port maps of %s are closed", m.ns.Path())
 	}
 	err := m.ns.Do(func() error {
 		var err error

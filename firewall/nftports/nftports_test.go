@@ -274,3 +274,23 @@ func TestLargeBatches(t *testing.T) {
 		t.Fatalf("rebuild keeping %d elements: got %d, %v", n, len(got), err)
 	}
 }
+
+// A closed Maps opens no socket again: a late caller gets an error, not a
+// netlink socket nobody closes.
+func TestClosedMapsRefuse(t *testing.T) {
+	ns := testutil.NewHostNS(t)
+	m := nftports.New(ns.NS)
+	if _, err := m.Ensure(firewall.IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := elem(types.TCP, netip.Addr{}, 8080, netip.MustParseAddr("10.0.0.2"), 80)
+	if err := m.Update(firewall.IPv4, []firewall.PortElem{e}, nil); !types.IsForbidden(err) {
+		t.Fatalf("Update after Close = %v, want Forbidden", err)
+	}
+	if _, err := m.List(firewall.IPv4); !types.IsForbidden(err) {
+		t.Fatalf("List after Close = %v, want Forbidden", err)
+	}
+}
