@@ -74,11 +74,7 @@ func (pm *PortMapper) Release(endpointID string) error {
 	pm.active = now
 	pm.queue = append(pm.queue, m)
 	pm.queued++
-	if !pm.worker {
-		pm.worker = true
-		go pm.releaseLoop()
-	}
-	pm.cond.Broadcast()
+	pm.wakeWorkerLocked()
 	return nil
 }
 
@@ -111,11 +107,7 @@ func (pm *PortMapper) Flush() error {
 			pm.queue = append(pm.queue, m)
 			pm.queued++
 		}
-		if !pm.worker {
-			pm.worker = true
-			go pm.releaseLoop()
-		}
-		pm.cond.Broadcast()
+		pm.wakeWorkerLocked()
 	}
 	// Releases still removing their DNAT count as queued before the call.
 	for pm.inflight > 0 {
@@ -138,6 +130,16 @@ func (pm *PortMapper) Flush() error {
 		return types.InternalErrorf("releasing published ports: rules of %d endpoints could not be removed: %w", n, pm.lastErr)
 	}
 	return nil
+}
+
+// wakeWorkerLocked starts the worker if it is not running and wakes it
+// (and anyone waiting on cond). Caller holds mu.
+func (pm *PortMapper) wakeWorkerLocked() {
+	if !pm.worker {
+		pm.worker = true
+		go pm.releaseLoop()
+	}
+	pm.cond.Broadcast()
 }
 
 // releaseLoop is the worker: it runs until Close and handles the queue in
@@ -200,11 +202,7 @@ func (pm *PortMapper) queueFlushLocked(bs []types.PortBinding) {
 	if !added {
 		return
 	}
-	if !pm.worker {
-		pm.worker = true
-		go pm.releaseLoop()
-	}
-	pm.cond.Broadcast()
+	pm.wakeWorkerLocked()
 }
 
 // Batching delays of the release worker (see Release).
