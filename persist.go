@@ -97,8 +97,7 @@ type sandboxRecord struct {
 	Priorities           map[string]int
 	ExternalKey          bool
 	DefaultSandbox       bool
-	KeySet               bool   // an external key was set
-	ResolverPorts        [2]int // udp, tcp ports the namespace's DNS redirect points at
+	KeySet               bool // an external key was set
 }
 
 func infoRecords(infos []*IpamInfo) []ipamInfoRecord {
@@ -189,7 +188,7 @@ func (c *Controller) sandboxOp(sb *Sandbox) (*store.Op, error) {
 	c.mu.Lock()
 	r := sandboxRecord{ID: sb.id, ContainerID: sb.containerID, Key: sb.key, Priorities: map[string]int{},
 		ExternalKey: sb.cfg.useExternalKey, DefaultSandbox: sb.cfg.useDefaultSandbox,
-		KeySet: sb.cfg.useExternalKey && sb.osSbox != nil, ResolverPorts: sb.dns.rulePorts}
+		KeySet: sb.cfg.useExternalKey && sb.osSbox != nil}
 	for _, ep := range sb.endpoints {
 		if !ep.network.persist {
 			continue

@@ -439,8 +439,8 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 		soft = append(soft, err)
 	}
 	// The previous run's redirect is still in the namespace: read which
-	// ports it leads to (not what the record says: a crash between
-	// redirecting to new ports and recording them would leave DNS going
+	// ports it leads to from the kernel (a record of them could be stale
+	// after a crash between redirecting and recording, and DNS would go
 	// to ports nobody binds), so the resolver binds them again instead of
 	// replacing it.
 	if osSbox != nil && !sb.cfg.useDefaultSandbox {
