@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -367,9 +368,9 @@ func (m *Maps) List(fam firewall.Family) ([]firewall.PortElem, error) {
 func (l layout) list(c *nftables.Conn) ([]firewall.PortElem, error) {
 	var out []firewall.PortElem
 	for _, s := range []*nftables.Set{l.host, l.any} {
-		els, err := c.GetSetElements(s)
+		els, err := elementsOf(c, s)
 		if err != nil {
-			return nil, fmt.Errorf("listing map %s: %w", s.Name, err)
+			return nil, err
 		}
 		for _, el := range els {
 			e, err := l.decode(s == l.host, el)
@@ -381,6 +382,37 @@ func (l layout) list(c *nftables.Conn) ([]firewall.PortElem, error) {
 	}
 	firewall.SortElems(out)
 	return out, nil
+}
+
+// elementsOf dumps one map. The kernel resumes a dump that spans several
+// messages by skipping as many elements as it already sent, so a hash
+// table resized in between (it grows in the background after a large
+// insert) yields some elements twice and others not at all. Membership is
+// stable under our lock, so a dump without a repeated key is complete.
+func elementsOf(c *nftables.Conn, s *nftables.Set) ([]nftables.SetElement, error) {
+	const tries = 8
+	for try := 0; ; try++ {
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("listing map %s: %w", s.Name, err)
+		}
+		seen := make(map[string]bool, len(els))
+		torn := false
+		for _, el := range els {
+			if seen[string(el.Key)] {
+				torn = true
+				break
+			}
+			seen[string(el.Key)] = true
+		}
+		if !torn {
+			return els, nil
+		}
+		if try == tries {
+			return nil, types.InternalErrorf("listing map %s: %d dumps in a row repeated elements", s.Name, tries+1)
+		}
+		time.Sleep(time.Millisecond) // let the resize finish
+	}
 }
 
 // Remove deletes the table (so its maps and chains); none is success.

@@ -251,6 +251,12 @@ func TestLargeBatches(t *testing.T) {
 			t.Fatalf("%s: adding %d elements: %v", fam, n, err)
 		}
 		if got, err := m.List(fam); err != nil || !reflect.DeepEqual(got, es) {
+			for i, bad := 0, 0; i < len(got) && i < len(es) && bad < 5; i++ {
+				if got[i] != es[i] {
+					t.Errorf("element %d: got %v, want %v", i, got[i], es[i])
+					bad++
+				}
+			}
 			t.Fatalf("%s: listed %d elements, %v; want %d", fam, len(got), err, n)
 		}
 		if err := m.Update(fam, nil, es); err != nil {
