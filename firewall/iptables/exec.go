@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	goipt "github.com/coreos/go-iptables/iptables"
+	"github.com/google/nftables"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
@@ -169,11 +170,22 @@ func (e *Exec) ListChain(fam firewall.Family, table, chain string) (string, erro
 	// "chain `X' in table `t' is incompatible, use 'nft' tool", which
 	// IsNotExist does not recognise. Status 1 is also a general failure,
 	// so the wording decides: anything else is a real error, not an
-	// empty chain that recovery would then trust.
+	// empty chain that recovery would then trust. The same words also
+	// mean a chain that exists but holds a rule an nft-native tool wrote,
+	// which the kernel tells apart.
 	var ierr *goipt.Error
-	if errors.As(err, &ierr) && (ierr.IsNotExist() ||
-		ierr.ExitStatus() == 1 && strings.Contains(ierr.Error(), "chain `"+chain+"' in table `"+table+"' is incompatible")) {
+	if errors.As(err, &ierr) && ierr.IsNotExist() {
 		return "", nil
+	}
+	if errors.As(err, &ierr) && ierr.ExitStatus() == 1 && strings.Contains(ierr.Error(), "chain `"+chain+"' in table `"+table+"' is incompatible") {
+		exists, nerr := e.nftHasChain(fam, table, chain)
+		if nerr != nil {
+			return "", types.InternalErrorf("listing %s chain %s %s in %s: %w (and asking nftables: %w)", binary(fam, false), table, chain, e.ns.Path(), err, nerr)
+		}
+		if !exists {
+			return "", nil
+		}
+		return "", types.InternalErrorf("%s chain %s %s in %s holds rules iptables cannot read (written with nft?): %w", binary(fam, false), table, chain, e.ns.Path(), err)
 	}
 	if err != nil {
 		return "", types.InternalErrorf("listing %s chain %s %s in %s: %w", binary(fam, false), table, chain, e.ns.Path(), err)
@@ -182,6 +194,33 @@ func (e *Exec) ListChain(fam firewall.Family, table, chain string) (string, erro
 		return "", nil
 	}
 	return strings.Join(lines, "\n") + "\n", nil
+}
+
+// nftHasChain asks the kernel whether iptables-nft's table holds chain.
+func (e *Exec) nftHasChain(fam firewall.Family, table, chain string) (bool, error) {
+	nfam := nftables.TableFamilyIPv4
+	if fam == firewall.IPv6 {
+		nfam = nftables.TableFamilyIPv6
+	}
+	var c *nftables.Conn
+	if err := e.ns.Do(func() error {
+		var err error
+		c, err = nftables.New(nftables.AsLasting()) // a socket stays in the namespace it was made in
+		return err
+	}); err != nil {
+		return false, err
+	}
+	defer c.CloseLasting()
+	chains, err := c.ListChainsOfTableFamily(nfam)
+	if err != nil {
+		return false, err
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == table && ch.Name == chain {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // diesWithUs makes a child get SIGKILL when we die. Without it an

@@ -1,6 +1,8 @@
 package iptables_test
 
 import (
+	"fmt"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -76,5 +78,37 @@ func TestExecConcurrentFirstUse(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// iptables-nft says "incompatible" both for a missing chain and for one
+// holding a rule it cannot read; only the first is an empty chain.
+func TestListChainIncompatibleIsNotMissing(t *testing.T) {
+	host := testutil.NewHostNS(t)
+	run := iptables.New(host.NS)
+	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		if err := run.Restore(fam, "*nat\n-N CNM-NFT\nCOMMIT\n"); err != nil {
+			t.Fatal(err)
+		}
+		nftFam := map[firewall.Family]string{firewall.IPv4: "ip", firewall.IPv6: "ip6"}[fam]
+		if err := host.Do(func() error {
+			out, err := exec.Command("nft", "add", "rule", nftFam, "nat", "CNM-NFT", "numgen", "random", "mod", "2", "0", "return").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%w: %s", err, out)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := run.ListChain(fam, firewall.TableNAT, "CNM-NFT")
+		if err == nil || !strings.Contains(err.Error(), "cannot read") {
+			t.Errorf("%s ListChain of a chain with an nft-native rule = %q, %v; want an error", fam, got, err)
+		}
+		if got, err := run.ListChain(fam, firewall.TableNAT, "NO-SUCH-CHAIN"); err != nil || got != "" {
+			t.Errorf("%s ListChain of a missing chain = %q, %v; want \"\", nil", fam, got, err)
+		}
+		if err := run.Restore(fam, "*nat\n-F CNM-NFT\n-X CNM-NFT\nCOMMIT\n"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
