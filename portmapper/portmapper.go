@@ -90,7 +90,8 @@ func New(res Reserver, fw *firewall.Firewall, ct Conntrack) *PortMapper {
 // is held (by a host process or another mapping) fails with Forbidden;
 // a range takes its first free port; HostPort 0 takes one from the
 // namespace's ephemeral range. Everything the call took is released when
-// it fails. An endpoint already mapped is Forbidden: unmap it first.
+// it fails. An endpoint already mapped is Forbidden: unmap it first. A
+// binding on ::1 is BadRequest: the kernel cannot NAT it to a container.
 func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []types.PortBinding, retErr error) {
 	if ep.ID == "" {
 		return nil, types.BadRequestErrorf("mapping ports: empty endpoint id")

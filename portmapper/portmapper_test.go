@@ -240,6 +240,15 @@ func TestBadBindings(t *testing.T) {
 			t.Errorf("MapPorts(%s) = %v, want BadRequest", b, err)
 		}
 	}
+	// ::1 is refused even for an endpoint with IPv6 (see expand), also
+	// next to a good binding, which is then not published either.
+	loop := []types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 8080}, {Proto: types.TCP, Port: 81, HostIP: net.ParseIP("::1"), HostPort: 8081}}
+	if _, err := r.pm.MapPorts(ep1, loop); !types.IsBadRequest(err) || !strings.Contains(err.Error(), "IPv6 loopback") {
+		t.Errorf("MapPorts(%v) = %v, want BadRequest naming the IPv6 loopback", loop, err)
+	}
+	if got := dump(t, r.ipt, r.maps, firewall.IPv4, firewall.IPv6); got != r.base {
+		t.Errorf("refused bindings left rules or elements:\n%s", got)
+	}
 	if r.res.count() != 0 {
 		t.Error("bad input reserved ports")
 	}

@@ -52,6 +52,13 @@ func expand(ep Endpoint, bindings []types.PortBinding, v6ok bool) ([]request, er
 			if ep.IPv4 != nil {
 				side(ep.IPv4, b.HostIP.To4())
 			}
+		case b.HostIP.IsLoopback():
+			// The kernel never delivers a packet to ::1 that arrived on
+			// another interface (RFC 4291 2.5.3): the container's answer,
+			// addressed back to ::1 by the NAT, would be dropped, and
+			// there is no userland proxy to carry it. Refused rather than
+			// published dead.
+			return nil, types.BadRequestErrorf("invalid port binding %s: the IPv6 loopback address cannot be published (the kernel does not NAT ::1 to a container); use 127.0.0.1 or another host address", b)
 		default:
 			if ep.IPv6 != nil && v6ok {
 				side(ep.IPv6, b.HostIP)
