@@ -7,6 +7,7 @@
 //	chain prerouting (nat, dstnat) and chain output (nat, dstnat):
 //	    dnat to daddr . l4proto . dport map @hostaddr
 //	    fib daddr type local dnat to l4proto . dport map @anyaddr
+//	ip6 output first refuses [::1] to a port in @anyaddr (see rules.go)
 //
 // Why: nf_tables re-validates every rule reachable from a table's base
 // chains on each transaction that adds a rule to the table, so with one
@@ -31,8 +32,6 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork/firewall"
@@ -170,8 +169,8 @@ func (m *Maps) Ensure(fam firewall.Family) ([]firewall.PortElem, error) {
 	return es, nil
 }
 
-// intact reports whether both chains are there with the two rules create
-// writes (the maps were read already).
+// intact reports whether both chains are there with as many rules as
+// create writes (the maps were read already).
 func (l layout) intact(c *nftables.Conn) (bool, error) {
 	for _, name := range []string{ChainPre, ChainOutput} {
 		rules, err := c.GetRules(l.table, &nftables.Chain{Name: name, Table: l.table})
@@ -181,7 +180,7 @@ func (l layout) intact(c *nftables.Conn) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if len(rules) != 2 {
+		if len(rules) != len(l.rules(name)) {
 			return false, nil
 		}
 	}
@@ -225,41 +224,11 @@ func (l layout) create(c *nftables.Conn, replace bool, keep []firewall.PortElem)
 	}{{ChainPre, nftables.ChainHookPrerouting}, {ChainOutput, nftables.ChainHookOutput}} {
 		ch := c.AddChain(&nftables.Chain{Name: hook.name, Table: l.table, Type: nftables.ChainTypeNAT,
 			Hooknum: hook.num, Priority: nftables.ChainPriorityNATDest})
-		c.AddRule(&nftables.Rule{Table: l.table, Chain: ch, Exprs: l.hostRule()})
-		c.AddRule(&nftables.Rule{Table: l.table, Chain: ch, Exprs: l.anyRule()})
+		for _, exprs := range l.rules(hook.name) {
+			c.AddRule(&nftables.Rule{Table: l.table, Chain: ch, Exprs: exprs})
+		}
 	}
 	return c.Flush()
-}
-
-// hostRule is "dnat to ip daddr . meta l4proto . th dport map @hostaddr".
-func (l layout) hostRule() []expr.Any {
-	a := uint32(l.addrLen / 4) // registers the address takes
-	return append([]expr.Any{
-		&expr.Payload{DestRegister: reg32, Base: expr.PayloadBaseNetworkHeader, Offset: l.daddrOff, Len: uint32(l.addrLen)},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32 + a},
-		&expr.Payload{DestRegister: reg32 + a + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-	}, l.dnat(l.host)...)
-}
-
-// anyRule is "fib daddr type local dnat to meta l4proto . th dport map
-// @anyaddr": any address of the host, loopback included.
-func (l layout) anyRule() []expr.Any {
-	return append([]expr.Any{
-		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32},
-		&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-	}, l.dnat(l.any)...)
-}
-
-// dnat looks the key up in s and DNATs to the address . port found (no
-// match: the rule ends there).
-func (l layout) dnat(s *nftables.Set) []expr.Any {
-	return []expr.Any{
-		&expr.Lookup{SourceRegister: reg32, DestRegister: reg32, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(l.nfproto),
-			RegAddrMin: reg32, RegProtoMin: reg32 + uint32(l.addrLen/4), Specified: true},
-	}
 }
 
 // Update deletes del and adds add in one transaction.

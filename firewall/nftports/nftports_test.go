@@ -1,6 +1,8 @@
 package nftports_test
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -13,12 +15,14 @@ import (
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var (
-	lo  = netip.MustParseAddr("127.0.0.1")
-	lo2 = netip.MustParseAddr("127.0.0.2")
-	lo6 = netip.MustParseAddr("::1")
+	lo   = netip.MustParseAddr("127.0.0.1")
+	lo2  = netip.MustParseAddr("127.0.0.2")
+	own6 = netip.MustParseAddr("fd00:cafe::1") // an address of the host's own
 )
 
 func elem(proto types.Protocol, host netip.Addr, hport uint16, ctr netip.Addr, cport uint16) firewall.PortElem {
@@ -97,17 +101,25 @@ func TestMapsRoundTrip(t *testing.T) {
 	}
 }
 
-// The chains forward: a port on every address answers on loopback (the
-// OUTPUT hook), a port bound to one address only there.
+// The chains forward: a port on every address answers on the host's own
+// addresses and IPv4 loopback (the OUTPUT hook), a port bound to one
+// address only there. [::1] is refused at once (see rules.go), even where
+// something listens on it.
 func TestMapsForward(t *testing.T) {
 	ns := testutil.NewHostNS(t)
 	m := newMaps(t, ns)
+	loLink, _ := ns.Netlink.LinkByName("lo")
+	addr6, _ := netlink.ParseAddr(own6.String() + "/128")
+	addr6.Flags = unix.IFA_F_NODAD
+	if err := ns.Netlink.AddrAdd(loLink, addr6); err != nil {
+		t.Fatal(err)
+	}
 	var l4, l6 net.Listener
 	if err := ns.Do(func() (err error) {
 		if l4, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
 			return err
 		}
-		l6, err = net.Listen("tcp6", "[::1]:0")
+		l6, err = net.Listen("tcp6", "[::]:0")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -120,7 +132,7 @@ func TestMapsForward(t *testing.T) {
 	p6 := uint16(l6.Addr().(*net.TCPAddr).Port)
 	for fam, es := range map[firewall.Family][]firewall.PortElem{
 		firewall.IPv4: {elem(types.TCP, netip.Addr{}, 18080, lo, p4), elem(types.TCP, lo2, 18083, lo, p4)},
-		firewall.IPv6: {elem(types.TCP, netip.Addr{}, 18080, lo6, p6)},
+		firewall.IPv6: {elem(types.TCP, netip.Addr{}, 18080, own6, p6)},
 	} {
 		if _, err := m.Ensure(fam); err != nil {
 			t.Fatal(err)
@@ -138,10 +150,16 @@ func TestMapsForward(t *testing.T) {
 			return err
 		})
 	}
-	for _, a := range []string{"127.0.0.1:18080", "127.0.0.3:18080", "[::1]:18080", "127.0.0.2:18083"} {
+	for _, a := range []string{"127.0.0.1:18080", "127.0.0.3:18080", "[fd00:cafe::1]:18080", "127.0.0.2:18083"} {
 		if err := dial(a); err != nil {
 			t.Errorf("%s: %v", a, err)
 		}
+	}
+	if err := dial("[::1]:18080"); !errors.Is(err, unix.ECONNREFUSED) {
+		t.Errorf("[::1]:18080: %v, want connection refused", err)
+	}
+	if err := dial(fmt.Sprintf("[::1]:%d", p6)); err != nil {
+		t.Errorf("[::1] to a port not published: %v", err)
 	}
 	if err := dial("127.0.0.1:18083"); err == nil {
 		t.Errorf("port bound to 127.0.0.2 answered on 127.0.0.1")
