@@ -34,6 +34,7 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 test: deps vet fmt-check
+	@if [ -z "$(LEAKCHECK)" ]; then echo "NOTE: leakcheck not found (../shared/tools/leakcheck): the leftover check after the suite is SKIPPED"; fi
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) save /tmp/opencnm-leak-baseline >/dev/null; fi
 	$(GO) test -race -count=1 ./...
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) /tmp/opencnm-leak-baseline; fi
@@ -41,12 +42,15 @@ test: deps vet fmt-check
 # The README example, run inside a private network and mount namespace so the
 # machine's own network is untouched; it cleans up after itself and can be
 # run again and again.
+# The mount points it needs are removed again if it made them.
 example: deps
 	$(GO) build -o /tmp/opencnm-readme-example ./cmd/readme-example
-	mkdir -p /run/libnetwork /var/lib/libnetwork
+	@made=; for d in /run/libnetwork /var/lib/libnetwork; do \
+		[ -d $$d ] || { mkdir -p $$d && made="$$made $$d"; }; done; \
 	unshare --net --mount --propagation private sh -c '\
 		mount -t tmpfs tmpfs /run/libnetwork && mount -t tmpfs tmpfs /var/lib/libnetwork && \
-		ip link set lo up && /tmp/opencnm-readme-example && /tmp/opencnm-readme-example'
+		ip link set lo up && /tmp/opencnm-readme-example && /tmp/opencnm-readme-example'; \
+	rc=$$?; [ -z "$$made" ] || rmdir $$made; exit $$rc
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... 

@@ -108,15 +108,24 @@ func (h *hostFirewall) programEndpoint(c *networkConfig, ep endpointAddrs, bindi
 	if ep.IPv6 != nil {
 		pe.IPv6 = ep.IPv6.IP
 	}
-	if c.DefaultBindingIP != nil && !c.DefaultBindingIP.IsUnspecified() {
-		// The network's host_binding_ipv4 applies where the binding has no host IP.
-		for i := range bindings {
-			if bindings[i].HostIP == nil || bindings[i].HostIP.IsUnspecified() {
-				bindings[i].HostIP = types.GetIPCopy(c.DefaultBindingIP)
-			}
-		}
+	return h.pm.MapPorts(pe, withDefaultHostIP(bindings, c.DefaultBindingIP))
+}
+
+// withDefaultHostIP gives the network's host_binding_ipv4 to the bindings
+// that name no host IP; an explicit 0.0.0.0 or :: still means every
+// address, as upstream.
+func withDefaultHostIP(bindings []types.PortBinding, def net.IP) []types.PortBinding {
+	if def == nil || def.IsUnspecified() {
+		return bindings
 	}
-	return h.pm.MapPorts(pe, bindings)
+	out := make([]types.PortBinding, len(bindings))
+	for i, b := range bindings {
+		if len(b.HostIP) == 0 {
+			b.HostIP = types.GetIPCopy(def)
+		}
+		out[i] = b
+	}
+	return out
 }
 
 // revokeEndpoint hands the endpoint's ports to the portmapper's release
