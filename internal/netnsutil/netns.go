@@ -144,12 +144,16 @@ func (n *NS) Close() error {
 // change other namespaces: only the network namespace is restored.
 func (n *NS) Do(fn func() error) error {
 	return onThread(func() error {
-		if err := netns.Set(n.handle); err != nil {
+		if err := setNS(n.handle); err != nil {
 			return fmt.Errorf("entering namespace %s: %w", n.path, err)
 		}
 		return nil
 	}, fn)
 }
+
+// setNS switches the calling thread; a variable so a test can make the
+// switch back fail.
+var setNS = netns.Set
 
 // onThread runs enter and then fn on a fresh goroutine whose OS thread is
 // locked, and switches the thread back to its original network namespace
@@ -161,6 +165,15 @@ func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread is never ended: a locked goroutine exiting
+			// on it parks it for good, which after a failed switch back
+			// would keep the namespace alive until the process exits.
+			// Holding it locked here, the work lands on another thread.
+			errc <- onThread(enter, fn)
+			runtime.UnlockOSThread()
+			return
+		}
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
@@ -171,7 +184,7 @@ func onThread(enter, fn func() error) error {
 		if err := enter(); err != nil {
 			// enter may have switched before failing (unshare does not);
 			// the switch back below decides whether the thread is reusable.
-			if serr := netns.Set(orig); serr != nil {
+			if serr := setNS(orig); serr != nil {
 				errc <- errors.Join(err, fmt.Errorf("switching back to original namespace: %w", serr))
 				return
 			}
@@ -180,7 +193,7 @@ func onThread(enter, fn func() error) error {
 			return
 		}
 		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
+		if err := setNS(orig); err != nil {
 			errc <- errors.Join(fnErr, fmt.Errorf("switching back to original namespace: %w", err))
 			return
 		}

@@ -1,14 +1,19 @@
 package netnsutil_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 func TestNewDoRemove(t *testing.T) {
@@ -69,5 +74,54 @@ func TestNewDoRemove(t *testing.T) {
 	// Removing again is "already gone", not an error.
 	if err := netnsutil.Remove(path); err != nil {
 		t.Fatalf("second Remove: %v", err)
+	}
+}
+
+// A thread that cannot be switched back is never handed to another
+// goroutine: it stays locked, its goroutine exits, and the runtime ends
+// it, so no thread of the process is left in the namespace.
+func TestFailedSwitchBackDiscardsThread(t *testing.T) {
+	testutil.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "ns")
+	ns, err := netnsutil.New(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	t.Cleanup(func() { _ = netnsutil.Remove(path) })
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+	threadsInNS := func() int {
+		tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+		n := 0
+		for _, f := range tasks {
+			if l, err := os.Readlink(f); err == nil && l == want {
+				n++
+			}
+		}
+		return n
+	}
+
+	restore := netnsutil.FailSwitchBack(ns)
+	err = ns.Do(func() error {
+		if threadsInNS() != 1 {
+			return errors.New("Do did not run in the namespace")
+		}
+		return nil
+	})
+	restore()
+	if err == nil || !strings.Contains(err.Error(), "switching back") {
+		t.Fatalf("Do with a failing switch back: %v, want the failure reported", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); threadsInNS() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d threads of the process are still in the namespace", threadsInNS())
+		}
+	}
+	if err := ns.Do(func() error { return nil }); err != nil {
+		t.Fatalf("Do after the restore: %v", err)
 	}
 }
