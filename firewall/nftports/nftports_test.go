@@ -114,6 +114,24 @@ func TestMapsForward(t *testing.T) {
 	if err := ns.Netlink.AddrAdd(loLink, addr6); err != nil {
 		t.Fatal(err)
 	}
+	// Even without DAD the address is tentative (dropping what is sent
+	// to it) until the kernel's address work has run.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		as, err := ns.Netlink.AddrList(loLink, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := false
+		for _, a := range as {
+			settled = settled || a.IP.Equal(own6.AsSlice()) && a.Flags&unix.IFA_F_TENTATIVE == 0
+		}
+		if settled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still tentative: %v", own6, as)
+		}
+	}
 	var l4, l6 net.Listener
 	if err := ns.Do(func() (err error) {
 		if l4, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
@@ -149,6 +167,17 @@ func TestMapsForward(t *testing.T) {
 			}
 			return err
 		})
+	}
+	// The first packets to a just-added IPv6 address can be lost (seen
+	// with no DNAT at all), so the address is reached directly first.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := dial(fmt.Sprintf("[%s]:%d", own6, p6))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("[%s]:%d directly: %v", own6, p6, err)
+		}
 	}
 	for _, a := range []string{"127.0.0.1:18080", "127.0.0.3:18080", "[fd00:cafe::1]:18080", "127.0.0.2:18083"} {
 		if err := dial(a); err != nil {
