@@ -125,36 +125,26 @@ func ephemeralRange(t *testing.T, r *portRig) (uint16, uint16) {
 
 // A port already published, or held by a host process, fails the join
 // with a Forbidden error naming it, and the failed join leaves no rules,
-// sockets or interfaces. A port still being released is waited for.
+// sockets, interfaces or joined state, seen before its endpoint and
+// sandbox are deleted; its address goes back to IPAM with the endpoint.
+// A port still being released is waited for.
 func TestPortsTakenPort(t *testing.T) {
 	r := newPortRig(t)
 	n := r.bridgeNet(t, "taken", "10.51.0.0/24")
 	c1 := r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
-	links := func() int {
-		l, err := r.host.Netlink.LinkList()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(l)
-	}
-	before := links()
+	hostLinks := linkNames(t, r.host.Netlink)
 
-	_, err := r.run(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(81, 9191), tcp(80, 8080)}))
-	if !types.IsForbidden(err) || !strings.Contains(err.Error(), "8080") {
-		t.Fatalf("second container on port 8080: want Forbidden naming 8080, got %v", err)
+	// The refused join is looked at before anything deletes its endpoint
+	// or sandbox, so a leftover cannot hide behind the cleanup.
+	f := r.failJoin(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(81, 9191), tcp(80, 8080)}))
+	if !types.IsForbidden(f.err) || !strings.Contains(f.err.Error(), "8080") {
+		t.Fatalf("second container on port 8080: want Forbidden naming 8080, got %v", f.err)
 	}
-	// The port as a map key, not a bare number: c1's random endpoint ID
-	// in its elements' comments may contain "9191".
-	if hits := rulesNaming(t, r.host.NS, "*:9191 ->", "cnm-ep-"+sanitizedPrefix(t, r, n, "c2")); len(hits) > 0 {
-		t.Fatalf("failed join left rules:\n%s", strings.Join(hits, "\n"))
-	}
-	if got := listeners(t, r.host.NS, 9191); got != 0 {
-		t.Fatalf("failed join left %d sockets on 9191", got)
-	}
+	f.assertNothingLeft(t, r, hostLinks, 9191)
 	if got := listeners(t, r.host.NS, 8080); got != 1 {
 		t.Fatalf("port 8080: %d listening sockets, want c1's only", got)
 	}
-	eventually(t, "the failed join's veth to go", func() bool { return links() == before })
+	f.cleanup(t)
 
 	// A host process holds 8090.
 	var l net.Listener
@@ -166,9 +156,15 @@ func TestPortsTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if _, err := r.run(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8090)})); !types.IsForbidden(err) || !strings.Contains(err.Error(), "8090") {
-		t.Fatalf("port held by a host process: want Forbidden naming 8090, got %v", err)
+	f = r.failJoin(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8090)}))
+	if !types.IsForbidden(f.err) || !strings.Contains(f.err.Error(), "8090") {
+		t.Fatalf("port held by a host process: want Forbidden naming 8090, got %v", f.err)
 	}
+	f.assertNothingLeft(t, r, hostLinks)
+	if got := listeners(t, r.host.NS, 8090); got != 1 {
+		t.Fatalf("port 8090: %d listening sockets, want the host process's only", got)
+	}
+	f.cleanup(t)
 
 	// c1 goes; its port, still being released in the background, is
 	// handed to c4 once free, not refused.
@@ -177,15 +173,6 @@ func TestPortsTakenPort(t *testing.T) {
 	serve(t, c4.ns, "tcp", ":80", "c4")
 	mustFetch(t, r.out.NS, "tcp", net.JoinHostPort(uplinkHost, "8080"), "c4")
 	c4.stop(t)
-}
-
-// sanitizedPrefix is the endpoint ID of name on n if it exists, or a
-// string matching nothing: a failed run deletes its endpoint.
-func sanitizedPrefix(t *testing.T, r *portRig, n *libnetwork.Network, name string) string {
-	if ep, err := n.EndpointByName(name); err == nil {
-		return ep.ID()
-	}
-	return "no-such-endpoint"
 }
 
 // ICC off blocks container to container on one bridge; two networks are

@@ -252,20 +252,19 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 	serve(t, c1.ns, "udp", ":53", "c1")
 	before := portElems(t, r.host.NS)
 
+	hostLinks := linkNames(t, r.host.Netlink)
+
+	// Looked at before anything deletes the refused container.
 	loop := []types.PortBinding{tcp(81, 8081), {Proto: types.TCP, Port: 82, HostIP: net.IPv6loopback, HostPort: 8082}}
-	_, err := r.run(t, n, "c2", nil, libnetwork.OptionPortMapping(loop))
-	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), "IPv6 loopback") {
-		t.Fatalf("publishing on [::1]: want BadRequest naming the IPv6 loopback, got %v", err)
+	f := r.failJoin(t, n, "c2", nil, libnetwork.OptionPortMapping(loop))
+	if !types.IsBadRequest(f.err) || !strings.Contains(f.err.Error(), "IPv6 loopback") {
+		t.Fatalf("publishing on [::1]: want BadRequest naming the IPv6 loopback, got %v", f.err)
 	}
 	if got := portElems(t, r.host.NS); !slices.Equal(got, before) {
 		t.Fatalf("refused join changed the port maps:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
 	}
-	if got := listeners(t, r.host.NS, 8081) + listeners(t, r.host.NS, 8082); got != 0 {
-		t.Fatalf("refused join left %d listening sockets", got)
-	}
-	if _, err := n.EndpointByName("c2"); err == nil {
-		t.Fatal("refused join left its endpoint")
-	}
+	f.assertNothingLeft(t, r, hostLinks, 8081, 8082)
+	f.cleanup(t)
 
 	// The port answers the host on 127.0.0.1 and its IPv6 addresses, so
 	// the path into the container is up; on [::1] it is refused at once
