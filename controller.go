@@ -283,7 +283,31 @@ func (c *Controller) Stop() {
 	c.stopped = true
 	c.mu.Unlock()
 	c.closeResolvers()
+	c.closeSandboxes()
 	c.release()
+}
+
+// closeSandboxes releases the namespace handles of the live sandboxes,
+// leaving the namespaces to the next controller (before, each Stop left an
+// open descriptor per sandbox, which kept a namespace alive even after
+// its mount was gone).
+func (c *Controller) closeSandboxes() {
+	for _, sb := range c.Sandboxes() {
+		sb.opMu.Lock()
+		c.mu.Lock()
+		s := sb.osSbox
+		c.mu.Unlock()
+		if s != nil {
+			s.Close()
+		}
+		sb.opMu.Unlock()
+	}
+	c.mu.Lock()
+	s := c.defaultSb
+	c.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
 }
 
 // driver returns the driver for networkType, discovering a plugin if no

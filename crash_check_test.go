@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
@@ -263,26 +263,18 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 var ruleOwner = regexp.MustCompile(`(?:--comment "?| )cnm-(net|ep)-([0-9a-zA-Z_-]+)`)
 
 // cnmRules lists the host namespace's rules that carry one of the
-// library's comments (IPv4, filter and nat), and the published ports' map
-// elements (whose comment is their endpoint's tag).
+// library's comments (IPv4 and IPv6; mangle, nat and filter), and the
+// published ports' map elements (whose comment is their endpoint's tag).
 func cnmRules(t *testing.T, host *testutil.HostNS) []string {
 	t.Helper()
 	var out []string
 	for _, e := range portElems(t, host.NS) {
 		out = append(out, "port map: "+e)
 	}
-	for _, table := range []string{"filter", "nat"} {
-		var b []byte
-		err := host.Do(func() (err error) {
-			b, err = exec.Command("iptables", "-w", "-t", table, "-S").CombinedOutput()
-			return err
-		})
-		if err != nil {
-			t.Fatalf("iptables -t %s -S: %v: %s", table, err, b)
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "cnm-") {
-				out = append(out, table+": "+line)
+	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		for _, r := range kernelRules(t, host, fam) {
+			if strings.Contains(r, "cnm-") {
+				out = append(out, fam.String()+" "+r)
 			}
 		}
 	}
@@ -290,7 +282,8 @@ func cnmRules(t *testing.T, host *testutil.HostNS) []string {
 }
 
 // checkRules: every rule tagged with a network or endpoint belongs to one
-// that exists (checkPorts looks closer at the endpoints' rules).
+// that exists (checkPorts looks closer at the endpoints' rules), and every
+// bridge network has all of its rules (checkNetworkRules).
 func checkRules(t *testing.T, host *testutil.HostNS, nets map[string]*libnetwork.Network, eps map[string]*libnetwork.Endpoint) {
 	t.Helper()
 	for _, r := range cnmRules(t, host) {
@@ -302,4 +295,5 @@ func checkRules(t *testing.T, host *testutil.HostNS, nets map[string]*libnetwork
 			t.Errorf("rule of a %s that does not exist: %s", m[1], r)
 		}
 	}
+	checkNetworkRules(t, host, nets)
 }

@@ -163,6 +163,7 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 	}
 	fw.adoptElemsLocked(elems)
 	fw.global[fam] = true
+	fw.listed = true
 	return nil
 }
 

@@ -57,6 +57,10 @@ type Firewall struct {
 	global  map[Family]bool        // families whose global chains are set up
 	elems   map[elemKey]PortElem   // port map elements we know are installed
 	ports   map[string]*portOwner  // endpoint owner -> its elements
+	// listed: the record holds everything of ours the kernel had at
+	// Setup, and no PruneUnclaimed has run since (the first one, right
+	// after a restart's Setup, need not list the kernel again).
+	listed bool
 }
 
 type ownerRules struct {
@@ -220,10 +224,20 @@ func sortedRules(m map[ruleKey]Rule) []Rule {
 // from a previous process whose owner (network or endpoint) was not set up
 // again since: after a restart, the caller re-creates its live networks
 // and port maps, then calls PruneUnclaimed to drop the leftovers of the
-// dead ones.
+// dead ones. Called again later (garbage collection on demand), it first
+// lists the kernel anew: a rule or element with our comment that appeared
+// since Setup (left by a teardown that failed half-way, or by a process
+// that crashed meanwhile) is only found there, and goes unless its owner
+// is one this process set up.
 func (fw *Firewall) PruneUnclaimed() error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
+	if !fw.listed {
+		if err := fw.adoptLeftoversLocked(); err != nil {
+			return types.Wrapf(err, "listing leftover rules")
+		}
+	}
+	fw.listed = false
 	var owners []string
 	for name, o := range fw.owners {
 		if !o.claimed && name != ownerGlobal {
@@ -246,6 +260,36 @@ func (fw *Firewall) PruneUnclaimed() error {
 	SortElems(del)
 	if err := errors.Join(fw.updateElemsLocked(nil, del), fw.commitLocked(t.ops, false)); err != nil {
 		return types.Wrapf(err, "pruning leftover rules")
+	}
+	return nil
+}
+
+// adoptLeftoversLocked records, unclaimed unless their owner is claimed,
+// the rules and port map elements with our comment that the kernel holds
+// and the record does not.
+func (fw *Firewall) adoptLeftoversLocked() error {
+	for _, fam := range fw.fams {
+		for _, table := range tableOrder {
+			out, err := fw.runner.List(fam, table)
+			if err != nil {
+				return err
+			}
+			for name, specs := range parseListing(out).rules {
+				for _, s := range specs {
+					k := ruleKey{fam, table, name, s}
+					if _, known := fw.present[k]; !known {
+						if owner := ownerOf(s); owner != "" {
+							fw.setPresentLocked(k, owner)
+						}
+					}
+				}
+			}
+		}
+		elems, err := fw.maps.List(fam)
+		if err != nil {
+			return err
+		}
+		fw.adoptElemsLocked(elems)
 	}
 	return nil
 }

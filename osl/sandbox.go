@@ -267,6 +267,20 @@ func (s *Sandbox) Destroy() error {
 	return nil
 }
 
+// Close releases the sandbox's handles and leaves the namespace, with
+// everything in it, as it is: for a process that stops while its
+// containers keep running, and a later one opens the namespace again. An
+// open handle would keep the namespace alive even after its mount is
+// removed. Later operations fail as on a destroyed sandbox.
+func (s *Sandbox) Close() {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if !s.destroyed {
+		s.closeHandlesLocked()
+		s.destroyed = true
+	}
+}
+
 func (s *Sandbox) closeHandles() {
 	s.life.Lock()
 	defer s.life.Unlock()

@@ -1,0 +1,151 @@
+package libnetwork_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// dualStackNet creates a bridge network with an IPv4 and an IPv6 pool.
+func dualStackNet(t *testing.T, c *libnetwork.Controller, name, br, v4, v6 string) *libnetwork.Network {
+	t.Helper()
+	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "",
+		libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: br}}),
+		libnetwork.NetworkOptionEnableIPv6(true),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: v4}},
+			[]*libnetwork.IpamConf{{PreferredPool: v6}}, nil)))
+}
+
+// The rule checker the crash test uses sees a network's missing rules, in
+// IPv6 as in IPv4, and a rule of the network's owner it does not render.
+func TestNetworkRulesChecker(t *testing.T) {
+	c, host := newPrivController(t)
+	n := dualStackNet(t, c, "chk", "cnmchk0", "10.97.0.0/24", "fd00:97::/64")
+	nets := map[string]*libnetwork.Network{n.ID(): n}
+	if p := networkRuleProblems(t, host, nets); len(p) > 0 {
+		t.Fatalf("a fresh network: %v", p)
+	}
+	owner := "cnm-net-" + n.ID()
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		inNS(t, host.NS, bin, "-w", "-t", "filter", "-D", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",
+			"-m", "comment", "--comment", owner, "-j", "ACCEPT")
+	}
+	inNS(t, host.NS, "iptables", "-w", "-t", "filter", "-A", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",
+		"-m", "comment", "--comment", owner, "-j", "DROP")
+	got := strings.Join(networkRuleProblems(t, host, nets), "\n")
+	for _, want := range []string{"lacks its ipv4 rule: filter -A FORWARD -i cnmchk0 -o cnmchk0",
+		"lacks its ipv6 rule: filter -A FORWARD -i cnmchk0 -o cnmchk0",
+		"has a ipv4 rule its configuration does not render: filter -A FORWARD -i cnmchk0 -o cnmchk0 -m comment --comment " + owner + " -j DROP"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("checker output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// After a reboot-like loss of the kernel state (bridge, sandbox namespace,
+// every rule and the port maps gone while the controller was down), the
+// network comes back whole, the sandbox whose namespace vanished is
+// dropped with an error saying so, and what it held (endpoint, addresses,
+// host ports) is free again: a new container gets the same address and
+// host port, and traffic reaches it through the published port.
+func TestRestartAfterKernelStateVanished(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := dualStackNet(t, c, "net", "cnmboot0", "10.96.0.0/24", "fd00:96::/64")
+	idle := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
+	ports := []types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 18090}}
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web", libnetwork.OptionPortMapping(ports)))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	addr, addr6 := ep.Info().Iface().Address(), ep.Info().Iface().AddressIPv6()
+	idleAddr := idle.Info().Iface().Address().String()
+	if addr6 == nil || len(rulesNaming(t, r.host.NS, "18090")) == 0 {
+		t.Fatal("no IPv6 address or no port map element: the checks below would prove nothing")
+	}
+	key := sb.Key()
+
+	// The "reboot": the process stops, then the kernel loses everything
+	// (the namespace goes with its mount, taking the veth along).
+	r.last.Stop()
+	r.last = nil
+	if err := netnsutil.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	br, err := r.host.Netlink.LinkByName("cnmboot0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.host.Netlink.LinkDel(br); err != nil {
+		t.Fatal(err)
+	}
+	inNS(t, r.host.NS, "nft", "flush", "ruleset") // iptables-nft's tables and opencnm-ports alike
+	hostLinksSettle(t, r.host, "lo")
+	if left := rulesNaming(t, r.host.NS, "cnm-"); len(left) > 0 {
+		t.Fatalf("rules left after the flush: %v", left)
+	}
+
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(ports)}}))
+	// The vanished sandbox is reported, and dropped.
+	rerr := c.RestoreError()
+	if rerr == nil || !strings.Contains(rerr.Error(), "container web") || !strings.Contains(rerr.Error(), key) {
+		t.Fatalf("restore error %v, want one naming container web and its namespace %s", rerr, key)
+	}
+	t.Logf("restore reported: %v", rerr)
+	if _, err := c.SandboxByID(sb.ID()); !types.IsNotFound(err) {
+		t.Fatalf("the sandbox whose namespace vanished came back: %v", err)
+	}
+	// The network is whole again: bridge with its tag, every rule (both
+	// families), the port maps' table (empty: nobody publishes).
+	rn := must[*libnetwork.Network](t)(c.NetworkByName("net"))
+	l, err := r.host.Netlink.LinkByName("cnmboot0")
+	if err != nil || l.Attrs().Alias != netTag+n.ID() {
+		t.Fatalf("bridge not re-created with its tag: %v", err)
+	}
+	checkNetworkRules(t, r.host, map[string]*libnetwork.Network{rn.ID(): rn})
+	if e := portElems(t, r.host.NS); len(e) > 0 {
+		t.Errorf("port map elements after restoring no publisher: %v", e)
+	}
+	// The dropped sandbox's endpoint is gone and released what it held;
+	// the idle endpoint is kept.
+	if _, err := rn.EndpointByName("web"); !types.IsNotFound(err) {
+		t.Fatalf("the endpoint of the dropped sandbox came back: %v", err)
+	}
+	if ri, err := rn.EndpointByName("idle"); err != nil || ri.Info().Iface().Address().String() != idleAddr {
+		t.Fatalf("idle endpoint not restored with %s: %v", idleAddr, err)
+	}
+	if n := listeners(t, r.host.NS, 18090); n != 0 {
+		t.Fatalf("host port 18090 still held by %d sockets", n)
+	}
+
+	// A new container takes the same addresses and host port, and answers
+	// through the published port (host loopback, and the bridge's own
+	// address).
+	nep := must[*libnetwork.Endpoint](t)(rn.CreateEndpoint("web2", libnetwork.CreateOptionIpam(addr.IP, addr6.IP, nil, nil)))
+	if a := nep.Info().Iface().Address().String(); a != addr.String() {
+		t.Fatalf("new endpoint got %s, want the released %s", a, addr)
+	}
+	nsb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web2", libnetwork.OptionPortMapping(ports)))
+	if err := nep.Join(nsb); err != nil {
+		t.Fatalf("joining with the released host port: %v", err)
+	}
+	ns, err := netnsutil.Open(nsb.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	serve(t, ns, "tcp", net.JoinHostPort(addr.IP.String(), "80"), "web2")
+	mustFetch(t, r.host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", 18090), "web2")
+	v4, _ := rn.IpamInfo()
+	mustFetch(t, r.host.NS, "tcp", net.JoinHostPort(v4[0].Gateway.IP.String(), "18090"), "web2")
+}
