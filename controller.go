@@ -19,6 +19,8 @@ do the slow work unlocked, and roll the claim back on failure.
 package libnetwork
 
 import (
+	"golang.org/x/sys/unix"
+
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -63,6 +65,7 @@ type Controller struct {
 	defaultSb *osl.Sandbox        // host-namespace sandbox shared by OptionUseDefaultSandbox; guarded by mu
 	defaultN  int                 // users of defaultSb; guarded by mu
 	stopped   bool                // guarded by mu
+	claimFd   int                 // socket claiming the host namespace (see claimHostNS), -1 if none
 }
 
 // New returns a controller configured by opts.
@@ -75,6 +78,7 @@ func New(opts ...config.Option) (*Controller, error) {
 		netNames:  map[string]string{},
 		sandboxes: map[string]*Sandbox{},
 		nsPool:    osl.NewPool(2),
+		claimFd:   -1,
 	}
 	ok := false
 	defer func() {
@@ -109,6 +113,9 @@ func New(opts ...config.Option) (*Controller, error) {
 		return nil, err
 	}
 	c.store = st
+	if c.claimFd, err = claimHostNS(c.host, cfg.HostNetNS); err != nil {
+		return nil, err
+	}
 	if c.drv, err = newRegistry(c); err != nil {
 		return nil, err
 	}
@@ -133,6 +140,10 @@ func (c *Controller) release() {
 	}
 	if c.store != nil {
 		c.store.Close()
+	}
+	if c.claimFd >= 0 {
+		unix.Close(c.claimFd)
+		c.claimFd = -1
 	}
 	if c.hostNL != nil {
 		c.hostNL.Close()

@@ -1,10 +1,13 @@
 package libnetwork_test
 
 import (
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -72,4 +75,40 @@ func TestRenameAndRefresh(t *testing.T) {
 	if eps := sb.Endpoints(); len(eps) != 1 || eps[0] != ep || ep.Info().Sandbox() != sb {
 		t.Fatalf("after Refresh the endpoint is not joined: %v", eps)
 	}
+}
+
+// A second controller in a host namespace one already works in is refused
+// (Forbidden) before it touches anything: its start-up garbage collection
+// would take the first one's bridge, rules and ports for leftovers. Once
+// the first stops, the namespace is free again.
+func TestSecondControllerInOneNamespaceRefused(t *testing.T) {
+	c1, host := newPrivController(t)
+	n := bridgeNet(t, c1, "mine", "cnmclaim0", "10.93.0.0/24")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	sb := must[*libnetwork.Sandbox](t)(c1.NewSandbox("c"))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := []config.Option{config.OptionHostNetNS(host.Path()),
+		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib"))}
+	if c2, err := libnetwork.New(opts...); !types.IsForbidden(err) || !strings.Contains(err.Error(), "another libnetwork controller") {
+		if err == nil {
+			c2.Stop()
+		}
+		t.Fatalf("second controller in one namespace: want Forbidden, got %v", err)
+	}
+	if _, err := host.Netlink.LinkByName("cnmclaim0"); err != nil {
+		t.Fatalf("the refused controller disturbed the first one's bridge: %v", err)
+	}
+	if got := ep.Info().Iface(); got == nil || got.MacAddress() == nil {
+		t.Fatal("the first controller's endpoint lost its interface")
+	}
+	teardown(t, c1)
+	c1.Stop()
+	c2, err := libnetwork.New(opts...)
+	if err != nil {
+		t.Fatalf("controller after the first stopped: %v", err)
+	}
+	c2.Stop()
 }
