@@ -37,7 +37,11 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 	nets := map[string]*libnetwork.Network{}
 	eps := map[string]*libnetwork.Endpoint{}
 	joined := map[string]*libnetwork.Endpoint{}
-	held := map[string]string{} // IPv4 address -> holder
+	// Address -> holder, IPv4 and IPv6 alike (their strings never
+	// collide): IPAM hands an address to one holder at a time, so two
+	// holders of one address in the restored model mean a record or the
+	// allocator's state came back wrong.
+	held := map[string]string{}
 	hold := func(ip net.IP, who string) {
 		if prev, dup := held[ip.String()]; dup {
 			t.Errorf("address %s held by %s and %s", ip, prev, who)
@@ -46,8 +50,11 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 	}
 	for _, n := range c.Networks() {
 		nets[n.ID()] = n
-		v4, _ := n.IpamInfo()
-		for _, info := range v4 {
+		v4, v6 := n.IpamInfo()
+		if n.IPv6Enabled() {
+			stats.nets6++
+		}
+		for _, info := range append(v4, v6...) {
 			if info.Gateway != nil {
 				hold(info.Gateway.IP, "gateway of "+n.Name())
 			}
@@ -56,6 +63,18 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 			eps[ep.ID()] = ep
 			if a := ep.Info().Iface().Address(); a != nil {
 				hold(a.IP, "endpoint "+ep.Name())
+			}
+			// An endpoint of a dual-stack network has an IPv6 address
+			// (its network's IPAM gives one at creation, before anything
+			// is recorded), and one of an IPv4-only network has none.
+			a6 := ep.Info().Iface().AddressIPv6()
+			switch {
+			case a6 != nil && !n.IPv6Enabled():
+				t.Errorf("endpoint %s of IPv4-only network %s has IPv6 address %s", ep.Name(), n.Name(), a6)
+			case a6 == nil && n.IPv6Enabled() && n.Type() == "bridge":
+				t.Errorf("endpoint %s of dual-stack network %s has no IPv6 address", ep.Name(), n.Name())
+			case a6 != nil:
+				hold(a6.IP, "endpoint "+ep.Name())
 			}
 			if ep.Info().Sandbox() != nil {
 				joined[ep.ID()] = ep
@@ -73,11 +92,18 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 	checkRules(t, host, nets, eps)
 	published := checkPorts(t, host, eps, sbs, active)
 	for _, pbs := range published {
-		stats.ports += len(pbs)
+		for _, pb := range pbs {
+			if bindingIs6(pb) {
+				stats.ports6++
+			} else {
+				stats.ports++
+			}
+		}
 	}
 
 	// IPAM holds exactly what the records hold: a new endpoint gets an
-	// address nobody has.
+	// address nobody has, in either family (on a dual-stack network the
+	// probe takes an IPv6 address from the same restored allocator state).
 	for _, n := range nets {
 		if n.Type() != "bridge" {
 			continue
@@ -87,10 +113,16 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 			t.Errorf("creating a probe endpoint on %s: %v", n.Name(), err)
 			continue
 		}
-		if a := ep.Info().Iface().Address(); a != nil {
+		for _, a := range []*net.IPNet{ep.Info().Iface().Address(), ep.Info().Iface().AddressIPv6()} {
+			if a == nil {
+				continue
+			}
 			if who, dup := held[a.IP.String()]; dup {
 				t.Errorf("IPAM handed out %s again (held by %s)", a.IP, who)
 			}
+		}
+		if n.IPv6Enabled() && ep.Info().Iface().AddressIPv6() == nil {
+			t.Errorf("probe endpoint on dual-stack network %s got no IPv6 address", n.Name())
 		}
 		if err := ep.Delete(false); err != nil {
 			t.Errorf("deleting the probe endpoint on %s: %v", n.Name(), err)
@@ -204,11 +236,15 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 		if err != nil {
 			t.Fatal(err)
 		}
-		addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+		addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes6, err := h.RouteList(nil, netlink.FAMILY_V6)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,10 +268,16 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 		}
 		// The default route goes via the gateway of the first endpoint
 		// (in priority order) that has one; none without such an endpoint.
-		var want, got []string
+		// The IPv6 default route goes via that same endpoint's IPv6
+		// gateway, none when it has none (the gateway endpoint carries
+		// both routes; nothing else sets or keeps an IPv6 one).
+		var want, got, want6, got6 []string
 		for _, ep := range joinedHere {
 			if gw := ep.Info().Gateway(); gw != nil {
 				want = append(want, gw.String())
+				if gw6 := ep.Info().GatewayIPv6(); gw6 != nil {
+					want6 = append(want6, gw6.String())
+				}
 				break
 			}
 		}
@@ -244,17 +286,37 @@ func checkSandboxes(t *testing.T, c *libnetwork.Controller, dirs crashDirs, sbs 
 				got = append(got, r.Gw.String())
 			}
 		}
+		for _, r := range routes6 {
+			if r.Dst == nil || r.Dst.String() == "::/0" {
+				got6 = append(got6, r.Gw.String())
+			}
+		}
 		if !slices.Equal(got, want) {
 			t.Errorf("sandbox %.12s: default routes via %v, want via %v (its gateway endpoint's)", sb.ID(), got, want)
 		}
+		if !slices.Equal(got6, want6) {
+			t.Errorf("sandbox %.12s: IPv6 default routes via %v, want via %v (its gateway endpoint's)", sb.ID(), got6, want6)
+		}
 		for _, ep := range joinedHere {
-			a := ep.Info().Iface().Address()
+			// A joined endpoint's interface carries its addresses, the
+			// IPv6 one too on a dual-stack network (the join configures
+			// both before it is recorded; restore repairs both), on the
+			// same interface.
+			a, a6 := ep.Info().Iface().Address(), ep.Info().Iface().AddressIPv6()
 			idx, ok := onLink[a.IP.String()]
 			switch {
 			case !ok:
 				t.Errorf("address %s of joined endpoint %s is not in sandbox %.12s", a, ep.Name(), sb.ID())
 			case !up[idx]:
 				t.Errorf("interface of joined endpoint %s in sandbox %.12s is down", ep.Name(), sb.ID())
+			}
+			if a6 == nil {
+				continue
+			}
+			if idx6, ok6 := onLink[a6.IP.String()]; !ok6 {
+				t.Errorf("IPv6 address %s of joined endpoint %s is not in sandbox %.12s", a6, ep.Name(), sb.ID())
+			} else if ok && idx6 != idx {
+				t.Errorf("addresses %s and %s of joined endpoint %s are on different interfaces in sandbox %.12s", a, a6, ep.Name(), sb.ID())
 			}
 		}
 	}

@@ -196,8 +196,11 @@ func (w *crashWorker) step() string {
 }
 
 // createNetwork makes a bridge network on a /26 no other network uses
-// (small, so addresses are reused often); one in four is kept in memory
-// only (NetworkOptionPersist(false)), whose leftovers the next start must
+// (small, so addresses are reused often); one in three is dual-stack, with
+// an IPv6 ULA /64 of its own (fd66:<k>::/64, distinct as the /26 is), so
+// its endpoints get IPv6 addresses and publish their ports in both
+// families; one in four is kept in memory only
+// (NetworkOptionPersist(false)), whose leftovers the next start must
 // collect.
 func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
 	used := map[string]bool{}
@@ -212,12 +215,20 @@ func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
 		if used[pool] {
 			continue
 		}
-		opts := []libnetwork.NetworkOption{libnetwork.NetworkOptionIpam("default", "",
-			[]*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil)}
+		var v6 []*libnetwork.IpamConf
 		name := fmt.Sprintf("n%d", k)
+		if w.rng.Intn(3) == 0 {
+			v6 = []*libnetwork.IpamConf{{PreferredPool: fmt.Sprintf("fd66:%d::/64", k)}}
+			name = fmt.Sprintf("ds%d", k)
+		}
+		opts := []libnetwork.NetworkOption{libnetwork.NetworkOptionIpam("default", "",
+			[]*libnetwork.IpamConf{{PreferredPool: pool}}, v6, nil)}
+		if v6 != nil {
+			opts = append(opts, libnetwork.NetworkOptionEnableIPv6(true))
+		}
 		if w.rng.Intn(4) == 0 {
 			opts = append(opts, libnetwork.NetworkOptionPersist(false))
-			name = fmt.Sprintf("mem%d", k)
+			name = "mem" + name
 		}
 		if _, err := w.c.NewNetwork("bridge", name, "", opts...); err != nil {
 			w.fail("creating network on %s: %v", pool, err)

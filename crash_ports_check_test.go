@@ -22,10 +22,13 @@ import (
 
 // checkPorts checks the published ports after a restart: only a sandbox's
 // gateway endpoint publishes, exactly its sandbox's ports and its own
-// (fixed host ports as asked); no host port is published twice; each is
-// held in the host namespace (a bind on it fails) and has its port map
-// element (its DNAT); and every port rule or element (comment
-// cnm-ep-<id>) belongs to a published binding. It returns the bindings each endpoint publishes.
+// (fixed host ports as asked) in IPv4, and the same again in IPv6 when it
+// has an IPv6 address, each IPv6 binding on its IPv4 twin's host port; no
+// host port is published twice in one family; each is held in the host
+// namespace (a bind of its family on it fails) and has its port map
+// element (its DNAT, in the ip or ip6 table); and every port rule or
+// element (comment cnm-ep-<id>) belongs to a published binding. It
+// returns the bindings each endpoint publishes.
 func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.Endpoint, sbs []*libnetwork.Sandbox, active crashActive) map[string][]types.PortBinding {
 	t.Helper()
 	gateway := map[string]*libnetwork.Sandbox{} // endpoint ID -> sandbox it is the gateway of
@@ -38,7 +41,11 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 		}
 	}
 	published := map[string][]types.PortBinding{}
-	holder := map[string]string{} // proto/host port -> endpoint
+	// proto/host address:port -> endpoint. portName tells the families
+	// apart ([::] is not 0.0.0.0): a host port is the IPv4 binding of one
+	// endpoint and the IPv6 binding of one endpoint, never two of either
+	// (the port mapper takes a host port in a family for one binding only).
+	holder := map[string]string{}
 	for id, ep := range eps {
 		info, err := ep.DriverInfo()
 		if err != nil {
@@ -50,6 +57,12 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 			published[id] = pbs
 		}
 		for _, pb := range pbs {
+			// A DNAT never crosses families: the port mapper pairs the
+			// IPv4 host side with the container's IPv4 address and the
+			// IPv6 side with its IPv6 address.
+			if pb.HostIP != nil && (pb.HostIP.To4() == nil) != bindingIs6(pb) {
+				t.Errorf("endpoint %s publishes %s to %s across families", ep.Name(), portName(pb), pb.IP)
+			}
 			k := portName(pb)
 			if prev, dup := holder[k]; dup {
 				t.Errorf("host port %s published by endpoints %s and %s", k, prev, ep.Name())
@@ -67,8 +80,27 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 		if strings.HasPrefix(ep.Name(), crashOwnPortPrefix) {
 			want = append(want, crashOwnPorts...)
 		}
-		if !samePorts(pbs, want) {
-			t.Errorf("gateway endpoint %s of sandbox %.12s publishes %v, want %v", ep.Name(), sb.ID(), pbs, want)
+		// Every binding the child asks for is on every host address, so
+		// it is published in IPv4 and, exactly when the endpoint has an
+		// IPv6 address, in IPv6 as well.
+		var want6 []types.PortBinding
+		if ep.Info().Iface().AddressIPv6() != nil {
+			want6 = want
+		}
+		pbs4, pbs6 := splitFamilies(pbs)
+		if !samePorts(pbs4, want) || !samePorts(pbs6, want6) {
+			t.Errorf("gateway endpoint %s of sandbox %.12s publishes %v, want %v in IPv4 and %v in IPv6",
+				ep.Name(), sb.ID(), pbs, want, want6)
+		}
+		// One request takes the same host port in both families (a
+		// chosen port too), so each IPv6 binding has an IPv4 twin on
+		// its host port.
+		for _, b6 := range pbs6 {
+			if !slices.ContainsFunc(pbs4, func(b4 types.PortBinding) bool {
+				return b4.Proto == b6.Proto && b4.Port == b6.Port && b4.HostPort == b6.HostPort
+			}) {
+				t.Errorf("IPv6 binding %s of endpoint %s has no IPv4 twin on its host port (%v)", portName(b6), ep.Name(), pbs4)
+			}
 		}
 	}
 
@@ -101,8 +133,28 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 	return published
 }
 
+// bindingIs6 reports whether pb is an IPv6 binding: its container address
+// (what its map element's family follows) is IPv6.
+func bindingIs6(pb types.PortBinding) bool { return pb.IP != nil && pb.IP.To4() == nil }
+
+func splitFamilies(pbs []types.PortBinding) (v4, v6 []types.PortBinding) {
+	for _, pb := range pbs {
+		if bindingIs6(pb) {
+			v6 = append(v6, pb)
+		} else {
+			v4 = append(v4, pb)
+		}
+	}
+	return v4, v6
+}
+
+// portName names pb's host side with its family: tcp/0.0.0.0:8080 and
+// tcp/[::]:8080 are two bindings.
 func portName(pb types.PortBinding) string {
 	ip := "0.0.0.0"
+	if bindingIs6(pb) {
+		ip = "::"
+	}
 	if pb.HostIP != nil && !pb.HostIP.IsUnspecified() {
 		ip = pb.HostIP.String()
 	}
@@ -142,21 +194,27 @@ func isElemOf(e firewall.PortElem, id string, pb types.PortBinding) bool {
 }
 
 // portHeldBy reports whether pb's host port is taken in host: binding a
-// socket of its protocol there fails with EADDRINUSE.
+// socket of its protocol and family on every address there fails with
+// EADDRINUSE. Go's udp6/tcp6 sockets are IPV6_V6ONLY, as the library's
+// own IPv6 reservations are, so the IPv4 reservation of the same port
+// does not make an IPv6 one look held (nor the other way round).
 func portHeldBy(t *testing.T, host *testutil.HostNS, pb types.PortBinding) bool {
 	t.Helper()
-	addr := net.JoinHostPort("0.0.0.0", fmt.Sprint(pb.HostPort))
+	addr, fam := net.JoinHostPort("0.0.0.0", fmt.Sprint(pb.HostPort)), "4"
+	if bindingIs6(pb) {
+		addr, fam = net.JoinHostPort("::", fmt.Sprint(pb.HostPort)), "6"
+	}
 	var err error
 	herr := host.Do(func() error {
 		if pb.Proto == types.UDP {
 			var pc net.PacketConn
-			if pc, err = net.ListenPacket("udp4", addr); err == nil {
+			if pc, err = net.ListenPacket("udp"+fam, addr); err == nil {
 				pc.Close()
 			}
 			return nil
 		}
 		var l net.Listener
-		if l, err = net.Listen("tcp4", addr); err == nil {
+		if l, err = net.Listen("tcp"+fam, addr); err == nil {
 			l.Close()
 		}
 		return nil

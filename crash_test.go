@@ -282,9 +282,10 @@ func tmpfsDirTB(t testing.TB) string {
 type crashStats struct {
 	ops                                 map[string]int // operations the children finished, by name
 	nets, eps, joined, sandboxes, ports int
+	nets6, ports6                       int // dual-stack networks, IPv6 bindings
 }
 
 func (s crashStats) String() string {
-	return fmt.Sprintf("%d networks, %d endpoints (%d joined), %d sandboxes, %d published host ports",
-		s.nets, s.eps, s.joined, s.sandboxes, s.ports)
+	return fmt.Sprintf("%d networks (%d dual-stack), %d endpoints (%d joined), %d sandboxes, %d published IPv4 and %d IPv6 host ports",
+		s.nets, s.nets6, s.eps, s.joined, s.sandboxes, s.ports, s.ports6)
 }
