@@ -57,6 +57,7 @@ func (c *Controller) restore() error {
 	// driver may have made in a kept sandbox is found by it and removed.
 	// Leaves a crash interrupted are finished in their kept sandbox.
 	halfJoins := map[string][]string{}
+	unsettled := map[string]string{} // endpoint ID -> network ID, records still joining
 	leaving := map[string]bool{}
 	for id, raw := range eps {
 		var r endpointRecord
@@ -72,6 +73,8 @@ func (c *Controller) restore() error {
 		}
 		if err := c.restoreEndpoint(r); err != nil {
 			errs = append(errs, types.Wrapf(err, "restoring endpoint %s", r.Name))
+		} else if r.State != stateReady && r.State != stateLeaving {
+			unsettled[r.ID] = r.NetworkID
 		}
 	}
 
@@ -102,6 +105,7 @@ func (c *Controller) restore() error {
 		}
 		errs = append(errs, c.removeStaleSandbox(r))
 	}
+	errs = append(errs, c.settleHalfJoins(unsettled))
 	// Gateways publishing anew go last: every host port a record claims
 	// is held again by now, so none is chosen twice. A port that cannot
 	// be published fails like at a join, but the sandbox stays.
@@ -308,12 +312,30 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 	n.epNames[ep.name] = ep.id
 	c.mu.Unlock()
 	ok = true
-	if !joined {
-		// A join was under way: it is undone (GC removes what the driver
-		// made); the endpoint itself is fine.
-		return c.commit(c.recEndpoint(ep, stateReady))
-	}
+	// A join under way (not joined) is undone: its sandbox's restore
+	// removes the interface the driver may have made there, found by the
+	// MAC the joining record keeps, and GC the rest. The record is
+	// settled only after that (settleHalfJoins), so a second crash in
+	// between still knows what to look for.
 	return nil
+}
+
+// settleHalfJoins records as plain (not joining) the endpoints whose join
+// a crash interrupted, once their sandboxes were restored or removed.
+func (c *Controller) settleHalfJoins(ids map[string]string) error {
+	var errs []error
+	for epID, nID := range ids {
+		c.mu.Lock()
+		var ep *Endpoint
+		if n := c.networks[nID]; n != nil {
+			ep = n.endpoints[epID]
+		}
+		c.mu.Unlock()
+		if ep != nil {
+			errs = append(errs, c.commit(c.recEndpoint(ep, stateReady)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // poolIDFor returns the ID of the network's pool holding ip (the stored
