@@ -81,16 +81,9 @@ func TestNewDoRemove(t *testing.T) {
 // goroutine: it stays locked, its goroutine exits, and the runtime ends
 // it, so no thread of the process is left in the namespace.
 func TestFailedSwitchBackDiscardsThread(t *testing.T) {
-	testutil.RequireRoot(t)
-	path := filepath.Join(t.TempDir(), "ns")
-	ns, err := netnsutil.New(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	t.Cleanup(func() { _ = netnsutil.Remove(path) })
+	ns := testutil.NewNamedNS(t, "ns").NS
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	if err := unix.Stat(ns.Path(), &st); err != nil {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("net:[%d]", st.Ino)
@@ -106,7 +99,7 @@ func TestFailedSwitchBackDiscardsThread(t *testing.T) {
 	}
 
 	restore := netnsutil.FailSwitchBack(ns)
-	err = ns.Do(func() error {
+	err := ns.Do(func() error {
 		if threadsInNS() != 1 {
 			return errors.New("Do did not run in the namespace")
 		}
