@@ -78,6 +78,19 @@ func (fw *Firewall) Setup() error {
 	return nil
 }
 
+// adoptRulesLocked records the rules of a table's listing that carry our
+// comment as present, owned as the comment says (claimed or not, as the
+// record already has them).
+func (fw *Firewall) adoptRulesLocked(fam Family, table string, l listing) {
+	for name, specs := range l.rules {
+		for _, s := range specs {
+			if owner := ownerOf(s); owner != "" {
+				fw.setPresentLocked(ruleKey{fam, table, name, s}, owner)
+			}
+		}
+	}
+}
+
 func (fw *Firewall) setupFamilyLocked(fam Family) error {
 	tables := map[string]listing{}
 	for _, table := range tableOrder {
@@ -85,15 +98,8 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 		if err != nil {
 			return err
 		}
-		l := parseListing(out)
-		tables[table] = l
-		for name, specs := range l.rules {
-			for _, s := range specs {
-				if owner := ownerOf(s); owner != "" {
-					fw.setPresentLocked(ruleKey{fam, table, name, s}, owner)
-				}
-			}
-		}
+		tables[table] = parseListing(out)
+		fw.adoptRulesLocked(fam, table, tables[table])
 	}
 	var t tx
 	var heads []Rule // FORWARD head, in order

@@ -274,16 +274,7 @@ func (fw *Firewall) adoptLeftoversLocked() error {
 			if err != nil {
 				return err
 			}
-			for name, specs := range parseListing(out).rules {
-				for _, s := range specs {
-					k := ruleKey{fam, table, name, s}
-					if _, known := fw.present[k]; !known {
-						if owner := ownerOf(s); owner != "" {
-							fw.setPresentLocked(k, owner)
-						}
-					}
-				}
-			}
+			fw.adoptRulesLocked(fam, table, parseListing(out))
 		}
 		elems, err := fw.maps.List(fam)
 		if err != nil {
