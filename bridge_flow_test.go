@@ -29,6 +29,19 @@ func bridgeNet(t *testing.T, c *libnetwork.Controller, name, brName, pool string
 	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "", opts...))
 }
 
+// dualStackNet is a bridge network with IPv4 pool v4 and IPv6 pool v6,
+// its bridge named brName ("" leaves the name to the driver).
+func dualStackNet(t *testing.T, c *libnetwork.Controller, name, brName, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
+	t.Helper()
+	opts = append([]libnetwork.NetworkOption{libnetwork.NetworkOptionEnableIPv6(true),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: v4}},
+			[]*libnetwork.IpamConf{{PreferredPool: v6}}, nil)}, opts...)
+	if brName != "" {
+		opts = append(opts, libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: brName}}))
+	}
+	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "", opts...))
+}
+
 // The README flow, checked inside the kernel, then torn down to nothing.
 func TestReadmeFlowInKernel(t *testing.T) {
 	c, host := newPrivController(t)

@@ -9,15 +9,13 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/vishvananda/netlink"
 )
 
 // Regression tests for what TestCrashRecovery found: each sets up by hand
 // the state a SIGKILL at one point of an operation leaves, then restarts.
-
-// reapGroup is the bridge driver's interface group for retired veths.
-const reapGroup = 0x636e6d
 
 // editRecord rewrites one stored record (the controller is stopped).
 func editRecord(t *testing.T, r *restartable, kind, id string, edit func(m map[string]any)) {
@@ -87,7 +85,7 @@ func TestCrashDuringLeaveKeepsSandbox(t *testing.T) {
 	}
 	for _, v := range hostLinkByAlias(t, r.host.Netlink, "opencnm:ep:"+ep.ID()) {
 		// Leave retires the host end by its group alone (it stays up).
-		if err := r.host.Netlink.LinkSetGroup(v, reapGroup); err != nil {
+		if err := r.host.Netlink.LinkSetGroup(v, bridge.ReapGroup); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,7 +139,7 @@ func TestRestartSkipsRetiredVeth(t *testing.T) {
 	r.last = nil
 	// The retired one: created first in the listing order does not matter,
 	// the group tells them apart.
-	old := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethold", Group: reapGroup}, PeerName: "vetholdp"}
+	old := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethold", Group: bridge.ReapGroup}, PeerName: "vetholdp"}
 	if err := r.host.Netlink.LinkAdd(old); err != nil {
 		t.Fatal(err)
 	}

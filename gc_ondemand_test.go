@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
@@ -17,13 +18,6 @@ import (
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
-
-// Interface groups the bridge driver puts its links in (drivers/bridge):
-// every bridge it makes, and veths retired by a Leave awaiting deletion.
-const (
-	bridgeGroupID = 0x636e6e
-	reapGroupID   = 0x636e6d
 )
 
 // IDs no record has: what a crashed process (or a half-failed teardown)
@@ -104,9 +98,9 @@ func TestCollectGarbageOnLiveController(t *testing.T) {
 	// tag), a veth in the reap group tagged with an endpoint nobody has,
 	// and a retired veth (reap group) tagged with live endpoint a.
 	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cnmstray0"}}, netTag+strayNetID, 0)
-	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cnmstray1"}}, "", bridgeGroupID)
-	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv0"}, PeerName: "cnmstrayv1"}, epTag+strayEpID, reapGroupID)
-	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv2"}, PeerName: "cnmstrayv3"}, epTag+epA.ID(), reapGroupID)
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cnmstray1"}}, "", bridge.BridgeGroup)
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv0"}, PeerName: "cnmstrayv1"}, epTag+strayEpID, bridge.ReapGroup)
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv2"}, PeerName: "cnmstrayv3"}, epTag+epA.ID(), bridge.ReapGroup)
 	// A namespace mount and a files directory with no sandbox.
 	strayKey := filepath.Join(netnsDir, "5ca1ab1e0001")
 	ns, err := netnsutil.New(strayKey)

@@ -58,19 +58,6 @@ func newPortRig6(t *testing.T) *portRig {
 	return r
 }
 
-// dualStackNet is a bridge network with IPv4 pool v4 and IPv6 pool v6.
-func (r *portRig) dualStackNet(t *testing.T, name, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
-	t.Helper()
-	opts = append([]libnetwork.NetworkOption{libnetwork.NetworkOptionEnableIPv6(true),
-		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: v4}},
-			[]*libnetwork.IpamConf{{PreferredPool: v6}}, nil)}, opts...)
-	n, err := r.c.NewNetwork("bridge", name, "", opts...)
-	if err != nil {
-		t.Fatalf("creating network %s: %v", name, err)
-	}
-	return n
-}
-
 func ip6Of(t *testing.T, c *container) string {
 	t.Helper()
 	a := c.ep.Info().Iface().AddressIPv6()
@@ -115,7 +102,7 @@ func hp(ip string, port uint16) string { return net.JoinHostPort(ip, fmt.Sprint(
 // ip6 tables or the ip6 port maps.
 func TestPortsPublishedIPv6(t *testing.T) {
 	r := newPortRig6(t)
-	n := r.dualStackNet(t, "pub6", "10.56.0.0/24", "fd56::/64")
+	n := dualStackNet(t, r.c, "pub6", "", "10.56.0.0/24", "fd56::/64")
 	gw6 := "fd56::1"
 	ports := []types.PortBinding{
 		tcp(80, 8080),
@@ -245,7 +232,7 @@ func assertIPv6Clean(t *testing.T, r *portRig) {
 // included) and is refused on [::1].
 func TestPortsIPv6LoopbackRefused(t *testing.T) {
 	r := newPortRig6(t)
-	n := r.dualStackNet(t, "lo6", "10.57.0.0/24", "fd57::/64")
+	n := dualStackNet(t, r.c, "lo6", "", "10.57.0.0/24", "fd57::/64")
 	c1 := r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
 		tcp(80, 8080), {Proto: types.UDP, Port: 53, HostPort: 5353}}))
 	serve(t, c1.ns, "tcp", ":80", "c1")
@@ -295,7 +282,7 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 // ports still work.
 func TestPortsIPv6NoMasquerade(t *testing.T) {
 	r := newPortRig6(t)
-	n := r.dualStackNet(t, "nomasq6", "10.58.0.0/24", "fd58::/64",
+	n := dualStackNet(t, r.c, "nomasq6", "", "10.58.0.0/24", "fd58::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_ip_masquerade": "false"}))
 	_, dst, _ := net.ParseCIDR("fd58::/64")
 	if err := r.out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(uplinkHost6)}); err != nil {

@@ -65,9 +65,7 @@ func TestRestartKeepsEndpointOwnPort(t *testing.T) {
 func TestRestartKeepsDualStackPort(t *testing.T) {
 	r := newRestartable(t)
 	c := r.start()
-	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "net6", "", libnetwork.NetworkOptionEnableIPv6(true),
-		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.98.0.0/24"}},
-			[]*libnetwork.IpamConf{{PreferredPool: "fd98::/64"}}, nil)))
+	n := dualStackNet(t, c, "net6", "", "10.98.0.0/24", "fd98::/64")
 	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	sbPorts := []types.PortBinding{{Proto: types.TCP, Port: 80}}
 	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionPortMapping(sbPorts)))

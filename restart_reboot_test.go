@@ -8,22 +8,9 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
-	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 )
-
-// dualStackNet creates a bridge network with an IPv4 and an IPv6 pool.
-func dualStackNet(t *testing.T, c *libnetwork.Controller, name, br, v4, v6 string) *libnetwork.Network {
-	t.Helper()
-	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "",
-		libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: br}}),
-		libnetwork.NetworkOptionEnableIPv6(true),
-		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: v4}},
-			[]*libnetwork.IpamConf{{PreferredPool: v6}}, nil)))
-}
 
 // The rule checker the crash test uses sees a network's missing rules, in
 // IPv6 as in IPv4, and a rule of the network's owner it does not render.

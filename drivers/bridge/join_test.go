@@ -124,7 +124,7 @@ func TestJoinTrafficLeave(t *testing.T) {
 	if err := d.Leave(joinNID, "ep1"); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := host.Netlink.LinkByName(hostName); err == nil && l.Attrs().Group != reapGroup {
+	if l, err := host.Netlink.LinkByName(hostName); err == nil && l.Attrs().Group != ReapGroup {
 		t.Fatalf("host end in group %#x after leave, want the reap group", l.Attrs().Group)
 	}
 	if err := d.Leave(joinNID, "ep1"); err != nil {

@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reapGroup is the interface group ("cnm" in ASCII) that marks veths left
+// ReapGroup is the interface group ("cnm" in ASCII) that marks veths left
 // by Leave and waiting to be deleted. Nothing else in the host namespace is
 // expected to use it: a group delete removes every link in it.
-const reapGroup = 0x636e6d
+const ReapGroup = 0x636e6d
 
 // A group delete holds the kernel's rtnl lock for its ~20 ms, stalling
 // every link change meanwhile, the next container's join or leave
@@ -32,7 +32,7 @@ const (
 // Deleting a network device costs the kernel about 20 ms (it waits for RCU
 // callbacks before freeing the device), which alone would blow a container
 // teardown budget of a few ms. So Leave only moves the host end into
-// reapGroup, and the reaper
+// ReapGroup, and the reaper
 // deletes the whole group with one request: one 20 ms wait per batch, not
 // per endpoint, and never on the caller's path. A sandbox namespace
 // destroyed meanwhile takes its veth with it; the reaper then finds less
@@ -86,7 +86,7 @@ func newReaper(host *netnsutil.NS) (*reaper, error) {
 // not an error.
 func (r *reaper) retire(index int) error {
 	l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
-	if err := r.nl.LinkSetGroup(l, reapGroup); err != nil {
+	if err := r.nl.LinkSetGroup(l, ReapGroup); err != nil {
 		return ignoreGone(err)
 	}
 	r.mu.Lock()
@@ -158,13 +158,13 @@ func (r *reaper) loop() {
 	}
 }
 
-// deleteGroup deletes every link in reapGroup with one RTM_DELLINK. The
+// deleteGroup deletes every link in ReapGroup with one RTM_DELLINK. The
 // netlink library only deletes by index, hence the raw request.
 func (r *reaper) deleteGroup() error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: r.sh}
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(reapGroup)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(ReapGroup)))
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	if err == nil || errors.Is(err, unix.ENODEV) {
 		return nil // ENODEV: the group was empty

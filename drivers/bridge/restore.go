@@ -18,10 +18,10 @@ const (
 	tagEndpoint = "opencnm:ep:"
 )
 
-// bridgeGroup is the interface group ("cnn") every bridge the driver makes
+// BridgeGroup is the interface group ("cnn") every bridge the driver makes
 // is created in; an untagged bridge in it was cut off between creation and
 // tagging, and belongs to nobody.
-const bridgeGroup = 0x636e6e
+const BridgeGroup = 0x636e6e
 
 func networkTag(nid string) string  { return tagNetwork + nid }
 func endpointTag(eid string) string { return tagEndpoint + eid }
@@ -56,7 +56,7 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, l := range links {
-		// A veth in reapGroup is a retired one (a Leave whose deletion a
+		// A veth in ReapGroup is a retired one (a Leave whose deletion a
 		// crash cut short) still carrying the tag: never the live join.
 		if d.isLiveVeth(l, req.EndpointID) {
 			ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
@@ -97,7 +97,7 @@ func (d *Driver) peerOf(key, dstName string) netlink.Link {
 // and a Leave has not retired.
 func (d *Driver) isLiveVeth(l netlink.Link, eid string) bool {
 	_, ok := l.(*netlink.Veth)
-	return ok && l.Attrs().Alias == endpointTag(eid) && l.Attrs().Group != reapGroup
+	return ok && l.Attrs().Alias == endpointTag(eid) && l.Attrs().Group != ReapGroup
 }
 
 // CollectGarbage deletes bridges and veths tagged with a network or
@@ -127,7 +127,7 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 		alias := l.Attrs().Alias
 		var stale bool
 		switch {
-		case alias == "" && l.Attrs().Group == bridgeGroup:
+		case alias == "" && l.Attrs().Group == BridgeGroup:
 			_, isBridge := l.(*netlink.Bridge)
 			stale = isBridge
 		case strings.HasPrefix(alias, tagNetwork):
@@ -135,7 +135,7 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 		case strings.HasPrefix(alias, tagEndpoint):
 			id := strings.TrimPrefix(alias, tagEndpoint)
 			idx, known := inUse[id]
-			stale = !joinedEndpoints[id] || l.Attrs().Group == reapGroup || (known && idx != l.Attrs().Index)
+			stale = !joinedEndpoints[id] || l.Attrs().Group == ReapGroup || (known && idx != l.Attrs().Index)
 		}
 		if stale {
 			errs = append(errs, ignoreGone(d.nl.LinkDel(l)))

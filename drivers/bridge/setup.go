@@ -155,7 +155,7 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 	attrs.HardwareAddr = bridgeMAC(c.AddressIPv4)
 	// The group, unlike the alias, is set by the creating request itself,
 	// so a crash before the alias lands still leaves the bridge marked ours.
-	attrs.Group = bridgeGroup
+	attrs.Group = BridgeGroup
 	b := &netlink.Bridge{LinkAttrs: attrs}
 	if err := d.nl.LinkAdd(b); err != nil {
 		if errors.Is(err, unix.EEXIST) {
