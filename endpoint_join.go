@@ -103,7 +103,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 		}
 	})
 	if err != nil {
-		return types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
+		return types.Wrapf(err, "joining endpoint %s of network %s to sandbox %s", ep.name, n.name, sb.id[:12])
 	}
 	undo.push(func() { _ = n.driver.d.Leave(n.id, ep.id) })
 

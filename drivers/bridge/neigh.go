@@ -1,0 +1,144 @@
+package bridge
+
+import (
+	"errors"
+	"net"
+
+	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// Neighbour resolution on a bridge must not depend on flooding every port.
+// A broadcast ARP request (or a multicast IPv6 neighbour solicitation) is
+// cloned to every other port of the bridge, and each veth queues its copy
+// on the receiving CPU's backlog, which holds net.core.netdev_max_backlog
+// (1,000) packets: on a bridge with ~1,000 ports the flood overflows it
+// and the gateway's reply, queued behind the copies, is dropped. The
+// container never learns the gateway's MAC.
+//
+// The driver knows every address and MAC on its bridges, so at join it
+// programs, in O(1) requests and without any host-wide setting:
+//   - neighbour suppression on the port (IFLA_BRPORT_NEIGH_SUPPRESS): an
+//     ARP request or solicitation for one of the bridge's own addresses
+//     (the gateway) goes to the bridge alone, and one for an address the
+//     host namespace has a neighbour entry for is answered by the bridge
+//     on the owner's behalf; neither is flooded to suppressing ports;
+//   - a static FDB entry of the container's MAC on its port, which the
+//     bridge needs to answer for it (a silent container is never learnt,
+//     and learnt entries age out);
+//   - permanent neighbour entries of the container's addresses on the
+//     bridge, which the suppression answers from and the host uses to
+//     reach the container without resolving.
+//
+// The FDB entry goes with the port when the reaper deletes the veth; the
+// neighbour entries are deleted by Leave and DeleteEndpoint, with the
+// bridge, or by CollectGarbage after a crash.
+
+// neighbours are the addresses of one endpoint the host namespace holds
+// permanent neighbour entries for.
+type neighbours struct {
+	mac net.HardwareAddr
+	ips []net.IP
+}
+
+func (ep *endpoint) neighbours() neighbours {
+	nb := neighbours{mac: ep.mac}
+	if ep.addr != nil {
+		nb.ips = append(nb.ips, ep.addr.IP)
+	}
+	if ep.addrv6 != nil {
+		nb.ips = append(nb.ips, ep.addrv6.IP)
+	}
+	return nb
+}
+
+// programPort sets the bridge port flags of the host end at index port
+// (neighbour suppression, and hairpin without the userland proxy) in one
+// request, and the FDB and neighbour entries for nb. Every part is
+// idempotent.
+func (d *Driver) programPort(c *networkConfig, brIndex, port int, nb neighbours) error {
+	if err := d.setPortFlags(port, !d.cfg.EnableUserlandProxy, !c.EnableIPv6); err != nil {
+		return types.InternalErrorf("setting bridge port flags of veth %d on %s: %w", port, c.BridgeName, err)
+	}
+	if err := d.step("port"); err != nil {
+		return err
+	}
+	fdb := &netlink.Neigh{LinkIndex: port, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER,
+		State: netlink.NUD_NOARP, HardwareAddr: nb.mac}
+	if err := d.nl.NeighSet(fdb); err != nil {
+		return types.InternalErrorf("adding fdb entry %s on %s: %w", nb.mac, c.BridgeName, err)
+	}
+	for _, ip := range nb.ips {
+		n := &netlink.Neigh{LinkIndex: brIndex, IP: ip, HardwareAddr: nb.mac, State: netlink.NUD_PERMANENT}
+		if err := d.nl.NeighSet(n); err != nil {
+			return types.InternalErrorf("adding neighbour %s of %s on %s: %w", ip, nb.mac, c.BridgeName, err)
+		}
+	}
+	return d.step("neighbours")
+}
+
+// setPortFlags sets IFLA_BRPORT_NEIGH_SUPPRESS and IFLA_BRPORT_MODE
+// (hairpin) of a bridge port in one RTM_SETLINK: the netlink library
+// sends one request per flag.
+func (d *Driver) setPortFlags(port int, hairpin, proxyARP bool) error {
+	if !hairpin && !proxyARP {
+		return nil
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
+	msg.Index = int32(port)
+	req.AddData(msg)
+	pi := nl.NewRtAttr(unix.IFLA_PROTINFO|unix.NLA_F_NESTED, nil)
+	if proxyARP {
+		pi.AddRtAttr(nl.IFLA_BRPORT_PROXYARP, []byte{1})
+	}
+	if hairpin {
+		pi.AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{1})
+	}
+	req.AddData(pi)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.raw}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// forgetNeighbours deletes the host's neighbour entries of ips on the
+// bridge; entries already gone (or the bridge) are not an error.
+func (d *Driver) forgetNeighbours(c *networkConfig, brIndex int, ips []net.IP) error {
+	var errs []error
+	for _, ip := range ips {
+		err := d.nl.NeighDel(&netlink.Neigh{LinkIndex: brIndex, IP: ip})
+		if err != nil && !errors.Is(err, unix.ENOENT) && !isLinkNotFound(err) {
+			errs = append(errs, types.InternalErrorf("deleting neighbour %s on %s: %w", ip, c.BridgeName, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pruneNeighbours deletes the permanent neighbour entries on the bridge
+// of network n that lie in its subnets and belong to no joined endpoint:
+// what a crash between a join's entries and its record, or in a leave,
+// left behind. Called by CollectGarbage.
+func (d *Driver) pruneNeighbours(c *networkConfig, brIndex int, keep map[string]bool) error {
+	var errs []error
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		list, err := d.nl.NeighList(brIndex, family)
+		if err != nil {
+			if isLinkNotFound(err) {
+				return nil
+			}
+			return types.InternalErrorf("listing neighbours of %s: %w", c.BridgeName, err)
+		}
+		for _, n := range list {
+			if n.State&netlink.NUD_PERMANENT == 0 || n.IP == nil || keep[n.IP.String()] {
+				continue
+			}
+			if !(c.PoolIPv4 != nil && c.PoolIPv4.Contains(n.IP)) && !(c.PoolIPv6 != nil && c.PoolIPv6.Contains(n.IP)) {
+				continue
+			}
+			errs = append(errs, d.forgetNeighbours(c, brIndex, []net.IP{n.IP}))
+		}
+	}
+	return errors.Join(errs...)
+}
