@@ -11,30 +11,37 @@ import (
 )
 
 // Neighbour resolution on a bridge must not depend on flooding every port.
-// A broadcast ARP request (or a multicast IPv6 neighbour solicitation) is
-// cloned to every other port of the bridge, and each veth queues its copy
-// on the receiving CPU's backlog, which holds net.core.netdev_max_backlog
-// (1,000) packets: on a bridge with ~1,000 ports the flood overflows it
-// and the gateway's reply, queued behind the copies, is dropped. The
-// container never learns the gateway's MAC.
+// A broadcast ARP request is cloned to every other port of the bridge, and
+// each veth queues its copy on the receiving CPU's backlog, which holds
+// net.core.netdev_max_backlog (1,000) packets: on a bridge with ~1,000
+// ports the flood overflows it and the gateway's reply, queued behind the
+// copies, is dropped. The container never learns the gateway's MAC.
 //
 // The driver knows every address and MAC on its bridges, so at join it
 // programs, in O(1) requests and without any host-wide setting:
-//   - neighbour suppression on the port (IFLA_BRPORT_NEIGH_SUPPRESS): an
-//     ARP request or solicitation for one of the bridge's own addresses
-//     (the gateway) goes to the bridge alone, and one for an address the
-//     host namespace has a neighbour entry for is answered by the bridge
-//     on the owner's behalf; neither is flooded to suppressing ports;
+//   - proxy ARP on the port (IFLA_BRPORT_PROXYARP): the bridge floods
+//     nothing to the port (no broadcast, multicast or unknown unicast:
+//     containers only ever need the gateway and each other, both known),
+//     and answers an ARP request arriving on it for an address the host
+//     namespace has a neighbour entry for, with the owner's MAC. A request
+//     for the gateway reaches the bridge's own ARP, which answers as usual;
 //   - a static FDB entry of the container's MAC on its port, which the
 //     bridge needs to answer for it (a silent container is never learnt,
 //     and learnt entries age out);
 //   - permanent neighbour entries of the container's addresses on the
-//     bridge, which the suppression answers from and the host uses to
-//     reach the container without resolving.
+//     bridge, which the proxy answers from and the host uses to reach the
+//     container without resolving.
+//
+// On a network with IPv6 the port does not proxy ARP: that flag also stops
+// the multicast neighbour solicitations containers resolve each other's
+// IPv6 addresses with, and the bridge has no IPv6 counterpart to answer
+// them. Such networks get the entries (the host resolves nothing) but
+// still flood ARP and ND to every port (docs/design.md, "Limits").
 //
 // The FDB entry goes with the port when the reaper deletes the veth; the
 // neighbour entries are deleted by Leave and DeleteEndpoint, with the
-// bridge, or by CollectGarbage after a crash.
+// bridge (or by DeleteNetwork on an adopted one), or by CollectGarbage
+// after a crash.
 
 // neighbours are the addresses of one endpoint the host namespace holds
 // permanent neighbour entries for.
@@ -55,8 +62,8 @@ func (ep *endpoint) neighbours() neighbours {
 }
 
 // programPort sets the bridge port flags of the host end at index port
-// (neighbour suppression, and hairpin without the userland proxy) in one
-// request, and the FDB and neighbour entries for nb. Every part is
+// (proxy ARP on IPv4-only networks, hairpin without the userland proxy) in
+// one request, and the FDB and neighbour entries for nb. Every part is
 // idempotent.
 func (d *Driver) programPort(c *networkConfig, brIndex, port int, nb neighbours) error {
 	if err := d.setPortFlags(port, !d.cfg.EnableUserlandProxy, !c.EnableIPv6); err != nil {
@@ -79,9 +86,9 @@ func (d *Driver) programPort(c *networkConfig, brIndex, port int, nb neighbours)
 	return d.step("neighbours")
 }
 
-// setPortFlags sets IFLA_BRPORT_NEIGH_SUPPRESS and IFLA_BRPORT_MODE
-// (hairpin) of a bridge port in one RTM_SETLINK: the netlink library
-// sends one request per flag.
+// setPortFlags sets IFLA_BRPORT_PROXYARP and IFLA_BRPORT_MODE (hairpin) of
+// a bridge port in one RTM_SETLINK: the netlink library sends one request
+// per flag.
 func (d *Driver) setPortFlags(port int, hairpin, proxyARP bool) error {
 	if !hairpin && !proxyARP {
 		return nil
