@@ -104,7 +104,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driver
 
 	// Without a proxy, a container reaching its own published port is
 	// DNATed back out of the port it came in on: the port is set to allow
-	// that hairpin turn. Neighbour suppression and entries: neigh.go. The
+	// that hairpin turn. Proxy ARP and neighbour entries: neigh.go. The
 	// FDB entry goes with the veth; the neighbour entries need their undo.
 	rollback.push(func() error { return d.forgetNeighbours(c, brIndex, nb.ips) })
 	if err := d.programPort(c, brIndex, veth.Index, nb); err != nil {
