@@ -25,7 +25,10 @@ import (
 // stdin): it is handed to this process (a child subreaper) and must have
 // died by the signal, not by reading the end of its script and running it.
 
-const orphanChildEnv = "CNM_ORPHAN_CHILD" // host namespace path: TestOrphanChild runs a controller there
+const (
+	orphanChildEnv = "CNM_ORPHAN_CHILD" // host namespace path: TestOrphanChild runs a controller there
+	orphanDirEnv   = "CNM_ORPHAN_DIR"   // the child's ExecRoot and DataDir parent, the parent test's temp dir
+)
 
 // TestOrphanChild is a no-op unless TestIptablesDiesWithController started
 // this binary: then it starts a controller, says so and waits to be killed.
@@ -34,7 +37,9 @@ func TestOrphanChild(t *testing.T) {
 	if host == "" {
 		return
 	}
-	dir := t.TempDir()
+	// Not t.TempDir(): the child is killed, so its cleanup never runs; the
+	// parent test's temp dir goes when the parent ends.
+	dir := os.Getenv(orphanDirEnv)
 	if _, err := libnetwork.New(config.OptionHostNetNS(host), config.OptionExecRoot(filepath.Join(dir, "run")),
 		config.OptionDataDir(filepath.Join(dir, "lib"))); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,7 +57,7 @@ func TestIptablesDiesWithController(t *testing.T) {
 	}
 	defer func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) }()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOrphanChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), orphanChildEnv+"="+host.Path())
+	cmd.Env = append(os.Environ(), orphanChildEnv+"="+host.Path(), orphanDirEnv+"="+t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
