@@ -50,7 +50,8 @@ type endpointIface struct {
 
 // CreateEndpoint creates an endpoint called name on the network, with its
 // addresses allocated from the network's pools.
-func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (*Endpoint, error) {
+func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoint, err error) {
+	defer classify(&err)
 	if !config.IsValidName(name) {
 		return nil, ErrInvalidName(name)
 	}
@@ -233,7 +234,8 @@ func (ep *Endpoint) Network() string { return ep.network.name }
 // Delete removes the endpoint and releases its addresses. A joined endpoint
 // is refused with ActiveContainerError unless force is set, in which case it
 // leaves its sandbox first. Deleting an endpoint already gone succeeds.
-func (ep *Endpoint) Delete(force bool) error {
+func (ep *Endpoint) Delete(force bool) (err error) {
+	defer classify(&err)
 	n := ep.network
 	c := n.ctrl
 	c.mu.Lock()
@@ -277,7 +279,8 @@ func (ep *Endpoint) Delete(force bool) error {
 
 // DriverInfo returns the driver's operational data for the endpoint: for
 // the bridge, netlabel.MacAddress, netlabel.PortMap and netlabel.ExposedPorts.
-func (ep *Endpoint) DriverInfo() (map[string]any, error) {
+func (ep *Endpoint) DriverInfo() (_ map[string]any, err error) {
+	defer classify(&err)
 	n := ep.network
 	info, err := n.driver.d.EndpointOperInfo(n.id, ep.id)
 	if err != nil {
