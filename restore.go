@@ -151,8 +151,18 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 		enableIPv6: r.EnableIPv6, internal: r.Internal, labels: r.Labels, persist: true,
 		endpoints: map[string]*Endpoint{}, epNames: map[string]string{},
 	}
+	// A driver that cannot be found (a plugin not running) does not cost
+	// the network: it stays, with a stand-in that finds the driver later,
+	// and the restore reports it.
+	var absent error
 	if n.driver, err = c.driver(r.Type); err != nil {
-		return err
+		absent = types.NoServiceErrorf("network %s kept without its driver %s, used again once the driver is back: %v", r.Name, r.Type, err)
+		scope := r.Scope
+		if scope == "" {
+			scope = driverapi.LocalScope
+		}
+		n.driver = &driverEntry{d: &absentDriver{c: c, n: n, typ: r.Type},
+			cap: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
 	}
 	n.scope = n.driver.scope()
 	var undo undoStack
@@ -173,17 +183,21 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 			return err
 		}
 	}
-	req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
-		IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
-	if err := n.driver.d.CreateNetwork(req); err != nil {
-		return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
+	// A driver keeping its own state still has the network (upstream
+	// re-creates only networks of built-in drivers): the record is trusted.
+	if !keepsState(n.driver.d) {
+		req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
+			IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
+		if err := n.driver.d.CreateNetwork(req); err != nil {
+			return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
+		}
 	}
 	c.mu.Lock()
 	c.networks[n.id] = n
 	c.netNames[n.name] = n.id
 	c.mu.Unlock()
 	ok = true
-	return nil
+	return absent
 }
 
 // replayPools asks IPAM again for exactly the pools, gateways and aux
@@ -290,15 +304,19 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			ep.iface.v6PoolID = pool
 		}
 	}
-	req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
-		Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
-	got, err := n.driver.d.CreateEndpoint(req)
-	if err != nil {
-		return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
-	}
-	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
-	if err := ep.mergeDriverInterface(got); err != nil {
-		return err
+	// As for networks: a driver keeping state still has the endpoint, and
+	// the record holds what it chose (the MAC) at create.
+	if !keepsState(n.driver.d) {
+		req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
+			Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
+		got, err := n.driver.d.CreateEndpoint(req)
+		if err != nil {
+			return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
+		}
+		undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+		if err := ep.mergeDriverInterface(got); err != nil {
+			return err
+		}
 	}
 	joined := r.State == stateReady || r.State == stateLeaving
 	if joined && r.SandboxID != "" && r.Join != nil {
