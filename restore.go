@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -200,54 +201,83 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	return absent
 }
 
-// replayPools asks IPAM again for exactly the pools, gateways and aux
-// addresses the network had, so nothing it held can be handed out twice.
+// replayPools takes back the network's pools, gateways and aux addresses
+// from the records. An IPAM driver whose capabilities ask for replay (the
+// built-in allocator, whose state is in memory) is asked again for exactly
+// them, so nothing it held can be handed out twice; an answer other than
+// the record is given back and fails. Other drivers (plugins keeping their
+// own state, which refuse a pool they already gave) are asked nothing.
 func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
+	replay := n.ipam.ipam.Capabilities().RequiresRequestReplay
 	var infos []*IpamInfo
 	for _, r := range recs {
-		pool, sub := r.Pool, ""
-		if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
-			sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator
-		}
-		got, err := n.ipam.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
-			SubPool: sub, Options: n.ipamOptions, V6: v6})
+		pool, err := netip.ParsePrefix(r.Pool)
 		if err != nil {
-			return nil, types.Wrapf(err, "re-reserving pool %s", pool)
+			return nil, types.InternalErrorf("decoding pool %q: %w", r.Pool, err)
 		}
-		info := &IpamInfo{PoolID: got.PoolID, Meta: r.Meta, gwFromIPAM: r.GwFromIPAM, auxFromIPAM: r.AuxFromIPAM}
+		info := &IpamInfo{PoolID: r.PoolID, Meta: r.Meta, gwFromIPAM: r.GwFromIPAM, auxFromIPAM: r.AuxFromIPAM}
 		info.AddressSpace = r.AddressSpace
-		info.Pool = prefixToIPNet(got.Pool)
-		undo.push(func() { n.releaseInfo(info) })
+		info.Pool = prefixToIPNet(pool)
 		if r.Gateway != "" {
-			gw, err := types.ParseCIDR(r.Gateway)
-			if err != nil {
+			if info.Gateway, err = types.ParseCIDR(r.Gateway); err != nil {
 				return nil, err
-			}
-			info.Gateway = gw
-			if r.GwFromIPAM {
-				if _, _, err := n.ipam.ipam.RequestAddress(got.PoolID, ipToAddr(gw.IP), map[string]string{ipamapi.RequestAddressType: netlabel.Gateway}); err != nil {
-					return nil, types.Wrapf(err, "re-reserving gateway %s", r.Gateway)
-				}
 			}
 		}
 		if len(r.Aux) > 0 {
 			info.AuxAddresses = map[string]*net.IPNet{}
 			for name, s := range r.Aux {
-				a, err := types.ParseCIDR(s)
-				if err != nil {
+				if info.AuxAddresses[name], err = types.ParseCIDR(s); err != nil {
 					return nil, err
 				}
-				info.AuxAddresses[name] = a
-				if r.AuxFromIPAM[name] {
-					if _, _, err := n.ipam.ipam.RequestAddress(got.PoolID, ipToAddr(a.IP), nil); err != nil {
-						return nil, types.Wrapf(err, "re-reserving aux address %s", s)
-					}
-				}
+			}
+		}
+		if replay {
+			if err := n.replayPool(info, r, v6, undo); err != nil {
+				return nil, err
 			}
 		}
 		infos = append(infos, info)
 	}
 	return infos, nil
+}
+
+// replayPool asks IPAM again for the pool of r and the gateway and aux
+// addresses it handed out in it, pushing their release onto undo.
+func (n *Network) replayPool(info *IpamInfo, r ipamInfoRecord, v6 bool, undo *undoStack) error {
+	pool, sub := r.Pool, ""
+	if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
+		sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator
+	}
+	got, err := n.ipam.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
+		SubPool: sub, Options: n.ipamOptions, V6: v6})
+	if err != nil {
+		return types.Wrapf(err, "re-reserving pool %s", pool)
+	}
+	if got.Pool.String() != ipNetToPrefix(info.Pool).String() {
+		_ = n.ipam.ipam.ReleasePool(got.PoolID)
+		return types.InternalErrorf("re-reserving pool %s: IPAM driver %s answered pool %s", pool, n.ipamType, got.Pool)
+	}
+	info.PoolID = got.PoolID
+	undo.push(func() { n.releaseInfo(info) })
+	// releaseInfo gives back what the flags name: set each only once held.
+	gwFromIPAM, auxFromIPAM := info.gwFromIPAM, info.auxFromIPAM
+	info.gwFromIPAM, info.auxFromIPAM = false, map[string]bool{}
+	if info.Gateway != nil && gwFromIPAM {
+		gwOpts := map[string]string{ipamapi.RequestAddressType: netlabel.Gateway}
+		if err := n.requestExact(info.PoolID, ipToAddr(info.Gateway.IP), gwOpts); err != nil {
+			return types.Wrapf(err, "re-reserving gateway %s", r.Gateway)
+		}
+		info.gwFromIPAM = true
+	}
+	for name, a := range info.AuxAddresses {
+		if auxFromIPAM[name] {
+			if err := n.requestExact(info.PoolID, ipToAddr(a.IP), nil); err != nil {
+				return types.Wrapf(err, "re-reserving aux address %s", r.Aux[name])
+			}
+			info.auxFromIPAM[name] = true
+		}
+	}
+	return nil
 }
 
 func (c *Controller) restoreEndpoint(r endpointRecord) error {
@@ -293,10 +323,13 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			return err
 		}
 		pool := n.poolIDFor(ipn.IP, a.pool)
-		if _, _, err := n.ipam.ipam.RequestAddress(pool, ipToAddr(ipn.IP), nil); err != nil {
-			return types.Wrapf(err, "re-reserving address %s", a.s)
+		// As for pools: only a driver asking for replay is asked again.
+		if n.ipam.ipam.Capabilities().RequiresRequestReplay {
+			if err := n.requestExact(pool, ipToAddr(ipn.IP), ep.macOption(nil)); err != nil {
+				return types.Wrapf(err, "re-reserving address %s", a.s)
+			}
+			undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		}
-		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		*a.dst = ipn
 		if a.dst == &ep.iface.addr {
 			ep.iface.v4PoolID = pool
