@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -239,6 +240,52 @@ func TestRemoteIPAMRestartReplay(t *testing.T) {
 				t.Fatalf("plugin still holds %v", got)
 			}
 		})
+	}
+}
+
+// An IPAM plugin not running at restart costs nothing either: the network
+// and its endpoints stay as recorded, RestoreError names it, allocations
+// fail with NoService while it is away and reach it once it is back.
+func TestRemoteIPAMGoneAtRestart(t *testing.T) {
+	r := newRestartable(t)
+	dir := plugintest.Dir(t)
+	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testTimeout)}
+	p := newStateIPAM(ipamCaps{})
+	srv := publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
+	c := r.start(opts...)
+	n := must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	addr := ep.Info().Iface().Address().String()
+
+	srv.Kill()
+	c = r.start(opts...)
+	if err := c.RestoreError(); !types.IsNoService(err) || !strings.Contains(err.Error(), "stipam") {
+		t.Fatalf("RestoreError %v, want NoService naming the IPAM plugin", err)
+	}
+	n2 := must[*libnetwork.Network](t)(c.NetworkByName("st"))
+	ep2 := must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
+	if got := ep2.Info().Iface().Address().String(); got != addr {
+		t.Fatalf("endpoint address %s, want %s", got, addr)
+	}
+	if _, err := n2.CreateEndpoint("away"); !types.IsNoService(err) {
+		t.Fatalf("CreateEndpoint with the plugin away: want NoService, got %v", err)
+	}
+
+	publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
+	more := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
+	if a := more.Info().Iface().Address().String(); a == addr {
+		t.Fatalf("address %s handed out twice", a)
+	}
+	for _, e := range []*libnetwork.Endpoint{ep2, more} {
+		if err := e.Delete(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n2.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.held(); len(got) != 0 {
+		t.Fatalf("plugin still holds %v", got)
 	}
 }
 

@@ -175,7 +175,9 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	}()
 	if !n.special() {
 		if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
-			return err
+			// As for the driver: the network stays, its records trusted.
+			absent = errors.Join(absent, types.NoServiceErrorf("network %s kept without its IPAM driver %s, used again once it is back: %v", r.Name, r.IpamType, err))
+			n.ipam = &ipamEntry{ipam: &absentIPAM{c: c, name: n.ipamType, net: n.name}}
 		}
 		if n.ipamV4Info, err = n.replayPools(r.IpamV4Info, false, &undo); err != nil {
 			return err
@@ -208,7 +210,7 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 // the record is given back and fails. Other drivers (plugins keeping their
 // own state, which refuse a pool they already gave) are asked nothing.
 func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
-	replay := n.ipam.ipam.Capabilities().RequiresRequestReplay
+	replay := n.ipamReplays()
 	var infos []*IpamInfo
 	for _, r := range recs {
 		pool, err := netip.ParsePrefix(r.Pool)
@@ -239,6 +241,17 @@ func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undoStack) (
 		infos = append(infos, info)
 	}
 	return infos, nil
+}
+
+// ipamReplays reports whether the restore asks the network's IPAM driver
+// again for what the records name. A driver missing at restore is not
+// asked, nor looked up again for its capabilities (a plugin that hangs
+// would cost a timeout per endpoint).
+func (n *Network) ipamReplays() bool {
+	if _, absent := n.ipam.ipam.(*absentIPAM); absent {
+		return false
+	}
+	return n.ipam.ipam.Capabilities().RequiresRequestReplay
 }
 
 // replayPool asks IPAM again for the pool of r and the gateway and aux
@@ -324,7 +337,7 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 		}
 		pool := n.poolIDFor(ipn.IP, a.pool)
 		// As for pools: only a driver asking for replay is asked again.
-		if n.ipam.ipam.Capabilities().RequiresRequestReplay {
+		if n.ipamReplays() {
 			if err := n.requestExact(pool, ipToAddr(ipn.IP), ep.macOption(nil)); err != nil {
 				return types.Wrapf(err, "re-reserving address %s", a.s)
 			}
