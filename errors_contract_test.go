@@ -85,7 +85,7 @@ func TestErrorContract(t *testing.T) {
 		{"empty container id", one(c.NewSandbox("")), isBadRequest, named[libnetwork.InvalidContainerIDError]},
 		{"empty sandbox name", sb2.Rename(""), isBadRequest, named[libnetwork.ErrInvalidName]},
 		{"bad CIDR", one(c.NewNetwork("fake", "badcidr", "", ipamOpt("10.93.1.0/33", ""))), isBadRequest, is(ipamapi.ErrInvalidPool)},
-		{"gateway outside subnet", one(c.NewNetwork("fake", "badgw", "", ipamOpt("10.93.2.0/24", "10.94.0.1"))), isBadRequest, nil},
+		{"gateway outside subnet", one(c.NewNetwork("fake", "badgw", "", ipamOpt("10.93.2.0/24", "10.94.0.1"))), isBadRequest, is(ipamapi.ErrIPOutOfRange)},
 		{"bad MAC", one(n.CreateEndpoint("badmac", badMAC)), isBadRequest, nil},
 		{"bad option type", one(c.NewNetwork("fake", "badopt", "",
 			libnetwork.NetworkOptionGeneric(map[string]any{netlabel.EnableIPv6: "yes"}))), isBadRequest, nil},
