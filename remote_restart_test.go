@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,6 +92,16 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	more := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
 	if p.ep(more.ID()) == nil {
 		t.Fatalf("CreateEndpoint did not reach the plugin: %v", p.callList())
+	}
+	sb2 := must[*libnetwork.Sandbox](t)(c.NewSandbox("c2"))
+	if err := more.Join(sb2); err != nil {
+		t.Fatalf("Join with the plugin back: %v", err)
+	}
+	if _, nl := sandboxNS(t, sb2); !slices.Contains(linkNames(t, nl), "eth0") {
+		t.Fatalf("joined sandbox has no eth0: %v", linkNames(t, nl))
+	}
+	if err := sb2.Delete(); err != nil {
+		t.Fatal(err)
 	}
 	if err := ep.Leave(rsb); err != nil || p.count("Leave "+ep.ID()) != 1 {
 		t.Fatalf("Leave: %v, plugin calls %v", err, p.callList())
