@@ -12,16 +12,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pingFrom sends ICMP echo requests from inside ns to dst and waits for a
-// reply, for up to timeout. It uses a raw socket (the tests run as root),
-// so no ping binary and no ping_group_range are needed.
+// pingFrom sends ICMP echo requests from inside ns to dst (IPv4 or IPv6)
+// and waits for a reply, for up to timeout. It uses a raw socket (the
+// tests run as root), so no ping binary and no ping_group_range are
+// needed.
 func pingFrom(ns *netnsutil.NS, dst string, timeout time.Duration) error {
-	ip := net.ParseIP(dst).To4()
+	ip := net.ParseIP(dst)
 	if ip == nil {
-		return fmt.Errorf("ping: %s is not ipv4", dst)
+		return fmt.Errorf("ping: bad address %s", dst)
 	}
+	v4 := ip.To4() != nil
 	return ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		family, proto, echo, reply := unix.AF_INET, unix.IPPROTO_ICMP, byte(8), byte(0)
+		var sa unix.Sockaddr
+		if v4 {
+			a := &unix.SockaddrInet4{}
+			copy(a.Addr[:], ip.To4())
+			sa = a
+		} else {
+			// The kernel fills in an ICMPv6 raw socket's checksum.
+			family, proto, echo, reply = unix.AF_INET6, unix.IPPROTO_ICMPV6, 128, 129
+			a := &unix.SockaddrInet6{}
+			copy(a.Addr[:], ip.To16())
+			sa = a
+		}
+		fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 		if err != nil {
 			return fmt.Errorf("ping: raw socket: %w", err)
 		}
@@ -30,29 +45,36 @@ func pingFrom(ns *netnsutil.NS, dst string, timeout time.Duration) error {
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return err
 		}
-		sa := &unix.SockaddrInet4{}
-		copy(sa.Addr[:], ip)
 		id := uint16(fd) ^ 0x5a5a
 		buf := make([]byte, 1500)
 		deadline := time.Now().Add(timeout)
 		for seq := uint16(1); time.Now().Before(deadline); seq++ {
 			// A send may fail while the neighbour is unresolved; retry.
-			_ = unix.Sendto(fd, echoRequest(id, seq), 0, sa)
+			_ = unix.Sendto(fd, echoRequest(echo, id, seq), 0, sa)
 			for until := time.Now().Add(500 * time.Millisecond); time.Now().Before(until); {
 				n, from, err := unix.Recvfrom(fd, buf, 0)
 				if err != nil {
 					continue // timeout slice, or EINTR
 				}
-				src, ok := from.(*unix.SockaddrInet4)
-				if !ok || net.IP(src.Addr[:]).String() != ip.String() || n < 28 {
+				var src net.IP
+				switch f := from.(type) {
+				case *unix.SockaddrInet4:
+					src = net.IP(f.Addr[:])
+				case *unix.SockaddrInet6:
+					src = net.IP(f.Addr[:])
+				}
+				msg := buf[:n]
+				if v4 {
+					// An IPv4 raw socket hands over the IP header too.
+					if n < 20 || n < int(buf[0]&0x0f)*4+8 {
+						continue
+					}
+					msg = buf[int(buf[0]&0x0f)*4 : n]
+				}
+				if !src.Equal(ip) || len(msg) < 8 {
 					continue
 				}
-				ihl := int(buf[0]&0x0f) * 4
-				if n < ihl+8 {
-					continue
-				}
-				icmp := buf[ihl:n]
-				if icmp[0] == 0 && binary.BigEndian.Uint16(icmp[4:]) == id {
+				if msg[0] == reply && binary.BigEndian.Uint16(msg[4:]) == id {
 					return nil
 				}
 			}
@@ -61,9 +83,9 @@ func pingFrom(ns *netnsutil.NS, dst string, timeout time.Duration) error {
 	})
 }
 
-func echoRequest(id, seq uint16) []byte {
+func echoRequest(typ byte, id, seq uint16) []byte {
 	b := make([]byte, 16)
-	b[0] = 8 // echo request
+	b[0] = typ
 	binary.BigEndian.PutUint16(b[4:], id)
 	binary.BigEndian.PutUint16(b[6:], seq)
 	var sum uint32

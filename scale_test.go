@@ -2,6 +2,7 @@ package libnetwork_test
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,17 +20,18 @@ type fullBridge struct {
 	nw   *libnetwork.Network
 	eps  []*libnetwork.Endpoint
 	sbs  []*libnetwork.Sandbox
-	ips  []string
+	ips  []string // IPv4 address per container
+	ip6s []string // IPv6 address per container
 	host *netlink.Handle
 	hns  *netnsutil.NS
 }
 
 // fillBridge makes n containers on one new bridge network with the
 // library's own API, the way an embedder would.
-func fillBridge(t *testing.T, n int, name, brName, pool string) *fullBridge {
+func fillBridge(t *testing.T, n int, name, brName, v4, v6 string) *fullBridge {
 	t.Helper()
 	c, host := newPrivController(t)
-	nw := bridgeNet(t, c, name, brName, pool)
+	nw := dualStackNet(t, c, name, brName, v4, v6)
 	f := &fullBridge{c: c, nw: nw, host: host.Netlink, hns: host.NS}
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -47,48 +49,61 @@ func fillBridge(t *testing.T, n int, name, brName, pool string) *fullBridge {
 		f.eps = append(f.eps, ep)
 		f.sbs = append(f.sbs, sb)
 		f.ips = append(f.ips, hostIP(ep.Info().Iface().Address()))
+		f.ip6s = append(f.ip6s, hostIP(ep.Info().Iface().AddressIPv6()))
 	}
 	t.Logf("%d containers on one bridge in %v", n, time.Since(start).Round(time.Millisecond))
 	return f
 }
 
-// TestBridgeAtPortLimit fills one bridge to the 1,023 ports the kernel
-// allows and checks that the first, a middle and the last container reach
-// the gateway (ping and TCP), the host and each other, also once their
-// neighbour entries have expired; that the 1,024th join is Forbidden and
-// leaves nothing behind; and that a port freed by Leave or by deleting a
-// sandbox is usable by the very next join.
+// TestBridgeAtPortLimit fills one dual-stack bridge to the 1,023 ports
+// the kernel allows and checks, over IPv4 and IPv6, that the first, a
+// middle and the last container reach the gateway (ping and TCP), the host
+// and each other, also once their neighbour entries have expired; that
+// the 1,024th join is Forbidden and leaves nothing behind; and that a port
+// freed by Leave, by deleting a sandbox or by deleting an endpoint is
+// usable by the very next join.
 func TestBridgeAtPortLimit(t *testing.T) {
-	const gw = "10.210.0.1"
-	f := fillBridge(t, bridge.MaxBridgePorts, "full", "brfull", "10.210.0.0/21")
+	const gw, gw6 = "10.210.0.1", "fd17:210::1"
+	f := fillBridge(t, bridge.MaxBridgePorts, "full", "brfull", "10.210.0.0/21", "fd17:210::/64")
 	hostNS := f.hns
-	serveTCP(t, hostNS, gw+":7000")
+	serveTCP(t, hostNS, net.JoinHostPort(gw, "7000"))
+	serveTCP(t, hostNS, net.JoinHostPort(gw6, "7000"))
 
 	probes := []int{0, bridge.MaxBridgePorts / 2, bridge.MaxBridgePorts - 1}
 	nss := map[int]*netnsutil.NS{}
 	hs := map[int]*netlink.Handle{}
 	for _, i := range probes {
 		nss[i], hs[i] = sandboxNS(t, f.sbs[i])
-		serveTCP(t, nss[i], f.ips[i]+":7001")
+		serveTCP(t, nss[i], net.JoinHostPort(f.ips[i], "7001"))
+		serveTCP(t, nss[i], net.JoinHostPort(f.ip6s[i], "7001"))
 	}
+	// from reports whether an echo reply came from ip.
+	from := func(reply, ip string) bool { return strings.HasPrefix(reply, net.JoinHostPort(ip, "")) }
 	reach := func(round string) {
 		t.Helper()
-		for k, i := range probes {
-			peer := probes[(k+1)%len(probes)]
-			if err := pingFrom(nss[i], gw, 5*time.Second); err != nil {
-				t.Errorf("%s: container %d pinging the gateway: %v", round, i, err)
-			}
-			if reply, err := dialTCP(t, nss[i], gw+":7000", "hi"); err != nil || !strings.HasPrefix(reply, f.ips[i]+":") {
-				t.Errorf("%s: container %d to the host over TCP: %q, %v", round, i, reply, err)
-			}
-			if err := pingFrom(nss[i], f.ips[peer], 5*time.Second); err != nil {
-				t.Errorf("%s: container %d pinging container %d: %v", round, i, peer, err)
-			}
-			if reply, err := dialTCP(t, nss[i], f.ips[peer]+":7001", "hi"); err != nil || !strings.HasPrefix(reply, f.ips[i]+":") {
-				t.Errorf("%s: container %d to container %d over TCP: %q, %v", round, i, peer, reply, err)
-			}
-			if reply, err := dialTCP(t, hostNS, f.ips[i]+":7001", "hi"); err != nil || !strings.HasPrefix(reply, gw+":") {
-				t.Errorf("%s: host to container %d over TCP: %q, %v", round, i, reply, err)
+		for _, fam := range []struct {
+			name string
+			gw   string
+			ips  []string
+		}{{"ipv4", gw, f.ips}, {"ipv6", gw6, f.ip6s}} {
+			for k, i := range probes {
+				peer := probes[(k+1)%len(probes)]
+				me, them := fam.ips[i], fam.ips[peer]
+				if err := pingFrom(nss[i], fam.gw, 5*time.Second); err != nil {
+					t.Errorf("%s %s: container %d pinging the gateway: %v", round, fam.name, i, err)
+				}
+				if reply, err := dialTCP(t, nss[i], net.JoinHostPort(fam.gw, "7000"), "hi"); err != nil || !from(reply, me) {
+					t.Errorf("%s %s: container %d to the host over TCP: %q, %v", round, fam.name, i, reply, err)
+				}
+				if err := pingFrom(nss[i], them, 5*time.Second); err != nil {
+					t.Errorf("%s %s: container %d pinging container %d: %v", round, fam.name, i, peer, err)
+				}
+				if reply, err := dialTCP(t, nss[i], net.JoinHostPort(them, "7001"), "hi"); err != nil || !from(reply, me) {
+					t.Errorf("%s %s: container %d to container %d over TCP: %q, %v", round, fam.name, i, peer, reply, err)
+				}
+				if reply, err := dialTCP(t, hostNS, net.JoinHostPort(me, "7001"), "hi"); err != nil || !from(reply, fam.gw) {
+					t.Errorf("%s %s: host to container %d over TCP: %q, %v", round, fam.name, i, reply, err)
+				}
 			}
 		}
 	}

@@ -32,11 +32,16 @@ import (
 //     bridge, which the proxy answers from and the host uses to reach the
 //     container without resolving.
 //
-// On a network with IPv6 the port does not proxy ARP: that flag also stops
-// the multicast neighbour solicitations containers resolve each other's
-// IPv6 addresses with, and the bridge has no IPv6 counterpart to answer
-// them. Such networks get the entries (the host resolves nothing) but
-// still flood ARP and ND to every port (docs/design.md, "Limits").
+// Proxy ARP on the port also stops the multicast neighbour solicitations
+// containers resolve each other's IPv6 addresses with, so on a network
+// with IPv6 the bridge answers those itself: proxy NDP on the bridge
+// (per-interface sysctls, setup.go) and a proxy entry of each container's
+// IPv6 address. Its answer carries the bridge's MAC, so the first packets
+// between two containers go through the host's forwarding, which then
+// redirects the sender to the peer's own MAC (an ICMPv6 redirect, which
+// hosts accept by default). Proxy NDP needs a forwarding interface: with
+// the driver's forwarding off, IPv6 ports do not proxy and keep flooding.
+// Solicitations for a container's link-local address are not answered.
 //
 // The FDB entry goes with the port when the reaper deletes the veth; the
 // neighbour entries are deleted by Leave and DeleteEndpoint, with the
@@ -48,6 +53,7 @@ import (
 type neighbours struct {
 	mac net.HardwareAddr
 	ips []net.IP
+	v6  net.IP // the IPv6 address among ips, nil if none
 }
 
 func (ep *endpoint) neighbours() neighbours {
@@ -57,16 +63,26 @@ func (ep *endpoint) neighbours() neighbours {
 	}
 	if ep.addrv6 != nil {
 		nb.ips = append(nb.ips, ep.addrv6.IP)
+		nb.v6 = ep.addrv6.IP
 	}
 	return nb
 }
 
+// proxiesNeighbours reports whether the ports of network c proxy ARP. On
+// a network with IPv6 that also needs the bridge to answer solicitations
+// for the containers' IPv6 addresses (proxy NDP), which the kernel does
+// only on an interface that forwards: without the driver's forwarding
+// such ports keep flooding.
+func (d *Driver) proxiesNeighbours(c *networkConfig) bool {
+	return !c.EnableIPv6 || d.cfg.EnableIPForwarding
+}
+
 // programPort sets the bridge port flags of the host end at index port
-// (proxy ARP on IPv4-only networks, hairpin without the userland proxy) in
-// one request, and the FDB and neighbour entries for nb. Every part is
+// (proxy ARP, hairpin without the userland proxy) in one request, and the FDB and neighbour entries for nb. Every part is
 // idempotent.
 func (d *Driver) programPort(c *networkConfig, brIndex, port int, nb neighbours) error {
-	if err := d.setPortFlags(port, !d.cfg.EnableUserlandProxy, !c.EnableIPv6); err != nil {
+	proxy := d.proxiesNeighbours(c)
+	if err := d.setPortFlags(port, !d.cfg.EnableUserlandProxy, proxy); err != nil {
 		return types.InternalErrorf("setting bridge port flags of veth %d on %s: %w", port, c.BridgeName, err)
 	}
 	if err := d.step("port"); err != nil {
@@ -81,6 +97,12 @@ func (d *Driver) programPort(c *networkConfig, brIndex, port int, nb neighbours)
 		n := &netlink.Neigh{LinkIndex: brIndex, IP: ip, HardwareAddr: nb.mac, State: netlink.NUD_PERMANENT}
 		if err := d.nl.NeighSet(n); err != nil {
 			return types.InternalErrorf("adding neighbour %s of %s on %s: %w", ip, nb.mac, c.BridgeName, err)
+		}
+	}
+	if proxy && c.EnableIPv6 && nb.v6 != nil {
+		p := &netlink.Neigh{LinkIndex: brIndex, IP: nb.v6, Flags: netlink.NTF_PROXY}
+		if err := d.nl.NeighSet(p); err != nil {
+			return types.InternalErrorf("adding proxy neighbour %s on %s: %w", nb.v6, c.BridgeName, err)
 		}
 	}
 	return d.step("neighbours")
@@ -111,13 +133,20 @@ func (d *Driver) setPortFlags(port int, hairpin, proxyARP bool) error {
 }
 
 // forgetNeighbours deletes the host's neighbour entries of ips on the
-// bridge; entries already gone (or the bridge) are not an error.
+// bridge, and the proxy entries of its IPv6 ones; entries already gone
+// (or the bridge) are not an error.
 func (d *Driver) forgetNeighbours(c *networkConfig, brIndex int, ips []net.IP) error {
 	var errs []error
-	for _, ip := range ips {
-		err := d.nl.NeighDel(&netlink.Neigh{LinkIndex: brIndex, IP: ip})
+	del := func(n *netlink.Neigh) {
+		err := d.nl.NeighDel(n)
 		if err != nil && !errors.Is(err, unix.ENOENT) && !isLinkNotFound(err) {
-			errs = append(errs, types.InternalErrorf("deleting neighbour %s on %s: %w", ip, c.BridgeName, err))
+			errs = append(errs, types.InternalErrorf("deleting neighbour %s on %s: %w", n.IP, c.BridgeName, err))
+		}
+	}
+	for _, ip := range ips {
+		del(&netlink.Neigh{LinkIndex: brIndex, IP: ip})
+		if ip.To4() == nil && c.EnableIPv6 {
+			del(&netlink.Neigh{LinkIndex: brIndex, IP: ip, Flags: netlink.NTF_PROXY})
 		}
 	}
 	return errors.Join(errs...)
@@ -129,8 +158,14 @@ func (d *Driver) forgetNeighbours(c *networkConfig, brIndex int, ips []net.IP) e
 // left behind. Called by CollectGarbage.
 func (d *Driver) pruneNeighbours(c *networkConfig, brIndex int, keep map[string]bool) error {
 	var errs []error
-	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		list, err := d.nl.NeighList(brIndex, family)
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6, -netlink.FAMILY_V6} {
+		var list []netlink.Neigh
+		var err error
+		if family < 0 {
+			list, err = d.nl.NeighProxyList(brIndex, -family)
+		} else {
+			list, err = d.nl.NeighList(brIndex, family)
+		}
 		if err != nil {
 			if isLinkNotFound(err) {
 				return nil
@@ -138,7 +173,8 @@ func (d *Driver) pruneNeighbours(c *networkConfig, brIndex int, keep map[string]
 			return types.InternalErrorf("listing neighbours of %s: %w", c.BridgeName, err)
 		}
 		for _, n := range list {
-			if n.State&netlink.NUD_PERMANENT == 0 || n.IP == nil || keep[n.IP.String()] {
+			proxy := n.Flags&netlink.NTF_PROXY != 0
+			if !proxy && n.State&netlink.NUD_PERMANENT == 0 || n.IP == nil || keep[n.IP.String()] {
 				continue
 			}
 			if !(c.PoolIPv4 != nil && c.PoolIPv4.Contains(n.IP)) && !(c.PoolIPv6 != nil && c.PoolIPv6.Contains(n.IP)) {

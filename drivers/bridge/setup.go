@@ -291,6 +291,17 @@ func bridgeSysctls(c *networkConfig, dc driverConfig) []sysctl {
 	// The bridge is a router for its containers: it must not configure
 	// itself from router advertisements arriving on it.
 	list = append(list, sysctl{path: "net/ipv6/conf/" + br + "/accept_ra", value: "0", optional: !c.EnableIPv6})
+	if c.EnableIPv6 && dc.EnableIPForwarding {
+		// The bridge answers neighbour solicitations for its containers'
+		// IPv6 addresses (neigh.go): proxy NDP, which the kernel does only
+		// on a forwarding interface, and at once rather than after the
+		// random delay meant for proxies that may lose to the owner (the
+		// owner's port never sees the solicitation).
+		list = append(list,
+			sysctl{path: "net/ipv6/conf/" + br + "/forwarding", value: "1"},
+			sysctl{path: "net/ipv6/conf/" + br + "/proxy_ndp", value: "1"},
+			sysctl{path: "net/ipv6/neigh/" + br + "/proxy_delay", value: "0"})
+	}
 	if !dc.EnableUserlandProxy {
 		// DNAT of published ports reached through 127.0.0.1 needs
 		// loopback-sourced packets to be routable out of the bridge.
