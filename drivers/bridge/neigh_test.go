@@ -2,9 +2,13 @@ package bridge
 
 import (
 	"net"
+	"os"
+	"strings"
 	"testing"
 
+	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -88,5 +92,66 @@ func TestJoinProgramsNeighbours(t *testing.T) {
 	}
 	if got := permanentNeighbours(t, host.Netlink, br.Attrs().Index); len(got) != 1 || got["192.0.2.9"] == "" {
 		t.Fatalf("neighbours on the bridge after garbage collection = %v, want only 192.0.2.9", got)
+	}
+}
+
+// On a network with IPv6 the bridge also proxies the container's IPv6
+// address (proxy NDP), and the proxy entry goes with Leave and GC.
+func TestJoinProgramsNeighboursIPv6(t *testing.T) {
+	d, host := newTestDriver(t, nil)
+	req := netReq(t, joinNID, "10.15.0.1/24", nil)
+	req.Options[netlabel.EnableIPv6] = true
+	req.IPv6Data = []driverapi.IPAMData{{Pool: mustCIDR(t, "fd00:15::/64"), Gateway: mustCIDR(t, "fd00:15::1/64")}}
+	if err := d.CreateNetwork(req); err != nil {
+		t.Fatal(err)
+	}
+	brName := "br-" + joinNID[:12]
+	br, err := host.Netlink.LinkByName(brName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"net/ipv6/conf/" + brName + "/proxy_ndp": "1",
+		"net/ipv6/neigh/" + brName + "/proxy_delay": "0", "net/ipv6/conf/" + brName + "/forwarding": "1"} {
+		var got []byte
+		if err := host.Do(func() (err error) { got, err = os.ReadFile("/proc/sys/" + path); return err }); err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("%s = %q (%v), want %s", path, got, err, want)
+		}
+	}
+	proxies := func() []string {
+		t.Helper()
+		list, err := host.Netlink.NeighProxyList(br.Attrs().Index, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range list {
+			out = append(out, n.IP.String())
+		}
+		return out
+	}
+	sb := testutil.NewNamedNS(t, "sb")
+	chosen, _ := joinEP(t, d, "ep1", "10.15.0.2/24", sb)
+	v6 := chosen.AddressIPv6.IP.String()
+	if got := permanentNeighbours(t, host.Netlink, br.Attrs().Index); got[v6] != "02:42:0a:0f:00:02" || len(got) != 2 {
+		t.Errorf("neighbours on the bridge after join = %v", got)
+	}
+	if got := proxies(); len(got) != 1 || got[0] != v6 {
+		t.Errorf("proxy entries after join = %v, want [%s]", got, v6)
+	}
+	if err := d.Leave(joinNID, "ep1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := proxies(); len(got) != 0 {
+		t.Errorf("proxy entries after leave = %v", got)
+	}
+	// A crash's leftover in the subnet goes with garbage collection.
+	if err := host.Netlink.NeighSet(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: net.ParseIP("fd00:15::9"), Flags: netlink.NTF_PROXY}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CollectGarbage(map[string]bool{joinNID: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := proxies(); len(got) != 0 {
+		t.Errorf("proxy entries after garbage collection = %v", got)
 	}
 }
