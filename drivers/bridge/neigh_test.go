@@ -155,3 +155,55 @@ func TestJoinProgramsNeighboursIPv6(t *testing.T) {
 		t.Errorf("proxy entries after garbage collection = %v", got)
 	}
 }
+
+// A restarted driver taking a join back programs its neighbour entries
+// again, whatever a crash left of them, and counts its port.
+func TestRestoreJoinReprogramsNeighbours(t *testing.T) {
+	d, host := newTestDriver(t, nil)
+	req := netReq(t, joinNID, "10.16.0.1/24", nil)
+	if err := d.CreateNetwork(req); err != nil {
+		t.Fatal(err)
+	}
+	sb := testutil.NewNamedNS(t, "sb")
+	_, res := joinEP(t, d, "ep1", "10.16.0.2/24", sb)
+	br, err := host.Netlink.LinkByName("br-" + joinNID[:12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crash came between the veth and its entries.
+	if err := host.Netlink.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: net.ParseIP("10.16.0.2")}); err != nil {
+		t.Fatal(err)
+	}
+
+	d2, err := New(host.NS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d2.Close() })
+	if err := d2.CreateNetwork(req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d2.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: joinNID, EndpointID: "ep1",
+		Interface: driverapi.Interface{Address: mustCIDR(t, "10.16.0.2/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	jr := driverapi.JoinRequest{NetworkID: joinNID, EndpointID: "ep1", SandboxKey: sb.Path(), IfaceName: ifname0}
+	if err := d2.RestoreJoin(jr, *res); err != nil {
+		t.Fatal(err)
+	}
+	if got := permanentNeighbours(t, host.Netlink, br.Attrs().Index); got["10.16.0.2"] != "02:42:0a:10:00:02" {
+		t.Errorf("neighbours on the bridge after restore = %v", got)
+	}
+	d2.mu.Lock()
+	inUse := d2.networks[joinNID].ports.inUse
+	d2.mu.Unlock()
+	if inUse != 1 {
+		t.Errorf("restored driver counts %d ports in use, want 1", inUse)
+	}
+	if err := d2.Leave(joinNID, "ep1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.DeleteNetwork(joinNID); err != nil {
+		t.Fatal(err)
+	}
+}
