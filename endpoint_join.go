@@ -127,7 +127,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 		if err := sb.populate(osSbox, ep); err != nil {
 			return err
 		}
-		undo.push(func() { _ = sb.depopulate(osSbox, ep, false) })
+		undo.push(func() { _ = sb.depopulate(osSbox, ep) })
 	}
 
 	c.mu.Lock()
@@ -216,16 +216,18 @@ func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
 }
 
 // depopulate takes the endpoint's interface out of s; gone already is fine.
-// The interface is detached (down, renamed), not deleted: deleting a veth
-// costs the kernel ~25 ms, so the driver deletes it off the caller's path.
-// A link moved in from the host always goes back to its owner; one created
-// inside is left alone when the namespace is about to go (nsGoing).
-func (sb *Sandbox) depopulate(s *osl.Sandbox, ep *Endpoint, nsGoing bool) error {
+// The interface is detached (down, addresses flushed, renamed), not
+// deleted: deleting a veth costs the kernel ~25 ms, so the driver deletes
+// it off the caller's path. A link moved in from the host goes back to its
+// owner. This holds when the namespace is about to go too: a container
+// still running in it keeps it, and its interface, alive, and must be cut
+// off the moment its sandbox is deleted.
+func (sb *Sandbox) depopulate(s *osl.Sandbox, ep *Endpoint) error {
 	c := sb.ctrl
 	c.mu.Lock()
 	js := ep.join
 	c.mu.Unlock()
-	if js == nil || js.dstName == "" || (nsGoing && js.srcName == "") {
+	if js == nil || js.dstName == "" {
 		return nil
 	}
 	// Routes through the interface go with it.
@@ -252,8 +254,8 @@ func (ep *Endpoint) Leave(sb *Sandbox, opts ...EndpointOption) error {
 
 // leave undoes a join; the caller holds sb.opMu. Every step runs even if an
 // earlier one failed, so the endpoint always ends up detached. When the
-// sandbox's namespace is about to be destroyed (nsGoing) the interface is
-// left in it: the kernel takes it away with the namespace.
+// sandbox is being deleted with the namespace it made (nsGoing), a gateway
+// that moves needs no leave intent: the whole sandbox goes.
 func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	c := sb.ctrl
 	n := ep.network
@@ -286,7 +288,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	}
 	sb.leaveDNS(ep)
 	if s != nil {
-		if err := sb.depopulate(s, ep, nsGoing); err != nil {
+		if err := sb.depopulate(s, ep); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -203,9 +203,9 @@ func (sb *Sandbox) Delete() error {
 	osSbox := sb.osSbox
 	c.mu.Unlock()
 
-	// Only a namespace we made dies with the sandbox and takes its
-	// interfaces along; a runtime's (SetKey) may outlive it, so its
-	// interfaces are detached (cut off) like at any Leave.
+	// Only a namespace we made dies with the sandbox, but a process
+	// still in it keeps it alive: every interface is detached (cut off)
+	// as at any Leave, whoever owns the namespace.
 	nsGoing := osSbox != nil && !sb.cfg.useDefaultSandbox && !sb.cfg.useExternalKey
 	var errs []error
 	for _, ep := range eps {
@@ -262,7 +262,7 @@ func (sb *Sandbox) SetKey(path string) error {
 	defer func() {
 		if !ok {
 			for _, ep := range eps {
-				_ = sb.depopulate(s, ep, false)
+				_ = sb.depopulate(s, ep)
 			}
 			_ = s.Destroy()
 		}
