@@ -86,35 +86,16 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	}
 	undo.push(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
 
-	var reserved []string
-	req := driverapi.JoinRequest{NetworkID: n.id, EndpointID: ep.id, Options: sb.cfg.labels()}
-	if osSbox != nil {
-		req.SandboxKey = osSbox.Key()
-		req.IfaceName = func(prefix string) string {
-			name := osSbox.ReserveName(prefix)
-			reserved = append(reserved, name)
-			return name
-		}
+	js, reserved, err := sb.driverJoin(osSbox, ep)
+	if err != nil {
+		return err
 	}
-	res, err := n.driver.d.Join(req)
 	undo.push(func() {
 		for _, name := range reserved {
 			osSbox.ReleaseName(name)
 		}
 	})
-	if err != nil {
-		return types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
-	}
 	undo.push(func() { _ = n.driver.d.Leave(n.id, ep.id) })
-
-	js := &joinState{gw: res.Gateway, gw6: res.GatewayIPv6, noGwSvc: res.DisableGatewayService,
-		srcName: res.SrcName, dstPrefix: res.DstPrefix, dstName: res.DstName}
-	for _, r := range res.StaticRoutes {
-		js.routes = append(js.routes, r.GetCopy())
-	}
-	if n.internal {
-		js.gw, js.gw6 = nil, nil // internal networks give no way out
-	}
 	c.mu.Lock()
 	ep.join = js
 	c.mu.Unlock()
@@ -169,6 +150,39 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
 	}
 	ok = true
 	return nil
+}
+
+// driverJoin has ep's driver join it to the namespace of s (nil: none yet)
+// and returns what it decided, with the interface names it reserved in s
+// (the caller releases them if it fails later). On error nothing is left.
+func (sb *Sandbox) driverJoin(s *osl.Sandbox, ep *Endpoint) (*joinState, []string, error) {
+	n := ep.network
+	var reserved []string
+	req := driverapi.JoinRequest{NetworkID: n.id, EndpointID: ep.id, Options: sb.cfg.labels()}
+	if s != nil {
+		req.SandboxKey = s.Key()
+		req.IfaceName = func(prefix string) string {
+			name := s.ReserveName(prefix)
+			reserved = append(reserved, name)
+			return name
+		}
+	}
+	res, err := n.driver.d.Join(req)
+	if err != nil {
+		for _, name := range reserved {
+			s.ReleaseName(name)
+		}
+		return nil, nil, types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
+	}
+	js := &joinState{gw: res.Gateway, gw6: res.GatewayIPv6, noGwSvc: res.DisableGatewayService,
+		srcName: res.SrcName, dstPrefix: res.DstPrefix, dstName: res.DstName}
+	for _, r := range res.StaticRoutes {
+		js.routes = append(js.routes, r.GetCopy())
+	}
+	if n.internal {
+		js.gw, js.gw6 = nil, nil // internal networks give no way out
+	}
+	return js, reserved, nil
 }
 
 // populate puts the endpoint's interface into s with its addresses and routes.
@@ -324,7 +338,12 @@ func (sb *Sandbox) removeEndpointLocked(ep *Endpoint) {
 
 // updateGateway moves the default route and external connectivity to the
 // endpoint that should now provide them. The caller holds sb.opMu.
-func (sb *Sandbox) updateGateway() error {
+func (sb *Sandbox) updateGateway() error { return sb.updateGatewayPorts(nil) }
+
+// updateGatewayPorts is updateGateway publishing exactly the host ports
+// oper when given (the gateway endpoint's operational bindings, chosen ones
+// included), as a restore does.
+func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 	c := sb.ctrl
 	c.mu.Lock()
 	old, next := sb.gwEP, sb.gatewayEndpointLocked()
@@ -361,7 +380,12 @@ func (sb *Sandbox) updateGateway() error {
 		}
 	}
 	if ext, ok := next.network.driver.d.(driverapi.ExternalConnectivity); ok {
-		if err := ext.ProgramExternalConnectivity(next.network.id, next.id, sb.cfg.labels()); err != nil {
+		labels := sb.cfg.labels()
+		if len(oper) > 0 {
+			labels[netlabel.PortMap] = oper
+			labels[netlabel.OperPortMap] = slices.Clone(oper)
+		}
+		if err := ext.ProgramExternalConnectivity(next.network.id, next.id, labels); err != nil {
 			if s != nil {
 				_ = s.UnsetGateway()
 				_ = s.UnsetGatewayIPv6()

@@ -232,7 +232,11 @@ func (sb *Sandbox) Delete() error {
 
 // SetKey gives a sandbox made with OptionUseExternalKey its namespace:
 // path (such as /proc/PID/ns/net) is bind-mounted at Key() and the
-// interfaces of endpoints already joined are moved into it.
+// interfaces of endpoints already joined are moved into it. Called again
+// (a runtime that makes a fresh namespace at every container start), it
+// moves the sandbox into the new namespace with its endpoints re-plumbed
+// there; a failure leaves the sandbox in the old one. A sandbox with a
+// namespace of its own (not OptionUseExternalKey) is Forbidden.
 func (sb *Sandbox) SetKey(path string) error {
 	if path == "" {
 		return types.BadRequestErrorf("invalid sandbox key %q", path)
@@ -245,15 +249,19 @@ func (sb *Sandbox) SetKey(path string) error {
 	case sb.deleting:
 		c.mu.Unlock()
 		return types.ForbiddenErrorf("sandbox %s is being deleted", sb.id[:12])
-	case sb.osSbox != nil:
+	case sb.osSbox != nil && !sb.cfg.useExternalKey:
 		c.mu.Unlock()
-		return types.ForbiddenErrorf("sandbox %s already has a network namespace", sb.id[:12])
+		return types.ForbiddenErrorf("sandbox %s has a network namespace of its own", sb.id[:12])
 	}
 	eps := append([]*Endpoint(nil), sb.endpoints...)
+	old := sb.osSbox
 	c.mu.Unlock()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
+	if old != nil {
+		return sb.rekey(old, path, eps)
+	}
 	s, err := osl.Adopt(sb.key, path)
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
