@@ -150,7 +150,25 @@ func (r *runcRig) start(t *testing.T, name, netns, hosts, resolv string, args ..
 		out, _ := os.ReadFile(logf.Name())
 		t.Fatalf("runc run %s: %v\n%s", name, err, out)
 	}
+	// The leftover checks at cleanup look where runc really puts things.
+	if len(cgroupDirs(cgroup)) == 0 {
+		t.Fatalf("container %s runs in no cgroup directory named %s", name, cgroup)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, id)); err != nil {
+		t.Fatalf("runc state of %s is not under --root: %v", name, err)
+	}
 	return ctr
+}
+
+// cgroupDirs lists the directories of cgroup in every hierarchy (v1
+// controllers and v2).
+func cgroupDirs(cgroup string) []string {
+	name := strings.TrimPrefix(cgroup, "/")
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", name))
+	if more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", name)); len(more) > 0 {
+		dirs = append(dirs, more...)
+	}
+	return dirs
 }
 
 // exec runs args in the container and returns its output. A generous
@@ -185,11 +203,7 @@ func (c *runcContainer) remove(t *testing.T, cgroup string) {
 	if _, err := os.Stat(filepath.Join(c.r.root, c.id)); !os.IsNotExist(err) {
 		t.Errorf("runc state of %s left: %v", c.id, err)
 	}
-	left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", strings.TrimPrefix(cgroup, "/")))
-	if more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(cgroup, "/"))); len(more) > 0 {
-		left = append(left, more...)
-	}
-	for _, d := range left {
+	for _, d := range cgroupDirs(cgroup) {
 		t.Errorf("cgroup %s left by runc", d)
 		_ = os.Remove(d)
 	}

@@ -58,7 +58,7 @@ func (b *boundFile) read(t *testing.T, step string) string {
 }
 
 // Every update of a sandbox's hosts and resolv.conf (Join, SetKey, Leave,
-// Refresh, Rename) reaches a holder of the file opened before it, as a
+// Refresh, Rename, SetKey again) reaches a holder of the file opened before it, as a
 // bind mount into a running container is; the files are in a directory
 // that did not exist when the sandbox was made.
 func TestDNSFilesUpdatedInPlace(t *testing.T) {
@@ -120,6 +120,16 @@ func TestDNSFilesUpdatedInPlace(t *testing.T) {
 	}
 	hosts.read(t, "Rename")
 	resolv.read(t, "Rename")
+	// The runtime restarts the container in a fresh namespace.
+	if err := sb.SetKey(testutil.NewNamedNS(t, "cnm-inplace2").Path()); err != nil {
+		t.Fatal(err)
+	}
+	if got := resolv.read(t, "second SetKey"); !strings.Contains(got, "nameserver 127.0.0.11") {
+		t.Fatalf("resolv.conf after the second SetKey:\n%s", got)
+	}
+	if got := hosts.read(t, "second SetKey"); !strings.Contains(got, line) {
+		t.Fatalf("hosts after the second SetKey:\n%s", got)
+	}
 
 	// A user edit is still the user's: a later rebuild leaves it alone.
 	edited := "nameserver 192.0.2.99\n"
