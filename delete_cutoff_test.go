@@ -14,11 +14,13 @@ import (
 // no working interface: nothing up with an address, no way to the gateway.
 func TestDeleteCutsOffRunningContainer(t *testing.T) {
 	c, host := newPrivController(t)
-	n := bridgeNet(t, c, "cutoff", "cnmcut0", "10.79.1.0/24")
+	n := dualStackNet(t, c, "cutoff", "cnmcut0", "10.79.1.0/24", "fd79:1::/64")
 	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c-cutoff"))
 	ep := joined(t, n, sb, "web")
 	gw := ep.Info().Gateway().String()
+	gw6 := ep.Info().GatewayIPv6().String()
 	serveTCP(t, host.NS, net.JoinHostPort(gw, "7077"))
+	serveTCP(t, host.NS, net.JoinHostPort(gw6, "7077"))
 
 	// The container's hold on its namespace: an fd opened before Delete.
 	ns, err := netnsutil.Open(sb.Key())
@@ -31,8 +33,10 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if _, err := dialTCP(t, ns, net.JoinHostPort(gw, "7077"), "hi"); err != nil {
-		t.Fatalf("before Delete the gateway is unreachable: %v", err)
+	for _, g := range []string{gw, gw6} {
+		if _, err := dialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err != nil {
+			t.Fatalf("before Delete the gateway %s is unreachable: %v", g, err)
+		}
 	}
 	if up := upWithAddress(t, h); len(up) != 1 {
 		t.Fatalf("before Delete, interfaces up with an address: %v", up)
@@ -44,8 +48,13 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 	if up := upWithAddress(t, h); len(up) != 0 {
 		t.Fatalf("after Delete, interfaces still up with an address: %v", up)
 	}
-	if _, err := dialTCP(t, ns, net.JoinHostPort(gw, "7077"), "hi"); err == nil {
-		t.Fatal("after Delete the container still reaches its gateway")
+	for _, g := range []string{gw, gw6} {
+		if _, err := dialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err == nil {
+			t.Fatalf("after Delete the container still reaches its gateway %s", g)
+		}
+	}
+	if routes, err := h.RouteList(nil, netlink.FAMILY_ALL); err != nil || len(nonLoopback(routes)) != 0 {
+		t.Fatalf("after Delete, routes left: %v, %v", nonLoopback(routes), err)
 	}
 }
 
@@ -69,6 +78,17 @@ func upWithAddress(t *testing.T, h *netlink.Handle) []string {
 		}
 		if len(addrs) > 0 {
 			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+// nonLoopback drops the routes of lo (index 1 in a namespace).
+func nonLoopback(routes []netlink.Route) []netlink.Route {
+	var out []netlink.Route
+	for _, r := range routes {
+		if r.LinkIndex != 1 {
+			out = append(out, r)
 		}
 	}
 	return out

@@ -270,7 +270,7 @@ func (sb *Sandbox) SetKey(path string) error {
 	defer func() {
 		if !ok {
 			for _, ep := range eps {
-				_ = sb.depopulate(s, ep)
+				_ = sb.depopulate(s, ep, false)
 			}
 			_ = s.Destroy()
 		}

@@ -151,7 +151,7 @@ func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
 // endpoint stays joined in the model. Every step runs.
 func (sb *Sandbox) unplumb(s *osl.Sandbox, ep *Endpoint) error {
 	n := ep.network
-	err := sb.depopulate(s, ep)
+	err := sb.depopulate(s, ep, false)
 	if lerr := n.driver.d.Leave(n.id, ep.id); lerr != nil && !types.IsNotFound(lerr) {
 		err = errors.Join(err, types.Wrapf(lerr, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))
 	}
