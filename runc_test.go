@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,6 +52,21 @@ func newRuncRig(t *testing.T) *runcRig {
 	t.Helper()
 	testutil.RequireRoot(t)
 	r := &runcRig{runc: requireTool(t, "runc"), busybox: requireTool(t, "/bin/busybox"), dir: t.TempDir()}
+	// The rootfs holds busybox alone: a dynamically linked one (Debian's
+	// package busybox) would find no libraries there.
+	if f, err := elf.Open(r.busybox); err != nil {
+		t.Fatalf("reading %s: %v", r.busybox, err)
+	} else {
+		defer f.Close()
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("%s is dynamically linked; CI needs busybox-static", r.busybox)
+				}
+				t.Skipf("%s is dynamically linked (apt-get install busybox-static)", r.busybox)
+			}
+		}
+	}
 	r.root = filepath.Join(r.dir, "runc-state")
 	return r
 }
