@@ -73,12 +73,16 @@ func newRuncRig(t *testing.T) *runcRig {
 
 // container is one running runc container.
 type runcContainer struct {
-	r  *runcRig
-	id string
+	r       *runcRig
+	id      string
+	cgroup  string
+	removed bool
 }
 
 // start runs args (a busybox applet and its arguments) detached in a new
-// container whose network namespace is netns, with hosts and resolv.conf
+// container whose network namespace is netns ("": a new one runc makes,
+// as for a container whose network is set up after it starts, through
+// SetKey), with hosts and resolv.conf
 // bind-mounted from the sandbox's files; at test end it is killed and
 // deleted, and its cgroups must be gone.
 func (r *runcRig) start(t *testing.T, name, netns, hosts, resolv string, args ...string) *runcContainer {
@@ -98,7 +102,7 @@ func (r *runcRig) start(t *testing.T, name, netns, hosts, resolv string, args ..
 	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, applet := range []string{"sh", "ip", "cat", "sleep", "nslookup", "wget", "httpd"} {
+	for _, applet := range []string{"sh", "ip", "cat", "sleep", "nslookup", "wget", "httpd", "nc"} {
 		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +141,7 @@ func (r *runcRig) start(t *testing.T, name, netns, hosts, resolv string, args ..
 			"cgroupsPath": cgroup,
 			"namespaces": []map[string]any{
 				{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-				{"type": "network", "path": netns},
+				netnsSpec(netns),
 			},
 			"maskedPaths":   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list"},
 			"readonlyPaths": []string{"/proc/sys", "/proc/sysrq-trigger"},
@@ -160,8 +164,8 @@ func (r *runcRig) start(t *testing.T, name, netns, hosts, resolv string, args ..
 	cmd := exec.Command(r.runc, "--root", r.root, "run", "--detach", "--bundle", bundle, id)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
 	r.cgroups = append(r.cgroups, cgroup)
-	ctr := &runcContainer{r: r, id: id}
-	t.Cleanup(func() { ctr.remove(t, cgroup) })
+	ctr := &runcContainer{r: r, id: id, cgroup: cgroup}
+	t.Cleanup(func() { ctr.remove(t) })
 	if err := cmd.Run(); err != nil {
 		out, _ := os.ReadFile(logf.Name())
 		t.Fatalf("runc run %s: %v\n%s", name, err, out)
@@ -174,6 +178,30 @@ func (r *runcRig) start(t *testing.T, name, netns, hosts, resolv string, args ..
 		t.Fatalf("runc state of %s is not under --root: %v", name, err)
 	}
 	return ctr
+}
+
+func netnsSpec(path string) map[string]any {
+	if path == "" {
+		return map[string]any{"type": "network"}
+	}
+	return map[string]any{"type": "network", "path": path}
+}
+
+// netns returns the path of the container's network namespace through
+// its init process, as a runtime passes it to SetKey.
+func (c *runcContainer) netns(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(c.r.runc, "--root", c.r.root, "state", c.id).Output()
+	if err != nil {
+		t.Fatalf("runc state %s: %v", c.id, err)
+	}
+	var st struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Pid == 0 {
+		t.Fatalf("runc state %s: %v\n%s", c.id, err, out)
+	}
+	return fmt.Sprintf("/proc/%d/ns/net", st.Pid)
 }
 
 // cgroupDirs lists the directories of cgroup in every hierarchy (v1
@@ -211,7 +239,12 @@ func (c *runcContainer) mustExec(t *testing.T, args ...string) string {
 
 // remove kills and deletes the container and checks that runc left no
 // state, no cgroup and no mount behind.
-func (c *runcContainer) remove(t *testing.T, cgroup string) {
+func (c *runcContainer) remove(t *testing.T) {
+	if c.removed {
+		return
+	}
+	c.removed = true
+	cgroup := c.cgroup
 	_ = exec.Command(c.r.runc, "--root", c.r.root, "kill", c.id, "KILL").Run()
 	if out, err := exec.Command(c.r.runc, "--root", c.r.root, "delete", "--force", c.id).CombinedOutput(); err != nil {
 		t.Errorf("runc delete %s: %v\n%s", c.id, err, out)
@@ -327,4 +360,55 @@ func httpGet(ns interface{ Do(func() error) error }, addr, path string) (string,
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// A runtime that makes a fresh network namespace at every container start
+// (runc without a namespace path) hands it over with SetKey, and again
+// after the container restarts: the second container, in a namespace the
+// first never saw, has the endpoint's address, MAC and default route,
+// resolves and reaches another container, and serves its published port
+// to the host.
+func TestRuncContainerRestart(t *testing.T) {
+	r := newRuncRig(t)
+	c, host := newPrivController(t)
+	n := bridgeNet(t, c, "runcrk", "cnmrunc1", "10.79.6.0/24")
+	origin := writeTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
+	srvSb := kernelSandbox(t, c, "srv")
+	srv := joined(t, n, srvSb, "srv")
+	srvNS, _ := sandboxNS(t, srvSb)
+	serve(t, srvNS, "tcp", ":7000", "srv")
+
+	files := t.TempDir()
+	hosts, resolv := filepath.Join(files, "hosts"), filepath.Join(files, "resolv.conf")
+	sb := kernelSandbox(t, c, "ctr-web", libnetwork.OptionUseExternalKey(), libnetwork.OptionHostname("web"),
+		libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionHostsPath(hosts), libnetwork.OptionResolvConfPath(resolv),
+		libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 80}}),
+		libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 18081)}))
+	ep := joined(t, n, sb, "web")
+	addr := ep.Info().Iface().Address().String()
+	mac := ep.Info().Iface().MacAddress().String()
+	gw := ep.Info().Gateway().String()
+
+	for _, start := range []string{"web1", "web2"} {
+		ctr := r.start(t, start, "", hosts, resolv, "httpd", "-f", "-p", "80", "-h", "/www")
+		if err := sb.SetKey(ctr.netns(t)); err != nil {
+			t.Fatalf("SetKey for %s: %v", start, err)
+		}
+		if got := ctr.mustExec(t, "ip", "addr", "show", "dev", "eth0"); !strings.Contains(got, addr) || !strings.Contains(got, mac) {
+			t.Fatalf("%s: eth0 lacks %s or %s:\n%s", start, addr, mac, got)
+		}
+		if got := ctr.mustExec(t, "ip", "-4", "route"); !strings.Contains(got, "default via "+gw) {
+			t.Fatalf("%s: routes lack the default via %s:\n%s", start, gw, got)
+		}
+		if got := ctr.mustExec(t, "nslookup", "srv"); !strings.Contains(got, epIP(srv)) {
+			t.Fatalf("%s: nslookup srv does not give %s:\n%s", start, epIP(srv), got)
+		}
+		if got := ctr.mustExec(t, "nc", "-w", "5", "srv", "7000"); !strings.HasPrefix(got, "srv ") {
+			t.Fatalf("%s: nc srv 7000 read %q", start, got)
+		}
+		if got, err := httpGet(host.NS, "127.0.0.1:18081", "/index.html"); err != nil || got != "hello from "+start+"\n" {
+			t.Fatalf("GET of %s's published port from the host: %q, %v", start, got, err)
+		}
+		ctr.remove(t)
+	}
 }
