@@ -18,7 +18,7 @@ import (
 )
 
 // Tables a network's or an endpoint's rules live in.
-var ruleTables = []string{firewall.TableMangle, firewall.TableNAT, firewall.TableFilter}
+var ruleTables = firewall.Tables()
 
 // kernelRules lists the host namespace's rules of one family, as
 // "<table> -A <chain> <spec>" (iptables -S form).
