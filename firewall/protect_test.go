@@ -136,3 +136,27 @@ func TestLoopbackGuardLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// The raw table's rules are checked, recovered and pruned like the
+// others': Check names one removed behind our back, and a teardown whose
+// script meets it gone recovers.
+func TestDirectAccessRulesInRecord(t *testing.T) {
+	fw, fake := newFW(t, true)
+	cfg := networkCases[0].cfg
+	if err := fw.SetupNetwork(cfg); err != nil {
+		t.Fatal(err)
+	}
+	raw := "-d 172.18.0.0/16 ! -i br-n1 -m addrtype ! --dst-type LOCAL -m comment --comment cnm-net-n1 -j DROP"
+	if err := fake.Restore(firewall.IPv4, "*raw\n-D PREROUTING "+raw+"\nCOMMIT\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Check(); err == nil || !strings.Contains(err.Error(), "ipv4 raw rule -A PREROUTING "+raw+" missing") {
+		t.Fatalf("Check with the raw drop removed: %v", err)
+	}
+	if err := fw.TeardownNetwork(cfg.ID); err != nil {
+		t.Fatalf("teardown with the raw drop already gone: %v", err)
+	}
+	if out, _ := fake.List(firewall.IPv4, firewall.TableRaw); strings.Contains(out, "cnm-net-n1") {
+		t.Errorf("teardown left:\n%s", out)
+	}
+}
