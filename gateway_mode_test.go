@@ -9,8 +9,6 @@ import (
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -22,7 +20,7 @@ import (
 
 // withDriverOpts is a network option carrying bridge driver labels.
 func withDriverOpts(labels map[string]string) libnetwork.NetworkOption {
-	return libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: labels})
+	return libnetwork.NetworkOptionDriverOpts(labels)
 }
 
 // gatewayTarget is a container with a published port 80 (host 8080) and
@@ -97,6 +95,56 @@ func TestTrustedHostInterfaces(t *testing.T) {
 	for _, ip := range []string{c.ip, c.ip6} {
 		mustNotFetch(t, lan2.NS, "tcp", hp(ip, 80))
 		mustNotFetch(t, lan2.NS, "tcp", hp(ip, 81))
+	}
+}
+
+// "isolated" (internal networks only): the bridge has no address in the
+// family, the kernel's link-local one included, so the host and the
+// containers do not reach each other there, while the containers still
+// talk among themselves. A plain internal network, for contrast, has its
+// bridge address both ways.
+func TestGatewayModeIsolated(t *testing.T) {
+	r := newForwardingRig(t)
+	iso := dualStackNet(t, r.c, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
+		withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated", bridge.GatewayModeIPv6: "isolated"}))
+	plain := dualStackNet(t, r.c, "int", "", "10.70.0.0/24", "fd00:70::/64", libnetwork.NetworkOptionInternalNetwork())
+	serve(t, r.host.NS, "tcp", ":7001", "host")
+	c1, c2 := r.mustRun(t, iso, "c1", nil), r.mustRun(t, iso, "c2", nil)
+	p1 := r.mustRun(t, plain, "p1", nil)
+	for _, c := range []*container{c1, p1} {
+		serve(t, c.ns, "tcp", ":81", c.ep.Name()+":81")
+	}
+
+	l, err := r.host.Netlink.LinkByName("br-" + iso.ID()[:12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, err := r.host.Netlink.AddrList(l, netlink.FAMILY_ALL); err != nil || len(addrs) != 0 {
+		t.Fatalf("isolated bridge addresses: %v, %v; want none", addrs, err)
+	}
+	// Containers of an internal network reach each other over IPv6 too
+	// (their neighbour discovery is bridged traffic the isolation rules
+	// must not drop).
+	p2 := r.mustRun(t, plain, "p2", nil)
+	fetchSoon(t, p2.ns, "tcp", hp(ip6Of(t, p1), 81), "p1:81")
+	// Among themselves, both families.
+	mustFetch(t, c2.ns, "tcp", hp(c1.ip, 81), "c1:81")
+	fetchSoon(t, c2.ns, "tcp", hp(ip6Of(t, c1), 81), "c1:81")
+	// Not the host, either way.
+	mustNotFetch(t, r.host.NS, "tcp", hp(c1.ip, 81))
+	mustNotFetch(t, r.host.NS, "tcp", hp(ip6Of(t, c1), 81))
+	mustNotFetch(t, c1.ns, "tcp", hp("10.69.0.1", 7001))
+	mustNotFetch(t, c1.ns, "tcp", hp("fd00:69::1", 7001))
+	// The plain internal network: the host both ways.
+	mustFetch(t, r.host.NS, "tcp", hp(p1.ip, 81), "p1:81")
+	fetchSoon(t, r.host.NS, "tcp", hp(ip6Of(t, p1), 81), "p1:81")
+	mustFetch(t, p1.ns, "tcp", hp("10.70.0.1", 7001), "host")
+	fetchSoon(t, p1.ns, "tcp", hp("fd00:70::1", 7001), "host")
+	// Only on internal networks.
+	_, err = r.c.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.71.0.0/24"}}, nil, nil))
+	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), bridge.GatewayModeIPv4) {
+		t.Errorf("isolated on a non-internal network: %v, want BadRequest naming %s", err, bridge.GatewayModeIPv4)
 	}
 }
 

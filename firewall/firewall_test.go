@@ -364,6 +364,7 @@ func TestBadNetworkConfig(t *testing.T) {
 		{ID: "x", Bridge: "br0", Subnet: cidr("fd00::/64")},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: "routed"},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv6: "bogus"},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: firewall.GatewayIsolated}, // not internal
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"eth+"}},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"! eth0"}},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{""}},

@@ -110,10 +110,15 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 	}
 	iccRule := rule(TableFilter, chainForward, forwardPos, "-i "+br+" -o "+br, icc)
 	if cfg.Internal {
+		// Nothing is routed into or out of the bridge; what stays on it
+		// is the ICC rule's. By interface, not address: bridged frames
+		// traverse ip6tables too, and an address match would drop the
+		// containers' neighbour discovery (multicast) among themselves,
+		// and let in a packet from elsewhere with a forged source.
 		return []Rule{
 			iccRule,
-			rule(TableFilter, ChainIsolation1, 1, "! -s "+n+" -o "+br, "DROP"),
-			rule(TableFilter, ChainIsolation1, 1, "! -d "+n+" -i "+br, "DROP"),
+			rule(TableFilter, ChainIsolation1, 1, "! -i "+br+" -o "+br, "DROP"),
+			rule(TableFilter, ChainIsolation1, 1, "-i "+br+" ! -o "+br, "DROP"),
 		}
 	}
 	nat := "MASQUERADE"

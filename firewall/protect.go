@@ -20,10 +20,14 @@ const (
 	// GatewayNATUnprotected: NAT as GatewayNAT, without the protection:
 	// whoever routes the subnet via the host reaches every container port.
 	GatewayNATUnprotected GatewayMode = "nat-unprotected"
+	// GatewayIsolated is for internal networks only: their bridge has no
+	// address in the family (the driver's doing); the rules are the
+	// internal network's.
+	GatewayIsolated GatewayMode = "isolated"
 )
 
 func (m GatewayMode) valid() bool {
-	return m == "" || m == GatewayNAT || m == GatewayNATUnprotected
+	return m == "" || m == GatewayNAT || m == GatewayNATUnprotected || m == GatewayIsolated
 }
 
 // protected reports whether the network's containers in fam are shielded
@@ -40,6 +44,9 @@ func (c NetworkConfig) validateProtection() error {
 	for _, m := range []GatewayMode{c.GatewayModeIPv4, c.GatewayModeIPv6} {
 		if !m.valid() {
 			return types.BadRequestErrorf("network %s firewall config: gateway mode %q not implemented", c.ID, m)
+		}
+		if m == GatewayIsolated && !c.Internal {
+			return types.BadRequestErrorf("network %s firewall config: gateway mode %q needs an internal network", c.ID, m)
 		}
 	}
 	for _, ifc := range c.TrustedInterfaces {

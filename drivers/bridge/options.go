@@ -23,9 +23,11 @@ const (
 	DefaultBindingIP   = netlabel.Prefix + ".bridge.host_binding_ipv4"
 	DefaultBridge      = netlabel.Prefix + ".bridge.default_bridge"
 	// GatewayModeIPv4/IPv6 take "nat" (the default: only published ports
-	// reach a container from other hosts) or "nat-unprotected" (whoever
-	// routes the subnet via this host reaches every container port).
-	// moby's "routed" and "isolated" are not implemented: BadRequest.
+	// reach a container from other hosts), "nat-unprotected" (whoever
+	// routes the subnet via this host reaches every container port) or,
+	// on an internal network, "isolated" (the bridge gets no address in
+	// the family, so the host and the containers do not reach each
+	// other). moby's "routed" is not implemented: BadRequest.
 	GatewayModeIPv4 = netlabel.BridgeGatewayModeIPv4
 	GatewayModeIPv6 = netlabel.BridgeGatewayModeIPv6
 	// TrustedHostInterfaces lists host interfaces, separated by ':',
@@ -287,9 +289,24 @@ func (c *networkConfig) validateOptions() error {
 	return c.validateProtection()
 }
 
+// gatewayIsolated is moby's gateway mode of an internal network whose
+// bridge has no address in the family: the host neither reaches the
+// containers nor is reached by them there. It is the driver's, not the
+// firewall's (an internal network's rules are the same).
+const gatewayIsolated = string(firewall.GatewayIsolated)
+
+// isolated reports whether the bridge carries no address of family v6 or
+// v4.
+func (c *networkConfig) isolated(v6 bool) bool {
+	if v6 {
+		return c.GatewayModeIPv6 == gatewayIsolated
+	}
+	return c.GatewayModeIPv4 == gatewayIsolated
+}
+
 // validateProtection checks the gateway modes and trusted interfaces.
-// moby's "routed" and "isolated" modes are refused rather than taken for
-// "nat": each would open or close something the firewall does not do.
+// moby's "routed" mode is refused rather than taken for "nat": it would
+// open what the firewall does not do.
 func (c *networkConfig) validateProtection() error {
 	for _, m := range []struct{ label, v string }{{GatewayModeIPv4, c.GatewayModeIPv4}, {GatewayModeIPv6, c.GatewayModeIPv6}} {
 		switch firewall.GatewayMode(m.v) {
@@ -298,10 +315,14 @@ func (c *networkConfig) validateProtection() error {
 			if c.Internal {
 				return types.BadRequestErrorf("invalid bridge option %s: %q has no meaning on an internal network", m.label, m.v)
 			}
-		case "routed", "isolated":
+		case firewall.GatewayIsolated:
+			if !c.Internal {
+				return types.BadRequestErrorf("invalid bridge option %s: %q needs an internal network (%s)", m.label, m.v, netlabel.Internal)
+			}
+		case "routed":
 			return types.BadRequestErrorf("invalid bridge option %s: gateway mode %q is not implemented", m.label, m.v)
 		default:
-			return types.BadRequestErrorf("invalid bridge option %s: unknown gateway mode %q (nat, nat-unprotected)", m.label, m.v)
+			return types.BadRequestErrorf("invalid bridge option %s: unknown gateway mode %q (nat, nat-unprotected, isolated)", m.label, m.v)
 		}
 	}
 	c.TrustedIfaces = nil
