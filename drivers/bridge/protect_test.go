@@ -107,3 +107,17 @@ func TestICCOffNeedsBridgeNetfilter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Without iptables there is no ICC DROP at all: an ICC-off network is
+// refused before anything is made, naming the option.
+func TestICCOffNeedsIPTables(t *testing.T) {
+	d, host := newTestDriver(t, noIPTables)
+	before := hostState(t, host.Netlink)
+	err := d.CreateNetwork(netReq(t, "iccoff2", "10.73.0.1/24", map[string]string{EnableICC: "false"}))
+	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), EnableICC) {
+		t.Fatalf("ICC off without iptables: %v, want BadRequest naming %s", err, EnableICC)
+	}
+	if after := hostState(t, host.Netlink); after != before {
+		t.Errorf("refused create left links:\n%s", after)
+	}
+}
