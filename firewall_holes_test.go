@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
@@ -98,6 +99,35 @@ func TestHoleDirectRouting(t *testing.T) {
 	mustFetch(t, c2.ns, "tcp", hp(c1.ip, 81), "c1:81") // ICC on
 	mustFetch(t, r.host.NS, "tcp", hp("127.0.0.1", 8080), "c1:80")
 	assertForwardAccept(t, r.host)
+}
+
+// Without masquerade the containers' connections come back to their own
+// addresses, so the raw drop is not there; the filter drop still keeps
+// new connections out, in both families, while the containers' own
+// connections get their answers.
+func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
+	r := newForwardingRig(t)
+	n := dualStackNet(t, r.c, "nomasq", "", "10.60.0.0/24", "fd00:60::/64",
+		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableIPMasquerade: "false"}))
+	r.routeOutside(t, "10.60.0.0/24")
+	routeOutside6(t, r, "fd00:60::/64")
+	c1 := r.mustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
+	serve(t, c1.ns, "tcp", ":80", "c1:80")
+	serve(t, c1.ns, "tcp", ":81", "c1:81")
+	c1v6 := ip6Of(t, c1)
+	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "c1:80")
+	for _, ip := range []string{c1.ip, c1v6} {
+		mustNotFetch(t, r.out.NS, "tcp", hp(ip, 80))
+		mustNotFetch(t, r.out.NS, "tcp", hp(ip, 81))
+	}
+	serve(t, r.out.NS, "tcp", hp(uplinkOutside, 7000), "out")
+	serve(t, r.out.NS, "tcp", hp(uplinkOutside6, 7000), "out")
+	if peer := mustFetch(t, c1.ns, "tcp", hp(uplinkOutside, 7000), "out"); peer != c1.ip {
+		t.Errorf("egress seen from %s, want the container's own %s", peer, c1.ip)
+	}
+	if peer := fetchSoon(t, c1.ns, "tcp", hp(uplinkOutside6, 7000), "out"); peer != c1v6 {
+		t.Errorf("IPv6 egress seen from %s, want the container's own %s", peer, c1v6)
+	}
 }
 
 // A port published on 127.0.0.1 answers only the host: a neighbour that
