@@ -31,7 +31,9 @@ type NetworkConfig struct {
 	Hairpin bool
 	// GatewayModeIPv4 and GatewayModeIPv6 say, per family, whether the
 	// containers are shielded from direct access (GatewayNAT, the
-	// default when empty) or not (GatewayNATUnprotected).
+	// default when empty) or not (GatewayNATUnprotected);
+	// GatewayIsolated is for internal networks, whose rules it leaves
+	// as they are.
 	GatewayModeIPv4, GatewayModeIPv6 GatewayMode
 	// TrustedInterfaces are host interfaces from which packets may reach
 	// the containers' addresses directly despite the protection.
