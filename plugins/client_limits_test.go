@@ -1,0 +1,102 @@
+package plugins_test
+
+import (
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/sdk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/plugins"
+	"github.com/opencnm/libnetwork/plugins/plugintest"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// maxGrowth is the generous bound on what one hostile reply may cost the
+// process: the reply cap is 1 MiB, and an unbounded read of the 200 MB
+// reply costs hundreds of MiB.
+const maxGrowth = 64 << 20
+
+const floodSize = 200 << 20
+
+// TestHostileReplies: a plugin answering a call, or the handshake, with a
+// 200 MB body or one without end fails the call as Internal and costs the
+// process a bounded amount of memory; a reply still arriving at the
+// deadline is a Timeout.
+func TestHostileReplies(t *testing.T) {
+	h := sdk.NewHandler(netManifest)
+	// One JSON string growing without end: a decoder that buffers the
+	// value keeps all of it.
+	h.HandleFunc("/NetworkDriver.Flood", plugintest.Flood(`{"Err":"`, floodSize))
+	h.HandleFunc("/NetworkDriver.Endless", plugintest.Flood(`{"Err":"`, -1))
+	h.HandleFunc("/NetworkDriver.FloodStatus", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		plugintest.Flood("", floodSize)(&statusDropper{w}, r)
+	})
+	h.HandleFunc("/NetworkDriver.Trickle", plugintest.Trickle(`{"Err":"`, 20*time.Millisecond))
+	c, _ := get(t, h, 2*time.Second)
+
+	for _, method := range []string{"NetworkDriver.Flood", "NetworkDriver.Endless"} {
+		t.Run(method, func(t *testing.T) {
+			var err error
+			g := testutil.MeasureGrowth(t, func() {
+				var resp struct{ Err string }
+				err = c.Call(method, nil, &resp)
+			})
+			require.Error(t, err)
+			assert.True(t, types.IsInternal(err), "an oversized reply is Internal: %v", err)
+			assert.Contains(t, err.Error(), "larger than")
+			assert.Less(t, g.PeakRSS, uint64(maxGrowth), "peak RSS growth")
+			assert.Less(t, g.Alloc, uint64(maxGrowth), "heap allocated during the call")
+			t.Logf("%s: peak RSS +%d KiB, allocated %d KiB", method, g.PeakRSS>>10, g.Alloc>>10)
+		})
+	}
+	t.Run("failure status", func(t *testing.T) {
+		var err error
+		g := testutil.MeasureGrowth(t, func() { err = c.Call("NetworkDriver.FloodStatus", nil, nil) })
+		assert.True(t, types.IsInternal(err), "got %v", err)
+		assert.Less(t, g.Alloc, uint64(maxGrowth), "heap allocated during the call")
+	})
+	t.Run("still arriving at the deadline", func(t *testing.T) {
+		var resp struct{ Err string }
+		err := c.Call("NetworkDriver.Trickle", nil, &resp)
+		assert.True(t, types.IsTimeout(err), "a reply not complete in time is a Timeout: %v", err)
+	})
+}
+
+// statusDropper lets Flood write a body under a status already sent.
+type statusDropper struct{ http.ResponseWriter }
+
+func (statusDropper) WriteHeader(int) {}
+
+// TestHostileActivate: the handshake goes through the same bounded read.
+func TestHostileActivate(t *testing.T) {
+	for name, h := range map[string]http.Handler{
+		"200 MB":  plugintest.Flood(`{"Implements":["`, floodSize),
+		"endless": plugintest.Flood(`{"Implements":["`, -1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := plugintest.Dir(t)
+			plugintest.ServeUnix(t, filepath.Join(dir, "p.sock"), plugintest.HTTP{Handler: h})
+			reg := plugins.NewRegistry([]string{dir}, 5*time.Second)
+			t.Cleanup(func() { reg.Close() })
+			var err error
+			g := testutil.MeasureGrowth(t, func() { _, err = reg.Get("p", "NetworkDriver") })
+			assert.True(t, types.IsInternal(err), "got %v", err)
+			assert.Less(t, g.PeakRSS, uint64(maxGrowth), "peak RSS growth")
+			assert.Less(t, g.Alloc, uint64(maxGrowth), "heap allocated during the handshake")
+		})
+	}
+	t.Run("still arriving at the deadline", func(t *testing.T) {
+		dir := plugintest.Dir(t)
+		plugintest.ServeUnix(t, filepath.Join(dir, "p.sock"), plugintest.HTTP{Handler: plugintest.Trickle(`{"Implements":["`, 20*time.Millisecond)})
+		reg := plugins.NewRegistry([]string{dir}, 300*time.Millisecond)
+		t.Cleanup(func() { reg.Close() })
+		_, err := reg.Get("p", "NetworkDriver")
+		assert.True(t, types.IsTimeout(err), "got %v", err)
+	})
+}
