@@ -2,7 +2,9 @@ package plugins_test
 
 import (
 	"net/http"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,4 +101,24 @@ func TestHostileActivate(t *testing.T) {
 		_, err := reg.Get("p", "NetworkDriver")
 		assert.True(t, types.IsTimeout(err), "got %v", err)
 	})
+}
+
+// A spec file that is not a regular file (a FIFO would block discovery
+// until written to) or is far larger than any spec is BadRequest at once,
+// reading at most a bounded amount of it.
+func TestHostileSpecFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.spec"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := plugins.Discover([]string{dir}, "fifo")
+	assert.True(t, types.IsBadRequest(err), "FIFO spec: got %v", err)
+
+	f, err := os.Create(filepath.Join(dir, "huge.json"))
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(floodSize)) // sparse: no disk used
+	require.NoError(t, f.Close())
+	g := testutil.MeasureGrowth(t, func() { _, err = plugins.Discover([]string{dir}, "huge") })
+	assert.True(t, types.IsBadRequest(err), "200 MB spec: got %v", err)
+	assert.Less(t, g.Alloc, uint64(maxGrowth), "heap allocated reading the spec")
 }
