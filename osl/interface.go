@@ -81,8 +81,11 @@ func copyNets(in []*net.IPNet) []*net.IPNet {
 }
 
 func (c *InterfaceConfig) validate(hostNL *netlink.Handle) error {
-	if err := names.Iface(c.DstName); err != nil || c.DstName == "lo" {
-		return types.BadRequestErrorf("adding interface %+q: invalid name", c.DstName)
+	if c.DstName == "lo" {
+		return types.BadRequestErrorf("adding interface lo: invalid name")
+	}
+	if err := names.Iface(c.DstName); err != nil {
+		return types.Wrapf(err, "adding interface: invalid name")
 	}
 	if c.SrcName != "" {
 		if err := names.Iface(c.SrcName); err != nil {
