@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
@@ -14,7 +15,8 @@ import (
 // fails NewNetwork as Internal, costs the controller a bounded amount of
 // memory, and leaves nothing: no network, and its pool is free again.
 func TestRemotePluginFloodsReply(t *testing.T) {
-	c, _, dir := newPluginController(t, testTimeout)
+	// A generous bound: the create must fail on size, not time.
+	c, _, dir := newPluginController(t, 10*time.Second)
 	for name, flood := range map[string]http.HandlerFunc{
 		"flood":   plugintest.Flood(`{"Err":"`, 200<<20),
 		"endless": plugintest.Flood(`{"Err":"`, -1),

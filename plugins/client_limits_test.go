@@ -39,8 +39,8 @@ func TestHostileReplies(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 		plugintest.Flood("", floodSize)(&statusDropper{w}, r)
 	})
-	h.HandleFunc("/NetworkDriver.Trickle", plugintest.Trickle(`{"Err":"`, 20*time.Millisecond))
-	c, _ := get(t, h, 2*time.Second)
+	// A generous bound for the calls that must fail on size, not time.
+	c, _ := get(t, h, 10*time.Second)
 
 	for _, method := range []string{"NetworkDriver.Flood", "NetworkDriver.Endless"} {
 		t.Run(method, func(t *testing.T) {
@@ -64,6 +64,9 @@ func TestHostileReplies(t *testing.T) {
 		assert.Less(t, g.Alloc, uint64(maxGrowth), "heap allocated during the call")
 	})
 	t.Run("still arriving at the deadline", func(t *testing.T) {
+		h := sdk.NewHandler(netManifest)
+		h.HandleFunc("/NetworkDriver.Trickle", plugintest.Trickle(`{"Err":"`, 20*time.Millisecond))
+		c, _ := get(t, h, time.Second)
 		var resp struct{ Err string }
 		err := c.Call("NetworkDriver.Trickle", nil, &resp)
 		assert.True(t, types.IsTimeout(err), "a reply not complete in time is a Timeout: %v", err)
@@ -84,7 +87,7 @@ func TestHostileActivate(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := plugintest.Dir(t)
 			plugintest.ServeUnix(t, filepath.Join(dir, "p.sock"), plugintest.HTTP{Handler: h})
-			reg := plugins.NewRegistry([]string{dir}, 5*time.Second)
+			reg := plugins.NewRegistry([]string{dir}, 10*time.Second)
 			t.Cleanup(func() { reg.Close() })
 			var err error
 			g := testutil.MeasureGrowth(t, func() { _, err = reg.Get("p", "NetworkDriver") })

@@ -364,13 +364,14 @@ func TestIPAMNewCapabilities(t *testing.T) {
 func TestIPAMHostileReplies(t *testing.T) {
 	const maxGrowth = 64 << 20 // generous: the client's cap is 1 MiB
 	for _, tc := range []struct {
-		name  string
-		reply http.HandlerFunc
-		class func(error) bool
+		name    string
+		reply   http.HandlerFunc
+		class   func(error) bool
+		timeout time.Duration // generous where the call must fail on size
 	}{
-		{"200 MB", plugintest.Flood(`{"Error":"`, 200<<20), types.IsInternal},
-		{"endless", plugintest.Flood(`{"PoolID":"`, -1), types.IsInternal},
-		{"still arriving at the deadline", plugintest.Trickle(`{"PoolID":"`, 20*time.Millisecond), types.IsTimeout},
+		{"200 MB", plugintest.Flood(`{"Error":"`, 200<<20), types.IsInternal, 10 * time.Second},
+		{"endless", plugintest.Flood(`{"PoolID":"`, -1), types.IsInternal, 10 * time.Second},
+		{"still arriving at the deadline", plugintest.Trickle(`{"PoolID":"`, 20*time.Millisecond), types.IsTimeout, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, method := range []string{"GetCapabilities", "RequestPool"} {
@@ -384,7 +385,7 @@ func TestIPAMHostileReplies(t *testing.T) {
 						io.WriteString(w, `{}`)
 					})
 				}
-				c, _ := serve(t, plugintest.HTTP{Handler: mux}, false, time.Second)
+				c, _ := serve(t, plugintest.HTTP{Handler: mux}, false, tc.timeout)
 				var err error
 				g := testutil.MeasureGrowth(t, func() {
 					var a ipamapi.Ipam
