@@ -37,6 +37,9 @@ const maxErrBody = 64 << 10
 // the protocol, the caller did nothing wrong.
 const maxReply = 1 << 20
 
+// maxReplyHeader bounds a reply's header block.
+const maxReplyHeader = 64 << 10
+
 // errReplyTooLarge is what capReader returns past the cap.
 var errReplyTooLarge = errors.New("reply too large")
 
@@ -98,7 +101,10 @@ func NewClient(spec *Spec, timeout time.Duration) (*Client, error) {
 	// call means a restarted plugin never meets a stale pooled connection
 	// (a POST on one cannot be replayed safely) and no idle connection
 	// outlives the client.
-	tr := &http.Transport{DisableKeepAlives: true}
+	//
+	// Reply headers are capped like bodies (maxReply): a plugin sends a
+	// handful, and net/http would otherwise take 10 MiB of them.
+	tr := &http.Transport{DisableKeepAlives: true, MaxResponseHeaderBytes: maxReplyHeader}
 	c := &Client{spec: *spec, timeout: timeout}
 	switch u.Scheme {
 	case "unix":

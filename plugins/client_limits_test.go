@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,7 @@ func TestHostileReplies(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 		plugintest.Flood("", floodSize)(&statusDropper{w}, r)
 	})
+	h.HandleFunc("/NetworkDriver.EndlessHeader", endlessHeader)
 	// A generous bound for the calls that must fail on size, not time.
 	c, _ := get(t, h, 10*time.Second)
 
@@ -57,6 +59,14 @@ func TestHostileReplies(t *testing.T) {
 			t.Logf("%s: peak RSS +%d KiB, allocated %d KiB", method, g.PeakRSS>>10, g.Alloc>>10)
 		})
 	}
+	t.Run("endless header", func(t *testing.T) {
+		var err error
+		g := testutil.MeasureGrowth(t, func() { err = c.Call("NetworkDriver.EndlessHeader", nil, nil) })
+		assert.True(t, types.IsInternal(err), "got %v", err)
+		t.Logf("endless header: allocated %d KiB", g.Alloc>>10)
+		// Without a cap of its own net/http takes 10 MiB of headers.
+		assert.Less(t, g.Alloc, uint64(4<<20), "heap allocated during the call")
+	})
 	t.Run("failure status", func(t *testing.T) {
 		var err error
 		g := testutil.MeasureGrowth(t, func() { err = c.Call("NetworkDriver.FloodStatus", nil, nil) })
@@ -71,6 +81,28 @@ func TestHostileReplies(t *testing.T) {
 		err := c.Call("NetworkDriver.Trickle", nil, &resp)
 		assert.True(t, types.IsTimeout(err), "a reply not complete in time is a Timeout: %v", err)
 	})
+}
+
+// endlessHeader answers with a status line and one header line that never
+// ends, written on the raw connection.
+func endlessHeader(w http.ResponseWriter, _ *http.Request) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if _, err := buf.WriteString("HTTP/1.1 200 OK\r\nX-Flood: "); err != nil {
+		return
+	}
+	chunk := []byte(strings.Repeat("a", 64<<10))
+	for {
+		if _, err := buf.Write(chunk); err != nil {
+			return
+		}
+		if err := buf.Flush(); err != nil {
+			return
+		}
+	}
 }
 
 // statusDropper lets Flood write a body under a status already sent.
