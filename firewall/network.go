@@ -3,6 +3,7 @@ package firewall
 import (
 	"net"
 
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -41,16 +42,14 @@ type NetworkConfig struct {
 }
 
 func (c NetworkConfig) validate() error {
-	if c.ID == "" {
-		return types.BadRequestErrorf("network firewall config: empty network id")
+	// The callers validated both already; the firewall checks again because
+	// a bridge name is an interface match here (a "+" would make it a
+	// wildcard) and the ID its rules' owner.
+	if err := names.ID(c.ID); err != nil {
+		return types.Wrapf(err, "network firewall config: invalid network id")
 	}
-	if c.Bridge == "" || len(c.Bridge) > 15 {
-		return types.BadRequestErrorf("network %s firewall config: invalid bridge name %q", c.ID, c.Bridge)
-	}
-	for _, ch := range c.Bridge {
-		if ch == ' ' || ch == '"' || ch == '/' || ch == '!' {
-			return types.BadRequestErrorf("network %s firewall config: invalid bridge name %q", c.ID, c.Bridge)
-		}
+	if err := names.Iface(c.Bridge); err != nil {
+		return types.Wrapf(err, "network %s firewall config: invalid bridge name", c.ID)
 	}
 	if c.Subnet == nil || c.Subnet.IP.To4() == nil {
 		return types.BadRequestErrorf("network %s firewall config: invalid ipv4 subnet %v", c.ID, c.Subnet)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
@@ -45,7 +46,6 @@ const (
 const (
 	defaultIfacePrefix = "eth"
 	defaultBridgeName  = "docker0"
-	maxIfaceNameLen    = 15 // IFNAMSIZ - 1
 )
 
 // driverConfig is the driver-wide configuration, decoded once in New.
@@ -167,6 +167,14 @@ func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error
 	return c, nil
 }
 
+// ValidateNetwork checks a network's ID and options as CreateNetwork
+// would, before the controller allocates anything for it
+// (driverapi.NetworkValidator).
+func (d *Driver) ValidateNetwork(nid string, opts map[string]any) error {
+	_, err := parseNetworkOptions(nid, opts)
+	return err
+}
+
 // decodeFields applies the struct-field-name form. Label keys are accepted
 // too; an unknown bare field name is an error (as upstream's reflection
 // decoder reports it), an unknown dotted label is ignored.
@@ -262,26 +270,27 @@ func (c *networkConfig) validateOptions() error {
 	if c.Mtu < 0 || c.Mtu > 65535 {
 		return types.BadRequestErrorf("invalid bridge option %s: mtu %d out of range", netlabel.DriverMTU, c.Mtu)
 	}
+	// The network ID becomes the bridge's alias and its rules' owner; the
+	// bridge name an interface match in those rules, where "+" would be a
+	// wildcard (names).
+	if err := names.ID(c.ID); err != nil {
+		return types.Wrapf(err, "invalid bridge network id")
+	}
 	if c.BridgeName == "" {
 		if c.DefaultBridge {
 			c.BridgeName = defaultBridgeName
 		} else {
-			id := c.ID
-			if len(id) > 12 {
-				id = id[:12]
-			}
-			c.BridgeName = "br-" + id
+			c.BridgeName = "br-" + c.ID[:min(12, len(c.ID))]
 		}
 	}
-	if err := validIfaceName(c.BridgeName); err != nil {
-		return types.BadRequestErrorf("invalid bridge option %s: %w", BridgeName, err)
+	if err := names.Iface(c.BridgeName); err != nil {
+		return types.Wrapf(err, "invalid bridge option %s", BridgeName)
 	}
 	if c.ContainerIfacePrefix == "" {
 		c.ContainerIfacePrefix = defaultIfacePrefix
 	}
-	// Leave room for at least a three-digit index ("eth" + "123").
-	if err := validIfaceName(c.ContainerIfacePrefix + "000"); err != nil {
-		return types.BadRequestErrorf("invalid bridge option %s: %w", netlabel.ContainerIfacePrefix, err)
+	if err := names.IfacePrefix(c.ContainerIfacePrefix); err != nil {
+		return types.Wrapf(err, "invalid bridge option %s", netlabel.ContainerIfacePrefix)
 	}
 	if c.HostIP != nil && c.HostIP.To4() == nil {
 		return types.BadRequestErrorf("invalid bridge option %s: %s is not an IPv4 address", netlabel.HostIP, c.HostIP)
@@ -340,18 +349,6 @@ func (c *networkConfig) validateProtection() error {
 			return types.BadRequestErrorf("invalid bridge option %s: %q is the network's own bridge", TrustedHostInterfaces, name)
 		}
 		c.TrustedIfaces = append(c.TrustedIfaces, name)
-	}
-	return nil
-}
-
-func validIfaceName(name string) error {
-	switch {
-	case name == "", name == ".", name == "..":
-		return fmt.Errorf("invalid interface name %q", name)
-	case len(name) > maxIfaceNameLen:
-		return fmt.Errorf("interface name %q longer than %d characters", name, maxIfaceNameLen)
-	case strings.ContainsAny(name, "/: \t\n"):
-		return fmt.Errorf("interface name %q contains an invalid character", name)
 	}
 	return nil
 }
