@@ -39,8 +39,9 @@ import (
 // IPv6 address. Its answer carries the bridge's MAC, so the first packets
 // between two containers go through the host's forwarding, which then
 // redirects the sender to the peer's own MAC (an ICMPv6 redirect, which
-// hosts accept by default). Proxy NDP needs a forwarding interface: with
-// the driver's forwarding off, IPv6 ports do not proxy and keep flooding.
+// hosts accept by default). Proxy NDP needs a forwarding interface with
+// IPv6: with the driver's forwarding off, or on a bridge isolated in IPv6
+// (gateway mode "isolated"), IPv6 ports do not proxy and keep flooding.
 // Solicitations for a container's link-local address are not answered.
 //
 // The FDB entry goes with the port when the reaper deletes the veth; the
@@ -71,10 +72,11 @@ func (ep *endpoint) neighbours() neighbours {
 // proxiesNeighbours reports whether the ports of network c proxy ARP. On
 // a network with IPv6 that also needs the bridge to answer solicitations
 // for the containers' IPv6 addresses (proxy NDP), which the kernel does
-// only on an interface that forwards: without the driver's forwarding
-// such ports keep flooding.
+// only on an interface that forwards, and that has IPv6 at all: without
+// the driver's forwarding, or with the bridge isolated in IPv6, such ports
+// keep flooding.
 func (d *Driver) proxiesNeighbours(c *networkConfig) bool {
-	return !c.EnableIPv6 || d.cfg.EnableIPForwarding
+	return !c.EnableIPv6 || d.cfg.EnableIPForwarding && !c.isolated(true)
 }
 
 // programPort sets the bridge port flags of the host end at index port

@@ -296,7 +296,7 @@ func bridgeSysctls(c *networkConfig, dc driverConfig) []sysctl {
 	// The bridge is a router for its containers: it must not configure
 	// itself from router advertisements arriving on it.
 	list = append(list, sysctl{path: "net/ipv6/conf/" + br + "/accept_ra", value: "0", optional: !c.EnableIPv6})
-	if c.EnableIPv6 && dc.EnableIPForwarding {
+	if c.EnableIPv6 && dc.EnableIPForwarding && !c.isolated(true) {
 		// The bridge answers neighbour solicitations for its containers'
 		// IPv6 addresses (neigh.go): proxy NDP, which the kernel does only
 		// on a forwarding interface, and at once rather than after the
