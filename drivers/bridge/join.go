@@ -91,7 +91,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driver
 		return nil, nil, err
 	}
 
-	if err := d.nl.LinkSetMasterByIndex(veth, brIndex); err != nil {
+	if err := d.enslaveUp(veth.Index, brIndex); err != nil {
 		if errors.Is(err, unix.EXFULL) {
 			// Ports the driver does not count (someone else's, on an
 			// adopted bridge) filled it.
@@ -141,7 +141,7 @@ func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "veth" + randomHex7()
 		attrs.MTU = c.Mtu
-		attrs.Flags = net.FlagUp
+		// Made down: IPv6 goes off on it first (portIPv6Off).
 		v := &netlink.Veth{
 			LinkAttrs:        attrs,
 			PeerName:         peerName,
@@ -167,6 +167,10 @@ func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string
 			if err := d.nl.LinkSetAlias(v, alias); err != nil {
 				_ = d.delLinkByName(v.Name)
 				return nil, types.InternalErrorf("tagging veth %s: %w", v.Name, err)
+			}
+			if err := d.portIPv6Off(v.Name); err != nil {
+				_ = d.delLinkByName(v.Name)
+				return nil, types.InternalErrorf("turning ipv6 off on veth %s: %w", v.Name, err)
 			}
 			return v, nil
 		}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"net"
+	"os"
 
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -129,6 +130,38 @@ func (d *Driver) setPortFlags(port int, hairpin, proxyARP bool) error {
 		pi.AddRtAttr(nl.IFLA_BRPORT_MODE, []byte{1})
 	}
 	req.AddData(pi)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.raw}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// portIPv6Off turns IPv6 off on a host end before it comes up. A bridge
+// port needs no address of its own, and with IPv6 each host end would add
+// routes to the host namespace's IPv6 table (link-local, local, multicast)
+// that the kernel walks whole on every link change of any interface
+// without carrier (fib6_ifdown): two of those per join and leave made
+// their cost grow with the number of ports. Skipped when the kernel has no
+// IPv6.
+func (d *Driver) portIPv6Off(name string) error {
+	return d.host.Do(func() error {
+		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	})
+}
+
+// enslaveUp makes the link at index a port of the bridge at brIndex and
+// brings it up, in one RTM_SETLINK (the netlink library takes two).
+func (d *Driver) enslaveUp(index, brIndex int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	msg.Flags = unix.IFF_UP
+	msg.Change = unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(brIndex))))
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: d.raw}
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
