@@ -57,6 +57,11 @@ type Firewall struct {
 	global  map[Family]bool        // families whose global chains are set up
 	elems   map[elemKey]PortElem   // port map elements we know are installed
 	ports   map[string]*portOwner  // endpoint owner -> its elements
+	// placed: where each recorded rule was put (see repair.go), so a
+	// repair puts a vanished rule back where it was.
+	placed   map[ruleKey]placement
+	seq      uint64              // orders placements
+	policies map[chainKey]string // built-in chain policies we set
 	// listed: the record holds everything of ours the kernel had at
 	// Setup, and no PruneUnclaimed has run since (the first one, right
 	// after a restart's Setup, need not list the kernel again).
@@ -86,15 +91,17 @@ func New(runner Runner, maps PortMaps, ipv6 bool) *Firewall {
 		fams = append(fams, IPv6)
 	}
 	return &Firewall{
-		runner:  runner,
-		maps:    maps,
-		fams:    fams,
-		present: map[ruleKey]string{},
-		owners:  map[string]*ownerRules{},
-		chains:  map[chainKey]bool{},
-		global:  map[Family]bool{},
-		elems:   map[elemKey]PortElem{},
-		ports:   map[string]*portOwner{},
+		runner:   runner,
+		maps:     maps,
+		fams:     fams,
+		present:  map[ruleKey]string{},
+		owners:   map[string]*ownerRules{},
+		chains:   map[chainKey]bool{},
+		global:   map[Family]bool{},
+		elems:    map[elemKey]PortElem{},
+		ports:    map[string]*portOwner{},
+		placed:   map[ruleKey]placement{},
+		policies: map[chainKey]string{},
 	}
 }
 
@@ -133,6 +140,7 @@ func (fw *Firewall) forgetLocked(k ruleKey) {
 		return
 	}
 	delete(fw.present, k)
+	delete(fw.placed, k)
 	if o := fw.owners[owner]; o != nil {
 		delete(o.rules, k)
 		if len(o.rules) == 0 {
