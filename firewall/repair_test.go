@@ -13,7 +13,7 @@ import (
 type mapSysctl map[string]string
 
 func (m mapSysctl) Get(k string) (string, error) { return m[k], nil }
-func (m mapSysctl) Set(k, v string) error      { m[k] = v; return nil }
+func (m mapSysctl) Set(k, v string) error        { m[k] = v; return nil }
 
 // chainsOf lists a fake table's chains (built-in and ours).
 func chainsOf(t *testing.T, f *fakeipt.Fake, fam firewall.Family, table string) (builtin, user []string) {
