@@ -69,7 +69,9 @@ func (r *Repairs) Add(o Repairs) {
 // DOCKER-USER is never written to, so rules the user flushed stay
 // flushed. Rules and elements adopted from a previous process and not
 // set up again by this one are not put back: they are forgotten, as the
-// kernel no longer has them.
+// kernel no longer has them. When a repair fails (the other tool was still
+// changing the tables), the record keeps what is to be put back, for the
+// next Repair.
 func (fw *Firewall) Repair() (Repairs, error) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
@@ -185,9 +187,15 @@ func (fw *Firewall) repairRulesLocked(fam Family, rep *Repairs) error {
 	if len(t.ops) == 0 {
 		return nil
 	}
-	if err := fw.commitLocked(t.ops, true); err != nil {
-		return err
+	// Not commitLocked: when the script fails (the other tool is still at
+	// work: a chain we add to was deleted meanwhile), its recovery would
+	// set the record to what the kernel has, forgetting the very rules
+	// to put back. The record stays as it is instead, and a later repair
+	// tries again; tables the script did commit already match it.
+	if err := fw.runner.Restore(fam, render(t.ops)); err != nil {
+		return types.InternalErrorf("applying repairs: %w", err)
 	}
+	fw.recordLocked(t.ops)
 	rep.Add(fixed)
 	return nil
 }
@@ -292,9 +300,12 @@ func (fw *Firewall) repairElemsLocked(fam Family, rep *Repairs) error {
 	}
 	SortElems(add)
 	SortElems(del)
-	if err := fw.applyElemsLocked(fam, add, del); err != nil {
-		return err
+	// As for rules: a failure leaves the record as it is (the elements
+	// still to put back), not as the kernel has it.
+	if err := fw.maps.Update(fam, add, del); err != nil {
+		return types.InternalErrorf("applying repairs: %w", err)
 	}
+	// The record already says add; del were never in it.
 	rep.Elems = append(rep.Elems, add...)
 	return nil
 }

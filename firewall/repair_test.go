@@ -283,3 +283,35 @@ func TestRepairElements(t *testing.T) {
 		t.Errorf("owners after repair %v, want the global chains and n1", owners)
 	}
 }
+
+// A repair whose script fails (the other tool deleted a chain while we
+// wrote to it) keeps the record of what is to be put back: the next
+// Repair puts it back.
+func TestRepairFailureKeepsRecord(t *testing.T) {
+	fw, fake := repairRig(t)
+	want := withoutUserChain(dump(t, fake, firewall.IPv4, firewall.IPv6))
+	wipe(t, fake, "firewalld")
+	fake.FailLine(func(fam firewall.Family, line string) error {
+		if strings.Contains(line, "cnm-net-") {
+			return fmt.Errorf("injected: chain vanished")
+		}
+		return nil
+	})
+	if _, err := fw.Repair(); err == nil {
+		t.Fatal("repair with failing scripts succeeded")
+	}
+	fake.FailLine(nil)
+	rep, err := fw.Repair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rules) == 0 {
+		t.Fatal("second repair put nothing back")
+	}
+	if got := withoutUserChain(dump(t, fake, firewall.IPv4, firewall.IPv6)); got != want {
+		t.Errorf("after the second repair:\n%s\nwant:\n%s", got, want)
+	}
+	if err := fw.Check(); err != nil {
+		t.Error(err)
+	}
+}

@@ -2,12 +2,14 @@ package bridge
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/iptables"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/nfwatch"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
@@ -24,14 +26,15 @@ type hostFirewall struct {
 	pm      *portmapper.PortMapper
 	ct      *portmapper.NetlinkConntrack
 	sys     firewall.Sysctl
-	hairpin bool // no userland proxy: loopback/hairpin access by NAT
+	hairpin bool    // no userland proxy: loopback/hairpin access by NAT
+	heal    *healer // keeps the rules in force (heal.go)
 }
 
 var _ firewaller = (*hostFirewall)(nil)
 
 // newHostFirewall sets up the global chains (adopting what a previous
 // process left, see firewall.Setup) in host.
-func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err error) {
+func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger) (_ *hostFirewall, err error) {
 	run := iptables.NewWarm(host)
 	maps := nftports.New(host)
 	fw := firewall.New(run, maps, dc.EnableIP6Tables)
@@ -46,20 +49,29 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err 
 		_ = maps.Close()
 		return nil, err
 	}
+	watch, err := nfwatch.Open(host, run.Forked)
+	if err != nil {
+		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", healEvery, "err", err)
+		watch = nil
+	}
+	pm := portmapper.New(portmapper.NSReserver{NS: host}, fw, ct)
+	pm.SetLogger(log)
 	return &hostFirewall{
 		run:     run,
 		maps:    maps,
 		fw:      fw,
-		pm:      portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
+		pm:      pm,
 		ct:      ct,
 		sys:     firewall.NSSysctl{NS: host},
 		hairpin: !dc.EnableUserlandProxy,
+		heal:    newHealer(fw, watch, healEvery, log),
 	}, nil
 }
 
 // close finishes pending port releases and frees sockets and processes;
 // rules of live networks and endpoints stay for the next process to adopt.
 func (h *hostFirewall) close() error {
+	h.heal.close()
 	err := h.pm.Close()
 	h.ct.Close()
 	h.run.Close()
