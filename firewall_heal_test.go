@@ -93,6 +93,20 @@ func (h *recordingHandler) waitFor(t *testing.T, msg string) logRecord {
 	}
 }
 
+// count is how many records were kept so far.
+func (h *recordingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.records)
+}
+
+// since returns the records kept after the first n.
+func (h *recordingHandler) since(n int) []logRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.records[n:])
+}
+
 // drain forgets the records waiting in the channel.
 func (h *recordingHandler) drain() {
 	for {
@@ -381,4 +395,46 @@ func repairGoroutines() bool {
 		}
 	}
 	return false
+}
+
+// The controller's own work (networks, containers, published ports up and
+// down: iptables-restore runs and map transactions that delete things)
+// wakes no check: only a foreign removal does. A foreign marker removal
+// before and after the churn each make one event-triggered check.
+func TestOwnChurnTriggersNoCheck(t *testing.T) {
+	h := newHealRig(t)
+	marker := func() {
+		t.Helper()
+		h.log.drain()
+		inNS(t, h.host.NS, "sh", "-c", "nft add table ip marker && nft delete table ip marker")
+		for {
+			r := h.log.waitFor(t, "firewall checked")
+			if r.Attrs["trigger"] == "event" {
+				return
+			}
+		}
+	}
+	marker()
+	since := h.log.count()
+	for i := 0; i < 3; i++ {
+		n := h.bridgeNet(t, "churn", "10.62.0.0/24")
+		c := h.mustRun(t, n, "churn", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(81, 8181)})})
+		c.stop(t)
+		if err := n.Delete(); err != nil { // waits for the port releases
+			t.Fatal(err)
+		}
+	}
+	// Not a deadline: a check wrongly woken by the last of our own
+	// transactions gets the time to run apart from the marker's.
+	time.Sleep(100 * time.Millisecond)
+	marker()
+	var checks []map[string]any
+	for _, r := range h.log.since(since) {
+		if r.Msg == "firewall checked" && r.Attrs["trigger"] == "event" {
+			checks = append(checks, r.Attrs)
+		}
+	}
+	if len(checks) != 1 {
+		t.Errorf("event-triggered checks during our own churn and one marker: %d, want 1: %v", len(checks), checks)
+	}
 }

@@ -104,6 +104,7 @@ func (h *healer) loop() {
 func (h *healer) repair(trigger string) (firewall.Repairs, error) {
 	start := time.Now()
 	rep, err := h.fw.Repair()
+	h.log.Debug("firewall checked", "trigger", trigger, "repaired", rep.Count(), "took", time.Since(start))
 	if err != nil {
 		h.log.Warn("firewall repair failed", "trigger", trigger, "repaired", rep.Count(), "err", err)
 	}

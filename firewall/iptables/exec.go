@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -244,14 +245,28 @@ func (e *Exec) run(bin, stdin string, args ...string) (string, error) {
 	err := e.ns.Do(func() error {
 		cmd := exec.Command(bin, args...)
 		cmd.SysProcAttr = diesWithUs()
-		if stdin != "" {
-			cmd.Stdin = strings.NewReader(stdin)
-		}
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		// The script goes in only once the process is noted (Forked): a
+		// restore cannot commit before its change is known to be ours.
+		var in io.WriteCloser
+		if stdin != "" {
+			var err error
+			if in, err = cmd.StdinPipe(); err != nil {
+				return err
+			}
+		}
 		if err := cmd.Start(); err != nil {
 			return err
 		}
 		e.children.note(cmd.Process.Pid)
+		if in != nil {
+			_, werr := io.WriteString(in, stdin)
+			cerr := in.Close()
+			if err := cmd.Wait(); err != nil {
+				return err
+			}
+			return errors.Join(werr, cerr)
+		}
 		return cmd.Wait()
 	})
 	if err != nil {
