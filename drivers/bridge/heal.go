@@ -41,10 +41,11 @@ const (
 
 // healer runs repairs of one Firewall in the background until close.
 type healer struct {
-	fw    *firewall.Firewall
-	watch *nfwatch.Watcher // nil: no events (periodic checks only)
-	every time.Duration
-	log   *slog.Logger
+	fw     *firewall.Firewall
+	watch  *nfwatch.Watcher // nil: no events (periodic checks only)
+	events <-chan struct{}  // watch's changes; nil without
+	every  time.Duration
+	log    *slog.Logger
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -53,6 +54,9 @@ type healer struct {
 
 func newHealer(fw *firewall.Firewall, watch *nfwatch.Watcher, every time.Duration, log *slog.Logger) *healer {
 	h := &healer{fw: fw, watch: watch, every: every, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	if watch != nil {
+		h.events = watch.C()
+	}
 	go h.loop()
 	return h
 }
@@ -61,10 +65,7 @@ func (h *healer) loop() {
 	defer close(h.done)
 	tick := time.NewTicker(h.every)
 	defer tick.Stop()
-	var events <-chan struct{}
-	if h.watch != nil {
-		events = h.watch.C()
-	}
+	events := h.events
 	var retry <-chan time.Time // armed after a failed repair
 	backoff := healRetry
 	run := func(trigger string) {
