@@ -17,6 +17,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/dnsnat"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -133,7 +134,10 @@ const healUserRule = "-s 198.51.100.0/24 -j DROP"
 func newHealRig(t *testing.T) *healRig {
 	t.Helper()
 	rec := newRecorder()
-	r := newPortRig(t, config.OptionLogger(slog.New(rec)))
+	// No periodic check within the test: a repair can only be the
+	// events' doing.
+	r := newPortRig(t, config.OptionLogger(slog.New(rec)),
+		config.OptionDriverConfig("bridge", map[string]any{knobs.BridgeRepairEvery: time.Hour}))
 	n := r.bridgeNet(t, "heal", "10.60.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_icc": "false"}))
 	a1 := r.mustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
@@ -232,13 +236,11 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 		t.Run(w.name, func(t *testing.T) {
 			h := newHealRig(t)
 			h.log.drain()
+			since := h.log.count()
 			for _, cmd := range w.cmds {
 				inNS(t, h.host.NS, cmd[0], cmd[1:]...)
 			}
 			rec := h.log.waitFor(t, "firewall repaired")
-			if rec.Attrs["trigger"] != "event" {
-				t.Errorf("first repair after %s triggered by %v, want an nftables event", w.name, rec.Attrs["trigger"])
-			}
 			if n, _ := rec.Attrs["rules"].(int64); n == 0 {
 				t.Errorf("repair record counts no rules: %v", rec.Attrs)
 			}
@@ -252,6 +254,17 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 				return err == nil && rep.Empty()
 			})
 			h.traffic(t, "after "+w.name+" and repair")
+			// Every repair that put something back in the background was
+			// an event's (the periodic check is an hour away); the
+			// RepairFirewall calls above only confirm.
+			for _, r := range h.log.since(since) {
+				if r.Msg == "firewall repaired" && r.Attrs["trigger"] != "event" && r.Attrs["trigger"] != "demand" {
+					t.Errorf("repair triggered by %v", r.Attrs["trigger"])
+				}
+			}
+			if tr := rec.Attrs["trigger"]; tr != "event" {
+				t.Errorf("first repair triggered by %v, want an nftables event", tr)
+			}
 			if got := h.userChain(t); w.userChainAfter != "" && got != w.userChainAfter {
 				t.Errorf("DOCKER-USER after %s and repair:\n%s\nwant:\n%s", w.name, got, w.userChainAfter)
 			}
@@ -341,6 +354,9 @@ func TestDNSRedirectRepaired(t *testing.T) {
 	b := joined(t, n, sbB, "b")
 	nsA, _ := sandboxNS(t, sbA)
 	expect(t, nsA, "udp", "b", dns.TypeA, epIP(b))
+	// No periodic check until the test asks for one: it would race with
+	// the checks that the redirect is gone, and with RepairFirewall.
+	libnetwork.SetDNSCheckInterval(c, time.Hour)
 
 	removeRedirect := func() {
 		t.Helper()
@@ -360,9 +376,9 @@ func TestDNSRedirectRepaired(t *testing.T) {
 	expect(t, nsA, "udp", "b", dns.TypeA, epIP(b))
 	expect(t, nsA, "tcp", "b", dns.TypeA, epIP(b))
 
+	removeRedirect()
 	rec.drain()
 	libnetwork.SetDNSCheckInterval(c, 50*time.Millisecond)
-	removeRedirect()
 	r := rec.waitFor(t, "dns redirect repaired")
 	if r.Attrs["trigger"] != "periodic" || r.Attrs["sandbox"] != sbA.ID() {
 		t.Errorf("dns repair record %v", r.Attrs)

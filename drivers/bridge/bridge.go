@@ -35,9 +35,11 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -124,7 +126,11 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	}()
 	var fw *firewall.Firewall
 	if dc.EnableIPTables {
-		hf, err := newHostFirewall(host, dc, log)
+		every := healEvery
+		if d, ok := cfg[knobs.BridgeRepairEvery].(time.Duration); ok && d > 0 {
+			every = d
+		}
+		hf, err := newHostFirewall(host, dc, log, every)
 		if err != nil {
 			return nil, types.Wrapf(err, "creating bridge driver")
 		}

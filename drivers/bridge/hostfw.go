@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/iptables"
@@ -34,7 +35,7 @@ var _ firewaller = (*hostFirewall)(nil)
 
 // newHostFirewall sets up the global chains (adopting what a previous
 // process left, see firewall.Setup) in host.
-func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger) (_ *hostFirewall, err error) {
+func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, every time.Duration) (_ *hostFirewall, err error) {
 	run := iptables.NewWarm(host)
 	maps := nftports.New(host)
 	fw := firewall.New(run, maps, dc.EnableIP6Tables)
@@ -51,7 +52,7 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger) (_ *
 	}
 	watch, err := nfwatch.Open(host, run.Forked)
 	if err != nil {
-		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", healEvery, "err", err)
+		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", every, "err", err)
 		watch = nil
 	}
 	pm := portmapper.New(portmapper.NSReserver{NS: host}, fw, ct)
@@ -64,7 +65,7 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger) (_ *
 		ct:      ct,
 		sys:     firewall.NSSysctl{NS: host},
 		hairpin: !dc.EnableUserlandProxy,
-		heal:    newHealer(fw, watch, healEvery, log),
+		heal:    newHealer(fw, watch, every, log),
 	}, nil
 }
 
