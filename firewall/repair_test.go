@@ -43,7 +43,7 @@ func wipe(t *testing.T, f *fakes, how string) {
 	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		tables := []string{firewall.TableFilter, firewall.TableNAT}
 		if how != "iptables -F" {
-			tables = append(tables, firewall.TableMangle)
+			tables = append(tables, firewall.TableMangle, firewall.TableRaw)
 		}
 		for _, table := range tables {
 			builtin, user := chainsOf(t, f.Fake, fam, table)

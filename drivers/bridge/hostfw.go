@@ -29,6 +29,9 @@ type hostFirewall struct {
 	sys     firewall.Sysctl
 	hairpin bool    // no userland proxy: loopback/hairpin access by NAT
 	heal    *healer // keeps the rules in force (heal.go)
+	// loadModule loads a kernel module (firewall.LoadModule; tests swap
+	// it with sys).
+	loadModule func(name string) error
 }
 
 var _ firewaller = (*hostFirewall)(nil)
@@ -66,6 +69,8 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, ever
 		sys:     firewall.NSSysctl{NS: host},
 		hairpin: !dc.EnableUserlandProxy,
 		heal:    newHealer(fw, watch, every, log),
+
+		loadModule: firewall.LoadModule,
 	}, nil
 }
 
@@ -89,15 +94,20 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 		Internal:   c.Internal,
 		HostIP:     c.HostIP,
 		Hairpin:    h.hairpin,
+
+		GatewayModeIPv4:   firewall.GatewayMode(c.GatewayModeIPv4),
+		GatewayModeIPv6:   firewall.GatewayMode(c.GatewayModeIPv6),
+		TrustedInterfaces: c.TrustedIfaces,
 	}
 	if c.EnableIPv6 {
 		cfg.SubnetV6 = c.PoolIPv6
 	}
 	if !c.EnableICC {
 		// Without br_netfilter, frames between two ports of one bridge
-		// never reach iptables and the ICC DROP would do nothing.
-		if err := firewall.EnableBridgeNetfilter(h.sys, h.fw.IPv6()); err != nil {
-			return types.InternalErrorf("enabling bridge netfilter for network %s: %w", c.ID, err)
+		// never reach iptables and the ICC DROP would do nothing: then
+		// the network is not made.
+		if err := firewall.RequireBridgeNetfilter(h.sys, h.loadModule, h.fw.IPv6()); err != nil {
+			return types.Wrapf(err, "network %s with inter-container communication off", c.ID)
 		}
 	}
 	return h.fw.SetupNetwork(cfg)
