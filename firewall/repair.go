@@ -114,9 +114,16 @@ func (fw *Firewall) repairRulesLocked(fam Family, rep *Repairs) error {
 	var t tx
 	var fixed Repairs
 	created := map[chainKey]bool{}
+	builtin := map[chainKey]bool{}
+	for _, c := range globalChains(fam) {
+		if c.builtin {
+			builtin[chainKey{fam, c.table, c.name}] = true
+		}
+	}
 	var chains []chainKey
 	for k := range fw.chains {
-		if k.fam == fam && !tables[k.table].chains[k.chain] {
+		// A built-in chain is made by the first rule written to it.
+		if k.fam == fam && !builtin[k] && !tables[k.table].chains[k.chain] {
 			chains = append(chains, k)
 		}
 	}
