@@ -30,8 +30,10 @@
 // port still adds its checksum rule in mangle POSTROUTING.
 //
 // The kernel is read only in Setup (whole tables and the port maps,
-// adopting rules and elements a previous process left), by Check, and when a script fails (just the
-// chains it touched, to recover; see commitLocked).
+// adopting rules and elements a previous process left), by Check and
+// Repair (which puts back what another tool removed; see repair.go), and
+// when a script fails (just the chains it touched, to recover; see
+// commitLocked).
 package firewall
 
 import (
