@@ -1,6 +1,7 @@
 package libnetwork
 
 import (
+	"log/slog"
 	"sort"
 	"sync"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/plugins"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -46,7 +48,7 @@ func newRegistry(c *Controller) (*registry, error) {
 	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
 	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
 	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
-	br, err := bridge.New(c.host, c.cfg.DriverCfg["bridge"])
+	br, err := bridge.New(c.host, withLogger(c.cfg.DriverCfg["bridge"], c.cfg.Logger.With("driver", bridge.NetworkType)))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
 	}
@@ -210,5 +212,16 @@ func (r *registry) allDrivers() []driverapi.Driver {
 	for _, e := range r.drivers {
 		out = append(out, e.d)
 	}
+	return out
+}
+
+// withLogger returns a copy of a driver's configuration map holding l
+// under netlabel.Logger (the caller's map is left as it is).
+func withLogger(cfg map[string]any, l *slog.Logger) map[string]any {
+	out := make(map[string]any, len(cfg)+1)
+	for k, v := range cfg {
+		out[k] = v
+	}
+	out[netlabel.Logger] = l
 	return out
 }
