@@ -137,6 +137,14 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 	}
 	l, err := existing()
 	if err == nil {
+		// An adopted bridge whose MAC nobody set takes the lowest of its
+		// ports' MACs, so joins and leaves would change the gateway's MAC
+		// under the containers' neighbour caches. Setting the MAC it has
+		// marks it set (the kernel's addr_assign_type), which stops that and
+		// changes nothing else.
+		if err := d.nl.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil && !isLinkNotFound(err) {
+			return nil, false, types.InternalErrorf("pinning the mac of bridge %s: %w", c.BridgeName, err)
+		}
 		// A bridge tagged with this network's ID is one an earlier run of
 		// the driver made (a restart): it is still ours to delete.
 		return l, l.Attrs().Alias == networkTag(c.ID), nil
