@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
@@ -34,9 +35,9 @@ type portRig struct {
 	out  *testutil.HostNS
 }
 
-func newPortRig(t *testing.T) *portRig {
+func newPortRig(t *testing.T, opts ...config.Option) *portRig {
 	t.Helper()
-	c, host := newPrivController(t)
+	c, host := newPrivController(t, opts...)
 	// Runs before the controller stops: a failed test still removes its
 	// sandboxes' namespaces.
 	t.Cleanup(func() {

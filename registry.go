@@ -1,6 +1,12 @@
 package libnetwork
 
 import (
+	"log/slog"
+	"maps"
+	"strings"
+
+	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/netlabel"
 	"sort"
 	"sync"
 
@@ -46,11 +52,14 @@ func newRegistry(c *Controller) (*registry, error) {
 	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
 	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
 	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
-	br, err := bridge.New(c.host, c.cfg.DriverCfg["bridge"])
+	br, err := bridge.New(c.host, driverConfig(c.cfg, bridge.NetworkType))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
 	}
 	r.drivers[br.Type()] = &driverEntry{d: br, cap: bridge.Capability(), builtin: true}
+	for _, note := range br.Notices() {
+		c.logger().Info(note)
+	}
 
 	alloc, err := ipam.New(c.cfg.DefaultAddressPool)
 	if err != nil {
@@ -207,6 +216,28 @@ func (r *registry) allDrivers() []driverapi.Driver {
 	var out []driverapi.Driver
 	for _, e := range r.drivers {
 		out = append(out, e.d)
+	}
+	return out
+}
+
+// logger is where the controller reports what it did or could not do.
+func (c *Controller) logger() *slog.Logger { return slog.Default() }
+
+// driverConfig is the configuration handed to the built-in driver of
+// networkType: its OptionDriverConfig map plus, as upstream, every daemon
+// label com.docker.network.driver.<networkType>.<key>=<value> as the entry
+// label key -> value, for the driver to read.
+func driverConfig(cfg *config.Config, networkType string) map[string]any {
+	out := maps.Clone(cfg.DriverCfg[networkType])
+	prefix := netlabel.DriverPrefix + "." + networkType + "."
+	for _, l := range cfg.Labels {
+		k, v := netlabel.KeyValue(l)
+		if strings.HasPrefix(k, prefix) {
+			if out == nil {
+				out = map[string]any{}
+			}
+			out[k] = v
+		}
 	}
 	return out
 }

@@ -59,6 +59,9 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	if err != nil {
 		return nil, err
 	}
+	if err := d.canPublish("creating bridge endpoint "+req.EndpointID, ownPorts); err != nil {
+		return nil, err
+	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()

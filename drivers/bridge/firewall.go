@@ -59,6 +59,12 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 	if err != nil {
 		return err
 	}
+	if err := d.canPublish(what, sbPorts); err != nil {
+		return err
+	}
+	if err := d.canPublish(what, oper); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	n, ep, err := d.endpointLocked(nid, eid)
 	if err != nil {
@@ -101,6 +107,17 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		return types.Wrapf(err, "programming external connectivity of endpoint %s", eid)
 	}
 	ep.portMap, ep.exposed, ep.programmed = mapped, exposed, true
+	return nil
+}
+
+// canPublish refuses published ports when the driver has no firewall
+// (EnableIPTables=false): a port is published by NAT only, since no
+// userland proxy is ever run, so accepting the binding would report a
+// port that nothing answers on.
+func (d *Driver) canPublish(what string, bindings []types.PortBinding) error {
+	if d.fw == nil && len(bindings) > 0 {
+		return types.BadRequestErrorf("%s: publishing port %s needs the bridge driver option EnableIPTables (it is false)", what, bindings[0])
+	}
 	return nil
 }
 

@@ -18,13 +18,12 @@ import (
 // iptables-restore runner, host ports held by real sockets, conntrack
 // through netlink.
 type hostFirewall struct {
-	run     *iptables.Exec
-	maps    *nftports.Maps
-	fw      *firewall.Firewall
-	pm      *portmapper.PortMapper
-	ct      *portmapper.NetlinkConntrack
-	sys     firewall.Sysctl
-	hairpin bool // no userland proxy: loopback/hairpin access by NAT
+	run  *iptables.Exec
+	maps *nftports.Maps
+	fw   *firewall.Firewall
+	pm   *portmapper.PortMapper
+	ct   *portmapper.NetlinkConntrack
+	sys  firewall.Sysctl
 }
 
 var _ firewaller = (*hostFirewall)(nil)
@@ -47,13 +46,12 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err 
 		return nil, err
 	}
 	return &hostFirewall{
-		run:     run,
-		maps:    maps,
-		fw:      fw,
-		pm:      portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
-		ct:      ct,
-		sys:     firewall.NSSysctl{NS: host},
-		hairpin: !dc.EnableUserlandProxy,
+		run:  run,
+		maps: maps,
+		fw:   fw,
+		pm:   portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
+		ct:   ct,
+		sys:  firewall.NSSysctl{NS: host},
 	}, nil
 }
 
@@ -75,7 +73,9 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 		Masquerade: c.EnableIPMasquerade,
 		Internal:   c.Internal,
 		HostIP:     c.HostIP,
-		Hairpin:    h.hairpin,
+		// No userland proxy is ever run: loopback and hairpin access
+		// to published ports are by NAT, always.
+		Hairpin: true,
 	}
 	if c.EnableIPv6 {
 		cfg.SubnetV6 = c.PoolIPv6

@@ -280,7 +280,15 @@ func validIfaceName(name string) error {
 	return nil
 }
 
-// parseDriverConfig decodes config.Config.DriverCfg["bridge"]. The
+// LabelPrefix starts the daemon labels (config.OptionLabels) that the
+// controller passes into the bridge driver's configuration, as upstream
+// does for com.docker.network.driver.<type>.* labels: the rest of the key
+// is a driver option name (EnableIPTables, EnableUserlandProxy, ...), the
+// label's value its value.
+const LabelPrefix = netlabel.DriverPrefix + "." + NetworkType + "."
+
+// parseDriverConfig decodes config.Config.DriverCfg["bridge"] plus the
+// LabelPrefix labels the controller put beside its GenericData. The
 // defaults are what a container engine runs with (see CONTRACT.md):
 // iptables and ip6tables on, forwarding on, no userland proxy. Upstream
 // defaults all of them to false.
@@ -303,6 +311,17 @@ func parseDriverConfig(cfg map[string]any) (driverConfig, error) {
 			return types.BadRequestErrorf("parsing bridge driver options: unknown option %q", k)
 		}
 		return assign(dst, k, v)
+	}
+	// Daemon labels (config.OptionLabels) come first, so that explicit
+	// driver options win over them.
+	for k, v := range cfg {
+		name, ok := strings.CutPrefix(k, LabelPrefix)
+		if !ok {
+			continue
+		}
+		if err := set(name, v); err != nil {
+			return dc, types.BadRequestErrorf("bridge driver label %s: %w", k, err)
+		}
 	}
 	switch g := cfg[netlabel.GenericData].(type) {
 	case nil:
