@@ -44,6 +44,7 @@ type endpointIface struct {
 	mac      net.HardwareAddr
 	addr     *net.IPNet
 	addrv6   *net.IPNet
+	llAddrs  []*net.IPNet // CreateOptionIpam's link-local addresses, added at join
 	v4PoolID string
 	v6PoolID string
 }
@@ -297,6 +298,7 @@ type InterfaceInfo interface {
 	MacAddress() net.HardwareAddr
 	Address() *net.IPNet
 	AddressIPv6() *net.IPNet
+	LinkLocalAddresses() []*net.IPNet
 }
 
 // EndpointInfo is a snapshot of an endpoint's state.
@@ -311,11 +313,19 @@ type EndpointInfo interface {
 type ifaceSnapshot struct {
 	mac          net.HardwareAddr
 	addr, addrv6 *net.IPNet
+	llAddrs      []*net.IPNet
 }
 
 func (i *ifaceSnapshot) MacAddress() net.HardwareAddr { return types.GetMacCopy(i.mac) }
 func (i *ifaceSnapshot) Address() *net.IPNet          { return types.GetIPNetCopy(i.addr) }
 func (i *ifaceSnapshot) AddressIPv6() *net.IPNet      { return types.GetIPNetCopy(i.addrv6) }
+func (i *ifaceSnapshot) LinkLocalAddresses() []*net.IPNet {
+	var out []*net.IPNet
+	for _, a := range i.llAddrs {
+		out = append(out, types.GetIPNetCopy(a))
+	}
+	return out
+}
 
 type epInfoSnapshot struct {
 	iface   *ifaceSnapshot
@@ -342,7 +352,8 @@ func (ep *Endpoint) Info() EndpointInfo {
 	c := ep.network.ctrl
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := &epInfoSnapshot{iface: &ifaceSnapshot{mac: ep.iface.mac, addr: ep.iface.addr, addrv6: ep.iface.addrv6}}
+	s := &epInfoSnapshot{iface: &ifaceSnapshot{mac: ep.iface.mac, addr: ep.iface.addr, addrv6: ep.iface.addrv6,
+		llAddrs: ep.iface.llAddrs}}
 	if ep.join != nil {
 		s.gw, s.gw6, s.routes = ep.join.gw, ep.join.gw6, ep.join.routes
 		s.sandbox = c.sandboxes[ep.sandboxID]

@@ -190,7 +190,7 @@ func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
 	}
 	cfg := osl.InterfaceConfig{
 		SrcName: js.srcName, HostNS: c.host, DstName: dst, MacAddress: ep.iface.mac,
-		Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6,
+		Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6, LinkLocal: ep.iface.llAddrs,
 	}
 	if err := s.AddInterface(c.hostNL, cfg); err != nil {
 		if js.srcName == "" {

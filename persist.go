@@ -80,6 +80,7 @@ type endpointRecord struct {
 	State               string
 	MacAddress          string
 	Address, AddressV6  string
+	LinkLocal           []string `json:",omitempty"`
 	V4PoolID, V6PoolID  string
 	Generic             map[string]typedValue
 	ExposedPorts        []types.TransportPort
@@ -170,6 +171,9 @@ func (c *Controller) endpointOp(ep *Endpoint, state string) (*store.Op, error) {
 	}
 	if ep.iface.mac != nil {
 		r.MacAddress = ep.iface.mac.String()
+	}
+	for _, ll := range ep.iface.llAddrs {
+		r.LinkLocal = append(r.LinkLocal, ll.String())
 	}
 	if js := ep.join; js != nil {
 		jr := &joinRecord{Gw: ipStr(js.gw), Gw6: ipStr(js.gw6), NoGwSvc: js.noGwSvc,

@@ -259,6 +259,13 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			return types.InternalErrorf("decoding MAC: %w", err)
 		}
 	}
+	for _, s := range r.LinkLocal {
+		ll, err := types.ParseCIDR(s)
+		if err != nil {
+			return types.InternalErrorf("decoding link-local address: %w", err)
+		}
+		ep.iface.llAddrs = append(ep.iface.llAddrs, ll)
+	}
 	var undo undoStack
 	ok := false
 	defer func() {
