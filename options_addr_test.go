@@ -72,3 +72,52 @@ func TestLinkLocalAddresses(t *testing.T) {
 		t.Fatalf("non-link-local address: want BadRequest, got %v", err)
 	}
 }
+
+// An IPv6 network without a pool gets a /64 from the default pools, as
+// moby 27 does: a ULA /48 (fdXX:XXXX:XXXX::/48, its 40-bit global ID
+// random per DataDir and kept there) split into /64s. Each network gets
+// its own /64, and endpoints addresses in it; after a restart new
+// networks come from the same /48.
+func TestIPv6WithoutPoolGetsULA(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	mk := func(c *libnetwork.Controller, name, v4 string) *net.IPNet {
+		t.Helper()
+		n, err := c.NewNetwork("bridge", name, "", libnetwork.NetworkOptionEnableIPv6(true),
+			libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: v4}}, nil, nil))
+		if err != nil {
+			t.Fatalf("IPv6 network without a pool: %v", err)
+		}
+		_, v6 := n.IpamInfo()
+		if len(v6) != 1 || v6[0].Pool == nil {
+			t.Fatalf("network %s: IPv6 pools %v", name, v6)
+		}
+		p := v6[0].Pool
+		if ones, _ := p.Mask.Size(); ones != 64 || p.IP[0] != 0xfd {
+			t.Fatalf("network %s: IPv6 pool %s, want a ULA /64 (fd00::/8)", name, p)
+		}
+		ep, err := n.CreateEndpoint("ep-" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ep.Info().Iface().AddressIPv6(); a == nil || !p.Contains(a.IP) {
+			t.Fatalf("endpoint address %v not in %s", a, p)
+		}
+		return p
+	}
+	p1 := mk(c, "v6a", "10.63.0.0/24")
+	p2 := mk(c, "v6b", "10.63.1.0/24")
+	if p1.String() == p2.String() {
+		t.Fatalf("two networks got the same pool %s", p1)
+	}
+	same48 := func(a, b *net.IPNet) bool {
+		return a.IP.Mask(net.CIDRMask(48, 128)).Equal(b.IP.Mask(net.CIDRMask(48, 128)))
+	}
+	if !same48(p1, p2) {
+		t.Fatalf("pools %s and %s are not in one /48", p1, p2)
+	}
+	c = r.start()
+	if p3 := mk(c, "v6c", "10.63.2.0/24"); !same48(p1, p3) {
+		t.Fatalf("after restart: pool %s not in the /48 of %s", p3, p1)
+	}
+}

@@ -1,6 +1,7 @@
 package libnetwork
 
 import (
+	"crypto/rand"
 	"log/slog"
 	"maps"
 	"strings"
@@ -61,7 +62,12 @@ func newRegistry(c *Controller) (*registry, error) {
 		c.logger().Info(note)
 	}
 
-	alloc, err := ipam.New(c.cfg.DefaultAddressPool)
+	ula, err := c.ulaGlobalID()
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	alloc, err := ipam.New(ipam.WithIPv6Default(c.cfg.DefaultAddressPool, ula))
 	if err != nil {
 		r.close()
 		return nil, err
@@ -240,4 +246,34 @@ func driverConfig(cfg *config.Config, networkType string) map[string]any {
 		}
 	}
 	return out
+}
+
+// kindHost holds records about the controller's host rather than a model
+// object; ulaRecordID is the 40-bit global ID of its IPv6 default pool.
+const (
+	kindHost    = "host"
+	ulaRecordID = "ula-global-id"
+)
+
+// ulaGlobalID returns the global ID of the host's IPv6 default pool
+// (ipam.ULAPool), chosen at random on the first start with this DataDir
+// and kept in the store, so that networks made after a restart come from
+// the same /48 as before.
+func (c *Controller) ulaGlobalID() ([5]byte, error) {
+	var id [5]byte
+	b, err := c.store.Get(kindHost, ulaRecordID)
+	if err == nil && len(b) == len(id) {
+		copy(id[:], b)
+		return id, nil
+	}
+	if err != nil && !types.IsNotFound(err) {
+		return id, types.Wrapf(err, "reading the IPv6 default pool's global ID")
+	}
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, types.InternalErrorf("choosing the IPv6 default pool's global ID: %w", err)
+	}
+	if err := c.store.Put(kindHost, ulaRecordID, id[:]); err != nil {
+		return id, types.Wrapf(err, "storing the IPv6 default pool's global ID")
+	}
+	return id, nil
 }
