@@ -154,15 +154,21 @@ func (ep *Endpoint) mergeDriverInterface(got *driverapi.Interface) error {
 // address from the network's pools, trying the next pool only when one is full.
 func (ep *Endpoint) assignAddresses(undo *undoStack) error {
 	n := ep.network
-	addr, pool, err := ep.requestAddress(n.ipamV4Info, ep.prefIPv4, undo)
-	if err != nil {
-		return err
+	if n.disableIPv4 {
+		if ep.prefIPv4 != nil {
+			return types.BadRequestErrorf("creating endpoint %s: IPv4 address %s requested on network %s, which has %s=false", ep.name, ep.prefIPv4, n.name, netlabel.EnableIPv4)
+		}
+	} else {
+		addr, pool, err := ep.requestAddress(n.ipamV4Info, ep.prefIPv4, undo)
+		if err != nil {
+			return err
+		}
+		ep.iface.addr, ep.iface.v4PoolID = addr, pool
 	}
-	ep.iface.addr, ep.iface.v4PoolID = addr, pool
 	if !n.enableIPv6 {
 		return nil
 	}
-	addr, pool, err = ep.requestAddress(n.ipamV6Info, ep.prefIPv6, undo)
+	addr, pool, err := ep.requestAddress(n.ipamV6Info, ep.prefIPv6, undo)
 	if err != nil {
 		return err
 	}

@@ -348,8 +348,10 @@ func (sb *Sandbox) updateGateway() error {
 	gw, gw6 := next.join.gw, next.join.gw6
 	c.mu.Unlock()
 	if s != nil {
-		if err := s.SetGateway(gw); err != nil {
-			return types.Wrapf(err, "setting default gateway %s in sandbox %s", gw, sb.id[:12])
+		if gw != nil {
+			if err := s.SetGateway(gw); err != nil {
+				return types.Wrapf(err, "setting default gateway %s in sandbox %s", gw, sb.id[:12])
+			}
 		}
 		if gw6 != nil {
 			if err := s.SetGatewayIPv6(gw6); err != nil {

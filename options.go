@@ -26,6 +26,13 @@ func NetworkOptionGeneric(generic map[string]any) NetworkOption {
 			}
 			n.enableIPv6 = b
 		}
+		if v, ok := generic[netlabel.EnableIPv4]; ok {
+			b, isBool := v.(bool)
+			if !isBool {
+				n.setErr(types.BadRequestErrorf("option %s must be a bool, not %T", netlabel.EnableIPv4, v))
+			}
+			n.disableIPv4 = !b
+		}
 		if v, ok := generic[netlabel.Internal]; ok {
 			b, isBool := v.(bool)
 			if !isBool {
@@ -44,6 +51,12 @@ func NetworkOptionDriverOpts(opts map[string]string) NetworkOption {
 // NetworkOptionEnableIPv6 gives the network IPv6.
 func NetworkOptionEnableIPv6(enable bool) NetworkOption {
 	return func(n *Network) { n.enableIPv6 = enable }
+}
+
+// NetworkOptionEnableIPv4 false makes an IPv6-only network (moby 28): no
+// IPv4 pool, no IPv4 addresses. It needs IPv6 enabled.
+func NetworkOptionEnableIPv4(enable bool) NetworkOption {
+	return func(n *Network) { n.disableIPv4 = !enable }
 }
 
 // NetworkOptionInternalNetwork cuts the network off from the outside.

@@ -56,6 +56,7 @@ type networkRecord struct {
 	IpamV6Info     []ipamInfoRecord
 	Generic        map[string]typedValue
 	EnableIPv6     bool
+	NoIPv4         bool `json:",omitempty"`
 	Internal       bool
 	Labels         map[string]string
 }
@@ -147,7 +148,7 @@ func (c *Controller) networkOp(n *Network, state string) (*store.Op, error) {
 		IpamType: n.ipamType, AddrSpace: n.addrSpace, IpamOptions: n.ipamOptions,
 		IpamV4Config: n.ipamV4Config, IpamV6Config: n.ipamV6Config,
 		IpamV4Info: infoRecords(n.ipamV4Info), IpamV6Info: infoRecords(n.ipamV6Info),
-		Generic: gen, EnableIPv6: n.enableIPv6, Internal: n.internal, Labels: n.labels,
+		Generic: gen, EnableIPv6: n.enableIPv6, NoIPv4: n.disableIPv4, Internal: n.internal, Labels: n.labels,
 	}
 	return encodeOp(kindNetwork, n.id, r)
 }

@@ -148,7 +148,7 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 		ctrl: c, id: r.ID, name: r.Name, networkType: r.Type, created: r.Created,
 		ipamType: r.IpamType, addrSpace: r.AddrSpace, ipamOptions: r.IpamOptions,
 		ipamV4Config: r.IpamV4Config, ipamV6Config: r.IpamV6Config, generic: gen,
-		enableIPv6: r.EnableIPv6, internal: r.Internal, labels: r.Labels, persist: true,
+		enableIPv6: r.EnableIPv6, disableIPv4: r.NoIPv4, internal: r.Internal, labels: r.Labels, persist: true,
 		endpoints: map[string]*Endpoint{}, epNames: map[string]string{},
 	}
 	if n.driver, err = c.driver(r.Type); err != nil {

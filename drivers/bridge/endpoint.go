@@ -42,14 +42,14 @@ func (ep *endpoint) addrs() endpointAddrs {
 //
 // A chosen MAC is 02:42 followed by the endpoint's IPv4 address, as
 // upstream does: deterministic, unique on the bridge because addresses are,
-// and recognisable in captures.
+// and recognisable in captures. On an IPv6-only network it is random.
 func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi.Interface, error) {
 	if req.EndpointID == "" {
 		return nil, types.BadRequestErrorf("creating bridge endpoint: empty endpoint id")
 	}
 	in := req.Interface
-	if in.Address == nil || in.Address.IP.To4() == nil {
-		return nil, types.BadRequestErrorf("creating bridge endpoint %s: no ipv4 address", req.EndpointID)
+	if in.Address != nil && in.Address.IP.To4() == nil {
+		return nil, types.BadRequestErrorf("creating bridge endpoint %s: %s is not an ipv4 address", req.EndpointID, in.Address)
 	}
 	if in.MacAddress != nil && len(in.MacAddress) != 6 {
 		return nil, types.BadRequestErrorf("creating bridge endpoint %s: invalid mac address %s", req.EndpointID, in.MacAddress)
@@ -72,7 +72,12 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	if _, ok := n.endpoints[req.EndpointID]; ok {
 		return nil, driverapi.ErrEndpointExists(req.EndpointID)
 	}
-	if !n.cfg.PoolIPv4.Contains(in.Address.IP) {
+	switch {
+	case n.cfg.EnableIPv4 && in.Address == nil:
+		return nil, types.BadRequestErrorf("creating bridge endpoint %s: no ipv4 address", req.EndpointID)
+	case !n.cfg.EnableIPv4 && in.Address != nil:
+		return nil, types.BadRequestErrorf("creating bridge endpoint %s: ipv4 address %s on a network with %s=false", req.EndpointID, in.Address, netlabel.EnableIPv4)
+	case in.Address != nil && !n.cfg.PoolIPv4.Contains(in.Address.IP):
 		return nil, types.BadRequestErrorf("creating bridge endpoint %s: address %s is outside subnet %s", req.EndpointID, in.Address.IP, n.cfg.PoolIPv4)
 	}
 	ep := &endpoint{
@@ -86,7 +91,11 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	}
 	var chosen driverapi.Interface
 	if ep.mac == nil {
-		ep.mac = macFromIPv4(ep.addr.IP)
+		if ep.addr != nil {
+			ep.mac = macFromIPv4(ep.addr.IP)
+		} else {
+			ep.mac = randomMAC() // IPv6-only: no address to derive it from
+		}
 		chosen.MacAddress = types.GetMacCopy(ep.mac)
 	}
 	if ep.addrv6 == nil && n.cfg.EnableIPv6 && n.cfg.PoolIPv6 != nil {

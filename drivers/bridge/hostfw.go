@@ -80,6 +80,9 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 	if c.EnableIPv6 {
 		cfg.SubnetV6 = c.PoolIPv6
 	}
+	if c.PoolIPv4 == nil && !h.fw.IPv6() {
+		return types.BadRequestErrorf("creating bridge network %s: an IPv6-only network needs the bridge driver option EnableIP6Tables (it is false)", c.ID)
+	}
 	if !c.EnableICC {
 		// Without br_netfilter, frames between two ports of one bridge
 		// never reach iptables and the ICC DROP would do nothing.

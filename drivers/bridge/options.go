@@ -52,6 +52,7 @@ type driverConfig struct {
 type networkConfig struct {
 	ID                   string
 	BridgeName           string
+	EnableIPv4           bool // false: IPv6-only (moby 28)
 	EnableIPv6           bool
 	EnableIPMasquerade   bool
 	EnableICC            bool
@@ -81,6 +82,7 @@ type optSpec struct {
 
 var networkOptSpecs = []optSpec{
 	{"BridgeName", BridgeName, func(c *networkConfig) any { return &c.BridgeName }},
+	{"EnableIPv4", netlabel.EnableIPv4, func(c *networkConfig) any { return &c.EnableIPv4 }},
 	{"EnableIPv6", netlabel.EnableIPv6, func(c *networkConfig) any { return &c.EnableIPv6 }},
 	{"EnableIPMasquerade", EnableIPMasquerade, func(c *networkConfig) any { return &c.EnableIPMasquerade }},
 	{"EnableICC", EnableICC, func(c *networkConfig) any { return &c.EnableICC }},
@@ -109,8 +111,8 @@ func findSpec(key string) *optSpec {
 // values); a network nobody asked to isolate should not silently lose
 // container-to-container traffic, so this driver treats both alike.
 func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error) {
-	c := &networkConfig{ID: nid, EnableICC: true, EnableIPMasquerade: true}
-	for _, key := range []string{netlabel.EnableIPv6, netlabel.Internal} {
+	c := &networkConfig{ID: nid, EnableIPv4: true, EnableICC: true, EnableIPMasquerade: true}
+	for _, key := range []string{netlabel.EnableIPv4, netlabel.EnableIPv6, netlabel.Internal} {
 		if v, ok := opts[key]; ok {
 			if err := assign(findSpec(key).ptr(c), key, v); err != nil {
 				return nil, err
@@ -238,6 +240,9 @@ func assign(dst any, name string, v any) error {
 
 // validateOptions checks what the options alone decide and fills defaults.
 func (c *networkConfig) validateOptions() error {
+	if !c.EnableIPv4 && !c.EnableIPv6 {
+		return types.BadRequestErrorf("invalid bridge options: %s=false needs %s", netlabel.EnableIPv4, netlabel.EnableIPv6)
+	}
 	if c.Mtu < 0 || c.Mtu > 65535 {
 		return types.BadRequestErrorf("invalid bridge option %s: mtu %d out of range", netlabel.DriverMTU, c.Mtu)
 	}

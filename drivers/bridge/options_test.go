@@ -16,7 +16,7 @@ const testNID = "0123456789abcdef0123"
 
 func TestParseNetworkOptions(t *testing.T) {
 	defaults := func(mod func(c *networkConfig)) *networkConfig {
-		c := &networkConfig{ID: testNID, BridgeName: "br-0123456789ab", EnableICC: true, EnableIPMasquerade: true, ContainerIfacePrefix: "eth"}
+		c := &networkConfig{ID: testNID, BridgeName: "br-0123456789ab", EnableIPv4: true, EnableICC: true, EnableIPMasquerade: true, ContainerIfacePrefix: "eth"}
 		if mod != nil {
 			mod(c)
 		}
