@@ -3,6 +3,7 @@ package bridge
 import (
 	"net"
 
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -27,8 +28,12 @@ type firewaller interface {
 	// returns the bindings with the host ports actually used. A failure
 	// leaves nothing of the call behind.
 	programEndpoint(c *networkConfig, ep endpointAddrs, bindings []types.PortBinding) ([]types.PortBinding, error)
-	// revokeEndpoint unpublishes the endpoint's ports; it may finish the
-	// work in the background, as long as a port is never given out twice.
+	// setLinks makes the endpoint's legacy link rules exactly links (none
+	// removes them); a failure leaves the endpoint's previous links.
+	setLinks(c *networkConfig, ep endpointAddrs, links []firewall.Link) error
+	// revokeEndpoint unpublishes the endpoint's ports and removes its
+	// links; it may finish the port work in the background, as long as a
+	// port is never given out twice.
 	revokeEndpoint(c *networkConfig, ep endpointAddrs) error
 	// flush waits for work revokeEndpoint left running.
 	flush() error
@@ -59,6 +64,10 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 	if err != nil {
 		return err
 	}
+	parents, children, err := linkOptions(what, options)
+	if err != nil {
+		return err
+	}
 	if err := d.canPublish(what, sbPorts); err != nil {
 		return err
 	}
@@ -84,6 +93,13 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		bindings = mergeBindings(oper)
 	}
 	exposed := mergeExposed(ep.ownExposed, sbExposed)
+	var links []firewall.Link
+	if d.fw != nil {
+		if links, err = d.linksLocked(what, n, ep, exposed, parents, children); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+	}
 	again := ep.programmed
 	ep.busy = true
 	d.mu.Unlock()
@@ -96,6 +112,11 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		}
 		if err == nil {
 			mapped, err = d.fw.programEndpoint(n.cfg, addrs, bindings)
+		}
+		if err == nil && len(links) > 0 {
+			if err = d.fw.setLinks(n.cfg, addrs, links); err != nil {
+				_ = d.fw.revokeEndpoint(n.cfg, addrs)
+			}
 		}
 	}
 

@@ -1,0 +1,87 @@
+package bridge
+
+import (
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Keys of the legacy link options: in the sandbox labels' (join options')
+// netlabel.GenericData map, as Docker passes them, each a []string of
+// endpoint IDs on the same network.
+const (
+	ParentEndpoints = "ParentEndpoints"
+	ChildEndpoints  = "ChildEndpoints"
+)
+
+// linkOptions reads ParentEndpoints and ChildEndpoints from a join's
+// options. Other entries of GenericData are not the driver's business.
+func linkOptions(what string, opts map[string]any) (parents, children []string, err error) {
+	var g map[string]any
+	switch v := opts[netlabel.GenericData].(type) {
+	case options.Generic:
+		g = v
+	case map[string]any:
+		g = v
+	default:
+		return nil, nil, nil
+	}
+	get := func(key string) ([]string, error) {
+		v, ok := g[key]
+		if !ok || v == nil {
+			return nil, nil
+		}
+		l, ok := v.([]string)
+		if !ok {
+			return nil, types.BadRequestErrorf("%s: option %s must be []string, not %T", what, key, v)
+		}
+		return l, nil
+	}
+	if parents, err = get(ParentEndpoints); err != nil {
+		return nil, nil, err
+	}
+	if children, err = get(ChildEndpoints); err != nil {
+		return nil, nil, err
+	}
+	return parents, children, nil
+}
+
+// linksLocked returns the link rules endpoint ep (whose exposed ports are
+// exposed) needs on network n, as upstream's: each parent reaches ep on
+// ep's exposed ports, ep reaches each child on the child's (a child not
+// yet programmed exposes nothing yet). Links exist only where ICC is off:
+// with it on, everything on the bridge is allowed anyway. Caller holds
+// d.mu.
+func (d *Driver) linksLocked(what string, n *network, ep *endpoint, exposed []types.TransportPort, parents, children []string) ([]firewall.Link, error) {
+	if n.cfg.EnableICC || n.cfg.Internal || len(parents)+len(children) == 0 {
+		return nil, nil
+	}
+	var out []firewall.Link
+	add := func(parent, child *endpoint, ports []types.TransportPort) {
+		if len(ports) == 0 {
+			return
+		}
+		if parent.addr != nil && child.addr != nil {
+			out = append(out, firewall.Link{Bridge: n.cfg.BridgeName, ParentIP: parent.addr.IP, ChildIP: child.addr.IP, Ports: ports})
+		}
+		if parent.addrv6 != nil && child.addrv6 != nil {
+			out = append(out, firewall.Link{Bridge: n.cfg.BridgeName, ParentIP: parent.addrv6.IP, ChildIP: child.addrv6.IP, Ports: ports})
+		}
+	}
+	for _, id := range parents {
+		p := n.endpoints[id]
+		if p == nil {
+			return nil, types.BadRequestErrorf("%s: %s names endpoint %s, which is not on network %s", what, ParentEndpoints, id, n.cfg.ID)
+		}
+		add(p, ep, exposed)
+	}
+	for _, id := range children {
+		c := n.endpoints[id]
+		if c == nil {
+			return nil, types.BadRequestErrorf("%s: %s names endpoint %s, which is not on network %s", what, ChildEndpoints, id, n.cfg.ID)
+		}
+		add(ep, c, c.exposed)
+	}
+	return out, nil
+}
