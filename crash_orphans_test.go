@@ -25,7 +25,10 @@ import (
 // stdin): it is handed to this process (a child subreaper) and must have
 // died by the signal, not by reading the end of its script and running it.
 
-const orphanChildEnv = "CNM_ORPHAN_CHILD" // host namespace path: TestOrphanChild runs a controller there
+const (
+	orphanChildEnv = "CNM_ORPHAN_CHILD" // host namespace path: TestOrphanChild runs a controller there
+	orphanDirEnv   = "CNM_ORPHAN_DIR"   // the child's ExecRoot and DataDir parent, the parent test's temp dir
+)
 
 // TestOrphanChild is a no-op unless TestIptablesDiesWithController started
 // this binary: then it starts a controller, says so and waits to be killed.
@@ -34,7 +37,9 @@ func TestOrphanChild(t *testing.T) {
 	if host == "" {
 		return
 	}
-	dir := t.TempDir()
+	// Not t.TempDir(): the child is killed, so its cleanup never runs; the
+	// parent test's temp dir goes when the parent ends.
+	dir := os.Getenv(orphanDirEnv)
 	if _, err := libnetwork.New(config.OptionHostNetNS(host), config.OptionExecRoot(filepath.Join(dir, "run")),
 		config.OptionDataDir(filepath.Join(dir, "lib"))); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,7 +57,7 @@ func TestIptablesDiesWithController(t *testing.T) {
 	}
 	defer func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) }()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOrphanChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), orphanChildEnv+"="+host.Path())
+	cmd.Env = append(os.Environ(), orphanChildEnv+"="+host.Path(), orphanDirEnv+"="+t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -96,15 +101,39 @@ func TestIptablesDiesWithController(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	waited = true
+	// A stopped process cannot run its script: if it ends without
+	// SIGCONT, a signal (SIGKILL) ended it. Which process reaps it is a
+	// race: the dying controller's own wait may still collect it (its
+	// parent thread's death signals it while other threads live), else
+	// it is handed to this process.
 	for pid, name := range idle {
-		_ = unix.Kill(pid, unix.SIGCONT) // if still alive, it reads EOF and exits 0
+		if err := waitEnded(pid, 10*time.Second); err != nil {
+			t.Errorf("%s (pid %d) outlived the killed controller: %v", name, pid, err)
+			continue
+		}
 		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err == nil && (!ws.Signaled() || ws.Signal() != unix.SIGKILL) {
+			t.Errorf("%s (pid %d) ended by exit status %d, not SIGKILL", name, pid, ws.ExitStatus())
+		} else if err != nil && err != unix.ECHILD {
 			t.Fatalf("reaping %s (pid %d): %v", name, pid, err)
 		}
 		delete(idle, pid)
-		if !ws.Signaled() || ws.Signal() != unix.SIGKILL {
-			t.Errorf("%s (pid %d) outlived the killed controller and ran to its end (exit status %d)", name, pid, ws.ExitStatus())
+	}
+}
+
+// waitEnded waits until pid is a zombie or gone.
+func waitEnded(pid int, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; time.Sleep(time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return nil // gone: reaped already
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		if i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still running after %v: %s", within, stat)
 		}
 	}
 }
