@@ -133,3 +133,36 @@ func TestIPv6OnlyRefusals(t *testing.T) {
 		t.Fatalf("preferred IPv4 address on an IPv6-only network: want BadRequest, got %v", err)
 	}
 }
+
+// After a restart an IPv6-only network is still IPv6-only (its driver set
+// up again without IPv4), and an endpoint's link-local addresses are
+// still reported.
+func TestIPv6OnlyAndLinkLocalSurviveRestart(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "v6only", "",
+		libnetwork.NetworkOptionEnableIPv4(false), libnetwork.NetworkOptionEnableIPv6(true)))
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep",
+		libnetwork.CreateOptionIpam(nil, nil, []net.IP{net.ParseIP("fe80::9")}, nil)))
+	pool := ep.Info().Iface().AddressIPv6()
+
+	c = r.start()
+	n = must[*libnetwork.Network](t)(c.NetworkByName("v6only"))
+	if n.IPv4Enabled() {
+		t.Fatal("restored network has IPv4")
+	}
+	if v4, _ := n.IpamInfo(); len(v4) != 0 {
+		t.Fatalf("restored network has IPv4 pools %v", v4)
+	}
+	ep = must[*libnetwork.Endpoint](t)(n.EndpointByName("ep"))
+	if ll := ep.Info().Iface().LinkLocalAddresses(); len(ll) != 1 || ll[0].String() != "fe80::9/64" {
+		t.Fatalf("restored link-local addresses %v", ll)
+	}
+	ep2 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2"))
+	if ep2.Info().Iface().Address() != nil || ep2.Info().Iface().AddressIPv6() == nil {
+		t.Fatalf("new endpoint after restart: %v %v", ep2.Info().Iface().Address(), ep2.Info().Iface().AddressIPv6())
+	}
+	if a := ep2.Info().Iface().AddressIPv6(); !(&net.IPNet{IP: pool.IP.Mask(pool.Mask), Mask: pool.Mask}).Contains(a.IP) {
+		t.Fatalf("new endpoint %s outside the network's pool %s", a, pool)
+	}
+}
