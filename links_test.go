@@ -2,10 +2,12 @@ package libnetwork_test
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -85,4 +87,50 @@ func TestLegacyLinksRefused(t *testing.T) {
 			t.Fatalf("%s: want BadRequest, got %v", name, err)
 		}
 	}
+}
+
+// A live-restored parent keeps its link: the rules come back claimed (not
+// pruned as leftovers), once, and still let it reach the child's exposed
+// port only.
+func TestLegacyLinksSurviveRestart(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "links", "",
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.67.0.0/24"}}, nil, nil),
+		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableICC: "false"})))
+	dbOpts := []libnetwork.SandboxOption{libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 5432}})}
+	dbEP := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("db"))
+	dbSB := must[*libnetwork.Sandbox](t)(c.NewSandbox("ctr-db", dbOpts...))
+	if err := dbEP.Join(dbSB); err != nil {
+		t.Fatal(err)
+	}
+	webOpts := []libnetwork.SandboxOption{linkOpt(nil, []string{dbEP.ID()})}
+	webEP := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
+	webSB := must[*libnetwork.Sandbox](t)(c.NewSandbox("ctr-web", webOpts...))
+	if err := webEP.Join(webSB); err != nil {
+		t.Fatal(err)
+	}
+	owner := firewall.LinkOwner(webEP.ID())
+	before := rulesNaming(t, r.host.NS, owner)
+	if len(before) != 2 {
+		t.Fatalf("link rules before the restart: %q", before)
+	}
+
+	c = r.start(config.OptionActiveSandboxes(map[string]any{dbSB.ID(): dbOpts, webSB.ID(): webOpts}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CollectGarbage(); err != nil {
+		t.Fatal(err)
+	}
+	if after := rulesNaming(t, r.host.NS, owner); !slices.Equal(after, before) {
+		t.Fatalf("link rules after the restart: %q, want %q", after, before)
+	}
+	dbNS, _ := sandboxNS(t, must[*libnetwork.Sandbox](t)(c.SandboxByID(dbSB.ID())))
+	webNS, _ := sandboxNS(t, must[*libnetwork.Sandbox](t)(c.SandboxByID(webSB.ID())))
+	serve(t, dbNS, "tcp", ":5432", "db:5432")
+	serve(t, dbNS, "tcp", ":6000", "db:6000")
+	dbIP := dbEP.Info().Iface().Address().IP.String()
+	mustFetch(t, webNS, "tcp", net.JoinHostPort(dbIP, "5432"), "db:5432")
+	mustNotFetch(t, webNS, "tcp", net.JoinHostPort(dbIP, "6000"))
 }

@@ -73,6 +73,10 @@ type Driver struct {
 	// step's failure, to prove that the rollback leaves nothing behind.
 	failAfter func(step string) error
 
+	// linkMu serialises every change of legacy link rules and of the
+	// endpoint fields they are computed from (links.go). Taken before mu.
+	linkMu sync.Mutex
+
 	// Lock order: mu is a leaf; it is never held across netlink or sysctl
 	// work. Kernel work on one network or endpoint is kept exclusive by the
 	// state flags below (creating/deleting, endpoint busy), not by locks.

@@ -30,6 +30,11 @@ type endpoint struct {
 	programmed bool
 	portMap    []types.PortBinding
 	exposed    []types.TransportPort
+	// The legacy links it was programmed with: endpoint IDs, and its
+	// exposed ports as its parents' links use them. Guarded by Driver.mu,
+	// written only under Driver.linkMu (see links.go).
+	linkParents, linkChildren []string
+	linkExposed               []types.TransportPort
 }
 
 func (ep *endpoint) addrs() endpointAddrs {
@@ -140,7 +145,7 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 	var err error
 	if programmed {
 		// Normally revoked by the controller before; never leak the ports.
-		err = d.fw.revokeEndpoint(n.cfg, addrs)
+		err = d.dropLinksAndRevoke(n, ep, addrs)
 	}
 	if veth != 0 {
 		err = errors.Join(err, d.reaper.retire(veth))

@@ -93,9 +93,10 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		bindings = mergeBindings(oper)
 	}
 	exposed := mergeExposed(ep.ownExposed, sbExposed)
-	var links []firewall.Link
 	if d.fw != nil {
-		if links, err = d.linksLocked(what, n, ep, exposed, parents, children); err != nil {
+		// Refuse bad links before any kernel work; setOwnLinks computes
+		// them again under linkMu.
+		if _, err := d.linksLocked(what, n, ep, exposed, parents, children); err != nil {
 			d.mu.Unlock()
 			return err
 		}
@@ -113,10 +114,11 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		if err == nil {
 			mapped, err = d.fw.programEndpoint(n.cfg, addrs, bindings)
 		}
-		if err == nil && len(links) > 0 {
-			if err = d.fw.setLinks(n.cfg, addrs, links); err != nil {
-				_ = d.fw.revokeEndpoint(n.cfg, addrs)
-			}
+		if err == nil {
+			err = d.setOwnLinks(what, n, ep, addrs, exposed, parents, children)
+		}
+		if err != nil {
+			d.dropLinksAndRevoke(n, ep, addrs)
 		}
 	}
 
@@ -160,7 +162,7 @@ func (d *Driver) RevokeExternalConnectivity(nid, eid string) error {
 	addrs := ep.addrs()
 	d.mu.Unlock()
 	if d.fw != nil && !n.cfg.Internal {
-		if err := d.fw.revokeEndpoint(n.cfg, addrs); err != nil {
+		if err := d.dropLinksAndRevoke(n, ep, addrs); err != nil {
 			return types.Wrapf(err, "revoking external connectivity of endpoint %s", eid)
 		}
 	}

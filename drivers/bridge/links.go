@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"errors"
+	"slices"
+
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -50,7 +53,7 @@ func linkOptions(what string, opts map[string]any) (parents, children []string, 
 // linksLocked returns the link rules endpoint ep (whose exposed ports are
 // exposed) needs on network n, as upstream's: each parent reaches ep on
 // ep's exposed ports, ep reaches each child on the child's (a child not
-// yet programmed exposes nothing yet). Links exist only where ICC is off:
+// yet programmed exposes nothing yet; setOwnLinks adds the link when it is). Links exist only where ICC is off:
 // with it on, everything on the bridge is allowed anyway. Caller holds
 // d.mu.
 func (d *Driver) linksLocked(what string, n *network, ep *endpoint, exposed []types.TransportPort, parents, children []string) ([]firewall.Link, error) {
@@ -81,7 +84,69 @@ func (d *Driver) linksLocked(what string, n *network, ep *endpoint, exposed []ty
 		if c == nil {
 			return nil, types.BadRequestErrorf("%s: %s names endpoint %s, which is not on network %s", what, ChildEndpoints, id, n.cfg.ID)
 		}
-		add(ep, c, c.exposed)
+		add(ep, c, c.linkExposed)
 	}
 	return out, nil
+}
+
+// setOwnLinks records ep's link options and exposed ports and sets its
+// link rules; then, since a parent programmed before its child (the order
+// a live restore may take) could not know the child's ports, it sets again
+// the rules of every endpoint naming ep among its ChildEndpoints. All of
+// it under linkMu, so rules are always computed from recorded state that
+// no other change interleaves with. On failure ep's links are dropped.
+func (d *Driver) setOwnLinks(what string, n *network, ep *endpoint, addrs endpointAddrs, exposed []types.TransportPort, parents, children []string) error {
+	d.linkMu.Lock()
+	defer d.linkMu.Unlock()
+	type job struct {
+		addrs endpointAddrs
+		links []firewall.Link
+	}
+	d.mu.Lock()
+	own, err := d.linksLocked(what, n, ep, exposed, parents, children)
+	if err == nil {
+		ep.linkParents, ep.linkChildren, ep.linkExposed = parents, children, exposed
+	}
+	var jobs []job
+	for _, p := range n.endpoints {
+		if err != nil || n.cfg.EnableICC || n.cfg.Internal {
+			break // links exist only with ICC off: no walk per join otherwise
+		}
+		if p == ep || !slices.Contains(p.linkChildren, ep.id) {
+			continue
+		}
+		links, lerr := d.linksLocked("relinking endpoint "+p.id, n, p, p.linkExposed, p.linkParents, p.linkChildren)
+		if lerr != nil {
+			continue // another endpoint it names is gone: it keeps what it has
+		}
+		jobs = append(jobs, job{p.addrs(), links})
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// Also with no links: a relink may have put back rules a repeated
+	// programming had revoked (no rules wanted, none there: no kernel call).
+	if err := d.fw.setLinks(n.cfg, addrs, own); err != nil {
+		d.mu.Lock()
+		ep.linkParents, ep.linkChildren, ep.linkExposed = nil, nil, nil
+		d.mu.Unlock()
+		return err
+	}
+	var errs []error
+	for _, j := range jobs {
+		errs = append(errs, d.fw.setLinks(n.cfg, j.addrs, j.links))
+	}
+	return errors.Join(errs...)
+}
+
+// dropLinksAndRevoke forgets ep's links and revokes its ports and link
+// rules, under linkMu so no relink puts the rules back meanwhile.
+func (d *Driver) dropLinksAndRevoke(n *network, ep *endpoint, addrs endpointAddrs) error {
+	d.linkMu.Lock()
+	defer d.linkMu.Unlock()
+	d.mu.Lock()
+	ep.linkParents, ep.linkChildren, ep.linkExposed = nil, nil, nil
+	d.mu.Unlock()
+	return d.fw.revokeEndpoint(n.cfg, addrs)
 }
