@@ -35,6 +35,7 @@ type endpoint struct {
 	// written only under Driver.linkMu (see links.go).
 	linkParents, linkChildren []string
 	linkExposed               []types.TransportPort
+	linkRules                 bool // link rules of its own may be installed
 }
 
 func (ep *endpoint) addrs() endpointAddrs {

@@ -31,9 +31,8 @@ type firewaller interface {
 	// setLinks makes the endpoint's legacy link rules exactly links (none
 	// removes them); a failure leaves the endpoint's previous links.
 	setLinks(c *networkConfig, ep endpointAddrs, links []firewall.Link) error
-	// revokeEndpoint unpublishes the endpoint's ports and removes its
-	// links; it may finish the port work in the background, as long as a
-	// port is never given out twice.
+	// revokeEndpoint unpublishes the endpoint's ports; it may finish the
+	// work in the background, as long as a port is never given out twice.
 	revokeEndpoint(c *networkConfig, ep endpointAddrs) error
 	// flush waits for work revokeEndpoint left running.
 	flush() error

@@ -135,11 +135,10 @@ func (h *hostFirewall) setLinks(_ *networkConfig, ep endpointAddrs, links []fire
 	return h.fw.SetLinks(ep.ID, links)
 }
 
-// revokeEndpoint removes the endpoint's links, and hands its ports to the
-// portmapper's release worker and returns at once (see
-// portmapper.Release for why).
+// revokeEndpoint hands the endpoint's ports to the portmapper's release
+// worker and returns at once (see portmapper.Release for why).
 func (h *hostFirewall) revokeEndpoint(_ *networkConfig, ep endpointAddrs) error {
-	return errors.Join(h.fw.RemoveLinks(ep.ID), h.pm.Release(ep.ID))
+	return h.pm.Release(ep.ID)
 }
 
 // flush waits for pending releases; for tests and benchmarks.

@@ -104,6 +104,7 @@ func (d *Driver) setOwnLinks(what string, n *network, ep *endpoint, addrs endpoi
 	}
 	d.mu.Lock()
 	own, err := d.linksLocked(what, n, ep, exposed, parents, children)
+	had := ep.linkRules
 	if err == nil {
 		ep.linkParents, ep.linkChildren, ep.linkExposed = parents, children, exposed
 	}
@@ -119,19 +120,26 @@ func (d *Driver) setOwnLinks(what string, n *network, ep *endpoint, addrs endpoi
 		if lerr != nil {
 			continue // another endpoint it names is gone: it keeps what it has
 		}
+		p.linkRules = p.linkRules || len(links) > 0
 		jobs = append(jobs, job{p.addrs(), links})
 	}
 	d.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	// Also with no links: a relink may have put back rules a repeated
-	// programming had revoked (no rules wanted, none there: no kernel call).
-	if err := d.fw.setLinks(n.cfg, addrs, own); err != nil {
+	// The firewall is not touched by endpoints that have no links and had
+	// none: its lock may be held by a batch of port releases.
+	if len(own) > 0 || had {
+		err = d.fw.setLinks(n.cfg, addrs, own)
 		d.mu.Lock()
-		ep.linkParents, ep.linkChildren, ep.linkExposed = nil, nil, nil
+		ep.linkRules = err != nil || len(own) > 0 // after a failure some may be there
+		if err != nil {
+			ep.linkParents, ep.linkChildren, ep.linkExposed = nil, nil, nil
+		}
 		d.mu.Unlock()
-		return err
+		if err != nil {
+			return err
+		}
 	}
 	var errs []error
 	for _, j := range jobs {
@@ -140,13 +148,19 @@ func (d *Driver) setOwnLinks(what string, n *network, ep *endpoint, addrs endpoi
 	return errors.Join(errs...)
 }
 
-// dropLinksAndRevoke forgets ep's links and revokes its ports and link
-// rules, under linkMu so no relink puts the rules back meanwhile.
+// dropLinksAndRevoke forgets ep's links, removes its link rules and
+// revokes its ports, under linkMu so no relink puts the rules back
+// meanwhile.
 func (d *Driver) dropLinksAndRevoke(n *network, ep *endpoint, addrs endpointAddrs) error {
 	d.linkMu.Lock()
 	defer d.linkMu.Unlock()
 	d.mu.Lock()
-	ep.linkParents, ep.linkChildren, ep.linkExposed = nil, nil, nil
+	had := ep.linkRules
+	ep.linkParents, ep.linkChildren, ep.linkExposed, ep.linkRules = nil, nil, nil, false
 	d.mu.Unlock()
-	return d.fw.revokeEndpoint(n.cfg, addrs)
+	var err error
+	if had {
+		err = d.fw.setLinks(n.cfg, addrs, nil)
+	}
+	return errors.Join(err, d.fw.revokeEndpoint(n.cfg, addrs))
 }
