@@ -69,7 +69,8 @@ type Controller struct {
 }
 
 // New returns a controller configured by opts.
-func New(opts ...config.Option) (*Controller, error) {
+func New(opts ...config.Option) (_ *Controller, err error) {
+	defer classify(&err)
 	cfg := config.New(opts...)
 	c := &Controller{
 		id:        generateID(),
@@ -87,7 +88,6 @@ func New(opts ...config.Option) (*Controller, error) {
 		}
 	}()
 
-	var err error
 	if cfg.HostNetNS == "" {
 		c.host, err = netnsutil.Current()
 	} else {
@@ -130,7 +130,7 @@ const StoreFile = "libnetwork.db"
 // RestoreError reports what could not be restored from the previous run's
 // state when the controller started (nil when everything came back).
 // Objects that failed stay recorded and are retried by the next start.
-func (c *Controller) RestoreError() error { return c.restoreErr }
+func (c *Controller) RestoreError() error { return types.Classed(c.restoreErr) }
 
 // release frees what New acquired; used by Stop and by a failed New.
 func (c *Controller) release() {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -51,7 +52,8 @@ type endpointIface struct {
 
 // CreateEndpoint creates an endpoint called name on the network, with its
 // addresses allocated from the network's pools.
-func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (*Endpoint, error) {
+func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoint, err error) {
+	defer classify(&err)
 	if !config.IsValidName(name) {
 		return nil, ErrInvalidName(name)
 	}
@@ -95,6 +97,11 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (*Endpoint
 	})
 
 	if !n.special() {
+		// An IPAM driver that keys addresses by MAC gets one made now; the
+		// network driver is given the same MAC for the interface.
+		if ep.iface.mac == nil && n.ipam.ipam.Capabilities().RequiresMACAddress {
+			ep.iface.mac = macaddr.Random()
+		}
 		if err := ep.assignAddresses(&undo); err != nil {
 			return nil, err
 		}
@@ -179,13 +186,7 @@ func (ep *Endpoint) assignAddresses(undo *undoStack) error {
 func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoStack) (*net.IPNet, string, error) {
 	n := ep.network
 	want := ipToAddr(prefer)
-	opts := maps.Clone(ep.ipamOptions)
-	if n.ipam.ipam.Capabilities().RequiresMACAddress && ep.iface.mac != nil {
-		if opts == nil {
-			opts = map[string]string{}
-		}
-		opts[netlabel.MacAddress] = ep.iface.mac.String()
-	}
+	opts := ep.macOption(maps.Clone(ep.ipamOptions))
 	var lastErr error
 	for _, info := range infos {
 		if want.IsValid() && !ipNetToPrefix(info.Pool).Contains(want) {
@@ -203,6 +204,13 @@ func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoS
 			return nil, "", nil // the pool hands out no addresses (null IPAM)
 		}
 		pool := info.PoolID
+		// The driver's answer is used only as what was asked: the address
+		// asked for, or one in the pool. Anything else is given back.
+		if p := ipNetToPrefix(info.Pool); (want.IsValid() && got.Addr() != want) || !p.Contains(got.Addr()) {
+			_ = n.ipam.ipam.ReleaseAddress(pool, got.Addr())
+			return nil, "", types.InternalErrorf("allocating address for endpoint %s on network %s: IPAM driver %s answered %s (asked %v in pool %s)",
+				ep.name, n.name, n.ipamType, got.Addr(), prefer, p)
+		}
 		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, got.Addr()) })
 		return prefixToIPNet(got), pool, nil
 	}
@@ -213,6 +221,19 @@ func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoS
 		return nil, "", nil
 	}
 	return nil, "", types.Wrapf(lastErr, "no available addresses for endpoint %s on network %s", ep.name, n.name)
+}
+
+// macOption adds the endpoint's MAC to opts (made if nil) for an IPAM
+// driver whose capabilities ask for it.
+func (ep *Endpoint) macOption(opts map[string]string) map[string]string {
+	if !ep.network.ipam.ipam.Capabilities().RequiresMACAddress || ep.iface.mac == nil {
+		return opts
+	}
+	if opts == nil {
+		opts = map[string]string{}
+	}
+	opts[netlabel.MacAddress] = ep.iface.mac.String()
+	return opts
 }
 
 func (ep *Endpoint) releaseAddresses() {
@@ -240,7 +261,8 @@ func (ep *Endpoint) Network() string { return ep.network.name }
 // Delete removes the endpoint and releases its addresses. A joined endpoint
 // is refused with ActiveContainerError unless force is set, in which case it
 // leaves its sandbox first. Deleting an endpoint already gone succeeds.
-func (ep *Endpoint) Delete(force bool) error {
+func (ep *Endpoint) Delete(force bool) (err error) {
+	defer classify(&err)
 	n := ep.network
 	c := n.ctrl
 	c.mu.Lock()
@@ -284,7 +306,8 @@ func (ep *Endpoint) Delete(force bool) error {
 
 // DriverInfo returns the driver's operational data for the endpoint: for
 // the bridge, netlabel.MacAddress, netlabel.PortMap and netlabel.ExposedPorts.
-func (ep *Endpoint) DriverInfo() (map[string]any, error) {
+func (ep *Endpoint) DriverInfo() (_ map[string]any, err error) {
+	defer classify(&err)
 	n := ep.network
 	info, err := n.driver.d.EndpointOperInfo(n.id, ep.id)
 	if err != nil {

@@ -29,7 +29,8 @@ func (js *joinState) hasIface() bool { return js.dstName != "" || js.srcName != 
 // sandbox's namespace, which gets the endpoint's addresses and routes; the
 // sandbox's default gateway moves to the best endpoint. A second join is
 // refused with a Forbidden error; a failed join leaves nothing behind.
-func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) error {
+func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
+	defer classify(&err)
 	if sb == nil || sb.ctrl != ep.network.ctrl {
 		return ErrInvalidJoin{}
 	}
@@ -234,7 +235,8 @@ func (sb *Sandbox) depopulate(s *osl.Sandbox, ep *Endpoint, nsGoing bool) error 
 
 // Leave detaches the endpoint from sb. Leaving a sandbox the endpoint is not
 // joined to is refused with a Forbidden error.
-func (ep *Endpoint) Leave(sb *Sandbox, opts ...EndpointOption) error {
+func (ep *Endpoint) Leave(sb *Sandbox, opts ...EndpointOption) (err error) {
+	defer classify(&err)
 	if sb == nil || sb.ctrl != ep.network.ctrl {
 		return ErrInvalidJoin{}
 	}

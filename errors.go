@@ -1,6 +1,16 @@
 package libnetwork
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/opencnm/libnetwork/types"
+)
+
+// classify makes *err, an error a public call is about to return, itself of
+// its class while it still unwraps to its cause: callers written for
+// upstream assert the class directly (err.(types.ForbiddenError)). Named
+// errors below are classed themselves and come back unchanged.
+func classify(err *error) { *err = types.Classed(*err) }
 
 // Named errors with upstream's names, each carrying its class (types.*Error
 // marker interfaces), so callers can test either the class or the type.

@@ -80,7 +80,8 @@ type Network struct {
 
 // NewNetwork creates a network of networkType called name. An empty id
 // generates one. Names are unique per controller.
-func (c *Controller) NewNetwork(networkType, name string, id string, opts ...NetworkOption) (*Network, error) {
+func (c *Controller) NewNetwork(networkType, name string, id string, opts ...NetworkOption) (_ *Network, err error) {
+	defer classify(&err)
 	if !config.IsValidName(name) {
 		return nil, ErrInvalidName(name)
 	}
@@ -125,7 +126,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	}
 	if _, taken := c.networks[id]; taken {
 		c.mu.Unlock()
-		return nil, types.ForbiddenErrorf("network id %s is already in use", id)
+		return nil, NetworkNameError(id)
 	}
 	c.netNames[name] = id
 	c.mu.Unlock()
@@ -145,7 +146,6 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		c.mu.Unlock()
 	})
 
-	var err error
 	if n.driver, err = c.driver(networkType); err != nil {
 		return nil, err
 	}
@@ -225,7 +225,8 @@ func (n *Network) Type() string { return n.networkType }
 
 // Delete removes the network. It fails with ActiveEndpointsError while the
 // network has endpoints. Deleting a network already deleted succeeds.
-func (n *Network) Delete(opts ...NetworkDeleteOption) error {
+func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
+	defer classify(&err)
 	c := n.ctrl
 	c.mu.Lock()
 	if cur, ok := c.networks[n.id]; !ok || cur != n {

@@ -88,6 +88,9 @@ func (n *Network) allocateGateway(info *IpamInfo, conf *IpamConf) error {
 		if err != nil {
 			return types.BadRequestErrorf("invalid gateway %q returned by IPAM for network %s: %w", info.Meta[netlabel.Gateway], n.name, err)
 		}
+		if !info.Pool.Contains(gw.IP) {
+			return types.InternalErrorf("gateway %s returned by IPAM for network %s is outside pool %s", gw.IP, n.name, info.Pool)
+		}
 		info.Gateway = gw
 		return nil
 	}
@@ -95,9 +98,33 @@ func (n *Network) allocateGateway(info *IpamInfo, conf *IpamConf) error {
 	if err != nil {
 		return types.Wrapf(err, "requesting gateway address for network %s", n.name)
 	}
-	if gw.IsValid() {
-		info.Gateway = prefixToIPNet(gw)
-		info.gwFromIPAM = true
+	if !gw.IsValid() {
+		return nil
+	}
+	// A driver may answer another gateway than asked (a plugin has its own
+	// rules): its answer is used, if it is in the pool.
+	if pool := ipNetToPrefix(info.Pool); !pool.Contains(gw.Addr()) {
+		_ = n.ipam.ipam.ReleaseAddress(info.PoolID, gw.Addr())
+		return types.InternalErrorf("requesting gateway address for network %s: IPAM driver %s answered %s, outside pool %s", n.name, n.ipamType, gw.Addr(), pool)
+	}
+	info.Gateway = prefixToIPNet(gw)
+	info.gwFromIPAM = true
+	return nil
+}
+
+// requestExact asks IPAM for exactly addr in the pool. An answer other
+// than addr is given back and fails: the caller needs that very address
+// (a record's, or an explicit one).
+func (n *Network) requestExact(poolID string, addr netip.Addr, opts map[string]string) error {
+	got, _, err := n.ipam.ipam.RequestAddress(poolID, addr, opts)
+	if err != nil {
+		return err
+	}
+	if got.Addr() != addr {
+		if got.IsValid() {
+			_ = n.ipam.ipam.ReleaseAddress(poolID, got.Addr())
+		}
+		return types.InternalErrorf("IPAM driver %s answered %s for address %s in pool %s", n.ipamType, got.Addr(), addr, poolID)
 	}
 	return nil
 }
@@ -119,7 +146,7 @@ func (n *Network) reserveAux(info *IpamInfo, conf *IpamConf) error {
 			return types.BadRequestErrorf("auxiliary address %s=%s is outside pool %s of network %s", name, s, pool, n.name)
 		}
 		info.AuxAddresses[name] = prefixToIPNet(netip.PrefixFrom(a, pool.Bits()))
-		_, _, err = n.ipam.ipam.RequestAddress(info.PoolID, a, nil)
+		err = n.requestExact(info.PoolID, a, nil)
 		switch {
 		case err == nil:
 			info.auxFromIPAM[name] = true

@@ -193,7 +193,8 @@ func (r *registry) close() {
 
 // RegisterDriver adds an in-process network driver of type name. A name
 // held by a built-in driver cannot be taken.
-func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability driverapi.Capability) error {
+func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability driverapi.Capability) (err error) {
+	defer classify(&err)
 	if name == "" || d == nil {
 		return types.BadRequestErrorf("registering driver %q: name and driver are required", name)
 	}
@@ -208,7 +209,8 @@ func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability 
 }
 
 // RegisterIpamDriver adds an in-process IPAM driver called name.
-func (c *Controller) RegisterIpamDriver(name string, i ipamapi.Ipam) error {
+func (c *Controller) RegisterIpamDriver(name string, i ipamapi.Ipam) (err error) {
+	defer classify(&err)
 	if name == "" || i == nil {
 		return types.BadRequestErrorf("registering IPAM driver %q: name and driver are required", name)
 	}

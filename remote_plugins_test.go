@@ -68,9 +68,10 @@ func newPluginController(t *testing.T, timeout time.Duration) (*libnetwork.Contr
 // vethPlugin is a network plugin doing what real ones (weave, calico-style)
 // do: CreateEndpoint makes a veth pair in the host namespace, Join names
 // the container end for the controller to move into the sandbox, and
-// DeleteEndpoint deletes the pair. It runs in the test process, so it
-// makes links with a netlink handle opened in the controller's host
-// namespace, not in its own.
+// DeleteEndpoint deletes the pair. Like real plugins it keeps its state
+// and refuses a second create of a network or endpoint ID. It runs in the
+// test process, so it makes links with a netlink handle opened in the
+// controller's host namespace, not in its own.
 type vethPlugin struct {
 	nl     *netlink.Handle
 	mac    string                 // CreateEndpoint's answer when the controller chose no MAC
@@ -174,6 +175,10 @@ func (p *vethPlugin) CreateNetwork(r *network.CreateNetworkRequest) error {
 		return fmt.Errorf("gateway %q: %w", r.IPv4Data[0].Gateway, err)
 	}
 	p.mu.Lock()
+	if _, dup := p.gws[r.NetworkID]; dup {
+		p.mu.Unlock()
+		return fmt.Errorf("network %s exists", r.NetworkID)
+	}
 	p.gws[r.NetworkID] = ip.String()
 	p.pools[r.NetworkID] = r.IPv4Data[0].Pool
 	p.mu.Unlock()
@@ -185,7 +190,14 @@ func (p *vethPlugin) AllocateNetwork(r *network.AllocateNetworkRequest) (*networ
 }
 
 func (p *vethPlugin) DeleteNetwork(r *network.DeleteNetworkRequest) error {
-	return p.enter("DeleteNetwork", r.NetworkID)
+	if err := p.enter("DeleteNetwork", r.NetworkID); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	delete(p.gws, r.NetworkID)
+	delete(p.pools, r.NetworkID)
+	p.mu.Unlock()
+	return nil
 }
 
 func (p *vethPlugin) FreeNetwork(r *network.FreeNetworkRequest) error {
@@ -195,6 +207,9 @@ func (p *vethPlugin) FreeNetwork(r *network.FreeNetworkRequest) error {
 func (p *vethPlugin) CreateEndpoint(r *network.CreateEndpointRequest) (*network.CreateEndpointResponse, error) {
 	if err := p.enter("CreateEndpoint", r.EndpointID); err != nil {
 		return nil, err
+	}
+	if p.ep(r.EndpointID) != nil {
+		return nil, fmt.Errorf("endpoint %s exists", r.EndpointID)
 	}
 	e := &pluginEP{host: "rh" + r.EndpointID[:8], peer: "rc" + r.EndpointID[:8]}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.host}, PeerName: e.peer}

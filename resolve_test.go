@@ -321,3 +321,26 @@ func TestResolveNameIPv6(t *testing.T) {
 		t.Fatalf("ResolveIP(%s) = %q", v6, got)
 	}
 }
+
+// A hostname given as an FQDN, with no domain name, gets its short name on
+// the container's own hosts line too, as upstream writes it.
+func TestHostsFQDNHostnameShortName(t *testing.T) {
+	c := newController(t)
+	withFake(t, c)
+	n := fakeNet(t, c, "n", ipamOpt("10.92.0.0/24", ""))
+	sb := extSandbox(t, c, "fqdn", libnetwork.OptionHostname("somehost.example.com"))
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	hosts := readSandboxFile(t, c, sb, "hosts")
+	if want := epIP(ep) + "\tsomehost.example.com somehost\n"; !strings.Contains(hosts, want) {
+		t.Errorf("hosts lacks %q:\n%s", want, hosts)
+	}
+	if err := ep.Leave(sb); err != nil {
+		t.Fatal(err)
+	}
+	if hosts := readSandboxFile(t, c, sb, "hosts"); strings.Contains(hosts, "somehost") {
+		t.Errorf("own line left after leave:\n%s", hosts)
+	}
+}

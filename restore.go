@@ -6,11 +6,8 @@ import (
 	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"net"
 	"sort"
-	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
-	"github.com/opencnm/libnetwork/ipamapi"
-	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -151,8 +148,18 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 		enableIPv6: r.EnableIPv6, disableIPv4: r.NoIPv4, internal: r.Internal, labels: r.Labels, persist: true,
 		endpoints: map[string]*Endpoint{}, epNames: map[string]string{},
 	}
+	// A driver that cannot be found (a plugin not running) does not cost
+	// the network: it stays, with a stand-in that finds the driver later,
+	// and the restore reports it.
+	var absent error
 	if n.driver, err = c.driver(r.Type); err != nil {
-		return err
+		absent = types.NoServiceErrorf("network %s kept without its driver %s, used again once the driver is back: %v", r.Name, r.Type, err)
+		scope := r.Scope
+		if scope == "" {
+			scope = driverapi.LocalScope
+		}
+		n.driver = &driverEntry{d: &absentDriver{c: c, n: n, typ: r.Type},
+			cap: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
 	}
 	n.scope = n.driver.scope()
 	var undo undoStack
@@ -164,7 +171,9 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	}()
 	if !n.special() {
 		if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
-			return err
+			// As for the driver: the network stays, its records trusted.
+			absent = errors.Join(absent, types.NoServiceErrorf("network %s kept without its IPAM driver %s, used again once it is back: %v", r.Name, r.IpamType, err))
+			n.ipam = &ipamEntry{ipam: &absentIPAM{c: c, name: n.ipamType, net: n.name}}
 		}
 		if n.ipamV4Info, err = n.replayPools(r.IpamV4Info, false, &undo); err != nil {
 			return err
@@ -173,67 +182,21 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 			return err
 		}
 	}
-	req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
-		IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
-	if err := n.driver.d.CreateNetwork(req); err != nil {
-		return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
+	// A driver keeping its own state still has the network (upstream
+	// re-creates only networks of built-in drivers): the record is trusted.
+	if !keepsState(n.driver.d) {
+		req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
+			IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
+		if err := n.driver.d.CreateNetwork(req); err != nil {
+			return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
+		}
 	}
 	c.mu.Lock()
 	c.networks[n.id] = n
 	c.netNames[n.name] = n.id
 	c.mu.Unlock()
 	ok = true
-	return nil
-}
-
-// replayPools asks IPAM again for exactly the pools, gateways and aux
-// addresses the network had, so nothing it held can be handed out twice.
-func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
-	var infos []*IpamInfo
-	for _, r := range recs {
-		pool, sub := r.Pool, ""
-		if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
-			sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator
-		}
-		got, err := n.ipam.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
-			SubPool: sub, Options: n.ipamOptions, V6: v6})
-		if err != nil {
-			return nil, types.Wrapf(err, "re-reserving pool %s", pool)
-		}
-		info := &IpamInfo{PoolID: got.PoolID, Meta: r.Meta, gwFromIPAM: r.GwFromIPAM, auxFromIPAM: r.AuxFromIPAM}
-		info.AddressSpace = r.AddressSpace
-		info.Pool = prefixToIPNet(got.Pool)
-		undo.push(func() { n.releaseInfo(info) })
-		if r.Gateway != "" {
-			gw, err := types.ParseCIDR(r.Gateway)
-			if err != nil {
-				return nil, err
-			}
-			info.Gateway = gw
-			if r.GwFromIPAM {
-				if _, _, err := n.ipam.ipam.RequestAddress(got.PoolID, ipToAddr(gw.IP), map[string]string{ipamapi.RequestAddressType: netlabel.Gateway}); err != nil {
-					return nil, types.Wrapf(err, "re-reserving gateway %s", r.Gateway)
-				}
-			}
-		}
-		if len(r.Aux) > 0 {
-			info.AuxAddresses = map[string]*net.IPNet{}
-			for name, s := range r.Aux {
-				a, err := types.ParseCIDR(s)
-				if err != nil {
-					return nil, err
-				}
-				info.AuxAddresses[name] = a
-				if r.AuxFromIPAM[name] {
-					if _, _, err := n.ipam.ipam.RequestAddress(got.PoolID, ipToAddr(a.IP), nil); err != nil {
-						return nil, types.Wrapf(err, "re-reserving aux address %s", s)
-					}
-				}
-			}
-		}
-		infos = append(infos, info)
-	}
-	return infos, nil
+	return absent
 }
 
 func (c *Controller) restoreEndpoint(r endpointRecord) error {
@@ -286,10 +249,13 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			return err
 		}
 		pool := n.poolIDFor(ipn.IP, a.pool)
-		if _, _, err := n.ipam.ipam.RequestAddress(pool, ipToAddr(ipn.IP), nil); err != nil {
-			return types.Wrapf(err, "re-reserving address %s", a.s)
+		// As for pools: only a driver asking for replay is asked again.
+		if n.ipamReplays() {
+			if err := n.requestExact(pool, ipToAddr(ipn.IP), ep.macOption(nil)); err != nil {
+				return types.Wrapf(err, "re-reserving address %s", a.s)
+			}
+			undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		}
-		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		*a.dst = ipn
 		if a.dst == &ep.iface.addr {
 			ep.iface.v4PoolID = pool
@@ -297,15 +263,19 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			ep.iface.v6PoolID = pool
 		}
 	}
-	req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
-		Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
-	got, err := n.driver.d.CreateEndpoint(req)
-	if err != nil {
-		return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
-	}
-	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
-	if err := ep.mergeDriverInterface(got); err != nil {
-		return err
+	// As for networks: a driver keeping state still has the endpoint, and
+	// the record holds what it chose (the MAC) at create.
+	if !keepsState(n.driver.d) {
+		req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
+			Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
+		got, err := n.driver.d.CreateEndpoint(req)
+		if err != nil {
+			return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
+		}
+		undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+		if err := ep.mergeDriverInterface(got); err != nil {
+			return err
+		}
 	}
 	joined := r.State == stateReady || r.State == stateLeaving
 	if joined && r.SandboxID != "" && r.Join != nil {

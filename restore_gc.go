@@ -59,7 +59,8 @@ func (c *Controller) collectGarbage() error {
 // CollectGarbage removes kernel objects and files the library made that no
 // network, endpoint or sandbox accounts for any more (leftovers of a crash),
 // as New does at start. It is safe to call at any time.
-func (c *Controller) CollectGarbage() error {
+func (c *Controller) CollectGarbage() (err error) {
+	defer classify(&err)
 	c.gcMu.Lock()
 	defer c.gcMu.Unlock()
 	return c.collectGarbage()

@@ -39,7 +39,8 @@ type Sandbox struct {
 // NewSandbox creates the sandbox of containerID: a new network namespace
 // (or the host's with OptionUseDefaultSandbox, or none until SetKey with
 // OptionUseExternalKey) and its DNS files.
-func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*Sandbox, error) {
+func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *Sandbox, err error) {
+	defer classify(&err)
 	if strings.TrimSpace(containerID) == "" {
 		return nil, InvalidContainerIDError(containerID)
 	}
@@ -90,7 +91,6 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (*San
 	undo.push(sb.removeDNSFiles)
 
 	var osSbox *osl.Sandbox
-	var err error
 	switch {
 	case sb.cfg.useDefaultSandbox:
 		osSbox, err = c.acquireDefaultSandbox(sb.key)
@@ -173,7 +173,8 @@ func (sb *Sandbox) Endpoints() []*Endpoint {
 }
 
 // Statistics returns per-interface counters keyed by in-sandbox name.
-func (sb *Sandbox) Statistics() (map[string]*types.InterfaceStatistics, error) {
+func (sb *Sandbox) Statistics() (_ map[string]*types.InterfaceStatistics, err error) {
+	defer classify(&err)
 	sb.ctrl.mu.Lock()
 	s := sb.osSbox
 	sb.ctrl.mu.Unlock()
@@ -189,7 +190,8 @@ func (sb *Sandbox) Statistics() (map[string]*types.InterfaceStatistics, error) {
 
 // Delete leaves and deletes every endpoint joined to the sandbox, then
 // removes its namespace and files. Deleting a sandbox already gone succeeds.
-func (sb *Sandbox) Delete() error {
+func (sb *Sandbox) Delete() (err error) {
+	defer classify(&err)
 	c := sb.ctrl
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
@@ -233,7 +235,8 @@ func (sb *Sandbox) Delete() error {
 // SetKey gives a sandbox made with OptionUseExternalKey its namespace:
 // path (such as /proc/PID/ns/net) is bind-mounted at Key() and the
 // interfaces of endpoints already joined are moved into it.
-func (sb *Sandbox) SetKey(path string) error {
+func (sb *Sandbox) SetKey(path string) (err error) {
+	defer classify(&err)
 	if path == "" {
 		return types.BadRequestErrorf("invalid sandbox key %q", path)
 	}
@@ -298,7 +301,8 @@ func (sb *Sandbox) SetKey(path string) error {
 
 // Refresh re-applies the sandbox's configuration with opts: every endpoint
 // leaves, the DNS files are rebuilt, and every endpoint joins again.
-func (sb *Sandbox) Refresh(opts ...SandboxOption) error {
+func (sb *Sandbox) Refresh(opts ...SandboxOption) (err error) {
+	defer classify(&err)
 	sb.opMu.Lock()
 	c := sb.ctrl
 	c.mu.Lock()
@@ -333,7 +337,8 @@ func (sb *Sandbox) Refresh(opts ...SandboxOption) error {
 
 // Rename gives every endpoint joined to the sandbox the name name (as
 // Docker does when a container is renamed). On a conflict nothing changes.
-func (sb *Sandbox) Rename(name string) error {
+func (sb *Sandbox) Rename(name string) (err error) {
+	defer classify(&err)
 	if strings.TrimSpace(name) == "" {
 		return ErrInvalidName(name)
 	}

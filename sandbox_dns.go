@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/opencnm/libnetwork/etchosts"
 	"github.com/opencnm/libnetwork/resolvconf"
@@ -167,10 +166,7 @@ func (sb *Sandbox) joinDNS(ep *Endpoint) (err error) {
 	}()
 	cfg := &sb.cfg
 	if cfg.hostname != "" && cfg.originHosts == "" && !ep.network.special() {
-		names := []string{cfg.hostname}
-		if cfg.domainname != "" {
-			names = []string{cfg.hostname + "." + strings.TrimPrefix(cfg.domainname, "."), cfg.hostname}
-		}
+		names := etchosts.Names(cfg.hostname, cfg.domainname)
 		var recs []etchosts.Record
 		for _, a := range []*net.IPNet{ep.iface.addr, ep.iface.addrv6} {
 			if a != nil {

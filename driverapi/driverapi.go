@@ -170,3 +170,14 @@ type JoinRestorer interface {
 type GarbageCollector interface {
 	CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) error
 }
+
+// StateKeeper is implemented by drivers whose networks and endpoints live
+// outside the controller's process and outlast it (a plugin keeps them).
+// When KeepsState is true, a restarted controller takes them back from its
+// own records and does not create them in the driver again, which would
+// refuse them as duplicates. Drivers without it keep their state in the
+// controller's process and get CreateNetwork and CreateEndpoint again for
+// every record at restore.
+type StateKeeper interface {
+	KeepsState() bool
+}

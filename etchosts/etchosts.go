@@ -53,6 +53,21 @@ func (r Record) String() string {
 	return r.IP.String() + "\t" + strings.Join(r.Names, " ")
 }
 
+// Names returns the names of a container's own line: its fully qualified name
+// (hostname, then domainname if set) and, if that has a dot, the short name
+// before the first one, as upstream writes it; so "somehost.example.com" with
+// no domain name answers to "somehost" too.
+func Names(hostname, domainname string) []string {
+	fqdn := hostname
+	if d := strings.TrimPrefix(domainname, "."); d != "" {
+		fqdn += "." + d
+	}
+	if short, _, ok := strings.Cut(fqdn, "."); ok && short != "" {
+		return []string{fqdn, short}
+	}
+	return []string{fqdn}
+}
+
 // validate rejects records whose line would not parse back as the same record
 // (and so could not be deleted exactly) or would break the file.
 func (r Record) validate() error {

@@ -304,3 +304,23 @@ func TestConcurrentAddDelete(t *testing.T) {
 	}
 	checkMode(t, p)
 }
+
+// A container's own line carries its fully qualified name and the short name
+// before the first dot, whether the domain came separately or inside the
+// hostname.
+func TestNames(t *testing.T) {
+	for _, tc := range []struct {
+		host, domain string
+		want         []string
+	}{
+		{"box", "", []string{"box"}},
+		{"box", "example.com", []string{"box.example.com", "box"}},
+		{"box", ".example.com", []string{"box.example.com", "box"}},
+		{"somehost.example.com", "", []string{"somehost.example.com", "somehost"}},
+		{"a.b", "example.com", []string{"a.b.example.com", "a"}},
+	} {
+		if got := Names(tc.host, tc.domain); !slices.Equal(got, tc.want) {
+			t.Errorf("Names(%q, %q) = %q, want %q", tc.host, tc.domain, got, tc.want)
+		}
+	}
+}

@@ -136,8 +136,55 @@ func InternalMaskableErrorf(format string, a ...any) error {
 // IsClassed reports whether err already carries one of the classes, so a
 // caller adding context can keep the original class instead of re-classing.
 func IsClassed(err error) bool {
-	return IsNotFound(err) || IsBadRequest(err) || IsForbidden(err) || IsNotImplemented(err) ||
-		IsInternal(err) || IsTimeout(err) || IsNoService(err) || IsMaskable(err)
+	_, ok := classOf(err)
+	return ok
+}
+
+// directKind is the class err itself has, without unwrapping.
+func directKind(err error) (errKind, bool) {
+	switch err.(type) {
+	case NotFoundError:
+		return kindNotFound, true
+	case BadRequestError:
+		return kindBadRequest, true
+	case ForbiddenError:
+		return kindForbidden, true
+	case NotImplementedError:
+		return kindNotImplemented, true
+	case InternalError:
+		return kindInternal, true
+	case TimeoutError:
+		return kindTimeout, true
+	case NoServiceError:
+		return kindNoService, true
+	case MaskableError:
+		return kindMaskable, true
+	}
+	return 0, false
+}
+
+// classOf is the class of the outermost classed error in err's tree, in the
+// order errors.As visits it.
+func classOf(err error) (errKind, bool) {
+	for err != nil {
+		if k, ok := directKind(err); ok {
+			return k, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if k, ok := classOf(e); ok {
+					return k, true
+				}
+			}
+			return 0, false
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
 }
 
 // Is* helpers are shorthand for errors.As with a class interface.
@@ -150,16 +197,35 @@ func IsTimeout(err error) bool        { var t TimeoutError; return errors.As(err
 func IsNoService(err error) bool      { var t NoServiceError; return errors.As(err, &t) }
 func IsMaskable(err error) bool       { var t MaskableError; return errors.As(err, &t) }
 
-// Wrapf adds context to err while keeping its class: if err is already
-// classed the result unwraps to it (so errors.As still finds the class);
-// otherwise the result is classed as Internal.
+// Wrapf adds context to err. The result is itself of err's class (the
+// outermost class in its chain; Internal if it has none), so a direct type
+// assertion such as err.(ForbiddenError) works as well as errors.As, and it
+// unwraps to err.
 func Wrapf(err error, format string, a ...any) error {
 	if err == nil {
 		return nil
 	}
-	msg := fmt.Sprintf(format, a...)
-	if IsClassed(err) {
-		return fmt.Errorf("%s: %w", msg, err)
+	kind, ok := classOf(err)
+	if !ok {
+		kind = kindInternal
 	}
-	return InternalErrorf("%s: %w", msg, err)
+	return wrap(kind, fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), err))
+}
+
+// Classed returns err itself if it is of a class by direct type assertion,
+// otherwise err under the class of its chain (Internal if it has none) with
+// the same message, unwrapping to err. Public calls pass errors built by
+// plain wrapping through it.
+func Classed(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := directKind(err); ok {
+		return err
+	}
+	kind, ok := classOf(err)
+	if !ok {
+		kind = kindInternal
+	}
+	return wrap(kind, err)
 }

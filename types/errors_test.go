@@ -44,3 +44,51 @@ func TestClassesSurviveWrapping(t *testing.T) {
 		t.Error("Wrapf(nil) is not nil")
 	}
 }
+
+// Wrapf and Classed return a value of the cause's class itself, so the
+// direct type assertion callers written for upstream make works, and the
+// result still unwraps to the cause.
+func TestWrappedErrorsAreOfTheirClassDirectly(t *testing.T) {
+	cause := errors.New("cause")
+	direct := map[string]func(error) bool{
+		"NotFound":       func(e error) bool { _, ok := e.(NotFoundError); return ok },
+		"BadRequest":     func(e error) bool { _, ok := e.(BadRequestError); return ok },
+		"Forbidden":      func(e error) bool { _, ok := e.(ForbiddenError); return ok },
+		"NotImplemented": func(e error) bool { _, ok := e.(NotImplementedError); return ok },
+		"Internal":       func(e error) bool { _, ok := e.(InternalError); return ok },
+		"Timeout":        func(e error) bool { _, ok := e.(TimeoutError); return ok },
+		"NoService":      func(e error) bool { _, ok := e.(NoServiceError); return ok },
+		"Maskable":       func(e error) bool { _, ok := e.(MaskableError); return ok },
+	}
+	classed := map[string]error{
+		"NotFound":       NotFoundErrorf("x: %w", cause),
+		"BadRequest":     BadRequestErrorf("x: %w", cause),
+		"Forbidden":      ForbiddenErrorf("x: %w", cause),
+		"NotImplemented": NotImplementedErrorf("x: %w", cause),
+		"Internal":       InternalErrorf("x: %w", cause),
+		"Timeout":        TimeoutErrorf("x: %w", cause),
+		"NoService":      NoServiceErrorf("x: %w", cause),
+		"Maskable":       InternalMaskableErrorf("x: %w", cause),
+	}
+	for name, err := range classed {
+		for how, got := range map[string]error{
+			"Wrapf":           Wrapf(err, "op"),
+			"Wrapf of %w":     Wrapf(fmt.Errorf("outer: %w", err), "op"),
+			"Classed of %w":   Classed(fmt.Errorf("outer: %w", err)),
+			"Classed of Join": Classed(errors.Join(errors.New("plain"), err)),
+		} {
+			if !direct[name](got) || !errors.Is(got, err) || !errors.Is(got, cause) {
+				t.Errorf("%s %s: %T %v is not %s itself or lost its cause", how, name, got, got, name)
+			}
+		}
+		if Classed(err) != err {
+			t.Errorf("Classed(%s) is not the error itself", name)
+		}
+	}
+	if got := Classed(cause); !direct["Internal"](got) || !errors.Is(got, cause) || got.Error() != cause.Error() {
+		t.Errorf("Classed of an unclassed error: %T %v", got, got)
+	}
+	if Classed(nil) != nil {
+		t.Error("Classed(nil) is not nil")
+	}
+}

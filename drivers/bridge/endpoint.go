@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"crypto/rand"
 	"errors"
 	"net"
 
@@ -201,14 +200,6 @@ func (d *Driver) endpointLocked(nid, eid string) (*network, *endpoint, error) {
 func macFromIPv4(ip net.IP) net.HardwareAddr {
 	v4 := ip.To4()
 	return net.HardwareAddr{0x02, 0x42, v4[0], v4[1], v4[2], v4[3]}
-}
-
-// randomMAC returns a random unicast, locally administered MAC.
-func randomMAC() net.HardwareAddr {
-	mac := make(net.HardwareAddr, 6)
-	_, _ = rand.Read(mac) // crypto/rand.Read never fails on Linux
-	mac[0] = mac[0]&0xfe | 0x02
-	return mac
 }
 
 // ipv6FromMAC puts the MAC in the last six bytes of the pool's prefix.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
@@ -227,7 +228,7 @@ func TestMACAndIPv6Derivation(t *testing.T) {
 	if _, err := ipv6FromMAC(mustCIDR(t, "fd00:1::/96"), mac); !types.IsForbidden(err) {
 		t.Fatalf("/96: want Forbidden, got %v", err)
 	}
-	r := randomMAC()
+	r := macaddr.Random()
 	if r[0]&1 != 0 || r[0]&2 == 0 {
 		t.Fatalf("random mac %s not unicast locally administered", r)
 	}

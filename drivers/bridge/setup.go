@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -184,7 +185,7 @@ func bridgeMAC(gw *net.IPNet) net.HardwareAddr {
 			return net.HardwareAddr{0x02, 0x42, v4[0], v4[1], v4[2], v4[3]}
 		}
 	}
-	return randomMAC()
+	return macaddr.Random()
 }
 
 // bridgeAddrs lists the addresses the bridge must carry.

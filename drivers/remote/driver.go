@@ -35,6 +35,7 @@ var (
 	_ driverapi.ExternalConnectivity = (*Driver)(nil)
 	_ driverapi.NetworkAllocator     = (*Driver)(nil)
 	_ driverapi.Discoverer           = (*Driver)(nil)
+	_ driverapi.StateKeeper          = (*Driver)(nil)
 )
 
 // New asks the activated plugin behind client for its capabilities and
@@ -76,6 +77,11 @@ func (d *Driver) call(method string, req any, resp response) error {
 	}
 	return d.client.ReportedError(m, resp.GetError())
 }
+
+// KeepsState is true: the plugin process holds its networks and endpoints
+// across a restart of the controller, and answers a second create of one
+// with an error, as real plugins do.
+func (d *Driver) KeepsState() bool { return true }
 
 // Type is the plugin's name, which is the network type users ask for.
 func (d *Driver) Type() string { return d.client.Name() }
