@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -99,7 +100,7 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 		if ep.addr != nil {
 			ep.mac = macFromIPv4(ep.addr.IP)
 		} else {
-			ep.mac = randomMAC() // IPv6-only: no address to derive it from
+			ep.mac = macaddr.Random() // IPv6-only: no address to derive it from
 		}
 		chosen.MacAddress = types.GetMacCopy(ep.mac)
 	}
