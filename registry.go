@@ -228,7 +228,9 @@ func (r *registry) allDrivers() []driverapi.Driver {
 	return out
 }
 
-// logger is where the controller reports what it did or could not do.
+// logger is where the controller reports what it did or could not do:
+// slog.Default as long as config.Config carries no logger of its own
+// (CONTRACT.md's config.OptionLogger is the one to return here).
 func (c *Controller) logger() *slog.Logger { return slog.Default() }
 
 // driverConfig is the configuration handed to the built-in driver of
