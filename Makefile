@@ -16,11 +16,13 @@ build:
 
 # System packages the privileged tests drive (iproute2 for debugging, the
 # iptables binaries the firewall execs, conntrack for flushing mappings,
-# nft to look at the published ports' table as nft shows it).
+# nft to look at the published ports' table as nft shows it, runc and a
+# static busybox for the test that runs a real container).
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	   ! { command -v iptables-restore && command -v ip && command -v conntrack && command -v nft; } >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables conntrack nftables >/dev/null; \
+	   ! { command -v iptables-restore && command -v ip && command -v conntrack && command -v nft && \
+	       command -v runc && [ -x /bin/busybox ]; } >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables conntrack nftables runc busybox-static >/dev/null; \
 	fi
 
 vet:

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -199,7 +202,8 @@ func (w *crashWorker) step() string {
 // (small, so addresses are reused often); one in three is dual-stack, with
 // an IPv6 ULA /64 of its own (fd66:<k>::/64, distinct as the /26 is), so
 // its endpoints get IPv6 addresses and publish their ports in both
-// families; one in four is kept in memory only
+// families; one in three is IPv4 nat-unprotected with a trusted host
+// interface; one in four is kept in memory only
 // (NetworkOptionPersist(false)), whose leftovers the next start must
 // collect.
 func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
@@ -225,6 +229,12 @@ func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
 			[]*libnetwork.IpamConf{{PreferredPool: pool}}, v6, nil)}
 		if v6 != nil {
 			opts = append(opts, libnetwork.NetworkOptionEnableIPv6(true))
+		}
+		if w.rng.Intn(3) == 0 {
+			// The rule checker renders these too: no protection for
+			// IPv4, a trusted interface (which need not exist).
+			opts = append(opts, libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{
+				bridge.GatewayModeIPv4: "nat-unprotected", bridge.TrustedHostInterfaces: "eth9"}}))
 		}
 		if w.rng.Intn(4) == 0 {
 			opts = append(opts, libnetwork.NetworkOptionPersist(false))

@@ -18,7 +18,7 @@ import (
 )
 
 // Tables a network's or an endpoint's rules live in.
-var ruleTables = []string{firewall.TableMangle, firewall.TableNAT, firewall.TableFilter}
+var ruleTables = firewall.Tables()
 
 // kernelRules lists the host namespace's rules of one family, as
 // "<table> -A <chain> <spec>" (iptables -S form).
@@ -55,6 +55,15 @@ func optBool(t *testing.T, opts map[string]string, label, field string, def bool
 	return def
 }
 
+// optString reads a bridge option given as a label or as the driver's
+// field name; "" when absent.
+func optString(opts map[string]string, label, field string) string {
+	if v, ok := opts[label]; ok {
+		return v
+	}
+	return opts[field]
+}
+
 // wantNetworkRules returns the rules bridge network n must have in fam,
 // in kernelRules' form, rendered by the firewall package itself (on fakes)
 // from the network's configuration as the bridge driver passes it: the
@@ -71,6 +80,11 @@ func wantNetworkRules(t *testing.T, n *libnetwork.Network, br string, fam firewa
 		if v := opts[k]; v != "" {
 			cfg.HostIP = net.ParseIP(v)
 		}
+	}
+	cfg.GatewayModeIPv4 = firewall.GatewayMode(optString(opts, bridge.GatewayModeIPv4, "GatewayModeIPv4"))
+	cfg.GatewayModeIPv6 = firewall.GatewayMode(optString(opts, bridge.GatewayModeIPv6, "GatewayModeIPv6"))
+	if v := optString(opts, bridge.TrustedHostInterfaces, "TrustedHostInterfaces"); v != "" {
+		cfg.TrustedInterfaces = strings.Split(v, ":")
 	}
 	v4, v6 := n.IpamInfo()
 	if len(v4) > 0 {

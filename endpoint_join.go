@@ -87,35 +87,16 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	}
 	undo.push(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
 
-	var reserved []string
-	req := driverapi.JoinRequest{NetworkID: n.id, EndpointID: ep.id, Options: sb.cfg.labels()}
-	if osSbox != nil {
-		req.SandboxKey = osSbox.Key()
-		req.IfaceName = func(prefix string) string {
-			name := osSbox.ReserveName(prefix)
-			reserved = append(reserved, name)
-			return name
-		}
+	js, reserved, err := sb.driverJoin(osSbox, ep)
+	if err != nil {
+		return err
 	}
-	res, err := n.driver.d.Join(req)
 	undo.push(func() {
 		for _, name := range reserved {
 			osSbox.ReleaseName(name)
 		}
 	})
-	if err != nil {
-		return types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
-	}
 	undo.push(func() { _ = n.driver.d.Leave(n.id, ep.id) })
-
-	js := &joinState{gw: res.Gateway, gw6: res.GatewayIPv6, noGwSvc: res.DisableGatewayService,
-		srcName: res.SrcName, dstPrefix: res.DstPrefix, dstName: res.DstName}
-	for _, r := range res.StaticRoutes {
-		js.routes = append(js.routes, r.GetCopy())
-	}
-	if n.internal {
-		js.gw, js.gw6 = nil, nil // internal networks give no way out
-	}
 	c.mu.Lock()
 	ep.join = js
 	c.mu.Unlock()
@@ -172,6 +153,39 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	return nil
 }
 
+// driverJoin has ep's driver join it to the namespace of s (nil: none yet)
+// and returns what it decided, with the interface names it reserved in s
+// (the caller releases them if it fails later). On error nothing is left.
+func (sb *Sandbox) driverJoin(s *osl.Sandbox, ep *Endpoint) (*joinState, []string, error) {
+	n := ep.network
+	var reserved []string
+	req := driverapi.JoinRequest{NetworkID: n.id, EndpointID: ep.id, Options: sb.cfg.labels()}
+	if s != nil {
+		req.SandboxKey = s.Key()
+		req.IfaceName = func(prefix string) string {
+			name := s.ReserveName(prefix)
+			reserved = append(reserved, name)
+			return name
+		}
+	}
+	res, err := n.driver.d.Join(req)
+	if err != nil {
+		for _, name := range reserved {
+			s.ReleaseName(name)
+		}
+		return nil, nil, types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
+	}
+	js := &joinState{gw: res.Gateway, gw6: res.GatewayIPv6, noGwSvc: res.DisableGatewayService,
+		srcName: res.SrcName, dstPrefix: res.DstPrefix, dstName: res.DstName}
+	for _, r := range res.StaticRoutes {
+		js.routes = append(js.routes, r.GetCopy())
+	}
+	if n.internal {
+		js.gw, js.gw6 = nil, nil // internal networks give no way out
+	}
+	return js, reserved, nil
+}
+
 // populate puts the endpoint's interface into s with its addresses and routes.
 func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
 	c := sb.ctrl
@@ -217,17 +231,24 @@ func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
 }
 
 // depopulate takes the endpoint's interface out of s; gone already is fine.
-// The interface is detached (down, renamed), not deleted: deleting a veth
-// costs the kernel ~25 ms, so the driver deletes it off the caller's path.
-// A link moved in from the host always goes back to its owner; one created
-// inside is left alone when the namespace is about to go (nsGoing).
+// The interface is detached (down, addresses flushed, renamed), not
+// deleted: deleting a veth costs the kernel ~25 ms, so the driver deletes
+// it off the caller's path. A link moved in from the host goes back to its
+// owner. When the namespace is about to go (nsGoing) a link made inside
+// is only cut off (addresses and routes removed, osl.CutOff): a container
+// still running there keeps the namespace and the link alive, and must
+// lose its address the moment its sandbox is deleted, but the link's name
+// is never needed again, and setting it down costs Delete 3-5 times over.
 func (sb *Sandbox) depopulate(s *osl.Sandbox, ep *Endpoint, nsGoing bool) error {
 	c := sb.ctrl
 	c.mu.Lock()
 	js := ep.join
 	c.mu.Unlock()
-	if js == nil || js.dstName == "" || (nsGoing && js.srcName == "") {
+	if js == nil || js.dstName == "" {
 		return nil
+	}
+	if nsGoing && js.srcName == "" {
+		return s.CutOff(js.dstName)
 	}
 	// Routes through the interface go with it.
 	return s.DetachInterface(js.dstName)
@@ -254,8 +275,9 @@ func (ep *Endpoint) Leave(sb *Sandbox, opts ...EndpointOption) (err error) {
 
 // leave undoes a join; the caller holds sb.opMu. Every step runs even if an
 // earlier one failed, so the endpoint always ends up detached. When the
-// sandbox's namespace is about to be destroyed (nsGoing) the interface is
-// left in it: the kernel takes it away with the namespace.
+// sandbox is being deleted with the namespace it made (nsGoing), a gateway
+// that moves needs no leave intent (the whole sandbox goes), and the
+// interface is cut off rather than detached.
 func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	c := sb.ctrl
 	n := ep.network
@@ -324,7 +346,12 @@ func (sb *Sandbox) removeEndpointLocked(ep *Endpoint) {
 
 // updateGateway moves the default route and external connectivity to the
 // endpoint that should now provide them. The caller holds sb.opMu.
-func (sb *Sandbox) updateGateway() error {
+func (sb *Sandbox) updateGateway() error { return sb.updateGatewayPorts(nil) }
+
+// updateGatewayPorts is updateGateway publishing exactly the host ports
+// oper when given (the gateway endpoint's operational bindings, chosen ones
+// included), as a restore does.
+func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 	c := sb.ctrl
 	c.mu.Lock()
 	old, next := sb.gwEP, sb.gatewayEndpointLocked()
@@ -363,7 +390,12 @@ func (sb *Sandbox) updateGateway() error {
 		}
 	}
 	if ext, ok := next.network.driver.d.(driverapi.ExternalConnectivity); ok {
-		if err := ext.ProgramExternalConnectivity(next.network.id, next.id, sb.cfg.labels()); err != nil {
+		labels := sb.cfg.labels()
+		if len(oper) > 0 {
+			labels[netlabel.PortMap] = oper
+			labels[netlabel.OperPortMap] = slices.Clone(oper)
+		}
+		if err := ext.ProgramExternalConnectivity(next.network.id, next.id, labels); err != nil {
 			if s != nil {
 				_ = s.UnsetGateway()
 				_ = s.UnsetGatewayIPv6()

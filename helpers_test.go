@@ -42,8 +42,15 @@ func newController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 func newPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Controller, *testutil.HostNS) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	dir := t.TempDir()
 	host := testutil.NewHostNS(t)
+	return newPrivControllerIn(t, host, opts...), host
+}
+
+// newPrivControllerIn is newPrivController in a host namespace the test
+// made (and may have prepared, e.g. forwarding on before the start).
+func newPrivControllerIn(t *testing.T, host *testutil.HostNS, opts ...config.Option) *libnetwork.Controller {
+	t.Helper()
+	dir := t.TempDir()
 	base := []config.Option{
 		config.OptionExecRoot(filepath.Join(dir, "run")),
 		config.OptionDataDir(filepath.Join(dir, "lib")),
@@ -56,7 +63,7 @@ func newPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Control
 	}
 	t.Cleanup(c.Stop)
 	t.Cleanup(func() { teardown(t, c) })
-	return c, host
+	return c
 }
 
 // teardown deletes every sandbox and network a test left, so its namespace

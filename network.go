@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/host"
 	"github.com/opencnm/libnetwork/drivers/null"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -87,6 +88,8 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	}
 	if id == "" {
 		id = generateID()
+	} else if err := names.ID(id); err != nil {
+		return nil, types.Wrapf(err, "creating network %s: invalid network id", name)
 	}
 	n := &Network{
 		ctrl: c, id: id, name: name, networkType: networkType, created: time.Now(),
@@ -150,6 +153,11 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		return nil, err
 	}
 	n.scope = n.driver.scope()
+	if v, ok := n.driver.d.(driverapi.NetworkValidator); ok {
+		if err := v.ValidateNetwork(id, n.driverOptions()); err != nil {
+			return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
+		}
+	}
 	if n.ipamType == "" || n.ipamType == ipamapi.DefaultIPAM {
 		n.ipamType = ipamapi.DefaultIPAM
 	}

@@ -3,6 +3,7 @@ package libnetwork_test
 import (
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
@@ -137,9 +138,25 @@ var labelChecks = map[string]func(t *testing.T, w *walkRig){
 			t.Fatalf("no address request typed %s: %v", netlabel.Gateway, rec.opts)
 		}
 	},
-	"DriverMTU":            bridgeLabels,
-	"ContainerIfacePrefix": bridgeLabels,
-	"HostIP":               bridgeLabels,
+	"BridgeGatewayModeIPv4":       refusedByBridge(netlabel.BridgeGatewayModeIPv4, "routed-ish"),
+	"BridgeGatewayModeIPv6":       refusedByBridge(netlabel.BridgeGatewayModeIPv6, "routed-ish"),
+	"BridgeTrustedHostInterfaces": refusedByBridge(netlabel.BridgeTrustedHostInterfaces, "bad/name"),
+	"DriverMTU":                   bridgeLabels,
+	"ContainerIfacePrefix":        bridgeLabels,
+	"HostIP":                      bridgeLabels,
+}
+
+// refusedByBridge checks that the bridge driver reads label: a bad value
+// fails NewNetwork with a BadRequest naming it. What valid values do is
+// in gateway_mode_test.go (TestGatewayModeNATUnprotected,
+// TestGatewayModeIsolated, TestTrustedHostInterfaces).
+func refusedByBridge(label, bad string) func(t *testing.T, w *walkRig) {
+	return func(t *testing.T, w *walkRig) {
+		_, err := w.c.NewNetwork("bridge", w.name("refused"), "", libnetwork.NetworkOptionDriverOpts(map[string]string{label: bad}))
+		if !types.IsBadRequest(err) || !strings.Contains(err.Error(), label) {
+			t.Fatalf("%s=%s: want BadRequest naming it, got %v", label, bad, err)
+		}
+	}
 }
 
 // bridgeLabels checks the netlabel keys the bridge driver reads, in the

@@ -38,6 +38,12 @@ type portRig struct {
 func newPortRig(t *testing.T, opts ...config.Option) *portRig {
 	t.Helper()
 	c, host := newPrivController(t, opts...)
+	return newPortRigOf(t, c, host)
+}
+
+// newPortRigOf is newPortRig around a controller already running in host.
+func newPortRigOf(t *testing.T, c *libnetwork.Controller, host *testutil.HostNS) *portRig {
+	t.Helper()
 	// Runs before the controller stops: a failed test still removes its
 	// sandboxes' namespaces.
 	t.Cleanup(func() {

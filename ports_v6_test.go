@@ -40,6 +40,13 @@ const (
 func newPortRig6(t *testing.T) *portRig {
 	t.Helper()
 	r := newPortRig(t)
+	withUplink6(t, r)
+	return r
+}
+
+// withUplink6 gives the rig's uplink its IPv6 addresses (see newPortRig6).
+func withUplink6(t *testing.T, r *portRig) {
+	t.Helper()
 	add := func(h *netlink.Handle, link string, addrs ...string) {
 		l, err := h.LinkByName(link)
 		if err != nil {
@@ -55,7 +62,6 @@ func newPortRig6(t *testing.T) *portRig {
 	}
 	add(r.host.Netlink, "uplink", uplinkHost6+"/64", uplinkHost6b+"/64", "fe80::cafe:1/64")
 	add(r.out.Netlink, "wan0", uplinkOutside6+"/64", "fe80::cafe:2/64")
-	return r
 }
 
 func ip6Of(t *testing.T, c *container) string {

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -137,6 +138,11 @@ func (c *Controller) restore() error {
 }
 
 func (c *Controller) restoreNetwork(r networkRecord) error {
+	// A record of an older version may hold an ID that is no longer
+	// valid: it is not restored, so GC takes its bridge and rules.
+	if err := names.ID(r.ID); err != nil {
+		return types.Wrapf(err, "invalid network id")
+	}
 	gen, err := decodeGeneric(r.Generic)
 	if err != nil {
 		return types.InternalErrorf("decoding options: %w", err)
@@ -200,6 +206,9 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 }
 
 func (c *Controller) restoreEndpoint(r endpointRecord) error {
+	if err := names.ID(r.ID); err != nil {
+		return types.Wrapf(err, "invalid endpoint id")
+	}
 	c.mu.Lock()
 	n := c.networks[r.NetworkID]
 	c.mu.Unlock()
@@ -362,6 +371,9 @@ func joinFromRecord(r *joinRecord) *joinState {
 // in kept: the container is running, and losing its network over one of
 // them would be worse than the error, which RestoreError reports.
 func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []string, leaving map[string]bool) (publishLater *Sandbox, kept, retErr error) {
+	if err := names.ID(r.ID); err != nil {
+		return nil, nil, types.Wrapf(err, "invalid sandbox id")
+	}
 	sbOpts, _ := opts.([]SandboxOption)
 	sb := &Sandbox{ctrl: c, id: r.ID, containerID: r.ContainerID, key: r.Key,
 		prio: map[string]int{}, aliases: map[string]map[string]string{}}

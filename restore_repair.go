@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
@@ -170,7 +171,13 @@ func (c *Controller) removeStaleSandbox(r sandboxRecord) error {
 	if !r.DefaultSandbox {
 		errs = append(errs, netnsutil.Remove(r.Key))
 	}
-	errs = append(errs, os.RemoveAll(filepath.Join(c.cfg.ExecRoot, "files", r.ID)))
+	// The ID names a directory: one that is not a valid ID (a record of
+	// an older version, or not ours) could point anywhere.
+	if err := names.ID(r.ID); err != nil {
+		errs = append(errs, types.Wrapf(err, "removing files of stale sandbox: invalid sandbox id"))
+	} else {
+		errs = append(errs, os.RemoveAll(filepath.Join(c.cfg.ExecRoot, "files", r.ID)))
+	}
 	errs = append(errs, c.commit(recDelete(kindSandbox, r.ID)))
 	return errors.Join(errs...)
 }

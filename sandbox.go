@@ -205,9 +205,9 @@ func (sb *Sandbox) Delete() (err error) {
 	osSbox := sb.osSbox
 	c.mu.Unlock()
 
-	// Only a namespace we made dies with the sandbox and takes its
-	// interfaces along; a runtime's (SetKey) may outlive it, so its
-	// interfaces are detached (cut off) like at any Leave.
+	// Only a namespace we made dies with the sandbox, but a process
+	// still in it keeps it alive: every interface is detached (cut off)
+	// as at any Leave, whoever owns the namespace.
 	nsGoing := osSbox != nil && !sb.cfg.useDefaultSandbox && !sb.cfg.useExternalKey
 	var errs []error
 	for _, ep := range eps {
@@ -234,7 +234,11 @@ func (sb *Sandbox) Delete() (err error) {
 
 // SetKey gives a sandbox made with OptionUseExternalKey its namespace:
 // path (such as /proc/PID/ns/net) is bind-mounted at Key() and the
-// interfaces of endpoints already joined are moved into it.
+// interfaces of endpoints already joined are moved into it. Called again
+// (a runtime that makes a fresh namespace at every container start), it
+// moves the sandbox into the new namespace with its endpoints re-plumbed
+// there; a failure leaves the sandbox in the old one. A sandbox with a
+// namespace of its own (not OptionUseExternalKey) is Forbidden.
 func (sb *Sandbox) SetKey(path string) (err error) {
 	defer classify(&err)
 	if path == "" {
@@ -248,15 +252,19 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	case sb.deleting:
 		c.mu.Unlock()
 		return types.ForbiddenErrorf("sandbox %s is being deleted", sb.id[:12])
-	case sb.osSbox != nil:
+	case sb.osSbox != nil && !sb.cfg.useExternalKey:
 		c.mu.Unlock()
-		return types.ForbiddenErrorf("sandbox %s already has a network namespace", sb.id[:12])
+		return types.ForbiddenErrorf("sandbox %s has a network namespace of its own", sb.id[:12])
 	}
 	eps := append([]*Endpoint(nil), sb.endpoints...)
+	old := sb.osSbox
 	c.mu.Unlock()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
+	if old != nil {
+		return sb.rekey(old, path, eps)
+	}
 	s, err := osl.Adopt(sb.key, path)
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])

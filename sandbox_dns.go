@@ -55,6 +55,16 @@ func (sb *Sandbox) setupDNSFiles() error {
 	if resolvPath == "" {
 		resolvPath = filepath.Join(sb.filesDir(), "resolv.conf")
 	}
+	// A user-named path may be in a directory that does not exist yet; as
+	// upstream, it is made (and, being the user's, kept at Delete).
+	for _, p := range []string{cfg.hostsPath, cfg.resolvConfPath} {
+		if p == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return types.InternalErrorf("creating directory of %s for sandbox %s: %w", p, sb.id[:12], err)
+		}
+	}
 	st.hosts = etchosts.New(hostsPath)
 	st.resolv = resolvPath
 	st.overrides = len(cfg.dns) > 0 || len(cfg.dnsSearch) > 0 || len(cfg.dnsOpts) > 0

@@ -138,6 +138,15 @@ type Discoverer interface {
 	DiscoverDelete(dType int, data any) error
 }
 
+// NetworkValidator is implemented by drivers that can tell from a
+// network's ID and options alone that CreateNetwork would refuse them. The
+// controller asks before it allocates anything for the network, so a bad
+// option (a bridge name that would be a firewall wildcard, say) costs no
+// address pool, no record and no kernel object. CreateNetwork still checks.
+type NetworkValidator interface {
+	ValidateNetwork(nid string, options map[string]any) error
+}
+
 // Closer is implemented by drivers holding resources to release at
 // controller Stop.
 type Closer interface {

@@ -2,7 +2,11 @@
 //
 // A File owns one path and serialises every change to it, so concurrent joins
 // and leaves of one sandbox cannot lose each other's records. Changes are
-// written atomically (temporary file + rename) with mode 0644.
+// written in place with mode 0644 (same inode: an OCI runtime bind-mounts
+// the file into the running container, and a replaced file would never
+// reach it): truncate, then one write of the whole content, so a
+// concurrent reader may see the file empty or partly written for that
+// instant, never old and new lines mixed (see atomicfile.WriteInPlace).
 //
 // Difference from upstream libnetwork, on purpose: Delete removes exactly the
 // record lines Add wrote (same address, same names, same order), never "any
@@ -13,7 +17,6 @@ package etchosts
 
 import (
 	"errors"
-	"github.com/opencnm/libnetwork/internal/atomicfile"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -22,6 +25,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/opencnm/libnetwork/internal/atomicfile"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -130,7 +134,7 @@ func (f *File) Build(extra, own []Record) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return atomicWrite(f.path, []byte(b.String()))
+	return write(f.path, []byte(b.String()))
 }
 
 // Add appends one line per record. A missing file is created. Adding a record
@@ -156,7 +160,7 @@ func (f *File) Add(recs ...Record) error {
 	if content != "" && !strings.HasSuffix(content, "\n") {
 		content += "\n"
 	}
-	return atomicWrite(f.path, []byte(content+add.String()))
+	return write(f.path, []byte(content+add.String()))
 }
 
 // Delete removes, for each record, the last line that is exactly that
@@ -189,7 +193,7 @@ func (f *File) Delete(recs ...Record) error {
 	if !changed {
 		return nil
 	}
-	return atomicWrite(f.path, []byte(strings.Join(lines, "")))
+	return write(f.path, []byte(strings.Join(lines, "")))
 }
 
 // readLocked returns the file's content; a missing file reads as empty.
@@ -204,9 +208,9 @@ func (f *File) readLocked() (string, error) {
 	return string(b), nil
 }
 
-// atomicWrite replaces the file at path all-or-nothing, with FileMode.
-func atomicWrite(path string, content []byte) error {
-	if err := atomicfile.Write(path, content, FileMode); err != nil {
+// write rewrites the file at path in place, with FileMode.
+func write(path string, content []byte) error {
+	if err := atomicfile.WriteInPlace(path, content, FileMode); err != nil {
 		return types.InternalErrorf("writing hosts file %q: %w", path, err)
 	}
 	return nil

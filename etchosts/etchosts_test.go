@@ -305,6 +305,44 @@ func TestConcurrentAddDelete(t *testing.T) {
 	checkMode(t, p)
 }
 
+// Build, Add and Delete write the same inode: a holder of the file opened
+// before (a runtime's bind mount) reads every change.
+func TestChangesKeepInode(t *testing.T) {
+	f := New(filepath.Join(t.TempDir(), "hosts"))
+	if err := f.Build(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(f.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	read := func() string {
+		b := make([]byte, 4096)
+		n, _ := held.ReadAt(b, 0)
+		return string(b[:n])
+	}
+	r := Record{IP: netip.MustParseAddr("10.0.0.5"), Names: []string{"web"}}
+	if err := f.Add(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != defaults+"10.0.0.5\tweb\n" {
+		t.Fatalf("after Add the held file reads %q", got)
+	}
+	if err := f.Delete(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != defaults {
+		t.Fatalf("after Delete the held file reads %q", got)
+	}
+	if err := f.Build([]Record{r}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != defaults+"10.0.0.5\tweb\n" {
+		t.Fatalf("after Build the held file reads %q", got)
+	}
+}
+
 // A container's own line carries its fully qualified name and the short name
 // before the first dot, whether the domain came separately or inside the
 // hostname.

@@ -34,6 +34,9 @@ type chain struct {
 	userOwned bool
 	// jumps into the chain from built-in chains.
 	jumps []Rule
+	// builtin: the entry is a built-in chain (never created or deleted)
+	// that holds global rules of ours, given as jumps.
+	builtin bool
 }
 
 // globalChains returns the chains every family gets. The FORWARD jumps
@@ -57,6 +60,7 @@ func globalChains(fam Family) []chain {
 		{table: TableFilter, name: ChainUser, rules: []string{ret}, userOwned: true, jumps: []Rule{
 			{Family: fam, Table: TableFilter, Chain: chainForward, Spec: spec(ownerGlobal, "", ChainUser), Pos: 1},
 		}},
+		{table: TableMangle, name: chainPrerouting, builtin: true, jumps: loopbackGuard(fam)},
 	}
 }
 
@@ -184,7 +188,7 @@ func (fw *Firewall) Teardown() error {
 	var chains []chainKey
 	for _, fam := range fw.fams {
 		for _, c := range globalChains(fam) {
-			if !c.userOwned {
+			if !c.userOwned && !c.builtin {
 				chains = append(chains, chainKey{fam, c.table, c.name})
 			}
 		}

@@ -54,7 +54,7 @@ func dumpRules(t testing.TB, r firewall.Runner, fams ...firewall.Family) string 
 	t.Helper()
 	var b strings.Builder
 	for _, fam := range fams {
-		for _, table := range []string{firewall.TableMangle, firewall.TableNAT, firewall.TableFilter} {
+		for _, table := range firewall.Tables() {
 			out, err := r.List(fam, table)
 			if err != nil {
 				t.Fatalf("listing %s %s: %v", fam, table, err)
@@ -134,6 +134,12 @@ var networkCases = []struct {
 	{"no-masquerade", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), ICC: true}},
 	{"ipv6", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true}},
 	{"ipv6-only", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true}},
+	// Direct access: trusted interfaces get their ACCEPT before each
+	// drop; an unprotected family has neither.
+	{"trusted", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
+		TrustedInterfaces: []string{"eth3", "vxlan.1"}}},
+	{"v6-unprotected", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
+		GatewayModeIPv4: firewall.GatewayNAT, GatewayModeIPv6: firewall.GatewayNATUnprotected}},
 }
 
 func TestNetworkGolden(t *testing.T) {
@@ -372,6 +378,12 @@ func TestBadNetworkConfig(t *testing.T) {
 		{ID: "x", Bridge: "bad name", Subnet: cidr("10.0.0.0/24")},
 		{ID: "x", Bridge: "br0"},
 		{ID: "x", Bridge: "br0", Subnet: cidr("fd00::/64")},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: "routed"},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv6: "bogus"},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: firewall.GatewayIsolated}, // not internal
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"eth+"}},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"! eth0"}},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{""}},
 	} {
 		if err := fw.SetupNetwork(c); !types.IsBadRequest(err) {
 			t.Errorf("SetupNetwork(%+v) = %v, want BadRequest", c, err)

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -17,9 +18,10 @@ type Link struct {
 	Ports    []types.TransportPort
 }
 
-// LinkOwner is the comment tag of the link rules an endpoint's join made.
-// It is distinct from EndpointOwner, whose rules SetPortForwards owns.
-func LinkOwner(id string) string { return commentPrefix + "link-" + sanitize(id) }
+// LinkOwner is the comment tag of the link rules an endpoint's join made;
+// injective as EndpointOwner, and distinct from it, whose rules
+// SetPortForwards owns.
+func LinkOwner(id string) string { return commentPrefix + "link-" + names.Tag(id) }
 
 func (l Link) validate() error {
 	if l.Bridge == "" || len(l.Bridge) > 15 {

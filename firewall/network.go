@@ -3,6 +3,7 @@ package firewall
 import (
 	"net"
 
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -29,19 +30,26 @@ type NetworkConfig struct {
 	// with route_localnet=1 on the bridge) and from containers to published
 	// ports get their replies back. On whenever there is no userland proxy.
 	Hairpin bool
+	// GatewayModeIPv4 and GatewayModeIPv6 say, per family, whether the
+	// containers are shielded from direct access (GatewayNAT, the
+	// default when empty) or not (GatewayNATUnprotected);
+	// GatewayIsolated is for internal networks, whose rules it leaves
+	// as they are.
+	GatewayModeIPv4, GatewayModeIPv6 GatewayMode
+	// TrustedInterfaces are host interfaces from which packets may reach
+	// the containers' addresses directly despite the protection.
+	TrustedInterfaces []string
 }
 
 func (c NetworkConfig) validate() error {
-	if c.ID == "" {
-		return types.BadRequestErrorf("network firewall config: empty network id")
+	// The callers validated both already; the firewall checks again because
+	// a bridge name is an interface match here (a "+" would make it a
+	// wildcard) and the ID its rules' owner.
+	if err := names.ID(c.ID); err != nil {
+		return types.Wrapf(err, "network firewall config: invalid network id")
 	}
-	if c.Bridge == "" || len(c.Bridge) > 15 {
-		return types.BadRequestErrorf("network %s firewall config: invalid bridge name %q", c.ID, c.Bridge)
-	}
-	for _, ch := range c.Bridge {
-		if ch == ' ' || ch == '"' || ch == '/' || ch == '!' {
-			return types.BadRequestErrorf("network %s firewall config: invalid bridge name %q", c.ID, c.Bridge)
-		}
+	if err := names.Iface(c.Bridge); err != nil {
+		return types.Wrapf(err, "network %s firewall config: invalid bridge name", c.ID)
 	}
 	if c.Subnet == nil && c.SubnetV6 == nil {
 		return types.BadRequestErrorf("network %s firewall config: no subnet", c.ID)
@@ -52,7 +60,7 @@ func (c NetworkConfig) validate() error {
 	if c.SubnetV6 != nil && c.SubnetV6.IP.To4() != nil {
 		return types.BadRequestErrorf("network %s firewall config: invalid ipv6 subnet %v", c.ID, c.SubnetV6)
 	}
-	return nil
+	return c.validateProtection()
 }
 
 // SetupNetwork installs the network's rules, or changes them to match cfg
@@ -111,10 +119,15 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 	}
 	iccRule := rule(TableFilter, chainForward, forwardPos, "-i "+br+" -o "+br, icc)
 	if cfg.Internal {
+		// Nothing is routed into or out of the bridge; what stays on it
+		// is the ICC rule's. By interface, not address: bridged frames
+		// traverse ip6tables too, and an address match would drop the
+		// containers' neighbour discovery (multicast) among themselves,
+		// and let in a packet from elsewhere with a forged source.
 		return []Rule{
 			iccRule,
-			rule(TableFilter, ChainIsolation1, 1, "! -s "+n+" -o "+br, "DROP"),
-			rule(TableFilter, ChainIsolation1, 1, "! -d "+n+" -i "+br, "DROP"),
+			rule(TableFilter, ChainIsolation1, 1, "! -i "+br+" -o "+br, "DROP"),
+			rule(TableFilter, ChainIsolation1, 1, "-i "+br+" ! -o "+br, "DROP"),
 		}
 	}
 	nat := "MASQUERADE"
@@ -132,6 +145,10 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 	rules = append(rules,
 		rule(TableNAT, chainPostroute, 0, "-s "+n+" -d "+n+" -o "+br+" -m conntrack --ctstate DNAT", "MASQUERADE"),
 		rule(TableFilter, ChainDocker, 0, "! -i "+br+" -o "+br+" -m conntrack --ctstate DNAT", "ACCEPT"))
+	if cfg.protected(fam) {
+		// After the DNAT accept: DOCKER's rules are appended in order.
+		rules = append(rules, directAccessRules(fam, cfg, n, cfg.Masquerade)...)
+	}
 	if cfg.Masquerade {
 		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-s "+n+" ! -o "+br, nat))
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -52,6 +53,9 @@ func (p PortForward) validate() error {
 // bridge is not needed by the DNAT itself: the network's own rules accept
 // and hairpin-masquerade DNATed traffic into its bridge (networkRules).
 func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error {
+	if err := names.ID(id); err != nil {
+		return types.Wrapf(err, "invalid port forwards: invalid endpoint id")
+	}
 	owner := EndpointOwner(id)
 	var rules []Rule
 	var elems []PortElem

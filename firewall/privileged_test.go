@@ -114,12 +114,19 @@ func TestRealIPForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	sys := firewall.NSSysctl{NS: host.NS}
+	// A new namespace copies IPv4's forwarding from the machine's: start
+	// from a host that did not forward, whatever the machine does.
+	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"} {
+		if err := sys.Set(k, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	flipped, err := firewall.EnableIPForwarding(sys, fw, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(flipped) != 2 {
-		t.Errorf("flipped %v, want both families in a fresh namespace", flipped)
+		t.Errorf("flipped %v, want both families in a namespace that did not forward", flipped)
 	}
 	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		out, _ := run.List(fam, firewall.TableFilter)

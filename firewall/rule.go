@@ -2,6 +2,8 @@ package firewall
 
 import (
 	"strings"
+
+	"github.com/opencnm/libnetwork/internal/names"
 )
 
 // Rule is one iptables rule as data. Spec is the rule exactly as
@@ -35,27 +37,16 @@ const commentPrefix = "cnm-"
 // ownerGlobal tags the rules of the global chains and their jumps.
 const ownerGlobal = commentPrefix + "global"
 
-// NetworkOwner is the comment tag of the rules of network id.
-func NetworkOwner(id string) string { return commentPrefix + "net-" + sanitize(id) }
+// NetworkOwner is the comment tag of the rules of network id. Tags are
+// injective (names.Tag): two networks never share rules, whatever their
+// IDs. Tags of hex IDs are what they always were; a tag an older version
+// derived lossily from another ID is adopted at Setup like any leftover and
+// pruned, its network having been set up again under its new tag.
+func NetworkOwner(id string) string { return commentPrefix + "net-" + names.Tag(id) }
 
-// EndpointOwner is the comment tag of the port rules of endpoint id.
-func EndpointOwner(id string) string { return commentPrefix + "ep-" + sanitize(id) }
-
-// sanitize keeps a comment to characters iptables prints unquoted, so the
-// kernel's listing reads back byte-for-byte as we wrote it, and to the
-// 256-byte limit of the comment match.
-func sanitize(id string) string {
-	b := []byte(id)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return string(b)
-}
+// EndpointOwner is the comment tag of the port rules and port map elements
+// of endpoint id; injective as NetworkOwner.
+func EndpointOwner(id string) string { return commentPrefix + "ep-" + names.Tag(id) }
 
 // spec joins rule arguments, inserting "-m comment --comment owner" before
 // the -j part (where iptables prints it when written there).

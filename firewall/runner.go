@@ -23,6 +23,7 @@ func (f Family) String() string {
 
 // Tables this package writes to, in the order a restore script lists them.
 const (
+	TableRaw    = "raw"
 	TableMangle = "mangle"
 	TableNAT    = "nat"
 	TableFilter = "filter"
@@ -30,7 +31,11 @@ const (
 
 // tableOrder is the fixed order of tables in a rendered restore script, so
 // scripts (and golden listings of them) are deterministic.
-var tableOrder = []string{TableMangle, TableNAT, TableFilter}
+var tableOrder = []string{TableRaw, TableMangle, TableNAT, TableFilter}
+
+// Tables returns the tables this package writes to, in restore-script
+// order: every table a rule of ours may be found in.
+func Tables() []string { return append([]string(nil), tableOrder...) }
 
 // Runner is the narrow interface in front of iptables in one network
 // namespace: the three calls this package needs. Every change goes through

@@ -2,7 +2,10 @@ package firewall
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -119,18 +122,67 @@ func SetRouteLocalnet(sys Sysctl, bridge string) error {
 
 // EnableBridgeNetfilter makes bridged (same-bridge) traffic traverse
 // iptables, which the ICC DROP rule needs to have any effect. It is a no-op
-// where br_netfilter is not available (the keys do not exist).
+// where br_netfilter is not available (the keys do not exist); a network
+// whose isolation depends on it uses RequireBridgeNetfilter instead.
 func EnableBridgeNetfilter(sys Sysctl, ipv6 bool) error {
-	keys := []string{"net/bridge/bridge-nf-call-iptables"}
-	if ipv6 {
-		keys = append(keys, "net/bridge/bridge-nf-call-ip6tables")
-	}
-	for _, k := range keys {
+	for _, k := range bridgeNetfilterKeys(ipv6) {
 		if v, err := sys.Get(k); err != nil || v == "1" {
 			continue // absent: nothing to do
 		}
 		if err := sys.Set(k, "1"); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func bridgeNetfilterKeys(ipv6 bool) []string {
+	keys := []string{"net/bridge/bridge-nf-call-iptables"}
+	if ipv6 {
+		keys = append(keys, "net/bridge/bridge-nf-call-ip6tables")
+	}
+	return keys
+}
+
+// BridgeNetfilterModule is the kernel module that makes bridged traffic
+// traverse iptables; its sysctl keys exist only once it is loaded.
+const BridgeNetfilterModule = "br_netfilter"
+
+// LoadModule loads a kernel module with modprobe. Modules are global to
+// the machine, not to a namespace.
+func LoadModule(name string) error {
+	out, err := exec.Command("modprobe", "--", name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("modprobe %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// RequireBridgeNetfilter is EnableBridgeNetfilter for a network whose
+// isolation depends on it (ICC off): where the keys are absent it loads
+// br_netfilter through load (LoadModule, as moby does) and looks again;
+// if they are still absent, or cannot be set, it fails (NotImplemented
+// when the kernel lacks the feature), so that no network is made whose
+// ICC DROP would silently do nothing.
+func RequireBridgeNetfilter(sys Sysctl, load func(name string) error, ipv6 bool) error {
+	keys := bridgeNetfilterKeys(ipv6)
+	if _, err := sys.Get(keys[0]); errors.Is(err, fs.ErrNotExist) {
+		lerr := load(BridgeNetfilterModule)
+		if _, err := sys.Get(keys[0]); errors.Is(err, fs.ErrNotExist) {
+			return types.NotImplementedErrorf("bridge netfilter (%s) is not available, needed to isolate containers on one bridge: %w",
+				BridgeNetfilterModule, errors.Join(err, lerr))
+		}
+	}
+	for _, k := range keys {
+		v, err := sys.Get(k)
+		if err != nil {
+			return types.Wrapf(err, "enabling bridge netfilter")
+		}
+		if v == "1" {
+			continue
+		}
+		if err := sys.Set(k, "1"); err != nil {
+			return types.Wrapf(err, "enabling bridge netfilter")
 		}
 	}
 	return nil

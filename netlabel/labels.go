@@ -44,6 +44,16 @@ const (
 	ContainerIfacePrefix = Prefix + ".container_iface_prefix"
 	// HostIP is the source address used for SNAT instead of masquerade.
 	HostIP = Prefix + ".host_ipv4"
+	// BridgeGatewayModeIPv4 and BridgeGatewayModeIPv6 are the keys of a
+	// bridge network's gateway mode per family ("nat", the default, or
+	// "nat-unprotected"): whether hosts that route to the containers'
+	// addresses are kept out.
+	BridgeGatewayModeIPv4 = Prefix + ".bridge.gateway_mode_ipv4"
+	BridgeGatewayModeIPv6 = Prefix + ".bridge.gateway_mode_ipv6"
+	// BridgeTrustedHostInterfaces is the key of a bridge network's host
+	// interfaces (colon-separated) from which its containers' addresses
+	// may be reached directly.
+	BridgeTrustedHostInterfaces = Prefix + ".bridge.trusted_host_interfaces"
 
 	// LocalKVClient and GlobalKVClient name datastore client labels passed to drivers.
 	LocalKVClient  = DriverPrivatePrefix + "localkv_client"

@@ -65,3 +65,42 @@ func TestDetachInterface(t *testing.T) {
 		t.Fatalf("detaching a missing interface: %v", err)
 	}
 }
+
+// CutOff leaves the link (up, same name) with no address of either family
+// and no route, and forgets it; a link already gone is fine.
+func TestCutOff(t *testing.T) {
+	host := testutil.NewHostNS(t)
+	s := newTestSandbox(t, "cutoff")
+	nl := s.Netlink()
+	n0 := s.ReserveName("eth")
+	addInsideVeth(t, host, s, "vh0", n0)
+	if err := s.AddInterface(nil, InterfaceConfig{DstName: n0, Address: mustCIDR(t, "10.3.0.2/24"),
+		AddressIPv6: mustCIDR(t, "fd03::2/64")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGateway(net.ParseIP("10.3.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGatewayIPv6(net.ParseIP("fd03::1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CutOff(n0); err != nil {
+		t.Fatal(err)
+	}
+	link, err := nl.LinkByName(n0)
+	if err != nil {
+		t.Fatalf("the cut-off link was deleted or renamed: %v", err)
+	}
+	if addrs, _ := nl.AddrList(link, netlink.FAMILY_ALL); len(addrs) != 0 {
+		t.Errorf("cut-off link kept addresses %v", addrs)
+	}
+	if routes, _ := nl.RouteList(link, netlink.FAMILY_ALL); len(routes) != 0 {
+		t.Errorf("cut-off link kept routes %v", routes)
+	}
+	if slices.ContainsFunc(s.Interfaces(), func(i Interface) bool { return i.DstName == n0 }) {
+		t.Error("cut-off interface still recorded")
+	}
+	if err := s.CutOff("nosuch0"); err != nil {
+		t.Fatalf("CutOff of a missing link: %v", err)
+	}
+}

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// maxIfNameLen is IFNAMSIZ minus the terminating NUL.
-const maxIfNameLen = 15
 
 // InterfaceConfig describes a link to put into the sandbox.
 type InterfaceConfig struct {
@@ -83,11 +81,18 @@ func copyNets(in []*net.IPNet) []*net.IPNet {
 }
 
 func (c *InterfaceConfig) validate(hostNL *netlink.Handle) error {
+	if c.DstName == "lo" {
+		return types.BadRequestErrorf("adding interface lo: invalid name")
+	}
+	if err := names.Iface(c.DstName); err != nil {
+		return types.Wrapf(err, "adding interface: invalid name")
+	}
+	if c.SrcName != "" {
+		if err := names.Iface(c.SrcName); err != nil {
+			return types.Wrapf(err, "adding interface %s: invalid source name", c.DstName)
+		}
+	}
 	switch {
-	case c.DstName == "" || len(c.DstName) > maxIfNameLen || c.DstName == "lo":
-		return types.BadRequestErrorf("adding interface %q: invalid name", c.DstName)
-	case len(c.SrcName) > maxIfNameLen:
-		return types.BadRequestErrorf("adding interface %s: invalid source name %q", c.DstName, c.SrcName)
 	case c.SrcName != "" && (hostNL == nil || c.HostNS == nil):
 		return types.BadRequestErrorf("adding interface %s: moving host link %s in needs the host netlink handle and HostNS", c.DstName, c.SrcName)
 	case c.Address != nil && c.Address.IP.To4() == nil:

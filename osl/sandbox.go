@@ -390,3 +390,14 @@ func isGone(err error) bool {
 	var lnf netlink.LinkNotFoundError
 	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.EADDRNOTAVAIL)
 }
+
+// Remount bind-mounts the sandbox's namespace at its key again, over
+// whatever is mounted there now: the way back when the key was given to
+// another namespace (a runtime's second SetKey) and that move failed.
+func (s *Sandbox) Remount() error {
+	if err := s.use("remounting"); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	return bindMount(fmt.Sprintf("/proc/self/fd/%d", s.ns.Fd()), s.key)
+}

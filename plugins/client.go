@@ -28,6 +28,42 @@ const MediaType = "application/vnd.docker.plugins.v1.2+json"
 // maxErrBody bounds how much of a failed reply is read for its message.
 const maxErrBody = 64 << 10
 
+// maxReply bounds a 200 reply. The largest legitimate ones (an
+// EndpointOperInfo Value map, an IPAM reply's Data) are a few KiB; decoded
+// into interface values a JSON body can take ~20 times its size in
+// memory, so 1 MiB keeps what one hostile or broken plugin can make a call
+// cost to tens of MiB while leaving real replies orders of magnitude of
+// room. A reply over the cap fails the call as Internal: the plugin broke
+// the protocol, the caller did nothing wrong.
+const maxReply = 1 << 20
+
+// maxReplyHeader bounds a reply's header block.
+const maxReplyHeader = 64 << 10
+
+// errReplyTooLarge is what capReader returns past the cap.
+var errReplyTooLarge = errors.New("reply too large")
+
+// capReader passes at most n bytes through, then fails with
+// errReplyTooLarge, so a decoder reading from it stops at the cap instead
+// of buffering whatever the plugin keeps sending (io.LimitReader would
+// report a clean EOF, indistinguishable from a truncated reply).
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, errReplyTooLarge
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
 // PluginError is a failure the plugin reported itself: a non-200 status, or
 // an error field in a 200 reply. Its text is the plugin's message; callers
 // see it as "remote: <message>".
@@ -65,7 +101,10 @@ func NewClient(spec *Spec, timeout time.Duration) (*Client, error) {
 	// call means a restarted plugin never meets a stale pooled connection
 	// (a POST on one cannot be replayed safely) and no idle connection
 	// outlives the client.
-	tr := &http.Transport{DisableKeepAlives: true}
+	//
+	// Reply headers are capped like bodies (maxReply): a plugin sends a
+	// handful, and net/http would otherwise take 10 MiB of them.
+	tr := &http.Transport{DisableKeepAlives: true, MaxResponseHeaderBytes: maxReplyHeader}
 	c := &Client{spec: *spec, timeout: timeout}
 	switch u.Scheme {
 	case "unix":
@@ -174,7 +213,7 @@ func (c *Client) Call(method string, req, resp any) error {
 		r, err := c.do(ctx, method, body)
 		if err == nil {
 			defer r.Body.Close()
-			return c.decode(method, r, resp)
+			return c.decode(ctx, method, r, resp)
 		}
 		if ctx.Err() != nil || isTimeout(err) {
 			return types.TimeoutErrorf("plugin %s: %s: no answer within %s: %w", c.spec.Name, method, c.timeout, err)
@@ -211,11 +250,11 @@ type errorBody struct {
 	Error string
 }
 
-func (c *Client) decode(method string, r *http.Response, resp any) error {
+func (c *Client) decode(ctx context.Context, method string, r *http.Response, resp any) error {
 	if r.StatusCode != http.StatusOK {
 		data, err := io.ReadAll(io.LimitReader(r.Body, maxErrBody))
 		if err != nil {
-			return types.InternalErrorf("plugin %s: %s: read reply: %w", c.spec.Name, method, err)
+			return c.readErr(ctx, method, err)
 		}
 		pe := &PluginError{Plugin: c.spec.Name, Method: method, Status: r.StatusCode, Msg: errorMessage(r.StatusCode, data)}
 		if r.StatusCode == http.StatusNotFound {
@@ -226,10 +265,25 @@ func (c *Client) decode(method string, r *http.Response, resp any) error {
 	if resp == nil {
 		return nil
 	}
-	if err := json.NewDecoder(r.Body).Decode(resp); err != nil && !errors.Is(err, io.EOF) {
-		return types.InternalErrorf("plugin %s: %s: decode reply: %w", c.spec.Name, method, err)
+	// Decoded as it streams in, through the cap: memory stays bounded
+	// however much the plugin sends.
+	if err := json.NewDecoder(&capReader{r: r.Body, n: maxReply}).Decode(resp); err != nil && !errors.Is(err, io.EOF) {
+		return c.readErr(ctx, method, err)
 	}
 	return nil
+}
+
+// readErr classifies a failure while reading a reply: past the cap is
+// Internal, the deadline passing while the reply still arrives is Timeout,
+// anything else (a connection cut, malformed JSON) is Internal.
+func (c *Client) readErr(ctx context.Context, method string, err error) error {
+	switch {
+	case errors.Is(err, errReplyTooLarge):
+		return types.InternalErrorf("plugin %s: %s: reply larger than %d bytes", c.spec.Name, method, maxReply)
+	case ctx.Err() != nil || isTimeout(err):
+		return types.TimeoutErrorf("plugin %s: %s: reply not complete within %s: %w", c.spec.Name, method, c.timeout, err)
+	}
+	return types.InternalErrorf("plugin %s: %s: decode reply: %w", c.spec.Name, method, err)
 }
 
 // errorMessage picks the plugin's own words out of a failed reply.

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -68,10 +69,10 @@ func Discover(dirs []string, name string) (*Spec, error) {
 		}
 		for _, ext := range []string{".spec", ".json"} {
 			for _, p := range []string{filepath.Join(dir, name+ext), filepath.Join(dir, name, name+ext)} {
-				data, err := os.ReadFile(p)
+				data, err := readSpec(p)
 				if err != nil {
 					if !errors.Is(err, fs.ErrNotExist) {
-						return nil, types.InternalErrorf("discover plugin %q: %w", name, err)
+						return nil, types.Wrapf(err, "discover plugin %q", name)
 					}
 					continue
 				}
@@ -83,6 +84,35 @@ func Discover(dirs []string, name string) (*Spec, error) {
 		}
 	}
 	return nil, types.NotFoundErrorf("plugin %q not found in %s", name, strings.Join(dirs, ", "))
+}
+
+// maxSpec bounds a spec file: one holds a URL or a small JSON object.
+const maxSpec = 64 << 10
+
+// readSpec reads a spec file, refusing what is not a regular file (a FIFO
+// would block discovery until someone writes to it) or is larger than
+// maxSpec (a spec linked to /dev/zero or a huge file would fill memory).
+func readSpec(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, types.BadRequestErrorf("read plugin spec %s: not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSpec+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxSpec {
+		return nil, types.BadRequestErrorf("read plugin spec %s: larger than %d bytes", path, maxSpec)
+	}
+	return data, nil
 }
 
 // validName refuses names that would escape the plugin directories.

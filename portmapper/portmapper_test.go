@@ -25,7 +25,7 @@ func dump(t testing.TB, r firewall.Runner, m firewall.PortMaps, fams ...firewall
 	t.Helper()
 	var b strings.Builder
 	for _, fam := range fams {
-		for _, table := range []string{firewall.TableMangle, firewall.TableNAT, firewall.TableFilter} {
+		for _, table := range firewall.Tables() {
 			out, err := r.List(fam, table)
 			if err != nil {
 				t.Fatal(err)

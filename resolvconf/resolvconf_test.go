@@ -228,3 +228,53 @@ func TestWriteFileErrors(t *testing.T) {
 		t.Fatalf("WriteFile into a missing directory: error = %v, want Internal", err)
 	}
 }
+
+// WriteFile keeps the inode (a bind mount sees the new content), and a
+// write interrupted after its pending sidecar leaves the file, old or
+// emptied, still ours; a partial or foreign content is the user's.
+func TestWriteFileInPlaceAndPending(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if _, err := WriteFile(p, []byte("nameserver 10.0.0.1\n")); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := WriteFile(p, []byte("nameserver 10.0.0.2\n")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 100)
+	n, _ := held.ReadAt(b, 0)
+	if string(b[:n]) != "nameserver 10.0.0.2\n" {
+		t.Fatalf("fd opened before the write reads %q", b[:n])
+	}
+
+	old, next := []byte("nameserver 10.0.0.2\n"), []byte("nameserver 10.0.0.3\n")
+	pending := Hash(next) + "\n" + Hash(old) + "\n"
+	if err := os.WriteFile(p+HashSuffix, []byte(pending), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		content string
+		mod     bool
+	}{{string(old), false}, {"", false}, {string(next), false}, {"nameserver 10.0.0.3", true}, {"nameserver 10.9.9.9\n", true}} {
+		if err := os.WriteFile(p, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if mod, err := UserModified(p); err != nil || mod != tc.mod {
+			t.Errorf("UserModified(pending, %q) = %v, %v; want %v", tc.content, mod, err, tc.mod)
+		}
+	}
+	// Once a write completes, an empty file is an edit again.
+	if _, err := WriteFile(p, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if mod, _ := UserModified(p); !mod {
+		t.Error("UserModified(empty after a completed write) = false")
+	}
+}

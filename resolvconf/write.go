@@ -4,11 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/opencnm/libnetwork/internal/atomicfile"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
+	"github.com/opencnm/libnetwork/internal/atomicfile"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -26,23 +27,34 @@ func Hash(content []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// WriteFile replaces the file at path with content, atomically (a reader sees
-// the old or the new file, never a mix), with mode 0644, then records the
+// WriteFile rewrites the file at path with content in place (same inode,
+// so a bind mount of it, as an OCI runtime makes of /etc/resolv.conf,
+// shows the new content at once), with mode 0644, and records the
 // content's hash in path+HashSuffix. It returns the hash.
 //
-// The file is replaced by rename, so a bind mount of the old file (as an OCI
-// runtime makes of /etc/resolv.conf) keeps showing the old content; a caller
-// that must update a running container's view bind-mounts the directory or
-// rewrites in place itself.
-//
-// If the process dies between the two writes, the sidecar no longer matches
-// and UserModified reports the file as edited: refreshes then leave it alone,
-// which is the safe side.
+// The file is truncated, then written with one write (see
+// atomicfile.WriteInPlace): a concurrent reader may see it empty or
+// partly written for that instant, never a mix of old and new. The sidecar
+// is replaced atomically, twice: before the write it names both the new
+// hash and the file's current one ("pending"), after it only the new one.
+// So if the process dies at any point, the file as it is (old, empty or
+// new) still counts as ours and the next refresh rewrites it; only a
+// partial write left by a crash mid-write reads as a user edit, which
+// leaves the file alone: the safe side.
 func WriteFile(path string, content []byte) (string, error) {
-	if err := atomicWrite(path, content); err != nil {
-		return "", err
-	}
 	h := Hash(content)
+	cur, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := atomicWrite(path+HashSuffix, []byte(h+"\n"+Hash(cur)+"\n")); err != nil {
+			return "", err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", types.InternalErrorf("reading %q: %w", path, err)
+	}
+	if err := atomicfile.WriteInPlace(path, content, FileMode); err != nil {
+		return "", types.InternalErrorf("writing %q: %w", path, err)
+	}
 	if err := atomicWrite(path+HashSuffix, []byte(h+"\n")); err != nil {
 		return "", err
 	}
@@ -52,7 +64,9 @@ func WriteFile(path string, content []byte) (string, error) {
 // UserModified reports whether the file at path differs from what WriteFile
 // last wrote there, i.e. whether someone edited, replaced or removed it since,
 // in which case a refresh must leave it alone. A file never written by
-// WriteFile (no sidecar) counts as the user's.
+// WriteFile (no sidecar) counts as the user's; while a write is pending
+// (WriteFile did not finish), the old content, the new one and an empty
+// file count as ours.
 func UserModified(path string) (bool, error) {
 	want, err := os.ReadFile(path + HashSuffix)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -68,10 +82,15 @@ func UserModified(path string) (bool, error) {
 	if err != nil {
 		return false, types.InternalErrorf("reading %q: %w", path, err)
 	}
-	return Hash(content) != strings.TrimSpace(string(want)), nil
+	hashes := strings.Fields(string(want))
+	if len(hashes) > 1 && len(content) == 0 {
+		return false, nil
+	}
+	return !slices.Contains(hashes, Hash(content)), nil
 }
 
-// atomicWrite replaces the file at path all-or-nothing, with FileMode.
+// atomicWrite replaces the file at path all-or-nothing, with FileMode: for
+// the sidecar, which nothing bind-mounts.
 func atomicWrite(path string, content []byte) error {
 	if err := atomicfile.Write(path, content, FileMode); err != nil {
 		return types.InternalErrorf("writing %q: %w", path, err)

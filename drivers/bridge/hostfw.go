@@ -24,6 +24,9 @@ type hostFirewall struct {
 	pm   *portmapper.PortMapper
 	ct   *portmapper.NetlinkConntrack
 	sys  firewall.Sysctl
+	// loadModule loads a kernel module (firewall.LoadModule; tests swap
+	// it with sys).
+	loadModule func(name string) error
 }
 
 var _ firewaller = (*hostFirewall)(nil)
@@ -52,6 +55,8 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err 
 		pm:   portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
 		ct:   ct,
 		sys:  firewall.NSSysctl{NS: host},
+
+		loadModule: firewall.LoadModule,
 	}, nil
 }
 
@@ -76,6 +81,10 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 		// No userland proxy is ever run: loopback and hairpin access
 		// to published ports are by NAT, always.
 		Hairpin: true,
+
+		GatewayModeIPv4:   firewall.GatewayMode(c.GatewayModeIPv4),
+		GatewayModeIPv6:   firewall.GatewayMode(c.GatewayModeIPv6),
+		TrustedInterfaces: c.TrustedIfaces,
 	}
 	if c.EnableIPv6 {
 		cfg.SubnetV6 = c.PoolIPv6
@@ -85,9 +94,10 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 	}
 	if !c.EnableICC {
 		// Without br_netfilter, frames between two ports of one bridge
-		// never reach iptables and the ICC DROP would do nothing.
-		if err := firewall.EnableBridgeNetfilter(h.sys, h.fw.IPv6()); err != nil {
-			return types.InternalErrorf("enabling bridge netfilter for network %s: %w", c.ID, err)
+		// never reach iptables and the ICC DROP would do nothing: then
+		// the network is not made.
+		if err := firewall.RequireBridgeNetfilter(h.sys, h.loadModule, h.fw.IPv6()); err != nil {
+			return types.Wrapf(err, "network %s with inter-container communication off", c.ID)
 		}
 	}
 	return h.fw.SetupNetwork(cfg)

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -85,8 +86,8 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		} else {
 			peerName = c.ContainerIfacePrefix + "0"
 		}
-		if err := validIfaceName(peerName); err != nil {
-			return nil, nil, types.BadRequestErrorf("joining bridge endpoint %s: %w", req.EndpointID, err)
+		if err := names.Iface(peerName); err != nil {
+			return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 		}
 	}
 

@@ -38,6 +38,10 @@ func (d *Driver) CreateNetwork(req driverapi.CreateNetworkRequest) error {
 	if err := c.applyIPAM(req.IPv4Data, req.IPv6Data); err != nil {
 		return err
 	}
+	if !c.EnableICC && d.fw == nil {
+		// Only the firewall's DROP keeps containers on one bridge apart.
+		return types.BadRequestErrorf("creating bridge network %s: option %s=false needs iptables (EnableIPTables is off)", c.ID, EnableICC)
+	}
 
 	d.mu.Lock()
 	if err := d.conflictLocked(c); err != nil {

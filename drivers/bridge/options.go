@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
@@ -21,6 +23,17 @@ const (
 	InhibitIPv4        = netlabel.Prefix + ".bridge.inhibit_ipv4"
 	DefaultBindingIP   = netlabel.Prefix + ".bridge.host_binding_ipv4"
 	DefaultBridge      = netlabel.Prefix + ".bridge.default_bridge"
+	// GatewayModeIPv4/IPv6 take "nat" (the default: only published ports
+	// reach a container from other hosts), "nat-unprotected" (whoever
+	// routes the subnet via this host reaches every container port) or,
+	// on an internal network, "isolated" (the bridge gets no address in
+	// the family, so the host and the containers do not reach each
+	// other). moby's "routed" is not implemented: BadRequest.
+	GatewayModeIPv4 = netlabel.BridgeGatewayModeIPv4
+	GatewayModeIPv6 = netlabel.BridgeGatewayModeIPv6
+	// TrustedHostInterfaces lists host interfaces, separated by ':',
+	// whose traffic may reach the containers' addresses directly.
+	TrustedHostInterfaces = netlabel.BridgeTrustedHostInterfaces
 )
 
 // Aux address keys through which IPAM data names a container default
@@ -33,7 +46,6 @@ const (
 const (
 	defaultIfacePrefix = "eth"
 	defaultBridgeName  = "docker0"
-	maxIfaceNameLen    = 15 // IFNAMSIZ - 1
 )
 
 // driverConfig is the driver-wide configuration, decoded once in New.
@@ -63,6 +75,12 @@ type networkConfig struct {
 	HostIP               net.IP
 	ContainerIfacePrefix string
 	Internal             bool
+	// GatewayModeIPv4/IPv6 as given ("" is nat); TrustedHostInterfaces
+	// as given, TrustedIfaces split from it by validateOptions.
+	GatewayModeIPv4       string
+	GatewayModeIPv6       string
+	TrustedHostInterfaces string
+	TrustedIfaces         []string
 
 	// From IPAM. AddressIPv4/IPv6 are the bridge's addresses (the IPAM
 	// gateway with the pool's mask); PoolIPv4/IPv6 the masked pools.
@@ -93,6 +111,9 @@ var networkOptSpecs = []optSpec{
 	{"HostIP", netlabel.HostIP, func(c *networkConfig) any { return &c.HostIP }},
 	{"ContainerIfacePrefix", netlabel.ContainerIfacePrefix, func(c *networkConfig) any { return &c.ContainerIfacePrefix }},
 	{"Internal", netlabel.Internal, func(c *networkConfig) any { return &c.Internal }},
+	{"GatewayModeIPv4", GatewayModeIPv4, func(c *networkConfig) any { return &c.GatewayModeIPv4 }},
+	{"GatewayModeIPv6", GatewayModeIPv6, func(c *networkConfig) any { return &c.GatewayModeIPv6 }},
+	{"TrustedHostInterfaces", TrustedHostInterfaces, func(c *networkConfig) any { return &c.TrustedHostInterfaces }},
 }
 
 func findSpec(key string) *optSpec {
@@ -146,6 +167,14 @@ func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error
 		return nil, err
 	}
 	return c, nil
+}
+
+// ValidateNetwork checks a network's ID and options as CreateNetwork
+// would, before the controller allocates anything for it
+// (driverapi.NetworkValidator).
+func (d *Driver) ValidateNetwork(nid string, opts map[string]any) error {
+	_, err := parseNetworkOptions(nid, opts)
+	return err
 }
 
 // decodeFields applies the struct-field-name form. Label keys are accepted
@@ -246,41 +275,85 @@ func (c *networkConfig) validateOptions() error {
 	if c.Mtu < 0 || c.Mtu > 65535 {
 		return types.BadRequestErrorf("invalid bridge option %s: mtu %d out of range", netlabel.DriverMTU, c.Mtu)
 	}
+	// The network ID becomes the bridge's alias and its rules' owner; the
+	// bridge name an interface match in those rules, where "+" would be a
+	// wildcard (names).
+	if err := names.ID(c.ID); err != nil {
+		return types.Wrapf(err, "invalid bridge network id")
+	}
 	if c.BridgeName == "" {
 		if c.DefaultBridge {
 			c.BridgeName = defaultBridgeName
 		} else {
-			id := c.ID
-			if len(id) > 12 {
-				id = id[:12]
-			}
-			c.BridgeName = "br-" + id
+			c.BridgeName = "br-" + c.ID[:min(12, len(c.ID))]
 		}
 	}
-	if err := validIfaceName(c.BridgeName); err != nil {
-		return types.BadRequestErrorf("invalid bridge option %s: %w", BridgeName, err)
+	if err := names.Iface(c.BridgeName); err != nil {
+		return types.Wrapf(err, "invalid bridge option %s", BridgeName)
 	}
 	if c.ContainerIfacePrefix == "" {
 		c.ContainerIfacePrefix = defaultIfacePrefix
 	}
-	// Leave room for at least a three-digit index ("eth" + "123").
-	if err := validIfaceName(c.ContainerIfacePrefix + "000"); err != nil {
-		return types.BadRequestErrorf("invalid bridge option %s: %w", netlabel.ContainerIfacePrefix, err)
+	if err := names.IfacePrefix(c.ContainerIfacePrefix); err != nil {
+		return types.Wrapf(err, "invalid bridge option %s", netlabel.ContainerIfacePrefix)
 	}
 	if c.HostIP != nil && c.HostIP.To4() == nil {
 		return types.BadRequestErrorf("invalid bridge option %s: %s is not an IPv4 address", netlabel.HostIP, c.HostIP)
 	}
-	return nil
+	return c.validateProtection()
 }
 
-func validIfaceName(name string) error {
-	switch {
-	case name == "", name == ".", name == "..":
-		return fmt.Errorf("invalid interface name %q", name)
-	case len(name) > maxIfaceNameLen:
-		return fmt.Errorf("interface name %q longer than %d characters", name, maxIfaceNameLen)
-	case strings.ContainsAny(name, "/: \t\n"):
-		return fmt.Errorf("interface name %q contains an invalid character", name)
+// gatewayIsolated is moby's gateway mode of an internal network whose
+// bridge has no address in the family: the host neither reaches the
+// containers nor is reached by them there. It is the driver's, not the
+// firewall's (an internal network's rules are the same).
+const gatewayIsolated = string(firewall.GatewayIsolated)
+
+// isolated reports whether the bridge carries no address of family v6 or
+// v4.
+func (c *networkConfig) isolated(v6 bool) bool {
+	if v6 {
+		return c.GatewayModeIPv6 == gatewayIsolated
+	}
+	return c.GatewayModeIPv4 == gatewayIsolated
+}
+
+// validateProtection checks the gateway modes and trusted interfaces.
+// moby's "routed" mode is refused rather than taken for "nat": it would
+// open what the firewall does not do.
+func (c *networkConfig) validateProtection() error {
+	for _, m := range []struct{ label, v string }{{GatewayModeIPv4, c.GatewayModeIPv4}, {GatewayModeIPv6, c.GatewayModeIPv6}} {
+		switch firewall.GatewayMode(m.v) {
+		case "", firewall.GatewayNAT:
+		case firewall.GatewayNATUnprotected:
+			if c.Internal {
+				return types.BadRequestErrorf("invalid bridge option %s: %q has no meaning on an internal network", m.label, m.v)
+			}
+		case firewall.GatewayIsolated:
+			if !c.Internal {
+				return types.BadRequestErrorf("invalid bridge option %s: %q needs an internal network (%s)", m.label, m.v, netlabel.Internal)
+			}
+		case "routed":
+			return types.BadRequestErrorf("invalid bridge option %s: gateway mode %q is not implemented", m.label, m.v)
+		default:
+			return types.BadRequestErrorf("invalid bridge option %s: unknown gateway mode %q (nat, nat-unprotected, isolated)", m.label, m.v)
+		}
+	}
+	c.TrustedIfaces = nil
+	if c.TrustedHostInterfaces == "" {
+		return nil
+	}
+	if c.Internal {
+		return types.BadRequestErrorf("invalid bridge option %s: an internal network is reached from no host interface", TrustedHostInterfaces)
+	}
+	for _, name := range strings.Split(c.TrustedHostInterfaces, ":") {
+		if err := firewall.ValidInterfaceMatch(name); err != nil {
+			return types.BadRequestErrorf("invalid bridge option %s: %w", TrustedHostInterfaces, err)
+		}
+		if name == c.BridgeName {
+			return types.BadRequestErrorf("invalid bridge option %s: %q is the network's own bridge", TrustedHostInterfaces, name)
+		}
+		c.TrustedIfaces = append(c.TrustedIfaces, name)
 	}
 	return nil
 }

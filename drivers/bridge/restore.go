@@ -12,7 +12,9 @@ import (
 
 // Tags written as link aliases: every bridge and host-side veth the driver
 // makes names its network or endpoint, so a restarted controller tells its
-// own leftovers from anything else in the host namespace.
+// own leftovers from anything else in the host namespace. The ID follows
+// verbatim, so tags of distinct IDs differ; a valid ID (names.ID: at most
+// 64 printable bytes) always fits the kernel's 255-byte alias.
 const (
 	tagNetwork  = "opencnm:net:"
 	tagEndpoint = "opencnm:ep:"

@@ -191,10 +191,10 @@ func bridgeMAC(gw *net.IPNet) net.HardwareAddr {
 // bridgeAddrs lists the addresses the bridge must carry.
 func bridgeAddrs(c *networkConfig) []*net.IPNet {
 	var addrs []*net.IPNet
-	if !c.InhibitIPv4 && c.AddressIPv4 != nil {
+	if !c.InhibitIPv4 && !c.isolated(false) && c.AddressIPv4 != nil {
 		addrs = append(addrs, c.AddressIPv4)
 	}
-	if c.EnableIPv6 {
+	if c.EnableIPv6 && !c.isolated(true) {
 		addrs = append(addrs, bridgeIPv6LinkLocal)
 		if c.AddressIPv6 != nil {
 			addrs = append(addrs, c.AddressIPv6)
@@ -285,6 +285,11 @@ type sysctl struct {
 func bridgeSysctls(c *networkConfig) []sysctl {
 	br := c.BridgeName
 	var list []sysctl
+	if c.EnableIPv6 && c.isolated(true) {
+		// No address at all, the kernel's link-local one included
+		// (generated when IPv6 comes up on the link, so set first).
+		list = append(list, sysctl{path: "net/ipv6/conf/" + br + "/addr_gen_mode", value: "1"})
+	}
 	if c.EnableIPv6 {
 		list = append(list, sysctl{path: "net/ipv6/conf/" + br + "/disable_ipv6", value: "0"})
 	}

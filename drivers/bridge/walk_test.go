@@ -25,8 +25,13 @@ func nonDefault(t *testing.T, name string, ptr any) string {
 	case *int:
 		return "1400"
 	case *string:
-		if strings.Contains(name, "Prefix") || strings.HasSuffix(name, "prefix") {
+		switch {
+		case strings.Contains(name, "Prefix") || strings.HasSuffix(name, "prefix"):
 			return "ctr"
+		case strings.Contains(name, "GatewayMode") || strings.Contains(name, "gateway_mode"):
+			return "nat-unprotected"
+		case strings.Contains(name, "Trusted") || strings.Contains(name, "trusted"):
+			return "eth3"
 		}
 		return "walkbr"
 	case *net.IP:
@@ -98,6 +103,7 @@ func TestEveryBridgeOptionParsed(t *testing.T) {
 	values := map[string]string{
 		"BridgeName": BridgeName, "EnableIPMasquerade": EnableIPMasquerade, "EnableICC": EnableICC,
 		"InhibitIPv4": InhibitIPv4, "DefaultBindingIP": DefaultBindingIP, "DefaultBridge": DefaultBridge,
+		"GatewayModeIPv4": GatewayModeIPv4, "GatewayModeIPv6": GatewayModeIPv6, "TrustedHostInterfaces": TrustedHostInterfaces,
 	}
 	pkgs, err := parser.ParseDir(token.NewFileSet(), ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
 	if err != nil {
@@ -132,12 +138,16 @@ func TestEveryBridgeOptionParsed(t *testing.T) {
 	}
 }
 
-// isStringConst reports a string literal or a + of them and identifiers
-// (the shape of label keys); numeric constants are not option keys.
+// isStringConst reports a string literal, a netlabel constant, or a + of
+// them and identifiers (the shapes of label keys); numeric constants are
+// not option keys.
 func isStringConst(e ast.Expr) bool {
 	switch x := e.(type) {
 	case *ast.BasicLit:
 		return x.Kind == token.STRING
+	case *ast.SelectorExpr:
+		pkg, ok := x.X.(*ast.Ident)
+		return ok && pkg.Name == "netlabel"
 	case *ast.BinaryExpr:
 		return isStringConst(x.X) || isStringConst(x.Y)
 	}

@@ -328,6 +328,18 @@ func TestJoinRollback(t *testing.T) {
 		"route not cidr":    {StaticRoutes: []*network.StaticRoute{{Destination: "10.1.0.0", NextHop: "10.0.0.1"}}},
 		"route no next hop": {StaticRoutes: []*network.StaticRoute{{Destination: "10.1.0.0/16"}}},
 		"route bad type":    {StaticRoutes: []*network.StaticRoute{{Destination: "10.1.0.0/16", RouteType: 7}}},
+		// Interface names a plugin hands back are interface names, never
+		// wildcards, templates or paths.
+		"wildcard src":    {InterfaceName: network.InterfaceName{SrcName: "veth+", DstPrefix: "eth"}},
+		"template src":    {InterfaceName: network.InterfaceName{SrcName: "veth%d"}},
+		"path src":        {InterfaceName: network.InterfaceName{SrcName: "../veth"}},
+		"space src":       {InterfaceName: network.InterfaceName{SrcName: "veth 1"}},
+		"long src":        {InterfaceName: network.InterfaceName{SrcName: "veth0123456789ab"}},
+		"wildcard prefix": {InterfaceName: network.InterfaceName{SrcName: "veth1", DstPrefix: "eth+"}},
+		"template prefix": {InterfaceName: network.InterfaceName{SrcName: "veth1", DstPrefix: "eth%d"}},
+		"quoted prefix":   {InterfaceName: network.InterfaceName{SrcName: "veth1", DstPrefix: `e"th`}},
+		"control prefix":  {InterfaceName: network.InterfaceName{SrcName: "veth1", DstPrefix: "e\x00th"}},
+		"long prefix":     {InterfaceName: network.InterfaceName{SrcName: "veth1", DstPrefix: "abcdefghijklm"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := newFakePlugin()
@@ -337,6 +349,7 @@ func TestJoinRollback(t *testing.T) {
 			require.Error(t, err)
 			assert.Nil(t, res)
 			assert.Contains(t, err.Error(), "invalid reply to Join")
+			assert.True(t, types.IsInternal(err), "a reply the driver cannot use is Internal: %v", err)
 			assert.Equal(t, []string{"GetCapabilities", "Join", "Leave"}, p.Calls())
 			p.mu.Lock()
 			assert.Empty(t, p.joined, "the plugin-side join was rolled back")

@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/remote/api"
+	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -132,6 +133,19 @@ func joinResult(resp *api.JoinResponse) (*driverapi.JoinResult, error) {
 	const method = "Join"
 	res := &driverapi.JoinResult{DisableGatewayService: resp.DisableGatewayService}
 	if n := resp.InterfaceName; n != nil {
+		// SrcName is looked up and moved in, DstPrefix names the link in
+		// the sandbox: both must be plain interface names (names.Iface),
+		// never a wildcard or template the kernel or a rule would expand.
+		if n.SrcName != "" {
+			if err := names.Iface(n.SrcName); err != nil {
+				return nil, badReply(method, "InterfaceName.SrcName: %v", err)
+			}
+		}
+		if n.DstPrefix != "" {
+			if err := names.IfacePrefix(n.DstPrefix); err != nil {
+				return nil, badReply(method, "InterfaceName.DstPrefix: %v", err)
+			}
+		}
 		res.SrcName, res.DstPrefix = n.SrcName, n.DstPrefix
 	}
 	if resp.Gateway != "" {

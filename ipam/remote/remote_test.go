@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/ipam/remote"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -353,4 +354,49 @@ func TestIPAMNewCapabilities(t *testing.T) {
 	_, err := remote.New(c)
 	assert.True(t, types.IsTimeout(err), "hung GetCapabilities: want Timeout, got %v", err)
 	assert.Less(t, time.Since(start), timeout+500*time.Millisecond)
+}
+
+// TestIPAMHostileReplies: an IPAM plugin answering with a 200 MB body or
+// one without end fails the call as Internal, costing the process a
+// bounded amount of memory, and a reply still arriving at the deadline is
+// a Timeout. GetCapabilities is where New meets it first: a flood there is
+// not "no capabilities" but a failed New.
+func TestIPAMHostileReplies(t *testing.T) {
+	const maxGrowth = 64 << 20 // generous: the client's cap is 1 MiB
+	for _, tc := range []struct {
+		name    string
+		reply   http.HandlerFunc
+		class   func(error) bool
+		timeout time.Duration // generous where the call must fail on size
+	}{
+		{"200 MB", plugintest.Flood(`{"Error":"`, 200<<20), types.IsInternal, 10 * time.Second},
+		{"endless", plugintest.Flood(`{"PoolID":"`, -1), types.IsInternal, 10 * time.Second},
+		{"still arriving at the deadline", plugintest.Trickle(`{"PoolID":"`, 20*time.Millisecond), types.IsTimeout, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, method := range []string{"GetCapabilities", "RequestPool"} {
+				mux := http.NewServeMux()
+				mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, _ *http.Request) {
+					io.WriteString(w, `{"Implements": ["IpamDriver"]}`)
+				})
+				mux.HandleFunc("/IpamDriver."+method, tc.reply)
+				if method != "GetCapabilities" {
+					mux.HandleFunc("/IpamDriver.GetCapabilities", func(w http.ResponseWriter, _ *http.Request) {
+						io.WriteString(w, `{}`)
+					})
+				}
+				c, _ := serve(t, plugintest.HTTP{Handler: mux}, false, tc.timeout)
+				var err error
+				g := testutil.MeasureGrowth(t, func() {
+					var a ipamapi.Ipam
+					if a, err = remote.New(c); err == nil {
+						_, err = a.RequestPool(ipamapi.PoolRequest{AddressSpace: "s"})
+					}
+				})
+				assert.True(t, tc.class(err), "%s: got %v", method, err)
+				assert.Less(t, g.PeakRSS, uint64(maxGrowth), "%s: peak RSS growth", method)
+				assert.Less(t, g.Alloc, uint64(maxGrowth), "%s: heap allocated", method)
+			}
+		})
+	}
 }

@@ -5,14 +5,17 @@
 package plugintest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Handler serves plugin requests on a listener until the listener closes.
@@ -179,4 +182,60 @@ func (c *trackedConn) Close() error {
 	delete(c.l.conns, c.Conn)
 	c.l.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// Flood answers every request with status 200, prefix, and then size bytes
+// of filler ('a'), or filler without end when size < 0, until the client
+// stops reading. With a prefix that opens a JSON string (`{"Err":"`) the
+// body is one ever-growing value: what a hostile or broken plugin sends to
+// exhaust the controller's memory. The filler comes from one buffer, so
+// the server side allocates nothing per byte sent.
+func Flood(prefix string, size int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		if _, err := io.WriteString(w, prefix); err != nil {
+			return
+		}
+		buf := bytes.Repeat([]byte{'a'}, 64<<10)
+		for size != 0 {
+			chunk := buf
+			if size > 0 && size < int64(len(chunk)) {
+				chunk = chunk[:size]
+			}
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			if size > 0 {
+				size -= int64(len(chunk))
+			}
+		}
+	}
+}
+
+// Trickle answers with status 200 and prefix, then one filler byte every
+// interval, never finishing, until the client goes away: a reply still
+// arriving when the caller's deadline passes.
+func Trickle(prefix string, every time.Duration) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fl, _ := w.(http.Flusher)
+		if _, err := io.WriteString(w, prefix); err != nil {
+			return
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if fl != nil {
+				fl.Flush()
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+			}
+			if _, err := w.Write([]byte{'a'}); err != nil {
+				return
+			}
+		}
+	}
 }

@@ -1,0 +1,137 @@
+package firewall
+
+import (
+	"net"
+
+	"github.com/opencnm/libnetwork/types"
+)
+
+// GatewayMode is how hosts outside a network reach its containers in one
+// family, with moby's names. The zero value is GatewayNAT.
+type GatewayMode string
+
+// The gateway modes this package implements.
+const (
+	// GatewayNAT: containers are reached only through published host
+	// ports (DNAT); a packet routed to a container address from outside
+	// the bridge is dropped (direct-access protection), unless it arrives
+	// on one of the network's trusted host interfaces.
+	GatewayNAT GatewayMode = "nat"
+	// GatewayNATUnprotected: NAT as GatewayNAT, without the protection:
+	// whoever routes the subnet via the host reaches every container port.
+	GatewayNATUnprotected GatewayMode = "nat-unprotected"
+	// GatewayIsolated is for internal networks only: their bridge has no
+	// address in the family (the driver's doing); the rules are the
+	// internal network's.
+	GatewayIsolated GatewayMode = "isolated"
+)
+
+func (m GatewayMode) valid() bool {
+	return m == "" || m == GatewayNAT || m == GatewayNATUnprotected || m == GatewayIsolated
+}
+
+// protected reports whether the network's containers in fam are shielded
+// from direct access.
+func (c NetworkConfig) protected(fam Family) bool {
+	m := c.GatewayModeIPv4
+	if fam == IPv6 {
+		m = c.GatewayModeIPv6
+	}
+	return m != GatewayNATUnprotected
+}
+
+func (c NetworkConfig) validateProtection() error {
+	for _, m := range []GatewayMode{c.GatewayModeIPv4, c.GatewayModeIPv6} {
+		if !m.valid() {
+			return types.BadRequestErrorf("network %s firewall config: gateway mode %q not implemented", c.ID, m)
+		}
+		if m == GatewayIsolated && !c.Internal {
+			return types.BadRequestErrorf("network %s firewall config: gateway mode %q needs an internal network", c.ID, m)
+		}
+	}
+	for _, ifc := range c.TrustedInterfaces {
+		if err := ValidInterfaceMatch(ifc); err != nil {
+			return types.BadRequestErrorf("network %s firewall config: trusted host interface: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+// ValidInterfaceMatch accepts an interface name that iptables' -i/-o match
+// takes literally: 1-15 letters, digits, '.', '-' or '_'. Anything else
+// ('+' is a wildcard to iptables, '!' a negation, blanks split arguments)
+// is refused.
+func ValidInterfaceMatch(name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return types.BadRequestErrorf("invalid interface name %q", name)
+	}
+	for _, ch := range name {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '-' || ch == '_') {
+			return types.BadRequestErrorf("invalid interface name %q: character %q", name, ch)
+		}
+	}
+	return nil
+}
+
+// directAccessRules returns, for a protected family of a network with
+// outside connectivity, what keeps hosts other than this one from reaching
+// its containers except through a published port:
+//
+//   - filter DOCKER, after the DNAT accept: whatever else enters the
+//     bridge from another interface is dropped, whatever the FORWARD
+//     policy (a host that forwarded before the controller started keeps
+//     its ACCEPT).
+//   - raw PREROUTING: a packet for a container address arriving on any
+//     interface but the bridge is dropped before conntrack and NAT see it.
+//     The host's own addresses in the subnet (the gateway) are exempt, and
+//     so is the host's own traffic (it does not pass PREROUTING). Only
+//     for masquerading networks: without NAT, the answers to the
+//     containers' own connections come back to their addresses, which
+//     raw cannot tell from new traffic (the filter drop, behind the
+//     RELATED,ESTABLISHED accept, still applies).
+//
+// Trusted interfaces get an ACCEPT before each drop.
+func directAccessRules(fam Family, cfg NetworkConfig, n string, nat bool) []Rule {
+	owner := NetworkOwner(cfg.ID)
+	br := cfg.Bridge
+	rule := func(table, chain, matches, target string) Rule {
+		return Rule{Family: fam, Table: table, Chain: chain, Spec: spec(owner, matches, target)}
+	}
+	var rules []Rule
+	if nat {
+		for _, ifc := range cfg.TrustedInterfaces {
+			rules = append(rules, rule(TableRaw, chainPrerouting, "-d "+n+" -i "+ifc, "ACCEPT"))
+		}
+		rules = append(rules, rule(TableRaw, chainPrerouting, "-d "+n+" ! -i "+br+" -m addrtype ! --dst-type LOCAL", "DROP"))
+	}
+	for _, ifc := range cfg.TrustedInterfaces {
+		rules = append(rules, rule(TableFilter, ChainDocker, "-i "+ifc+" -o "+br, "ACCEPT"))
+	}
+	return append(rules, rule(TableFilter, ChainDocker, "! -i "+br+" -o "+br, "DROP"))
+}
+
+// loopbackGuard returns the global rules that keep the host's loopback
+// addresses to the host: a packet to or from 127.0.0.0/8 (::1) arriving on
+// any interface but lo is dropped; one to it passes only when it belongs
+// to a connection DNATed here (the answer to the host's own connection to a port
+// published on its loopback). In mangle PREROUTING: after conntrack,
+// before the published ports' DNAT, so a neighbour sending 127.0.0.1:port
+// to the host's MAC is dropped before the DNAT would make it a forward;
+// and it keeps a container (route_localnet=1 on its bridge, for hairpin
+// without a proxy) from reaching services bound to the host's loopback.
+// IPv6's kernel already drops ::1 from other interfaces; the rules say so
+// for anyone reading the rules.
+func loopbackGuard(fam Family) []Rule {
+	lo := "127.0.0.0/8"
+	if fam == IPv6 {
+		lo = net.IPv6loopback.String() + "/128"
+	}
+	rule := func(matches string) Rule {
+		return Rule{Family: fam, Table: TableMangle, Chain: chainPrerouting, Spec: spec(ownerGlobal, matches, "DROP")}
+	}
+	return []Rule{
+		rule("-d " + lo + " ! -i lo -m conntrack ! --ctstate DNAT"),
+		// No answer of ours comes from a loopback source over the wire.
+		rule("-s " + lo + " ! -i lo"),
+	}
+}

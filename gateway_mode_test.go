@@ -1,0 +1,265 @@
+package libnetwork_test
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The escape hatches of the direct-access protection (issue #11), on a
+// host that forwarded with FORWARD ACCEPT before the controller started:
+// each opens what it says, per family or per interface, and nothing else.
+
+// withDriverOpts is a network option carrying bridge driver labels.
+func withDriverOpts(labels map[string]string) libnetwork.NetworkOption {
+	return libnetwork.NetworkOptionDriverOpts(labels)
+}
+
+// gatewayTarget is a container with a published port 80 (host 8080) and
+// an unpublished 81, on a dual-stack network routed from the neighbour.
+type gatewayTarget struct {
+	*container
+	ip6 string
+}
+
+func runTarget(t *testing.T, r *portRig, n *libnetwork.Network, name string, hostPort uint16) gatewayTarget {
+	t.Helper()
+	c := r.mustRun(t, n, name, []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, hostPort)})})
+	serve(t, c.ns, "tcp", ":80", name+":80")
+	serve(t, c.ns, "tcp", ":81", name+":81")
+	return gatewayTarget{c, ip6Of(t, c)}
+}
+
+// gatewayMode: "nat-unprotected" opens the containers' addresses in its
+// family only; the other family stays "nat". Published ports work in
+// both; containers of other networks still do not reach them directly.
+func TestGatewayModeNATUnprotected(t *testing.T) {
+	r := newForwardingRig(t)
+	a := dualStackNet(t, r.c, "open4", "", "10.64.0.0/24", "fd00:64::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := dualStackNet(t, r.c, "open6", "", "10.65.0.0/24", "fd00:65::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat", bridge.GatewayModeIPv6: "nat-unprotected"}))
+	for _, s := range []string{"10.64.0.0/24", "10.65.0.0/24"} {
+		r.routeOutside(t, s)
+	}
+	for _, s := range []string{"fd00:64::/64", "fd00:65::/64"} {
+		routeOutside6(t, r, s)
+	}
+	ca := runTarget(t, r, a, "a", 8080)
+	cb := runTarget(t, r, b, "b", 8081)
+
+	// a: IPv4 open to the neighbour, published or not; IPv6 closed.
+	fetchSoon(t, r.out.NS, "tcp", hp(ca.ip, 81), "a:81")
+	mustFetch(t, r.out.NS, "tcp", hp(ca.ip, 80), "a:80")
+	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 81))
+	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 80))
+	// b: the other way round.
+	fetchSoon(t, r.out.NS, "tcp", hp(cb.ip6, 81), "b:81")
+	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 81))
+	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 80))
+	// Published ports, both families, both networks.
+	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "a:80")
+	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8080), "a:80")
+	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8081), "b:80")
+	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8081), "b:80")
+	// Inter-network isolation is not what the mode opens.
+	mustNotFetch(t, cb.ns, "tcp", hp(ca.ip, 81))
+	mustNotFetch(t, ca.ns, "tcp", hp(cb.ip6, 81))
+	assertForwardAccept(t, r.host)
+}
+
+// trusted_host_interfaces opens the containers' addresses, in both
+// families, to traffic arriving on the interfaces named, and to no other.
+func TestTrustedHostInterfaces(t *testing.T) {
+	r := newForwardingRig(t)
+	lan2 := addNeighbour(t, r.host, "uplink2", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:2::1/64", "2001:db8:2::2/64")
+	n := dualStackNet(t, r.c, "trusted", "", "10.66.0.0/24", "fd00:66::/64", withDriverOpts(map[string]string{bridge.TrustedHostInterfaces: "uplink"}))
+	r.routeOutside(t, "10.66.0.0/24")
+	routeOutside6(t, r, "fd00:66::/64")
+	routeVia(t, lan2, "10.66.0.0/24", "198.51.100.1")
+	routeVia(t, lan2, "fd00:66::/64", "2001:db8:2::1")
+	c := runTarget(t, r, n, "c", 8080)
+
+	// Through the trusted uplink: every port, by the container's address.
+	fetchSoon(t, r.out.NS, "tcp", hp(c.ip, 81), "c:81")
+	fetchSoon(t, r.out.NS, "tcp", hp(c.ip6, 81), "c:81")
+	// Through the other interface: only the published port.
+	fetchSoon(t, lan2.NS, "tcp", hp("198.51.100.1", 8080), "c:80")
+	fetchSoon(t, lan2.NS, "tcp", hp("2001:db8:2::1", 8080), "c:80")
+	for _, ip := range []string{c.ip, c.ip6} {
+		mustNotFetch(t, lan2.NS, "tcp", hp(ip, 80))
+		mustNotFetch(t, lan2.NS, "tcp", hp(ip, 81))
+	}
+}
+
+// "isolated" (internal networks only): the bridge has no address in the
+// family, the kernel's link-local one included, so the host and the
+// containers do not reach each other there, while the containers still
+// talk among themselves. A plain internal network, for contrast, has its
+// bridge address both ways.
+func TestGatewayModeIsolated(t *testing.T) {
+	r := newForwardingRig(t)
+	iso := dualStackNet(t, r.c, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
+		withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated", bridge.GatewayModeIPv6: "isolated"}))
+	plain := dualStackNet(t, r.c, "int", "", "10.70.0.0/24", "fd00:70::/64", libnetwork.NetworkOptionInternalNetwork())
+	serve(t, r.host.NS, "tcp", ":7001", "host")
+	c1, c2 := r.mustRun(t, iso, "c1", nil), r.mustRun(t, iso, "c2", nil)
+	p1 := r.mustRun(t, plain, "p1", nil)
+	for _, c := range []*container{c1, p1} {
+		serve(t, c.ns, "tcp", ":81", c.ep.Name()+":81")
+	}
+
+	l, err := r.host.Netlink.LinkByName("br-" + iso.ID()[:12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, err := r.host.Netlink.AddrList(l, netlink.FAMILY_ALL); err != nil || len(addrs) != 0 {
+		t.Fatalf("isolated bridge addresses: %v, %v; want none", addrs, err)
+	}
+	// Containers of an internal network reach each other over IPv6 too
+	// (their neighbour discovery is bridged traffic the isolation rules
+	// must not drop).
+	p2 := r.mustRun(t, plain, "p2", nil)
+	fetchSoon(t, p2.ns, "tcp", hp(ip6Of(t, p1), 81), "p1:81")
+	// Among themselves, both families.
+	mustFetch(t, c2.ns, "tcp", hp(c1.ip, 81), "c1:81")
+	fetchSoon(t, c2.ns, "tcp", hp(ip6Of(t, c1), 81), "c1:81")
+	// Not the host, either way.
+	mustNotFetch(t, r.host.NS, "tcp", hp(c1.ip, 81))
+	mustNotFetch(t, r.host.NS, "tcp", hp(ip6Of(t, c1), 81))
+	mustNotFetch(t, c1.ns, "tcp", hp("10.69.0.1", 7001))
+	mustNotFetch(t, c1.ns, "tcp", hp("fd00:69::1", 7001))
+	// The plain internal network: the host both ways.
+	mustFetch(t, r.host.NS, "tcp", hp(p1.ip, 81), "p1:81")
+	fetchSoon(t, r.host.NS, "tcp", hp(ip6Of(t, p1), 81), "p1:81")
+	mustFetch(t, p1.ns, "tcp", hp("10.70.0.1", 7001), "host")
+	fetchSoon(t, p1.ns, "tcp", hp("fd00:70::1", 7001), "host")
+	// Only on internal networks.
+	_, err = r.c.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.71.0.0/24"}}, nil, nil))
+	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), bridge.GatewayModeIPv4) {
+		t.Errorf("isolated on a non-internal network: %v, want BadRequest naming %s", err, bridge.GatewayModeIPv4)
+	}
+}
+
+// Gateway modes and trusted interfaces are persisted with the network:
+// after a restart its rules are still those the options render (the
+// crash checker's rendering), with no protection for an unprotected
+// family. Values not implemented fail the create, naming the option,
+// and leave no network.
+func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	for _, labels := range []map[string]string{
+		{bridge.GatewayModeIPv4: "routed"},
+		{bridge.GatewayModeIPv6: "isolated"},
+		{bridge.GatewayModeIPv4: "open-sesame"},
+		{bridge.TrustedHostInterfaces: "eth+"},
+	} {
+		_, err := c.NewNetwork("bridge", "refused", "", withDriverOpts(labels),
+			libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.67.0.0/24"}}, nil, nil))
+		for label := range labels {
+			if !types.IsBadRequest(err) || !strings.Contains(err.Error(), label) {
+				t.Errorf("%v: got %v, want BadRequest naming %s", labels, err, label)
+			}
+		}
+	}
+	if nets := c.Networks(); len(nets) != 0 {
+		t.Fatalf("refused creates left networks: %v", nets)
+	}
+
+	n := dualStackNet(t, c, "modes", "", "10.68.0.0/24", "fd00:68::/64", withDriverOpts(map[string]string{
+		bridge.GatewayModeIPv4: "nat-unprotected", bridge.TrustedHostInterfaces: "eth7:eth8"}))
+	id := n.ID()
+	check := func(c *libnetwork.Controller) {
+		t.Helper()
+		n, err := c.NetworkByID(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := n.DriverOptions()
+		if opts[bridge.GatewayModeIPv4] != "nat-unprotected" || opts[bridge.TrustedHostInterfaces] != "eth7:eth8" {
+			t.Fatalf("driver options: %v", opts)
+		}
+		checkNetworkRules(t, r.host, map[string]*libnetwork.Network{id: n})
+		v4, v6 := kernelRules(t, r.host, firewall.IPv4), kernelRules(t, r.host, firewall.IPv6)
+		owner := "--comment " + firewall.NetworkOwner(id) + " "
+		if drops := matching(v4, owner, "-j DROP", "! -i br-"); len(drops) != 0 {
+			t.Errorf("IPv4 is nat-unprotected, yet: %v", drops)
+		}
+		if drops := matching(v6, owner, "-j DROP", "! -i br-"); len(drops) != 2 {
+			t.Errorf("IPv6 direct-access drops: %v, want the raw and the filter one", drops)
+		}
+		if trusted := matching(v6, owner, "-i eth8 "); len(trusted) != 2 {
+			t.Errorf("IPv6 rules for trusted eth8: %v", trusted)
+		}
+	}
+	check(c)
+	c = r.start()
+	if err := c.RestoreError(); err != nil {
+		t.Fatal(err)
+	}
+	check(c)
+}
+
+// matching returns the rules containing every word.
+func matching(rules []string, words ...string) []string {
+	var out []string
+next:
+	for _, r := range rules {
+		for _, w := range words {
+			if !strings.Contains(r, w) {
+				continue next
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// addNeighbour makes one more LAN host: a namespace on a veth (hostLink
+// in host, "lan0" inside) with the addresses given (CIDR form), IPv6
+// without duplicate address detection as in newPortRig6.
+func addNeighbour(t *testing.T, host *testutil.HostNS, hostLink, host4, nb4, host6, nb6 string) *testutil.HostNS {
+	t.Helper()
+	nb := testutil.NewNamedNS(t, "neighbour")
+	a := netlink.NewLinkAttrs()
+	a.Name = hostLink
+	if err := host.Netlink.LinkAdd(&netlink.Veth{LinkAttrs: a, PeerName: "lan0", PeerNamespace: netlink.NsFd(nb.Fd())}); err != nil {
+		t.Fatalf("creating %s: %v", hostLink, err)
+	}
+	setup := func(h *netlink.Handle, name string, addrs ...string) {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range addrs {
+			ip, n, _ := net.ParseCIDR(s)
+			n.IP = ip
+			if err := h.AddrAdd(l, &netlink.Addr{IPNet: n, Flags: unix.IFA_F_NODAD}); err != nil {
+				t.Fatalf("adding %s to %s: %v", s, name, err)
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setup(host.Netlink, hostLink, host4, host6, "fe80::cafe:11/64")
+	setup(nb.Netlink, "lan0", nb4, nb6, "fe80::cafe:12/64")
+	return nb
+}
+
+// routeVia adds a route to subnet through gw in ns.
+func routeVia(t *testing.T, ns *testutil.HostNS, subnet, gw string) {
+	t.Helper()
+	_, dst, _ := net.ParseCIDR(subnet)
+	if err := ns.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(gw)}); err != nil {
+		t.Fatalf("route to %s via %s: %v", subnet, gw, err)
+	}
+}
