@@ -66,6 +66,7 @@ type Controller struct {
 	defaultN  int                 // users of defaultSb; guarded by mu
 	stopped   bool                // guarded by mu
 	claimFd   int                 // socket claiming the host namespace (see claimHostNS), -1 if none
+	repair    *repairLoop         // periodic DNS redirect checks (controller_repair.go); nil until New is done
 }
 
 // New returns a controller configured by opts.
@@ -120,6 +121,7 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 		return nil, err
 	}
 	c.restoreErr = c.restore()
+	c.repair = c.startRepairLoop(dnsCheckEvery)
 	ok = true
 	return c, nil
 }
@@ -293,6 +295,7 @@ func (c *Controller) Stop() {
 	}
 	c.stopped = true
 	c.mu.Unlock()
+	c.repair.close()
 	c.closeResolvers()
 	c.closeSandboxes()
 	c.release()

@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -142,8 +143,24 @@ var labelChecks = map[string]func(t *testing.T, w *walkRig){
 	"BridgeGatewayModeIPv6":       refusedByBridge(netlabel.BridgeGatewayModeIPv6, "routed-ish"),
 	"BridgeTrustedHostInterfaces": refusedByBridge(netlabel.BridgeTrustedHostInterfaces, "bad/name"),
 	"DriverMTU":                   bridgeLabels,
-	"ContainerIfacePrefix":        bridgeLabels,
-	"HostIP":                      bridgeLabels,
+	"Logger": func(t *testing.T, w *walkRig) {
+		testutil.RequireRoot(t)
+		var buf syncBuffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		d, err := bridge.New(testutil.NewHostNS(t).NS, map[string]any{netlabel.Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if _, err := d.RepairFirewall(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "firewall checked") {
+			t.Fatalf("the bridge driver did not log through %s: %q", netlabel.Logger, buf.String())
+		}
+	},
+	"ContainerIfacePrefix": bridgeLabels,
+	"HostIP":               bridgeLabels,
 }
 
 // refusedByBridge checks that the bridge driver reads label: a bad value

@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -194,6 +195,15 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 		}
 	},
 	"config.OptionLabels": labelChecks["DriverPrefix"],
+	"config.OptionLogger": func(t *testing.T, w *walkRig) {
+		var buf syncBuffer
+		c := newController(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))),
+			bridgeDriverConfig(options.Generic{"EnableUserlandProxy": true}))
+		_ = c
+		if !strings.Contains(buf.String(), "EnableUserlandProxy=true") {
+			t.Fatalf("controller did not log through OptionLogger: %q", buf.String())
+		}
+	},
 	"config.OptionHostNetNS": func(t *testing.T, w *walkRig) {
 		testutil.RequireRoot(t)
 		host := testutil.NewHostNS(t)

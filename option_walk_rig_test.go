@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os"
@@ -106,6 +107,24 @@ func (g *gwIPAM) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool, er
 		p.Meta = map[string]string{netlabel.Gateway: netip.PrefixFrom(p.Pool.Addr().Next().Next(), p.Pool.Bits()).String()}
 	}
 	return p, err
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // walkRig is a controller with the recording driver.

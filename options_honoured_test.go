@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -74,9 +75,11 @@ func checkPortsRefused(t *testing.T, r *portRig, option string) {
 // No proxy process is ever run (CONTRACT.md): with EnableUserlandProxy
 // on, published ports stay reachable from the host's loopback, its own
 // addresses, outside and hairpin, exactly as with it off.
-// UserlandProxyPath names nothing to run and need not exist.
+// UserlandProxyPath names nothing to run and need not exist; both are
+// logged once, through OptionLogger.
 func TestUserlandProxyOnKeepsLoopback(t *testing.T) {
-	r := newPortRig(t, bridgeDriverConfig(options.Generic{
+	var buf syncBuffer
+	r := newPortRig(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))), bridgeDriverConfig(options.Generic{
 		"EnableUserlandProxy": true, "UserlandProxyPath": "/nonexistent/docker-proxy"}))
 	n := r.bridgeNet(t, "proxy", "10.61.0.0/24")
 	c1 := r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
@@ -86,6 +89,10 @@ func TestUserlandProxyOnKeepsLoopback(t *testing.T) {
 	mustFetch(t, r.out.NS, "tcp", uplinkHost+":8080", "c1")
 	mustFetch(t, c1.ns, "tcp", "10.61.0.1:8080", "c1")
 	c1.stop(t)
+	logged := buf.String()
+	if strings.Count(logged, "EnableUserlandProxy=true") != 1 || strings.Count(logged, "/nonexistent/docker-proxy") != 1 {
+		t.Fatalf("want the proxy options logged once each, got:\n%s", logged)
+	}
 }
 
 // Daemon labels com.docker.network.driver.bridge.<option>=<value>

@@ -4,19 +4,18 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"maps"
-	"strings"
-
-	"github.com/opencnm/libnetwork/config"
-	"github.com/opencnm/libnetwork/netlabel"
 	"sort"
+	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/drivers/host"
 	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/plugins"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -53,13 +52,13 @@ func newRegistry(c *Controller) (*registry, error) {
 	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
 	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
 	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
-	br, err := bridge.New(c.host, driverConfig(c.cfg, bridge.NetworkType))
+	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
 	}
 	r.drivers[br.Type()] = &driverEntry{d: br, cap: bridge.Capability(), builtin: true}
 	for _, note := range br.Notices() {
-		c.logger().Info(note)
+		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
 	}
 
 	ula, err := c.ulaGlobalID()
@@ -228,11 +227,6 @@ func (r *registry) allDrivers() []driverapi.Driver {
 	return out
 }
 
-// logger is where the controller reports what it did or could not do:
-// slog.Default as long as config.Config carries no logger of its own
-// (CONTRACT.md's config.OptionLogger is the one to return here).
-func (c *Controller) logger() *slog.Logger { return slog.Default() }
-
 // driverConfig is the configuration handed to the built-in driver of
 // networkType: its OptionDriverConfig map plus, as upstream, every daemon
 // label com.docker.network.driver.<networkType>.<key>=<value> as the entry
@@ -280,4 +274,15 @@ func (c *Controller) ulaGlobalID() ([5]byte, error) {
 		return id, types.Wrapf(err, "storing the IPv6 default pool's global ID")
 	}
 	return id, nil
+}
+
+// withLogger returns a copy of a driver's configuration map holding l
+// under netlabel.Logger (the caller's map is left as it is).
+func withLogger(cfg map[string]any, l *slog.Logger) map[string]any {
+	out := make(map[string]any, len(cfg)+1)
+	for k, v := range cfg {
+		out[k] = v
+	}
+	out[netlabel.Logger] = l
+	return out
 }

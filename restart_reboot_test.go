@@ -15,12 +15,17 @@ import (
 // The rule checker the crash test uses sees a network's missing rules, in
 // IPv6 as in IPv4, and a rule of the network's owner it does not render.
 func TestNetworkRulesChecker(t *testing.T) {
-	c, host := newPrivController(t)
+	r := newRestartable(t)
+	c, host := r.start(), r.host
 	n := dualStackNet(t, c, "chk", "cnmchk0", "10.97.0.0/24", "fd00:97::/64")
 	nets := map[string]*libnetwork.Network{n.ID(): n}
 	if p := networkRuleProblems(t, host, nets); len(p) > 0 {
 		t.Fatalf("a fresh network: %v", p)
 	}
+	// Tampered with while no controller runs: a running one puts missing
+	// rules back at once. The next start (for the cleanup) restores them.
+	c.Stop()
+	defer r.start()
 	owner := "cnm-net-" + n.ID()
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		inNS(t, host.NS, bin, "-w", "-t", "filter", "-D", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",

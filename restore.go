@@ -39,10 +39,13 @@ func (c *Controller) restore() error {
 		if r.State == stateCreating {
 			// Never finished: drop it; GC removes what the driver made and
 			// tagged, the driver (if it can) what it made before tagging.
-			errs = append(errs, c.abandonNetwork(r), c.commit(recDelete(kindNetwork, r.ID)))
+			err := errors.Join(c.abandonNetwork(r), c.commit(recDelete(kindNetwork, r.ID)))
+			c.logRestore("abandoned a network whose create never finished", err, "network", r.ID, "name", r.Name)
+			errs = append(errs, err)
 			continue
 		}
 		if err := c.restoreNetwork(r); err != nil {
+			c.logRestore("network not restored", err, "network", r.ID, "name", r.Name)
 			errs = append(errs, types.Wrapf(err, "restoring network %s", r.Name))
 		}
 	}
@@ -70,6 +73,7 @@ func (c *Controller) restore() error {
 			leaving[r.ID] = true
 		}
 		if err := c.restoreEndpoint(r); err != nil {
+			c.logRestore("endpoint not restored", err, "endpoint", r.ID, "network", r.NetworkID)
 			errs = append(errs, types.Wrapf(err, "restoring endpoint %s", r.Name))
 		} else if r.State != stateReady && r.State != stateLeaving {
 			unsettled[r.ID] = r.NetworkID
@@ -94,14 +98,18 @@ func (c *Controller) restore() error {
 					publishLater = append(publishLater, later)
 				}
 				if kept != nil {
+					c.logRestore("sandbox restored with errors", kept, "sandbox", r.ID, "container", r.ContainerID)
 					errs = append(errs, types.Wrapf(kept, "restoring sandbox of container %s (kept)", r.ContainerID))
 				}
 				continue
 			} else {
+				c.logRestore("sandbox not restored", err, "sandbox", r.ID, "container", r.ContainerID)
 				errs = append(errs, types.Wrapf(err, "restoring sandbox of container %s", r.ContainerID))
 			}
 		}
-		errs = append(errs, c.removeStaleSandbox(r))
+		err := c.removeStaleSandbox(r)
+		c.logRestore("removed a sandbox not restored", err, "sandbox", r.ID, "container", r.ContainerID)
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.settleHalfJoins(unsettled))
 	// Gateways publishing anew go last: every host port a record claims
@@ -113,6 +121,7 @@ func (c *Controller) restore() error {
 		c.mu.Unlock()
 		sb.opMu.Lock()
 		if err := sb.publishGateway(gw, nil); err != nil {
+			c.logRestore("gateway ports not published again", err, "sandbox", sb.id, "endpoint", gw.id)
 			errs = append(errs, types.Wrapf(err, "restoring sandbox of container %s", sb.containerID))
 		}
 		sb.opMu.Unlock()
@@ -129,12 +138,26 @@ func (c *Controller) restore() error {
 				c.mu.Lock()
 				ep.sandboxID, ep.join, ep.operPorts = "", nil, nil
 				c.mu.Unlock()
-				errs = append(errs, ep.Delete(true))
+				err := ep.Delete(true)
+				c.logRestore("deleted an endpoint whose sandbox did not come back", err, "endpoint", ep.id, "network", n.id, "sandbox", sbID)
+				errs = append(errs, err)
 			}
 		}
 	}
 	errs = append(errs, c.collectGarbage())
-	return errors.Join(errs...)
+	err = errors.Join(errs...)
+	c.cfg.Logger.Info("restore finished", "networks", len(nets), "endpoints", len(eps), "sandboxes", len(sbs), "err", err)
+	return err
+}
+
+// logRestore reports one repair restore made (at Info) or one it could
+// not make (at Warn, with the error), with the objects' ids as attrs.
+func (c *Controller) logRestore(what string, err error, attrs ...any) {
+	if err != nil {
+		c.cfg.Logger.Warn("restore: "+what, append(attrs, "err", err)...)
+		return
+	}
+	c.cfg.Logger.Info("restore: "+what, attrs...)
 }
 
 func (c *Controller) restoreNetwork(r networkRecord) error {

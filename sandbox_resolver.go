@@ -255,6 +255,7 @@ func (sb *Sandbox) startResolver(s *osl.Sandbox) error {
 	}
 	res, err := resolver.New(resolver.Config{
 		UDP: rs.udp, TCP: rs.tcp, Backend: sb, Dial: c.dialUpstream, Timeout: c.cfg.DNSTimeout,
+		Logger: c.cfg.Logger.With("sandbox", sb.id),
 	})
 	if err != nil {
 		rs.close()

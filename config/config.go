@@ -4,6 +4,7 @@
 package config
 
 import (
+	"log/slog"
 	"strings"
 	"time"
 
@@ -45,6 +46,10 @@ type Config struct {
 	StoreTimeout       time.Duration             // how long New waits for a store file another process holds
 	ActiveSandboxes    map[string]any            // sandbox ID -> []SandboxOption to live-restore
 	DNSTimeout         time.Duration             // embedded resolver: one forwarding attempt; 0 means 4 s
+	// Logger receives what background work did or could not do (firewall
+	// repairs, the veth reaper, port releases, DNS forwarding, restore
+	// repairs). Never nil: the default discards everything.
+	Logger *slog.Logger
 }
 
 // Option changes a Config.
@@ -64,6 +69,9 @@ func New(opts ...Option) *Config {
 		if o != nil {
 			o(c)
 		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -120,6 +128,13 @@ func OptionStoreTimeout(d time.Duration) Option { return func(c *Config) { c.Sto
 // OptionDNSTimeout bounds one attempt of the embedded resolver to reach an
 // upstream server (one server, one transport); 0 keeps the default of 4 s.
 func OptionDNSTimeout(d time.Duration) Option { return func(c *Config) { c.DNSTimeout = d } }
+
+// OptionLogger sets where background work reports what it did or could
+// not do, as structured records (network, endpoint and sandbox ids,
+// counts, errors): firewall repairs, the veth reaper, port releases,
+// embedded DNS forwarding failures, restore repairs. nil, or no
+// OptionLogger, logs nothing.
+func OptionLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
 
 // OptionActiveSandboxes names sandboxes of a previous run to restore live,
 // keyed by sandbox ID with their []libnetwork.SandboxOption as value.

@@ -153,16 +153,19 @@ func (fw *Firewall) setupFamilyLocked(fam Family) error {
 	}
 	for _, h := range heads { // in place: adopted above, now claimed
 		fw.claimLocked(h.key(), ownerGlobal)
+		fw.placeLocked(h.key(), h.Pos)
 	}
 	for _, c := range globalChains(fam) {
 		fw.chains[chainKey{fam, c.table, c.name}] = true
 		if !c.userOwned {
 			for _, s := range c.rules {
 				fw.claimLocked(ruleKey{fam, c.table, c.name, s}, ownerGlobal)
+				fw.placeLocked(ruleKey{fam, c.table, c.name, s}, 0)
 			}
 		}
 		for _, j := range c.jumps {
 			fw.claimLocked(j.key(), ownerGlobal)
+			fw.placeLocked(j.key(), j.Pos)
 		}
 	}
 	// The published ports' table: made once, then adopted with its

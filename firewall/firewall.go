@@ -30,8 +30,10 @@
 // port still adds its checksum rule in mangle POSTROUTING.
 //
 // The kernel is read only in Setup (whole tables and the port maps,
-// adopting rules and elements a previous process left), by Check, and when a script fails (just the
-// chains it touched, to recover; see commitLocked).
+// adopting rules and elements a previous process left), by Check and
+// Repair (which puts back what another tool removed; see repair.go), and
+// when a script fails (just the chains it touched, to recover; see
+// commitLocked).
 package firewall
 
 import (
@@ -57,6 +59,11 @@ type Firewall struct {
 	global  map[Family]bool        // families whose global chains are set up
 	elems   map[elemKey]PortElem   // port map elements we know are installed
 	ports   map[string]*portOwner  // endpoint owner -> its elements
+	// placed: where each recorded rule was put (see repair.go), so a
+	// repair puts a vanished rule back where it was.
+	placed   map[ruleKey]placement
+	seq      uint64              // orders placements
+	policies map[chainKey]string // built-in chain policies we set
 	// listed: the record holds everything of ours the kernel had at
 	// Setup, and no PruneUnclaimed has run since (the first one, right
 	// after a restart's Setup, need not list the kernel again).
@@ -86,15 +93,17 @@ func New(runner Runner, maps PortMaps, ipv6 bool) *Firewall {
 		fams = append(fams, IPv6)
 	}
 	return &Firewall{
-		runner:  runner,
-		maps:    maps,
-		fams:    fams,
-		present: map[ruleKey]string{},
-		owners:  map[string]*ownerRules{},
-		chains:  map[chainKey]bool{},
-		global:  map[Family]bool{},
-		elems:   map[elemKey]PortElem{},
-		ports:   map[string]*portOwner{},
+		runner:   runner,
+		maps:     maps,
+		fams:     fams,
+		present:  map[ruleKey]string{},
+		owners:   map[string]*ownerRules{},
+		chains:   map[chainKey]bool{},
+		global:   map[Family]bool{},
+		elems:    map[elemKey]PortElem{},
+		ports:    map[string]*portOwner{},
+		placed:   map[ruleKey]placement{},
+		policies: map[chainKey]string{},
 	}
 }
 
@@ -133,6 +142,7 @@ func (fw *Firewall) forgetLocked(k ruleKey) {
 		return
 	}
 	delete(fw.present, k)
+	delete(fw.placed, k)
 	if o := fw.owners[owner]; o != nil {
 		delete(o.rules, k)
 		if len(o.rules) == 0 {

@@ -109,7 +109,11 @@ func (fw *Firewall) setForwardPolicy(fam Family, policy string) error {
 	defer fw.mu.Unlock()
 	var t tx
 	t.policy(fam, TableFilter, chainForward, policy)
-	return fw.commitLocked(t.ops, true)
+	if err := fw.commitLocked(t.ops, true); err != nil {
+		return err
+	}
+	fw.policies[chainKey{fam, TableFilter, chainForward}] = policy
+	return nil
 }
 
 // SetRouteLocalnet sets net.ipv4.conf.<bridge>.route_localnet=1: without

@@ -113,6 +113,7 @@ func (fw *Firewall) effectiveLocked(ops []op) []op {
 		case opAdd:
 			if present(o.key) {
 				fw.claimLocked(o.key, o.owner)
+				fw.placeLocked(o.key, o.pos)
 				continue
 			}
 			seen[o.key] = true
@@ -262,6 +263,7 @@ func (fw *Firewall) recordLocked(ops []op) {
 		switch o.kind {
 		case opAdd:
 			fw.setPresentLocked(o.key, o.owner)
+			fw.placeLocked(o.key, o.pos)
 		case opDel:
 			fw.forgetLocked(o.key)
 		case opNewChain:

@@ -14,6 +14,9 @@ const (
 
 	// GenericData is the key under which driver options are passed.
 	GenericData = Prefix + ".generic"
+	// Logger is the key under which the controller hands a built-in
+	// driver its *slog.Logger, in the driver's configuration map.
+	Logger = Prefix + ".logger"
 	// PortMap is the key of an endpoint's or sandbox's []types.PortBinding.
 	PortMap = Prefix + ".portmap"
 	// OperPortMap is the key under which the controller, restoring a live

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ type PortMapper struct {
 	res Reserver
 	fw  *firewall.Firewall // nil: ports are reserved, no rules installed
 	ct  Conntrack          // nil: no conntrack flushing
+	log *slog.Logger       // the release worker's failures; set before use
 
 	mu        sync.Mutex                 // guards the fields below
 	held      map[portKey]map[string]int // proto/family/port -> host IP ("" = any) -> count
@@ -77,10 +79,19 @@ type mapping struct {
 // (nil to skip iptables) and flushing conntrack entries through ct (nil to
 // skip).
 func New(res Reserver, fw *firewall.Firewall, ct Conntrack) *PortMapper {
-	pm := &PortMapper{res: res, fw: fw, ct: ct, held: map[portKey]map[string]int{}, endpoints: map[string]*mapping{},
+	pm := &PortMapper{res: res, fw: fw, ct: ct, log: slog.New(slog.DiscardHandler), held: map[portKey]map[string]int{}, endpoints: map[string]*mapping{},
 		pending: map[string]*mapping{}, done: make(chan struct{})}
 	pm.cond = sync.NewCond(&pm.mu)
 	return pm
+}
+
+// SetLogger sets where the background release worker reports failures
+// (nil: nowhere). Call it before the first MapPorts.
+func (pm *PortMapper) SetLogger(l *slog.Logger) {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	pm.log = l
 }
 
 // MapPorts publishes bindings for ep and returns the operational bindings:

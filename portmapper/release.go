@@ -162,6 +162,7 @@ func (pm *PortMapper) releaseLoop() {
 		pm.flushing = true
 		pm.mu.Unlock()
 		err, ferr := pm.releaseBatch(batch, fq)
+		pm.logBatch(batch, err, ferr)
 		pm.mu.Lock()
 		pm.flushing = false
 		for _, m := range batch {
@@ -309,3 +310,22 @@ func (pm *PortMapper) pendingConflictLocked(reqs []request) bool {
 }
 
 func sameFamily(a, b net.IP) bool { return (a.To4() == nil) == (b.To4() == nil) }
+
+// logBatch reports a failed release batch: with err the endpoints' rules
+// are still there (and their ports stay held until a retry), ferr is a
+// conntrack flush that failed (stale flows may linger).
+func (pm *PortMapper) logBatch(batch []*mapping, err, ferr error) {
+	if err == nil && ferr == nil {
+		return
+	}
+	ids := make([]string, len(batch))
+	for i, m := range batch {
+		ids[i] = m.ep.ID
+	}
+	if err != nil {
+		pm.log.Warn("releasing published ports failed; they stay held", "endpoints", ids, "err", err)
+	}
+	if ferr != nil {
+		pm.log.Warn("flushing conntrack entries of released ports failed", "endpoints", ids, "err", ferr)
+	}
+}

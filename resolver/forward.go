@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -79,6 +80,7 @@ func (r *Resolver) forward(q *dns.Msg, tcp bool) *dns.Msg {
 	case r.sem <- struct{}{}:
 		defer func() { <-r.sem }()
 	default:
+		r.cfg.Logger.Warn("dns forwarding refused: too many queries in flight", "name", qname(q), "max", r.cfg.MaxForwards)
 		return reply(q, dns.RcodeServerFailure)
 	}
 	network := "udp"
@@ -86,12 +88,15 @@ func (r *Resolver) forward(q *dns.Msg, tcp bool) *dns.Msg {
 		network = "tcp"
 	}
 	var last *dns.Msg
+	var failed []error
 	for _, u := range ups {
 		resp, err := r.exchange(u, q, network)
 		if err != nil {
 			if r.ctx.Err() != nil {
 				break // closing: no point asking the others
 			}
+			r.cfg.Logger.Debug("dns forwarding attempt failed", "name", qname(q), "upstream", u.AddrPort.String(), "transport", network, "err", err)
+			failed = append(failed, err)
 			continue
 		}
 		switch resp.Rcode {
@@ -104,7 +109,19 @@ func (r *Resolver) forward(q *dns.Msg, tcp bool) *dns.Msg {
 	if last != nil {
 		return last
 	}
+	if r.ctx.Err() != nil {
+		return reply(q, dns.RcodeServerFailure)
+	}
+	r.cfg.Logger.Warn("dns forwarding failed: no upstream answered", "name", qname(q), "transport", network,
+		"upstreams", len(ups), "err", errors.Join(failed...))
 	return reply(q, dns.RcodeServerFailure)
+}
+
+func qname(q *dns.Msg) string {
+	if len(q.Question) == 0 {
+		return ""
+	}
+	return q.Question[0].Name
 }
 
 // exchange sends q to u, retrying over TCP when a UDP answer is truncated

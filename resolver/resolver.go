@@ -21,6 +21,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -84,6 +85,8 @@ type Config struct {
 	// back of the list for DownFor.
 	FailThreshold int
 	DownFor       time.Duration
+	// Logger receives forwarding failures; nil discards them.
+	Logger *slog.Logger
 }
 
 // plainPacketConn hides the concrete type of a PacketConn from miekg/dns.
@@ -127,6 +130,9 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	if cfg.DownFor <= 0 {
 		cfg.DownFor = DefaultDownFor
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Resolver{cfg: cfg, dial: cfg.Dial, sem: make(chan struct{}, cfg.MaxForwards)}
 	if r.dial == nil {

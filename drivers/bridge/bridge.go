@@ -39,11 +39,15 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -99,6 +103,9 @@ var _ driverapi.Closer = (*Driver)(nil)
 // net.ipv4.ip_forward in host; only when it flipped it from 0 itself (and
 // iptables is on) does it also set the FORWARD policy to DROP, so a host
 // that already routed keeps its policy (firewall.EnableIPForwarding).
+// cfg's netlabel.Logger entry (*slog.Logger; none: discard) receives what
+// background work did or failed to do: firewall repairs, veth reaping,
+// port releases.
 // Neither is undone at Close: other users of the host may rely on them.
 func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	if host == nil {
@@ -112,7 +119,11 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	if err != nil {
 		return nil, types.InternalErrorf("creating bridge driver: netlink handle in %s: %w", host.Path(), err)
 	}
-	r, err := newReaper(host)
+	log, _ := cfg[netlabel.Logger].(*slog.Logger)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r, err := newReaper(host, log)
 	if err != nil {
 		h.Close()
 		return nil, types.InternalErrorf("creating bridge driver: %w", err)
@@ -125,7 +136,11 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	}()
 	var fw *firewall.Firewall
 	if dc.EnableIPTables {
-		hf, err := newHostFirewall(host, dc)
+		every := healEvery
+		if d, ok := cfg[knobs.BridgeRepairEvery].(time.Duration); ok && d > 0 {
+			every = d
+		}
+		hf, err := newHostFirewall(host, dc, log, every)
 		if err != nil {
 			return nil, types.Wrapf(err, "creating bridge driver")
 		}

@@ -2,12 +2,15 @@ package bridge
 
 import (
 	"errors"
+	"log/slog"
 	"net"
+	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/iptables"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/nfwatch"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
@@ -24,6 +27,7 @@ type hostFirewall struct {
 	pm   *portmapper.PortMapper
 	ct   *portmapper.NetlinkConntrack
 	sys  firewall.Sysctl
+	heal *healer // keeps the rules in force (heal.go)
 	// loadModule loads a kernel module (firewall.LoadModule; tests swap
 	// it with sys).
 	loadModule func(name string) error
@@ -33,7 +37,7 @@ var _ firewaller = (*hostFirewall)(nil)
 
 // newHostFirewall sets up the global chains (adopting what a previous
 // process left, see firewall.Setup) in host.
-func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err error) {
+func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, every time.Duration) (_ *hostFirewall, err error) {
 	run := iptables.NewWarm(host)
 	maps := nftports.New(host)
 	fw := firewall.New(run, maps, dc.EnableIP6Tables)
@@ -48,13 +52,21 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err 
 		_ = maps.Close()
 		return nil, err
 	}
+	watch, err := nfwatch.Open(host, run.Forked)
+	if err != nil {
+		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", every, "err", err)
+		watch = nil
+	}
+	pm := portmapper.New(portmapper.NSReserver{NS: host}, fw, ct)
+	pm.SetLogger(log)
 	return &hostFirewall{
 		run:  run,
 		maps: maps,
 		fw:   fw,
-		pm:   portmapper.New(portmapper.NSReserver{NS: host}, fw, ct),
+		pm:   pm,
 		ct:   ct,
 		sys:  firewall.NSSysctl{NS: host},
+		heal: newHealer(fw, watch, every, log),
 
 		loadModule: firewall.LoadModule,
 	}, nil
@@ -63,6 +75,7 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig) (_ *hostFirewall, err 
 // close finishes pending port releases and frees sockets and processes;
 // rules of live networks and endpoints stay for the next process to adopt.
 func (h *hostFirewall) close() error {
+	h.heal.close()
 	err := h.pm.Close()
 	h.ct.Close()
 	h.run.Close()

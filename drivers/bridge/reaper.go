@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type reaper struct {
 	nl   *netlink.Handle   // own handle: a slow delete must not hold the driver's socket
 	sock *nl.NetlinkSocket // raw socket in the host namespace, for the group delete
 	sh   *nl.SocketHandle  // sock with its sequence counter; used by loop only
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when queued, reaped or closed change
@@ -60,7 +62,7 @@ type reaper struct {
 	done    chan struct{}
 }
 
-func newReaper(host *netnsutil.NS) (*reaper, error) {
+func newReaper(host *netnsutil.NS, log *slog.Logger) (*reaper, error) {
 	h, err := netlink.NewHandleAt(host.Handle())
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle for veth reaper: %w", err)
@@ -76,7 +78,7 @@ func newReaper(host *netnsutil.NS) (*reaper, error) {
 		h.Close()
 		return nil, fmt.Errorf("netlink socket for veth reaper: %w", err)
 	}
-	r := &reaper{nl: h, sock: sock, sh: &nl.SocketHandle{Socket: sock}, done: make(chan struct{})}
+	r := &reaper{nl: h, sock: sock, sh: &nl.SocketHandle{Socket: sock}, log: log, done: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	go r.loop()
 	return r, nil
@@ -148,9 +150,12 @@ func (r *reaper) loop() {
 		}
 		// Links retired after this snapshot may go in the same request;
 		// the next round's delete then finds nothing, which is fine.
-		target := r.queued
+		target, from := r.queued, r.reaped
 		r.mu.Unlock()
 		err := r.deleteGroup()
+		if err != nil {
+			r.log.Warn("deleting retired veths failed", "veths", target-from, "err", err)
+		}
 		r.mu.Lock()
 		r.lastErr = err
 		r.reaped = target

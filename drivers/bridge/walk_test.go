@@ -99,6 +99,10 @@ func TestEveryBridgeOptionParsed(t *testing.T) {
 		"ParentEndpoints": "link option: TestLinkOptions, and TestLegacyLinksICCOff in the kernel",
 		"ChildEndpoints":  "link option: TestLinkOptions, and TestLegacyLinksICCOff in the kernel",
 		"NetworkType":     "the driver's name, no option",
+		"TriggerEvent":    "a log field value of firewall repairs, no option",
+		"TriggerPeriodic": "a log field value of firewall repairs, no option",
+		"TriggerDemand":   "a log field value of firewall repairs, no option",
+		"TriggerRetry":    "a log field value of firewall repairs, no option",
 	}
 	values := map[string]string{
 		"BridgeName": BridgeName, "EnableIPMasquerade": EnableIPMasquerade, "EnableICC": EnableICC,

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ type Exec struct {
 	ns   *netnsutil.NS
 	warm *warmPool // nil: every call execs cold (see NewWarm)
 	fams [2]family // by famIndex
+
+	children recentPIDs // the processes it forked lately (see Forked)
 }
 
 // family is the go-iptables object of one family, made once.
@@ -242,14 +245,63 @@ func (e *Exec) run(bin, stdin string, args ...string) (string, error) {
 	err := e.ns.Do(func() error {
 		cmd := exec.Command(bin, args...)
 		cmd.SysProcAttr = diesWithUs()
-		if stdin != "" {
-			cmd.Stdin = strings.NewReader(stdin)
-		}
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		return cmd.Run()
+		// The script goes in only once the process is noted (Forked): a
+		// restore cannot commit before its change is known to be ours.
+		var in io.WriteCloser
+		if stdin != "" {
+			var err error
+			if in, err = cmd.StdinPipe(); err != nil {
+				return err
+			}
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		e.children.note(cmd.Process.Pid)
+		if in != nil {
+			_, werr := io.WriteString(in, stdin)
+			cerr := in.Close()
+			if err := cmd.Wait(); err != nil {
+				return err
+			}
+			return errors.Join(werr, cerr)
+		}
+		return cmd.Wait()
 	})
 	if err != nil {
 		return stderr.String(), fmt.Errorf("%s %s: %w", bin, strings.Join(args, " "), err)
 	}
 	return stdout.String(), nil
+}
+
+// Forked reports whether pid is one of the processes this runner started
+// lately: a change an nftables event attributes to it is ours.
+func (e *Exec) Forked(pid int) bool { return e.children.has(pid) }
+
+// recentPIDs remembers the last few process ids started. Few are ever
+// running at once (one restore, one warm spare per binary), so a small
+// ring is enough to recognise the author of an event read a little later.
+type recentPIDs struct {
+	mu   sync.Mutex
+	pids [32]int
+	next int
+}
+
+func (r *recentPIDs) note(pid int) {
+	r.mu.Lock()
+	r.pids[r.next%len(r.pids)] = pid
+	r.next++
+	r.mu.Unlock()
+}
+
+func (r *recentPIDs) has(pid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pids {
+		if p == pid && pid > 0 {
+			return true
+		}
+	}
+	return false
 }

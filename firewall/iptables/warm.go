@@ -50,6 +50,7 @@ func (e *Exec) spawn(bin string, args []string) (*warmProc, error) {
 		stdin.Close()
 		return nil, err
 	}
+	e.children.note(cmd.Process.Pid)
 	go func() { // ends when the process does; Close makes sure it does
 		p.err = cmd.Wait()
 		close(p.exited)

@@ -132,6 +132,53 @@ func Get(ns *netnsutil.NS) (p Ports, ok bool, err error) {
 	return p, ok, nil
 }
 
+// Intact reports whether the namespace holds the redirect Set(ns, addr,
+// p) makes: both chains, each with its two rules, the DNAT leading to p.
+// Someone flushing or deleting any of it makes it not intact; Set then
+// replaces it whole.
+func Intact(ns *netnsutil.NS, p Ports) (bool, error) {
+	intact := false
+	err := dial(ns, func(c *nftables.Conn) error {
+		t, err := c.ListTableOfFamily(Table, nftables.TableFamilyIPv4)
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var got Ports
+		for _, name := range []string{OutputChain, PostroutingChn} {
+			rules, err := c.GetRules(t, &nftables.Chain{Name: name, Table: t})
+			if errors.Is(err, unix.ENOENT) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if len(rules) != 2 {
+				return nil
+			}
+			if name != OutputChain {
+				continue
+			}
+			for _, r := range rules {
+				switch proto, port := decode(r.Exprs); proto {
+				case unix.IPPROTO_UDP:
+					got.UDP = port
+				case unix.IPPROTO_TCP:
+					got.TCP = port
+				}
+			}
+		}
+		intact = got == p
+		return nil
+	})
+	if err != nil {
+		return false, types.InternalErrorf("checking dns redirect in %s: %w", ns.Path(), err)
+	}
+	return intact, nil
+}
+
 // Rules counts the rules in the redirect's table (0 when there is none):
 // a check that repeated Sets replace rather than stack.
 func Rules(ns *netnsutil.NS) (int, error) {

@@ -3,6 +3,7 @@ package dnsnat_test
 import (
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -171,4 +172,37 @@ func BenchmarkSetReplace(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Intact tells a whole redirect to the given ports from one that is
+// missing, partly flushed or leads elsewhere.
+func TestIntact(t *testing.T) {
+	ns := testutil.NewHostNS(t)
+	p := dnsnat.Ports{UDP: 40001, TCP: 40002}
+	check := func(want bool, what string) {
+		t.Helper()
+		if got, err := dnsnat.Intact(ns.NS, p); err != nil || got != want {
+			t.Errorf("%s: intact %v, %v; want %v", what, got, err, want)
+		}
+	}
+	check(false, "no redirect")
+	if err := dnsnat.Set(ns.NS, addr, p); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "after Set")
+	if ok, err := dnsnat.Intact(ns.NS, dnsnat.Ports{UDP: 1, TCP: 2}); err != nil || ok {
+		t.Errorf("redirect to other ports: intact %v, %v", ok, err)
+	}
+	var out []byte
+	if err := ns.Do(func() (err error) {
+		out, err = exec.Command("nft", "flush", "chain", "ip", dnsnat.Table, dnsnat.PostroutingChn).CombinedOutput()
+		return err
+	}); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	check(false, "postrouting chain flushed")
+	if err := dnsnat.Set(ns.NS, addr, p); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "after Set again")
 }

@@ -1,0 +1,176 @@
+package libnetwork
+
+import (
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/dnsnat"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// Keeping the rules in force. The host namespace's firewall belongs to the
+// bridge driver, which repairs it on its own (within a second of an
+// nftables event saying another process removed something, and at a
+// periodic check; see drivers/bridge/heal.go). The sandboxes' DNS
+// redirects live in namespaces nobody watches: the controller checks them
+// periodically (dnsCheckEvery) and on demand.
+
+// dnsCheckEvery is how often the sandboxes' DNS redirects are checked:
+// one netlink listing per sandbox with a redirect.
+const dnsCheckEvery = 5 * time.Second
+
+// Repairs is what RepairFirewall put back.
+type Repairs struct {
+	// Firewall: the host namespace's chains, rules, policies and port
+	// map elements.
+	Firewall firewall.Repairs
+	// DNSRedirects: IDs of the sandboxes whose embedded DNS redirect was
+	// put back, sorted.
+	DNSRedirects []string
+}
+
+// Empty reports whether nothing was repaired.
+func (r Repairs) Empty() bool { return r.Firewall.Empty() && len(r.DNSRedirects) == 0 }
+
+// firewallRepairer is a driver that keeps firewall rules of its own
+// (the bridge driver).
+type firewallRepairer interface {
+	RepairFirewall() (firewall.Repairs, error)
+}
+
+// RepairFirewall checks, now, that the rules the controller installed are
+// in the kernel and puts back what another tool removed: the host
+// firewall's chains and rules, published ports' map elements, and every
+// sandbox's embedded DNS redirect. It only adds what is missing (rules
+// that are there are never rewritten) and never touches what the user
+// owns (DOCKER-USER's rules). It returns what it put back; an error says
+// what could not be checked or repaired, the rest still is.
+//
+// The controller does this on its own too (see docs/design.md, "Rules stay
+// in force"); this is for callers that know they just ran a tool that
+// flushes rules, and for health checks.
+func (c *Controller) RepairFirewall() (Repairs, error) {
+	c.mu.Lock()
+	stopped := c.stopped
+	c.mu.Unlock()
+	if stopped {
+		return Repairs{}, types.ForbiddenErrorf("repairing firewall: the controller is stopped")
+	}
+	var rep Repairs
+	var errs []error
+	for _, r := range c.drv.firewallRepairers() {
+		fr, err := r.RepairFirewall()
+		rep.Firewall.Add(fr)
+		errs = append(errs, err)
+	}
+	var err error
+	rep.DNSRedirects, err = c.repairDNSRedirects("demand")
+	errs = append(errs, err)
+	return rep, errors.Join(errs...)
+}
+
+// firewallRepairers returns the registered drivers that keep rules.
+func (r *registry) firewallRepairers() []firewallRepairer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.drivers))
+	for name := range r.drivers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var out []firewallRepairer
+	for _, name := range names {
+		if fr, ok := r.drivers[name].d.(firewallRepairer); ok {
+			out = append(out, fr)
+		}
+	}
+	return out
+}
+
+// repairDNSRedirects puts back the DNS redirect of every sandbox whose
+// namespace should hold one and does not (intact), and logs what it did.
+func (c *Controller) repairDNSRedirects(trigger string) ([]string, error) {
+	var fixed []string
+	var errs []error
+	for _, sb := range c.Sandboxes() {
+		ok, err := sb.repairDNSRedirect()
+		if err != nil {
+			c.cfg.Logger.Warn("dns redirect repair failed", "trigger", trigger, "sandbox", sb.id, "err", err)
+			errs = append(errs, err)
+		}
+		if ok {
+			c.cfg.Logger.Info("dns redirect repaired", "trigger", trigger, "sandbox", sb.id)
+			fixed = append(fixed, sb.id)
+		}
+	}
+	return fixed, errors.Join(errs...)
+}
+
+// repairDNSRedirect sets the sandbox's redirect again if its namespace
+// should hold one (the ports are known: a resolver runs, or ran and
+// keeps its ports for the next start) and it is not whole. A sandbox
+// busy with a join, leave or delete is skipped: that operation owns the
+// redirect, and the next check comes soon.
+func (sb *Sandbox) repairDNSRedirect() (repaired bool, err error) {
+	if !sb.opMu.TryLock() {
+		return false, nil
+	}
+	defer sb.opMu.Unlock()
+	c := sb.ctrl
+	c.mu.Lock()
+	s, deleting := sb.osSbox, sb.deleting
+	c.mu.Unlock()
+	st := &sb.dns
+	if s == nil || deleting || sb.hostMode() || sb.cfg.useDefaultSandbox || st.prep != nil || st.rulePorts[0] == 0 || st.rulePorts[1] == 0 {
+		return false, nil
+	}
+	p := dnsnat.Ports{UDP: uint16(st.rulePorts[0]), TCP: uint16(st.rulePorts[1])}
+	intact, err := dnsnat.Intact(s.NS(), p)
+	if err != nil || intact {
+		return false, err
+	}
+	if err := dnsnat.Set(s.NS(), embeddedAddr, p); err != nil {
+		return false, types.Wrapf(err, "repairing dns redirect of sandbox %s", sb.id[:12])
+	}
+	return true, nil
+}
+
+// repairLoop checks the sandboxes' DNS redirects every interval until
+// stop is closed.
+type repairLoop struct {
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *Controller) startRepairLoop(every time.Duration) *repairLoop {
+	l := &repairLoop{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+				_, _ = c.repairDNSRedirects("periodic") // logged there
+			}
+		}
+	}()
+	return l
+}
+
+// close stops the loop and waits for a check under way.
+func (l *repairLoop) close() {
+	if l == nil {
+		return
+	}
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+	})
+}

@@ -1,0 +1,164 @@
+package bridge
+
+import (
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/nfwatch"
+)
+
+// Keeping the host firewall in force: another tool may remove our rules
+// (`iptables -F`, `nft flush ruleset`, a firewall manager's reload), and
+// isolation and published ports would be gone until the next change. The
+// healer puts back what the record says (firewall.Repair) when an
+// nftables event says another process removed something, and at a
+// periodic check for what no event announces (iptables-legacy).
+const (
+	// healSettle is how long the healer waits after an event for the
+	// rest of its burst (a reload is many transactions), so one repair
+	// follows it.
+	healSettle = 20 * time.Millisecond
+	// healEvery is the periodic check. It lists every table (a few ms
+	// of iptables execs), so it is not run often; with iptables-nft the
+	// events make it a safety net only.
+	healEvery = 5 * time.Second
+	// healRetry is the first wait before retrying a failed repair (the
+	// other tool may still be at work); it doubles up to healEvery.
+	healRetry = 100 * time.Millisecond
+)
+
+// Repair triggers, as logged.
+const (
+	TriggerEvent    = "event"    // an nftables event announced a foreign removal
+	TriggerPeriodic = "periodic" // the periodic check
+	TriggerDemand   = "demand"   // RepairFirewall
+	TriggerRetry    = "retry"    // again after a failed repair
+)
+
+// healer runs repairs of one Firewall in the background until close.
+type healer struct {
+	fw     *firewall.Firewall
+	watch  *nfwatch.Watcher // nil: no events (periodic checks only)
+	events <-chan struct{}  // watch's changes; nil without
+	every  time.Duration
+	log    *slog.Logger
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+func newHealer(fw *firewall.Firewall, watch *nfwatch.Watcher, every time.Duration, log *slog.Logger) *healer {
+	h := &healer{fw: fw, watch: watch, every: every, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	if watch != nil {
+		h.events = watch.C()
+	}
+	go h.loop()
+	return h
+}
+
+func (h *healer) loop() {
+	defer close(h.done)
+	tick := time.NewTicker(h.every)
+	defer tick.Stop()
+	events := h.events
+	var retry <-chan time.Time // armed after a failed repair
+	backoff := healRetry
+	run := func(trigger string) {
+		if _, err := h.repair(trigger); err != nil {
+			retry = time.After(backoff)
+			backoff = min(2*backoff, h.every)
+			return
+		}
+		retry, backoff = nil, healRetry
+	}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-events:
+			settle := time.NewTimer(healSettle)
+			select {
+			case <-h.stop:
+				settle.Stop()
+				return
+			case <-settle.C:
+			}
+			select { // events of the burst so far: covered by this repair
+			case <-events:
+			default:
+			}
+			run(TriggerEvent)
+		case <-retry:
+			run(TriggerRetry)
+		case <-tick.C:
+			run(TriggerPeriodic)
+		}
+	}
+}
+
+// repair runs one Repair and logs what it did or why it failed.
+func (h *healer) repair(trigger string) (firewall.Repairs, error) {
+	start := time.Now()
+	rep, err := h.fw.Repair()
+	h.log.Debug("firewall checked", "trigger", trigger, "repaired", rep.Count(), "took", time.Since(start))
+	if err != nil {
+		h.log.Warn("firewall repair failed", "trigger", trigger, "repaired", rep.Count(), "err", err)
+	}
+	if !rep.Empty() {
+		h.log.Info("firewall repaired", "trigger", trigger,
+			"chains", len(rep.Chains), "rules", len(rep.Rules), "policies", len(rep.Policies),
+			"port_elements", len(rep.Elems), "owners", repairOwners(rep), "took", time.Since(start))
+	}
+	return rep, err
+}
+
+// repairOwners names the owners (cnm-net-ID, cnm-ep-ID, cnm-global) whose
+// rules or elements a repair put back, sorted.
+func repairOwners(rep firewall.Repairs) []string {
+	seen := map[string]bool{}
+	for _, r := range rep.Rules {
+		f := strings.Fields(r.Spec)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "--comment" {
+				seen[f[i+1]] = true
+			}
+		}
+	}
+	for _, e := range rep.Elems {
+		seen[e.Owner] = true
+	}
+	out := make([]string, 0, len(seen))
+	for o := range seen {
+		out = append(out, o)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// close stops the loop (a repair under way finishes first) and the watch.
+func (h *healer) close() {
+	h.stopOnce.Do(func() {
+		close(h.stop)
+		<-h.done
+		if h.watch != nil {
+			_ = h.watch.Close()
+		}
+	})
+}
+
+// RepairFirewall checks the host firewall against what the driver
+// installed and puts back what is missing (see firewall.Repair); it
+// returns what it put back. Without iptables (EnableIPTables=false) there
+// is nothing to check.
+func (d *Driver) RepairFirewall() (firewall.Repairs, error) {
+	hf, ok := d.fw.(*hostFirewall)
+	if !ok || hf == nil || hf.heal == nil {
+		return firewall.Repairs{}, nil
+	}
+	return hf.heal.repair(TriggerDemand)
+}

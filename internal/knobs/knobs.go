@@ -1,0 +1,9 @@
+// Package knobs names settings only this module's tests change: keys of a
+// built-in driver's configuration map that callers outside the module
+// cannot name, for timings a test cannot wait for or must rule out.
+package knobs
+
+// BridgeRepairEvery (a time.Duration) replaces the bridge driver's period
+// of firewall checks; a test that proves a repair was event-driven sets
+// it beyond the test's length.
+const BridgeRepairEvery = "opencnm.internal.bridge.repair-every"

@@ -1,0 +1,58 @@
+package portmapper_test
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/types"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A release the background worker cannot finish is logged with the
+// endpoints it concerns and the error (nobody else waits for it).
+func TestReleaseFailureIsLogged(t *testing.T) {
+	r := newRig(t)
+	var out lockedBuffer
+	r.pm.SetLogger(slog.New(slog.NewTextHandler(&out, nil)))
+	t.Cleanup(func() { r.ipt.FailLine(nil); _ = r.pm.Close() })
+	if _, err := r.pm.MapPorts(ep1, []types.PortBinding{{Proto: types.SCTP, Port: 9, HostPort: 9999}}); err != nil {
+		t.Fatal(err)
+	}
+	r.ipt.FailLine(func(_ firewall.Family, line string) error {
+		if strings.HasPrefix(line, "-D ") {
+			return errors.New("injected")
+		}
+		return nil
+	})
+	if err := r.pm.Release("ep1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.pm.Flush(); err == nil {
+		t.Fatal("Flush after a failed release reported no error")
+	}
+	want := `level=WARN msg="releasing published ports failed; they stay held" endpoints=[ep1] err=`
+	if got := out.String(); !strings.Contains(got, want) {
+		t.Errorf("log lacks %q:\n%s", want, got)
+	}
+}
