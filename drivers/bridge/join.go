@@ -103,10 +103,11 @@ func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driver
 		return nil, nil, err
 	}
 
-	// Without a proxy, a container reaching its own published port is
-	// DNATed back out of the port it came in on: the port is set to allow
-	// that hairpin turn. Proxy ARP and neighbour entries: neigh.go. The
-	// FDB entry goes with the veth; the neighbour entries need their undo.
+	// No proxy is ever run (whatever EnableUserlandProxy says), so a
+	// container reaching its own published port is DNATed back out of the
+	// port it came in on: the port is set to allow that hairpin turn. Proxy
+	// ARP and neighbour entries: neigh.go. The FDB entry goes with the
+	// veth; the neighbour entries need their undo.
 	rollback.push(func() error { return d.forgetNeighbours(c, brIndex, nb.ips) })
 	if err := d.programPort(c, brIndex, veth.Index, nb); err != nil {
 		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)

@@ -81,11 +81,11 @@ func (d *Driver) proxiesNeighbours(c *networkConfig) bool {
 }
 
 // programPort sets the bridge port flags of the host end at index port
-// (proxy ARP, hairpin without the userland proxy) in one request, and the FDB and neighbour entries for nb. Every part is
+// (proxy ARP, hairpin) in one request, and the FDB and neighbour entries for nb. Every part is
 // idempotent.
 func (d *Driver) programPort(c *networkConfig, brIndex, port int, nb neighbours) error {
 	proxy := d.proxiesNeighbours(c)
-	if err := d.setPortFlags(port, !d.cfg.EnableUserlandProxy, proxy); err != nil {
+	if err := d.setPortFlags(port, true, proxy); err != nil {
 		return types.InternalErrorf("setting bridge port flags of veth %d on %s: %w", port, c.BridgeName, err)
 	}
 	if err := d.step("port"); err != nil {
