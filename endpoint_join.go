@@ -173,7 +173,7 @@ func (sb *Sandbox) driverJoin(s *osl.Sandbox, ep *Endpoint) (*joinState, []strin
 		for _, name := range reserved {
 			s.ReleaseName(name)
 		}
-		return nil, nil, types.Wrapf(err, "joining endpoint %s to sandbox %s", ep.name, sb.id[:12])
+		return nil, nil, types.Wrapf(err, "joining endpoint %s of network %s to sandbox %s", ep.name, n.name, sb.id[:12])
 	}
 	js := &joinState{gw: res.Gateway, gw6: res.GatewayIPv6, noGwSvc: res.DisableGatewayService,
 		srcName: res.SrcName, dstPrefix: res.DstPrefix, dstName: res.DstName}

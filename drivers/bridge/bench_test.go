@@ -93,7 +93,7 @@ func benchLifecycle(b *testing.B, interleave bool) {
 	b.ReportMetric(ms(pct(join, 95)), "join-p95-ms")
 	b.ReportMetric(ms(pct(leave, 50)), "leave-p50-ms")
 	b.ReportMetric(ms(pct(leave, 95)), "leave-p95-ms")
-	for _, s := range []string{"create-endpoint", "veth", "master", "hairpin"} {
+	for _, s := range []string{"create-endpoint", "veth", "master", "port", "neighbours"} {
 		b.ReportMetric(ms(pct(stepTimes[s], 50)), s+"-p50-ms")
 	}
 	if err := d.DeleteNetwork(joinNID); err != nil {

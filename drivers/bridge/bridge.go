@@ -50,6 +50,7 @@ import (
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 // NetworkType is the name of this driver.
@@ -65,8 +66,11 @@ func Capability() driverapi.Capability {
 type Driver struct {
 	host *netnsutil.NS   // the controller's host namespace; owned by the caller
 	nl   *netlink.Handle // every netlink request; safe for concurrent use
+	// raw sends the requests the netlink library has no call for; it
+	// serialises its users.
+	raw *nl.SocketHandle
 	// reaper deletes left veths in the background (see reaper.go).
-	reaper *reaper
+	reaper vethReaper
 	cfg    driverConfig
 
 	// fw programs the host firewall; nil when iptables is disabled. Every
@@ -119,16 +123,22 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	if err != nil {
 		return nil, types.InternalErrorf("creating bridge driver: netlink handle in %s: %w", host.Path(), err)
 	}
+	sock, err := rawSocket(host)
+	if err != nil {
+		h.Close()
+		return nil, types.InternalErrorf("creating bridge driver: netlink socket in %s: %w", host.Path(), err)
+	}
 	log, _ := cfg[netlabel.Logger].(*slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r, err := newReaper(host, log)
 	if err != nil {
+		sock.Close()
 		h.Close()
 		return nil, types.InternalErrorf("creating bridge driver: %w", err)
 	}
-	d := &Driver{host: host, nl: h, reaper: r, cfg: dc, networks: map[string]*network{}}
+	d := &Driver{host: host, nl: h, raw: &nl.SocketHandle{Socket: sock}, reaper: r, cfg: dc, networks: map[string]*network{}}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -181,6 +191,7 @@ func (d *Driver) Close() error {
 		err = d.fw.close()
 	}
 	d.reaper.close()
+	d.raw.Socket.Close()
 	d.nl.Close()
 	return err
 }

@@ -137,7 +137,7 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 		d.mu.Unlock()
 		return types.ForbiddenErrorf("deleting bridge endpoint %s: it is joining or leaving", eid)
 	}
-	veth := ep.hostIfIndex
+	veth, brIndex := ep.hostIfIndex, n.bridgeIndex
 	programmed := ep.programmed && d.fw != nil && !n.cfg.Internal
 	addrs := ep.addrs()
 	ep.busy = true
@@ -149,7 +149,15 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 		err = d.dropLinksAndRevoke(n, ep, addrs)
 	}
 	if veth != 0 {
-		err = errors.Join(err, d.reaper.retire(veth))
+		ticket, rerr := d.reaper.retire(veth)
+		if rerr == nil {
+			rerr = d.forgetNeighbours(n.cfg, brIndex, ep.neighbours().ips)
+			d.mu.Lock()
+			ep.hostIfName, ep.hostIfIndex = "", 0
+			n.ports.retire(ticket)
+			d.mu.Unlock()
+		}
+		err = errors.Join(err, rerr)
 	}
 
 	d.mu.Lock()

@@ -97,6 +97,18 @@ func hostState(t testing.TB, h *netlink.Handle) string {
 			}
 			line += " " + ad.IPNet.String()
 		}
+		// Permanent neighbour entries are the driver's (neigh.go).
+		for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			neighs, err := h.NeighList(a.Index, family)
+			if err != nil {
+				t.Fatalf("listing neighbours of %s: %v", a.Name, err)
+			}
+			for _, n := range neighs {
+				if n.State&netlink.NUD_PERMANENT != 0 {
+					line += " neigh " + n.IP.String() + "=" + n.HardwareAddr.String()
+				}
+			}
+		}
 		lines = append(lines, line)
 	}
 	sort.Strings(lines)

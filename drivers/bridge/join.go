@@ -27,31 +27,21 @@ import (
 // tell the sandbox to move the container end in itself. Either way the
 // sandbox, not the driver, sets addresses, routes and link state inside.
 func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) {
-	d.mu.Lock()
-	n, err := d.readyNetworkLocked(req.NetworkID)
+	n, ep, err := d.reservePort(req.NetworkID, req.EndpointID)
 	if err != nil {
-		d.mu.Unlock()
 		return nil, err
 	}
-	ep := n.endpoints[req.EndpointID]
-	if ep == nil {
-		d.mu.Unlock()
-		return nil, driverapi.ErrNoEndpoint(req.EndpointID)
-	}
-	if ep.busy || ep.hostIfIndex != 0 {
-		d.mu.Unlock()
-		return nil, types.ForbiddenErrorf("joining bridge endpoint %s: already joined or being joined", req.EndpointID)
-	}
-	ep.busy = true
-	c, brIndex, mac := n.cfg, n.bridgeIndex, ep.mac
+	d.mu.Lock()
+	c, brIndex, nb := n.cfg, n.bridgeIndex, ep.neighbours()
 	d.mu.Unlock()
 
-	veth, res, err := d.attach(c, brIndex, mac, req)
+	veth, res, err := d.attach(c, brIndex, nb, req)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ep.busy = false
 	if err != nil {
+		n.ports.inUse--
 		return nil, err
 	}
 	ep.hostIfName, ep.hostIfIndex = veth.Name, veth.Index
@@ -59,7 +49,7 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 }
 
 // attach does Join's kernel work, undoing all of it on failure.
-func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req driverapi.JoinRequest) (_ *netlink.Veth, _ *driverapi.JoinResult, err error) {
+func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driverapi.JoinRequest) (_ *netlink.Veth, _ *driverapi.JoinResult, err error) {
 	var rollback undoStack
 	success := false
 	defer func() {
@@ -91,7 +81,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		}
 	}
 
-	veth, err := d.addVeth(c, mac, peerName, sb, endpointTag(req.EndpointID))
+	veth, err := d.addVeth(c, nb.mac, peerName, sb, endpointTag(req.EndpointID))
 	if err != nil {
 		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}
@@ -101,7 +91,12 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		return nil, nil, err
 	}
 
-	if err := d.nl.LinkSetMasterByIndex(veth, brIndex); err != nil {
+	if err := d.enslaveUp(veth.Index, brIndex); err != nil {
+		if errors.Is(err, unix.EXFULL) {
+			// Ports the driver does not count (someone else's, on an
+			// adopted bridge) filled it.
+			return nil, nil, fmt.Errorf("%w: %w", errBridgeFull(c, req.EndpointID), err)
+		}
 		return nil, nil, types.InternalErrorf("joining bridge endpoint %s: adding %s to bridge %s: %w", req.EndpointID, veth.Name, c.BridgeName, err)
 	}
 	if err := d.step("master"); err != nil {
@@ -110,12 +105,12 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 
 	// No proxy is ever run (whatever EnableUserlandProxy says), so a
 	// container reaching its own published port is DNATed back out of the
-	// port it came in on: the bridge must allow that hairpin turn.
-	if err := d.nl.LinkSetHairpin(veth, true); err != nil {
-		return nil, nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, veth.Name, err)
-	}
-	if err := d.step("hairpin"); err != nil {
-		return nil, nil, err
+	// port it came in on: the port is set to allow that hairpin turn. Proxy
+	// ARP and neighbour entries: neigh.go. The FDB entry goes with the
+	// veth; the neighbour entries need their undo.
+	rollback.push(func() error { return d.forgetNeighbours(c, brIndex, nb.ips) })
+	if err := d.programPort(c, brIndex, veth.Index, nb); err != nil {
+		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}
 
 	res := &driverapi.JoinResult{}
@@ -147,7 +142,7 @@ func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "veth" + randomHex7()
 		attrs.MTU = c.Mtu
-		attrs.Flags = net.FlagUp
+		// Made down: IPv6 goes off on it first (portIPv6Off).
 		v := &netlink.Veth{
 			LinkAttrs:        attrs,
 			PeerName:         peerName,
@@ -173,6 +168,10 @@ func (d *Driver) addVeth(c *networkConfig, mac net.HardwareAddr, peerName string
 			if err := d.nl.LinkSetAlias(v, alias); err != nil {
 				_ = d.delLinkByName(v.Name)
 				return nil, types.InternalErrorf("tagging veth %s: %w", v.Name, err)
+			}
+			if err := d.portIPv6Off(v.Name); err != nil {
+				_ = d.delLinkByName(v.Name)
+				return nil, types.InternalErrorf("turning ipv6 off on veth %s: %w", v.Name, err)
 			}
 			return v, nil
 		}
@@ -240,9 +239,19 @@ func (d *Driver) Leave(nid, eid string) error {
 	}
 	ep.busy = true
 	idx := ep.hostIfIndex
+	c, brIndex, ips := n.cfg, n.bridgeIndex, ep.neighbours().ips
 	d.mu.Unlock()
 
-	err := d.reaper.retire(idx)
+	ticket, err := d.reaper.retire(idx)
+	if err == nil {
+		// Left behind, an entry would answer for an address now free;
+		// one that a failure here leaves is collected as garbage.
+		err = d.forgetNeighbours(c, brIndex, ips)
+		d.mu.Lock()
+		ep.hostIfName, ep.hostIfIndex = "", 0
+		n.ports.retire(ticket)
+		d.mu.Unlock()
+	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -250,7 +259,6 @@ func (d *Driver) Leave(nid, eid string) error {
 	if err != nil {
 		return types.Wrapf(err, "leaving bridge endpoint %s", eid)
 	}
-	ep.hostIfName, ep.hostIfIndex = "", 0
 	return nil
 }
 

@@ -19,6 +19,7 @@ type network struct {
 	deleting    bool // DeleteNetwork's kernel work is in flight
 	teardown    undoStack
 	endpoints   map[string]*endpoint
+	ports       portCount // the bridge's ports (ports.go)
 }
 
 // CreateNetwork creates the network's bridge (or adopts an existing bridge
@@ -81,6 +82,7 @@ func (d *Driver) DeleteNetwork(nid string) error {
 		return types.ForbiddenErrorf("deleting bridge network %s: another operation on it is in progress", nid)
 	}
 	var veths []int
+	var ips []net.IP
 	for _, ep := range n.endpoints {
 		if ep.busy {
 			d.mu.Unlock()
@@ -88,16 +90,20 @@ func (d *Driver) DeleteNetwork(nid string) error {
 		}
 		if ep.hostIfIndex != 0 {
 			veths = append(veths, ep.hostIfIndex)
+			ips = append(ips, ep.neighbours().ips...)
 		}
 	}
 	n.deleting = true
-	teardown := n.teardown
+	teardown, brIndex := n.teardown, n.bridgeIndex
 	d.mu.Unlock()
 
 	var errs []error
 	for _, idx := range veths {
-		errs = append(errs, d.reaper.retire(idx))
+		_, err := d.reaper.retire(idx)
+		errs = append(errs, err)
 	}
+	// A bridge the driver made takes them along; an adopted one stays.
+	errs = append(errs, d.forgetNeighbours(n.cfg, brIndex, ips))
 	// Whatever the network made is gone when DeleteNetwork returns: the
 	// veths of its endpoints retired here, and those of endpoints that
 	// left or were deleted just before and may still wait for the reaper's

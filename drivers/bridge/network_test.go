@@ -223,3 +223,44 @@ func TestCreateParallelSameSubnet(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An adopted bridge keeps its MAC as ports with lower MACs join: the
+// gateway's MAC must not change under the containers' neighbour caches.
+func TestAdoptedBridgeMACIsPinned(t *testing.T) {
+	d, host := newTestDriver(t, nil)
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "pinbr0"
+	if err := host.Netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	br, err := host.Netlink.LinkByName("pinbr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := br.Attrs().HardwareAddr.String()
+	if err := d.CreateNetwork(netReq(t, joinNID, "10.17.0.1/24", map[string]string{BridgeName: "pinbr0"})); err != nil {
+		t.Fatal(err)
+	}
+	// A port whose MAC is lower than any random one the bridge can have.
+	va := netlink.NewLinkAttrs()
+	va.Name = "lowmac"
+	va.HardwareAddr = net.HardwareAddr{0, 0, 0, 0, 0, 1}
+	va.MasterIndex = br.Attrs().Index
+	if err := host.Netlink.LinkAdd(&netlink.Veth{LinkAttrs: va, PeerName: "lowmac-p"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = host.Netlink.LinkDel(&netlink.Veth{LinkAttrs: va}) })
+	if err := host.Netlink.LinkSetUp(&netlink.Veth{LinkAttrs: va}); err != nil {
+		t.Fatal(err)
+	}
+	br, err = host.Netlink.LinkByName("pinbr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := br.Attrs().HardwareAddr.String(); got != mac {
+		t.Fatalf("adopted bridge MAC changed from %s to %s when a port joined", mac, got)
+	}
+	if err := d.DeleteNetwork(joinNID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -67,13 +67,7 @@ func newReaper(host *netnsutil.NS, log *slog.Logger) (*reaper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle for veth reaper: %w", err)
 	}
-	var sock *nl.NetlinkSocket
-	// A netlink socket belongs to the namespace it was created in.
-	err = host.Do(func() error {
-		var err error
-		sock, err = nl.Subscribe(unix.NETLINK_ROUTE)
-		return err
-	})
+	sock, err := rawSocket(host)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink socket for veth reaper: %w", err)
@@ -84,14 +78,29 @@ func newReaper(host *netnsutil.NS, log *slog.Logger) (*reaper, error) {
 	return r, nil
 }
 
-// retire queues the link with index for deletion. A link already gone is
-// not an error.
-func (r *reaper) retire(index int) error {
+// rawSocket opens a route netlink socket in host, for requests the
+// netlink library has no call for. A netlink socket belongs to the
+// namespace it was created in.
+func rawSocket(host *netnsutil.NS) (*nl.NetlinkSocket, error) {
+	var sock *nl.NetlinkSocket
+	err := host.Do(func() error {
+		var err error
+		sock, err = nl.Subscribe(unix.NETLINK_ROUTE)
+		return err
+	})
+	return sock, err
+}
+
+// retire queues the link with index for deletion and returns its ticket:
+// the link is known deleted once reapedUpTo reaches it. A link already
+// gone is not an error; its ticket is 0.
+func (r *reaper) retire(index int) (ticket uint64, err error) {
 	l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
 	if err := r.nl.LinkSetGroup(l, ReapGroup); err != nil {
-		return ignoreGone(err)
+		return 0, ignoreGone(err)
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	now := time.Now()
 	if r.reaped == r.queued {
 		r.oldest = now
@@ -99,8 +108,16 @@ func (r *reaper) retire(index int) error {
 	r.queued++
 	r.last = now
 	r.cond.Broadcast()
-	r.mu.Unlock()
-	return nil
+	return r.queued, nil
+}
+
+// reapedUpTo returns the highest ticket known deleted: every link retired
+// with a ticket up to it is gone (or its group delete failed, which flush
+// reports).
+func (r *reaper) reapedUpTo() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reaped
 }
 
 // flush waits until every link retired before the call is deleted.

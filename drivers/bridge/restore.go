@@ -46,26 +46,37 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 	// The container end names its peer: one lookup, where listing every
 	// host link per join made restoring 1,000 joins take ~40 s.
 	if l := d.peerOf(req.SandboxKey, res.DstName); l != nil && d.isLiveVeth(l, req.EndpointID) {
-		d.mu.Lock()
-		ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
-		d.mu.Unlock()
-		return nil
+		return d.restoredJoin(n, ep, l)
 	}
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return types.InternalErrorf("listing links to restore bridge endpoint %s: %w", req.EndpointID, err)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, l := range links {
 		// A veth in ReapGroup is a retired one (a Leave whose deletion a
 		// crash cut short) still carrying the tag: never the live join.
 		if d.isLiveVeth(l, req.EndpointID) {
-			ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
-			return nil
+			return d.restoredJoin(n, ep, l)
 		}
 	}
 	return types.NotFoundErrorf("restoring bridge endpoint %s: its veth is gone", req.EndpointID)
+}
+
+// restoredJoin records the veth l of a join taken back, counts its port
+// and programs the port's neighbour settings again: idempotent, and a
+// crash may have come between the join's veth and its neighbour entries.
+func (d *Driver) restoredJoin(n *network, ep *endpoint, l netlink.Link) error {
+	d.mu.Lock()
+	if ep.hostIfIndex == 0 {
+		n.ports.inUse++
+	}
+	ep.hostIfName, ep.hostIfIndex = l.Attrs().Name, l.Attrs().Index
+	c, brIndex, nb := n.cfg, n.bridgeIndex, ep.neighbours()
+	d.mu.Unlock()
+	if err := d.programPort(c, brIndex, l.Attrs().Index, nb); err != nil {
+		return types.Wrapf(err, "restoring bridge endpoint %s", ep.id)
+	}
+	return nil
 }
 
 // peerOf returns the host end of the veth whose container end is dstName
@@ -115,16 +126,35 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 	// The veth each joined endpoint uses; any other veth with its tag is
 	// an old one (retired, or left by an earlier crash).
 	inUse := map[string]int{}
+	// Per ready network, the addresses whose neighbour entries are live.
+	type bridgeNeighbours struct {
+		c       *networkConfig
+		brIndex int
+		keep    map[string]bool
+	}
+	var bridges []bridgeNeighbours
 	d.mu.Lock()
 	for _, n := range d.networks {
+		bn := bridgeNeighbours{c: n.cfg, brIndex: n.bridgeIndex, keep: map[string]bool{}}
 		for id, ep := range n.endpoints {
 			if ep.hostIfIndex != 0 {
 				inUse[id] = ep.hostIfIndex
 			}
+			if ep.hostIfIndex != 0 || ep.busy {
+				for _, ip := range ep.neighbours().ips {
+					bn.keep[ip.String()] = true
+				}
+			}
+		}
+		if !n.creating && !n.deleting && n.bridgeIndex != 0 {
+			bridges = append(bridges, bn)
 		}
 	}
 	d.mu.Unlock()
 	var errs []error
+	for _, b := range bridges {
+		errs = append(errs, d.pruneNeighbours(b.c, b.brIndex, b.keep))
+	}
 	for _, l := range links {
 		alias := l.Attrs().Alias
 		var stale bool

@@ -187,7 +187,7 @@ func TestJoinRollback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Join(steps, ",") != "veth,master,hairpin" {
+		if strings.Join(steps, ",") != "veth,master,port,neighbours" {
 			t.Fatalf("steps %v", steps)
 		}
 		if err := d.Leave(joinNID, "e"); err != nil {

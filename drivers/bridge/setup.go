@@ -61,7 +61,7 @@ func (d *Driver) setupNetwork(c *networkConfig) (teardown undoStack, brIndex int
 		return nil, 0, err
 	}
 
-	old, err := d.swapSysctls(bridgeSysctls(c))
+	old, err := d.swapSysctls(bridgeSysctls(c, d.cfg.EnableIPForwarding))
 	// Restore what was written even when a later write failed.
 	onExisting(func() error { return d.writeSysctls(old) })
 	if err != nil {
@@ -137,6 +137,14 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 	}
 	l, err := existing()
 	if err == nil {
+		// An adopted bridge whose MAC nobody set takes the lowest of its
+		// ports' MACs, so joins and leaves would change the gateway's MAC
+		// under the containers' neighbour caches. Setting the MAC it has
+		// marks it set (the kernel's addr_assign_type), which stops that and
+		// changes nothing else.
+		if err := d.nl.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil && !isLinkNotFound(err) {
+			return nil, false, types.InternalErrorf("pinning the mac of bridge %s: %w", c.BridgeName, err)
+		}
 		// A bridge tagged with this network's ID is one an earlier run of
 		// the driver made (a restart): it is still ours to delete.
 		return l, l.Attrs().Alias == networkTag(c.ID), nil
@@ -281,8 +289,9 @@ type sysctl struct {
 	optional bool
 }
 
-// bridgeSysctls are the per-device settings a bridge needs.
-func bridgeSysctls(c *networkConfig) []sysctl {
+// bridgeSysctls are the per-device settings a bridge needs; forwarding
+// is the driver's EnableIPForwarding.
+func bridgeSysctls(c *networkConfig, forwarding bool) []sysctl {
 	br := c.BridgeName
 	var list []sysctl
 	if c.EnableIPv6 && c.isolated(true) {
@@ -296,6 +305,17 @@ func bridgeSysctls(c *networkConfig) []sysctl {
 	// The bridge is a router for its containers: it must not configure
 	// itself from router advertisements arriving on it.
 	list = append(list, sysctl{path: "net/ipv6/conf/" + br + "/accept_ra", value: "0", optional: !c.EnableIPv6})
+	if c.EnableIPv6 && forwarding && !c.isolated(true) {
+		// The bridge answers neighbour solicitations for its containers'
+		// IPv6 addresses (neigh.go): proxy NDP, which the kernel does only
+		// on a forwarding interface, and at once rather than after the
+		// random delay meant for proxies that may lose to the owner (the
+		// owner's port never sees the solicitation).
+		list = append(list,
+			sysctl{path: "net/ipv6/conf/" + br + "/forwarding", value: "1"},
+			sysctl{path: "net/ipv6/conf/" + br + "/proxy_ndp", value: "1"},
+			sysctl{path: "net/ipv6/neigh/" + br + "/proxy_delay", value: "0"})
+	}
 	// DNAT of published ports reached through 127.0.0.1 needs
 	// loopback-sourced packets to be routable out of the bridge. There is
 	// no userland proxy to carry them instead, whatever
