@@ -45,6 +45,7 @@ type endpointIface struct {
 	mac      net.HardwareAddr
 	addr     *net.IPNet
 	addrv6   *net.IPNet
+	llAddrs  []*net.IPNet // CreateOptionIpam's link-local addresses, added at join
 	v4PoolID string
 	v6PoolID string
 }
@@ -160,15 +161,21 @@ func (ep *Endpoint) mergeDriverInterface(got *driverapi.Interface) error {
 // address from the network's pools, trying the next pool only when one is full.
 func (ep *Endpoint) assignAddresses(undo *undoStack) error {
 	n := ep.network
-	addr, pool, err := ep.requestAddress(n.ipamV4Info, ep.prefIPv4, undo)
-	if err != nil {
-		return err
+	if n.disableIPv4 {
+		if ep.prefIPv4 != nil {
+			return types.BadRequestErrorf("creating endpoint %s: IPv4 address %s requested on network %s, which has %s=false", ep.name, ep.prefIPv4, n.name, netlabel.EnableIPv4)
+		}
+	} else {
+		addr, pool, err := ep.requestAddress(n.ipamV4Info, ep.prefIPv4, undo)
+		if err != nil {
+			return err
+		}
+		ep.iface.addr, ep.iface.v4PoolID = addr, pool
 	}
-	ep.iface.addr, ep.iface.v4PoolID = addr, pool
 	if !n.enableIPv6 {
 		return nil
 	}
-	addr, pool, err = ep.requestAddress(n.ipamV6Info, ep.prefIPv6, undo)
+	addr, pool, err := ep.requestAddress(n.ipamV6Info, ep.prefIPv6, undo)
 	if err != nil {
 		return err
 	}
@@ -320,6 +327,7 @@ type InterfaceInfo interface {
 	MacAddress() net.HardwareAddr
 	Address() *net.IPNet
 	AddressIPv6() *net.IPNet
+	LinkLocalAddresses() []*net.IPNet
 }
 
 // EndpointInfo is a snapshot of an endpoint's state.
@@ -334,11 +342,19 @@ type EndpointInfo interface {
 type ifaceSnapshot struct {
 	mac          net.HardwareAddr
 	addr, addrv6 *net.IPNet
+	llAddrs      []*net.IPNet
 }
 
 func (i *ifaceSnapshot) MacAddress() net.HardwareAddr { return types.GetMacCopy(i.mac) }
 func (i *ifaceSnapshot) Address() *net.IPNet          { return types.GetIPNetCopy(i.addr) }
 func (i *ifaceSnapshot) AddressIPv6() *net.IPNet      { return types.GetIPNetCopy(i.addrv6) }
+func (i *ifaceSnapshot) LinkLocalAddresses() []*net.IPNet {
+	var out []*net.IPNet
+	for _, a := range i.llAddrs {
+		out = append(out, types.GetIPNetCopy(a))
+	}
+	return out
+}
 
 type epInfoSnapshot struct {
 	iface   *ifaceSnapshot
@@ -365,7 +381,8 @@ func (ep *Endpoint) Info() EndpointInfo {
 	c := ep.network.ctrl
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := &epInfoSnapshot{iface: &ifaceSnapshot{mac: ep.iface.mac, addr: ep.iface.addr, addrv6: ep.iface.addrv6}}
+	s := &epInfoSnapshot{iface: &ifaceSnapshot{mac: ep.iface.mac, addr: ep.iface.addr, addrv6: ep.iface.addrv6,
+		llAddrs: ep.iface.llAddrs}}
 	if ep.join != nil {
 		s.gw, s.gw6, s.routes = ep.join.gw, ep.join.gw6, ep.join.routes
 		s.sandbox = c.sandboxes[ep.sandboxID]

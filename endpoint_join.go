@@ -205,7 +205,7 @@ func (sb *Sandbox) populate(s *osl.Sandbox, ep *Endpoint) error {
 	}
 	cfg := osl.InterfaceConfig{
 		SrcName: js.srcName, HostNS: c.host, DstName: dst, MacAddress: ep.iface.mac,
-		Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6,
+		Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6, LinkLocal: ep.iface.llAddrs,
 	}
 	if err := s.AddInterface(c.hostNL, cfg); err != nil {
 		if js.srcName == "" {
@@ -377,8 +377,10 @@ func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 	gw, gw6 := next.join.gw, next.join.gw6
 	c.mu.Unlock()
 	if s != nil {
-		if err := s.SetGateway(gw); err != nil {
-			return types.Wrapf(err, "setting default gateway %s in sandbox %s", gw, sb.id[:12])
+		if gw != nil {
+			if err := s.SetGateway(gw); err != nil {
+				return types.Wrapf(err, "setting default gateway %s in sandbox %s", gw, sb.id[:12])
+			}
 		}
 		if gw6 != nil {
 			if err := s.SetGatewayIPv6(gw6); err != nil {

@@ -65,6 +65,7 @@ type Network struct {
 	ipamV6Config []*IpamConf
 	generic      options.Generic
 	enableIPv6   bool
+	disableIPv4  bool // IPv6-only (netlabel.EnableIPv4 false); the zero value keeps old records IPv4
 	internal     bool
 	labels       map[string]string
 	persist      bool
@@ -109,6 +110,14 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	for _, conf := range append(append([]*IpamConf(nil), n.ipamV4Config...), n.ipamV6Config...) {
 		if err := conf.Validate(); err != nil {
 			return nil, err
+		}
+	}
+	if n.disableIPv4 && !n.special() {
+		switch {
+		case !n.enableIPv6:
+			return nil, types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", name, netlabel.EnableIPv4)
+		case len(n.ipamV4Config) > 0:
+			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
 		}
 	}
 
@@ -200,6 +209,7 @@ func (n *Network) special() bool {
 func (n *Network) driverOptions() map[string]any {
 	m := maps.Clone(map[string]any(n.generic))
 	m[netlabel.EnableIPv6] = n.enableIPv6
+	m[netlabel.EnableIPv4] = !n.disableIPv4
 	m[netlabel.Internal] = n.internal
 	return m
 }
@@ -389,6 +399,9 @@ func (n *Network) Scope() string { return n.scope }
 
 // IPv6Enabled reports whether the network has IPv6.
 func (n *Network) IPv6Enabled() bool { return n.enableIPv6 }
+
+// IPv4Enabled reports whether the network has IPv4 (false: IPv6-only).
+func (n *Network) IPv4Enabled() bool { return !n.disableIPv4 }
 
 // Internal reports whether the network is cut off from the outside.
 func (n *Network) Internal() bool { return n.internal }

@@ -21,15 +21,17 @@ func (n *Network) allocatePools(undo *undoStack) error {
 			n.addrSpace = n.ipam.local
 		}
 	}
-	v4 := n.ipamV4Config
-	if len(v4) == 0 {
-		v4 = []*IpamConf{{}}
+	if !n.disableIPv4 {
+		v4 := n.ipamV4Config
+		if len(v4) == 0 {
+			v4 = []*IpamConf{{}}
+		}
+		infos, err := n.allocateFamily(v4, false, undo)
+		if err != nil {
+			return err
+		}
+		n.ipamV4Info = infos
 	}
-	infos, err := n.allocateFamily(v4, false, undo)
-	if err != nil {
-		return err
-	}
-	n.ipamV4Info = infos
 	if !n.enableIPv6 {
 		return nil
 	}
@@ -37,6 +39,7 @@ func (n *Network) allocatePools(undo *undoStack) error {
 	if len(v6) == 0 {
 		v6 = []*IpamConf{{}}
 	}
+	var err error
 	n.ipamV6Info, err = n.allocateFamily(v6, true, undo)
 	return err
 }

@@ -26,6 +26,13 @@ func NetworkOptionGeneric(generic map[string]any) NetworkOption {
 			}
 			n.enableIPv6 = b
 		}
+		if v, ok := generic[netlabel.EnableIPv4]; ok {
+			b, isBool := v.(bool)
+			if !isBool {
+				n.setErr(types.BadRequestErrorf("option %s must be a bool, not %T", netlabel.EnableIPv4, v))
+			}
+			n.disableIPv4 = !b
+		}
 		if v, ok := generic[netlabel.Internal]; ok {
 			b, isBool := v.(bool)
 			if !isBool {
@@ -44,6 +51,12 @@ func NetworkOptionDriverOpts(opts map[string]string) NetworkOption {
 // NetworkOptionEnableIPv6 gives the network IPv6.
 func NetworkOptionEnableIPv6(enable bool) NetworkOption {
 	return func(n *Network) { n.enableIPv6 = enable }
+}
+
+// NetworkOptionEnableIPv4 false makes an IPv6-only network (moby 28): no
+// IPv4 pool, no IPv4 addresses. It needs IPv6 enabled.
+func NetworkOptionEnableIPv4(enable bool) NetworkOption {
+	return func(n *Network) { n.disableIPv4 = !enable }
 }
 
 // NetworkOptionInternalNetwork cuts the network off from the outside.
@@ -107,13 +120,23 @@ func EndpointOptionGeneric(generic map[string]any) EndpointOption {
 }
 
 // CreateOptionIpam asks for specific addresses and passes IPAM options.
+// llIPs are link-local addresses (169.254.0.0/16, fe80::/10) the
+// container's interface also gets at join, as /16 (IPv4) or /64 (IPv6);
+// anything else is a BadRequest.
 func CreateOptionIpam(ipV4, ipV6 net.IP, llIPs []net.IP, ipamOptions map[string]string) EndpointOption {
 	return func(ep *Endpoint) {
 		ep.prefIPv4, ep.prefIPv6 = types.GetIPCopy(ipV4), types.GetIPCopy(ipV6)
+		ep.iface.llAddrs = nil
 		for _, ip := range llIPs {
 			if !ip.IsLinkLocalUnicast() {
 				ep.setErr(types.BadRequestErrorf("invalid link-local address %s", ip))
+				continue
 			}
+			ll := &net.IPNet{IP: types.GetIPCopy(ip), Mask: net.CIDRMask(64, 128)}
+			if v4 := ip.To4(); v4 != nil {
+				ll = &net.IPNet{IP: v4, Mask: net.CIDRMask(16, 32)}
+			}
+			ep.iface.llAddrs = append(ep.iface.llAddrs, ll)
 		}
 		ep.ipamOptions = maps.Clone(ipamOptions)
 	}

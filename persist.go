@@ -56,6 +56,7 @@ type networkRecord struct {
 	IpamV6Info     []ipamInfoRecord
 	Generic        map[string]typedValue
 	EnableIPv6     bool
+	NoIPv4         bool `json:",omitempty"`
 	Internal       bool
 	Labels         map[string]string
 }
@@ -80,6 +81,7 @@ type endpointRecord struct {
 	State               string
 	MacAddress          string
 	Address, AddressV6  string
+	LinkLocal           []string `json:",omitempty"`
 	V4PoolID, V6PoolID  string
 	Generic             map[string]typedValue
 	ExposedPorts        []types.TransportPort
@@ -146,7 +148,7 @@ func (c *Controller) networkOp(n *Network, state string) (*store.Op, error) {
 		IpamType: n.ipamType, AddrSpace: n.addrSpace, IpamOptions: n.ipamOptions,
 		IpamV4Config: n.ipamV4Config, IpamV6Config: n.ipamV6Config,
 		IpamV4Info: infoRecords(n.ipamV4Info), IpamV6Info: infoRecords(n.ipamV6Info),
-		Generic: gen, EnableIPv6: n.enableIPv6, Internal: n.internal, Labels: n.labels,
+		Generic: gen, EnableIPv6: n.enableIPv6, NoIPv4: n.disableIPv4, Internal: n.internal, Labels: n.labels,
 	}
 	return encodeOp(kindNetwork, n.id, r)
 }
@@ -170,6 +172,9 @@ func (c *Controller) endpointOp(ep *Endpoint, state string) (*store.Op, error) {
 	}
 	if ep.iface.mac != nil {
 		r.MacAddress = ep.iface.mac.String()
+	}
+	for _, ll := range ep.iface.llAddrs {
+		r.LinkLocal = append(r.LinkLocal, ll.String())
 	}
 	if js := ep.join; js != nil {
 		jr := &joinRecord{Gw: ipStr(js.gw), Gw6: ipStr(js.gw6), NoGwSvc: js.noGwSvc,

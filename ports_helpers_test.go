@@ -128,7 +128,11 @@ func (r *portRig) run(t *testing.T, n *libnetwork.Network, name string, epOpts [
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	return &container{ep: ep, sb: sb, ns: ns, ip: ep.Info().Iface().Address().IP.String()}, nil
+	ctr := &container{ep: ep, sb: sb, ns: ns}
+	if a := ep.Info().Iface().Address(); a != nil { // nil on an IPv6-only network
+		ctr.ip = a.IP.String()
+	}
+	return ctr, nil
 }
 
 func (r *portRig) mustRun(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) *container {

@@ -1,10 +1,14 @@
 package libnetwork
 
 import (
+	"crypto/rand"
 	"log/slog"
+	"maps"
 	"sort"
+	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/drivers/host"
@@ -48,13 +52,21 @@ func newRegistry(c *Controller) (*registry, error) {
 	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
 	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
 	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
-	br, err := bridge.New(c.host, withLogger(c.cfg.DriverCfg["bridge"], c.cfg.Logger.With("driver", bridge.NetworkType)))
+	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
 	}
 	r.drivers[br.Type()] = &driverEntry{d: br, cap: bridge.Capability(), builtin: true}
+	for _, note := range br.Notices() {
+		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
+	}
 
-	alloc, err := ipam.New(c.cfg.DefaultAddressPool)
+	ula, err := c.ulaGlobalID()
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	alloc, err := ipam.New(ipam.WithIPv6Default(c.cfg.DefaultAddressPool, ula))
 	if err != nil {
 		r.close()
 		return nil, err
@@ -213,6 +225,55 @@ func (r *registry) allDrivers() []driverapi.Driver {
 		out = append(out, e.d)
 	}
 	return out
+}
+
+// driverConfig is the configuration handed to the built-in driver of
+// networkType: its OptionDriverConfig map plus, as upstream, every daemon
+// label com.docker.network.driver.<networkType>.<key>=<value> as the entry
+// label key -> value, for the driver to read.
+func driverConfig(cfg *config.Config, networkType string) map[string]any {
+	out := maps.Clone(cfg.DriverCfg[networkType])
+	prefix := netlabel.DriverPrefix + "." + networkType + "."
+	for _, l := range cfg.Labels {
+		k, v := netlabel.KeyValue(l)
+		if strings.HasPrefix(k, prefix) {
+			if out == nil {
+				out = map[string]any{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// kindHost holds records about the controller's host rather than a model
+// object; ulaRecordID is the 40-bit global ID of its IPv6 default pool.
+const (
+	kindHost    = "host"
+	ulaRecordID = "ula-global-id"
+)
+
+// ulaGlobalID returns the global ID of the host's IPv6 default pool
+// (ipam.ULAPool), chosen at random on the first start with this DataDir
+// and kept in the store, so that networks made after a restart come from
+// the same /48 as before.
+func (c *Controller) ulaGlobalID() ([5]byte, error) {
+	var id [5]byte
+	b, err := c.store.Get(kindHost, ulaRecordID)
+	if err == nil && len(b) == len(id) {
+		copy(id[:], b)
+		return id, nil
+	}
+	if err != nil && !types.IsNotFound(err) {
+		return id, types.Wrapf(err, "reading the IPv6 default pool's global ID")
+	}
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, types.InternalErrorf("choosing the IPv6 default pool's global ID: %w", err)
+	}
+	if err := c.store.Put(kindHost, ulaRecordID, id[:]); err != nil {
+		return id, types.Wrapf(err, "storing the IPv6 default pool's global ID")
+	}
+	return id, nil
 }
 
 // withLogger returns a copy of a driver's configuration map holding l

@@ -174,7 +174,7 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 		ctrl: c, id: r.ID, name: r.Name, networkType: r.Type, created: r.Created,
 		ipamType: r.IpamType, addrSpace: r.AddrSpace, ipamOptions: r.IpamOptions,
 		ipamV4Config: r.IpamV4Config, ipamV6Config: r.IpamV6Config, generic: gen,
-		enableIPv6: r.EnableIPv6, internal: r.Internal, labels: r.Labels, persist: true,
+		enableIPv6: r.EnableIPv6, disableIPv4: r.NoIPv4, internal: r.Internal, labels: r.Labels, persist: true,
 		endpoints: map[string]*Endpoint{}, epNames: map[string]string{},
 	}
 	// A driver that cannot be found (a plugin not running) does not cost
@@ -253,6 +253,13 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 		if ep.iface.mac, err = net.ParseMAC(r.MacAddress); err != nil {
 			return types.InternalErrorf("decoding MAC: %w", err)
 		}
+	}
+	for _, s := range r.LinkLocal {
+		ll, err := types.ParseCIDR(s)
+		if err != nil {
+			return types.InternalErrorf("decoding link-local address: %w", err)
+		}
+		ep.iface.llAddrs = append(ep.iface.llAddrs, ll)
 	}
 	var undo undoStack
 	ok := false

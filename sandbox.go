@@ -401,14 +401,24 @@ func (sb *Sandbox) sortEndpointsLocked() {
 }
 
 // gatewayEndpointLocked is the first endpoint in order that provides an
-// IPv4 gateway. Caller holds ctrl.mu.
+// IPv4 gateway or, when none does, the first providing an IPv6 one. It
+// gets the default routes and publishes the sandbox's ports. Caller holds
+// ctrl.mu.
 func (sb *Sandbox) gatewayEndpointLocked() *Endpoint {
+	var v6only *Endpoint
 	for _, ep := range sb.endpoints {
-		if ep.join != nil && ep.join.gw != nil && !ep.network.special() && !ep.network.internal {
+		if ep.join == nil || ep.network.special() || ep.network.internal {
+			continue
+		}
+		if ep.join.gw != nil {
 			return ep
 		}
+		if v6only == nil && ep.join.gw6 != nil {
+			v6only = ep
+		}
 	}
-	return nil
+	// No IPv4 gateway at all (IPv6-only networks): the first IPv6 one.
+	return v6only
 }
 
 func joinErrors(errs []error) error {

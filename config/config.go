@@ -97,6 +97,10 @@ func OptionDefaultAddressPoolConfig(pools []*NetworkToSplit) Option {
 }
 
 // OptionLabels sets daemon labels; only com.docker.network* labels are kept.
+// As upstream, com.docker.network.driver.<type>.<key>=<value> labels are
+// passed into the configuration of the built-in driver of that type (the
+// bridge reads its driver options from them, and refuses keys it does not
+// know).
 func OptionLabels(labels []string) Option {
 	return func(c *Config) {
 		c.Labels = nil

@@ -133,6 +133,7 @@ var networkCases = []struct {
 	{"snat", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), ICC: true, Masquerade: true, Hairpin: true, HostIP: net.ParseIP("192.0.2.7")}},
 	{"no-masquerade", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), ICC: true}},
 	{"ipv6", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true}},
+	{"ipv6-only", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true}},
 	// Direct access: trusted interfaces get their ACCEPT before each
 	// drop; an unprotected family has neither.
 	{"trusted", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
@@ -157,9 +158,12 @@ func TestNetworkGolden(t *testing.T) {
 			if err := fw.SetupNetwork(tc.cfg); err != nil {
 				t.Fatal(err)
 			}
-			fams := 1
+			fams := 0
+			if tc.cfg.Subnet != nil {
+				fams++
+			}
 			if tc.cfg.SubnetV6 != nil {
-				fams = 2
+				fams++
 			}
 			if got := fake.Restores() - n; got != fams {
 				t.Errorf("SetupNetwork ran %d restores, want %d", got, fams)
@@ -189,6 +193,18 @@ func TestNetworkGolden(t *testing.T) {
 				t.Errorf("second teardown: %v", err)
 			}
 		})
+	}
+}
+
+// An IPv6-only network (no IPv4 subnet) needs a firewall with IPv6, and
+// a network needs at least one subnet.
+func TestNetworkIPv6OnlyRefusals(t *testing.T) {
+	fw, _ := newFW(t, false)
+	if err := fw.SetupNetwork(firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", SubnetV6: cidr("fd00:1::1/64")}); !types.IsBadRequest(err) {
+		t.Fatalf("IPv6-only network without IPv6 firewall: want BadRequest, got %v", err)
+	}
+	if err := fw.SetupNetwork(firewall.NetworkConfig{ID: "n1", Bridge: "br-n1"}); !types.IsBadRequest(err) {
+		t.Fatalf("no subnet: want BadRequest, got %v", err)
 	}
 }
 

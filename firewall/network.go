@@ -11,7 +11,7 @@ import (
 type NetworkConfig struct {
 	ID     string     // network ID: the rules' owner (comment cnm-net-ID)
 	Bridge string     // bridge interface name
-	Subnet *net.IPNet // IPv4 subnet (host bits are masked off); required
+	Subnet *net.IPNet // IPv4 subnet (host bits are masked off); nil for an IPv6-only network
 	// SubnetV6 is the IPv6 subnet; nil for none. Programmed only when the
 	// Firewall was made with IPv6.
 	SubnetV6 *net.IPNet
@@ -53,7 +53,10 @@ func (c NetworkConfig) validate() error {
 	if err := names.Iface(c.Bridge); err != nil {
 		return types.Wrapf(err, "network %s firewall config: invalid bridge name", c.ID)
 	}
-	if c.Subnet == nil || c.Subnet.IP.To4() == nil {
+	if c.Subnet == nil && c.SubnetV6 == nil {
+		return types.BadRequestErrorf("network %s firewall config: no subnet", c.ID)
+	}
+	if c.Subnet != nil && c.Subnet.IP.To4() == nil {
 		return types.BadRequestErrorf("network %s firewall config: invalid ipv4 subnet %v", c.ID, c.Subnet)
 	}
 	if c.SubnetV6 != nil && c.SubnetV6.IP.To4() != nil {
@@ -71,8 +74,13 @@ func (fw *Firewall) SetupNetwork(cfg NetworkConfig) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	if cfg.Subnet == nil && !fw.IPv6() {
+		return types.BadRequestErrorf("network %s firewall config: IPv6-only network on a firewall without IPv6", cfg.ID)
+	}
 	var want []Rule
-	want = append(want, networkRules(IPv4, cfg, cfg.Subnet)...)
+	if cfg.Subnet != nil {
+		want = append(want, networkRules(IPv4, cfg, cfg.Subnet)...)
+	}
 	if cfg.SubnetV6 != nil && fw.IPv6() {
 		want = append(want, networkRules(IPv6, cfg, cfg.SubnetV6)...)
 	}

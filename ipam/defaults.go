@@ -154,3 +154,33 @@ func noPoolError(as string, v6 bool, reasons []string, total int) error {
 	}
 	return fmt.Errorf("no available %s pool in address space %s: %s: %w", familyName(v6), as, msg, ipamapi.ErrNoAvailablePool)
 }
+
+// ULAPool returns the IPv6 default pool moby 27 adds when no IPv6 default
+// pool is configured: the unique local /48 fdXX:XXXX:XXXX::/48 whose 40-bit
+// global ID is globalID (RFC 4193: random, and kept, per host), split into
+// /64s.
+func ULAPool(globalID [5]byte) *config.NetworkToSplit {
+	var a [16]byte
+	a[0] = 0xfd
+	copy(a[1:6], globalID[:])
+	return &config.NetworkToSplit{Base: netip.PrefixFrom(netip.AddrFrom16(a), 48).String(), Size: 64}
+}
+
+// WithIPv6Default returns pools (DefaultLocalPools when empty) with
+// ULAPool(globalID) appended unless pools already hold an IPv6 entry, so
+// that an IPv6 network without a pool of its own gets a /64, as in moby 27.
+// A malformed entry is left for New to report.
+func WithIPv6Default(pools []*config.NetworkToSplit, globalID [5]byte) []*config.NetworkToSplit {
+	if len(pools) == 0 {
+		pools = DefaultLocalPools()
+	}
+	for _, p := range pools {
+		if p == nil {
+			continue
+		}
+		if b, err := netip.ParsePrefix(strings.TrimSpace(p.Base)); err == nil && b.Addr().Is6() {
+			return pools
+		}
+	}
+	return append(append([]*config.NetworkToSplit(nil), pools...), ULAPool(globalID))
+}

@@ -34,6 +34,9 @@ const (
 	DNSServers = Prefix + ".endpoint.dnsservers"
 	// EnableIPv6 is the key of a network's IPv6 flag.
 	EnableIPv6 = Prefix + ".enable_ipv6"
+	// EnableIPv4 is the key of a network's IPv4 flag (moby 28); false
+	// makes an IPv6-only network. Absent means true.
+	EnableIPv4 = Prefix + ".enable_ipv4"
 	// DriverMTU is the key of a network's MTU.
 	DriverMTU = Prefix + ".driver.mtu"
 	// Gateway is the IPAM pool metadata key of a gateway, and the request type of a gateway address.

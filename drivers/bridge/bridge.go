@@ -22,7 +22,12 @@
 //   - ICC and masquerade default to true whether options come as string
 //     labels or as options.Generic (upstream: false for the latter).
 //   - Driver defaults are iptables, ip6tables and forwarding on, userland
-//     proxy off (upstream: everything off).
+//     proxy off (upstream: everything off). No proxy process is ever run:
+//     EnableUserlandProxy=true behaves as false (published ports stay
+//     reachable from the host's loopback by NAT) and UserlandProxyPath
+//     names nothing to run; both are only reported by Notices.
+//   - Without EnableIPTables there is no NAT, so published ports are
+//     refused (BadRequest) instead of being accepted and never answering.
 //   - Teardown of an unknown network or endpoint succeeds (upstream returns
 //     NotFound or a maskable error), so the controller can retry freely.
 //   - The bridge MAC is pinned at creation (derived from the gateway), so
@@ -33,6 +38,7 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -70,6 +76,10 @@ type Driver struct {
 	// multi-step kernel operation; an error it returns is treated as that
 	// step's failure, to prove that the rollback leaves nothing behind.
 	failAfter func(step string) error
+
+	// linkMu serialises every change of legacy link rules and of the
+	// endpoint fields they are computed from (links.go). Taken before mu.
+	linkMu sync.Mutex
 
 	// Lock order: mu is a leaf; it is never held across netlink or sysctl
 	// work. Kernel work on one network or endpoint is kept exclusive by the
@@ -143,6 +153,20 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 		}
 	}
 	return d, nil
+}
+
+// Notices returns what the controller should log once about the driver's
+// configuration: options accepted for drop-in callers that have nothing
+// to do here (no userland proxy is ever run; see CONTRACT.md).
+func (d *Driver) Notices() []string {
+	var out []string
+	if d.cfg.EnableUserlandProxy {
+		out = append(out, "bridge driver: EnableUserlandProxy=true: no userland proxy is run; published ports are reached by NAT, from the host's loopback too, as with false")
+	}
+	if d.cfg.UserlandProxyPath != "" {
+		out = append(out, fmt.Sprintf("bridge driver: UserlandProxyPath %q: nothing is run", d.cfg.UserlandProxyPath))
+	}
+	return out
 }
 
 // Type returns "bridge".

@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -29,6 +30,12 @@ type endpoint struct {
 	programmed bool
 	portMap    []types.PortBinding
 	exposed    []types.TransportPort
+	// The legacy links it was programmed with: endpoint IDs, and its
+	// exposed ports as its parents' links use them. Guarded by Driver.mu,
+	// written only under Driver.linkMu (see links.go).
+	linkParents, linkChildren []string
+	linkExposed               []types.TransportPort
+	linkRules                 bool // link rules of its own may be installed
 }
 
 func (ep *endpoint) addrs() endpointAddrs {
@@ -41,14 +48,14 @@ func (ep *endpoint) addrs() endpointAddrs {
 //
 // A chosen MAC is 02:42 followed by the endpoint's IPv4 address, as
 // upstream does: deterministic, unique on the bridge because addresses are,
-// and recognisable in captures.
+// and recognisable in captures. On an IPv6-only network it is random.
 func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi.Interface, error) {
 	if req.EndpointID == "" {
 		return nil, types.BadRequestErrorf("creating bridge endpoint: empty endpoint id")
 	}
 	in := req.Interface
-	if in.Address == nil || in.Address.IP.To4() == nil {
-		return nil, types.BadRequestErrorf("creating bridge endpoint %s: no ipv4 address", req.EndpointID)
+	if in.Address != nil && in.Address.IP.To4() == nil {
+		return nil, types.BadRequestErrorf("creating bridge endpoint %s: %s is not an ipv4 address", req.EndpointID, in.Address)
 	}
 	if in.MacAddress != nil && len(in.MacAddress) != 6 {
 		return nil, types.BadRequestErrorf("creating bridge endpoint %s: invalid mac address %s", req.EndpointID, in.MacAddress)
@@ -56,6 +63,9 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 
 	ownPorts, ownExposed, err := portOptions("creating bridge endpoint "+req.EndpointID, req.Options)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.canPublish("creating bridge endpoint "+req.EndpointID, ownPorts); err != nil {
 		return nil, err
 	}
 
@@ -68,7 +78,12 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	if _, ok := n.endpoints[req.EndpointID]; ok {
 		return nil, driverapi.ErrEndpointExists(req.EndpointID)
 	}
-	if !n.cfg.PoolIPv4.Contains(in.Address.IP) {
+	switch {
+	case n.cfg.EnableIPv4 && in.Address == nil:
+		return nil, types.BadRequestErrorf("creating bridge endpoint %s: no ipv4 address", req.EndpointID)
+	case !n.cfg.EnableIPv4 && in.Address != nil:
+		return nil, types.BadRequestErrorf("creating bridge endpoint %s: ipv4 address %s on a network with %s=false", req.EndpointID, in.Address, netlabel.EnableIPv4)
+	case in.Address != nil && !n.cfg.PoolIPv4.Contains(in.Address.IP):
 		return nil, types.BadRequestErrorf("creating bridge endpoint %s: address %s is outside subnet %s", req.EndpointID, in.Address.IP, n.cfg.PoolIPv4)
 	}
 	ep := &endpoint{
@@ -82,7 +97,11 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	}
 	var chosen driverapi.Interface
 	if ep.mac == nil {
-		ep.mac = macFromIPv4(ep.addr.IP)
+		if ep.addr != nil {
+			ep.mac = macFromIPv4(ep.addr.IP)
+		} else {
+			ep.mac = macaddr.Random() // IPv6-only: no address to derive it from
+		}
 		chosen.MacAddress = types.GetMacCopy(ep.mac)
 	}
 	if ep.addrv6 == nil && n.cfg.EnableIPv6 && n.cfg.PoolIPv6 != nil {
@@ -127,7 +146,7 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 	var err error
 	if programmed {
 		// Normally revoked by the controller before; never leak the ports.
-		err = d.fw.revokeEndpoint(n.cfg, addrs)
+		err = d.dropLinksAndRevoke(n, ep, addrs)
 	}
 	if veth != 0 {
 		err = errors.Join(err, d.reaper.retire(veth))

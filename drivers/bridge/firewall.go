@@ -3,6 +3,7 @@ package bridge
 import (
 	"net"
 
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -27,6 +28,9 @@ type firewaller interface {
 	// returns the bindings with the host ports actually used. A failure
 	// leaves nothing of the call behind.
 	programEndpoint(c *networkConfig, ep endpointAddrs, bindings []types.PortBinding) ([]types.PortBinding, error)
+	// setLinks makes the endpoint's legacy link rules exactly links (none
+	// removes them); a failure leaves the endpoint's previous links.
+	setLinks(c *networkConfig, ep endpointAddrs, links []firewall.Link) error
 	// revokeEndpoint unpublishes the endpoint's ports; it may finish the
 	// work in the background, as long as a port is never given out twice.
 	revokeEndpoint(c *networkConfig, ep endpointAddrs) error
@@ -59,6 +63,16 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 	if err != nil {
 		return err
 	}
+	parents, children, err := linkOptions(what, options)
+	if err != nil {
+		return err
+	}
+	if err := d.canPublish(what, sbPorts); err != nil {
+		return err
+	}
+	if err := d.canPublish(what, oper); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	n, ep, err := d.endpointLocked(nid, eid)
 	if err != nil {
@@ -78,6 +92,14 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		bindings = mergeBindings(rejoinRouted(oper))
 	}
 	exposed := mergeExposed(ep.ownExposed, sbExposed)
+	if d.fw != nil {
+		// Refuse bad links before any kernel work; setOwnLinks computes
+		// them again under linkMu.
+		if _, err := d.linksLocked(what, n, ep, exposed, parents, children); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+	}
 	again := ep.programmed
 	ep.busy = true
 	d.mu.Unlock()
@@ -91,6 +113,12 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		if err == nil {
 			mapped, err = d.fw.programEndpoint(n.cfg, addrs, bindings)
 		}
+		if err == nil {
+			err = d.setOwnLinks(what, n, ep, addrs, exposed, parents, children)
+		}
+		if err != nil {
+			d.dropLinksAndRevoke(n, ep, addrs)
+		}
 	}
 
 	d.mu.Lock()
@@ -101,6 +129,17 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		return types.Wrapf(err, "programming external connectivity of endpoint %s", eid)
 	}
 	ep.portMap, ep.exposed, ep.programmed = mapped, exposed, true
+	return nil
+}
+
+// canPublish refuses published ports when the driver has no firewall
+// (EnableIPTables=false): a port is published by NAT only, since no
+// userland proxy is ever run, so accepting the binding would report a
+// port that nothing answers on.
+func (d *Driver) canPublish(what string, bindings []types.PortBinding) error {
+	if d.fw == nil && len(bindings) > 0 {
+		return types.BadRequestErrorf("%s: publishing port %s needs the bridge driver option EnableIPTables (it is false)", what, bindings[0])
+	}
 	return nil
 }
 
@@ -122,7 +161,7 @@ func (d *Driver) RevokeExternalConnectivity(nid, eid string) error {
 	addrs := ep.addrs()
 	d.mu.Unlock()
 	if d.fw != nil && !n.cfg.Internal {
-		if err := d.fw.revokeEndpoint(n.cfg, addrs); err != nil {
+		if err := d.dropLinksAndRevoke(n, ep, addrs); err != nil {
 			return types.Wrapf(err, "revoking external connectivity of endpoint %s", eid)
 		}
 	}

@@ -21,14 +21,13 @@ import (
 // iptables-restore runner, host ports held by real sockets, conntrack
 // through netlink.
 type hostFirewall struct {
-	run     *iptables.Exec
-	maps    *nftports.Maps
-	fw      *firewall.Firewall
-	pm      *portmapper.PortMapper
-	ct      *portmapper.NetlinkConntrack
-	sys     firewall.Sysctl
-	hairpin bool    // no userland proxy: loopback/hairpin access by NAT
-	heal    *healer // keeps the rules in force (heal.go)
+	run  *iptables.Exec
+	maps *nftports.Maps
+	fw   *firewall.Firewall
+	pm   *portmapper.PortMapper
+	ct   *portmapper.NetlinkConntrack
+	sys  firewall.Sysctl
+	heal *healer // keeps the rules in force (heal.go)
 	// loadModule loads a kernel module (firewall.LoadModule; tests swap
 	// it with sys).
 	loadModule func(name string) error
@@ -61,14 +60,13 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, ever
 	pm := portmapper.New(portmapper.NSReserver{NS: host}, fw, ct)
 	pm.SetLogger(log)
 	return &hostFirewall{
-		run:     run,
-		maps:    maps,
-		fw:      fw,
-		pm:      pm,
-		ct:      ct,
-		sys:     firewall.NSSysctl{NS: host},
-		hairpin: !dc.EnableUserlandProxy,
-		heal:    newHealer(fw, watch, every, log),
+		run:  run,
+		maps: maps,
+		fw:   fw,
+		pm:   pm,
+		ct:   ct,
+		sys:  firewall.NSSysctl{NS: host},
+		heal: newHealer(fw, watch, every, log),
 
 		loadModule: firewall.LoadModule,
 	}, nil
@@ -93,7 +91,9 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 		Masquerade: c.EnableIPMasquerade,
 		Internal:   c.Internal,
 		HostIP:     c.HostIP,
-		Hairpin:    h.hairpin,
+		// No userland proxy is ever run: loopback and hairpin access
+		// to published ports are by NAT, always.
+		Hairpin: true,
 
 		GatewayModeIPv4:   firewall.GatewayMode(c.GatewayModeIPv4),
 		GatewayModeIPv6:   firewall.GatewayMode(c.GatewayModeIPv6),
@@ -101,6 +101,9 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 	}
 	if c.EnableIPv6 {
 		cfg.SubnetV6 = c.PoolIPv6
+	}
+	if c.PoolIPv4 == nil && !h.fw.IPv6() {
+		return types.BadRequestErrorf("creating bridge network %s: an IPv6-only network needs the bridge driver option EnableIP6Tables (it is false)", c.ID)
 	}
 	if !c.EnableICC {
 		// Without br_netfilter, frames between two ports of one bridge
@@ -151,6 +154,10 @@ func withDefaultHostIP(bindings []types.PortBinding, def net.IP) []types.PortBin
 		out[i] = b
 	}
 	return out
+}
+
+func (h *hostFirewall) setLinks(_ *networkConfig, ep endpointAddrs, links []firewall.Link) error {
+	return h.fw.SetLinks(ep.ID, links)
 }
 
 // revokeEndpoint hands the endpoint's ports to the portmapper's release

@@ -108,16 +108,14 @@ func (d *Driver) attach(c *networkConfig, brIndex int, mac net.HardwareAddr, req
 		return nil, nil, err
 	}
 
-	if !d.cfg.EnableUserlandProxy {
-		// Without a proxy, a container reaching its own published port is
-		// DNATed back out of the port it came in on: the bridge must allow
-		// that hairpin turn.
-		if err := d.nl.LinkSetHairpin(veth, true); err != nil {
-			return nil, nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, veth.Name, err)
-		}
-		if err := d.step("hairpin"); err != nil {
-			return nil, nil, err
-		}
+	// No proxy is ever run (whatever EnableUserlandProxy says), so a
+	// container reaching its own published port is DNATed back out of the
+	// port it came in on: the bridge must allow that hairpin turn.
+	if err := d.nl.LinkSetHairpin(veth, true); err != nil {
+		return nil, nil, types.InternalErrorf("joining bridge endpoint %s: hairpin mode on %s: %w", req.EndpointID, veth.Name, err)
+	}
+	if err := d.step("hairpin"); err != nil {
+		return nil, nil, err
 	}
 
 	res := &driverapi.JoinResult{}

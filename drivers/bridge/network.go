@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -129,16 +130,25 @@ func (c *networkConfig) applyIPAM(v4, v6 []driverapi.IPAMData) error {
 	if len(v6) > 1 {
 		return types.ForbiddenErrorf("creating bridge network %s: bridge networks support one ipv6 pool, got %d", c.ID, len(v6))
 	}
-	if len(v4) == 0 || v4[0].Pool == nil || isAllZeros(v4[0].Pool) {
-		return types.BadRequestErrorf("creating bridge network %s: ipv4 pool is empty", c.ID)
-	}
 	var err error
-	c.PoolIPv4, c.AddressIPv4, c.DefaultGatewayIPv4, err = poolAddrs(c.ID, "ipv4", v4[0], auxDefaultGatewayIPv4)
-	if err != nil {
-		return err
-	}
-	if c.AddressIPv4 == nil && !c.InhibitIPv4 {
-		return types.BadRequestErrorf("creating bridge network %s: no ipv4 gateway for the bridge", c.ID)
+	switch {
+	case !c.EnableIPv4:
+		if len(v4) > 0 && v4[0].Pool != nil && !isAllZeros(v4[0].Pool) {
+			return types.BadRequestErrorf("creating bridge network %s: ipv4 pool %s given with %s=false", c.ID, v4[0].Pool, netlabel.EnableIPv4)
+		}
+		if len(v6) == 0 || v6[0].Pool == nil {
+			return types.BadRequestErrorf("creating bridge network %s: ipv6 pool is empty (%s=false)", c.ID, netlabel.EnableIPv4)
+		}
+	case len(v4) == 0 || v4[0].Pool == nil || isAllZeros(v4[0].Pool):
+		return types.BadRequestErrorf("creating bridge network %s: ipv4 pool is empty", c.ID)
+	default:
+		c.PoolIPv4, c.AddressIPv4, c.DefaultGatewayIPv4, err = poolAddrs(c.ID, "ipv4", v4[0], auxDefaultGatewayIPv4)
+		if err != nil {
+			return err
+		}
+		if c.AddressIPv4 == nil && !c.InhibitIPv4 {
+			return types.BadRequestErrorf("creating bridge network %s: no ipv4 gateway for the bridge", c.ID)
+		}
 	}
 	if len(v6) == 1 && v6[0].Pool != nil {
 		c.PoolIPv6, c.AddressIPv6, c.DefaultGatewayIPv6, err = poolAddrs(c.ID, "ipv6", v6[0], auxDefaultGatewayIPv6)

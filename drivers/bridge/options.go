@@ -66,6 +66,7 @@ type driverConfig struct {
 type networkConfig struct {
 	ID                   string
 	BridgeName           string
+	EnableIPv4           bool // false: IPv6-only (moby 28)
 	EnableIPv6           bool
 	EnableIPMasquerade   bool
 	EnableICC            bool
@@ -101,6 +102,7 @@ type optSpec struct {
 
 var networkOptSpecs = []optSpec{
 	{"BridgeName", BridgeName, func(c *networkConfig) any { return &c.BridgeName }},
+	{"EnableIPv4", netlabel.EnableIPv4, func(c *networkConfig) any { return &c.EnableIPv4 }},
 	{"EnableIPv6", netlabel.EnableIPv6, func(c *networkConfig) any { return &c.EnableIPv6 }},
 	{"EnableIPMasquerade", EnableIPMasquerade, func(c *networkConfig) any { return &c.EnableIPMasquerade }},
 	{"EnableICC", EnableICC, func(c *networkConfig) any { return &c.EnableICC }},
@@ -132,8 +134,8 @@ func findSpec(key string) *optSpec {
 // values); a network nobody asked to isolate should not silently lose
 // container-to-container traffic, so this driver treats both alike.
 func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error) {
-	c := &networkConfig{ID: nid, EnableICC: true, EnableIPMasquerade: true}
-	for _, key := range []string{netlabel.EnableIPv6, netlabel.Internal} {
+	c := &networkConfig{ID: nid, EnableIPv4: true, EnableICC: true, EnableIPMasquerade: true}
+	for _, key := range []string{netlabel.EnableIPv4, netlabel.EnableIPv6, netlabel.Internal} {
 		if v, ok := opts[key]; ok {
 			if err := assign(findSpec(key).ptr(c), key, v); err != nil {
 				return nil, err
@@ -269,6 +271,9 @@ func assign(dst any, name string, v any) error {
 
 // validateOptions checks what the options alone decide and fills defaults.
 func (c *networkConfig) validateOptions() error {
+	if !c.EnableIPv4 && !c.EnableIPv6 {
+		return types.BadRequestErrorf("invalid bridge options: %s=false needs %s", netlabel.EnableIPv4, netlabel.EnableIPv6)
+	}
 	if c.Mtu < 0 || c.Mtu > 65535 {
 		return types.BadRequestErrorf("invalid bridge option %s: mtu %d out of range", netlabel.DriverMTU, c.Mtu)
 	}
@@ -355,7 +360,15 @@ func (c *networkConfig) validateProtection() error {
 	return nil
 }
 
-// parseDriverConfig decodes config.Config.DriverCfg["bridge"]. The
+// LabelPrefix starts the daemon labels (config.OptionLabels) that the
+// controller passes into the bridge driver's configuration, as upstream
+// does for com.docker.network.driver.<type>.* labels: the rest of the key
+// is a driver option name (EnableIPTables, EnableUserlandProxy, ...), the
+// label's value its value.
+const LabelPrefix = netlabel.DriverPrefix + "." + NetworkType + "."
+
+// parseDriverConfig decodes config.Config.DriverCfg["bridge"] plus the
+// LabelPrefix labels the controller put beside its GenericData. The
 // defaults are what a container engine runs with (see CONTRACT.md):
 // iptables and ip6tables on, forwarding on, no userland proxy. Upstream
 // defaults all of them to false.
@@ -378,6 +391,17 @@ func parseDriverConfig(cfg map[string]any) (driverConfig, error) {
 			return types.BadRequestErrorf("parsing bridge driver options: unknown option %q", k)
 		}
 		return assign(dst, k, v)
+	}
+	// Daemon labels (config.OptionLabels) come first, so that explicit
+	// driver options win over them.
+	for k, v := range cfg {
+		name, ok := strings.CutPrefix(k, LabelPrefix)
+		if !ok {
+			continue
+		}
+		if err := set(name, v); err != nil {
+			return dc, types.BadRequestErrorf("bridge driver label %s: %w", k, err)
+		}
 	}
 	switch g := cfg[netlabel.GenericData].(type) {
 	case nil:

@@ -3,6 +3,7 @@ package bridge
 import (
 	"net"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork/driverapi"
@@ -16,7 +17,7 @@ const testNID = "0123456789abcdef0123"
 
 func TestParseNetworkOptions(t *testing.T) {
 	defaults := func(mod func(c *networkConfig)) *networkConfig {
-		c := &networkConfig{ID: testNID, BridgeName: "br-0123456789ab", EnableICC: true, EnableIPMasquerade: true, ContainerIfacePrefix: "eth"}
+		c := &networkConfig{ID: testNID, BridgeName: "br-0123456789ab", EnableIPv4: true, EnableICC: true, EnableIPMasquerade: true, ContainerIfacePrefix: "eth"}
 		if mod != nil {
 			mod(c)
 		}
@@ -120,6 +121,41 @@ func TestParseDriverConfig(t *testing.T) {
 	}
 	if _, err := parseDriverConfig(map[string]any{netlabel.GenericData: options.Generic{"Bogus": true}}); !types.IsBadRequest(err) {
 		t.Fatalf("unknown key: want BadRequest, got %v", err)
+	}
+}
+
+// Daemon labels under LabelPrefix set driver options; explicit driver
+// options win over them; an unknown one is a BadRequest naming the label.
+func TestParseDriverConfigLabels(t *testing.T) {
+	dc, err := parseDriverConfig(map[string]any{
+		LabelPrefix + "EnableIPTables":    "false",
+		LabelPrefix + "EnableIP6Tables":   "false",
+		LabelPrefix + "UserlandProxyPath": "/usr/bin/docker-proxy",
+		netlabel.GenericData:              map[string]string{"EnableIP6Tables": "true"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := driverConfig{EnableIPForwarding: true, EnableIP6Tables: true, UserlandProxyPath: "/usr/bin/docker-proxy"}
+	if dc != want {
+		t.Fatalf("got %+v want %+v", dc, want)
+	}
+	_, err = parseDriverConfig(map[string]any{LabelPrefix + "Bogus": "1"})
+	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), LabelPrefix+"Bogus") {
+		t.Fatalf("unknown label: want BadRequest naming it, got %v", err)
+	}
+}
+
+// The userland proxy options are reported once, through Notices, since
+// nothing runs for them.
+func TestNoticesUserlandProxy(t *testing.T) {
+	if n := (&Driver{}).Notices(); len(n) != 0 {
+		t.Fatalf("default config: notices %q", n)
+	}
+	d := &Driver{cfg: driverConfig{EnableUserlandProxy: true, UserlandProxyPath: "/usr/bin/docker-proxy"}}
+	n := d.Notices()
+	if len(n) != 2 || !strings.Contains(n[0], "EnableUserlandProxy") || !strings.Contains(n[1], "/usr/bin/docker-proxy") {
+		t.Fatalf("notices %q", n)
 	}
 }
 

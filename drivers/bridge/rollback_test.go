@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"github.com/opencnm/libnetwork/firewall"
 	"net"
 	"sort"
 	"strings"
@@ -58,8 +59,9 @@ func (f *fakeFW) revokeEndpoint(c *networkConfig, ep endpointAddrs) error {
 	return nil
 }
 
-func (f *fakeFW) flush() error { return nil }
-func (f *fakeFW) close() error { return nil }
+func (f *fakeFW) setLinks(*networkConfig, endpointAddrs, []firewall.Link) error { return nil }
+func (f *fakeFW) flush() error                                                  { return nil }
+func (f *fakeFW) close() error                                                  { return nil }
 
 func (f *fakeFW) state() string {
 	f.mu.Lock()

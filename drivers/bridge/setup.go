@@ -61,7 +61,7 @@ func (d *Driver) setupNetwork(c *networkConfig) (teardown undoStack, brIndex int
 		return nil, 0, err
 	}
 
-	old, err := d.swapSysctls(bridgeSysctls(c, d.cfg))
+	old, err := d.swapSysctls(bridgeSysctls(c))
 	// Restore what was written even when a later write failed.
 	onExisting(func() error { return d.writeSysctls(old) })
 	if err != nil {
@@ -282,7 +282,7 @@ type sysctl struct {
 }
 
 // bridgeSysctls are the per-device settings a bridge needs.
-func bridgeSysctls(c *networkConfig, dc driverConfig) []sysctl {
+func bridgeSysctls(c *networkConfig) []sysctl {
 	br := c.BridgeName
 	var list []sysctl
 	if c.EnableIPv6 && c.isolated(true) {
@@ -296,11 +296,11 @@ func bridgeSysctls(c *networkConfig, dc driverConfig) []sysctl {
 	// The bridge is a router for its containers: it must not configure
 	// itself from router advertisements arriving on it.
 	list = append(list, sysctl{path: "net/ipv6/conf/" + br + "/accept_ra", value: "0", optional: !c.EnableIPv6})
-	if !dc.EnableUserlandProxy {
-		// DNAT of published ports reached through 127.0.0.1 needs
-		// loopback-sourced packets to be routable out of the bridge.
-		list = append(list, sysctl{path: "net/ipv4/conf/" + br + "/route_localnet", value: "1"})
-	}
+	// DNAT of published ports reached through 127.0.0.1 needs
+	// loopback-sourced packets to be routable out of the bridge. There is
+	// no userland proxy to carry them instead, whatever
+	// EnableUserlandProxy says.
+	list = append(list, sysctl{path: "net/ipv4/conf/" + br + "/route_localnet", value: "1"})
 	return list
 }
 
