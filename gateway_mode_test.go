@@ -151,13 +151,12 @@ func TestGatewayModeIsolated(t *testing.T) {
 // Gateway modes and trusted interfaces are persisted with the network:
 // after a restart its rules are still those the options render (the
 // crash checker's rendering), with no protection for an unprotected
-// family. Values not implemented fail the create, naming the option,
-// and leave no network.
+// family and no NAT for a routed one. Values not implemented fail the
+// create, naming the option, and leave no network.
 func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 	r := newRestartable(t)
 	c := r.start()
 	for _, labels := range []map[string]string{
-		{bridge.GatewayModeIPv4: "routed"},
 		{bridge.GatewayModeIPv6: "isolated"},
 		{bridge.GatewayModeIPv4: "open-sesame"},
 		{bridge.TrustedHostInterfaces: "eth+"},
@@ -177,6 +176,8 @@ func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 	n := dualStackNet(t, c, "modes", "", "10.68.0.0/24", "fd00:68::/64", withDriverOpts(map[string]string{
 		bridge.GatewayModeIPv4: "nat-unprotected", bridge.TrustedHostInterfaces: "eth7:eth8"}))
 	id := n.ID()
+	routedID := dualStackNet(t, c, "routed6", "", "10.73.0.0/24", "fd00:73::/64", withDriverOpts(map[string]string{
+		bridge.GatewayModeIPv6: "routed"})).ID()
 	check := func(c *libnetwork.Controller) {
 		t.Helper()
 		n, err := c.NetworkByID(id)
@@ -187,8 +188,26 @@ func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 		if opts[bridge.GatewayModeIPv4] != "nat-unprotected" || opts[bridge.TrustedHostInterfaces] != "eth7:eth8" {
 			t.Fatalf("driver options: %v", opts)
 		}
-		checkNetworkRules(t, r.host, map[string]*libnetwork.Network{id: n})
+		routed, err := c.NetworkByID(routedID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts := routed.DriverOptions(); opts[bridge.GatewayModeIPv6] != "routed" {
+			t.Fatalf("driver options of the routed network: %v", opts)
+		}
+		checkNetworkRules(t, r.host, map[string]*libnetwork.Network{id: n, routedID: routed})
 		v4, v6 := kernelRules(t, r.host, firewall.IPv4), kernelRules(t, r.host, firewall.IPv6)
+		// Routed IPv6: not masqueraded, ICMP accepted; IPv4 is nat.
+		rOwner := "--comment " + firewall.NetworkOwner(routedID) + " "
+		if masq := matching(v6, rOwner, "MASQUERADE"); len(masq) != 0 {
+			t.Errorf("IPv6 is routed, yet: %v", masq)
+		}
+		if icmp := matching(v6, rOwner, "-p ipv6-icmp", "-j ACCEPT"); len(icmp) != 1 {
+			t.Errorf("IPv6 ICMP accepts of the routed network: %v, want one", icmp)
+		}
+		if masq := matching(v4, rOwner, "! -o br-", "MASQUERADE"); len(masq) != 1 {
+			t.Errorf("IPv4 masquerade of the routed6 network: %v, want one", masq)
+		}
 		owner := "--comment " + firewall.NetworkOwner(id) + " "
 		if drops := matching(v4, owner, "-j DROP", "! -i br-"); len(drops) != 0 {
 			t.Errorf("IPv4 is nat-unprotected, yet: %v", drops)

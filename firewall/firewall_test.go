@@ -140,6 +140,13 @@ var networkCases = []struct {
 		TrustedInterfaces: []string{"eth3", "vxlan.1"}}},
 	{"v6-unprotected", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
 		GatewayModeIPv4: firewall.GatewayNAT, GatewayModeIPv6: firewall.GatewayNATUnprotected}},
+	// Routed IPv4: no masquerade, hairpin or DNAT rules there, no raw
+	// drop; ICMP accepted before the filter drop, a trusted interface
+	// before both. IPv6 stays nat.
+	{"v4-routed", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
+		GatewayModeIPv4: firewall.GatewayRouted, TrustedInterfaces: []string{"eth3"}}},
+	{"v6-routed", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
+		GatewayModeIPv6: firewall.GatewayRouted}},
 }
 
 func TestNetworkGolden(t *testing.T) {
@@ -378,7 +385,7 @@ func TestBadNetworkConfig(t *testing.T) {
 		{ID: "x", Bridge: "bad name", Subnet: cidr("10.0.0.0/24")},
 		{ID: "x", Bridge: "br0"},
 		{ID: "x", Bridge: "br0", Subnet: cidr("fd00::/64")},
-		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: "routed"},
+		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: firewall.GatewayRouted, Internal: true},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv6: "bogus"},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: firewall.GatewayIsolated}, // not internal
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"eth+"}},

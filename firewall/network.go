@@ -32,7 +32,9 @@ type NetworkConfig struct {
 	Hairpin bool
 	// GatewayModeIPv4 and GatewayModeIPv6 say, per family, whether the
 	// containers are shielded from direct access (GatewayNAT, the
-	// default when empty) or not (GatewayNATUnprotected);
+	// default when empty) or not (GatewayNATUnprotected), or routed
+	// without NAT, reached directly at their published ports only
+	// (GatewayRouted: Masquerade and Hairpin do not apply there);
 	// GatewayIsolated is for internal networks, whose rules it leaves
 	// as they are.
 	GatewayModeIPv4, GatewayModeIPv6 GatewayMode
@@ -135,24 +137,31 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 		nat = "SNAT --to-source " + hostIP.String()
 	}
 	var rules []Rule
-	// Published ports: their DNAT is a map element (portmaps.go); what
-	// they need of iptables is per network, so publishing adds no rule.
-	// DNATed traffic entering the bridge from elsewhere is accepted (the
-	// only DNAT into a bridge is a published port's), and a container
-	// reaching a container of its own network through a published port is
-	// masqueraded, else the answer would go straight back over the bridge,
-	// bypassing the NAT.
-	rules = append(rules,
-		rule(TableNAT, chainPostroute, 0, "-s "+n+" -d "+n+" -o "+br+" -m conntrack --ctstate DNAT", "MASQUERADE"),
-		rule(TableFilter, ChainDocker, 0, "! -i "+br+" -o "+br+" -m conntrack --ctstate DNAT", "ACCEPT"))
+	routed := cfg.routed(fam)
+	if !routed {
+		// Published ports: their DNAT is a map element (portmaps.go);
+		// what they need of iptables is per network, so publishing adds
+		// no rule. DNATed traffic entering the bridge from elsewhere is
+		// accepted (the only DNAT into a bridge is a published port's),
+		// and a container reaching a container of its own network
+		// through a published port is masqueraded, else the answer would
+		// go straight back over the bridge, bypassing the NAT. A routed
+		// family has no DNAT: its published ports are accepts of the
+		// endpoints' own (routedRules).
+		rules = append(rules,
+			rule(TableNAT, chainPostroute, 0, "-s "+n+" -d "+n+" -o "+br+" -m conntrack --ctstate DNAT", "MASQUERADE"),
+			rule(TableFilter, ChainDocker, 0, "! -i "+br+" -o "+br+" -m conntrack --ctstate DNAT", "ACCEPT"))
+	}
 	if cfg.protected(fam) {
 		// After the DNAT accept: DOCKER's rules are appended in order.
-		rules = append(rules, directAccessRules(fam, cfg, n, cfg.Masquerade)...)
+		// Without NAT in the family, raw cannot tell the answers to the
+		// containers' connections from new traffic: filter only.
+		rules = append(rules, directAccessRules(fam, cfg, n, cfg.Masquerade && !routed)...)
 	}
-	if cfg.Masquerade {
+	if cfg.Masquerade && !routed {
 		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-s "+n+" ! -o "+br, nat))
 	}
-	if cfg.Hairpin {
+	if cfg.Hairpin && !routed {
 		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-o "+br+" -m addrtype --src-type LOCAL", nat))
 	}
 	return append(rules,

@@ -13,12 +13,17 @@ import (
 // HostIP:HostPort (any local address when HostIP is nil or unspecified) is
 // DNATed to ContainerIP:ContainerPort. HostIP, when set, must be of the
 // container address's family.
+//
+// A Routed forward is a port published in a family whose gateway mode is
+// GatewayRouted: no host port (HostIP and HostPort are ignored), only the
+// container port opened at the container's address (routedRules).
 type PortForward struct {
 	Proto         types.Protocol
 	HostIP        net.IP
 	HostPort      uint16
 	ContainerIP   net.IP
 	ContainerPort uint16
+	Routed        bool
 }
 
 func (p PortForward) family() Family {
@@ -34,7 +39,7 @@ func (p PortForward) validate() error {
 	default:
 		return types.BadRequestErrorf("invalid port forward %v: unsupported protocol %s", p, p.Proto)
 	}
-	if p.ContainerIP == nil || p.ContainerIP.IsUnspecified() || p.HostPort == 0 || p.ContainerPort == 0 {
+	if p.ContainerIP == nil || p.ContainerIP.IsUnspecified() || (p.HostPort == 0 && !p.Routed) || p.ContainerPort == 0 {
 		return types.BadRequestErrorf("invalid port forward %v: container address and both ports are required", p)
 	}
 	if p.HostIP != nil && !p.HostIP.IsUnspecified() && (p.HostIP.To4() == nil) != (p.ContainerIP.To4() == nil) {
@@ -51,7 +56,8 @@ func (p PortForward) validate() error {
 // nothing.
 //
 // bridge is not needed by the DNAT itself: the network's own rules accept
-// and hairpin-masquerade DNATed traffic into its bridge (networkRules).
+// and hairpin-masquerade DNATed traffic into its bridge (networkRules). It
+// is the interface of a routed forward's accept (routedRules).
 func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error {
 	if err := names.ID(id); err != nil {
 		return types.Wrapf(err, "invalid port forwards: invalid endpoint id")
@@ -66,6 +72,17 @@ func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error
 		}
 		if p.family() == IPv6 && !fw.IPv6() {
 			return types.BadRequestErrorf("invalid port forward %v: ip6tables is not enabled", p)
+		}
+		if p.Routed {
+			// The bridge is an interface match of the accept.
+			if err := names.Iface(bridge); err != nil {
+				return types.Wrapf(err, "invalid port forward %v: invalid bridge name", p)
+			}
+			// The same container port twice is one rule (setOwned
+			// keys rules by their spec).
+			rules = append(rules, routedRules(owner, bridge, p)...)
+			rules = append(rules, portRules(owner, p)...)
+			continue
 		}
 		e := elemOf(owner, p)
 		if seen[keyOf(e)] {

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"net"
+	"strconv"
 
 	"github.com/opencnm/libnetwork/types"
 )
@@ -24,20 +25,31 @@ const (
 	// address in the family (the driver's doing); the rules are the
 	// internal network's.
 	GatewayIsolated GatewayMode = "isolated"
+	// GatewayRouted: no NAT in the family (no masquerade, no host port
+	// DNAT); hosts routing the subnet via this one reach the containers'
+	// published ports at the containers' own addresses (per-endpoint
+	// accepts, see routedRules) and ICMP; everything else stays dropped.
+	GatewayRouted GatewayMode = "routed"
 )
 
 func (m GatewayMode) valid() bool {
-	return m == "" || m == GatewayNAT || m == GatewayNATUnprotected || m == GatewayIsolated
+	return m == "" || m == GatewayNAT || m == GatewayNATUnprotected || m == GatewayIsolated || m == GatewayRouted
 }
+
+func (c NetworkConfig) mode(fam Family) GatewayMode {
+	if fam == IPv6 {
+		return c.GatewayModeIPv6
+	}
+	return c.GatewayModeIPv4
+}
+
+// routed reports whether fam is routed without NAT.
+func (c NetworkConfig) routed(fam Family) bool { return c.mode(fam) == GatewayRouted }
 
 // protected reports whether the network's containers in fam are shielded
 // from direct access.
 func (c NetworkConfig) protected(fam Family) bool {
-	m := c.GatewayModeIPv4
-	if fam == IPv6 {
-		m = c.GatewayModeIPv6
-	}
-	return m != GatewayNATUnprotected
+	return c.mode(fam) != GatewayNATUnprotected
 }
 
 func (c NetworkConfig) validateProtection() error {
@@ -47,6 +59,9 @@ func (c NetworkConfig) validateProtection() error {
 		}
 		if m == GatewayIsolated && !c.Internal {
 			return types.BadRequestErrorf("network %s firewall config: gateway mode %q needs an internal network", c.ID, m)
+		}
+		if m == GatewayRouted && c.Internal {
+			return types.BadRequestErrorf("network %s firewall config: gateway mode %q has no meaning on an internal network", c.ID, m)
 		}
 	}
 	for _, ifc := range c.TrustedInterfaces {
@@ -90,7 +105,10 @@ func ValidInterfaceMatch(name string) error {
 //     raw cannot tell from new traffic (the filter drop, behind the
 //     RELATED,ESTABLISHED accept, still applies).
 //
-// Trusted interfaces get an ACCEPT before each drop.
+// Trusted interfaces get an ACCEPT before each drop. A routed family gets
+// an ICMP accept before the filter drop (as moby: path MTU discovery and
+// ping reach the containers), and its published ports their endpoints'
+// accepts, inserted above (routedRules).
 func directAccessRules(fam Family, cfg NetworkConfig, n string, nat bool) []Rule {
 	owner := NetworkOwner(cfg.ID)
 	br := cfg.Bridge
@@ -106,6 +124,9 @@ func directAccessRules(fam Family, cfg NetworkConfig, n string, nat bool) []Rule
 	}
 	for _, ifc := range cfg.TrustedInterfaces {
 		rules = append(rules, rule(TableFilter, ChainDocker, "-i "+ifc+" -o "+br, "ACCEPT"))
+	}
+	if cfg.routed(fam) {
+		rules = append(rules, rule(TableFilter, ChainDocker, "-o "+br+" -p "+icmpProto(fam), "ACCEPT"))
 	}
 	return append(rules, rule(TableFilter, ChainDocker, "! -i "+br+" -o "+br, "DROP"))
 }
@@ -134,4 +155,29 @@ func loopbackGuard(fam Family) []Rule {
 		// No answer of ours comes from a loopback source over the wire.
 		rule("-s " + lo + " ! -i lo"),
 	}
+}
+
+// icmpProto is fam's ICMP as iptables -S names it.
+func icmpProto(fam Family) string {
+	if fam == IPv6 {
+		return "ipv6-icmp"
+	}
+	return "icmp"
+}
+
+// routedRules returns what a port published in a routed family needs:
+// inserted at the top of filter DOCKER, so it comes before the network's
+// direct-access drop, an accept of the container port at the container's
+// address for traffic entering the bridge from elsewhere. No host port is
+// involved.
+func routedRules(owner, bridge string, p PortForward) []Rule {
+	fam := p.family()
+	dst := p.ContainerIP.String() + "/32"
+	if fam == IPv6 {
+		dst = p.ContainerIP.String() + "/128"
+	}
+	proto := p.Proto.String()
+	matches := "-d " + dst +
+		" ! -i " + bridge + " -o " + bridge + " -p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(p.ContainerPort))
+	return []Rule{{Family: fam, Table: TableFilter, Chain: ChainDocker, Pos: 1, Spec: spec(owner, matches, "ACCEPT")}}
 }

@@ -26,7 +26,24 @@ type Endpoint struct {
 	Bridge string // bridge the endpoint is attached to
 	IPv4   net.IP // container IPv4 address, nil for none
 	IPv6   net.IP // container IPv6 address, nil for none
+	// Routed4 and Routed6 say the network's gateway mode in that family
+	// is routed: a binding there takes no host port and is published as
+	// the container port opened at the container's address (its
+	// operational binding has host port 0).
+	Routed4, Routed6 bool
 }
+
+// routed reports whether the family of container address ip is routed.
+func (ep Endpoint) routed(ip net.IP) bool {
+	if ip.To4() != nil {
+		return ep.Routed4
+	}
+	return ep.Routed6
+}
+
+// routedBinding reports whether an operational binding holds no host port
+// (a routed family's): nothing to reserve, release or flush for it.
+func routedBinding(b types.PortBinding) bool { return b.HostPort == 0 }
 
 // PortMapper publishes ports of endpoints in one host namespace. It is safe
 // for concurrent use.
@@ -103,6 +120,9 @@ func (pm *PortMapper) SetLogger(l *slog.Logger) {
 // namespace's ephemeral range. Everything the call took is released when
 // it fails. An endpoint already mapped is Forbidden: unmap it first. A
 // binding on ::1 is BadRequest: the kernel cannot NAT it to a container.
+// In a routed family (ep.Routed4/6) the host address only picks the
+// family and the host port is not taken: the operational binding has
+// host port 0.
 func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []types.PortBinding, retErr error) {
 	if ep.ID == "" {
 		return nil, types.BadRequestErrorf("mapping ports: empty endpoint id")
@@ -146,7 +166,7 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 	pm.mu.Unlock()
 
 	if pm.fw != nil {
-		if err := pm.fw.SetPortForwards(ep.ID, ep.Bridge, forwards(m.bindings)); err != nil {
+		if err := pm.fw.SetPortForwards(ep.ID, ep.Bridge, forwards(ep, m.bindings)); err != nil {
 			return nil, types.Wrapf(err, "mapping ports of endpoint %s", ep.ID)
 		}
 	}
@@ -259,7 +279,7 @@ func (pm *PortMapper) flush(bs []types.PortBinding) error {
 	// paid for ports that do not need it.
 	var flows []Flow
 	for _, b := range bs {
-		if b.Proto == types.UDP {
+		if b.Proto == types.UDP && !routedBinding(b) {
 			flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
 		}
 	}
@@ -280,6 +300,9 @@ func (pm *PortMapper) releaseLocked(m *mapping) error {
 		errs = append(errs, c.Close())
 	}
 	for _, b := range m.bindings {
+		if routedBinding(b) {
+			continue
+		}
 		k := keyOf(b.Proto, b.HostIP, b.HostPort)
 		ips := pm.held[k]
 		ip := hostIPKey(b.HostIP)
@@ -331,10 +354,11 @@ func copyBindings(bs []types.PortBinding) []types.PortBinding {
 	return out
 }
 
-func forwards(bs []types.PortBinding) []firewall.PortForward {
+func forwards(ep Endpoint, bs []types.PortBinding) []firewall.PortForward {
 	out := make([]firewall.PortForward, len(bs))
 	for i, b := range bs {
-		out[i] = firewall.PortForward{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.IP, ContainerPort: b.Port}
+		out[i] = firewall.PortForward{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.IP, ContainerPort: b.Port,
+			Routed: ep.routed(b.IP)}
 	}
 	return out
 }

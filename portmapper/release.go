@@ -192,7 +192,7 @@ func (pm *PortMapper) queueFlushLocked(bs []types.PortBinding) {
 	}
 	added := false
 	for _, b := range bs {
-		if b.Proto == types.UDP {
+		if b.Proto == types.UDP && !routedBinding(b) {
 			if len(pm.queue) == 0 && len(pm.flushQ) == 0 {
 				pm.oldest = time.Now()
 			}
@@ -251,7 +251,7 @@ func (pm *PortMapper) releaseBatch(batch []*mapping, extra []Flow) (err, ferr er
 	if err == nil {
 		for _, m := range batch {
 			for _, b := range m.bindings {
-				if b.Proto == types.UDP {
+				if b.Proto == types.UDP && !routedBinding(b) {
 					flows = append(flows, Flow{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort})
 				}
 			}

@@ -72,9 +72,24 @@ func expand(ep Endpoint, bindings []types.PortBinding, v6ok bool) ([]request, er
 	return reqs, nil
 }
 
-// reserveLocked takes a host port for every side of r and appends the
-// operational bindings and sockets to m.
+// reserveLocked takes a host port for every side of r outside a routed
+// family and appends the operational bindings and sockets to m; a routed
+// side is appended with host port 0.
 func (pm *PortMapper) reserveLocked(m *mapping, r request) error {
+	var nat []types.PortBinding
+	for _, s := range r.sides {
+		if m.ep.routed(s.IP) {
+			// No host port: the accept opens the container port itself.
+			s.HostPort, s.HostPortEnd = 0, 0
+			m.bindings = append(m.bindings, s)
+			continue
+		}
+		nat = append(nat, s)
+	}
+	if len(nat) == 0 {
+		return nil
+	}
+	r.sides = nat
 	b := r.orig
 	switch {
 	case b.HostPort != 0 && (b.HostPortEnd == 0 || b.HostPortEnd == b.HostPort):

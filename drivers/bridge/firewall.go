@@ -89,7 +89,7 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		// A restart: the very ports published before, which already
 		// include the endpoint's own. Merging them with its own requests
 		// would publish a chosen port a second time, on a new host port.
-		bindings = mergeBindings(oper)
+		bindings = mergeBindings(rejoinRouted(oper))
 	}
 	exposed := mergeExposed(ep.ownExposed, sbExposed)
 	if d.fw != nil {

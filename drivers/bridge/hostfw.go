@@ -127,7 +127,9 @@ func (h *hostFirewall) programEndpoint(c *networkConfig, ep endpointAddrs, bindi
 	if len(bindings) == 0 {
 		return nil, nil
 	}
-	pe := portmapper.Endpoint{ID: ep.ID, Bridge: c.BridgeName}
+	pe := portmapper.Endpoint{ID: ep.ID, Bridge: c.BridgeName,
+		Routed4: c.GatewayModeIPv4 == string(firewall.GatewayRouted),
+		Routed6: c.GatewayModeIPv6 == string(firewall.GatewayRouted)}
 	if ep.IPv4 != nil {
 		pe.IPv4 = ep.IPv4.IP
 	}
@@ -182,6 +184,38 @@ func mergeBindings(lists ...[]types.PortBinding) []types.PortBinding {
 			}
 			out = append(out, b.GetCopy())
 		}
+	}
+	return out
+}
+
+// rejoinRouted undoes, in operational bindings about to be published
+// again, the split of one binding on every host address into a routed
+// family's (host port 0) and the other family's (its host port): the two
+// become that one binding again, on 0.0.0.0 and the other family's port,
+// which publishes both as before. Kept apart, the routed one would be
+// published in both families (an unspecified host address means both),
+// taking a second host port in the other.
+func rejoinRouted(oper []types.PortBinding) []types.PortBinding {
+	out := make([]types.PortBinding, 0, len(oper))
+	var routed []types.PortBinding
+	for _, b := range oper {
+		if b.HostPort == 0 && (b.HostIP == nil || b.HostIP.IsUnspecified()) {
+			routed = append(routed, b)
+			continue
+		}
+		out = append(out, b.GetCopy())
+	}
+next:
+	for _, r := range routed {
+		for i, b := range out {
+			if b.Proto == r.Proto && b.Port == r.Port && (b.IP.To4() == nil) != (r.IP.To4() == nil) &&
+				b.HostIP != nil && b.HostIP.IsUnspecified() {
+				// 0.0.0.0, not nil: no default binding address applies.
+				out[i].HostIP = net.IPv4zero.To4()
+				continue next
+			}
+		}
+		out = append(out, r.GetCopy())
 	}
 	return out
 }

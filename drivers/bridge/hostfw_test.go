@@ -34,3 +34,31 @@ func TestDefaultHostIPOnlyWhereNoneGiven(t *testing.T) {
 		}
 	}
 }
+
+// The operational bindings of a port published on every address in a
+// network routed in one family come back as the one binding they were
+// made from: the routed family's (host port 0) joins its twin, which is
+// then on every address. A routed binding without a twin (both families
+// routed, or one host address) stays as it is.
+func TestRejoinRouted(t *testing.T) {
+	c4, c6 := net.ParseIP("172.18.0.2").To4(), net.ParseIP("fd00:1::2")
+	in := []types.PortBinding{
+		{Proto: types.TCP, IP: c4, Port: 80, HostIP: net.IPv4zero.To4()},                  // routed IPv4
+		{Proto: types.TCP, IP: c6, Port: 80, HostIP: net.IPv6unspecified, HostPort: 8090}, // its twin
+		{Proto: types.UDP, IP: c4, Port: 53, HostIP: net.ParseIP("127.0.0.1")},            // routed, one address
+		{Proto: types.TCP, IP: c4, Port: 81, HostIP: net.IPv4zero.To4()},                  // routed, no twin
+	}
+	got := rejoinRouted(in)
+	if len(got) != 3 {
+		t.Fatalf("got %v, want 3 bindings", got)
+	}
+	if b := got[0]; b.Port != 80 || b.HostPort != 8090 || !b.HostIP.Equal(net.IPv4zero) {
+		t.Errorf("rejoined binding %v, want 80 on 0.0.0.0:8090", b)
+	}
+	if got[1].Proto != types.UDP || got[1].HostPort != 0 || got[2].Port != 81 || got[2].HostPort != 0 {
+		t.Errorf("bindings without a twin changed: %v", got[1:])
+	}
+	if !in[1].HostIP.Equal(net.IPv6unspecified) {
+		t.Errorf("the caller's binding was changed: %v", in[1])
+	}
+}

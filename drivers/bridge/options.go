@@ -25,10 +25,12 @@ const (
 	DefaultBridge      = netlabel.Prefix + ".bridge.default_bridge"
 	// GatewayModeIPv4/IPv6 take "nat" (the default: only published ports
 	// reach a container from other hosts), "nat-unprotected" (whoever
-	// routes the subnet via this host reaches every container port) or,
+	// routes the subnet via this host reaches every container port),
+	// "routed" (no NAT in the family: published container ports are
+	// reached at the containers' addresses, no host port is taken) or,
 	// on an internal network, "isolated" (the bridge gets no address in
 	// the family, so the host and the containers do not reach each
-	// other). moby's "routed" is not implemented: BadRequest.
+	// other).
 	GatewayModeIPv4 = netlabel.BridgeGatewayModeIPv4
 	GatewayModeIPv6 = netlabel.BridgeGatewayModeIPv6
 	// TrustedHostInterfaces lists host interfaces, separated by ':',
@@ -319,8 +321,6 @@ func (c *networkConfig) isolated(v6 bool) bool {
 }
 
 // validateProtection checks the gateway modes and trusted interfaces.
-// moby's "routed" mode is refused rather than taken for "nat": it would
-// open what the firewall does not do.
 func (c *networkConfig) validateProtection() error {
 	for _, m := range []struct{ label, v string }{{GatewayModeIPv4, c.GatewayModeIPv4}, {GatewayModeIPv6, c.GatewayModeIPv6}} {
 		switch firewall.GatewayMode(m.v) {
@@ -333,10 +333,12 @@ func (c *networkConfig) validateProtection() error {
 			if !c.Internal {
 				return types.BadRequestErrorf("invalid bridge option %s: %q needs an internal network (%s)", m.label, m.v, netlabel.Internal)
 			}
-		case "routed":
-			return types.BadRequestErrorf("invalid bridge option %s: gateway mode %q is not implemented", m.label, m.v)
+		case firewall.GatewayRouted:
+			if c.Internal {
+				return types.BadRequestErrorf("invalid bridge option %s: %q has no meaning on an internal network", m.label, m.v)
+			}
 		default:
-			return types.BadRequestErrorf("invalid bridge option %s: unknown gateway mode %q (nat, nat-unprotected, isolated)", m.label, m.v)
+			return types.BadRequestErrorf("invalid bridge option %s: unknown gateway mode %q (nat, nat-unprotected, routed, isolated)", m.label, m.v)
 		}
 	}
 	c.TrustedIfaces = nil

@@ -35,6 +35,9 @@ func TestParseProtectionOptions(t *testing.T) {
 	if c, err := parse(map[string]string{GatewayModeIPv4: "isolated", netlabel.Internal: "true"}); err != nil || !c.isolated(false) || c.isolated(true) {
 		t.Fatalf("isolated IPv4 on an internal network: %+v, %v", c, err)
 	}
+	if c, err := parse(map[string]string{GatewayModeIPv4: "routed", GatewayModeIPv6: "nat"}); err != nil || c.GatewayModeIPv4 != "routed" {
+		t.Fatalf("routed IPv4: %+v, %v", c, err)
+	}
 	if c, err := parse(nil); err != nil || c.TrustedIfaces != nil || c.GatewayModeIPv4 != "" {
 		t.Fatalf("defaults: %+v, %v", c, err)
 	}
@@ -43,7 +46,7 @@ func TestParseProtectionOptions(t *testing.T) {
 		labels map[string]string
 		names  string
 	}{
-		{map[string]string{GatewayModeIPv4: "routed"}, GatewayModeIPv4},
+		{map[string]string{GatewayModeIPv4: "routed", netlabel.Internal: "true"}, GatewayModeIPv4},
 		{map[string]string{GatewayModeIPv6: "isolated"}, GatewayModeIPv6}, // not internal
 		{map[string]string{GatewayModeIPv6: "NAT"}, GatewayModeIPv6},
 		{map[string]string{GatewayModeIPv4: "nat-unprotected", netlabel.Internal: "true"}, GatewayModeIPv4},
