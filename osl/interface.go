@@ -235,6 +235,7 @@ func (s *Sandbox) AddInterface(hostNL *netlink.Handle, cfg InterfaceConfig) (ret
 		if err := s.setIPv6("lo", true); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
+		s.loIPv6 = true
 	}
 	addrs := append([]*net.IPNet{cfg.Address, cfg.AddressIPv6}, cfg.LinkLocal...)
 	for _, a := range addrs {
@@ -399,7 +400,7 @@ func (s *Sandbox) DetachInterface(dstName string) error {
 // settleLoopbackIPv6 turns IPv6 on lo back off in a namespace made by New
 // once no interface has IPv6 any more, as it was when fresh. Best effort.
 func (s *Sandbox) settleLoopbackIPv6() {
-	if !s.fresh {
+	if !s.fresh || !s.loIPv6 {
 		return
 	}
 	for _, i := range s.ifaces {
@@ -412,7 +413,9 @@ func (s *Sandbox) settleLoopbackIPv6() {
 			}
 		}
 	}
-	_ = s.setIPv6("lo", false)
+	if s.setIPv6("lo", false) == nil {
+		s.loIPv6 = false
+	}
 }
 
 // Statistics returns the counters of every link in the sandbox but lo,

@@ -51,6 +51,12 @@ type Sandbox struct {
 	mu       sync.Mutex
 	ifaces   map[string]*iface // by in-sandbox name
 	reserved map[string]struct{}
+	// loIPv6 is set while AddInterface's enabling of IPv6 on lo stands;
+	// a fresh namespace starts with it off. Every write under /proc/sys
+	// costs a lookup that grows with the namespaces on the machine (their
+	// entries share one dentry chain), so lo is only turned off again if
+	// it was turned on.
+	loIPv6 bool
 }
 
 // New creates a network namespace bind-mounted at key and returns a

@@ -48,14 +48,16 @@ type reaper struct {
 	nl   *netlink.Handle   // own handle: a slow delete must not hold the driver's socket
 	sock *nl.NetlinkSocket // raw socket in the host namespace, for the group delete
 	sh   *nl.SocketHandle  // sock with its sequence counter; used by loop only
+	del  func() error      // deletes every link in ReapGroup: deleteGroup but in tests
 	log  *slog.Logger
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when queued, reaped or closed change
 	queued  uint64     // links handed over so far (guarded by mu)
 	reaped  uint64     // of those, how many are known deleted (guarded by mu)
+	taken   uint64     // queued when the running group delete began; reaped if none runs (guarded by mu)
 	last    time.Time  // when the latest link was handed over (guarded by mu)
-	oldest  time.Time  // when the oldest link not yet deleted was (guarded by mu)
+	oldest  time.Time  // when the oldest link not covered by taken was handed over (guarded by mu)
 	waiters int        // callers blocked in flush (guarded by mu)
 	lastErr error      // last group delete failure, reported by flush (guarded by mu)
 	closed  bool       // guarded by mu
@@ -73,9 +75,14 @@ func newReaper(host *netnsutil.NS, log *slog.Logger) (*reaper, error) {
 		return nil, fmt.Errorf("netlink socket for veth reaper: %w", err)
 	}
 	r := &reaper{nl: h, sock: sock, sh: &nl.SocketHandle{Socket: sock}, log: log, done: make(chan struct{})}
+	r.del = r.deleteGroup
+	r.start()
+	return r, nil
+}
+
+func (r *reaper) start() {
 	r.cond = sync.NewCond(&r.mu)
 	go r.loop()
-	return r, nil
 }
 
 // rawSocket opens a route netlink socket in host, for requests the
@@ -99,16 +106,25 @@ func (r *reaper) retire(index int) (ticket uint64, err error) {
 	if err := r.nl.LinkSetGroup(l, ReapGroup); err != nil {
 		return 0, ignoreGone(err)
 	}
+	return r.queue(), nil
+}
+
+// queue counts one more link in ReapGroup and returns its ticket.
+func (r *reaper) queue() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	if r.reaped == r.queued {
+	// The first link the running delete (if any) may miss starts the
+	// next batch's age: measured from an older one, the next delete
+	// would follow the running one at once, and during a burst of leaves
+	// the reaper would hold the rtnl lock nearly all the time.
+	if r.taken == r.queued {
 		r.oldest = now
 	}
 	r.queued++
 	r.last = now
 	r.cond.Broadcast()
-	return r.queued, nil
+	return r.queued
 }
 
 // reapedUpTo returns the highest ticket known deleted: every link retired
@@ -141,8 +157,10 @@ func (r *reaper) close() {
 	r.cond.Broadcast()
 	r.mu.Unlock()
 	<-r.done
-	r.sock.Close()
-	r.nl.Close()
+	if r.sock != nil {
+		r.sock.Close()
+		r.nl.Close()
+	}
 }
 
 func (r *reaper) loop() {
@@ -168,8 +186,9 @@ func (r *reaper) loop() {
 		// Links retired after this snapshot may go in the same request;
 		// the next round's delete then finds nothing, which is fine.
 		target, from := r.queued, r.reaped
+		r.taken = target
 		r.mu.Unlock()
-		err := r.deleteGroup()
+		err := r.del()
 		if err != nil {
 			r.log.Warn("deleting retired veths failed", "veths", target-from, "err", err)
 		}
