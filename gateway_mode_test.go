@@ -282,3 +282,35 @@ func routeVia(t *testing.T, ns *testutil.HostNS, subnet, gw string) {
 		t.Fatalf("route to %s via %s: %v", subnet, gw, err)
 	}
 }
+
+// On a host whose forwarding the controller turned on itself (FORWARD
+// policy DROP), "nat-unprotected" still opens the containers' addresses
+// in its family: the network accepts what enters its bridge there, as
+// moby does for this mode, rather than relying on the policy.
+func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
+	r := newPortRig6(t)
+	a := dualStackNet(t, r.c, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := dualStackNet(t, r.c, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if out := inNS(t, r.host.NS, bin, "-w", "-S", "FORWARD"); !strings.Contains(out, "-P FORWARD DROP\n") {
+			t.Fatalf("%s FORWARD policy is not DROP:\n%s", bin, out)
+		}
+	}
+	r.routeOutside(t, "10.71.0.0/24")
+	r.routeOutside(t, "10.72.0.0/24")
+	routeOutside6(t, r, "fd00:71::/64")
+	routeOutside6(t, r, "fd00:72::/64")
+	ca := runTarget(t, r, a, "a", 8080)
+	cb := runTarget(t, r, b, "b", 8081)
+
+	fetchSoon(t, r.out.NS, "tcp", hp(ca.ip, 81), "a:81")
+	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 81))
+	fetchSoon(t, r.out.NS, "tcp", hp(cb.ip6, 81), "b:81")
+	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 81))
+	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "a:80")
+	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8081), "b:80")
+	// Only the neighbour is let in: containers of the other network are
+	// still isolated.
+	mustNotFetch(t, cb.ns, "tcp", hp(ca.ip, 81))
+	mustNotFetch(t, ca.ns, "tcp", hp(cb.ip6, 81))
+}

@@ -157,6 +157,13 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 		// Without NAT in the family, raw cannot tell the answers to the
 		// containers' connections from new traffic: filter only.
 		rules = append(rules, directAccessRules(fam, cfg, n, cfg.Masquerade && !routed)...)
+	} else {
+		// Unprotected: whatever enters the bridge from elsewhere is
+		// accepted here, so the mode opens the containers' addresses
+		// whatever the FORWARD policy (DROP when the controller turned
+		// forwarding on). Other bridges' containers are still stopped
+		// by the isolation chains, which come first.
+		rules = append(rules, rule(TableFilter, ChainDocker, 0, "! -i "+br+" -o "+br, "ACCEPT"))
 	}
 	if cfg.Masquerade && !routed {
 		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-s "+n+" ! -o "+br, nat))

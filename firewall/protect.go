@@ -19,7 +19,8 @@ const (
 	// on one of the network's trusted host interfaces.
 	GatewayNAT GatewayMode = "nat"
 	// GatewayNATUnprotected: NAT as GatewayNAT, without the protection:
-	// whoever routes the subnet via the host reaches every container port.
+	// whoever routes the subnet via the host reaches every container port
+	// (an accept in filter DOCKER, whatever the FORWARD policy).
 	GatewayNATUnprotected GatewayMode = "nat-unprotected"
 	// GatewayIsolated is for internal networks only: their bridge has no
 	// address in the family (the driver's doing); the rules are the
