@@ -38,9 +38,8 @@ type NetworkConfig struct {
 	// GatewayIsolated is for internal networks, whose rules it leaves
 	// as they are.
 	GatewayModeIPv4, GatewayModeIPv6 GatewayMode
-	// TrustedInterfaces are host interfaces from which packets may reach
-	// the containers' addresses directly despite the protection.
-	TrustedInterfaces []string
+	// A network's trusted host interfaces are no part of its own rules:
+	// they open its endpoints' published ports (PortForward.Trusted).
 }
 
 func (c NetworkConfig) validate() error {
