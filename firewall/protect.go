@@ -68,22 +68,6 @@ func (c NetworkConfig) validateProtection() error {
 	return nil
 }
 
-// ValidInterfaceMatch accepts an interface name that iptables' -i/-o match
-// takes literally: 1-15 letters, digits, '.', '-' or '_'. Anything else
-// ('+' is a wildcard to iptables, '!' a negation, blanks split arguments)
-// is refused.
-func ValidInterfaceMatch(name string) error {
-	if name == "" || len(name) > 15 || name == "." || name == ".." {
-		return types.BadRequestErrorf("invalid interface name %q", name)
-	}
-	for _, ch := range name {
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '-' || ch == '_') {
-			return types.BadRequestErrorf("invalid interface name %q: character %q", name, ch)
-		}
-	}
-	return nil
-}
-
 // directAccessRules returns, for a protected family of a network with
 // outside connectivity, what keeps hosts other than this one from reaching
 // its containers except through a published port:
