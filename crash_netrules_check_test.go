@@ -83,9 +83,6 @@ func wantNetworkRules(t *testing.T, n *libnetwork.Network, br string, fam firewa
 	}
 	cfg.GatewayModeIPv4 = firewall.GatewayMode(optString(opts, bridge.GatewayModeIPv4, "GatewayModeIPv4"))
 	cfg.GatewayModeIPv6 = firewall.GatewayMode(optString(opts, bridge.GatewayModeIPv6, "GatewayModeIPv6"))
-	if v := optString(opts, bridge.TrustedHostInterfaces, "TrustedHostInterfaces"); v != "" {
-		cfg.TrustedInterfaces = strings.Split(v, ":")
-	}
 	v4, v6 := n.IpamInfo()
 	if len(v4) > 0 {
 		cfg.Subnet = v4[0].Pool

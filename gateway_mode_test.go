@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/testutil"
@@ -74,8 +75,9 @@ func TestGatewayModeNATUnprotected(t *testing.T) {
 	assertForwardAccept(t, r.host)
 }
 
-// trusted_host_interfaces opens the containers' addresses, in both
-// families, to traffic arriving on the interfaces named, and to no other.
+// trusted_host_interfaces opens the containers' published ports at their
+// own addresses, in both families, to traffic arriving on the interfaces
+// named: not their unpublished ports, and nothing to other interfaces.
 func TestTrustedHostInterfaces(t *testing.T) {
 	r := newForwardingRig(t)
 	lan2 := addNeighbour(t, r.host, "uplink2", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:2::1/64", "2001:db8:2::2/64")
@@ -86,10 +88,14 @@ func TestTrustedHostInterfaces(t *testing.T) {
 	routeVia(t, lan2, "fd00:66::/64", "2001:db8:2::1")
 	c := runTarget(t, r, n, "c", 8080)
 
-	// Through the trusted uplink: every port, by the container's address.
-	fetchSoon(t, r.out.NS, "tcp", hp(c.ip, 81), "c:81")
-	fetchSoon(t, r.out.NS, "tcp", hp(c.ip6, 81), "c:81")
-	// Through the other interface: only the published port.
+	// Through the trusted uplink: the published container port, by the
+	// container's address; not the unpublished one.
+	fetchSoon(t, r.out.NS, "tcp", hp(c.ip, 80), "c:80")
+	fetchSoon(t, r.out.NS, "tcp", hp(c.ip6, 80), "c:80")
+	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip, 81))
+	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip6, 81))
+	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "c:80")
+	// Through the other interface: only the published host port.
 	fetchSoon(t, lan2.NS, "tcp", hp("198.51.100.1", 8080), "c:80")
 	fetchSoon(t, lan2.NS, "tcp", hp("2001:db8:2::1", 8080), "c:80")
 	for _, ip := range []string{c.ip, c.ip6} {
@@ -215,8 +221,11 @@ func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 		if drops := matching(v6, owner, "-j DROP", "! -i br-"); len(drops) != 2 {
 			t.Errorf("IPv6 direct-access drops: %v, want the raw and the filter one", drops)
 		}
-		if trusted := matching(v6, owner, "-i eth8 "); len(trusted) != 2 {
-			t.Errorf("IPv6 rules for trusted eth8: %v", trusted)
+		// Trusted interfaces open published ports only: the
+		// endpoints' rules (TestRestartKeepsTrustedPort), none of the
+		// network's.
+		if trusted := matching(append(v4, v6...), owner, "-i eth8 "); len(trusted) != 0 {
+			t.Errorf("network rules for trusted eth8: %v, want none", trusted)
 		}
 	}
 	check(c)
@@ -281,4 +290,78 @@ func routeVia(t *testing.T, ns *testutil.HostNS, subnet, gw string) {
 	if err := ns.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(gw)}); err != nil {
 		t.Fatalf("route to %s via %s: %v", subnet, gw, err)
 	}
+}
+
+// On a host whose forwarding the controller turned on itself (FORWARD
+// policy DROP), "nat-unprotected" still opens the containers' addresses
+// in its family: the network accepts what enters its bridge there, as
+// moby does for this mode, rather than relying on the policy.
+func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
+	r := newPortRig6(t)
+	a := dualStackNet(t, r.c, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := dualStackNet(t, r.c, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if out := inNS(t, r.host.NS, bin, "-w", "-S", "FORWARD"); !strings.Contains(out, "-P FORWARD DROP\n") {
+			t.Fatalf("%s FORWARD policy is not DROP:\n%s", bin, out)
+		}
+	}
+	r.routeOutside(t, "10.71.0.0/24")
+	r.routeOutside(t, "10.72.0.0/24")
+	routeOutside6(t, r, "fd00:71::/64")
+	routeOutside6(t, r, "fd00:72::/64")
+	ca := runTarget(t, r, a, "a", 8080)
+	cb := runTarget(t, r, b, "b", 8081)
+
+	fetchSoon(t, r.out.NS, "tcp", hp(ca.ip, 81), "a:81")
+	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 81))
+	fetchSoon(t, r.out.NS, "tcp", hp(cb.ip6, 81), "b:81")
+	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 81))
+	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "a:80")
+	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8081), "b:80")
+	// Only the neighbour is let in: containers of the other network are
+	// still isolated.
+	mustNotFetch(t, cb.ns, "tcp", hp(ca.ip, 81))
+	mustNotFetch(t, ca.ns, "tcp", hp(cb.ip6, 81))
+}
+
+// A live container's published port stays open to the network's trusted
+// interfaces across a restart and a garbage collection: per interface,
+// a raw and a filter accept of the container port, owned by the
+// endpoint, in the protected family (IPv6 here) only; the unprotected
+// IPv4 needs none.
+func TestRestartKeepsTrustedPort(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := dualStackNet(t, c, "trustedp", "", "10.75.0.0/24", "fd00:75::/64", withDriverOpts(map[string]string{
+		bridge.GatewayModeIPv4: "nat-unprotected", bridge.TrustedHostInterfaces: "eth7:eth8"}))
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	sbPorts := []types.PortBinding{{Proto: types.TCP, Port: 80}}
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionPortMapping(sbPorts)))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		owner := "--comment " + firewall.EndpointOwner(ep.ID()) + " "
+		if a := matching(kernelRules(t, r.host, firewall.IPv4), owner, "-i eth"); len(a) != 0 {
+			t.Errorf("%s: IPv4 (unprotected) trusted accepts: %v, want none", when, a)
+		}
+		v6 := kernelRules(t, r.host, firewall.IPv6)
+		for _, ifc := range []string{"eth7", "eth8"} {
+			raw := matching(v6, owner, "raw -A PREROUTING ", "-i "+ifc+" ", "--dport 80 ", "-j ACCEPT")
+			filter := matching(v6, owner, "filter -A DOCKER ", "-i "+ifc+" ", "--dport 80 ", "-j ACCEPT")
+			if len(raw) != 1 || len(filter) != 1 {
+				t.Errorf("%s: IPv6 accepts from %s: raw %v, filter %v; want one each", when, ifc, raw, filter)
+			}
+		}
+	}
+	check("before the restart")
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(sbPorts)}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if err := c.CollectGarbage(); err != nil {
+		t.Fatal(err)
+	}
+	check("after the restart and garbage collection")
 }

@@ -86,9 +86,10 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 	a2.stop(t)
 }
 
-// Hostile bridge names and container interface prefixes are BadRequest
-// naming the option, over the real bridge driver, before anything is
-// made: no link, no rule, no network, and the pool is free afterwards.
+// Hostile bridge names, container interface prefixes and trusted host
+// interfaces are BadRequest naming the option, over the real bridge
+// driver, before anything is made: no link, no rule, no network, and the
+// pool is free afterwards.
 func TestBridgeHostileNames(t *testing.T) {
 	c, host := newPrivController(t)
 	pool := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.91.0.0/24"}}, nil, nil)
@@ -104,6 +105,10 @@ func TestBridgeHostileNames(t *testing.T) {
 		cases = append(cases, opt{"com.docker.network.container_iface_prefix", v + "+"})
 	}
 	cases = append(cases, opt{"com.docker.network.container_iface_prefix", "abcdefghijklm"})
+	// Trusted interfaces are matches of rules: the same allowlist.
+	for _, v := range []string{"-j", "--goto", "-", "..x", ".x", "eth+", "!eth0", "eth0:-j"} {
+		cases = append(cases, opt{bridge.TrustedHostInterfaces, v})
+	}
 	for _, o := range cases {
 		_, err := c.NewNetwork("bridge", "hostile", "", pool, libnetwork.NetworkOptionDriverOpts(map[string]string{o.key: o.val}))
 		if !types.IsBadRequest(err) || !strings.Contains(err.Error(), o.key) {

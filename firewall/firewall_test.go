@@ -134,17 +134,15 @@ var networkCases = []struct {
 	{"no-masquerade", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), ICC: true}},
 	{"ipv6", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true}},
 	{"ipv6-only", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true}},
-	// Direct access: trusted interfaces get their ACCEPT before each
-	// drop; an unprotected family has neither.
-	{"trusted", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
-		TrustedInterfaces: []string{"eth3", "vxlan.1"}}},
+	// Direct access: an unprotected family has no drop but an accept.
+	// (Trusted interfaces add no rule of the network's: each published
+	// port is theirs, trusted_test.go.)
 	{"v6-unprotected", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
 		GatewayModeIPv4: firewall.GatewayNAT, GatewayModeIPv6: firewall.GatewayNATUnprotected}},
 	// Routed IPv4: no masquerade, hairpin or DNAT rules there, no raw
-	// drop; ICMP accepted before the filter drop, a trusted interface
-	// before both. IPv6 stays nat.
+	// drop; ICMP accepted before the filter drop. IPv6 stays nat.
 	{"v4-routed", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
-		GatewayModeIPv4: firewall.GatewayRouted, TrustedInterfaces: []string{"eth3"}}},
+		GatewayModeIPv4: firewall.GatewayRouted}},
 	{"v6-routed", firewall.NetworkConfig{ID: "n1", Bridge: "br-n1", Subnet: cidr("172.18.0.1/16"), SubnetV6: cidr("fd00:1::1/64"), ICC: true, Masquerade: true, Hairpin: true,
 		GatewayModeIPv6: firewall.GatewayRouted}},
 }
@@ -388,9 +386,6 @@ func TestBadNetworkConfig(t *testing.T) {
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: firewall.GatewayRouted, Internal: true},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv6: "bogus"},
 		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), GatewayModeIPv4: firewall.GatewayIsolated}, // not internal
-		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"eth+"}},
-		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{"! eth0"}},
-		{ID: "x", Bridge: "br0", Subnet: cidr("10.0.0.0/24"), TrustedInterfaces: []string{""}},
 	} {
 		if err := fw.SetupNetwork(c); !types.IsBadRequest(err) {
 			t.Errorf("SetupNetwork(%+v) = %v, want BadRequest", c, err)

@@ -38,9 +38,8 @@ type NetworkConfig struct {
 	// GatewayIsolated is for internal networks, whose rules it leaves
 	// as they are.
 	GatewayModeIPv4, GatewayModeIPv6 GatewayMode
-	// TrustedInterfaces are host interfaces from which packets may reach
-	// the containers' addresses directly despite the protection.
-	TrustedInterfaces []string
+	// A network's trusted host interfaces are no part of its own rules:
+	// they open its endpoints' published ports (PortForward.Trusted).
 }
 
 func (c NetworkConfig) validate() error {
@@ -157,6 +156,13 @@ func networkRules(fam Family, cfg NetworkConfig, subnet *net.IPNet) []Rule {
 		// Without NAT in the family, raw cannot tell the answers to the
 		// containers' connections from new traffic: filter only.
 		rules = append(rules, directAccessRules(fam, cfg, n, cfg.Masquerade && !routed)...)
+	} else {
+		// Unprotected: whatever enters the bridge from elsewhere is
+		// accepted here, so the mode opens the containers' addresses
+		// whatever the FORWARD policy (DROP when the controller turned
+		// forwarding on). Other bridges' containers are still stopped
+		// by the isolation chains, which come first.
+		rules = append(rules, rule(TableFilter, ChainDocker, 0, "! -i "+br+" -o "+br, "ACCEPT"))
 	}
 	if cfg.Masquerade && !routed {
 		rules = append(rules, rule(TableNAT, chainPostroute, 0, "-s "+n+" ! -o "+br, nat))

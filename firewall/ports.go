@@ -17,6 +17,12 @@ import (
 // A Routed forward is a port published in a family whose gateway mode is
 // GatewayRouted: no host port (HostIP and HostPort are ignored), only the
 // container port opened at the container's address (routedRules).
+//
+// Trusted names the host interfaces from which the container port is
+// also reached directly at the container's address, despite the
+// network's direct-access protection (its trusted host interfaces, in a
+// protected NAT family; trustedRules). A Routed forward takes none: its
+// accept already covers every interface.
 type PortForward struct {
 	Proto         types.Protocol
 	HostIP        net.IP
@@ -24,6 +30,7 @@ type PortForward struct {
 	ContainerIP   net.IP
 	ContainerPort uint16
 	Routed        bool
+	Trusted       []string
 }
 
 func (p PortForward) family() Family {
@@ -45,6 +52,15 @@ func (p PortForward) validate() error {
 	if p.HostIP != nil && !p.HostIP.IsUnspecified() && (p.HostIP.To4() == nil) != (p.ContainerIP.To4() == nil) {
 		return types.BadRequestErrorf("invalid port forward %v: host and container addresses of different families", p)
 	}
+	if p.Routed && len(p.Trusted) > 0 {
+		return types.BadRequestErrorf("invalid port forward %v: a routed forward takes no trusted interfaces", p)
+	}
+	for _, ifc := range p.Trusted {
+		// An interface match of the accepts.
+		if err := names.Iface(ifc); err != nil {
+			return types.Wrapf(err, "invalid port forward %v: invalid trusted interface", p)
+		}
+	}
 	return nil
 }
 
@@ -57,7 +73,8 @@ func (p PortForward) validate() error {
 //
 // bridge is not needed by the DNAT itself: the network's own rules accept
 // and hairpin-masquerade DNATed traffic into its bridge (networkRules). It
-// is the interface of a routed forward's accept (routedRules).
+// is the interface of a routed forward's accept (routedRules) and of a
+// trusted interface's (trustedRules).
 func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error {
 	if err := names.ID(id); err != nil {
 		return types.Wrapf(err, "invalid port forwards: invalid endpoint id")
@@ -83,6 +100,12 @@ func (fw *Firewall) SetPortForwards(id, bridge string, fwds []PortForward) error
 			rules = append(rules, routedRules(owner, bridge, p)...)
 			rules = append(rules, portRules(owner, p)...)
 			continue
+		}
+		if len(p.Trusted) > 0 {
+			if err := names.Iface(bridge); err != nil {
+				return types.Wrapf(err, "invalid port forward %v: invalid bridge name", p)
+			}
+			rules = append(rules, trustedRules(owner, bridge, p)...)
 		}
 		e := elemOf(owner, p)
 		if seen[keyOf(e)] {

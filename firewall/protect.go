@@ -19,7 +19,8 @@ const (
 	// on one of the network's trusted host interfaces.
 	GatewayNAT GatewayMode = "nat"
 	// GatewayNATUnprotected: NAT as GatewayNAT, without the protection:
-	// whoever routes the subnet via the host reaches every container port.
+	// whoever routes the subnet via the host reaches every container port
+	// (an accept in filter DOCKER, whatever the FORWARD policy).
 	GatewayNATUnprotected GatewayMode = "nat-unprotected"
 	// GatewayIsolated is for internal networks only: their bridge has no
 	// address in the family (the driver's doing); the rules are the
@@ -64,27 +65,6 @@ func (c NetworkConfig) validateProtection() error {
 			return types.BadRequestErrorf("network %s firewall config: gateway mode %q has no meaning on an internal network", c.ID, m)
 		}
 	}
-	for _, ifc := range c.TrustedInterfaces {
-		if err := ValidInterfaceMatch(ifc); err != nil {
-			return types.BadRequestErrorf("network %s firewall config: trusted host interface: %w", c.ID, err)
-		}
-	}
-	return nil
-}
-
-// ValidInterfaceMatch accepts an interface name that iptables' -i/-o match
-// takes literally: 1-15 letters, digits, '.', '-' or '_'. Anything else
-// ('+' is a wildcard to iptables, '!' a negation, blanks split arguments)
-// is refused.
-func ValidInterfaceMatch(name string) error {
-	if name == "" || len(name) > 15 || name == "." || name == ".." {
-		return types.BadRequestErrorf("invalid interface name %q", name)
-	}
-	for _, ch := range name {
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '-' || ch == '_') {
-			return types.BadRequestErrorf("invalid interface name %q: character %q", name, ch)
-		}
-	}
 	return nil
 }
 
@@ -105,10 +85,12 @@ func ValidInterfaceMatch(name string) error {
 //     raw cannot tell from new traffic (the filter drop, behind the
 //     RELATED,ESTABLISHED accept, still applies).
 //
-// Trusted interfaces get an ACCEPT before each drop. A routed family gets
-// an ICMP accept before the filter drop (as moby: path MTU discovery and
-// ping reach the containers), and its published ports their endpoints'
-// accepts, inserted above (routedRules).
+// A routed family gets an ICMP accept before the filter drop (as moby:
+// path MTU discovery and ping reach the containers), and its published
+// ports their endpoints' accepts, inserted above (routedRules). The
+// network's trusted interfaces are no rule of its own: each published
+// port of a NAT family is accepted from them at the container's address
+// by its endpoint's rules, above both drops (trustedRules).
 func directAccessRules(fam Family, cfg NetworkConfig, n string, nat bool) []Rule {
 	owner := NetworkOwner(cfg.ID)
 	br := cfg.Bridge
@@ -117,13 +99,7 @@ func directAccessRules(fam Family, cfg NetworkConfig, n string, nat bool) []Rule
 	}
 	var rules []Rule
 	if nat {
-		for _, ifc := range cfg.TrustedInterfaces {
-			rules = append(rules, rule(TableRaw, chainPrerouting, "-d "+n+" -i "+ifc, "ACCEPT"))
-		}
 		rules = append(rules, rule(TableRaw, chainPrerouting, "-d "+n+" ! -i "+br+" -m addrtype ! --dst-type LOCAL", "DROP"))
-	}
-	for _, ifc := range cfg.TrustedInterfaces {
-		rules = append(rules, rule(TableFilter, ChainDocker, "-i "+ifc+" -o "+br, "ACCEPT"))
 	}
 	if cfg.routed(fam) {
 		rules = append(rules, rule(TableFilter, ChainDocker, "-o "+br+" -p "+icmpProto(fam), "ACCEPT"))
@@ -172,12 +148,37 @@ func icmpProto(fam Family) string {
 // involved.
 func routedRules(owner, bridge string, p PortForward) []Rule {
 	fam := p.family()
-	dst := p.ContainerIP.String() + "/32"
-	if fam == IPv6 {
-		dst = p.ContainerIP.String() + "/128"
-	}
+	dst := hostRoute(p.ContainerIP)
 	proto := p.Proto.String()
 	matches := "-d " + dst +
 		" ! -i " + bridge + " -o " + bridge + " -p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(p.ContainerPort))
 	return []Rule{{Family: fam, Table: TableFilter, Chain: ChainDocker, Pos: 1, Spec: spec(owner, matches, "ACCEPT")}}
+}
+
+// trustedRules returns what a port published in a protected NAT family
+// needs for each of the network's trusted host interfaces: the container
+// port at the container's address accepted from that interface, in raw
+// PREROUTING (before the network's raw drop) and in filter DOCKER (before
+// its filter drop), both inserted at the top and owned by the endpoint.
+// Nothing else of the container is opened to the interface.
+func trustedRules(owner, bridge string, p PortForward) []Rule {
+	fam := p.family()
+	dst := hostRoute(p.ContainerIP)
+	proto := p.Proto.String()
+	port := " -p " + proto + " -m " + proto + " --dport " + strconv.Itoa(int(p.ContainerPort))
+	var rules []Rule
+	for _, ifc := range p.Trusted {
+		rules = append(rules,
+			Rule{Family: fam, Table: TableRaw, Chain: chainPrerouting, Pos: 1, Spec: spec(owner, "-d "+dst+" -i "+ifc+port, "ACCEPT")},
+			Rule{Family: fam, Table: TableFilter, Chain: ChainDocker, Pos: 1, Spec: spec(owner, "-d "+dst+" -i "+ifc+" -o "+bridge+port, "ACCEPT")})
+	}
+	return rules
+}
+
+// hostRoute is ip as the single-address prefix iptables -S prints.
+func hostRoute(ip net.IP) string {
+	if ip.To4() != nil {
+		return ip.To4().String() + "/32"
+	}
+	return ip.String() + "/128"
 }

@@ -31,6 +31,19 @@ type Endpoint struct {
 	// the container port opened at the container's address (its
 	// operational binding has host port 0).
 	Routed4, Routed6 bool
+	// Trusted4 and Trusted6 are the network's trusted host interfaces in
+	// a protected NAT family: from them, a published container port is
+	// also reached at the container's address (firewall.PortForward's
+	// Trusted). None in a routed family.
+	Trusted4, Trusted6 []string
+}
+
+// trusted returns the trusted interfaces of the family of ip.
+func (ep Endpoint) trusted(ip net.IP) []string {
+	if ip.To4() != nil {
+		return ep.Trusted4
+	}
+	return ep.Trusted6
 }
 
 // routed reports whether the family of container address ip is routed.
@@ -359,6 +372,9 @@ func forwards(ep Endpoint, bs []types.PortBinding) []firewall.PortForward {
 	for i, b := range bs {
 		out[i] = firewall.PortForward{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.IP, ContainerPort: b.Port,
 			Routed: ep.routed(b.IP)}
+		if !out[i].Routed {
+			out[i].Trusted = ep.trusted(b.IP)
+		}
 	}
 	return out
 }

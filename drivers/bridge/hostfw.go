@@ -95,9 +95,8 @@ func (h *hostFirewall) addNetwork(c *networkConfig) error {
 		// to published ports are by NAT, always.
 		Hairpin: true,
 
-		GatewayModeIPv4:   firewall.GatewayMode(c.GatewayModeIPv4),
-		GatewayModeIPv6:   firewall.GatewayMode(c.GatewayModeIPv6),
-		TrustedInterfaces: c.TrustedIfaces,
+		GatewayModeIPv4: firewall.GatewayMode(c.GatewayModeIPv4),
+		GatewayModeIPv6: firewall.GatewayMode(c.GatewayModeIPv6),
 	}
 	if c.EnableIPv6 {
 		cfg.SubnetV6 = c.PoolIPv6
@@ -128,8 +127,9 @@ func (h *hostFirewall) programEndpoint(c *networkConfig, ep endpointAddrs, bindi
 		return nil, nil
 	}
 	pe := portmapper.Endpoint{ID: ep.ID, Bridge: c.BridgeName,
-		Routed4: c.GatewayModeIPv4 == string(firewall.GatewayRouted),
-		Routed6: c.GatewayModeIPv6 == string(firewall.GatewayRouted)}
+		Routed4:  c.GatewayModeIPv4 == string(firewall.GatewayRouted),
+		Routed6:  c.GatewayModeIPv6 == string(firewall.GatewayRouted),
+		Trusted4: trustedIn(c, c.GatewayModeIPv4), Trusted6: trustedIn(c, c.GatewayModeIPv6)}
 	if ep.IPv4 != nil {
 		pe.IPv4 = ep.IPv4.IP
 	}
@@ -137,6 +137,17 @@ func (h *hostFirewall) programEndpoint(c *networkConfig, ep endpointAddrs, bindi
 		pe.IPv6 = ep.IPv6.IP
 	}
 	return h.pm.MapPorts(pe, withDefaultHostIP(bindings, c.DefaultBindingIP))
+}
+
+// trustedIn returns the network's trusted host interfaces where a family
+// in gateway mode mode needs them: in a protected NAT family. Routed
+// ports are open to every interface, an unprotected family is open.
+func trustedIn(c *networkConfig, mode string) []string {
+	switch firewall.GatewayMode(mode) {
+	case "", firewall.GatewayNAT:
+		return c.TrustedIfaces
+	}
+	return nil
 }
 
 // withDefaultHostIP gives the network's host_binding_ipv4 to the bindings

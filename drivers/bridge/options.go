@@ -349,7 +349,7 @@ func (c *networkConfig) validateProtection() error {
 		return types.BadRequestErrorf("invalid bridge option %s: an internal network is reached from no host interface", TrustedHostInterfaces)
 	}
 	for _, name := range strings.Split(c.TrustedHostInterfaces, ":") {
-		if err := firewall.ValidInterfaceMatch(name); err != nil {
+		if err := names.Iface(name); err != nil {
 			return types.BadRequestErrorf("invalid bridge option %s: %w", TrustedHostInterfaces, err)
 		}
 		if name == c.BridgeName {

@@ -16,6 +16,8 @@ var hostile = []string{
 	"a\xffb", "\xc3", "a/b", "/", "../x", ".", "..", ".a", "-a", "a!b", "!a", "a:b",
 	"a*b", "a;b", "a$b", "a|b", "a&b", "a>b", "a,b", "a=b", "a@b", "a~b", "a(b)",
 	"a{b}", "a[b]", "café", "ａ", "a\u00a0b",
+	// What iptables would read as an option or a target in an -i/-o match.
+	"-j", "--goto", "-", "..x",
 }
 
 func TestHostileNames(t *testing.T) {

@@ -1,0 +1,74 @@
+package libnetwork_test
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+)
+
+// A container whose kernel sends from 127.0.0.1 (route_localnet on its
+// own link, as any root in its namespace may set) gets nothing of it to
+// the host's services. route_localnet=1 on the bridge (hairpin without a
+// proxy) lets the host's kernel take a loopback source on the bridge;
+// what is left of the kernel's own check (a source that is one of the
+// host's addresses) is off with accept_local, which the host here has on
+// the bridge, as kernels without that check behave: then only the
+// loopback guard's source drop keeps the datagrams from a service that
+// trusts loopback peers (without the rule they arrive). The same
+// container's datagrams from its own address arrive.
+func TestHoleLoopbackSourceFromContainer(t *testing.T) {
+	r := newForwardingRig(t)
+	n := dualStackNet(t, r.c, "losrc", "", "10.76.0.0/24", "fd00:76::/64")
+	c1 := r.mustRun(t, n, "c1", nil)
+	if v := inNS(t, r.host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
+		t.Fatalf("route_localnet on the bridge is %q: the test would prove nothing", v)
+	}
+	inNS(t, r.host.NS, "sysctl", "-q", "-w", "net.ipv4.conf.br-"+n.ID()[:12]+".accept_local=1")
+	gw := "10.76.0.1"
+	svc, own := udpSink(t, r.host.NS, hp(gw, 5500)), udpSink(t, r.host.NS, hp(gw, 5501))
+	// The path itself is open (and the container has the gateway's MAC:
+	// it would not resolve it from 127.0.0.1).
+	sendUDPFrom(t, c1.ns, c1.ip, hp(gw, 5501))
+	if own.wait(10*time.Second) == 0 {
+		t.Fatal("the container's datagrams from its own address never reached the host")
+	}
+
+	inNS(t, c1.ns, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1")
+	sendUDPFrom(t, c1.ns, "127.0.0.1", hp(gw, 5500))
+	if n := svc.after(time.Second); n != 0 {
+		t.Fatalf("the container's datagrams from 127.0.0.1 reached the host's %s:5500 (%d)", gw, n)
+	}
+	if ownRuleHits(t, r.host, firewall.IPv4, firewall.TableMangle, "-s 127.0.0.0/8 ! -i lo") == 0 {
+		t.Error("the loopback guard's source drop saw no packet: the datagrams never reached the host")
+	}
+}
+
+// sendUDPFrom is sendUDP from source address src.
+func sendUDPFrom(t *testing.T, ns *netnsutil.NS, src, addr string) {
+	t.Helper()
+	err := ns.Do(func() error {
+		raddr, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return err
+		}
+		conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, raddr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		for i := 0; i < 5; i++ {
+			if _, err := conn.Write([]byte("hi")); err != nil {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("sending to udp %s from %s: %v", addr, src, err)
+	}
+}
