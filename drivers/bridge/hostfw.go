@@ -35,6 +35,10 @@ type hostFirewall struct {
 
 var _ firewaller = (*hostFirewall)(nil)
 
+// openWatch subscribes to nftables events; a variable so that a test can
+// make it fail as a kernel without the subsystem would.
+var openWatch = nfwatch.Open
+
 // newHostFirewall sets up the global chains (adopting what a previous
 // process left, see firewall.Setup) in host. every is the period of
 // firewall checks; 0 picks it (see healPeriod). legacy runs the
@@ -65,7 +69,7 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, ever
 		ct.Close()
 		return nil, err
 	}
-	watch, werr := nfwatch.Open(host, run.Forked)
+	watch, werr := openWatch(host, run.Forked)
 	if werr != nil {
 		watch = nil
 	}
