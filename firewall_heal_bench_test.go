@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -23,12 +24,27 @@ import (
 // controller up (the periodic checks are then its only work). Run:
 // go test -run '^$' -bench FirewallHeal -benchtime 1x .
 func BenchmarkFirewallHeal(b *testing.B) {
+	benchHeal(b, []string{"nft", "flush", "ruleset"}, "event")
+}
+
+// BenchmarkFirewallHealLegacy is BenchmarkFirewallHeal with the
+// iptables-legacy binaries, flushed with `iptables-legacy -F`, which no
+// event reports: the repair is the fallback check's, and the idle CPU is
+// that of the fallback's frequent checks.
+func BenchmarkFirewallHealLegacy(b *testing.B) {
+	benchHeal(b, []string{"sh", "-c", "iptables-legacy -F && iptables-legacy -t nat -F"}, "fallback",
+		config.OptionDriverConfig("bridge", map[string]any{knobs.BridgeIPTablesLegacy: true}))
+}
+
+// benchHeal breaks the firewall with flush and times the repair logged
+// with trigger.
+func benchHeal(b *testing.B, flush []string, trigger string, opts ...config.Option) {
 	testutil.RequireRoot(b)
 	rec := newRecorder()
 	dir := b.TempDir()
 	host := testutil.NewHostNS(b)
-	c, err := libnetwork.New(config.OptionHostNetNS(host.Path()), config.OptionLogger(slog.New(rec)),
-		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib")))
+	c, err := libnetwork.New(append([]config.Option{config.OptionHostNetNS(host.Path()), config.OptionLogger(slog.New(rec)),
+		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib"))}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,7 +76,7 @@ func BenchmarkFirewallHeal(b *testing.B) {
 		for j := 0; j < rounds; j++ {
 			rec.drain()
 			t0 := time.Now()
-			if err := host.Do(exec.Command("nft", "flush", "ruleset").Run); err != nil {
+			if err := host.Do(exec.Command(flush[0], flush[1:]...).Run); err != nil {
 				b.Fatal(err)
 			}
 			deadline := time.After(5 * time.Second)
@@ -68,12 +84,12 @@ func BenchmarkFirewallHeal(b *testing.B) {
 			for {
 				select {
 				case r := <-rec.notify:
-					if r.Msg == "firewall repaired" && r.Attrs["trigger"] == "event" {
+					if r.Msg == "firewall repaired" && r.Attrs["trigger"] == trigger {
 						heal = append(heal, time.Since(t0))
 						break wait
 					}
 				case <-deadline:
-					b.Fatalf("round %d: no event-driven repair within 5 s", j)
+					b.Fatalf("round %d: no %s repair within 5 s", j, trigger)
 				}
 			}
 			if rep, err := c.RepairFirewall(); err != nil || !rep.Empty() {

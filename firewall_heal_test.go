@@ -119,9 +119,10 @@ func (h *recordingHandler) drain() {
 	}
 }
 
-// healRig is a controller in a throwaway host namespace with an ICC-off
-// network of two containers (a1 serving on port 80, also published on
-// host port 8080) and the user's own rule in DOCKER-USER.
+// healRig is a controller in a throwaway host namespace with a
+// dual-stack ICC-off network of two containers (a1 serving on port 80,
+// also published on host port 8080 in both families) and the user's own
+// rule in DOCKER-USER.
 type healRig struct {
 	*portRig
 	log    *recordingHandler
@@ -133,32 +134,58 @@ const healUserRule = "-s 198.51.100.0/24 -j DROP"
 
 func newHealRig(t *testing.T) *healRig {
 	t.Helper()
-	rec := newRecorder()
 	// No periodic check within the test: a repair can only be the
 	// events' doing.
-	r := newPortRig(t, config.OptionLogger(slog.New(rec)),
-		config.OptionDriverConfig("bridge", map[string]any{knobs.BridgeRepairEvery: time.Hour}))
-	n := r.bridgeNet(t, "heal", "10.60.0.0/24",
+	return newHealRigOf(t, map[string]any{knobs.BridgeRepairEvery: time.Hour}, "iptables")
+}
+
+// newHealRigOf is newHealRig with the bridge driver's configuration
+// drv, the user's rule added with iptables (the binary).
+func newHealRigOf(t *testing.T, drv map[string]any, iptables string) *healRig {
+	t.Helper()
+	rec := newRecorder()
+	r := newPortRig(t, config.OptionLogger(slog.New(rec)), config.OptionDriverConfig("bridge", drv))
+	withUplink6(t, r)
+	n := dualStackNet(t, r.c, "heal", "", "10.60.0.0/24", "fd60::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_icc": "false"}))
 	a1 := r.mustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
 	a2 := r.mustRun(t, n, "a2", nil)
-	serve(t, a1.ns, "tcp", ":80", "a1")
-	inNS(t, r.host.NS, "iptables", "-I", "DOCKER-USER", "1", "-s", "198.51.100.0/24", "-j", "DROP")
+	serve(t, a1.ns, "tcp", ":80", "a1") // [::]: both families
+	inNS(t, r.host.NS, iptables, "-I", "DOCKER-USER", "1", "-s", "198.51.100.0/24", "-j", "DROP")
 	h := &healRig{portRig: r, log: rec, a1: a1, a2: a2, netID: n.ID()}
 	h.traffic(t, "before any flush")
 	return h
 }
 
 // traffic checks what the firewall is for: the published port answers
-// from outside, and ICC off keeps a2 from reaching a1 directly.
+// from outside in both families, and ICC off keeps a2 from reaching a1
+// directly in either. IPv6 is retried a while: its first packets may wait
+// on neighbour discovery.
 func (h *healRig) traffic(t *testing.T, when string) {
 	t.Helper()
 	if got, err := fetchWithin(h.out.NS, "tcp", net.JoinHostPort(uplinkHost, "8080"), 3*time.Second); err != nil || !strings.HasPrefix(got, "a1") {
 		t.Fatalf("%s: published port from outside: %q, %v", when, got, err)
 	}
+	fetchSoon(t, h.out.NS, "tcp", net.JoinHostPort(uplinkHost6, "8080"), "a1")
 	if got, err := fetch(h.a2.ns, "tcp", net.JoinHostPort(h.a1.ip, "80")); err == nil {
 		t.Fatalf("%s: ICC off, yet a2 reached a1: %q\n%s", when, got, inNS(t, h.host.NS, "nft", "list", "ruleset"))
 	}
+	if got, err := fetch(h.a2.ns, "tcp", net.JoinHostPort(ip6Of(t, h.a1), "80")); err == nil {
+		t.Fatalf("%s: ICC off, yet a2 reached a1 over IPv6: %q\n%s", when, got, inNS(t, h.host.NS, "nft", "list", "ruleset"))
+	}
+}
+
+// state is every table of both families (iptables-save and
+// ip6tables-save, counters and DOCKER-USER's rules left out: the chain is
+// the user's and a repair leaves it as it finds it) and the published
+// ports' nftables map elements.
+func (h *healRig) state(t *testing.T) string {
+	t.Helper()
+	elems := portElems(t, h.host.NS)
+	slices.Sort(elems)
+	return withoutUserRules(stripCounters(inNS(t, h.host.NS, "iptables-save"))) +
+		withoutUserRules(stripCounters(inNS(t, h.host.NS, "ip6tables-save"))) +
+		"port map elements:\n" + strings.Join(elems, "\n")
 }
 
 func (h *healRig) userChain(t *testing.T) string {
@@ -226,15 +253,20 @@ COMMIT
 EOF
 done`
 
-// Rules flushed three ways come back on their own, announced by an
-// nftables event (the periodic check is seconds away), and traffic works
-// again: the published port answers, ICC-off isolation holds. The user's
-// DOCKER-USER rule is never re-added. The repair is logged as a
-// structured record.
+// Rules flushed four ways come back on their own, announced by an
+// nftables event (the periodic check is seconds away): every table of
+// both families (raw and mangle too) and the published ports' map
+// elements are as before, and traffic works again in both families: the
+// published port answers, ICC-off isolation holds. The user's DOCKER-USER
+// rule is never re-added. The repair is logged as a structured record.
 func TestFirewallHealsAfterFlush(t *testing.T) {
 	for _, w := range wipes {
 		t.Run(w.name, func(t *testing.T) {
 			h := newHealRig(t)
+			before := h.state(t)
+			if !strings.Contains(before, "*raw\n") || !strings.Contains(before, "cnm-") {
+				t.Fatalf("nothing of ours to compare:\n%s", before)
+			}
 			h.log.drain()
 			since := h.log.count()
 			for _, cmd := range w.cmds {
@@ -253,6 +285,9 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 				rep, err := h.c.RepairFirewall()
 				return err == nil && rep.Empty()
 			})
+			if after := h.state(t); after != before {
+				t.Errorf("after %s and repair:\n%s\nwant:\n%s", w.name, after, before)
+			}
 			h.traffic(t, "after "+w.name+" and repair")
 			// Every repair that put something back in the background was
 			// an event's (the periodic check is an hour away); the

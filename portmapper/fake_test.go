@@ -77,15 +77,26 @@ type closer func() error
 
 func (c closer) Close() error { return c() }
 
-// fakeConntrack records flushed flows.
+// fakeConntrack records flushed flows, or fails with fail when set.
 type fakeConntrack struct {
 	mu    sync.Mutex
 	flows []portmapper.Flow
+	fail  error
 }
 
 func (c *fakeConntrack) DeleteFlows(flows []portmapper.Flow) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.fail != nil {
+		return c.fail
+	}
 	c.flows = append(c.flows, flows...)
 	return nil
+}
+
+// failWith makes every DeleteFlows fail with err (nil: succeed again).
+func (c *fakeConntrack) failWith(err error) {
+	c.mu.Lock()
+	c.fail = err
+	c.mu.Unlock()
 }

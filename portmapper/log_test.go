@@ -56,3 +56,36 @@ func TestReleaseFailureIsLogged(t *testing.T) {
 		t.Errorf("log lacks %q:\n%s", want, got)
 	}
 }
+
+// A conntrack flush that fails after a release is logged with the
+// endpoints and the error, and only logged: the ports are released all
+// the same (the flush only clears stale flows), so Flush reports nothing
+// and the host port can be published again.
+func TestConntrackFlushFailureIsLogged(t *testing.T) {
+	r := newRig(t)
+	var out lockedBuffer
+	r.pm.SetLogger(slog.New(slog.NewTextHandler(&out, nil)))
+	t.Cleanup(func() { r.ct.failWith(nil); _ = r.pm.Close() })
+	udp := []types.PortBinding{{Proto: types.UDP, Port: 53, HostPort: 5353}}
+	if _, err := r.pm.MapPorts(ep1, udp); err != nil {
+		t.Fatal(err)
+	}
+	r.ct.failWith(errors.New("injected"))
+	if err := r.pm.Release("ep1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.pm.Flush(); err != nil {
+		t.Fatalf("Flush after a failed conntrack flush: %v", err)
+	}
+	want := `level=WARN msg="flushing conntrack entries of released ports failed" endpoints=[ep1] err=`
+	if got := out.String(); !strings.Contains(got, want) || !strings.Contains(got, "injected") {
+		t.Errorf("log lacks %q with the error:\n%s", want, got)
+	}
+	if strings.Contains(out.String(), "releasing published ports failed") {
+		t.Errorf("the release itself was logged as failed:\n%s", out.String())
+	}
+	r.ct.failWith(nil)
+	if _, err := r.pm.MapPorts(ep1, udp); err != nil {
+		t.Errorf("publishing the released port again: %v", err)
+	}
+}

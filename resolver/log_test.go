@@ -49,3 +49,41 @@ func TestForwardingFailureIsLogged(t *testing.T) {
 		}
 	}
 }
+
+// A forward refused because MaxForwards are in flight is logged at Warn
+// with the name and the limit (the client only sees SERVFAIL).
+func TestForwardRefusedIsLogged(t *testing.T) {
+	release := make(chan struct{})
+	slow := startUpstream(t, func(w dns.ResponseWriter, q *dns.Msg) {
+		<-release
+		answerA("192.0.2.1")(w, q)
+	})
+	var out syncBuffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	_, addr := startResolver(t, Config{Upstreams: upstreams(slow.addr), MaxForwards: 1, Logger: log.With("sandbox", "sb1")})
+	first := make(chan *dns.Msg, 1)
+	go func() {
+		m := new(dns.Msg)
+		m.SetQuestion("first.example.", dns.TypeA)
+		resp, _, _ := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, addr)
+		first <- resp
+	}()
+	for slow.queries.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if resp := query(t, addr, "udp", "second.example.", dns.TypeA, 0); resp.Rcode != dns.RcodeServerFailure {
+		t.Errorf("second concurrent forward: rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+	}
+	close(release)
+	if resp := <-first; resp == nil || len(resp.Answer) != 1 {
+		t.Errorf("first forward: %v", resp)
+	}
+	got := out.String()
+	want := `level=WARN msg="dns forwarding refused: too many queries in flight" sandbox=sb1 name=second.example. max=1`
+	if !strings.Contains(got, want) {
+		t.Errorf("log lacks %q:\n%s", want, got)
+	}
+	if strings.Contains(got, "name=first.example.") {
+		t.Errorf("the forward in flight was logged:\n%s", got)
+	}
+}

@@ -146,11 +146,12 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	}()
 	var fw *firewall.Firewall
 	if dc.EnableIPTables {
-		every := healEvery
+		var every time.Duration // 0: chosen by what events can see (newHostFirewall)
 		if d, ok := cfg[knobs.BridgeRepairEvery].(time.Duration); ok && d > 0 {
 			every = d
 		}
-		hf, err := newHostFirewall(host, dc, log, every)
+		legacy, _ := cfg[knobs.BridgeIPTablesLegacy].(bool)
+		hf, err := newHostFirewall(host, dc, log, every, legacy)
 		if err != nil {
 			return nil, types.Wrapf(err, "creating bridge driver")
 		}

@@ -22,10 +22,17 @@ const (
 	// rest of its burst (a reload is many transactions), so one repair
 	// follows it.
 	healSettle = 20 * time.Millisecond
-	// healEvery is the periodic check. It lists every table (a few ms
-	// of iptables execs), so it is not run often; with iptables-nft the
-	// events make it a safety net only.
+	// healEvery is the periodic check while events see every change of
+	// our rules (iptables-nft): a safety net only, so it is rare.
 	healEvery = 5 * time.Second
+	// healFallbackEvery is the periodic check where events cannot see our
+	// iptables rules (iptables-legacy, or no event socket): the only way
+	// a removal is noticed, often enough that rules are back within the
+	// 1 s CONTRACT.md promises (a period plus one check of ~20 ms, with
+	// room for a loaded machine). A check lists every table (8 execs):
+	// about 45 ms of CPU per second idle at this rate, measured by
+	// BenchmarkFirewallHealLegacy, against ~4 ms/s at healEvery.
+	healFallbackEvery = 500 * time.Millisecond
 	// healRetry is the first wait before retrying a failed repair (the
 	// other tool may still be at work); it doubles up to healEvery.
 	healRetry = 100 * time.Millisecond
@@ -35,6 +42,7 @@ const (
 const (
 	TriggerEvent    = "event"    // an nftables event announced a foreign removal
 	TriggerPeriodic = "periodic" // the periodic check
+	TriggerFallback = "fallback" // the frequent check where events cannot see our rules
 	TriggerDemand   = "demand"   // RepairFirewall
 	TriggerRetry    = "retry"    // again after a failed repair
 )
@@ -45,6 +53,7 @@ type healer struct {
 	watch  *nfwatch.Watcher // nil: no events (periodic checks only)
 	events <-chan struct{}  // watch's changes; nil without
 	every  time.Duration
+	tick   string // the trigger a periodic check is logged with
 	log    *slog.Logger
 
 	stop     chan struct{}
@@ -52,8 +61,25 @@ type healer struct {
 	stopOnce sync.Once
 }
 
-func newHealer(fw *firewall.Firewall, watch *nfwatch.Watcher, every time.Duration, log *slog.Logger) *healer {
-	h := &healer{fw: fw, watch: watch, every: every, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+// healPeriod returns the period of checks and their trigger: set (a
+// test's knob) or, when 0, healEvery while events see every change of our
+// rules and healFallbackEvery where they cannot.
+func healPeriod(set time.Duration, events, legacy bool) (time.Duration, string) {
+	trigger := TriggerPeriodic
+	if !events || legacy {
+		trigger = TriggerFallback
+	}
+	switch {
+	case set > 0:
+		return set, trigger
+	case trigger == TriggerFallback:
+		return healFallbackEvery, trigger
+	}
+	return healEvery, trigger
+}
+
+func newHealer(fw *firewall.Firewall, watch *nfwatch.Watcher, every time.Duration, tick string, log *slog.Logger) *healer {
+	h := &healer{fw: fw, watch: watch, every: every, tick: tick, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	if watch != nil {
 		h.events = watch.C()
 	}
@@ -96,7 +122,7 @@ func (h *healer) loop() {
 		case <-retry:
 			run(TriggerRetry)
 		case <-tick.C:
-			run(TriggerPeriodic)
+			run(h.tick)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func fakeHealRig(t *testing.T) (*firewall.Firewall, *fakeipt.Fake, chan map[stri
 		t.Fatal(err)
 	}
 	ch := make(chan map[string]any, 256)
-	h := newHealer(fw, nil, 20*time.Millisecond, slog.New(chanHandler{ch}))
+	h := newHealer(fw, nil, 20*time.Millisecond, TriggerFallback, slog.New(chanHandler{ch}))
 	t.Cleanup(h.close)
 	return fw, ipt, ch, h
 }
@@ -69,7 +69,7 @@ func TestHealerPeriodicRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := waitRecord(t, ch, "firewall repaired")
-	if m["trigger"] != TriggerPeriodic || m["rules"].(int64) == 0 {
+	if m["trigger"] != TriggerFallback || m["rules"].(int64) == 0 {
 		t.Errorf("repair record %v", m)
 	}
 	if owners := m["owners"].([]string); strings.Join(owners, ",") != "cnm-global,cnm-net-n1" {
@@ -77,6 +77,33 @@ func TestHealerPeriodicRepairs(t *testing.T) {
 	}
 	if err := fw.Check(); err != nil {
 		t.Error(err)
+	}
+}
+
+// The period of checks: rare while events see our rules, within the 1 s
+// promise where they cannot (iptables-legacy, no event socket); a test's
+// knob sets the period but not what the checks are logged as.
+func TestHealPeriod(t *testing.T) {
+	for _, c := range []struct {
+		set            time.Duration
+		events, legacy bool
+		every          time.Duration
+		trigger        string
+	}{
+		{0, true, false, healEvery, TriggerPeriodic},
+		{0, true, true, healFallbackEvery, TriggerFallback},
+		{0, false, false, healFallbackEvery, TriggerFallback},
+		{0, false, true, healFallbackEvery, TriggerFallback},
+		{time.Hour, true, false, time.Hour, TriggerPeriodic},
+		{time.Hour, true, true, time.Hour, TriggerFallback},
+	} {
+		every, trigger := healPeriod(c.set, c.events, c.legacy)
+		if every != c.every || trigger != c.trigger {
+			t.Errorf("healPeriod(%v, events %v, legacy %v) = %v, %q; want %v, %q", c.set, c.events, c.legacy, every, trigger, c.every, c.trigger)
+		}
+	}
+	if healFallbackEvery > 750*time.Millisecond {
+		t.Errorf("fallback period %v leaves no room in the 1 s promise", healFallbackEvery)
 	}
 }
 

@@ -35,10 +35,20 @@ type hostFirewall struct {
 
 var _ firewaller = (*hostFirewall)(nil)
 
+// openWatch subscribes to nftables events; a variable so that a test can
+// make it fail as a kernel without the subsystem would.
+var openWatch = nfwatch.Open
+
 // newHostFirewall sets up the global chains (adopting what a previous
-// process left, see firewall.Setup) in host.
-func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, every time.Duration) (_ *hostFirewall, err error) {
-	run := iptables.NewWarm(host)
+// process left, see firewall.Setup) in host. every is the period of
+// firewall checks; 0 picks it (see healPeriod). legacy runs the
+// iptables-legacy binaries.
+func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, every time.Duration, legacy bool) (_ *hostFirewall, err error) {
+	var opts []iptables.Option
+	if legacy {
+		opts = append(opts, iptables.LegacyBinaries())
+	}
+	run := iptables.NewWarm(host, opts...)
 	maps := nftports.New(host)
 	fw := firewall.New(run, maps, dc.EnableIP6Tables)
 	if err := fw.Setup(); err != nil {
@@ -52,10 +62,23 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, ever
 		_ = maps.Close()
 		return nil, err
 	}
-	watch, err := nfwatch.Open(host, run.Forked)
-	if err != nil {
-		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", every, "err", err)
+	isLegacy, err := run.Legacy()
+	if err != nil { // Setup ran the same binary, so this is unexpected
+		run.Close()
+		_ = maps.Close()
+		ct.Close()
+		return nil, err
+	}
+	watch, werr := openWatch(host, run.Forked)
+	if werr != nil {
 		watch = nil
+	}
+	every, trigger := healPeriod(every, watch != nil, isLegacy)
+	if werr != nil {
+		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", every, "err", werr)
+	}
+	if isLegacy {
+		log.Info("iptables is iptables-legacy: no event reports a change of its rules, firewall checks run often", "every", every)
 	}
 	pm := portmapper.New(portmapper.NSReserver{NS: host}, fw, ct)
 	pm.SetLogger(log)
@@ -66,7 +89,7 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, ever
 		pm:   pm,
 		ct:   ct,
 		sys:  firewall.NSSysctl{NS: host},
-		heal: newHealer(fw, watch, every, log),
+		heal: newHealer(fw, watch, every, trigger, log),
 
 		loadModule: firewall.LoadModule,
 	}, nil

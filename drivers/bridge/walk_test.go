@@ -101,6 +101,7 @@ func TestEveryBridgeOptionParsed(t *testing.T) {
 		"NetworkType":     "the driver's name, no option",
 		"TriggerEvent":    "a log field value of firewall repairs, no option",
 		"TriggerPeriodic": "a log field value of firewall repairs, no option",
+		"TriggerFallback": "a log field value of firewall repairs, no option",
 		"TriggerDemand":   "a log field value of firewall repairs, no option",
 		"TriggerRetry":    "a log field value of firewall repairs, no option",
 	}

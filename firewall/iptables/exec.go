@@ -44,7 +44,18 @@ type Exec struct {
 	fams [2]family // by famIndex
 
 	children recentPIDs // the processes it forked lately (see Forked)
+	// suffix picks the binaries: "" runs iptables and ip6tables (whatever
+	// the system's alternatives point at), "-legacy" the -legacy ones.
+	suffix string
 }
+
+// Option changes how a runner from New or NewWarm picks its binaries.
+type Option func(*Exec)
+
+// LegacyBinaries makes the runner exec iptables-legacy, ip6tables-legacy
+// and their -restore variants (Debian's iptables package ships both
+// kinds) instead of what "iptables" resolves to.
+func LegacyBinaries() Option { return func(e *Exec) { e.suffix = "-legacy" } }
 
 // family is the go-iptables object of one family, made once.
 type family struct {
@@ -52,13 +63,23 @@ type family struct {
 	ipt  *goipt.IPTables
 	err  error
 	wait bool // iptables-restore takes --wait (1.6.2 and later)
+	// legacy: the binary drives the legacy x_tables (its --version says
+	// "(legacy)", or nothing, before 1.8), which no nftables event
+	// reports a change of.
+	legacy bool
 }
 
 var _ firewall.Runner = (*Exec)(nil)
 
 // New returns a runner for the namespace ns (which must stay open while the
 // runner is used).
-func New(ns *netnsutil.NS) *Exec { return &Exec{ns: ns} }
+func New(ns *netnsutil.NS, opts ...Option) *Exec {
+	e := &Exec{ns: ns}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
 
 func famIndex(fam firewall.Family) int {
 	if fam == firewall.IPv6 {
@@ -75,26 +96,46 @@ func (e *Exec) family(fam firewall.Family) (*family, error) {
 		if fam == firewall.IPv6 {
 			proto = goipt.ProtocolIPv6
 		}
+		bin := e.binary(fam, false)
 		f.err = e.ns.Do(func() error {
 			var err error
-			f.ipt, err = goipt.New(goipt.IPFamily(proto))
+			f.ipt, err = goipt.New(goipt.IPFamily(proto), goipt.Path(bin))
 			return err
 		})
 		if f.err != nil {
-			f.err = types.InternalErrorf("finding %s in %s: %w", binary(fam, false), e.ns.Path(), f.err)
+			f.err = types.InternalErrorf("finding %s in %s: %w", bin, e.ns.Path(), f.err)
 			return
 		}
 		v1, v2, v3 := f.ipt.GetIptablesVersion()
 		f.wait = v1 > 1 || v1 == 1 && (v2 > 6 || v2 == 6 && v3 >= 2)
+		// go-iptables reads the mode but does not tell it.
+		out, err := e.run(bin, "", "--version")
+		if err != nil {
+			f.err = types.InternalErrorf("asking %s in %s for its version: %w: %s", bin, e.ns.Path(), err, strings.TrimSpace(out))
+			return
+		}
+		f.legacy = !strings.Contains(out, "(nf_tables)")
 	})
 	return f, f.err
 }
 
-func binary(fam firewall.Family, restore bool) string {
+// Legacy reports whether the IPv4 binary the runner execs drives the
+// legacy x_tables rather than nftables: changes to its rules then raise
+// no nftables event.
+func (e *Exec) Legacy() (bool, error) {
+	f, err := e.family(firewall.IPv4)
+	if err != nil {
+		return false, err
+	}
+	return f.legacy, nil
+}
+
+func (e *Exec) binary(fam firewall.Family, restore bool) string {
 	b := "iptables"
 	if fam == firewall.IPv6 {
 		b = "ip6tables"
 	}
+	b += e.suffix
 	if restore {
 		b += "-restore"
 	}
@@ -115,7 +156,7 @@ func (e *Exec) restoreArgs(fam firewall.Family) ([]string, error) {
 
 // Restore runs `iptables-restore --noflush [--wait]` with script on stdin.
 func (e *Exec) Restore(fam firewall.Family, script string) error {
-	bin := binary(fam, true)
+	bin := e.binary(fam, true)
 	args, err := e.restoreArgs(fam)
 	if err != nil {
 		return err
@@ -147,7 +188,7 @@ func (e *Exec) List(fam firewall.Family, table string) (string, error) {
 	if f.wait {
 		args = append(args, "--wait")
 	}
-	bin := binary(fam, false)
+	bin := e.binary(fam, false)
 	out, err := e.run(bin, "", args...)
 	if err != nil {
 		return "", types.InternalErrorf("listing %s table %s in %s: %w: %s", bin, table, e.ns.Path(), err, strings.TrimSpace(out))
@@ -183,15 +224,15 @@ func (e *Exec) ListChain(fam firewall.Family, table, chain string) (string, erro
 	if errors.As(err, &ierr) && ierr.ExitStatus() == 1 && strings.Contains(ierr.Error(), "chain `"+chain+"' in table `"+table+"' is incompatible") {
 		exists, nerr := e.nftHasChain(fam, table, chain)
 		if nerr != nil {
-			return "", types.InternalErrorf("listing %s chain %s %s in %s: %w (and asking nftables: %w)", binary(fam, false), table, chain, e.ns.Path(), err, nerr)
+			return "", types.InternalErrorf("listing %s chain %s %s in %s: %w (and asking nftables: %w)", e.binary(fam, false), table, chain, e.ns.Path(), err, nerr)
 		}
 		if !exists {
 			return "", nil
 		}
-		return "", types.InternalErrorf("%s chain %s %s in %s holds rules iptables cannot read (written with nft?): %w", binary(fam, false), table, chain, e.ns.Path(), err)
+		return "", types.InternalErrorf("%s chain %s %s in %s holds rules iptables cannot read (written with nft?): %w", e.binary(fam, false), table, chain, e.ns.Path(), err)
 	}
 	if err != nil {
-		return "", types.InternalErrorf("listing %s chain %s %s in %s: %w", binary(fam, false), table, chain, e.ns.Path(), err)
+		return "", types.InternalErrorf("listing %s chain %s %s in %s: %w", e.binary(fam, false), table, chain, e.ns.Path(), err)
 	}
 	if len(lines) == 0 {
 		return "", nil

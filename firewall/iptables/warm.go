@@ -15,8 +15,10 @@ import (
 // transaction, not for exec and the dynamic loader: about 1-1.5 ms of the
 // ~3 ms a cold iptables-nft restore costs. The next process is started in
 // the background right after one is used. Close stops the idle ones.
-func NewWarm(ns *netnsutil.NS) *Exec {
-	return &Exec{ns: ns, warm: &warmPool{idle: map[string]*warmProc{}}}
+func NewWarm(ns *netnsutil.NS, opts ...Option) *Exec {
+	e := New(ns, opts...)
+	e.warm = &warmPool{idle: map[string]*warmProc{}}
+	return e
 }
 
 // warmPool holds at most one started, unused process per binary.

@@ -7,3 +7,8 @@ package knobs
 // of firewall checks; a test that proves a repair was event-driven sets
 // it beyond the test's length.
 const BridgeRepairEvery = "opencnm.internal.bridge.repair-every"
+
+// BridgeIPTablesLegacy (a bool) makes the bridge driver run
+// iptables-legacy and its kin instead of what "iptables" resolves to, so
+// a test proves the legacy path without changing PATH for the process.
+const BridgeIPTablesLegacy = "opencnm.internal.bridge.iptables-legacy"
