@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
@@ -119,4 +120,49 @@ func TestErrorContractRepairFirewall(t *testing.T) {
 	checkErrCases(t, []errCase{
 		{"RepairFirewall, two drivers fail", err, isForbidden, func(err error) bool { return errors.Is(err, plain) && errors.Is(err, refused) }},
 	})
+}
+
+// The same through a network plugin: what the plugin answers as an error
+// (Err in its reply) comes back Internal by direct assertion, with the
+// plugin's message.
+func TestErrorContractPluginFailures(t *testing.T) {
+	s := newVethSetup(t)
+	const msg = "injected plugin failure"
+	failing := func(method string, call func() error) error {
+		s.p.setBefore(func(m string) error {
+			if m == method {
+				return errors.New(msg)
+			}
+			return nil
+		})
+		defer s.p.setBefore(nil)
+		return call()
+	}
+	says := func(err error) bool { return strings.Contains(err.Error(), msg) }
+	spare := must[*libnetwork.Network](t)(s.c.NewNetwork("vethnet", "spare", "", ipamConf("10.78.0.0/24", "10.78.0.1")))
+	cases := []errCase{
+		{"NewNetwork, plugin CreateNetwork fails", failing("CreateNetwork", func() error {
+			_, err := s.c.NewNetwork("vethnet", "refused", "", ipamConf("10.79.0.0/24", "10.79.0.1"))
+			return err
+		}), isInternal, says},
+		{"CreateEndpoint, plugin fails", failing("CreateEndpoint", func() error {
+			_, err := s.n.CreateEndpoint("ep2")
+			return err
+		}), isInternal, says},
+		{"Join, plugin fails", failing("Join", func() error { return s.ep.Join(s.sb) }), isInternal, says},
+	}
+	if err := s.ep.Join(s.sb); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases,
+		errCase{"Leave, plugin fails", failing("Leave", func() error { return s.ep.Leave(s.sb) }), isInternal, says})
+	if s.ep.Info().Sandbox() != nil {
+		if err := s.ep.Leave(s.sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases = append(cases,
+		errCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.ep.Delete(false) }), isInternal, says},
+		errCase{"Network.Delete, plugin DeleteNetwork fails", failing("DeleteNetwork", func() error { return spare.Delete() }), isInternal, says})
+	checkErrCases(t, cases)
 }
