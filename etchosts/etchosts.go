@@ -6,7 +6,8 @@
 // the file into the running container, and a replaced file would never
 // reach it): truncate, then one write of the whole content, so a
 // concurrent reader may see the file empty or partly written for that
-// instant, never old and new lines mixed (see atomicfile.WriteInPlace).
+// instant (see atomicfile.WriteInPlace for when a reader can see old and
+// new content mixed).
 //
 // Difference from upstream libnetwork, on purpose: Delete removes exactly the
 // record lines Add wrote (same address, same names, same order), never "any

@@ -54,7 +54,9 @@ func Write(path string, content []byte, mode fs.FileMode) (err error) {
 // The window: between the truncate and the end of the write (microseconds
 // for a file of a few hundred bytes), a concurrent reader may see an empty
 // file or a prefix of the new content; a process killed inside that
-// window leaves it so. A reader never sees old and new content mixed.
+// window leaves it so. One read(2) of the whole file never sees old and
+// new content mixed; a reader reading in several calls may, if a write that
+// shrinks the file lands between them (new content, then the old tail).
 // Nothing is synced: the files this is for live on tmpfs (ExecRoot) or are
 // rewritten from the model at the next start.
 func WriteInPlace(path string, content []byte, mode fs.FileMode) error {
