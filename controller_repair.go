@@ -52,7 +52,8 @@ type firewallRepairer interface {
 // The controller does this on its own too (see docs/design.md, "Rules stay
 // in force"); this is for callers that know they just ran a tool that
 // flushes rules, and for health checks.
-func (c *Controller) RepairFirewall() (Repairs, error) {
+func (c *Controller) RepairFirewall() (_ Repairs, err error) {
+	defer classify(&err)
 	c.mu.Lock()
 	stopped := c.stopped
 	c.mu.Unlock()
@@ -66,7 +67,6 @@ func (c *Controller) RepairFirewall() (Repairs, error) {
 		rep.Firewall.Add(fr)
 		errs = append(errs, err)
 	}
-	var err error
 	rep.DNSRedirects, err = c.repairDNSRedirects("demand")
 	errs = append(errs, err)
 	return rep, errors.Join(errs...)

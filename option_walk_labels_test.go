@@ -34,6 +34,17 @@ var labelChecks = map[string]func(t *testing.T, w *walkRig){
 		if !types.IsBadRequest(err) {
 			t.Fatalf("a bridge driver label naming no option: want BadRequest, got %v", err)
 		}
+		// A valid label's value reaches the driver's configuration: the
+		// bridge driver says at its start that it runs no userland proxy
+		// only when EnableUserlandProxy is true.
+		for _, v := range []string{"false", "true"} {
+			var buf syncBuffer
+			newController(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))),
+				config.OptionLabels([]string{netlabel.DriverPrefix + ".bridge.EnableUserlandProxy=" + v}))
+			if got := strings.Contains(buf.String(), "EnableUserlandProxy=true"); got != (v == "true") {
+				t.Fatalf("label EnableUserlandProxy=%s: the driver's start log %q", v, buf.String())
+			}
+		}
 	},
 	"GenericData": func(t *testing.T, w *walkRig) {
 		n := w.network(t, libnetwork.NetworkOptionDriverOpts(map[string]string{"k": "v"}))

@@ -219,6 +219,11 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 			t.Fatalf("bridge not in the configured host namespace: %v", err)
 		}
 	},
+	// The timeouts and the plugin directories: option_walk_timeouts_test.go.
+	"config.OptionStoreTimeout":  checkStoreTimeout,
+	"config.OptionPluginTimeout": checkPluginTimeout,
+	"config.OptionPluginDirs":    checkPluginDirs,
+	"config.OptionDNSTimeout":    checkDNSTimeout,
 	"config.OptionDriverConfig": func(t *testing.T, w *walkRig) {
 		c, err := libnetwork.New(config.OptionDataDir(t.TempDir()), config.OptionExecRoot(t.TempDir()),
 			config.OptionHostNetNS(newHostPath(t)), bridgeDriverConfig(options.Generic{"NoSuchOption": true}))
@@ -231,9 +236,10 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 	},
 }
 
-// optionTests names, per option, the function (a test, or the helper
-// of the tests named in the comment) that exercises it; the walk checks
-// that function exists and uses the option.
+// optionTests names, per option, the test that exercises it; the walk
+// checks only that the test exists and names the option, so an option
+// listed here must be one whose test fails when the option is ignored
+// (a check above is better: it is itself behavioural).
 var optionTests = map[string]string{
 	"NetworkOptionPersist":          "TestRestartRestoresState",
 	"CreateOptionDisableResolution": "TestEmbeddedResolverNotStarted",
@@ -246,11 +252,5 @@ var optionTests = map[string]string{
 	"OptionResolvConfPath":          "TestDNSFileOptions",
 	"OptionOriginHostsPath":         "TestDNSFileOptions",
 	"OptionUseDefaultSandbox":       "TestHostDriverUsesDefaultSandbox",
-	// newPluginController: the remote driver and IPAM plugin tests (a
-	// plugin found in the directory; a silent one timing out).
-	"config.OptionPluginDirs":      "newPluginController",
-	"config.OptionPluginTimeout":   "newPluginController",
-	"config.OptionStoreTimeout":    "TestStoreHeldOrCorrupt",
-	"config.OptionDNSTimeout":      "TestEmbeddedResolverNotStarted",
-	"config.OptionActiveSandboxes": "TestCrashDuringLeaveKeepsSandbox",
+	"config.OptionActiveSandboxes":  "TestCrashDuringLeaveKeepsSandbox",
 }

@@ -18,8 +18,9 @@ import (
 // sandbox and config options) must have a check here that shows it is
 // read: setting it changes what a driver or IPAM driver is given, what
 // the controller reports or does, or fails as a BadRequest when invalid.
-// Options whose behaviour needs a kernel or a plugin are checked by a
-// named test; the walk verifies that test exists and uses the option. A
+// A few options are checked by a named test instead (optionTests); the
+// walk verifies that test exists and uses the option, which is only as
+// good as that test failing when the option is ignored. A
 // new label or option without a check fails the walk. The bridge driver's
 // own option keys are walked in drivers/bridge (TestEveryBridgeOptionParsed).
 

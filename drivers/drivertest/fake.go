@@ -19,6 +19,9 @@ const (
 	StepCreateEndpoint = "CreateEndpoint"
 	StepJoin           = "Join"
 	StepProgram        = "ProgramExternalConnectivity"
+	StepLeave          = "Leave"
+	StepDeleteEndpoint = "DeleteEndpoint"
+	StepDeleteNetwork  = "DeleteNetwork"
 )
 
 // Fake is an in-memory driver that records its networks, endpoints and
@@ -99,6 +102,9 @@ func (f *Fake) CreateNetwork(req driverapi.CreateNetworkRequest) error {
 func (f *Fake) DeleteNetwork(nid string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.step(StepDeleteNetwork); err != nil {
+		return err
+	}
 	for _, n := range f.endpoints {
 		if n == nid {
 			return types.ForbiddenErrorf("network %s has endpoints", nid)
@@ -135,6 +141,9 @@ func (f *Fake) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi.I
 func (f *Fake) DeleteEndpoint(nid, eid string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.step(StepDeleteEndpoint); err != nil {
+		return err
+	}
 	delete(f.endpoints, eid)
 	delete(f.macs, eid)
 	return nil
@@ -171,6 +180,9 @@ func (f *Fake) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) {
 func (f *Fake) Leave(nid, eid string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.step(StepLeave); err != nil {
+		return err
+	}
 	delete(f.joined, eid)
 	return nil
 }
