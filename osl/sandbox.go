@@ -42,6 +42,13 @@ type Sandbox struct {
 	nl        *netlink.Handle
 	destroyed bool
 
+	// ipv6Conf is the namespace's /proc/sys/net/ipv6/conf, opened at the
+	// first IPv6 sysctl write and closed with the handles: resolved from
+	// /proc/sys each write would cost O(namespaces on the machine), see
+	// netnsutil.SysctlDir. Guarded by confMu (and life, like ns).
+	confMu   sync.Mutex
+	ipv6Conf *netnsutil.SysctlDir
+
 	// fresh is true for namespaces made by New: we own their IPv6 policy
 	// (disabled until an interface gets an IPv6 address).
 	fresh bool
@@ -52,10 +59,10 @@ type Sandbox struct {
 	ifaces   map[string]*iface // by in-sandbox name
 	reserved map[string]struct{}
 	// loIPv6 is set while AddInterface's enabling of IPv6 on lo stands;
-	// a fresh namespace starts with it off. Every write under /proc/sys
-	// costs a lookup that grows with the namespaces on the machine (their
-	// entries share one dentry chain), so lo is only turned off again if
-	// it was turned on.
+	// a fresh namespace starts with it off. Sysctl writes are not free
+	// (the first one of a sandbox resolves /proc/sys/net, whose cost grows
+	// with the namespaces on the machine: see ipv6Conf), so lo is only
+	// turned off again if it was turned on.
 	loIPv6 bool
 }
 
@@ -294,6 +301,10 @@ func (s *Sandbox) closeHandles() {
 }
 
 func (s *Sandbox) closeHandlesLocked() {
+	s.confMu.Lock()
+	_ = s.ipv6Conf.Close()
+	s.ipv6Conf = nil
+	s.confMu.Unlock()
 	s.nl.Close()
 	s.ns.Close()
 }
