@@ -42,10 +42,11 @@ type Sandbox struct {
 	nl        *netlink.Handle
 	destroyed bool
 
-	// ipv6Conf is the namespace's /proc/sys/net/ipv6/conf, opened at the
-	// first IPv6 sysctl write and closed with the handles: resolved from
-	// /proc/sys each write would cost O(namespaces on the machine), see
-	// netnsutil.SysctlDir. Guarded by confMu (and life, like ns).
+	// ipv6Conf is the namespace's /proc/sys/net/ipv6/conf, opened for the
+	// IPv6 sysctl writes (resolved from /proc/sys each would cost
+	// O(namespaces on the machine), see netnsutil.SysctlDir) and kept from
+	// the first interface with IPv6 until the handles close. Guarded by
+	// confMu (and life, like ns).
 	confMu   sync.Mutex
 	ipv6Conf *netnsutil.SysctlDir
 
@@ -103,6 +104,8 @@ func prepare() (_ *Sandbox, retErr error) {
 		s.closeHandles()
 		return nil, err
 	}
+	// Kept open only by sandboxes that get IPv6: one fd less for the rest.
+	s.closeIPv6Conf()
 	return s, nil
 }
 
@@ -301,12 +304,16 @@ func (s *Sandbox) closeHandles() {
 }
 
 func (s *Sandbox) closeHandlesLocked() {
-	s.confMu.Lock()
-	_ = s.ipv6Conf.Close()
-	s.ipv6Conf = nil
-	s.confMu.Unlock()
+	s.closeIPv6Conf()
 	s.nl.Close()
 	s.ns.Close()
+}
+
+func (s *Sandbox) closeIPv6Conf() {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	_ = s.ipv6Conf.Close()
+	s.ipv6Conf = nil
 }
 
 // use takes the read side of the lifetime lock, failing once destroyed.
