@@ -42,6 +42,14 @@ type Sandbox struct {
 	nl        *netlink.Handle
 	destroyed bool
 
+	// ipv6Conf is the namespace's /proc/sys/net/ipv6/conf, opened for the
+	// IPv6 sysctl writes (resolved from /proc/sys each would cost
+	// O(namespaces on the machine), see netnsutil.SysctlDir) and kept from
+	// the first interface with IPv6 until the handles close. Guarded by
+	// confMu (and life, like ns).
+	confMu   sync.Mutex
+	ipv6Conf *netnsutil.SysctlDir
+
 	// fresh is true for namespaces made by New: we own their IPv6 policy
 	// (disabled until an interface gets an IPv6 address).
 	fresh bool
@@ -52,10 +60,10 @@ type Sandbox struct {
 	ifaces   map[string]*iface // by in-sandbox name
 	reserved map[string]struct{}
 	// loIPv6 is set while AddInterface's enabling of IPv6 on lo stands;
-	// a fresh namespace starts with it off. Every write under /proc/sys
-	// costs a lookup that grows with the namespaces on the machine (their
-	// entries share one dentry chain), so lo is only turned off again if
-	// it was turned on.
+	// a fresh namespace starts with it off. Sysctl writes are not free
+	// (the first one of a sandbox resolves /proc/sys/net, whose cost grows
+	// with the namespaces on the machine: see ipv6Conf), so lo is only
+	// turned off again if it was turned on.
 	loIPv6 bool
 }
 
@@ -96,6 +104,8 @@ func prepare() (_ *Sandbox, retErr error) {
 		s.closeHandles()
 		return nil, err
 	}
+	// Kept open only by sandboxes that get IPv6: one fd less for the rest.
+	s.closeIPv6Conf()
 	return s, nil
 }
 
@@ -294,8 +304,16 @@ func (s *Sandbox) closeHandles() {
 }
 
 func (s *Sandbox) closeHandlesLocked() {
+	s.closeIPv6Conf()
 	s.nl.Close()
 	s.ns.Close()
+}
+
+func (s *Sandbox) closeIPv6Conf() {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	_ = s.ipv6Conf.Close()
+	s.ipv6Conf = nil
 }
 
 // use takes the read side of the lifetime lock, failing once destroyed.

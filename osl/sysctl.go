@@ -1,6 +1,7 @@
 package osl
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,20 +70,37 @@ func (s *Sandbox) setIPv6(ifName string, enable bool) error {
 	if enable {
 		v = "0"
 	}
-	path := filepath.Join("/proc/sys/net/ipv6/conf", ifName, "disable_ipv6")
-	key := fmt.Sprintf("net.ipv6.conf.%s.disable_ipv6", ifName)
-	if err := s.writeSysctl(path, key, v); err != nil {
-		if types.IsNotFound(err) && ifName == "all" {
-			// Kernel without IPv6: nothing to disable.
-			return nil
-		}
-		return err
-	}
-	if ifName == "all" {
+	err := s.writeIPv6Conf(ifName, v)
+	if err == nil && ifName == "all" {
 		// "all" propagates to "default" on current kernels; write it anyway
 		// so older ones behave the same.
-		path = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
-		return s.writeSysctl(path, "net.ipv6.conf.default.disable_ipv6", v)
+		err = s.writeIPv6Conf("default", v)
+	}
+	if err != nil {
+		key := fmt.Sprintf("net.ipv6.conf.%s.disable_ipv6", ifName)
+		if errors.Is(err, os.ErrNotExist) {
+			if ifName == "all" {
+				// Kernel without IPv6: nothing to disable.
+				return nil
+			}
+			return types.NotFoundErrorf("setting sysctl %s in sandbox %s: %w", key, s.key, err)
+		}
+		return types.InternalErrorf("setting sysctl %s in sandbox %s: %w", key, s.key, err)
 	}
 	return nil
+}
+
+// writeIPv6Conf writes disable_ipv6 of ifName through the namespace's
+// conf directory, opening it at first use.
+func (s *Sandbox) writeIPv6Conf(ifName, value string) error {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	if s.ipv6Conf == nil {
+		d, err := s.ns.OpenSysctlDir("net/ipv6/conf")
+		if err != nil {
+			return err
+		}
+		s.ipv6Conf = d
+	}
+	return s.ipv6Conf.Write(ifName+"/disable_ipv6", value)
 }

@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -71,7 +72,11 @@ type Driver struct {
 	raw *nl.SocketHandle
 	// reaper deletes left veths in the background (see reaper.go).
 	reaper vethReaper
-	cfg    driverConfig
+	// ipv6Conf is the host's /proc/sys/net/ipv6/conf, kept open so that a
+	// join's sysctl write costs O(1) however many sandboxes exist (see
+	// netnsutil.SysctlDir); nil when the kernel has no IPv6.
+	ipv6Conf *netnsutil.SysctlDir
+	cfg      driverConfig
 
 	// fw programs the host firewall; nil when iptables is disabled. Every
 	// call site checks for nil.
@@ -144,6 +149,12 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 			d.Close()
 		}
 	}()
+	if d.ipv6Conf, err = host.OpenSysctlDir("net/ipv6/conf"); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, types.InternalErrorf("creating bridge driver: %w", err)
+		}
+		d.ipv6Conf, err = nil, nil
+	}
 	var fw *firewall.Firewall
 	if dc.EnableIPTables {
 		var every time.Duration // 0: chosen by what events can see (newHostFirewall)
@@ -192,6 +203,7 @@ func (d *Driver) Close() error {
 		err = d.fw.close()
 	}
 	d.reaper.close()
+	_ = d.ipv6Conf.Close()
 	d.raw.Socket.Close()
 	d.nl.Close()
 	return err

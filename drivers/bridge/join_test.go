@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,6 +90,20 @@ func TestJoinTrafficLeave(t *testing.T) {
 	}
 	if pi, err := host.Netlink.LinkGetProtinfo(hostEnd); err != nil || !pi.Hairpin {
 		t.Fatalf("hairpin not on: %+v %v", pi, err)
+	}
+	// The host end has no IPv6 (portIPv6Off): no address, no routes.
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil {
+		var v []byte
+		if err := host.Do(func() error {
+			var err error
+			v, err = os.ReadFile("/proc/sys/net/ipv6/conf/" + hostName + "/disable_ipv6")
+			return err
+		}); err != nil || strings.TrimSpace(string(v)) != "1" {
+			t.Fatalf("host end disable_ipv6 = %q, %v; want 1", v, err)
+		}
+		if addrs, err := host.Netlink.AddrList(hostEnd, netlink.FAMILY_V6); err != nil || len(addrs) != 0 {
+			t.Fatalf("host end IPv6 addresses %v %v", addrs, err)
+		}
 	}
 	info, err := d.EndpointOperInfo(joinNID, "ep1")
 	if err != nil || info[netlabel.MacAddress].(net.HardwareAddr).String() != "02:42:0a:05:00:02" {

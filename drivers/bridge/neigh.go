@@ -140,16 +140,18 @@ func (d *Driver) setPortFlags(port int, hairpin, proxyARP bool) error {
 // routes to the host namespace's IPv6 table (link-local, local, multicast)
 // that the kernel walks whole on every link change of any interface
 // without carrier (fib6_ifdown): two of those per join and leave made
-// their cost grow with the number of ports. Skipped when the kernel has no
-// IPv6.
+// their cost grow with the number of ports. The write goes through the
+// open conf directory: resolved from /proc/sys it would cost O(sandboxes).
+// Skipped when the kernel has no IPv6.
 func (d *Driver) portIPv6Off(name string) error {
-	return d.host.Do(func() error {
-		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	})
+	if d.ipv6Conf == nil {
+		return nil
+	}
+	err := d.ipv6Conf.Write(name+"/disable_ipv6", "1")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // enslaveUp makes the link at index a port of the bridge at brIndex and
