@@ -33,14 +33,8 @@ func (s *Sandbox) CutOff(dstName string) error {
 	case err != nil:
 		return kernelErr(err, "%s: finding link", op)
 	default:
-		addrs, err := s.nl.AddrList(link, netlink.FAMILY_ALL)
-		if err != nil && !isGone(err) {
-			return kernelErr(err, "%s: listing addresses", op)
-		}
-		for i := range addrs {
-			if err := s.nl.AddrDel(link, &addrs[i]); err != nil && !isGone(err) {
-				return kernelErr(err, "%s: removing address %s", op, addrs[i].IPNet)
-			}
+		if err := s.removeAddrs(link, op); err != nil {
+			return err
 		}
 		// Routes the kernel kept after the addresses went (it drops the
 		// IPv4 ones with the last address) go too: with no route, the
@@ -56,5 +50,20 @@ func (s *Sandbox) CutOff(dstName string) error {
 		}
 	}
 	delete(s.ifaces, dstName)
+	return nil
+}
+
+// removeAddrs deletes every address of link; op names the operation in
+// errors. Gone already (the link, or an address) is success.
+func (s *Sandbox) removeAddrs(link netlink.Link, op string) error {
+	addrs, err := s.nl.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil && !isGone(err) {
+		return kernelErr(err, "%s: listing addresses", op)
+	}
+	for i := range addrs {
+		if err := s.nl.AddrDel(link, &addrs[i]); err != nil && !isGone(err) {
+			return kernelErr(err, "%s: removing address %s", op, addrs[i].IPNet)
+		}
+	}
 	return nil
 }

@@ -379,14 +379,8 @@ func (s *Sandbox) DetachInterface(dstName string) error {
 		if err := s.nl.LinkSetDown(link); err != nil && !isGone(err) {
 			return kernelErr(err, "%s: setting link down", op)
 		}
-		addrs, err := s.nl.AddrList(link, netlink.FAMILY_ALL)
-		if err != nil && !isGone(err) {
-			return kernelErr(err, "%s: listing addresses", op)
-		}
-		for i := range addrs {
-			if err := s.nl.AddrDel(link, &addrs[i]); err != nil && !isGone(err) {
-				return kernelErr(err, "%s: removing address %s", op, addrs[i].IPNet)
-			}
+		if err := s.removeAddrs(link, op); err != nil {
+			return err
 		}
 		if err := s.nl.LinkSetName(link, fmt.Sprintf("gone%d", link.Attrs().Index)); err != nil && !isGone(err) {
 			return kernelErr(err, "%s: renaming link", op)
