@@ -121,6 +121,15 @@ func TestRoutedPortsRepaired(t *testing.T) {
 // The kernel lists the routed accepts exactly as the fake's golden file
 // has them (canonical form), and they go with the endpoint.
 func TestRealRoutedPortsMatchGolden(t *testing.T) {
+	realPortsMatchGolden(t, routedCase, routedPorts, "ports-routed")
+}
+
+// realPortsMatchGolden publishes ports on the network cfg in a real
+// namespace: the kernel's listing must be the golden file gold (the fake's
+// canonical form), Check must find nothing missing, and unpublishing must
+// give back the listing from before.
+func realPortsMatchGolden(t *testing.T, cfg firewall.NetworkConfig, ports []firewall.PortForward, gold string) {
+	t.Helper()
 	host := testutil.NewHostNS(t)
 	run := iptables.New(host.NS)
 	maps := newRealMaps(t, host)
@@ -128,14 +137,14 @@ func TestRealRoutedPortsMatchGolden(t *testing.T) {
 	if err := fw.Setup(); err != nil {
 		t.Fatal(err)
 	}
-	if err := fw.SetupNetwork(routedCase); err != nil {
+	if err := fw.SetupNetwork(cfg); err != nil {
 		t.Fatal(err)
 	}
 	before := realDump(t, run, maps, firewall.IPv4, firewall.IPv6)
-	if err := fw.SetPortForwards("ep1", routedCase.Bridge, routedPorts); err != nil {
+	if err := fw.SetPortForwards("ep1", cfg.Bridge, ports); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "ports-routed", realDump(t, run, maps, firewall.IPv4, firewall.IPv6))
+	golden(t, gold, realDump(t, run, maps, firewall.IPv4, firewall.IPv6))
 	if err := fw.Check(); err != nil {
 		t.Fatal(err)
 	}

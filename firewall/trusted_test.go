@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork/firewall"
-	"github.com/opencnm/libnetwork/firewall/iptables"
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -124,28 +122,5 @@ func TestTrustedPortsGolden(t *testing.T) {
 // The kernel lists the trusted accepts exactly as the fake's golden file
 // has them (canonical form), and they go with the endpoint.
 func TestRealTrustedPortsMatchGolden(t *testing.T) {
-	host := testutil.NewHostNS(t)
-	run := iptables.New(host.NS)
-	maps := newRealMaps(t, host)
-	fw := firewall.New(run, maps, true)
-	if err := fw.Setup(); err != nil {
-		t.Fatal(err)
-	}
-	if err := fw.SetupNetwork(trustedCase); err != nil {
-		t.Fatal(err)
-	}
-	before := realDump(t, run, maps, firewall.IPv4, firewall.IPv6)
-	if err := fw.SetPortForwards("ep1", trustedCase.Bridge, trustedPorts); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "ports-trusted", realDump(t, run, maps, firewall.IPv4, firewall.IPv6))
-	if err := fw.Check(); err != nil {
-		t.Fatal(err)
-	}
-	if err := fw.RemovePortForwards("ep1"); err != nil {
-		t.Fatal(err)
-	}
-	if got := realDump(t, run, maps, firewall.IPv4, firewall.IPv6); got != before {
-		t.Errorf("after unpublishing:\n%s\nwant:\n%s", got, before)
-	}
+	realPortsMatchGolden(t, trustedCase, trustedPorts, "ports-trusted")
 }
