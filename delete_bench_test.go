@@ -2,11 +2,8 @@ package libnetwork_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
-	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
@@ -17,20 +14,8 @@ import (
 // go test -run '^$' -bench SandboxDeleteJoined -benchtime 200x .
 func BenchmarkSandboxDeleteJoined(b *testing.B) {
 	testutil.RequireRoot(b)
-	dir := tmpfsDir(b)
-	host := testutil.NewHostNS(b)
-	c, err := libnetwork.New(config.OptionHostNetNS(host.Path()),
-		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib")))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Stop()
-	nw, err := c.NewNetwork("bridge", "bench", "", libnetwork.NetworkOptionIpam("default", "",
-		[]*libnetwork.IpamConf{{PreferredPool: "10.201.0.0/16"}}, nil, nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nw.Delete()
+	c, nw, done := benchBridge(b, "10.201.0.0/16")
+	defer done()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

@@ -58,9 +58,11 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 	}
 }
 
-// lifecycleController measures the controller's lifecycle; sbOpts, if
-// given, returns extra sandbox options for container i.
-func lifecycleController(b *testing.B, n int, sbOpts func(i int) []libnetwork.SandboxOption) samples {
+// benchBridge makes a controller in a throwaway host namespace with its
+// paths on a tmpfs, and one bridge network on pool; done deletes the
+// network and stops the controller (the namespace and tmpfs go when b ends).
+func benchBridge(b *testing.B, pool string) (c *libnetwork.Controller, nw *libnetwork.Network, done func()) {
+	b.Helper()
 	dir := tmpfsDir(b)
 	host := testutil.NewHostNS(b)
 	c, err := libnetwork.New(config.OptionHostNetNS(host.Path()),
@@ -68,13 +70,20 @@ func lifecycleController(b *testing.B, n int, sbOpts func(i int) []libnetwork.Sa
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Stop()
-	nw, err := c.NewNetwork("bridge", "bench", "", libnetwork.NetworkOptionIpam("default", "",
-		[]*libnetwork.IpamConf{{PreferredPool: "10.200.0.0/16"}}, nil, nil))
+	nw, err = c.NewNetwork("bridge", "bench", "", libnetwork.NetworkOptionIpam("default", "",
+		[]*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil))
 	if err != nil {
+		c.Stop()
 		b.Fatal(err)
 	}
-	defer nw.Delete()
+	return c, nw, func() { _ = nw.Delete(); c.Stop() }
+}
+
+// lifecycleController measures the controller's lifecycle; sbOpts, if
+// given, returns extra sandbox options for container i.
+func lifecycleController(b *testing.B, n int, sbOpts func(i int) []libnetwork.SandboxOption) samples {
+	c, nw, done := benchBridge(b, "10.200.0.0/16")
+	defer done()
 	s := samples{}
 	eps := make([]*libnetwork.Endpoint, n)
 	sbs := make([]*libnetwork.Sandbox, n)
