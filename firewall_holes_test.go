@@ -283,28 +283,10 @@ func (s *sink) wait(d time.Duration) int64 {
 	return s.n.Load()
 }
 
-// sendUDP sends a few datagrams to addr from inside ns; every send must
-// succeed, so that "nothing arrived" means dropped on the way, not never
-// sent.
+// sendUDP is sendUDPFrom with the source address the kernel picks.
 func sendUDP(t *testing.T, ns *netnsutil.NS, addr string) {
 	t.Helper()
-	err := ns.Do(func() error {
-		conn, err := net.Dial("udp", addr)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		for i := 0; i < 5; i++ {
-			if _, err := conn.Write([]byte("hi")); err != nil {
-				return err
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("sending to udp %s: %v", addr, err)
-	}
+	sendUDPFrom(t, ns, "", addr)
 }
 
 // ownRuleHits sums the packet counters of the rules of ours in a table

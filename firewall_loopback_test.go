@@ -47,7 +47,9 @@ func TestHoleLoopbackSourceFromContainer(t *testing.T) {
 	}
 }
 
-// sendUDPFrom is sendUDP from source address src.
+// sendUDPFrom sends a few datagrams to addr from inside ns, from source
+// address src ("": the kernel's choice); every send must succeed, so that
+// "nothing arrived" means dropped on the way, not never sent.
 func sendUDPFrom(t *testing.T, ns *netnsutil.NS, src, addr string) {
 	t.Helper()
 	err := ns.Do(func() error {
@@ -55,7 +57,11 @@ func sendUDPFrom(t *testing.T, ns *netnsutil.NS, src, addr string) {
 		if err != nil {
 			return err
 		}
-		conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, raddr)
+		var laddr *net.UDPAddr
+		if src != "" {
+			laddr = &net.UDPAddr{IP: net.ParseIP(src)}
+		}
+		conn, err := net.DialUDP("udp", laddr, raddr)
 		if err != nil {
 			return err
 		}
@@ -69,6 +75,6 @@ func sendUDPFrom(t *testing.T, ns *netnsutil.NS, src, addr string) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("sending to udp %s from %s: %v", addr, src, err)
+		t.Fatalf("sending to udp %s from %q: %v", addr, src, err)
 	}
 }
