@@ -157,12 +157,13 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 	}
 	var fw *firewall.Firewall
 	if dc.EnableIPTables {
-		var every time.Duration // 0: chosen by what events can see (newHostFirewall)
+		var k fwKnobs // every 0: chosen by what events can see (newHostFirewall)
 		if d, ok := cfg[knobs.BridgeRepairEvery].(time.Duration); ok && d > 0 {
-			every = d
+			k.every = d
 		}
-		legacy, _ := cfg[knobs.BridgeIPTablesLegacy].(bool)
-		hf, err := newHostFirewall(host, dc, log, every, legacy)
+		k.legacy, _ = cfg[knobs.BridgeIPTablesLegacy].(bool)
+		k.noEvents, _ = cfg[knobs.BridgeNoEvents].(bool)
+		hf, err := newHostFirewall(host, dc, log, k)
 		if err != nil {
 			return nil, types.Wrapf(err, "creating bridge driver")
 		}

@@ -1,13 +1,11 @@
 package bridge
 
 import (
-	"errors"
 	"log/slog"
 	"os/exec"
 	"testing"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/internal/nfwatch"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/vishvananda/netlink"
@@ -17,12 +15,8 @@ import (
 // once, with the error and the period, checks at the fallback rate, and a
 // flush of its rules is put back by the fallback check.
 func TestNoEventsLoggedAndFallback(t *testing.T) {
-	openWatch = func(*netnsutil.NS, func(int) bool) (*nfwatch.Watcher, error) {
-		return nil, errors.New("injected: no nftables events")
-	}
-	t.Cleanup(func() { openWatch = nfwatch.Open })
 	ch := make(chan map[string]any, 256)
-	d, host := newTestDriver(t, map[string]any{netlabel.Logger: slog.New(chanHandler{ch})})
+	d, host := newTestDriver(t, map[string]any{netlabel.Logger: slog.New(chanHandler{ch}), knobs.BridgeNoEvents: true})
 	m := waitRecord(t, ch, "nftables events unavailable: firewall repairs wait for the periodic check")
 	if m["every"] != healFallbackEvery || m["err"] == nil {
 		t.Errorf("record %v, want every=%v and the error", m, healFallbackEvery)

@@ -35,17 +35,21 @@ type hostFirewall struct {
 
 var _ firewaller = (*hostFirewall)(nil)
 
-// openWatch subscribes to nftables events; a variable so that a test can
-// make it fail as a kernel without the subsystem would.
-var openWatch = nfwatch.Open
+// fwKnobs are the settings only tests change (internal/knobs).
+type fwKnobs struct {
+	every    time.Duration // period of firewall checks; 0 picks it (see healPeriod)
+	legacy   bool          // run the iptables-legacy binaries
+	noEvents bool          // act as a kernel without nftables events would
+}
+
+// errNoEvents is what a driver told to do without nftables events reports.
+var errNoEvents = errors.New("nftables events turned off (internal knob)")
 
 // newHostFirewall sets up the global chains (adopting what a previous
-// process left, see firewall.Setup) in host. every is the period of
-// firewall checks; 0 picks it (see healPeriod). legacy runs the
-// iptables-legacy binaries.
-func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, every time.Duration, legacy bool) (_ *hostFirewall, err error) {
+// process left, see firewall.Setup) in host.
+func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, k fwKnobs) (_ *hostFirewall, err error) {
 	var opts []iptables.Option
-	if legacy {
+	if k.legacy {
 		opts = append(opts, iptables.LegacyBinaries())
 	}
 	run := iptables.NewWarm(host, opts...)
@@ -69,11 +73,15 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, ever
 		ct.Close()
 		return nil, err
 	}
-	watch, werr := openWatch(host, run.Forked)
+	var watch *nfwatch.Watcher
+	werr := errNoEvents
+	if !k.noEvents {
+		watch, werr = nfwatch.Open(host, run.Forked)
+	}
 	if werr != nil {
 		watch = nil
 	}
-	every, trigger := healPeriod(every, watch != nil, isLegacy)
+	every, trigger := healPeriod(k.every, watch != nil, isLegacy)
 	if werr != nil {
 		log.Warn("nftables events unavailable: firewall repairs wait for the periodic check", "every", every, "err", werr)
 	}

@@ -12,3 +12,7 @@ const BridgeRepairEvery = "opencnm.internal.bridge.repair-every"
 // iptables-legacy and its kin instead of what "iptables" resolves to, so
 // a test proves the legacy path without changing PATH for the process.
 const BridgeIPTablesLegacy = "opencnm.internal.bridge.iptables-legacy"
+
+// BridgeNoEvents (a bool) makes the bridge driver behave as on a kernel
+// without nftables events: it logs that and repairs by the fallback check.
+const BridgeNoEvents = "opencnm.internal.bridge.no-events"
