@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -147,10 +148,10 @@ func (a *absentDriver) RevokeExternalConnectivity(nid, eid string) error {
 // recreateIn creates the network and its endpoints in d, which does not
 // keep state, from the model; on error it undoes what it created.
 func (n *Network) recreateIn(d driverapi.Driver) (err error) {
-	var undo undoStack
+	var undo undo.Stack
 	defer func() {
 		if err != nil {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
@@ -158,7 +159,7 @@ func (n *Network) recreateIn(d driverapi.Driver) (err error) {
 	if err := d.CreateNetwork(req); err != nil {
 		return types.Wrapf(err, "re-creating network %s in driver %s", n.name, n.networkType)
 	}
-	undo.push(func() { _ = d.DeleteNetwork(n.id) })
+	undo.PushFunc(func() { _ = d.DeleteNetwork(n.id) })
 	for _, ep := range n.Endpoints() {
 		n.ctrl.mu.Lock()
 		req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
@@ -167,7 +168,7 @@ func (n *Network) recreateIn(d driverapi.Driver) (err error) {
 		if _, err := d.CreateEndpoint(req); err != nil {
 			return types.Wrapf(err, "re-creating endpoint %s in driver %s", ep.name, n.networkType)
 		}
-		undo.push(func() { _ = d.DeleteEndpoint(n.id, ep.id) })
+		undo.PushFunc(func() { _ = d.DeleteEndpoint(n.id, ep.id) })
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/macaddr"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -83,14 +84,14 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 	n.epNames[name] = ep.id
 	c.mu.Unlock()
 
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(n.epNames, name)
 		c.mu.Unlock()
@@ -115,7 +116,7 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 	if err != nil {
 		return nil, types.Wrapf(err, "creating endpoint %s on network %s", name, n.name)
 	}
-	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+	undo.PushFunc(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
 	if err := ep.mergeDriverInterface(got); err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (ep *Endpoint) mergeDriverInterface(got *driverapi.Interface) error {
 
 // assignAddresses gets the endpoint's IPv4 (and, on IPv6 networks, IPv6)
 // address from the network's pools, trying the next pool only when one is full.
-func (ep *Endpoint) assignAddresses(undo *undoStack) error {
+func (ep *Endpoint) assignAddresses(undo *undo.Stack) error {
 	n := ep.network
 	if n.disableIPv4 {
 		if ep.prefIPv4 != nil {
@@ -183,7 +184,7 @@ func (ep *Endpoint) assignAddresses(undo *undoStack) error {
 	return nil
 }
 
-func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoStack) (*net.IPNet, string, error) {
+func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undo.Stack) (*net.IPNet, string, error) {
 	n := ep.network
 	want := ipToAddr(prefer)
 	opts := ep.macOption(maps.Clone(ep.ipamOptions))
@@ -211,7 +212,7 @@ func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoS
 			return nil, "", types.InternalErrorf("allocating address for endpoint %s on network %s: IPAM driver %s answered %s (asked %v in pool %s)",
 				ep.name, n.name, n.ipamType, got.Addr(), prefer, p)
 		}
-		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, got.Addr()) })
+		undo.PushFunc(func() { _ = n.ipam.ipam.ReleaseAddress(pool, got.Addr()) })
 		return prefixToIPNet(got), pool, nil
 	}
 	if want.IsValid() && lastErr == nil {

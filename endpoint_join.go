@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -67,14 +68,14 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.sandboxID = ""
 		c.mu.Unlock()
@@ -85,22 +86,22 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	if err := c.commit(c.recEndpoint(ep, stateJoining)); err != nil {
 		return err
 	}
-	undo.push(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
+	undo.PushFunc(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
 
 	js, reserved, err := sb.driverJoin(osSbox, ep)
 	if err != nil {
 		return err
 	}
-	undo.push(func() {
+	undo.PushFunc(func() {
 		for _, name := range reserved {
 			osSbox.ReleaseName(name)
 		}
 	})
-	undo.push(func() { _ = n.driver.d.Leave(n.id, ep.id) })
+	undo.PushFunc(func() { _ = n.driver.d.Leave(n.id, ep.id) })
 	c.mu.Lock()
 	ep.join = js
 	c.mu.Unlock()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.join, ep.operPorts = nil, nil
 		c.mu.Unlock()
@@ -109,7 +110,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 		if err := sb.populate(osSbox, ep); err != nil {
 			return err
 		}
-		undo.push(func() { _ = sb.depopulate(osSbox, ep, false) })
+		undo.PushFunc(func() { _ = sb.depopulate(osSbox, ep, false) })
 	}
 
 	c.mu.Lock()
@@ -120,7 +121,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	}
 	sb.sortEndpointsLocked()
 	c.mu.Unlock()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.removeEndpointLocked(ep)
 		c.mu.Unlock()
@@ -139,7 +140,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	if err := sb.joinDNS(ep); err != nil {
 		return err
 	}
-	undo.push(func() { sb.leaveDNS(ep) })
+	undo.PushFunc(func() { sb.leaveDNS(ep) })
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
 	for _, e := range sb.recordOperPorts() {
 		if e != ep {

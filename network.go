@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/host"
 	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/internal/names"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -136,14 +137,14 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(c.netNames, name)
 		c.mu.Unlock()
@@ -175,7 +176,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	if err := c.commit(c.recNetwork(n, stateCreating)); err != nil {
 		return nil, err
 	}
-	undo.push(func() { _ = c.commit(recDelete(kindNetwork, id)) })
+	undo.PushFunc(func() { _ = c.commit(recDelete(kindNetwork, id)) })
 
 	req := driverapi.CreateNetworkRequest{
 		NetworkID: id,
@@ -186,7 +187,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	if err := n.driver.d.CreateNetwork(req); err != nil {
 		return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
 	}
-	undo.push(func() { _ = n.driver.d.DeleteNetwork(id) })
+	undo.PushFunc(func() { _ = n.driver.d.DeleteNetwork(id) })
 
 	if err := c.commit(c.recNetwork(n, stateReady)); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -13,7 +14,7 @@ import (
 
 // allocatePools requests the network's pools, gateways and aux addresses,
 // pushing the release of each onto undo.
-func (n *Network) allocatePools(undo *undoStack) error {
+func (n *Network) allocatePools(undo *undo.Stack) error {
 	if n.addrSpace == "" {
 		if n.scope == "global" {
 			n.addrSpace = n.ipam.global
@@ -44,7 +45,7 @@ func (n *Network) allocatePools(undo *undoStack) error {
 	return err
 }
 
-func (n *Network) allocateFamily(confs []*IpamConf, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
+func (n *Network) allocateFamily(confs []*IpamConf, v6 bool, undo *undo.Stack) ([]*IpamInfo, error) {
 	var infos []*IpamInfo
 	for _, conf := range confs {
 		req := ipamapi.PoolRequest{
@@ -59,7 +60,7 @@ func (n *Network) allocateFamily(confs []*IpamConf, v6 bool, undo *undoStack) ([
 			return nil, types.Wrapf(err, "requesting address pool for network %s", n.name)
 		}
 		info := &IpamInfo{PoolID: pool.PoolID, Meta: pool.Meta}
-		undo.push(func() { n.releaseInfo(info) })
+		undo.PushFunc(func() { n.releaseInfo(info) })
 		info.AddressSpace = n.addrSpace
 		info.Pool = prefixToIPNet(pool.Pool)
 		if err := n.allocateGateway(info, conf); err != nil {

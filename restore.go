@@ -3,12 +3,13 @@ package libnetwork
 import (
 	"encoding/json"
 	"errors"
-	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"net"
 	"sort"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/names"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -191,11 +192,11 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 			cap: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
 	}
 	n.scope = n.driver.scope()
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	if !n.special() {
@@ -261,11 +262,11 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 		}
 		ep.iface.llAddrs = append(ep.iface.llAddrs, ll)
 	}
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	for _, a := range []struct {
@@ -286,7 +287,7 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			if err := n.requestExact(pool, ipToAddr(ipn.IP), ep.macOption(nil)); err != nil {
 				return types.Wrapf(err, "re-reserving address %s", a.s)
 			}
-			undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
+			undo.PushFunc(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		}
 		*a.dst = ipn
 		if a.dst == &ep.iface.addr {
@@ -304,7 +305,7 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 		if err != nil {
 			return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
 		}
-		undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+		undo.PushFunc(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
 		if err := ep.mergeDriverInterface(got); err != nil {
 			return err
 		}

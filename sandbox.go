@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -78,17 +79,17 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 			c.mu.Unlock()
 		}
 	}()
-	var undo undoStack
+	var undo undo.Stack
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 
 	if err := sb.setupDNSFiles(); err != nil {
 		return nil, err
 	}
-	undo.push(sb.removeDNSFiles)
+	undo.PushFunc(sb.removeDNSFiles)
 
 	var osSbox *osl.Sandbox
 	switch {
@@ -102,7 +103,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)
 	}
 	if osSbox != nil {
-		undo.push(func() { sb.releaseOS(osSbox) })
+		undo.PushFunc(func() { sb.releaseOS(osSbox) })
 	}
 	if err := c.commit(c.recSandbox(sb)); err != nil {
 		return nil, err
