@@ -78,8 +78,8 @@ type Driver struct {
 	ipv6Conf *netnsutil.SysctlDir
 	cfg      driverConfig
 
-	// fw programs the host firewall; nil when iptables is disabled. Every
-	// call site checks for nil.
+	// fw programs the host firewall: a *hostFirewall with iptables, a
+	// noFirewall without (never nil).
 	fw firewaller
 	// failAfter, when set by a test, is called after each named step of a
 	// multi-step kernel operation; an error it returns is treated as that
@@ -143,7 +143,7 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 		h.Close()
 		return nil, types.InternalErrorf("creating bridge driver: %w", err)
 	}
-	d := &Driver{host: host, nl: h, raw: &nl.SocketHandle{Socket: sock}, reaper: r, cfg: dc, networks: map[string]*network{}}
+	d := &Driver{host: host, nl: h, raw: &nl.SocketHandle{Socket: sock}, reaper: r, cfg: dc, networks: map[string]*network{}, fw: noFirewall{}}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -199,10 +199,7 @@ func (d *Driver) Type() string { return NetworkType }
 // driver's netlink sockets. Networks and joined endpoints stay in the
 // kernel: the controller deletes them, or a restart adopts them.
 func (d *Driver) Close() error {
-	var err error
-	if d.fw != nil {
-		err = d.fw.close()
-	}
+	err := d.fw.close()
 	d.reaper.close()
 	_ = d.ipv6Conf.Close()
 	d.raw.Socket.Close()
@@ -219,20 +216,4 @@ func (d *Driver) step(name string) error {
 		return types.InternalErrorf("injected failure after %s: %w", name, err)
 	}
 	return nil
-}
-
-// undoStack collects the undo of each finished step. run undoes them in
-// reverse order and reports every failure, not just the first.
-type undoStack []func() error
-
-func (u *undoStack) push(f func() error) { *u = append(*u, f) }
-
-func (u undoStack) run() error {
-	var errs []error
-	for i := len(u) - 1; i >= 0; i-- {
-		if err := u[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
