@@ -9,8 +9,6 @@ import (
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
-	"github.com/opencnm/libnetwork/drivers/host"
-	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
@@ -113,14 +111,6 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 			return nil, err
 		}
 	}
-	if n.disableIPv4 && !n.special() {
-		switch {
-		case !n.enableIPv6:
-			return nil, types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", name, netlabel.EnableIPv4)
-		case len(n.ipamV4Config) > 0:
-			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
-		}
-	}
 
 	// Claim the name and ID first so concurrent creations cannot both win.
 	c.mu.Lock()
@@ -154,6 +144,14 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		return nil, err
 	}
 	n.scope = n.driver.scope()
+	if n.disableIPv4 && !n.special() {
+		switch {
+		case !n.enableIPv6:
+			return nil, types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", name, netlabel.EnableIPv4)
+		case len(n.ipamV4Config) > 0:
+			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
+		}
+	}
 	if v, ok := n.driver.d.(driverapi.NetworkValidator); ok {
 		if err := v.ValidateNetwork(id, n.driverOptions()); err != nil {
 			return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
@@ -200,9 +198,11 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	return n, nil
 }
 
-// special reports whether the network is one of the address-less kinds.
+// special reports whether the network's driver declares it address-less
+// (driverapi.Capability.AddressLess: host, null). Before the driver is
+// looked up, and for a driver that is absent at restore, it is false.
 func (n *Network) special() bool {
-	return n.networkType == host.NetworkType || n.networkType == null.NetworkType
+	return n.driver != nil && n.driver.cap.AddressLess
 }
 
 // driverOptions is the generic map handed to the driver, with the flags

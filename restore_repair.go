@@ -17,14 +17,6 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// networkAbandoner is implemented by drivers that can clean up after a
-// CreateNetwork a crash cut short, before its objects were tagged (the
-// bridge driver). TODO(foundation): belongs in driverapi next to
-// GarbageCollector.
-type networkAbandoner interface {
-	AbandonNetwork(req driverapi.CreateNetworkRequest) error
-}
-
 // abandonNetwork lets the driver of an unfinished network record remove
 // what it may have made untagged. Nothing is replayed in IPAM: the pools
 // the record names were never confirmed to anyone.
@@ -33,7 +25,7 @@ func (c *Controller) abandonNetwork(r networkRecord) error {
 	if err != nil {
 		return nil // no driver, nothing it could have made
 	}
-	a, ok := e.d.(networkAbandoner)
+	a, ok := e.d.(driverapi.NetworkAbandoner)
 	if !ok {
 		return nil
 	}

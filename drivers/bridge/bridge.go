@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -61,6 +63,39 @@ const NetworkType = "bridge"
 // connectivity are both local to one host.
 func Capability() driverapi.Capability {
 	return driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
+}
+
+// ServesNames reports whether the controller's embedded resolver answers
+// for the network's endpoints: not on a network made with the legacy
+// DefaultBridge option (Docker's default bridge, where containers find
+// each other through links in /etc/hosts instead). The option is read in
+// every form CreateNetwork accepts (label string, or struct-field name
+// with a bool or string). It runs per DNS query, so it allocates nothing.
+func (d *Driver) ServesNames(options map[string]any) bool { return !defaultBridgeOption(options) }
+
+func defaultBridgeOption(generic map[string]any) bool {
+	truthy := func(v any) bool {
+		switch v := v.(type) {
+		case bool:
+			return v
+		case string:
+			if v == "" {
+				return false // ParseBool("") allocates its error
+			}
+			b, err := strconv.ParseBool(v)
+			return err == nil && b
+		}
+		return false
+	}
+	switch g := generic[netlabel.GenericData].(type) {
+	case map[string]string:
+		return truthy(g[DefaultBridge])
+	case options.Generic:
+		return truthy(g[DefaultBridge]) || truthy(g["DefaultBridge"])
+	case map[string]any:
+		return truthy(g[DefaultBridge]) || truthy(g["DefaultBridge"])
+	}
+	return false
 }
 
 // Driver is the bridge network driver. It is safe for concurrent use.
