@@ -30,6 +30,7 @@ import (
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -109,11 +110,9 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 	}
 	// The store first: if it is held by another process or corrupt, fail
 	// before anything else is started.
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile), cfg.StoreTimeout)
-	if err != nil {
+	if c.store, err = openStore(cfg); err != nil {
 		return nil, err
 	}
-	c.store = st
 	if c.claimFd, err = claimHostNS(c.host, cfg.HostNetNS); err != nil {
 		return nil, err
 	}
@@ -128,6 +127,20 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 
 // StoreFile is the name of the controller's store under config DataDir.
 const StoreFile = "libnetwork.db"
+
+// openStore opens the store file under DataDir, or returns the store a
+// test of this module handed over (knobs.ControllerStore), which the
+// controller then uses as it would the file.
+func openStore(cfg *config.Config) (store.Store, error) {
+	if st, ok := cfg.DriverCfg[knobs.Controller][knobs.ControllerStore].(store.Store); ok && st != nil {
+		return st, nil
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile), cfg.StoreTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
 
 // RestoreError reports what could not be restored from the previous run's
 // state when the controller started (nil when everything came back).

@@ -17,6 +17,7 @@ import (
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/plugins"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -49,9 +50,8 @@ type registry struct {
 func newRegistry(c *Controller) (*registry, error) {
 	r := &registry{c: c, drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
 		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
-	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
-	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
-	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
+	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: null.Capability(), builtin: true}
+	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: host.Capability(), builtin: true}
 	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
@@ -270,7 +270,7 @@ func (c *Controller) ulaGlobalID() ([5]byte, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return id, types.InternalErrorf("choosing the IPv6 default pool's global ID: %w", err)
 	}
-	if err := c.store.Put(kindHost, ulaRecordID, id[:]); err != nil {
+	if err := c.store.Apply(store.Op{Kind: kindHost, ID: ulaRecordID, Value: id[:]}); err != nil {
 		return id, types.Wrapf(err, "storing the IPv6 default pool's global ID")
 	}
 	return id, nil

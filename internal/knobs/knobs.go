@@ -1,7 +1,27 @@
 // Package knobs names settings only this module's tests change: keys of a
 // built-in driver's configuration map that callers outside the module
-// cannot name, for timings a test cannot wait for or must rule out.
+// cannot name, for timings a test cannot wait for or must rule out, and
+// the controller's own (under the pseudo network type Controller).
 package knobs
+
+import (
+	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/store"
+)
+
+// Controller is the config.Config.DriverCfg key of the controller's own
+// knobs; no driver has this type.
+const Controller = "opencnm.internal.controller"
+
+// ControllerStore (a store.Store) is the store the controller uses instead
+// of the file under DataDir: a test runs a controller on store.Memory, and
+// a second controller on the same Memory restores what the first left.
+const ControllerStore = "opencnm.internal.controller.store"
+
+// WithStore is the option giving a controller st as its store.
+func WithStore(st store.Store) config.Option {
+	return config.OptionDriverConfig(Controller, map[string]any{ControllerStore: st})
+}
 
 // BridgeRepairEvery (a time.Duration) replaces the bridge driver's period
 // of firewall checks; a test that proves a repair was event-driven sets
