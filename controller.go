@@ -343,6 +343,8 @@ func (c *Controller) driver(networkType string) (*driverEntry, error) {
 	return c.drv.driver(networkType)
 }
 
+// ipamDriver returns the IPAM driver called name ("" is the default),
+// discovering a plugin if none of that name is registered yet.
 func (c *Controller) ipamDriver(name string) (*ipamEntry, error) {
 	return c.drv.ipam(name)
 }

@@ -78,7 +78,7 @@ func (r *registry) firewallRepairers() []driverapi.FirewallRepairer {
 	sort.Strings(names)
 	var out []driverapi.FirewallRepairer
 	for _, name := range names {
-		if fr, ok := r.drivers[name].d.(driverapi.FirewallRepairer); ok {
+		if fr, ok := r.drivers[name].Driver.(driverapi.FirewallRepairer); ok {
 			out = append(out, fr)
 		}
 	}

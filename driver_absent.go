@@ -16,9 +16,9 @@ import (
 // NotFound for "already gone" and would forget objects the plugin still
 // holds.
 type absentDriver struct {
-	c   *Controller
-	n   *Network
-	typ string
+	ctrl *Controller
+	net  *Network // the network it stands in for
+	typ  string
 
 	mu   sync.Mutex       // serialises the look-up and the replay below
 	real driverapi.Driver // guarded by mu; set once found
@@ -47,18 +47,18 @@ func (a *absentDriver) get() (driverapi.Driver, error) {
 	if a.real != nil {
 		return a.real, nil
 	}
-	e, err := a.c.driver(a.typ)
+	e, err := a.ctrl.driver(a.typ)
 	if err != nil {
 		// %v, not %w: the look-up's NotFound must not show through.
-		return nil, types.NoServiceErrorf("driver %s of network %s is not available: %v", a.typ, a.n.name, err)
+		return nil, types.NoServiceErrorf("driver %s of network %s is not available: %v", a.typ, a.net.name, err)
 	}
-	if !keepsState(e.d) {
-		if err := a.n.recreateIn(e.d); err != nil {
+	if !keepsState(e.Driver) {
+		if err := a.net.recreateIn(e.Driver); err != nil {
 			return nil, err
 		}
 	}
-	a.real = e.d
-	return e.d, nil
+	a.real = e.Driver
+	return e.Driver, nil
 }
 
 // KeepsState is true: restore tells the stand-in nothing, and get replays

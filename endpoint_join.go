@@ -97,7 +97,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 			osSbox.ReleaseName(name)
 		}
 	})
-	undo.PushFunc(func() { _ = n.driver.d.Leave(n.id, ep.id) })
+	undo.PushFunc(func() { _ = n.driver.Leave(n.id, ep.id) })
 	c.mu.Lock()
 	ep.join = js
 	c.mu.Unlock()
@@ -169,7 +169,7 @@ func (sb *Sandbox) driverJoin(s *osl.Sandbox, ep *Endpoint) (*joinState, []strin
 			return name
 		}
 	}
-	res, err := n.driver.d.Join(req)
+	res, err := n.driver.Join(req)
 	if err != nil {
 		for _, name := range reserved {
 			s.ReleaseName(name)
@@ -315,7 +315,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := n.driver.d.Leave(n.id, ep.id); err != nil && !types.IsNotFound(err) {
+	if err := n.driver.Leave(n.id, ep.id); err != nil && !types.IsNotFound(err) {
 		errs = append(errs, types.Wrapf(err, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))
 	}
 	c.mu.Lock()
@@ -390,7 +390,7 @@ func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 			}
 		}
 	}
-	if ext, ok := next.network.driver.d.(driverapi.ExternalConnectivity); ok {
+	if ext, ok := next.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		labels := sb.cfg.labels()
 		if len(oper) > 0 {
 			labels[netlabel.PortMap] = oper
@@ -411,7 +411,7 @@ func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 }
 
 func revokeExternal(ep *Endpoint) {
-	if ext, ok := ep.network.driver.d.(driverapi.ExternalConnectivity); ok {
+	if ext, ok := ep.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		_ = ext.RevokeExternalConnectivity(ep.network.id, ep.id)
 	}
 }
@@ -431,7 +431,7 @@ func (sb *Sandbox) recordOperPorts() []*Endpoint {
 	var pbs []types.PortBinding
 	known := true
 	if gw != nil {
-		info, err := gw.network.driver.d.EndpointOperInfo(gw.network.id, gw.id)
+		info, err := gw.network.driver.EndpointOperInfo(gw.network.id, gw.id)
 		pbs, _ = info[netlabel.PortMap].([]types.PortBinding)
 		known = err == nil // else the gateway keeps what it had
 	}

@@ -152,7 +152,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
 		}
 	}
-	if v, ok := n.driver.d.(driverapi.NetworkValidator); ok {
+	if v, ok := n.driver.Driver.(driverapi.NetworkValidator); ok {
 		if err := v.ValidateNetwork(id, n.driverOptions()); err != nil {
 			return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
 		}
@@ -182,10 +182,10 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		IPv4Data:  ipamData(n.ipamV4Info),
 		IPv6Data:  ipamData(n.ipamV6Info),
 	}
-	if err := n.driver.d.CreateNetwork(req); err != nil {
+	if err := n.driver.CreateNetwork(req); err != nil {
 		return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
 	}
-	undo.PushFunc(func() { _ = n.driver.d.DeleteNetwork(id) })
+	undo.PushFunc(func() { _ = n.driver.DeleteNetwork(id) })
 
 	if err := c.commit(c.recNetwork(n, stateReady)); err != nil {
 		return nil, err
@@ -253,7 +253,7 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
 	n.deleting = true
 	c.mu.Unlock()
 
-	if err := n.driver.d.DeleteNetwork(n.id); err != nil && !types.IsNotFound(err) {
+	if err := n.driver.DeleteNetwork(n.id); err != nil && !types.IsNotFound(err) {
 		c.mu.Lock()
 		n.deleting = false
 		c.mu.Unlock()

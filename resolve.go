@@ -24,7 +24,7 @@ func (n *Network) servesNames() bool {
 	if n.special() {
 		return false
 	}
-	if ns, ok := n.driver.d.(driverapi.NameServer); ok {
+	if ns, ok := n.driver.Driver.(driverapi.NameServer); ok {
 		return ns.ServesNames(n.generic)
 	}
 	return true

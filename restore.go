@@ -188,7 +188,7 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 		if scope == "" {
 			scope = driverapi.LocalScope
 		}
-		n.driver = &driverEntry{d: &absentDriver{c: c, n: n, typ: r.Type},
+		n.driver = &driverEntry{Driver: &absentDriver{ctrl: c, net: n, typ: r.Type},
 			cap: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
 	}
 	n.scope = n.driver.scope()
@@ -203,7 +203,7 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 		if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
 			// As for the driver: the network stays, its records trusted.
 			absent = errors.Join(absent, types.NoServiceErrorf("network %s kept without its IPAM driver %s, used again once it is back: %v", r.Name, r.IpamType, err))
-			n.ipam = &ipamEntry{ipam: &absentIPAM{c: c, name: n.ipamType, net: n.name}}
+			n.ipam = &ipamEntry{Ipam: &absentIPAM{ctrl: c, name: n.ipamType, net: n.name}}
 		}
 		if n.ipamV4Info, err = n.replayPools(r.IpamV4Info, false, &undo); err != nil {
 			return err
@@ -214,10 +214,10 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 	}
 	// A driver keeping its own state still has the network (upstream
 	// re-creates only networks of built-in drivers): the record is trusted.
-	if !keepsState(n.driver.d) {
+	if !keepsState(n.driver.Driver) {
 		req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
 			IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
-		if err := n.driver.d.CreateNetwork(req); err != nil {
+		if err := n.driver.CreateNetwork(req); err != nil {
 			return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
 		}
 	}
@@ -287,7 +287,7 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 			if err := n.requestExact(pool, ipToAddr(ipn.IP), ep.macOption(nil)); err != nil {
 				return types.Wrapf(err, "re-reserving address %s", a.s)
 			}
-			undo.PushFunc(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
+			undo.PushFunc(func() { _ = n.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		}
 		*a.dst = ipn
 		if a.dst == &ep.iface.addr {
@@ -298,14 +298,14 @@ func (c *Controller) restoreEndpoint(r endpointRecord) error {
 	}
 	// As for networks: a driver keeping state still has the endpoint, and
 	// the record holds what it chose (the MAC) at create.
-	if !keepsState(n.driver.d) {
+	if !keepsState(n.driver.Driver) {
 		req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
 			Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
-		got, err := n.driver.d.CreateEndpoint(req)
+		got, err := n.driver.CreateEndpoint(req)
 		if err != nil {
 			return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
 		}
-		undo.PushFunc(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+		undo.PushFunc(func() { _ = n.driver.DeleteEndpoint(n.id, ep.id) })
 		if err := ep.mergeDriverInterface(got); err != nil {
 			return err
 		}

@@ -59,10 +59,10 @@ func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undo.Stack) 
 // asked, nor looked up again for its capabilities (a plugin that hangs
 // would cost a timeout per endpoint).
 func (n *Network) ipamReplays() bool {
-	if _, absent := n.ipam.ipam.(*absentIPAM); absent {
+	if _, absent := n.ipam.Ipam.(*absentIPAM); absent {
 		return false
 	}
-	return n.ipam.ipam.Capabilities().RequiresRequestReplay
+	return n.ipam.Capabilities().RequiresRequestReplay
 }
 
 // replayPool asks IPAM again for the pool of r and the gateway and aux
@@ -72,7 +72,7 @@ func (n *Network) replayPool(info *IpamInfo, r ipamInfoRecord, v6 bool, undo *un
 	if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
 		sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator
 	}
-	got, err := n.ipam.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
+	got, err := n.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
 		SubPool: sub, Options: n.ipamOptions, V6: v6})
 	if err != nil {
 		return types.Wrapf(err, "re-reserving pool %s", pool)
@@ -80,7 +80,7 @@ func (n *Network) replayPool(info *IpamInfo, r ipamInfoRecord, v6 bool, undo *un
 	if info.Pool == nil {
 		info.Pool = prefixToIPNet(got.Pool)
 	} else if got.Pool.String() != ipNetToPrefix(info.Pool).String() {
-		_ = n.ipam.ipam.ReleasePool(got.PoolID)
+		_ = n.ipam.ReleasePool(got.PoolID)
 		return types.InternalErrorf("re-reserving pool %s: IPAM driver %s answered pool %s", pool, n.ipamType, got.Pool)
 	}
 	info.PoolID = got.PoolID

@@ -25,7 +25,7 @@ func (c *Controller) abandonNetwork(r networkRecord) error {
 	if err != nil {
 		return nil // no driver, nothing it could have made
 	}
-	a, ok := e.d.(driverapi.NetworkAbandoner)
+	a, ok := e.Driver.(driverapi.NetworkAbandoner)
 	if !ok {
 		return nil
 	}
@@ -57,7 +57,7 @@ func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 			return types.NotFoundErrorf("interface %s of endpoint %s in sandbox %s is down: its leave was cut short", js.dstName, ep.name, sb.id[:12])
 		}
 	}
-	r, ok := ep.network.driver.d.(driverapi.JoinRestorer)
+	r, ok := ep.network.driver.Driver.(driverapi.JoinRestorer)
 	if !ok {
 		return nil
 	}
@@ -240,7 +240,7 @@ func (sb *Sandbox) publishGatewayParts(gw *Endpoint, oper []types.PortBinding) (
 		labels[netlabel.PortMap] = oper
 		labels[netlabel.OperPortMap] = slices.Clone(oper)
 	}
-	if ext, ok := gw.network.driver.d.(driverapi.ExternalConnectivity); ok {
+	if ext, ok := gw.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		driverErr = ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels)
 	}
 	var recs []func() (*store.Op, error)

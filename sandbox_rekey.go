@@ -139,7 +139,7 @@ func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
 		for _, name := range reserved {
 			s.ReleaseName(name)
 		}
-		_ = n.driver.d.Leave(n.id, ep.id)
+		_ = n.driver.Leave(n.id, ep.id)
 		c.mu.Lock()
 		ep.join = prev
 		c.mu.Unlock()
@@ -153,7 +153,7 @@ func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
 func (sb *Sandbox) unplumb(s *osl.Sandbox, ep *Endpoint) error {
 	n := ep.network
 	err := sb.depopulate(s, ep, false)
-	if lerr := n.driver.d.Leave(n.id, ep.id); lerr != nil && !types.IsNotFound(lerr) {
+	if lerr := n.driver.Leave(n.id, ep.id); lerr != nil && !types.IsNotFound(lerr) {
 		err = errors.Join(err, types.Wrapf(lerr, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))
 	}
 	return err
