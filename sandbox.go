@@ -270,16 +270,13 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
 	}
+	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			for _, ep := range eps {
-				_ = sb.depopulate(s, ep, false)
-			}
-			_ = s.Destroy()
-		}
-	}()
+	defer func() { _ = undo.Unless(&ok) }()
+	undo.Push(s.Destroy)
 	for _, ep := range eps {
+		// Pushed first: depopulate also removes what a failed populate left.
+		undo.Push(func() error { return sb.depopulate(s, ep, false) })
 		if err := sb.populate(s, ep); err != nil {
 			return err
 		}
@@ -288,16 +285,15 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	sb.osSbox = s
 	sb.gwEP = nil
 	c.mu.Unlock()
-	if err := sb.updateGateway(); err != nil {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.osSbox = nil
 		c.mu.Unlock()
+	})
+	if err := sb.updateGateway(); err != nil {
 		return err
 	}
 	if err := sb.updateResolver(nil, sb.dns.ipv6); err != nil {
-		c.mu.Lock()
-		sb.osSbox = nil
-		c.mu.Unlock()
 		return err
 	}
 	ok = true
