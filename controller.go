@@ -360,8 +360,8 @@ func generateID() string {
 
 // driverScope is the data scope of a network's driver.
 func (e *driverEntry) scope() string {
-	if e.cap.DataScope == "" {
+	if e.capability.DataScope == "" {
 		return driverapi.LocalScope
 	}
-	return e.cap.DataScope
+	return e.capability.DataScope
 }

@@ -202,7 +202,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 // (driverapi.Capability.AddressLess: host, null). Before the driver is
 // looked up, and for a driver that is absent at restore, it is false.
 func (n *Network) special() bool {
-	return n.driver != nil && n.driver.cap.AddressLess
+	return n.driver != nil && n.driver.capability.AddressLess
 }
 
 // driverOptions is the generic map handed to the driver, with the flags

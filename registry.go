@@ -24,8 +24,8 @@ import (
 // driverEntry is a registered network driver with what it declared.
 type driverEntry struct {
 	driverapi.Driver
-	cap     driverapi.Capability
-	builtin bool // registered by New; cannot be replaced
+	capability driverapi.Capability // what the driver declared at registration
+	builtin    bool                 // registered by New; cannot be replaced
 }
 
 // ipamEntry is a registered IPAM driver with its default address spaces,
@@ -51,13 +51,13 @@ type registry struct {
 func newRegistry(c *Controller) (*registry, error) {
 	r := &registry{drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
 		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
-	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), cap: null.Capability(), builtin: true}
-	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), cap: host.Capability(), builtin: true}
+	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), capability: null.Capability(), builtin: true}
+	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), capability: host.Capability(), builtin: true}
 	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
 	}
-	r.drivers[br.Type()] = &driverEntry{Driver: br, cap: bridge.Capability(), builtin: true}
+	r.drivers[br.Type()] = &driverEntry{Driver: br, capability: bridge.Capability(), builtin: true}
 	for _, note := range br.Notices() {
 		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
 	}
@@ -199,7 +199,7 @@ func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability 
 	if e, ok := r.drivers[name]; ok && e.builtin {
 		return types.ForbiddenErrorf("driver %q is built in and cannot be replaced", name)
 	}
-	r.drivers[name] = &driverEntry{Driver: d, cap: capability}
+	r.drivers[name] = &driverEntry{Driver: d, capability: capability}
 	return nil
 }
 

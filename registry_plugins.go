@@ -24,7 +24,7 @@ func (r *registry) discoverDriver(name string) (*driverEntry, error) {
 	if err != nil {
 		return nil, types.Wrapf(err, "starting network plugin %s", name)
 	}
-	return &driverEntry{Driver: d, cap: capability}, nil
+	return &driverEntry{Driver: d, capability: capability}, nil
 }
 
 // discoverIPAM finds an IPAM plugin called name.

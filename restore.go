@@ -189,7 +189,7 @@ func (c *Controller) restoreNetwork(r networkRecord) error {
 			scope = driverapi.LocalScope
 		}
 		n.driver = &driverEntry{Driver: &absentDriver{ctrl: c, net: n, typ: r.Type},
-			cap: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
+			capability: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
 	}
 	n.scope = n.driver.scope()
 	var undo undo.Stack
