@@ -54,10 +54,8 @@ func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driver
 	var rollback undo.Stack
 	success := false
 	defer func() {
-		if !success {
-			if uerr := rollback.Run(); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rolling back join of endpoint %s: %w", req.EndpointID, uerr))
-			}
+		if uerr := rollback.Unless(&success); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back join of endpoint %s: %w", req.EndpointID, uerr))
 		}
 	}()
 

@@ -31,10 +31,8 @@ func (d *Driver) setupNetwork(c *networkConfig) (teardown undo.Stack, brIndex in
 	var rollback undo.Stack
 	success := false
 	defer func() {
-		if !success {
-			if uerr := rollback.Run(); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rolling back bridge network %s: %w", c.ID, uerr))
-			}
+		if uerr := rollback.Unless(&success); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back bridge network %s: %w", c.ID, uerr))
 		}
 	}()
 	// both registers an undo for rollback and for DeleteNetwork.
