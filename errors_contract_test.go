@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/portmapper"
@@ -56,15 +57,15 @@ func is(target error) func(error) bool { return func(err error) bool { return er
 // returned by the public API: of its class by direct assertion and still
 // unwrapping to its cause.
 func TestErrorContract(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n", ipamOpt("10.93.0.0/24", "10.93.0.254"))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep", libnetwork.CreateOptionIpam(net.ParseIP("10.93.0.7"), nil, nil, nil)))
-	sb := extSandbox(t, c, "ctr")
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.93.0.0/24", "10.93.0.254"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep", libnetwork.CreateOptionIpam(net.ParseIP("10.93.0.7"), nil, nil, nil)))
+	sb := testrig.ExtSandbox(t, c, "ctr")
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	sb2 := extSandbox(t, c, "ctr2")
+	sb2 := testrig.ExtSandbox(t, c, "ctr2")
 	one := func(_ any, err error) error { return err }
 	badMAC := libnetwork.EndpointOptionGeneric(map[string]any{netlabel.MacAddress: "nonsense"})
 
@@ -84,8 +85,8 @@ func TestErrorContract(t *testing.T) {
 		{"empty sandbox id lookup", one(c.SandboxByID("")), isBadRequest, named[libnetwork.ErrInvalidID]},
 		{"empty container id", one(c.NewSandbox("")), isBadRequest, named[libnetwork.InvalidContainerIDError]},
 		{"empty sandbox name", sb2.Rename(""), isBadRequest, named[libnetwork.ErrInvalidName]},
-		{"bad CIDR", one(c.NewNetwork("fake", "badcidr", "", ipamOpt("10.93.1.0/33", ""))), isBadRequest, is(ipamapi.ErrInvalidPool)},
-		{"gateway outside subnet", one(c.NewNetwork("fake", "badgw", "", ipamOpt("10.93.2.0/24", "10.94.0.1"))), isBadRequest, is(ipamapi.ErrIPOutOfRange)},
+		{"bad CIDR", one(c.NewNetwork("fake", "badcidr", "", testrig.IpamOpt("10.93.1.0/33", ""))), isBadRequest, is(ipamapi.ErrInvalidPool)},
+		{"gateway outside subnet", one(c.NewNetwork("fake", "badgw", "", testrig.IpamOpt("10.93.2.0/24", "10.94.0.1"))), isBadRequest, is(ipamapi.ErrIPOutOfRange)},
 		{"bad MAC", one(n.CreateEndpoint("badmac", badMAC)), isBadRequest, nil},
 		{"bad option type", one(c.NewNetwork("fake", "badopt", "",
 			libnetwork.NetworkOptionGeneric(map[string]any{netlabel.EnableIPv6: "yes"}))), isBadRequest, nil},
@@ -106,11 +107,11 @@ func TestErrorContract(t *testing.T) {
 
 // A host port already taken, through a real bridge network and port map.
 func TestErrorContractPortTaken(t *testing.T) {
-	r := newPortRig(t)
-	n := r.bridgeNet(t, "taken", "10.95.0.0/24")
-	r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
-	_, taken := r.run(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
-	_, badPort := r.run(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(0, 8081)}))
+	r := testrig.NewPortRig(t)
+	n := r.BridgeNet(t, "taken", "10.95.0.0/24")
+	r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	_, taken := r.Run(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	_, badPort := r.Run(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(0, 8081)}))
 	checkErrCases(t, []errCase{
 		{"host port taken", taken, isForbidden, is(portmapper.ErrPortInUse)},
 		{"bad port", badPort, isBadRequest, nil},

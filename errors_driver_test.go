@@ -13,6 +13,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -25,19 +26,19 @@ func isInternal(err error) bool { _, ok := err.(types.InternalError); return ok 
 // through); the public call wraps it on its way out, possibly with errors
 // of its undo, and must class the result itself.
 func TestErrorContractDriverFailures(t *testing.T) {
-	c := newController(t)
-	f := withFake(t, c)
+	c := testrig.NewController(t)
+	f := testrig.WithFake(t, c)
 	plain := errors.New("injected driver failure")
 	refused := types.ForbiddenErrorf("injected refusal")
 	seq := 0
 	name := func(p string) string { seq++; return fmt.Sprintf("%s%d", p, seq) }
-	network := func() *libnetwork.Network { return fakeNet(t, c, name("n")) }
+	network := func() *libnetwork.Network { return testrig.FakeNet(t, c, name("n")) }
 	endpoint := func() *libnetwork.Endpoint {
-		return must[*libnetwork.Endpoint](t)(network().CreateEndpoint(name("ep")))
+		return testrig.Must[*libnetwork.Endpoint](t)(network().CreateEndpoint(name("ep")))
 	}
 	joined := func() (*libnetwork.Endpoint, *libnetwork.Sandbox) {
 		ep := endpoint()
-		sb := extSandbox(t, c, name("ctr"))
+		sb := testrig.ExtSandbox(t, c, name("ctr"))
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
@@ -68,17 +69,17 @@ func TestErrorContractDriverFailures(t *testing.T) {
 			return err
 		})
 		add("Join, driver Join fails", drivertest.StepJoin, func() error {
-			return endpoint().Join(extSandbox(t, c, name("ctr")))
+			return endpoint().Join(testrig.ExtSandbox(t, c, name("ctr")))
 		})
 		add("Join, driver ProgramExternalConnectivity fails", drivertest.StepProgram, func() error {
 			// The driver programs the sandbox's gateway endpoint: one
 			// whose join gives a gateway.
 			gw := fmt.Sprintf("10.93.%d.1", 5+i)
-			n := fakeNet(t, c, name("n"), ipamOpt(fmt.Sprintf("10.93.%d.0/24", 5+i), gw))
-			ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+			n := testrig.FakeNet(t, c, name("n"), testrig.IpamOpt(fmt.Sprintf("10.93.%d.0/24", 5+i), gw))
+			ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 			f.Gateway = net.ParseIP(gw)
 			defer func() { f.Gateway = nil }()
-			return ep.Join(extSandbox(t, c, name("ctr")))
+			return ep.Join(testrig.ExtSandbox(t, c, name("ctr")))
 		})
 		ep, sb := joined()
 		add("Leave, driver Leave fails", drivertest.StepLeave, func() error { return ep.Leave(sb) })
@@ -90,7 +91,7 @@ func TestErrorContractDriverFailures(t *testing.T) {
 		add("Sandbox.Delete, driver Leave fails", drivertest.StepLeave, sb.Delete)
 	}
 
-	sb := extSandbox(t, c, "setkey")
+	sb := testrig.ExtSandbox(t, c, "setkey")
 	missing := filepath.Join(t.TempDir(), "no-such-netns")
 	cases = append(cases, errCase{"SetKey, the namespace is not there", sb.SetKey(missing), isNotFound, is(fs.ErrNotExist)})
 	checkErrCases(t, cases)
@@ -108,7 +109,7 @@ func (r *repairingFake) RepairFirewall() (firewall.Repairs, error) { return fire
 // RepairFirewall's error joins what each driver and the DNS redirect
 // check said: of its class by direct assertion, unwrapping to each.
 func TestErrorContractRepairFirewall(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	plain := errors.New("injected repair failure")
 	refused := types.ForbiddenErrorf("injected refusal")
 	for _, d := range []*repairingFake{{drivertest.NewFake("fw1"), plain}, {drivertest.NewFake("fw2"), refused}} {
@@ -126,43 +127,43 @@ func TestErrorContractRepairFirewall(t *testing.T) {
 // (Err in its reply) comes back Internal by direct assertion, with the
 // plugin's message.
 func TestErrorContractPluginFailures(t *testing.T) {
-	s := newVethSetup(t)
+	s := testrig.NewVethSetup(t)
 	const msg = "injected plugin failure"
 	failing := func(method string, call func() error) error {
-		s.p.setBefore(func(m string) error {
+		s.P.SetBefore(func(m string) error {
 			if m == method {
 				return errors.New(msg)
 			}
 			return nil
 		})
-		defer s.p.setBefore(nil)
+		defer s.P.SetBefore(nil)
 		return call()
 	}
 	says := func(err error) bool { return strings.Contains(err.Error(), msg) }
-	spare := must[*libnetwork.Network](t)(s.c.NewNetwork("vethnet", "spare", "", ipamConf("10.78.0.0/24", "10.78.0.1")))
+	spare := testrig.Must[*libnetwork.Network](t)(s.C.NewNetwork("vethnet", "spare", "", testrig.IpamConf("10.78.0.0/24", "10.78.0.1")))
 	cases := []errCase{
 		{"NewNetwork, plugin CreateNetwork fails", failing("CreateNetwork", func() error {
-			_, err := s.c.NewNetwork("vethnet", "refused", "", ipamConf("10.79.0.0/24", "10.79.0.1"))
+			_, err := s.C.NewNetwork("vethnet", "refused", "", testrig.IpamConf("10.79.0.0/24", "10.79.0.1"))
 			return err
 		}), isInternal, says},
 		{"CreateEndpoint, plugin fails", failing("CreateEndpoint", func() error {
-			_, err := s.n.CreateEndpoint("ep2")
+			_, err := s.N.CreateEndpoint("ep2")
 			return err
 		}), isInternal, says},
-		{"Join, plugin fails", failing("Join", func() error { return s.ep.Join(s.sb) }), isInternal, says},
+		{"Join, plugin fails", failing("Join", func() error { return s.Ep.Join(s.Sb) }), isInternal, says},
 	}
-	if err := s.ep.Join(s.sb); err != nil {
+	if err := s.Ep.Join(s.Sb); err != nil {
 		t.Fatal(err)
 	}
 	cases = append(cases,
-		errCase{"Leave, plugin fails", failing("Leave", func() error { return s.ep.Leave(s.sb) }), isInternal, says})
-	if s.ep.Info().Sandbox() != nil {
-		if err := s.ep.Leave(s.sb); err != nil {
+		errCase{"Leave, plugin fails", failing("Leave", func() error { return s.Ep.Leave(s.Sb) }), isInternal, says})
+	if s.Ep.Info().Sandbox() != nil {
+		if err := s.Ep.Leave(s.Sb); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cases = append(cases,
-		errCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.ep.Delete(false) }), isInternal, says},
+		errCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.Ep.Delete(false) }), isInternal, says},
 		errCase{"Network.Delete, plugin DeleteNetwork fails", failing("DeleteNetwork", func() error { return spare.Delete() }), isInternal, says})
 	checkErrCases(t, cases)
 }

@@ -1,4 +1,4 @@
-package libnetwork_test
+package testrig
 
 import (
 	"net"
@@ -19,7 +19,7 @@ import (
 // for a resolver on the host's loopback. It answers A queries for the names
 // in answers (FQDN -> IPv4) and NXDOMAIN for anything else, and counts the
 // queries it got.
-func fakeUpstream(t *testing.T, ns *netnsutil.NS, addr string, answers map[string]string) *atomic.Int64 {
+func FakeUpstream(t *testing.T, ns *netnsutil.NS, addr string, answers map[string]string) *atomic.Int64 {
 	t.Helper()
 	var count atomic.Int64
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
@@ -64,7 +64,7 @@ func fakeUpstream(t *testing.T, ns *netnsutil.NS, addr string, answers map[strin
 
 // query asks the embedded resolver of the sandbox whose namespace is ns,
 // through 127.0.0.11:53 as a container's libc would.
-func query(ns *netnsutil.NS, network, name string, qtype uint16) (*dns.Msg, error) {
+func Query(ns *netnsutil.NS, network, name string, qtype uint16) (*dns.Msg, error) {
 	var resp *dns.Msg
 	err := ns.Do(func() error {
 		cl := &dns.Client{Net: network, Timeout: 2 * time.Second}
@@ -98,9 +98,9 @@ func answerIPs(resp *dns.Msg) []string {
 }
 
 // expect queries name over network and checks the answer list.
-func expect(t *testing.T, ns *netnsutil.NS, network, name string, qtype uint16, want ...string) {
+func Expect(t *testing.T, ns *netnsutil.NS, network, name string, qtype uint16, want ...string) {
 	t.Helper()
-	resp, err := query(ns, network, name, qtype)
+	resp, err := Query(ns, network, name, qtype)
 	if err != nil {
 		t.Fatalf("%s query %s %s: %v", network, dns.TypeToString[qtype], name, err)
 	}
@@ -111,7 +111,7 @@ func expect(t *testing.T, ns *netnsutil.NS, network, name string, qtype uint16, 
 }
 
 // natRules lists the IPv4 nat table inside ns.
-func natRules(t *testing.T, ns *netnsutil.NS) string {
+func NatRules(t *testing.T, ns *netnsutil.NS) string {
 	t.Helper()
 	out, err := iptables.New(ns).List(firewall.IPv4, firewall.TableNAT)
 	if err != nil {
@@ -122,7 +122,7 @@ func natRules(t *testing.T, ns *netnsutil.NS) string {
 
 // redirectRules counts the rules of the resolver's port-53 redirect inside
 // ns: 4 when installed (DNAT and SNAT for udp and tcp), 0 when not.
-func redirectRules(t *testing.T, ns *netnsutil.NS) int {
+func RedirectRules(t *testing.T, ns *netnsutil.NS) int {
 	t.Helper()
 	n, err := dnsnat.Rules(ns)
 	if err != nil {
@@ -132,9 +132,9 @@ func redirectRules(t *testing.T, ns *netnsutil.NS) int {
 }
 
 // kernelSandbox creates a sandbox with its own namespace, deleted at test end.
-func kernelSandbox(t *testing.T, c *libnetwork.Controller, cid string, opts ...libnetwork.SandboxOption) *libnetwork.Sandbox {
+func KernelSandbox(t *testing.T, c *libnetwork.Controller, cid string, opts ...libnetwork.SandboxOption) *libnetwork.Sandbox {
 	t.Helper()
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(cid, opts...))
+	sb := Must[*libnetwork.Sandbox](t)(c.NewSandbox(cid, opts...))
 	t.Cleanup(func() {
 		if err := sb.Delete(); err != nil {
 			t.Errorf("deleting sandbox of %s: %v", cid, err)
@@ -144,9 +144,9 @@ func kernelSandbox(t *testing.T, c *libnetwork.Controller, cid string, opts ...l
 }
 
 // joined creates an endpoint on n and joins it to sb.
-func joined(t *testing.T, n *libnetwork.Network, sb *libnetwork.Sandbox, name string, opts ...libnetwork.EndpointOption) *libnetwork.Endpoint {
+func Joined(t *testing.T, n *libnetwork.Network, sb *libnetwork.Sandbox, name string, opts ...libnetwork.EndpointOption) *libnetwork.Endpoint {
 	t.Helper()
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name, opts...))
+	ep := Must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name, opts...))
 	if err := ep.Join(sb); err != nil {
 		t.Fatalf("joining %s: %v", name, err)
 	}

@@ -1,14 +1,16 @@
-package libnetwork_test
+package testrig
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -17,7 +19,7 @@ import (
 // As root it works inside a throwaway host namespace; otherwise in the
 // test's own namespace, which is fine for tests that never touch the
 // kernel (null and fake drivers, sandboxes with external keys).
-func newController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
+func NewController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 	t.Helper()
 	dir := t.TempDir()
 	base := []config.Option{
@@ -34,12 +36,12 @@ func newController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 		t.Fatalf("libnetwork.New: %v", err)
 	}
 	t.Cleanup(c.Stop)
-	t.Cleanup(func() { teardown(t, c) })
+	t.Cleanup(func() { Teardown(t, c) })
 	return c
 }
 
 // newPrivController is newController for tests that need the kernel.
-func newPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Controller, *testutil.HostNS) {
+func NewPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Controller, *testutil.HostNS) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	host := testutil.NewHostNS(t)
@@ -62,13 +64,13 @@ func newPrivControllerIn(t *testing.T, host *testutil.HostNS, opts ...config.Opt
 		t.Fatalf("libnetwork.New: %v", err)
 	}
 	t.Cleanup(c.Stop)
-	t.Cleanup(func() { teardown(t, c) })
+	t.Cleanup(func() { Teardown(t, c) })
 	return c
 }
 
 // teardown deletes every sandbox and network a test left, so its namespace
 // mounts are gone before t.TempDir() is removed.
-func teardown(t *testing.T, c *libnetwork.Controller) {
+func Teardown(t *testing.T, c *libnetwork.Controller) {
 	for _, sb := range c.Sandboxes() {
 		if err := sb.Delete(); err != nil {
 			t.Errorf("teardown: deleting sandbox %s: %v", sb.ContainerID(), err)
@@ -89,7 +91,7 @@ func teardown(t *testing.T, c *libnetwork.Controller) {
 }
 
 // withFake registers a fake driver called "fake" on c.
-func withFake(t *testing.T, c *libnetwork.Controller) *drivertest.Fake {
+func WithFake(t *testing.T, c *libnetwork.Controller) *drivertest.Fake {
 	t.Helper()
 	f := drivertest.NewFake("fake")
 	if err := c.RegisterDriver("fake", f, driverapi.Capability{DataScope: "local", ConnectivityScope: "local"}); err != nil {
@@ -98,7 +100,7 @@ func withFake(t *testing.T, c *libnetwork.Controller) *drivertest.Fake {
 	return f
 }
 
-func must[T any](t *testing.T) func(v T, err error) T {
+func Must[T any](t *testing.T) func(v T, err error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {
@@ -106,4 +108,10 @@ func must[T any](t *testing.T) func(v T, err error) T {
 		}
 		return v
 	}
+}
+
+// DNSCheckTicks makes the controller run its periodic DNS redirect check
+// once per value sent on ticks, and never otherwise.
+func DNSCheckTicks(ticks <-chan time.Time) config.Option {
+	return config.OptionDriverConfig(knobs.Controller, map[string]any{knobs.DNSCheckTicks: ticks})
 }

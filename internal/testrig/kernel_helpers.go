@@ -1,4 +1,4 @@
-package libnetwork_test
+package testrig
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ import (
 )
 
 // sandboxNS opens a sandbox's namespace (by its key) for inspection.
-func sandboxNS(t *testing.T, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Handle) {
+func SandboxNS(t *testing.T, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Handle) {
 	t.Helper()
 	ns, err := netnsutil.Open(sb.Key())
 	if err != nil {
@@ -31,7 +31,7 @@ func sandboxNS(t *testing.T, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Ha
 	return ns, h
 }
 
-func linkNames(t *testing.T, h *netlink.Handle) []string {
+func LinkNames(t *testing.T, h *netlink.Handle) []string {
 	t.Helper()
 	links, err := h.LinkList()
 	if err != nil {
@@ -47,12 +47,12 @@ func linkNames(t *testing.T, h *netlink.Handle) []string {
 
 // hostLinksSettle waits until the host namespace holds exactly want (the
 // bridge driver deletes veths in the background, within tens of ms).
-func hostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
+func HostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
 	t.Helper()
 	slices.Sort(want)
 	var got []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if got = linkNames(t, host.Netlink); slices.Equal(got, want) {
+		if got = LinkNames(t, host.Netlink); slices.Equal(got, want) {
 			return
 		}
 	}
@@ -61,7 +61,7 @@ func hostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
 
 // serveTCP listens on addr:port inside ns and echoes one line back with the
 // peer's address prepended; it stops at test end.
-func serveTCP(t *testing.T, ns *netnsutil.NS, addr string) {
+func ServeTCP(t *testing.T, ns *netnsutil.NS, addr string) {
 	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
@@ -86,7 +86,7 @@ func serveTCP(t *testing.T, ns *netnsutil.NS, addr string) {
 }
 
 // dialTCP connects from inside ns to addr, sends msg and returns the reply.
-func dialTCP(t *testing.T, ns *netnsutil.NS, addr, msg string) (string, error) {
+func DialTCP(t *testing.T, ns *netnsutil.NS, addr, msg string) (string, error) {
 	t.Helper()
 	var reply string
 	err := ns.Do(func() error {
@@ -106,7 +106,7 @@ func dialTCP(t *testing.T, ns *netnsutil.NS, addr, msg string) (string, error) {
 	return reply, err
 }
 
-func addrsOf(t *testing.T, h *netlink.Handle, link string) []string {
+func AddrsOf(t *testing.T, h *netlink.Handle, link string) []string {
 	t.Helper()
 	l, err := h.LinkByName(link)
 	if err != nil {
@@ -123,7 +123,7 @@ func addrsOf(t *testing.T, h *netlink.Handle, link string) []string {
 	return out
 }
 
-func defaultGateway(t *testing.T, h *netlink.Handle) string {
+func DefaultGateway(t *testing.T, h *netlink.Handle) string {
 	t.Helper()
 	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
@@ -137,12 +137,12 @@ func defaultGateway(t *testing.T, h *netlink.Handle) string {
 	return ""
 }
 
-func hostIP(ipnet *net.IPNet) string { return strings.Split(ipnet.String(), "/")[0] }
+func HostIP(ipnet *net.IPNet) string { return strings.Split(ipnet.String(), "/")[0] }
 
 type routeWrap struct{ netlink.Route }
 
-func netlinkRoute(ifindex int, dst *net.IPNet) *routeWrap {
+func NetlinkRoute(ifindex int, dst *net.IPNet) *routeWrap {
 	return &routeWrap{netlink.Route{LinkIndex: ifindex, Dst: dst, Scope: netlink.SCOPE_LINK}}
 }
 
-func testutilNamedNS(t *testing.T, name string) *testutil.HostNS { return testutil.NewNamedNS(t, name) }
+func TestutilNamedNS(t *testing.T, name string) *testutil.HostNS { return testutil.NewNamedNS(t, name) }

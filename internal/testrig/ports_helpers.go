@@ -1,4 +1,4 @@
-package libnetwork_test
+package testrig
 
 import (
 	"bufio"
@@ -23,26 +23,26 @@ import (
 // Addresses of the test "uplink": the controller's host namespace and an
 // outside namespace joined by a veth on TEST-NET-1. Nothing routes beyond.
 const (
-	uplinkHost    = "192.0.2.1"
-	uplinkOutside = "192.0.2.2"
+	UplinkHost    = "192.0.2.1"
+	UplinkOutside = "192.0.2.2"
 )
 
 // portRig is a controller in a throwaway host namespace plus an "outside"
 // namespace that reaches the host through a veth.
-type portRig struct {
-	c    *libnetwork.Controller
-	host *testutil.HostNS
-	out  *testutil.HostNS
+type PortRig struct {
+	C    *libnetwork.Controller
+	Host *testutil.HostNS
+	Out  *testutil.HostNS
 }
 
-func newPortRig(t *testing.T, opts ...config.Option) *portRig {
+func NewPortRig(t *testing.T, opts ...config.Option) *PortRig {
 	t.Helper()
-	c, host := newPrivController(t, opts...)
+	c, host := NewPrivController(t, opts...)
 	return newPortRigOf(t, c, host)
 }
 
 // newPortRigOf is newPortRig around a controller already running in host.
-func newPortRigOf(t *testing.T, c *libnetwork.Controller, host *testutil.HostNS) *portRig {
+func newPortRigOf(t *testing.T, c *libnetwork.Controller, host *testutil.HostNS) *PortRig {
 	t.Helper()
 	// Runs before the controller stops: a failed test still removes its
 	// sandboxes' namespaces.
@@ -72,27 +72,27 @@ func newPortRigOf(t *testing.T, c *libnetwork.Controller, host *testutil.HostNS)
 			t.Fatal(err)
 		}
 	}
-	setup(host.Netlink, "uplink", uplinkHost+"/24")
-	setup(out.Netlink, "wan0", uplinkOutside+"/24")
-	return &portRig{c: c, host: host, out: out}
+	setup(host.Netlink, "uplink", UplinkHost+"/24")
+	setup(out.Netlink, "wan0", UplinkOutside+"/24")
+	return &PortRig{C: c, Host: host, Out: out}
 }
 
 // routeOutside gives the outside namespace a route to subnet through the
 // host, as a router upstream of a real host would have.
-func (r *portRig) routeOutside(t *testing.T, subnet string) {
+func (r *PortRig) RouteOutside(t *testing.T, subnet string) {
 	t.Helper()
 	_, dst, _ := net.ParseCIDR(subnet)
-	if err := r.out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(uplinkHost)}); err != nil {
+	if err := r.Out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(UplinkHost)}); err != nil {
 		t.Fatalf("route to %s in outside namespace: %v", subnet, err)
 	}
 }
 
-func (r *portRig) bridgeNet(t *testing.T, name, pool string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
+func (r *PortRig) BridgeNet(t *testing.T, name, pool string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
 	t.Helper()
 	opts = append([]libnetwork.NetworkOption{
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil),
 	}, opts...)
-	n, err := r.c.NewNetwork("bridge", name, "", opts...)
+	n, err := r.C.NewNetwork("bridge", name, "", opts...)
 	if err != nil {
 		t.Fatalf("creating network %s: %v", name, err)
 	}
@@ -100,20 +100,20 @@ func (r *portRig) bridgeNet(t *testing.T, name, pool string, opts ...libnetwork.
 }
 
 // container is an endpoint joined to its own sandbox.
-type container struct {
-	ep *libnetwork.Endpoint
-	sb *libnetwork.Sandbox
-	ns *netnsutil.NS
-	ip string
+type Container struct {
+	Ep *libnetwork.Endpoint
+	Sb *libnetwork.Sandbox
+	Ns *netnsutil.NS
+	Ip string
 }
 
-func (r *portRig) run(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) (*container, error) {
+func (r *PortRig) Run(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) (*Container, error) {
 	t.Helper()
 	ep, err := n.CreateEndpoint(name, epOpts...)
 	if err != nil {
 		return nil, err
 	}
-	sb, err := r.c.NewSandbox("ctr-"+name, sbOpts...)
+	sb, err := r.C.NewSandbox("ctr-"+name, sbOpts...)
 	if err != nil {
 		_ = ep.Delete(false)
 		return nil, err
@@ -128,16 +128,16 @@ func (r *portRig) run(t *testing.T, n *libnetwork.Network, name string, epOpts [
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	ctr := &container{ep: ep, sb: sb, ns: ns}
+	ctr := &Container{Ep: ep, Sb: sb, Ns: ns}
 	if a := ep.Info().Iface().Address(); a != nil { // nil on an IPv6-only network
-		ctr.ip = a.IP.String()
+		ctr.Ip = a.IP.String()
 	}
 	return ctr, nil
 }
 
-func (r *portRig) mustRun(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) *container {
+func (r *PortRig) MustRun(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) *Container {
 	t.Helper()
-	c, err := r.run(t, n, name, epOpts, sbOpts...)
+	c, err := r.Run(t, n, name, epOpts, sbOpts...)
 	if err != nil {
 		t.Fatalf("running container %s: %v", name, err)
 	}
@@ -145,22 +145,22 @@ func (r *portRig) mustRun(t *testing.T, n *libnetwork.Network, name string, epOp
 }
 
 // stop is the container teardown: leave, delete sandbox, delete endpoint.
-func (c *container) stop(t testing.TB) {
+func (c *Container) Stop(t testing.TB) {
 	t.Helper()
-	if err := c.ep.Leave(c.sb); err != nil {
+	if err := c.Ep.Leave(c.Sb); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.sb.Delete(); err != nil {
+	if err := c.Sb.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ep.Delete(false); err != nil {
+	if err := c.Ep.Delete(false); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // serve answers every TCP connection (or UDP datagram) on addr inside ns
 // with "<tag> <peer address>", until the test ends.
-func serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
+func Serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
 	t.Helper()
 	var closer interface{ Close() error }
 	err := ns.Do(func() error {
@@ -207,15 +207,15 @@ func serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
 
 // fetch connects to addr from inside ns and returns the first line the
 // server sends (for UDP: the answer to one datagram).
-func fetch(ns *netnsutil.NS, proto, addr string) (string, error) {
-	return fetchWithin(ns, proto, addr, 700*time.Millisecond)
+func Fetch(ns *netnsutil.NS, proto, addr string) (string, error) {
+	return FetchWithin(ns, proto, addr, 700*time.Millisecond)
 }
 
 // fetchWithin is fetch with its own timeout. Checks that expect an answer
 // allow a TCP retransmission (the first SYN is resent after 1 s), so a
 // loaded machine does not turn a slow answer into a failure; checks that
 // expect none keep the short timeout.
-func fetchWithin(ns *netnsutil.NS, proto, addr string, timeout time.Duration) (string, error) {
+func FetchWithin(ns *netnsutil.NS, proto, addr string, timeout time.Duration) (string, error) {
 	var conn net.Conn
 	err := ns.Do(func() error {
 		var err error
@@ -238,9 +238,9 @@ func fetchWithin(ns *netnsutil.NS, proto, addr string, timeout time.Duration) (s
 
 // mustFetch expects an answer from the server tagged tag; it returns the
 // peer address the server saw, without the port.
-func mustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
+func MustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	t.Helper()
-	got, err := fetchWithin(ns, proto, addr, 3*time.Second)
+	got, err := FetchWithin(ns, proto, addr, 3*time.Second)
 	if err != nil {
 		t.Fatalf("%s %s: %v", proto, addr, err)
 	}
@@ -252,15 +252,15 @@ func mustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	return host
 }
 
-func mustNotFetch(t *testing.T, ns *netnsutil.NS, proto, addr string) {
+func MustNotFetch(t *testing.T, ns *netnsutil.NS, proto, addr string) {
 	t.Helper()
-	if got, err := fetch(ns, proto, addr); err == nil {
+	if got, err := Fetch(ns, proto, addr); err == nil {
 		t.Fatalf("%s %s: reached %q, want no connection", proto, addr, got)
 	}
 }
 
 // inNS runs a command inside ns and returns its output.
-func inNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
+func InNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := ns.Do(func() error {
@@ -277,12 +277,12 @@ func inNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
 // rulesNaming returns the iptables rules (both families, all tables) and
 // the published ports' map elements (as "tcp *:8080 -> 10.0.0.2:80
 // cnm-ep-ID") of ns whose text contains any of words.
-func rulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
+func RulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
 	t.Helper()
 	var hits []string
-	lines := portElems(t, ns)
+	lines := PortElems(t, ns)
 	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
-		lines = append(lines, strings.Split(inNS(t, ns, bin), "\n")...)
+		lines = append(lines, strings.Split(InNS(t, ns, bin), "\n")...)
 	}
 	for _, line := range lines {
 		for _, w := range words {
@@ -297,10 +297,10 @@ func rulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
 
 // portElems lists the published ports' map elements of ns, both
 // families, as text.
-func portElems(t testing.TB, ns *netnsutil.NS) []string {
+func PortElems(t testing.TB, ns *netnsutil.NS) []string {
 	t.Helper()
 	var out []string
-	for _, e := range portMapElems(t, ns) {
+	for _, e := range PortMapElems(t, ns) {
 		out = append(out, e.String())
 	}
 	return out
@@ -308,7 +308,7 @@ func portElems(t testing.TB, ns *netnsutil.NS) []string {
 
 // portMapElems lists the published ports' map elements of ns, both
 // families.
-func portMapElems(t testing.TB, ns *netnsutil.NS) []firewall.PortElem {
+func PortMapElems(t testing.TB, ns *netnsutil.NS) []firewall.PortElem {
 	t.Helper()
 	m := nftports.New(ns)
 	defer m.Close()
@@ -324,7 +324,7 @@ func portMapElems(t testing.TB, ns *netnsutil.NS) []firewall.PortElem {
 }
 
 // listeners counts the listening TCP sockets on port in ns.
-func listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
+func Listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
 	t.Helper()
 	n := 0
 	for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
@@ -347,7 +347,7 @@ func listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
 }
 
 // eventually polls cond for up to 3 s.
-func eventually(t testing.TB, what string, cond func() bool) {
+func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for !cond() {
@@ -358,4 +358,4 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-func newCmd(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+func NewCmd(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }

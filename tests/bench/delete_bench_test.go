@@ -1,4 +1,4 @@
-package libnetwork_test
+package bench
 
 import (
 	"fmt"

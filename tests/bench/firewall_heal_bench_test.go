@@ -1,4 +1,4 @@
-package libnetwork_test
+package bench
 
 import (
 	"log/slog"
@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/knobs"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -40,7 +41,7 @@ func BenchmarkFirewallHealLegacy(b *testing.B) {
 // with trigger.
 func benchHeal(b *testing.B, flush []string, trigger string, opts ...config.Option) {
 	testutil.RequireRoot(b)
-	rec := newRecorder()
+	rec := testrig.NewRecorder()
 	dir := b.TempDir()
 	host := testutil.NewHostNS(b)
 	c, err := libnetwork.New(append([]config.Option{config.OptionHostNetNS(host.Path()), config.OptionLogger(slog.New(rec)),
@@ -74,7 +75,7 @@ func benchHeal(b *testing.B, flush []string, trigger string, opts ...config.Opti
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := 0; j < rounds; j++ {
-			rec.drain()
+			rec.Drain()
 			t0 := time.Now()
 			if err := host.Do(exec.Command(flush[0], flush[1:]...).Run); err != nil {
 				b.Fatal(err)
@@ -83,7 +84,7 @@ func benchHeal(b *testing.B, flush []string, trigger string, opts ...config.Opti
 		wait:
 			for {
 				select {
-				case r := <-rec.notify:
+				case r := <-rec.Notify:
 					if r.Msg == "firewall repaired" && r.Attrs["trigger"] == trigger {
 						heal = append(heal, time.Since(t0))
 						break wait

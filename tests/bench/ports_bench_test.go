@@ -1,4 +1,4 @@
-package libnetwork_test
+package bench
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -96,14 +97,14 @@ func benchAmongPaired(b *testing.B, idle bool) {
 			t0 := time.Now()
 			ct := benchUp(b, c, n, fmt.Sprintf("c%d", i), bs)
 			t1 := time.Now()
-			ct.stop(b)
+			ct.Stop(b)
 			down[k] = append(down[k], time.Since(t1))
 			up[k] = append(up[k], t1.Sub(t0))
 		}
 	}
 	b.StopTimer()
 	for _, ct := range background {
-		ct.stop(b)
+		ct.Stop(b)
 	}
 	for k, name := range []string{"among0", "among2000"} {
 		b.ReportMetric(ms(durPct(up[k], 50)), name+"-up-p50-ms")
@@ -115,8 +116,8 @@ func benchAmongPaired(b *testing.B, idle bool) {
 
 // publishBackground starts already/20 containers publishing perContainer
 // (20 or 0) fixed TCP ports each (host ports from 20000).
-func publishBackground(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, already, perContainer int) []*container {
-	var background []*container
+func publishBackground(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, already, perContainer int) []*testrig.Container {
+	var background []*testrig.Container
 	for e := 0; e < already/20; e++ {
 		var bs []types.PortBinding
 		for p := 0; p < perContainer; p++ {
@@ -137,7 +138,7 @@ func benchPaired(b *testing.B) {
 		t0 := time.Now()
 		ct := benchUp(b, c, n, fmt.Sprintf("c%d", i), bs[:k])
 		t1 := time.Now()
-		ct.stop(b)
+		ct.Stop(b)
 		down[k] = append(down[k], time.Since(t1))
 		up[k] = append(up[k], t1.Sub(t0))
 	}
@@ -187,13 +188,13 @@ func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBindin
 		t0 := time.Now()
 		ct := benchUp(b, c, n, fmt.Sprintf("c%d", i), bindings(i))
 		t1 := time.Now()
-		ct.stop(b)
+		ct.Stop(b)
 		down = append(down, time.Since(t1))
 		up = append(up, t1.Sub(t0))
 	}
 	b.StopTimer()
 	for _, ct := range background {
-		ct.stop(b)
+		ct.Stop(b)
 	}
 	b.ReportMetric(ms(durPct(up, 50)), "up-p50-ms")
 	b.ReportMetric(ms(durPct(up, 95)), "up-p95-ms")
@@ -201,7 +202,7 @@ func benchPorts(b *testing.B, already int, bindings func(int) []types.PortBindin
 	b.ReportMetric(ms(durPct(down, 95)), "down-p95-ms")
 }
 
-func benchUp(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, name string, bs []types.PortBinding) *container {
+func benchUp(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, name string, bs []types.PortBinding) *testrig.Container {
 	ep, err := n.CreateEndpoint(name)
 	if err != nil {
 		b.Fatal(err)
@@ -217,7 +218,7 @@ func benchUp(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, name
 	if err := ep.Join(sb); err != nil {
 		b.Fatal(err)
 	}
-	return &container{ep: ep, sb: sb}
+	return &testrig.Container{Ep: ep, Sb: sb}
 }
 
 func durPct(ds []time.Duration, p int) time.Duration {

@@ -1,4 +1,4 @@
-package libnetwork_test
+package bench
 
 import (
 	"errors"
@@ -17,6 +17,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -128,9 +129,9 @@ func benchRestart(b *testing.B, n int) {
 		return h
 	}
 	ip := func(sb *libnetwork.Sandbox) string { return sb.Endpoints()[0].Info().Iface().Address().IP.String() }
-	direct := startTalk(b, "between two live containers", ns(sbs[0]), ip(sbs[0])+":7777", ns(sbs[1]), ip(sbs[0])+":7777")
+	direct := testrig.StartTalk(b, "between two live containers", ns(sbs[0]), ip(sbs[0])+":7777", ns(sbs[1]), ip(sbs[0])+":7777")
 	pubAddr := fmt.Sprintf("127.0.0.1:%d", portsBefore[sbs[2].ID()])
-	published := startTalk(b, "host to a published port", ns(sbs[2]), ip(sbs[2])+":80", host.NS, pubAddr)
+	published := testrig.StartTalk(b, "host to a published port", ns(sbs[2]), ip(sbs[2])+":80", host.NS, pubAddr)
 
 	time.Sleep(50 * time.Millisecond)
 	stopLast()
@@ -145,7 +146,7 @@ func benchRestart(b *testing.B, n int) {
 	}
 	defer c2.Stop()
 	time.Sleep(50 * time.Millisecond)
-	stats := []talkStats{direct.stop(), published.stop()}
+	stats := []testrig.TalkStats{direct.Stop(), published.Stop()}
 
 	if err := c2.RestoreError(); err != nil {
 		b.Fatalf("restore: %v", err)
@@ -206,7 +207,7 @@ func benchRestart(b *testing.B, n int) {
 		b.Errorf("new connection through a published port after the restart: %v", fresh)
 	}
 	for _, s := range stats {
-		if s.errs > 0 || s.maxGap > 200*time.Millisecond {
+		if s.Errs > 0 || s.MaxGap > 200*time.Millisecond {
 			b.Errorf("data plane interrupted: %s", s)
 		}
 	}
@@ -279,7 +280,7 @@ func freshPublished(b *testing.B, ns *netnsutil.NS, ip string, host *testutil.Ho
 			c.Close()
 		}
 	}()
-	got, err := fetchWithin(host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), 3*time.Second)
+	got, err := testrig.FetchWithin(host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), 3*time.Second)
 	if err == nil && got != "hello" {
 		err = fmt.Errorf("got %q", got)
 	}
@@ -321,7 +322,7 @@ func snapshotIfindexes(b *testing.B, host *testutil.HostNS, sbs []*libnetwork.Sa
 // ruleCount is the number of iptables rules (filter and nat) and port map
 // elements in host.
 func ruleCount(b *testing.B, host *testutil.HostNS) int {
-	total := len(portMapElems(b, host.NS))
+	total := len(testrig.PortMapElems(b, host.NS))
 	for _, table := range []string{"filter", "nat"} {
 		var out []byte
 		err := host.Do(func() (err error) {

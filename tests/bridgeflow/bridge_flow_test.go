@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"net"
@@ -10,50 +10,25 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 	"golang.org/x/sys/unix"
 )
 
-func bridgeNet(t *testing.T, c *libnetwork.Controller, name, brName, pool string) *libnetwork.Network {
-	t.Helper()
-	opts := []libnetwork.NetworkOption{
-		libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: brName}}),
-	}
-	if pool != "" {
-		opts = append(opts, libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil))
-	}
-	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "", opts...))
-}
-
-// dualStackNet is a bridge network with IPv4 pool v4 and IPv6 pool v6,
-// its bridge named brName ("" leaves the name to the driver).
-func dualStackNet(t *testing.T, c *libnetwork.Controller, name, brName, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
-	t.Helper()
-	opts = append([]libnetwork.NetworkOption{libnetwork.NetworkOptionEnableIPv6(true),
-		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: v4}},
-			[]*libnetwork.IpamConf{{PreferredPool: v6}}, nil)}, opts...)
-	if brName != "" {
-		opts = append(opts, libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: brName}}))
-	}
-	return must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "", opts...))
-}
-
 // The README flow, checked inside the kernel, then torn down to nothing.
 func TestReadmeFlowInKernel(t *testing.T) {
-	c, host := newPrivController(t)
-	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "network1", ""))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("Endpoint1"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("container1",
+	c, host := testrig.NewPrivController(t)
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "network1", ""))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("Endpoint1"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("container1",
 		libnetwork.OptionHostname("test"), libnetwork.OptionDomainname("example.com")))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
 
-	info := must[map[string]any](t)(ep.DriverInfo())
+	info := testrig.Must[map[string]any](t)(ep.DriverInfo())
 	mac, ok := info[netlabel.MacAddress].(net.HardwareAddr)
 	if !ok {
 		t.Fatalf("DriverInfo has no MAC: %v", info)
@@ -68,8 +43,8 @@ func TestReadmeFlowInKernel(t *testing.T) {
 	}
 
 	// What Info() says is what the kernel has.
-	_, h := sandboxNS(t, sb)
-	if got := linkNames(t, h); !slices.Equal(got, []string{"eth0", "lo"}) {
+	_, h := testrig.SandboxNS(t, sb)
+	if got := testrig.LinkNames(t, h); !slices.Equal(got, []string{"eth0", "lo"}) {
 		t.Fatalf("sandbox links = %v", got)
 	}
 	eth0, err := h.LinkByName("eth0")
@@ -83,10 +58,10 @@ func TestReadmeFlowInKernel(t *testing.T) {
 	if eth0.Attrs().Flags&net.FlagUp == 0 {
 		t.Fatal("eth0 is down")
 	}
-	if got := addrsOf(t, h, "eth0"); !slices.Equal(got, []string{epi.Iface().Address().String()}) {
+	if got := testrig.AddrsOf(t, h, "eth0"); !slices.Equal(got, []string{epi.Iface().Address().String()}) {
 		t.Fatalf("eth0 addresses %v, Info says %s", got, epi.Iface().Address())
 	}
-	if gw := defaultGateway(t, h); gw == "" || gw != epi.Gateway().String() {
+	if gw := testrig.DefaultGateway(t, h); gw == "" || gw != epi.Gateway().String() {
 		t.Fatalf("default route via %q, Info().Gateway() = %s", gw, epi.Gateway())
 	}
 	v4, _ := n.Info().IpamInfo()
@@ -95,12 +70,12 @@ func TestReadmeFlowInKernel(t *testing.T) {
 	}
 	// The bridge carries the gateway address in the host namespace.
 	brName := "br-" + n.ID()[:12]
-	if got := addrsOf(t, host.Netlink, brName); !slices.Equal(got, []string{v4[0].Gateway.String()}) {
+	if got := testrig.AddrsOf(t, host.Netlink, brName); !slices.Equal(got, []string{v4[0].Gateway.String()}) {
 		t.Fatalf("bridge %s addresses %v, want %s", brName, got, v4[0].Gateway)
 	}
 	// The hosts file names the container.
-	hosts := readSandboxFile(t, c, sb, "hosts")
-	if want := hostIP(epi.Iface().Address()) + "\ttest.example.com test"; !strings.Contains(hosts, want) {
+	hosts := testrig.ReadSandboxFile(t, c, sb, "hosts")
+	if want := testrig.HostIP(epi.Iface().Address()) + "\ttest.example.com test"; !strings.Contains(hosts, want) {
 		t.Fatalf("hosts file lacks %q:\n%s", want, hosts)
 	}
 
@@ -116,41 +91,32 @@ func TestReadmeFlowInKernel(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	hostLinksSettle(t, host, "lo")
+	testrig.HostLinksSettle(t, host, "lo")
 	if entries, _ := os.ReadDir(filepath.Join(c.Config().ExecRoot, "files")); len(entries) != 0 {
 		t.Fatalf("sandbox files left: %v", entries)
 	}
 }
 
-func readSandboxFile(t *testing.T, c *libnetwork.Controller, sb *libnetwork.Sandbox, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.Config().ExecRoot, "files", sb.ID(), name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func TestTwoContainersExchangeTCP(t *testing.T) {
-	c, _ := newPrivController(t)
-	n := bridgeNet(t, c, "net", "cnmtcp0", "10.77.0.0/24")
+	c, _ := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "net", "cnmtcp0", "10.77.0.0/24")
 	var nss []*netnsutil.NS
 	var addrs []string
 	var eps []*libnetwork.Endpoint
 	var sbs []*libnetwork.Sandbox
 	for _, name := range []string{"c1", "c2"} {
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
-		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(name))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox(name))
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
 		eps, sbs = append(eps, ep), append(sbs, sb)
-		ns, _ := sandboxNS(t, sb)
+		ns, _ := testrig.SandboxNS(t, sb)
 		nss = append(nss, ns)
-		addrs = append(addrs, hostIP(ep.Info().Iface().Address()))
+		addrs = append(addrs, testrig.HostIP(ep.Info().Iface().Address()))
 	}
-	serveTCP(t, nss[0], addrs[0]+":7000")
-	reply, err := dialTCP(t, nss[1], addrs[0]+":7000", "hello")
+	testrig.ServeTCP(t, nss[0], addrs[0]+":7000")
+	reply, err := testrig.DialTCP(t, nss[1], addrs[0]+":7000", "hello")
 	if err != nil {
 		t.Fatalf("c2 -> c1: %v", err)
 	}
@@ -175,24 +141,24 @@ func TestTwoContainersExchangeTCP(t *testing.T) {
 }
 
 func TestSandboxOnTwoNetworks(t *testing.T) {
-	c, host := newPrivController(t)
-	a := bridgeNet(t, c, "a", "cnma0", "10.78.1.0/24")
-	b := bridgeNet(t, c, "b", "cnmb0", "10.78.2.0/24")
-	epA := must[*libnetwork.Endpoint](t)(a.CreateEndpoint("ca"))
-	epB := must[*libnetwork.Endpoint](t)(b.CreateEndpoint("cb"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	c, host := testrig.NewPrivController(t)
+	a := testrig.BridgeNet(t, c, "a", "cnma0", "10.78.1.0/24")
+	b := testrig.BridgeNet(t, c, "b", "cnmb0", "10.78.2.0/24")
+	epA := testrig.Must[*libnetwork.Endpoint](t)(a.CreateEndpoint("ca"))
+	epB := testrig.Must[*libnetwork.Endpoint](t)(b.CreateEndpoint("cb"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
 	if err := epA.Join(sb); err != nil {
 		t.Fatal(err)
 	}
 	if err := epB.Join(sb, libnetwork.JoinOptionPriority(5)); err != nil {
 		t.Fatal(err)
 	}
-	_, h := sandboxNS(t, sb)
-	if got := linkNames(t, h); !slices.Equal(got, []string{"eth0", "eth1", "lo"}) {
+	_, h := testrig.SandboxNS(t, sb)
+	if got := testrig.LinkNames(t, h); !slices.Equal(got, []string{"eth0", "eth1", "lo"}) {
 		t.Fatalf("links %v", got)
 	}
 	// The higher-priority endpoint provides the default route.
-	if gw := defaultGateway(t, h); gw != epB.Info().Gateway().String() {
+	if gw := testrig.DefaultGateway(t, h); gw != epB.Info().Gateway().String() {
 		t.Fatalf("default gateway %s, want b's %s", gw, epB.Info().Gateway())
 	}
 	if eps := sb.Endpoints(); len(eps) != 2 || eps[0] != epB {
@@ -202,7 +168,7 @@ func TestSandboxOnTwoNetworks(t *testing.T) {
 	if epA.Info().Sandbox() != sb || epB.Info().Sandbox() != sb {
 		t.Fatal("Info().Sandbox() differs")
 	}
-	stats := must[map[string]*types.InterfaceStatistics](t)(sb.Statistics())
+	stats := testrig.Must[map[string]*types.InterfaceStatistics](t)(sb.Statistics())
 	if _, ok := stats["eth0"]; !ok || len(stats) != 2 {
 		t.Fatalf("Statistics() = %v", stats)
 	}
@@ -210,10 +176,10 @@ func TestSandboxOnTwoNetworks(t *testing.T) {
 	if err := epB.Leave(sb); err != nil {
 		t.Fatal(err)
 	}
-	if got := linkNames(t, h); slices.Contains(got, "eth1") || !slices.Contains(got, "eth0") {
+	if got := testrig.LinkNames(t, h); slices.Contains(got, "eth1") || !slices.Contains(got, "eth0") {
 		t.Fatalf("after leaving b: links %v", got)
 	}
-	if gw := defaultGateway(t, h); gw != epA.Info().Gateway().String() {
+	if gw := testrig.DefaultGateway(t, h); gw != epA.Info().Gateway().String() {
 		t.Fatalf("gateway did not move to a: %q", gw)
 	}
 	// Leaving frees the name: a rejoin gets eth1 again at once.
@@ -228,16 +194,16 @@ func TestSandboxOnTwoNetworks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hostLinksSettle(t, host, "lo")
+	testrig.HostLinksSettle(t, host, "lo")
 }
 
 func TestExternalKeySandbox(t *testing.T) {
-	c, host := newPrivController(t)
-	n := bridgeNet(t, c, "net", "cnmext0", "10.79.0.0/24")
-	n2 := bridgeNet(t, c, "net2", "cnmext1", "10.79.1.0/24")
-	ep1 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e1"))
-	ep2 := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("e2"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionUseExternalKey()))
+	c, host := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "net", "cnmext0", "10.79.0.0/24")
+	n2 := testrig.BridgeNet(t, c, "net2", "cnmext1", "10.79.1.0/24")
+	ep1 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e1"))
+	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("e2"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionUseExternalKey()))
 	if err := sb.SetKey(""); !types.IsBadRequest(err) {
 		t.Fatalf("SetKey(\"\"): want BadRequest, got %v", err)
 	}
@@ -245,7 +211,7 @@ func TestExternalKeySandbox(t *testing.T) {
 	if err := ep1.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	runtimeNS := testutilNamedNS(t, "runtime")
+	runtimeNS := testrig.TestutilNamedNS(t, "runtime")
 	if err := sb.SetKey(runtimeNS.Path()); err != nil {
 		t.Fatal(err)
 	}
@@ -254,13 +220,13 @@ func TestExternalKeySandbox(t *testing.T) {
 	}
 	// Both interfaces are in the runtime's own namespace (seen through its
 	// own handle, not through the key).
-	if got := linkNames(t, runtimeNS.Netlink); !slices.Equal(got, []string{"eth0", "eth1", "lo"}) {
+	if got := testrig.LinkNames(t, runtimeNS.Netlink); !slices.Equal(got, []string{"eth0", "eth1", "lo"}) {
 		t.Fatalf("runtime namespace links %v", got)
 	}
-	if got := addrsOf(t, runtimeNS.Netlink, "eth0"); !slices.Equal(got, []string{ep1.Info().Iface().Address().String()}) {
+	if got := testrig.AddrsOf(t, runtimeNS.Netlink, "eth0"); !slices.Equal(got, []string{ep1.Info().Iface().Address().String()}) {
 		t.Fatalf("eth0 addresses %v", got)
 	}
-	if gw := defaultGateway(t, runtimeNS.Netlink); gw != ep1.Info().Gateway().String() {
+	if gw := testrig.DefaultGateway(t, runtimeNS.Netlink); gw != ep1.Info().Gateway().String() {
 		t.Fatalf("default gateway %q", gw)
 	}
 	if err := sb.Delete(); err != nil {
@@ -271,7 +237,7 @@ func TestExternalKeySandbox(t *testing.T) {
 	if _, err := os.Stat(sb.Key()); !os.IsNotExist(err) {
 		t.Fatalf("key still there: %v", err)
 	}
-	if got := linkNames(t, runtimeNS.Netlink); !onlyTombstones(got) {
+	if got := testrig.LinkNames(t, runtimeNS.Netlink); !onlyTombstones(got) {
 		t.Fatalf("runtime namespace links after Delete: %v", got)
 	}
 	for _, nw := range []*libnetwork.Network{n, n2} {
@@ -279,16 +245,16 @@ func TestExternalKeySandbox(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hostLinksSettle(t, host, "lo")
+	testrig.HostLinksSettle(t, host, "lo")
 }
 
 func TestHostDriverUsesDefaultSandbox(t *testing.T) {
-	c, host := newPrivController(t)
-	n := must[*libnetwork.Network](t)(c.NewNetwork("host", "host", ""))
+	c, host := testrig.NewPrivController(t)
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("host", "host", ""))
 	var sbs []*libnetwork.Sandbox
 	for _, name := range []string{"h1", "h2"} {
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
-		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox(name, libnetwork.OptionUseDefaultSandbox()))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox(name, libnetwork.OptionUseDefaultSandbox()))
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +273,7 @@ func TestHostDriverUsesDefaultSandbox(t *testing.T) {
 	if !same {
 		t.Fatal("default sandbox key is not the host namespace")
 	}
-	hostLinksSettle(t, host, "lo")
+	testrig.HostLinksSettle(t, host, "lo")
 	if err := sbs[0].Delete(); err != nil {
 		t.Fatal(err)
 	}
@@ -324,18 +290,18 @@ func TestHostDriverUsesDefaultSandbox(t *testing.T) {
 
 // A join that fails after the driver made the veth leaves nothing behind.
 func TestJoinFailureLeavesNothing(t *testing.T) {
-	c, host := newPrivController(t)
-	n := bridgeNet(t, c, "net", "cnmfail0", "10.80.0.0/24")
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
-	_, h := sandboxNS(t, sb)
+	c, host := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "net", "cnmfail0", "10.80.0.0/24")
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	_, h := testrig.SandboxNS(t, sb)
 	// A route covering the endpoint's subnet makes the address conflict.
 	lo, err := h.LinkByName("lo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, dst, _ := net.ParseCIDR("10.80.0.0/16")
-	if err := h.RouteAdd(&netlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+	if err := h.RouteAdd(&testrig.NetlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep.Join(sb); err == nil {
@@ -344,12 +310,12 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 	if ep.Info().Sandbox() != nil || len(sb.Endpoints()) != 0 {
 		t.Fatal("failed join left the endpoint joined")
 	}
-	if got := linkNames(t, h); !slices.Equal(got, []string{"lo"}) && !onlyTombstones(got) {
+	if got := testrig.LinkNames(t, h); !slices.Equal(got, []string{"lo"}) && !onlyTombstones(got) {
 		t.Fatalf("failed join left links in the sandbox: %v", got)
 	}
-	hostLinksSettle(t, host, "lo", "cnmfail0")
+	testrig.HostLinksSettle(t, host, "lo", "cnmfail0")
 	// And the endpoint can join once the conflict is gone.
-	if err := h.RouteDel(&netlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+	if err := h.RouteDel(&testrig.NetlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep.Join(sb); err != nil {

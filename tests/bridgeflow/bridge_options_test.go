@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"net"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -21,119 +22,119 @@ const uplinkHostB = "192.0.2.3"
 // address only, not on the host's other addresses (nor its loopback); a
 // binding that names its own host IP keeps it.
 func TestBridgeDefaultBindingIP(t *testing.T) {
-	r := newPortRig(t)
-	up, err := r.host.Netlink.LinkByName("uplink")
+	r := testrig.NewPortRig(t)
+	up, err := r.Host.Netlink.LinkByName("uplink")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.host.Netlink.AddrAdd(up, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(uplinkHostB), Mask: net.CIDRMask(24, 32)}}); err != nil {
+	if err := r.Host.Netlink.AddrAdd(up, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(uplinkHostB), Mask: net.CIDRMask(24, 32)}}); err != nil {
 		t.Fatal(err)
 	}
-	n := r.bridgeNet(t, "bindip", "10.61.0.0/24",
+	n := r.BridgeNet(t, "bindip", "10.61.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.host_binding_ipv4": uplinkHostB}))
-	c := r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
-		tcp(80, 8080),
-		{Proto: types.TCP, Port: 80, HostIP: net.ParseIP(uplinkHost), HostPort: 8081},
+	c := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
+		testrig.Tcp(80, 8080),
+		{Proto: types.TCP, Port: 80, HostIP: net.ParseIP(testrig.UplinkHost), HostPort: 8081},
 	}))
-	serve(t, c.ns, "tcp", ":80", "c1")
+	testrig.Serve(t, c.Ns, "tcp", ":80", "c1")
 
-	mustFetch(t, r.out.NS, "tcp", hp(uplinkHostB, 8080), "c1")
-	mustNotFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080))
-	mustNotFetch(t, r.host.NS, "tcp", hp("127.0.0.1", 8080))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(uplinkHostB, 8080), "c1")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080))
 	// The binding with its own host IP is not moved to the default.
-	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8081), "c1")
-	mustNotFetch(t, r.out.NS, "tcp", hp(uplinkHostB, 8081))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8081), "c1")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(uplinkHostB, 8081))
 
-	info, err := c.ep.DriverInfo()
+	info, err := c.Ep.DriverInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
 	var got []string
 	for _, pb := range pbs {
-		got = append(got, hp(pb.HostIP.String(), pb.HostPort))
+		got = append(got, testrig.Hp(pb.HostIP.String(), pb.HostPort))
 	}
 	slices.Sort(got)
-	if want := []string{hp(uplinkHost, 8081), hp(uplinkHostB, 8080)}; !slices.Equal(got, want) {
+	if want := []string{testrig.Hp(testrig.UplinkHost, 8081), testrig.Hp(uplinkHostB, 8080)}; !slices.Equal(got, want) {
 		t.Fatalf("DriverInfo port map host addresses %v, want %v", got, want)
 	}
-	c.stop(t)
+	c.Stop(t)
 }
 
 // inhibit_ipv4: the bridge carries no IPv4 address, while containers get
 // theirs and reach each other across it.
 func TestBridgeInhibitIPv4(t *testing.T) {
-	r := newPortRig(t)
-	n := r.bridgeNet(t, "inhibit", "10.62.0.0/24", libnetwork.NetworkOptionDriverOpts(map[string]string{
+	r := testrig.NewPortRig(t)
+	n := r.BridgeNet(t, "inhibit", "10.62.0.0/24", libnetwork.NetworkOptionDriverOpts(map[string]string{
 		"com.docker.network.bridge.name":         "br-inhibit",
 		"com.docker.network.bridge.inhibit_ipv4": "true",
 	}))
-	if got := addrsOf(t, r.host.Netlink, "br-inhibit"); len(got) != 0 {
+	if got := testrig.AddrsOf(t, r.Host.Netlink, "br-inhibit"); len(got) != 0 {
 		t.Fatalf("bridge with inhibit_ipv4 has IPv4 addresses %v", got)
 	}
-	c1 := r.mustRun(t, n, "c1", nil)
-	c2 := r.mustRun(t, n, "c2", nil)
-	for _, c := range []*container{c1, c2} {
-		_, h := sandboxNS(t, c.sb)
-		want := c.ep.Info().Iface().Address().String()
-		if got := addrsOf(t, h, "eth0"); !slices.Equal(got, []string{want}) {
-			t.Fatalf("%s: eth0 addresses %v, want %s", c.ep.Name(), got, want)
+	c1 := r.MustRun(t, n, "c1", nil)
+	c2 := r.MustRun(t, n, "c2", nil)
+	for _, c := range []*testrig.Container{c1, c2} {
+		_, h := testrig.SandboxNS(t, c.Sb)
+		want := c.Ep.Info().Iface().Address().String()
+		if got := testrig.AddrsOf(t, h, "eth0"); !slices.Equal(got, []string{want}) {
+			t.Fatalf("%s: eth0 addresses %v, want %s", c.Ep.Name(), got, want)
 		}
 	}
-	serve(t, c2.ns, "tcp", ":80", "c2")
-	if peer := mustFetch(t, c1.ns, "tcp", hp(c2.ip, 80), "c2"); peer != c1.ip {
-		t.Fatalf("c2 saw c1 as %s, want %s", peer, c1.ip)
+	testrig.Serve(t, c2.Ns, "tcp", ":80", "c2")
+	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(c2.Ip, 80), "c2"); peer != c1.Ip {
+		t.Fatalf("c2 saw c1 as %s, want %s", peer, c1.Ip)
 	}
-	if got := addrsOf(t, r.host.Netlink, "br-inhibit"); len(got) != 0 {
+	if got := testrig.AddrsOf(t, r.Host.Netlink, "br-inhibit"); len(got) != 0 {
 		t.Fatalf("bridge with inhibit_ipv4 got IPv4 addresses %v once containers joined", got)
 	}
-	c1.stop(t)
-	c2.stop(t)
+	c1.Stop(t)
+	c2.Stop(t)
 }
 
 // container_iface_prefix: a container's interface in that network is
 // <prefix>0 inside its namespace, carrying the endpoint's address and MAC;
 // its interface in a network without the option is still eth0.
 func TestBridgeContainerIfacePrefix(t *testing.T) {
-	r := newPortRig(t)
-	lan := r.bridgeNet(t, "lan", "10.63.0.0/24",
+	r := testrig.NewPortRig(t)
+	lan := r.BridgeNet(t, "lan", "10.63.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.container_iface_prefix": "lan"}))
-	other := r.bridgeNet(t, "other", "10.64.0.0/24")
-	c := r.mustRun(t, lan, "c1", nil)
+	other := r.BridgeNet(t, "other", "10.64.0.0/24")
+	c := r.MustRun(t, lan, "c1", nil)
 	ep2, err := other.CreateEndpoint("c1-other")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ep2.Join(c.sb); err != nil {
+	if err := ep2.Join(c.Sb); err != nil {
 		t.Fatal(err)
 	}
 
-	_, h := sandboxNS(t, c.sb)
-	if got := linkNames(t, h); !slices.Equal(got, []string{"eth0", "lan0", "lo"}) {
+	_, h := testrig.SandboxNS(t, c.Sb)
+	if got := testrig.LinkNames(t, h); !slices.Equal(got, []string{"eth0", "lan0", "lo"}) {
 		t.Fatalf("sandbox links %v, want eth0, lan0, lo", got)
 	}
 	l, err := h.LinkByName("lan0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := l.Attrs().HardwareAddr.String(), c.ep.Info().Iface().MacAddress().String(); got != want {
+	if got, want := l.Attrs().HardwareAddr.String(), c.Ep.Info().Iface().MacAddress().String(); got != want {
 		t.Fatalf("lan0 MAC %s, want the endpoint's %s", got, want)
 	}
-	if got, want := addrsOf(t, h, "lan0"), c.ep.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
+	if got, want := testrig.AddrsOf(t, h, "lan0"), c.Ep.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
 		t.Fatalf("lan0 addresses %v, want %s", got, want)
 	}
-	if got, want := addrsOf(t, h, "eth0"), ep2.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
+	if got, want := testrig.AddrsOf(t, h, "eth0"), ep2.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
 		t.Fatalf("eth0 addresses %v, want %s", got, want)
 	}
 	// Traffic leaves through lan0: the host reaches the container there.
-	serve(t, c.ns, "tcp", ":80", "c1")
-	mustFetch(t, r.host.NS, "tcp", hp(c.ip, 80), "c1")
+	testrig.Serve(t, c.Ns, "tcp", ":80", "c1")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp(c.Ip, 80), "c1")
 
-	if err := ep2.Leave(c.sb); err != nil {
+	if err := ep2.Leave(c.Sb); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep2.Delete(false); err != nil {
 		t.Fatal(err)
 	}
-	c.stop(t)
+	c.Stop(t)
 }

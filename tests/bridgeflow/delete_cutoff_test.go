@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"net"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/vishvananda/netlink"
 )
 
@@ -13,14 +14,14 @@ import (
 // alive past Sandbox.Delete; from the moment Delete returns it must have
 // no working interface: nothing up with an address, no way to the gateway.
 func TestDeleteCutsOffRunningContainer(t *testing.T) {
-	c, host := newPrivController(t)
-	n := dualStackNet(t, c, "cutoff", "cnmcut0", "10.79.1.0/24", "fd79:1::/64")
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c-cutoff"))
-	ep := joined(t, n, sb, "web")
+	c, host := testrig.NewPrivController(t)
+	n := testrig.DualStackNet(t, c, "cutoff", "cnmcut0", "10.79.1.0/24", "fd79:1::/64")
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c-cutoff"))
+	ep := testrig.Joined(t, n, sb, "web")
 	gw := ep.Info().Gateway().String()
 	gw6 := ep.Info().GatewayIPv6().String()
-	serveTCP(t, host.NS, net.JoinHostPort(gw, "7077"))
-	serveTCP(t, host.NS, net.JoinHostPort(gw6, "7077"))
+	testrig.ServeTCP(t, host.NS, net.JoinHostPort(gw, "7077"))
+	testrig.ServeTCP(t, host.NS, net.JoinHostPort(gw6, "7077"))
 
 	// The container's hold on its namespace: an fd opened before Delete.
 	ns, err := netnsutil.Open(sb.Key())
@@ -34,7 +35,7 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 	}
 	defer h.Close()
 	for _, g := range []string{gw, gw6} {
-		if _, err := dialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err != nil {
+		if _, err := testrig.DialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err != nil {
 			t.Fatalf("before Delete the gateway %s is unreachable: %v", g, err)
 		}
 	}
@@ -49,7 +50,7 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 		t.Fatalf("after Delete, interfaces still up with an address: %v", up)
 	}
 	for _, g := range []string{gw, gw6} {
-		if _, err := dialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err == nil {
+		if _, err := testrig.DialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err == nil {
 			t.Fatalf("after Delete the container still reaches its gateway %s", g)
 		}
 	}

@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"net"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
@@ -38,8 +39,8 @@ func addrsAll(t *testing.T, h *netlink.Handle, link string, family int) []string
 // the outside over IPv6, get an IPv6 default route, and publish ports
 // over IPv6. The IPv6 pool may be left to the default (ULA) pools.
 func TestIPv6OnlyNetwork(t *testing.T) {
-	r := newPortRig6(t)
-	n, err := r.c.NewNetwork("bridge", "v6only", "",
+	r := testrig.NewPortRig6(t)
+	n, err := r.C.NewNetwork("bridge", "v6only", "",
 		libnetwork.NetworkOptionEnableIPv4(false), libnetwork.NetworkOptionEnableIPv6(true),
 		libnetwork.NetworkOptionIpam("default", "", nil, []*libnetwork.IpamConf{{PreferredPool: "fd57::/64"}}, nil))
 	if err != nil {
@@ -51,22 +52,22 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	if v4, _ := n.IpamInfo(); len(v4) != 0 {
 		t.Fatalf("IPv6-only network has IPv4 pools %v", v4)
 	}
-	c1 := r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
-	c2 := r.mustRun(t, n, "c2", nil)
-	if a := c1.ep.Info().Iface().Address(); a != nil {
+	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	c2 := r.MustRun(t, n, "c2", nil)
+	if a := c1.Ep.Info().Iface().Address(); a != nil {
 		t.Fatalf("endpoint has IPv4 address %s", a)
 	}
-	_, h1 := sandboxNS(t, c1.sb)
+	_, h1 := testrig.SandboxNS(t, c1.Sb)
 	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V4); len(got) != 0 {
 		t.Fatalf("container eth0 has IPv4 addresses %v", got)
 	}
-	if got := addrsAll(t, r.host.Netlink, "br-"+n.ID()[:12], netlink.FAMILY_V4); len(got) != 0 {
+	if got := addrsAll(t, r.Host.Netlink, "br-"+n.ID()[:12], netlink.FAMILY_V4); len(got) != 0 {
 		t.Fatalf("bridge has IPv4 addresses %v", got)
 	}
-	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, ip6Of(t, c1)+"/64") {
-		t.Fatalf("container eth0 addresses %v, want %s/64", got, ip6Of(t, c1))
+	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, testrig.Ip6Of(t, c1)+"/64") {
+		t.Fatalf("container eth0 addresses %v, want %s/64", got, testrig.Ip6Of(t, c1))
 	}
-	if gw := c1.ep.Info().GatewayIPv6(); gw == nil || gw.String() != "fd57::1" {
+	if gw := c1.Ep.Info().GatewayIPv6(); gw == nil || gw.String() != "fd57::1" {
 		t.Fatalf("GatewayIPv6 %v, want fd57::1", gw)
 	}
 	routes, err := h1.RouteList(nil, netlink.FAMILY_V6)
@@ -83,26 +84,26 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 		t.Fatalf("no IPv6 default route via fd57::1 in %v", routes)
 	}
 
-	serve(t, c1.ns, "tcp", ":80", "c1")
-	fetchSoon(t, c2.ns, "tcp", hp(ip6Of(t, c1), 80), "c1")
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8080), "c1")
-	serve(t, r.out.NS, "tcp", hp(uplinkOutside6, 7000), "out")
-	fetchSoon(t, c2.ns, "tcp", hp(uplinkOutside6, 7000), "out")
+	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.Ip6Of(t, c1), 80), "c1")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
 
 	// Rules name the network in the ip6 tables only.
 	short := n.ID()[:12]
-	if v4 := strings.Split(inNS(t, r.host.NS, "iptables-save"), "\n"); slices.ContainsFunc(v4, func(l string) bool { return strings.Contains(l, short) }) {
+	if v4 := strings.Split(testrig.InNS(t, r.Host.NS, "iptables-save"), "\n"); slices.ContainsFunc(v4, func(l string) bool { return strings.Contains(l, short) }) {
 		t.Fatalf("IPv4 rules for an IPv6-only network:\n%s", strings.Join(v4, "\n"))
 	}
-	if v6 := inNS(t, r.host.NS, "ip6tables-save"); !strings.Contains(v6, short) {
+	if v6 := testrig.InNS(t, r.Host.NS, "ip6tables-save"); !strings.Contains(v6, short) {
 		t.Fatalf("no IPv6 rules for the network:\n%s", v6)
 	}
-	c1.stop(t)
-	c2.stop(t)
+	c1.Stop(t)
+	c2.Stop(t)
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if hits := rulesNaming(t, r.host.NS, short); len(hits) > 0 {
+	if hits := testrig.RulesNaming(t, r.Host.NS, short); len(hits) > 0 {
 		t.Fatalf("rules left after teardown:\n%s", strings.Join(hits, "\n"))
 	}
 }
@@ -111,7 +112,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 // preferred IPv4 address; the generic option sets it too, and must be a
 // bool. All BadRequest naming the option.
 func TestIPv6OnlyRefusals(t *testing.T) {
-	c, _ := newPrivController(t)
+	c, _ := testrig.NewPrivController(t)
 	for name, opts := range map[string][]libnetwork.NetworkOption{
 		"no IPv6":         {libnetwork.NetworkOptionEnableIPv4(false)},
 		"generic no IPv6": {libnetwork.NetworkOptionGeneric(options.Generic{netlabel.EnableIPv4: false})},
@@ -138,27 +139,27 @@ func TestIPv6OnlyRefusals(t *testing.T) {
 // up again without IPv4), and an endpoint's link-local addresses are
 // still reported.
 func TestIPv6OnlyAndLinkLocalSurviveRestart(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
-	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "v6only", "",
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "v6only", "",
 		libnetwork.NetworkOptionEnableIPv4(false), libnetwork.NetworkOptionEnableIPv6(true)))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep",
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep",
 		libnetwork.CreateOptionIpam(nil, nil, []net.IP{net.ParseIP("fe80::9")}, nil)))
 	pool := ep.Info().Iface().AddressIPv6()
 
-	c = r.start()
-	n = must[*libnetwork.Network](t)(c.NetworkByName("v6only"))
+	c = r.Start()
+	n = testrig.Must[*libnetwork.Network](t)(c.NetworkByName("v6only"))
 	if n.IPv4Enabled() {
 		t.Fatal("restored network has IPv4")
 	}
 	if v4, _ := n.IpamInfo(); len(v4) != 0 {
 		t.Fatalf("restored network has IPv4 pools %v", v4)
 	}
-	ep = must[*libnetwork.Endpoint](t)(n.EndpointByName("ep"))
+	ep = testrig.Must[*libnetwork.Endpoint](t)(n.EndpointByName("ep"))
 	if ll := ep.Info().Iface().LinkLocalAddresses(); len(ll) != 1 || ll[0].String() != "fe80::9/64" {
 		t.Fatalf("restored link-local addresses %v", ll)
 	}
-	ep2 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2"))
+	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2"))
 	if ep2.Info().Iface().Address() != nil || ep2.Info().Iface().AddressIPv6() == nil {
 		t.Fatalf("new endpoint after restart: %v %v", ep2.Info().Iface().Address(), ep2.Info().Iface().AddressIPv6())
 	}

@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"path/filepath"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -15,13 +16,13 @@ import (
 // own ExecRoot and DataDir, do not see or disturb each other: the same
 // network name, bridge name and subnet work in both.
 func TestTwoControllersInOneProcess(t *testing.T) {
-	c1, h1 := newPrivController(t)
-	c2, h2 := newPrivController(t)
+	c1, h1 := testrig.NewPrivController(t)
+	c2, h2 := testrig.NewPrivController(t)
 	var eps []*libnetwork.Endpoint
 	for _, c := range []*libnetwork.Controller{c1, c2} {
-		n := bridgeNet(t, c, "same", "cnmsame0", "10.92.0.0/24")
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
-		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+		n := testrig.BridgeNet(t, c, "same", "cnmsame0", "10.92.0.0/24")
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
@@ -33,23 +34,23 @@ func TestTwoControllersInOneProcess(t *testing.T) {
 	if len(c1.Networks()) != 1 || len(c2.Networks()) != 1 || len(c1.Sandboxes()) != 1 {
 		t.Fatal("controllers see each other's objects")
 	}
-	if !slices.Contains(linkNames(t, h1.Netlink), "cnmsame0") || !slices.Contains(linkNames(t, h2.Netlink), "cnmsame0") {
+	if !slices.Contains(testrig.LinkNames(t, h1.Netlink), "cnmsame0") || !slices.Contains(testrig.LinkNames(t, h2.Netlink), "cnmsame0") {
 		t.Fatal("each host namespace should have its own bridge")
 	}
-	teardown(t, c1)
-	hostLinksSettle(t, h1, "lo")
-	if !slices.Contains(linkNames(t, h2.Netlink), "cnmsame0") {
+	testrig.Teardown(t, c1)
+	testrig.HostLinksSettle(t, h1, "lo")
+	if !slices.Contains(testrig.LinkNames(t, h2.Netlink), "cnmsame0") {
 		t.Fatal("tearing down one controller touched the other's bridge")
 	}
 }
 
 func TestRenameAndRefresh(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n")
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("old"))
-	must[*libnetwork.Endpoint](t)(n.CreateEndpoint("taken"))
-	sb := extSandbox(t, c, "c")
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n")
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("old"))
+	testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("taken"))
+	sb := testrig.ExtSandbox(t, c, "c")
 	if err := ep.Join(sb, libnetwork.JoinOptionPriority(3)); err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +83,10 @@ func TestRenameAndRefresh(t *testing.T) {
 // would take the first one's bridge, rules and ports for leftovers. Once
 // the first stops, the namespace is free again.
 func TestSecondControllerInOneNamespaceRefused(t *testing.T) {
-	c1, host := newPrivController(t)
-	n := bridgeNet(t, c1, "mine", "cnmclaim0", "10.93.0.0/24")
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
-	sb := must[*libnetwork.Sandbox](t)(c1.NewSandbox("c"))
+	c1, host := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c1, "mine", "cnmclaim0", "10.93.0.0/24")
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c1.NewSandbox("c"))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestSecondControllerInOneNamespaceRefused(t *testing.T) {
 	if got := ep.Info().Iface(); got == nil || got.MacAddress() == nil {
 		t.Fatal("the first controller's endpoint lost its interface")
 	}
-	teardown(t, c1)
+	testrig.Teardown(t, c1)
 	c1.Stop()
 	c2, err := libnetwork.New(opts...)
 	if err != nil {

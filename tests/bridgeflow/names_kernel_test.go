@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -21,18 +22,18 @@ import (
 // BadRequest, leaves nothing (no bridge, no rule, the pool free again),
 // and the ICC-off network stays closed while its egress keeps working.
 func TestWildcardNamesOpenNoIsolation(t *testing.T) {
-	r := newPortRig(t)
-	serve(t, r.out.NS, "tcp", net.JoinHostPort(uplinkOutside, "7000"), "out")
-	outside := net.JoinHostPort(uplinkOutside, "7000")
+	r := testrig.NewPortRig(t)
+	testrig.Serve(t, r.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkOutside, "7000"), "out")
+	outside := net.JoinHostPort(testrig.UplinkOutside, "7000")
 
-	noicc := r.bridgeNet(t, "noicc", "10.61.0.0/24",
+	noicc := r.BridgeNet(t, "noicc", "10.61.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableICC: "false"}))
-	a1 := r.mustRun(t, noicc, "a1", nil)
-	a2 := r.mustRun(t, noicc, "a2", nil)
-	serve(t, a1.ns, "tcp", ":80", "a1")
-	a1Addr := net.JoinHostPort(a1.ip, "80")
-	mustNotFetch(t, a2.ns, "tcp", a1Addr)
-	mustFetch(t, a2.ns, "tcp", outside, "out")
+	a1 := r.MustRun(t, noicc, "a1", nil)
+	a2 := r.MustRun(t, noicc, "a2", nil)
+	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1")
+	a1Addr := net.JoinHostPort(a1.Ip, "80")
+	testrig.MustNotFetch(t, a2.Ns, "tcp", a1Addr)
+	testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
 
 	ipamOpt := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.62.0.0/24"}}, nil, nil)
 	for _, tc := range []struct {
@@ -49,15 +50,15 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 			if tc.bridgeName != "" {
 				opts = append(opts, libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.BridgeName: tc.bridgeName}))
 			}
-			n, err := r.c.NewNetwork("bridge", "wild", tc.id, opts...)
+			n, err := r.C.NewNetwork("bridge", "wild", tc.id, opts...)
 			if err == nil {
 				defer n.Delete()
-				b1 := r.mustRun(t, n, "b1", nil)
-				defer b1.stop(t)
-				if got, ferr := fetch(a2.ns, "tcp", a1Addr); ferr == nil {
+				b1 := r.MustRun(t, n, "b1", nil)
+				defer b1.Stop(t)
+				if got, ferr := testrig.Fetch(a2.Ns, "tcp", a1Addr); ferr == nil {
 					t.Errorf("with the network up, a2 reaches a1 (%q) across ICC off", got)
 				}
-				if _, ferr := fetch(a2.ns, "tcp", outside); ferr != nil {
+				if _, ferr := testrig.Fetch(a2.Ns, "tcp", outside); ferr != nil {
 					t.Errorf("with the network up, a2 lost its egress: %v", ferr)
 				}
 				t.Fatalf("NewNetwork(id %q, bridge %q) succeeded, want BadRequest", tc.id, tc.bridgeName)
@@ -65,25 +66,25 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 			if !types.IsBadRequest(err) {
 				t.Fatalf("NewNetwork(id %q, bridge %q): want BadRequest, got %v", tc.id, tc.bridgeName, err)
 			}
-			for _, name := range linkNames(t, r.host.Netlink) {
+			for _, name := range testrig.LinkNames(t, r.Host.Netlink) {
 				if strings.ContainsAny(name, "+%") {
 					t.Errorf("link %q left behind", name)
 				}
 			}
-			if hits := rulesNaming(t, r.host.NS, "+", "%"); len(hits) > 0 {
+			if hits := testrig.RulesNaming(t, r.Host.NS, "+", "%"); len(hits) > 0 {
 				t.Errorf("rules left behind:\n%s", strings.Join(hits, "\n"))
 			}
-			mustNotFetch(t, a2.ns, "tcp", a1Addr)
-			mustFetch(t, a2.ns, "tcp", outside, "out")
+			testrig.MustNotFetch(t, a2.Ns, "tcp", a1Addr)
+			testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
 		})
 	}
 	// Nothing was claimed: the pool and the name are free.
-	n := r.bridgeNet(t, "wild", "10.62.0.0/24")
+	n := r.BridgeNet(t, "wild", "10.62.0.0/24")
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	a1.stop(t)
-	a2.stop(t)
+	a1.Stop(t)
+	a2.Stop(t)
 }
 
 // Hostile bridge names, container interface prefixes and trusted host
@@ -91,10 +92,10 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 // driver, before anything is made: no link, no rule, no network, and the
 // pool is free afterwards.
 func TestBridgeHostileNames(t *testing.T) {
-	c, host := newPrivController(t)
+	c, host := testrig.NewPrivController(t)
 	pool := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.91.0.0/24"}}, nil, nil)
-	linksBefore := linkNames(t, host.Netlink)
-	rulesBefore := rulesNaming(t, host.NS, "-A ")
+	linksBefore := testrig.LinkNames(t, host.Netlink)
+	rulesBefore := testrig.RulesNaming(t, host.NS, "-A ")
 	type opt struct{ key, val string }
 	var cases []opt
 	for _, v := range []string{"br-+", "+", "br%d", "%", "a\x00b", `br"x`, "br'x", `br\x`, "br#x", "br x", "br\tx",
@@ -115,10 +116,10 @@ func TestBridgeHostileNames(t *testing.T) {
 			t.Errorf("%s=%q: want BadRequest naming the option, got %v", o.key, o.val, err)
 		}
 	}
-	if got := linkNames(t, host.Netlink); strings.Join(got, ",") != strings.Join(linksBefore, ",") {
+	if got := testrig.LinkNames(t, host.Netlink); strings.Join(got, ",") != strings.Join(linksBefore, ",") {
 		t.Errorf("links %v, want %v", got, linksBefore)
 	}
-	if got := rulesNaming(t, host.NS, "-A "); len(got) != len(rulesBefore) {
+	if got := testrig.RulesNaming(t, host.NS, "-A "); len(got) != len(rulesBefore) {
 		t.Errorf("rules changed:\n%s", strings.Join(got, "\n"))
 	}
 	if n := len(c.Networks()); n != 0 {
@@ -139,8 +140,8 @@ func TestBridgeHostileNames(t *testing.T) {
 // in the kernel is collected (bridge and rules gone), so its wildcard can
 // not outlive the upgrade.
 func TestRestartDropsNetworkWithInvalidID(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
+	r := testrig.NewRestartable(t)
+	c := r.Start()
 	const validID, oldID = "aXb", "a+b"
 	if _, err := c.NewNetwork("bridge", "old", validID,
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.93.0.0/24"}}, nil, nil),
@@ -148,12 +149,12 @@ func TestRestartDropsNetworkWithInvalidID(t *testing.T) {
 		t.Fatal(err)
 	}
 	tag, oldTag := firewall.NetworkOwner(validID), "cnm-net-a_b"
-	if len(rulesNaming(t, r.host.NS, "--comment "+tag+" ")) == 0 {
+	if len(testrig.RulesNaming(t, r.Host.NS, "--comment "+tag+" ")) == 0 {
 		t.Fatal("the network has no rules")
 	}
-	dataDir := r.last.Config().DataDir
-	r.last.Stop()
-	r.last = nil
+	dataDir := r.Last.Config().DataDir
+	r.Last.Stop()
+	r.Last = nil
 	// Make the state what the older version left for "a+b".
 	st, err := store.OpenBolt(filepath.Join(dataDir, libnetwork.StoreFile), 0)
 	if err != nil {
@@ -173,28 +174,28 @@ func TestRestartDropsNetworkWithInvalidID(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	br, err := r.host.Netlink.LinkByName("cnmold0")
+	br, err := r.Host.Netlink.LinkByName("cnmold0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.host.Netlink.LinkSetAlias(br, "opencnm:net:"+oldID); err != nil {
+	if err := r.Host.Netlink.LinkSetAlias(br, "opencnm:net:"+oldID); err != nil {
 		t.Fatal(err)
 	}
 	for _, fam := range []string{"iptables", "ip6tables"} {
-		inNS(t, r.host.NS, "sh", "-c", fam+"-save | sed 's/--comment "+tag+" /--comment "+oldTag+" /' | "+fam+"-restore")
+		testrig.InNS(t, r.Host.NS, "sh", "-c", fam+"-save | sed 's/--comment "+tag+" /--comment "+oldTag+" /' | "+fam+"-restore")
 	}
 
-	c = r.start()
+	c = r.Start()
 	if err := c.RestoreError(); !types.IsBadRequest(err) || !strings.Contains(err.Error(), "invalid network id") {
 		t.Fatalf("restore error: want BadRequest naming the network id, got %v", err)
 	}
 	if _, err := c.NetworkByName("old"); err == nil {
 		t.Fatal("the network with the invalid id was restored")
 	}
-	if _, err := r.host.Netlink.LinkByName("cnmold0"); err == nil {
+	if _, err := r.Host.Netlink.LinkByName("cnmold0"); err == nil {
 		t.Error("its bridge is left")
 	}
-	if left := rulesNaming(t, r.host.NS, "--comment "+oldTag+" ", "--comment "+tag+" "); len(left) > 0 {
+	if left := testrig.RulesNaming(t, r.Host.NS, "--comment "+oldTag+" ", "--comment "+tag+" "); len(left) > 0 {
 		t.Errorf("its rules are left:\n%s", strings.Join(left, "\n"))
 	}
 }

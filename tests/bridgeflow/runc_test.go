@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -271,14 +272,14 @@ func (c *runcContainer) remove(t *testing.T) {
 // reaches that container's published port.
 func TestRuncContainer(t *testing.T) {
 	r := newRuncRig(t)
-	c, host := newPrivController(t)
-	n := bridgeNet(t, c, "runcnet", "cnmrunc0", "10.79.2.0/24")
-	origin := writeTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
+	c, host := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "runcnet", "cnmrunc0", "10.79.2.0/24")
+	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
 	files := t.TempDir()
 	sandbox := func(name string, opts ...libnetwork.SandboxOption) (*libnetwork.Sandbox, string, string) {
 		hosts := filepath.Join(files, name, "hosts")
 		resolv := filepath.Join(files, name, "resolv.conf")
-		sb := kernelSandbox(t, c, "ctr-"+name, append([]libnetwork.SandboxOption{
+		sb := testrig.KernelSandbox(t, c, "ctr-"+name, append([]libnetwork.SandboxOption{
 			libnetwork.OptionHostname(name), libnetwork.OptionOriginResolvConfPath(origin),
 			libnetwork.OptionHostsPath(hosts), libnetwork.OptionResolvConfPath(resolv),
 		}, opts...)...)
@@ -292,7 +293,7 @@ func TestRuncContainer(t *testing.T) {
 	if got := a.mustExec(t, "cat", "/etc/resolv.conf"); !strings.Contains(got, "192.0.2.53") {
 		t.Fatalf("resolv.conf inside a at start:\n%s", got)
 	}
-	epA := joined(t, n, sbA, "a")
+	epA := testrig.Joined(t, n, sbA, "a")
 	if got := a.mustExec(t, "ip", "-4", "addr", "show", "dev", "eth0"); !strings.Contains(got, epA.Info().Iface().Address().String()) {
 		t.Fatalf("eth0 inside a lacks %s:\n%s", epA.Info().Iface().Address(), got)
 	}
@@ -303,7 +304,7 @@ func TestRuncContainer(t *testing.T) {
 	if got := a.mustExec(t, "cat", "/etc/resolv.conf"); !strings.Contains(got, "nameserver 127.0.0.11") {
 		t.Fatalf("resolv.conf inside a after the join:\n%s", got)
 	}
-	if got := a.mustExec(t, "cat", "/etc/hosts"); !strings.Contains(got, epIP(epA)+"\ta") {
+	if got := a.mustExec(t, "cat", "/etc/hosts"); !strings.Contains(got, testrig.EpIP(epA)+"\ta") {
 		t.Fatalf("hosts inside a after the join:\n%s", got)
 	}
 
@@ -311,13 +312,13 @@ func TestRuncContainer(t *testing.T) {
 	// after a is running.
 	sbB, hostsB, resolvB := sandbox("b",
 		libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 8080}}),
-		libnetwork.OptionPortMapping([]types.PortBinding{tcp(8080, 18080)}))
+		libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(8080, 18080)}))
 	r.start(t, "b", sbB.Key(), hostsB, resolvB, "httpd", "-f", "-p", "8080", "-h", "/www")
-	epB := joined(t, n, sbB, "b")
+	epB := testrig.Joined(t, n, sbB, "b")
 
 	out := a.mustExec(t, "nslookup", "b")
-	if !strings.Contains(out, epIP(epB)) {
-		t.Fatalf("nslookup b inside a (through its resolv.conf) does not give %s:\n%s", epIP(epB), out)
+	if !strings.Contains(out, testrig.EpIP(epB)) {
+		t.Fatalf("nslookup b inside a (through its resolv.conf) does not give %s:\n%s", testrig.EpIP(epB), out)
 	}
 	var fetched string
 	var ferr error
@@ -370,21 +371,21 @@ func httpGet(ns interface{ Do(func() error) error }, addr, path string) (string,
 // to the host.
 func TestRuncContainerRestart(t *testing.T) {
 	r := newRuncRig(t)
-	c, host := newPrivController(t)
-	n := bridgeNet(t, c, "runcrk", "cnmrunc1", "10.79.6.0/24")
-	origin := writeTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
-	srvSb := kernelSandbox(t, c, "srv")
-	srv := joined(t, n, srvSb, "srv")
-	srvNS, _ := sandboxNS(t, srvSb)
-	serve(t, srvNS, "tcp", ":7000", "srv")
+	c, host := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "runcrk", "cnmrunc1", "10.79.6.0/24")
+	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
+	srvSb := testrig.KernelSandbox(t, c, "srv")
+	srv := testrig.Joined(t, n, srvSb, "srv")
+	srvNS, _ := testrig.SandboxNS(t, srvSb)
+	testrig.Serve(t, srvNS, "tcp", ":7000", "srv")
 
 	files := t.TempDir()
 	hosts, resolv := filepath.Join(files, "hosts"), filepath.Join(files, "resolv.conf")
-	sb := kernelSandbox(t, c, "ctr-web", libnetwork.OptionUseExternalKey(), libnetwork.OptionHostname("web"),
+	sb := testrig.KernelSandbox(t, c, "ctr-web", libnetwork.OptionUseExternalKey(), libnetwork.OptionHostname("web"),
 		libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionHostsPath(hosts), libnetwork.OptionResolvConfPath(resolv),
 		libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 80}}),
-		libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 18081)}))
-	ep := joined(t, n, sb, "web")
+		libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 18081)}))
+	ep := testrig.Joined(t, n, sb, "web")
 	addr := ep.Info().Iface().Address().String()
 	mac := ep.Info().Iface().MacAddress().String()
 	gw := ep.Info().Gateway().String()
@@ -400,8 +401,8 @@ func TestRuncContainerRestart(t *testing.T) {
 		if got := ctr.mustExec(t, "ip", "-4", "route"); !strings.Contains(got, "default via "+gw) {
 			t.Fatalf("%s: routes lack the default via %s:\n%s", start, gw, got)
 		}
-		if got := ctr.mustExec(t, "nslookup", "srv"); !strings.Contains(got, epIP(srv)) {
-			t.Fatalf("%s: nslookup srv does not give %s:\n%s", start, epIP(srv), got)
+		if got := ctr.mustExec(t, "nslookup", "srv"); !strings.Contains(got, testrig.EpIP(srv)) {
+			t.Fatalf("%s: nslookup srv does not give %s:\n%s", start, testrig.EpIP(srv), got)
 		}
 		if got := ctr.mustExec(t, "nc", "-w", "5", "srv", "7000"); !strings.HasPrefix(got, "srv ") {
 			t.Fatalf("%s: nc srv 7000 read %q", start, got)

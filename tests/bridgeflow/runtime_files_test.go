@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"io"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
@@ -51,7 +52,7 @@ func (b *boundFile) read(t *testing.T, step string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := readFile(t, b.path); string(got) != want {
+	if want := testrig.ReadFile(t, b.path); string(got) != want {
 		t.Fatalf("%s: bound %s reads\n%s\nthe path reads\n%s", step, b.path, got, want)
 	}
 	return string(got)
@@ -62,9 +63,9 @@ func (b *boundFile) read(t *testing.T, step string) string {
 // bind mount into a running container is; the files are in a directory
 // that did not exist when the sandbox was made.
 func TestDNSFilesUpdatedInPlace(t *testing.T) {
-	c, _ := newPrivController(t)
-	n := bridgeNet(t, c, "inplace", "cnminpl0", "10.79.0.0/24")
-	origin := writeTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
+	c, _ := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "inplace", "cnminpl0", "10.79.0.0/24")
+	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
 	dir := filepath.Join(t.TempDir(), "not", "yet")
 	opts := []libnetwork.SandboxOption{
 		libnetwork.OptionUseExternalKey(), libnetwork.OptionHostname("web"),
@@ -72,15 +73,15 @@ func TestDNSFilesUpdatedInPlace(t *testing.T) {
 		libnetwork.OptionHostsPath(filepath.Join(dir, "hosts")),
 		libnetwork.OptionResolvConfPath(filepath.Join(dir, "resolv.conf")),
 	}
-	sb := kernelSandbox(t, c, "c-inplace", opts...)
+	sb := testrig.KernelSandbox(t, c, "c-inplace", opts...)
 	hosts := bindFile(t, filepath.Join(dir, "hosts"))
 	resolv := bindFile(t, filepath.Join(dir, "resolv.conf"))
 	if got := resolv.read(t, "NewSandbox"); !strings.Contains(got, "nameserver 192.0.2.53") {
 		t.Fatalf("resolv.conf at creation:\n%s", got)
 	}
 
-	ep := joined(t, n, sb, "web")
-	line := epIP(ep) + "\tweb"
+	ep := testrig.Joined(t, n, sb, "web")
+	line := testrig.EpIP(ep) + "\tweb"
 	if got := hosts.read(t, "Join"); !strings.Contains(got, line) {
 		t.Fatalf("hosts after Join lacks %q:\n%s", line, got)
 	}
@@ -147,7 +148,7 @@ func TestDNSFilesUpdatedInPlace(t *testing.T) {
 // User-named DNS file paths may be in a directory that does not exist yet:
 // NewSandbox creates it, as upstream does.
 func TestSandboxFilePathsInNewDirectory(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	base := t.TempDir()
 	hostsPath := filepath.Join(base, "a", "b", "hosts")
 	resolvPath := filepath.Join(base, "c", "resolv.conf")

@@ -1,4 +1,4 @@
-package libnetwork_test
+package bridgeflow
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -65,17 +66,17 @@ func TestSetKeyAgain(t *testing.T) {
 }
 
 func testSetKeyAgain(t *testing.T, oldKept bool) {
-	r := newRestartable(t)
-	c := r.start()
-	n := bridgeNet(t, c, "rekey", "cnmrekey0", "10.79.3.0/24")
-	srvSb := must[*libnetwork.Sandbox](t)(c.NewSandbox("srv"))
-	srv := joined(t, n, srvSb, "srv")
-	srvNS, _ := sandboxNS(t, srvSb)
-	serve(t, srvNS, "tcp", ":7000", "srv")
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	n := testrig.BridgeNet(t, c, "rekey", "cnmrekey0", "10.79.3.0/24")
+	srvSb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("srv"))
+	srv := testrig.Joined(t, n, srvSb, "srv")
+	srvNS, _ := testrig.SandboxNS(t, srvSb)
+	testrig.Serve(t, srvNS, "tcp", ":7000", "srv")
 
 	ports := libnetwork.OptionPortMapping([]types.PortBinding{{Proto: types.TCP, Port: 80}})
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("rt", libnetwork.OptionUseExternalKey(), ports))
-	ep := joined(t, n, sb, "web")
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("rt", libnetwork.OptionUseExternalKey(), ports))
+	ep := testrig.Joined(t, n, sb, "web")
 	ns1 := newRuntimeNS(t, "start1")
 	if err := sb.SetKey(ns1.path); err != nil {
 		t.Fatal(err)
@@ -83,9 +84,9 @@ func testSetKeyAgain(t *testing.T, oldKept bool) {
 	mac := ep.Info().Iface().MacAddress().String()
 	addr := ep.Info().Iface().Address().String()
 	gw := ep.Info().Gateway().String()
-	hostPort := publishedPort(t, ep)
-	mustFetch(t, ns1.ns, "tcp", net.JoinHostPort(epIP(srv), "7000"), "srv")
-	expect(t, ns1.ns, "udp", "srv", dns.TypeA, epIP(srv))
+	hostPort := testrig.PublishedPort(t, ep)
+	testrig.MustFetch(t, ns1.ns, "tcp", net.JoinHostPort(testrig.EpIP(srv), "7000"), "srv")
+	testrig.Expect(t, ns1.ns, "udp", "srv", dns.TypeA, testrig.EpIP(srv))
 
 	ns2 := newRuntimeNS(t, "start2")
 	if !oldKept {
@@ -103,20 +104,20 @@ func testSetKeyAgain(t *testing.T, oldKept bool) {
 		if got := l.Attrs().HardwareAddr.String(); got != mac {
 			t.Fatalf("%s: MAC %s, want %s", step, got, mac)
 		}
-		if got := addrsOf(t, ns2.nl, "eth0"); len(got) != 1 || got[0] != addr {
+		if got := testrig.AddrsOf(t, ns2.nl, "eth0"); len(got) != 1 || got[0] != addr {
 			t.Fatalf("%s: eth0 addresses %v, want %s", step, got, addr)
 		}
-		if got := defaultGateway(t, ns2.nl); got != gw {
+		if got := testrig.DefaultGateway(t, ns2.nl); got != gw {
 			t.Fatalf("%s: default gateway %q, want %s", step, got, gw)
 		}
-		if got := publishedPort(t, ep); got != hostPort {
+		if got := testrig.PublishedPort(t, ep); got != hostPort {
 			t.Fatalf("%s: host port %d, want %d", step, got, hostPort)
 		}
-		mustFetch(t, ns2.ns, "tcp", net.JoinHostPort(epIP(srv), "7000"), "srv")
-		expect(t, ns2.ns, "udp", "srv", dns.TypeA, epIP(srv))
-		mustFetch(t, r.host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), "rt")
+		testrig.MustFetch(t, ns2.ns, "tcp", net.JoinHostPort(testrig.EpIP(srv), "7000"), "srv")
+		testrig.Expect(t, ns2.ns, "udp", "srv", dns.TypeA, testrig.EpIP(srv))
+		testrig.MustFetch(t, r.Host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), "rt")
 	}
-	serve(t, ns2.ns, "tcp", ":80", "rt")
+	testrig.Serve(t, ns2.ns, "tcp", ":80", "rt")
 	check("rekeyed", ep)
 	if oldKept {
 		if up := upWithAddress(t, ns1.nl); len(up) != 0 {
@@ -126,16 +127,16 @@ func testSetKeyAgain(t *testing.T, oldKept bool) {
 
 	// The controller restarts with the sandbox live: it is restored in
 	// the namespace of the second SetKey.
-	c = r.start(config.OptionActiveSandboxes(map[string]any{
+	c = r.Start(config.OptionActiveSandboxes(map[string]any{
 		sb.ID(): []libnetwork.SandboxOption{ports}, srvSb.ID(): []libnetwork.SandboxOption{}}))
 	if err := c.RestoreError(); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	rn := must[*libnetwork.Network](t)(c.NetworkByName("rekey"))
-	check("restored", must[*libnetwork.Endpoint](t)(rn.EndpointByName("web")))
+	rn := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("rekey"))
+	check("restored", testrig.Must[*libnetwork.Endpoint](t)(rn.EndpointByName("web")))
 
 	// A sandbox with a namespace of its own is not re-keyed.
-	own := must[*libnetwork.Sandbox](t)(c.NewSandbox("own"))
+	own := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("own"))
 	if err := own.SetKey(ns2.path); !types.IsForbidden(err) {
 		t.Fatalf("SetKey on a sandbox with its own namespace: want Forbidden, got %v", err)
 	}
@@ -159,23 +160,23 @@ func (f *flakyJoin) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, erro
 // was: key, interface with its address and MAC, default route, resolver,
 // both drivers joined; the new namespace keeps nothing working.
 func TestSetKeyAgainUndo(t *testing.T) {
-	c, host := newPrivController(t)
+	c, host := testrig.NewPrivController(t)
 	flaky := &flakyJoin{Fake: drivertest.NewFake("flaky")}
 	if err := c.RegisterDriver("flaky", flaky, driverapi.Capability{DataScope: "local", ConnectivityScope: "local"}); err != nil {
 		t.Fatal(err)
 	}
-	n := bridgeNet(t, c, "undo", "cnmundo0", "10.79.4.0/24")
-	fn := must[*libnetwork.Network](t)(c.NewNetwork("flaky", "flakynet", "",
+	n := testrig.BridgeNet(t, c, "undo", "cnmundo0", "10.79.4.0/24")
+	fn := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("flaky", "flakynet", "",
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.79.5.0/24"}}, nil, nil)))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("rt", libnetwork.OptionUseExternalKey()))
-	ep := joined(t, n, sb, "web")
-	joined(t, fn, sb, "side")
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("rt", libnetwork.OptionUseExternalKey()))
+	ep := testrig.Joined(t, n, sb, "web")
+	testrig.Joined(t, fn, sb, "side")
 	ns1 := newRuntimeNS(t, "start1")
 	if err := sb.SetKey(ns1.path); err != nil {
 		t.Fatal(err)
 	}
 	gw := ep.Info().Gateway().String()
-	serveTCP(t, host.NS, net.JoinHostPort(gw, "7001"))
+	testrig.ServeTCP(t, host.NS, net.JoinHostPort(gw, "7001"))
 	mac := ep.Info().Iface().MacAddress().String()
 	before := inode(t, sb.Key())
 
@@ -191,16 +192,16 @@ func TestSetKeyAgainUndo(t *testing.T) {
 	if err != nil || l.Attrs().HardwareAddr.String() != mac {
 		t.Fatalf("eth0 in the old namespace: %v, %v (want MAC %s)", l, err, mac)
 	}
-	if got := addrsOf(t, ns1.nl, "eth0"); len(got) != 1 || got[0] != ep.Info().Iface().Address().String() {
+	if got := testrig.AddrsOf(t, ns1.nl, "eth0"); len(got) != 1 || got[0] != ep.Info().Iface().Address().String() {
 		t.Fatalf("eth0 addresses in the old namespace: %v", got)
 	}
-	if got := defaultGateway(t, ns1.nl); got != gw {
+	if got := testrig.DefaultGateway(t, ns1.nl); got != gw {
 		t.Fatalf("default gateway in the old namespace: %q, want %s", got, gw)
 	}
-	if _, err := dialTCP(t, ns1.ns, net.JoinHostPort(gw, "7001"), "hi"); err != nil {
+	if _, err := testrig.DialTCP(t, ns1.ns, net.JoinHostPort(gw, "7001"), "hi"); err != nil {
 		t.Fatalf("the old namespace no longer reaches its gateway: %v", err)
 	}
-	expect(t, ns1.ns, "udp", "web", dns.TypeA, epIP(ep))
+	testrig.Expect(t, ns1.ns, "udp", "web", dns.TypeA, testrig.EpIP(ep))
 	if up := upWithAddress(t, ns2.nl); len(up) != 0 {
 		t.Fatalf("the new namespace kept working interfaces: %v", up)
 	}
@@ -211,7 +212,7 @@ func TestSetKeyAgainUndo(t *testing.T) {
 	if err := sb.SetKey(ns2.path); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dialTCP(t, ns2.ns, net.JoinHostPort(gw, "7001"), "hi"); err != nil {
+	if _, err := testrig.DialTCP(t, ns2.ns, net.JoinHostPort(gw, "7001"), "hi"); err != nil {
 		t.Fatalf("after a retried SetKey the new namespace does not reach the gateway: %v", err)
 	}
 }

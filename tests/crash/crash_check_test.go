@@ -1,4 +1,4 @@
-package libnetwork_test
+package crash
 
 import (
 	"fmt"
@@ -13,16 +13,11 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
-
-// Link aliases the bridge driver tags its bridges and host veths with.
-const (
-	netTag = "opencnm:net:"
-	epTag  = "opencnm:ep:"
 )
 
 // checkConsistent checks that the restored model of c and the kernel
@@ -93,7 +88,7 @@ func checkConsistent(t *testing.T, host *testutil.HostNS, c *libnetwork.Controll
 	published := checkPorts(t, host, eps, sbs, active)
 	for _, pbs := range published {
 		for _, pb := range pbs {
-			if bindingIs6(pb) {
+			if testrig.BindingIs6(pb) {
 				stats.ports6++
 			} else {
 				stats.ports++
@@ -146,14 +141,14 @@ func checkHostLinks(t *testing.T, host *testutil.HostNS, nets map[string]*libnet
 	for _, l := range links {
 		a := l.Attrs()
 		switch {
-		case strings.HasPrefix(a.Alias, netTag):
-			id := strings.TrimPrefix(a.Alias, netTag)
+		case strings.HasPrefix(a.Alias, testrig.NetTag):
+			id := strings.TrimPrefix(a.Alias, testrig.NetTag)
 			if nets[id] == nil {
 				t.Errorf("bridge %s is tagged with network %.12s, which does not exist", a.Name, id)
 			}
 			bridgeOf[id] = a.Index
-		case strings.HasPrefix(a.Alias, epTag):
-			id := strings.TrimPrefix(a.Alias, epTag)
+		case strings.HasPrefix(a.Alias, testrig.EpTag):
+			id := strings.TrimPrefix(a.Alias, testrig.EpTag)
 			if joined[id] == nil {
 				t.Errorf("veth %s is tagged with endpoint %.12s, which is not joined", a.Name, id)
 			}
@@ -330,11 +325,11 @@ var ruleOwner = regexp.MustCompile(`(?:--comment "?| )cnm-(net|ep)-([0-9a-zA-Z_-
 func cnmRules(t *testing.T, host *testutil.HostNS) []string {
 	t.Helper()
 	var out []string
-	for _, e := range portElems(t, host.NS) {
+	for _, e := range testrig.PortElems(t, host.NS) {
 		out = append(out, "port map: "+e)
 	}
 	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
-		for _, r := range kernelRules(t, host, fam) {
+		for _, r := range testrig.KernelRules(t, host, fam) {
 			if strings.Contains(r, "cnm-") {
 				out = append(out, fam.String()+" "+r)
 			}
@@ -357,5 +352,5 @@ func checkRules(t *testing.T, host *testutil.HostNS, nets map[string]*libnetwork
 			t.Errorf("rule of a %s that does not exist: %s", m[1], r)
 		}
 	}
-	checkNetworkRules(t, host, nets)
+	testrig.CheckNetworkRules(t, host, nets)
 }

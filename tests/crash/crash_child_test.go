@@ -1,9 +1,9 @@
-package libnetwork_test
+package crash
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math/rand"
 	mrand "math/rand"
 	"os"
 	"strconv"

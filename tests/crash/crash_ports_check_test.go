@@ -1,21 +1,19 @@
-package libnetwork_test
+package crash
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 	"golang.org/x/sys/unix"
 )
@@ -60,10 +58,10 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 			// A DNAT never crosses families: the port mapper pairs the
 			// IPv4 host side with the container's IPv4 address and the
 			// IPv6 side with its IPv6 address.
-			if pb.HostIP != nil && (pb.HostIP.To4() == nil) != bindingIs6(pb) {
-				t.Errorf("endpoint %s publishes %s to %s across families", ep.Name(), portName(pb), pb.IP)
+			if pb.HostIP != nil && (pb.HostIP.To4() == nil) != testrig.BindingIs6(pb) {
+				t.Errorf("endpoint %s publishes %s to %s across families", ep.Name(), testrig.PortName(pb), pb.IP)
 			}
-			k := portName(pb)
+			k := testrig.PortName(pb)
 			if prev, dup := holder[k]; dup {
 				t.Errorf("host port %s published by endpoints %s and %s", k, prev, ep.Name())
 			}
@@ -87,7 +85,7 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 		if ep.Info().Iface().AddressIPv6() != nil {
 			want6 = want
 		}
-		pbs4, pbs6 := splitFamilies(pbs)
+		pbs4, pbs6 := testrig.SplitFamilies(pbs)
 		if !samePorts(pbs4, want) || !samePorts(pbs6, want6) {
 			t.Errorf("gateway endpoint %s of sandbox %.12s publishes %v, want %v in IPv4 and %v in IPv6",
 				ep.Name(), sb.ID(), pbs, want, want6)
@@ -99,19 +97,19 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 			if !slices.ContainsFunc(pbs4, func(b4 types.PortBinding) bool {
 				return b4.Proto == b6.Proto && b4.Port == b6.Port && b4.HostPort == b6.HostPort
 			}) {
-				t.Errorf("IPv6 binding %s of endpoint %s has no IPv4 twin on its host port (%v)", portName(b6), ep.Name(), pbs4)
+				t.Errorf("IPv6 binding %s of endpoint %s has no IPv4 twin on its host port (%v)", testrig.PortName(b6), ep.Name(), pbs4)
 			}
 		}
 	}
 
-	elems := portMapElems(t, host.NS)
+	elems := testrig.PortMapElems(t, host.NS)
 	for id, pbs := range published {
 		for _, pb := range pbs {
 			if !portHeldBy(t, host, pb) {
-				t.Errorf("host port %s of endpoint %s is not held: a bind on it succeeds", portName(pb), eps[id].Name())
+				t.Errorf("host port %s of endpoint %s is not held: a bind on it succeeds", testrig.PortName(pb), eps[id].Name())
 			}
 			if !slices.ContainsFunc(elems, func(e firewall.PortElem) bool { return isElemOf(e, id, pb) }) {
-				t.Errorf("host port %s of endpoint %s has no port map element", portName(pb), eps[id].Name())
+				t.Errorf("host port %s of endpoint %s has no port map element", testrig.PortName(pb), eps[id].Name())
 			}
 		}
 	}
@@ -131,34 +129,6 @@ func checkPorts(t *testing.T, host *testutil.HostNS, eps map[string]*libnetwork.
 		}
 	}
 	return published
-}
-
-// bindingIs6 reports whether pb is an IPv6 binding: its container address
-// (what its map element's family follows) is IPv6.
-func bindingIs6(pb types.PortBinding) bool { return pb.IP != nil && pb.IP.To4() == nil }
-
-func splitFamilies(pbs []types.PortBinding) (v4, v6 []types.PortBinding) {
-	for _, pb := range pbs {
-		if bindingIs6(pb) {
-			v6 = append(v6, pb)
-		} else {
-			v4 = append(v4, pb)
-		}
-	}
-	return v4, v6
-}
-
-// portName names pb's host side with its family: tcp/0.0.0.0:8080 and
-// tcp/[::]:8080 are two bindings.
-func portName(pb types.PortBinding) string {
-	ip := "0.0.0.0"
-	if bindingIs6(pb) {
-		ip = "::"
-	}
-	if pb.HostIP != nil && !pb.HostIP.IsUnspecified() {
-		ip = pb.HostIP.String()
-	}
-	return fmt.Sprintf("%s/%s", pb.Proto, net.JoinHostPort(ip, fmt.Sprint(pb.HostPort)))
 }
 
 // samePorts compares published bindings with the asked ones by protocol
@@ -201,7 +171,7 @@ func isElemOf(e firewall.PortElem, id string, pb types.PortBinding) bool {
 func portHeldBy(t *testing.T, host *testutil.HostNS, pb types.PortBinding) bool {
 	t.Helper()
 	addr, fam := net.JoinHostPort("0.0.0.0", fmt.Sprint(pb.HostPort)), "4"
-	if bindingIs6(pb) {
+	if testrig.BindingIs6(pb) {
 		addr, fam = net.JoinHostPort("::", fmt.Sprint(pb.HostPort)), "6"
 	}
 	var err error
@@ -225,55 +195,16 @@ func portHeldBy(t *testing.T, host *testutil.HostNS, pb types.PortBinding) bool 
 	return errors.Is(err, unix.EADDRINUSE)
 }
 
-// endpointPortsRecord is what the port checks read of an endpoint record.
-type endpointPortsRecord struct {
-	Name      string
-	OperPorts []types.PortBinding
-}
-
-// storedEndpointPorts reads every endpoint record of the (stopped)
-// controller whose data directory is dataDir, by endpoint ID.
-func storedEndpointPorts(t *testing.T, dataDir string) map[string]endpointPortsRecord {
-	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(dataDir, libnetwork.StoreFile), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	recs, err := st.List("endpoint")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]endpointPortsRecord{}
-	for id, raw := range recs {
-		var r endpointPortsRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = r
-	}
-	return out
-}
-
 // checkPortRecords reads the store of a stopped controller: every
 // endpoint record's published ports (OperPorts) are what its endpoint
 // published while running, so no record claims a host port that another
 // holds or that was given up.
 func checkPortRecords(t *testing.T, dirs crashDirs, published map[string][]types.PortBinding) {
 	t.Helper()
-	for id, r := range storedEndpointPorts(t, dirs.data) {
-		got, want := portNames(r.OperPorts), portNames(published[id])
+	for id, r := range testrig.StoredEndpointPorts(t, dirs.data) {
+		got, want := testrig.PortNames(r.OperPorts), testrig.PortNames(published[id])
 		if !slices.Equal(got, want) {
 			t.Errorf("record of endpoint %s claims host ports %v, it published %v", r.Name, got, want)
 		}
 	}
-}
-
-func portNames(pbs []types.PortBinding) []string {
-	var out []string
-	for _, pb := range pbs {
-		out = append(out, portName(pb))
-	}
-	slices.Sort(out)
-	return out
 }

@@ -1,4 +1,4 @@
-package libnetwork_test
+package crash
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 	"golang.org/x/sys/unix"
@@ -120,7 +121,7 @@ func TestCrashRecovery(t *testing.T) {
 	var c *libnetwork.Controller
 	t.Cleanup(func() {
 		if c != nil {
-			teardown(t, c)
+			testrig.Teardown(t, c)
 			c.Stop()
 		}
 	})
@@ -164,10 +165,10 @@ func TestCrashRecovery(t *testing.T) {
 	// Everything comes apart to nothing.
 	c = start()
 	checkConsistent(t, host, c, dirs, active, &stats)
-	teardown(t, c)
+	testrig.Teardown(t, c)
 	c.Stop()
 	c = nil
-	hostLinksSettle(t, host, "lo")
+	testrig.HostLinksSettle(t, host, "lo")
 	if entries, _ := os.ReadDir(filepath.Join(dirs.exec, "netns")); len(entries) > 0 {
 		t.Errorf("namespace files left after teardown: %v", entries)
 	}

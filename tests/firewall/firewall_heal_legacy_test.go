@@ -1,4 +1,4 @@
-package libnetwork_test
+package firewall
 
 import (
 	"strings"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork/internal/knobs"
+	"github.com/opencnm/libnetwork/internal/testrig"
 )
 
 // withoutUserRules drops the rules in DOCKER-USER from an iptables-save
@@ -27,24 +28,24 @@ func withoutUserRules(s string) string {
 // iptables-nft's.
 func TestFirewallHealsLegacy(t *testing.T) {
 	h := newHealRigOf(t, map[string]any{knobs.BridgeIPTablesLegacy: true}, "iptables-legacy")
-	r, rec := h.portRig, h.log
+	r, rec := h.PortRig, h.log
 	save := func() string {
 		t.Helper()
-		return withoutUserRules(stripCounters(inNS(t, r.host.NS, "iptables-legacy-save"))) +
-			withoutUserRules(stripCounters(inNS(t, r.host.NS, "ip6tables-legacy-save")))
+		return withoutUserRules(stripCounters(testrig.InNS(t, r.Host.NS, "iptables-legacy-save"))) +
+			withoutUserRules(stripCounters(testrig.InNS(t, r.Host.NS, "ip6tables-legacy-save")))
 	}
 	before := save()
 	if !strings.Contains(before, "cnm-global") || !strings.Contains(before, "fd60::/64") {
 		t.Fatalf("no rule of ours in the legacy tables:\n%s", before)
 	}
-	if nftRules := inNS(t, r.host.NS, "iptables-nft-save"); strings.Contains(nftRules, "cnm-") {
+	if nftRules := testrig.InNS(t, r.Host.NS, "iptables-nft-save"); strings.Contains(nftRules, "cnm-") {
 		t.Fatalf("rules of ours in iptables-nft's tables with legacy binaries chosen:\n%s", nftRules)
 	}
 
-	rec.drain()
+	rec.Drain()
 	start := time.Now()
-	inNS(t, r.host.NS, "sh", "-c", "iptables-legacy -F && iptables-legacy -t nat -F && ip6tables-legacy -F && ip6tables-legacy -t mangle -F")
-	got := rec.waitFor(t, "firewall repaired")
+	testrig.InNS(t, r.Host.NS, "sh", "-c", "iptables-legacy -F && iptables-legacy -t nat -F && ip6tables-legacy -F && ip6tables-legacy -t mangle -F")
+	got := rec.WaitFor(t, "firewall repaired")
 	took := time.Since(start)
 	if got.Attrs["trigger"] != "fallback" {
 		t.Errorf("repair triggered by %v, want the fallback check", got.Attrs["trigger"])
@@ -55,15 +56,15 @@ func TestFirewallHealsLegacy(t *testing.T) {
 		t.Errorf("rules back after %v", took)
 	}
 	t.Logf("rules back %v after the flush", took)
-	eventually(t, "the firewall to be whole again", func() bool {
-		rep, err := h.c.RepairFirewall()
+	testrig.Eventually(t, "the firewall to be whole again", func() bool {
+		rep, err := h.C.RepairFirewall()
 		return err == nil && rep.Empty()
 	})
 	// DOCKER-USER is the user's: flushed, it stays flushed.
 	if after := save(); after != before {
 		t.Errorf("legacy rules after repair:\n%s\nwant (DOCKER-USER's rules aside):\n%s", after, before)
 	}
-	if got := inNS(t, r.host.NS, "iptables-legacy", "-S", "DOCKER-USER"); got != "-N DOCKER-USER\n" {
+	if got := testrig.InNS(t, r.Host.NS, "iptables-legacy", "-S", "DOCKER-USER"); got != "-N DOCKER-USER\n" {
 		t.Errorf("DOCKER-USER after the flush and repair:\n%s", got)
 	}
 	h.traffic(t, "after iptables-legacy -F and repair")

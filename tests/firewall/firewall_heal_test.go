@@ -1,132 +1,32 @@
-package libnetwork_test
+package firewall
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/knobs"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
-
-// logRecord is one record a recordingHandler kept, attrs flattened.
-type logRecord struct {
-	Level slog.Level
-	Msg   string
-	Attrs map[string]any
-}
-
-// recordingHandler keeps every record and hands those whose message is
-// watched to a channel as well.
-type recordingHandler struct {
-	mu      sync.Mutex
-	records []logRecord
-	attrs   []slog.Attr
-	notify  chan logRecord
-	parent  *recordingHandler
-}
-
-func newRecorder() *recordingHandler {
-	return &recordingHandler{notify: make(chan logRecord, 1024)}
-}
-
-func (h *recordingHandler) root() *recordingHandler {
-	if h.parent != nil {
-		return h.parent
-	}
-	return h
-}
-
-func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]any{}}
-	for _, a := range h.attrs {
-		rec.Attrs[a.Key] = a.Value.Any()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs[a.Key] = a.Value.Any()
-		return true
-	})
-	root := h.root()
-	root.mu.Lock()
-	root.records = append(root.records, rec)
-	root.mu.Unlock()
-	select {
-	case root.notify <- rec:
-	default:
-	}
-	return nil
-}
-
-func (h *recordingHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &recordingHandler{attrs: append(slices.Clone(h.attrs), as...), parent: h.root()}
-}
-
-func (h *recordingHandler) WithGroup(string) slog.Handler { return h }
-
-// waitFor returns the first record with msg that arrives within 5 s (a
-// generous bound: the repair itself takes tens of milliseconds).
-func (h *recordingHandler) waitFor(t *testing.T, msg string) logRecord {
-	t.Helper()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case r := <-h.notify:
-			if r.Msg == msg {
-				return r
-			}
-		case <-deadline:
-			t.Fatalf("no %q log record within 5 s", msg)
-		}
-	}
-}
-
-// count is how many records were kept so far.
-func (h *recordingHandler) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.records)
-}
-
-// since returns the records kept after the first n.
-func (h *recordingHandler) since(n int) []logRecord {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.records[n:])
-}
-
-// drain forgets the records waiting in the channel.
-func (h *recordingHandler) drain() {
-	for {
-		select {
-		case <-h.notify:
-		default:
-			return
-		}
-	}
-}
 
 // healRig is a controller in a throwaway host namespace with a
 // dual-stack ICC-off network of two containers (a1 serving on port 80,
 // also published on host port 8080 in both families) and the user's own
 // rule in DOCKER-USER.
 type healRig struct {
-	*portRig
-	log    *recordingHandler
-	a1, a2 *container
+	*testrig.PortRig
+	log    *testrig.RecordingHandler
+	a1, a2 *testrig.Container
 	netID  string
 }
 
@@ -143,16 +43,16 @@ func newHealRig(t *testing.T) *healRig {
 // drv, the user's rule added with iptables (the binary).
 func newHealRigOf(t *testing.T, drv map[string]any, iptables string) *healRig {
 	t.Helper()
-	rec := newRecorder()
-	r := newPortRig(t, config.OptionLogger(slog.New(rec)), config.OptionDriverConfig("bridge", drv))
-	withUplink6(t, r)
-	n := dualStackNet(t, r.c, "heal", "", "10.60.0.0/24", "fd60::/64",
+	rec := testrig.NewRecorder()
+	r := testrig.NewPortRig(t, config.OptionLogger(slog.New(rec)), config.OptionDriverConfig("bridge", drv))
+	testrig.WithUplink6(t, r)
+	n := testrig.DualStackNet(t, r.C, "heal", "", "10.60.0.0/24", "fd60::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_icc": "false"}))
-	a1 := r.mustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
-	a2 := r.mustRun(t, n, "a2", nil)
-	serve(t, a1.ns, "tcp", ":80", "a1") // [::]: both families
-	inNS(t, r.host.NS, iptables, "-I", "DOCKER-USER", "1", "-s", "198.51.100.0/24", "-j", "DROP")
-	h := &healRig{portRig: r, log: rec, a1: a1, a2: a2, netID: n.ID()}
+	a1 := r.MustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	a2 := r.MustRun(t, n, "a2", nil)
+	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1") // [::]: both families
+	testrig.InNS(t, r.Host.NS, iptables, "-I", "DOCKER-USER", "1", "-s", "198.51.100.0/24", "-j", "DROP")
+	h := &healRig{PortRig: r, log: rec, a1: a1, a2: a2, netID: n.ID()}
 	h.traffic(t, "before any flush")
 	return h
 }
@@ -163,15 +63,15 @@ func newHealRigOf(t *testing.T, drv map[string]any, iptables string) *healRig {
 // on neighbour discovery.
 func (h *healRig) traffic(t *testing.T, when string) {
 	t.Helper()
-	if got, err := fetchWithin(h.out.NS, "tcp", net.JoinHostPort(uplinkHost, "8080"), 3*time.Second); err != nil || !strings.HasPrefix(got, "a1") {
+	if got, err := testrig.FetchWithin(h.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkHost, "8080"), 3*time.Second); err != nil || !strings.HasPrefix(got, "a1") {
 		t.Fatalf("%s: published port from outside: %q, %v", when, got, err)
 	}
-	fetchSoon(t, h.out.NS, "tcp", net.JoinHostPort(uplinkHost6, "8080"), "a1")
-	if got, err := fetch(h.a2.ns, "tcp", net.JoinHostPort(h.a1.ip, "80")); err == nil {
-		t.Fatalf("%s: ICC off, yet a2 reached a1: %q\n%s", when, got, inNS(t, h.host.NS, "nft", "list", "ruleset"))
+	testrig.FetchSoon(t, h.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkHost6, "8080"), "a1")
+	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(h.a1.Ip, "80")); err == nil {
+		t.Fatalf("%s: ICC off, yet a2 reached a1: %q\n%s", when, got, testrig.InNS(t, h.Host.NS, "nft", "list", "ruleset"))
 	}
-	if got, err := fetch(h.a2.ns, "tcp", net.JoinHostPort(ip6Of(t, h.a1), "80")); err == nil {
-		t.Fatalf("%s: ICC off, yet a2 reached a1 over IPv6: %q\n%s", when, got, inNS(t, h.host.NS, "nft", "list", "ruleset"))
+	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(testrig.Ip6Of(t, h.a1), "80")); err == nil {
+		t.Fatalf("%s: ICC off, yet a2 reached a1 over IPv6: %q\n%s", when, got, testrig.InNS(t, h.Host.NS, "nft", "list", "ruleset"))
 	}
 }
 
@@ -181,16 +81,16 @@ func (h *healRig) traffic(t *testing.T, when string) {
 // ports' nftables map elements.
 func (h *healRig) state(t *testing.T) string {
 	t.Helper()
-	elems := portElems(t, h.host.NS)
+	elems := testrig.PortElems(t, h.Host.NS)
 	slices.Sort(elems)
-	return withoutUserRules(stripCounters(inNS(t, h.host.NS, "iptables-save"))) +
-		withoutUserRules(stripCounters(inNS(t, h.host.NS, "ip6tables-save"))) +
+	return withoutUserRules(stripCounters(testrig.InNS(t, h.Host.NS, "iptables-save"))) +
+		withoutUserRules(stripCounters(testrig.InNS(t, h.Host.NS, "ip6tables-save"))) +
 		"port map elements:\n" + strings.Join(elems, "\n")
 }
 
 func (h *healRig) userChain(t *testing.T) string {
 	t.Helper()
-	return inNS(t, h.host.NS, "iptables", "-S", "DOCKER-USER")
+	return testrig.InNS(t, h.Host.NS, "iptables", "-S", "DOCKER-USER")
 }
 
 // wipes are the ways another tool takes our rules away.
@@ -267,12 +167,12 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 			if !strings.Contains(before, "*raw\n") || !strings.Contains(before, "cnm-") {
 				t.Fatalf("nothing of ours to compare:\n%s", before)
 			}
-			h.log.drain()
-			since := h.log.count()
+			h.log.Drain()
+			since := h.log.Count()
 			for _, cmd := range w.cmds {
-				inNS(t, h.host.NS, cmd[0], cmd[1:]...)
+				testrig.InNS(t, h.Host.NS, cmd[0], cmd[1:]...)
 			}
-			rec := h.log.waitFor(t, "firewall repaired")
+			rec := h.log.WaitFor(t, "firewall repaired")
 			if n, _ := rec.Attrs["rules"].(int64); n == 0 {
 				t.Errorf("repair record counts no rules: %v", rec.Attrs)
 			}
@@ -281,8 +181,8 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 				t.Errorf("repair record owners %v lack the network's %s", owners, firewall.NetworkOwner(h.netID))
 			}
 			// The rest of a multi-command wipe may need one more repair.
-			eventually(t, "the firewall to be whole again", func() bool {
-				rep, err := h.c.RepairFirewall()
+			testrig.Eventually(t, "the firewall to be whole again", func() bool {
+				rep, err := h.C.RepairFirewall()
 				return err == nil && rep.Empty()
 			})
 			if after := h.state(t); after != before {
@@ -292,7 +192,7 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 			// Every repair that put something back in the background was
 			// an event's (the periodic check is an hour away); the
 			// RepairFirewall calls above only confirm.
-			for _, r := range h.log.since(since) {
+			for _, r := range h.log.Since(since) {
 				if r.Msg == "firewall repaired" && r.Attrs["trigger"] != "event" && r.Attrs["trigger"] != "demand" {
 					t.Errorf("repair triggered by %v", r.Attrs["trigger"])
 				}
@@ -319,9 +219,9 @@ func TestFirewallRepairOnDemand(t *testing.T) {
 	if !strings.Contains(user, healUserRule) {
 		t.Fatalf("DOCKER-USER lacks the user's rule:\n%s", user)
 	}
-	before := inNS(t, h.host.NS, "iptables-save")
+	before := testrig.InNS(t, h.Host.NS, "iptables-save")
 	var victim string
-	for _, l := range strings.Split(inNS(t, h.host.NS, "iptables", "-S", "FORWARD"), "\n") {
+	for _, l := range strings.Split(testrig.InNS(t, h.Host.NS, "iptables", "-S", "FORWARD"), "\n") {
 		if strings.Contains(l, "-j DROP") && strings.Contains(l, firewall.NetworkOwner(h.netID)) {
 			victim = strings.TrimPrefix(l, "-A FORWARD ")
 		}
@@ -332,28 +232,28 @@ func TestFirewallRepairOnDemand(t *testing.T) {
 	// Deleting a rule is an nftables event too: the background repair may
 	// win the race with RepairFirewall, so the report is checked on the
 	// one that did it.
-	h.log.drain()
-	inNS(t, h.host.NS, "sh", "-c", "iptables -D FORWARD "+victim)
-	rep, err := h.c.RepairFirewall()
+	h.log.Drain()
+	testrig.InNS(t, h.Host.NS, "sh", "-c", "iptables -D FORWARD "+victim)
+	rep, err := h.C.RepairFirewall()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Firewall.Empty() {
-		rec := h.log.waitFor(t, "firewall repaired")
+		rec := h.log.WaitFor(t, "firewall repaired")
 		if n, _ := rec.Attrs["rules"].(int64); n != 1 {
 			t.Errorf("background repair record: %v", rec.Attrs)
 		}
 	} else if len(rep.Firewall.Rules) != 1 || rep.Firewall.Rules[0].Spec != victim || rep.Firewall.Count() != 1 {
 		t.Errorf("RepairFirewall = %+v, want just %q", rep.Firewall, victim)
 	}
-	if after := inNS(t, h.host.NS, "iptables-save"); stripCounters(after) != stripCounters(before) {
+	if after := testrig.InNS(t, h.Host.NS, "iptables-save"); stripCounters(after) != stripCounters(before) {
 		t.Errorf("rules after repair:\n%s\nwant:\n%s", after, before)
 	}
 	if got := h.userChain(t); got != user {
 		t.Errorf("DOCKER-USER after repair:\n%s\nwant:\n%s", got, user)
 	}
 	h.traffic(t, "after repair")
-	if rep, err := h.c.RepairFirewall(); err != nil || !rep.Empty() {
+	if rep, err := h.C.RepairFirewall(); err != nil || !rep.Empty() {
 		t.Errorf("second RepairFirewall = %+v, %v; want nothing", rep, err)
 	}
 }
@@ -380,23 +280,23 @@ func stripCounters(s string) string {
 // (RepairFirewall reports the sandbox) and by the periodic check, and
 // names resolve again.
 func TestDNSRedirectRepaired(t *testing.T) {
-	rec := newRecorder()
-	c, _ := newPrivController(t, config.OptionLogger(slog.New(rec)))
-	n := bridgeNet(t, c, "dnsheal", "cnmdnsh0", "10.61.0.0/24")
-	sbA := kernelSandbox(t, c, "c-a")
-	sbB := kernelSandbox(t, c, "c-b")
-	joined(t, n, sbA, "a")
-	b := joined(t, n, sbB, "b")
-	nsA, _ := sandboxNS(t, sbA)
-	expect(t, nsA, "udp", "b", dns.TypeA, epIP(b))
+	rec := testrig.NewRecorder()
 	// No periodic check until the test asks for one: it would race with
 	// the checks that the redirect is gone, and with RepairFirewall.
-	libnetwork.SetDNSCheckInterval(c, time.Hour)
+	ticks := make(chan time.Time)
+	c, _ := testrig.NewPrivController(t, config.OptionLogger(slog.New(rec)), testrig.DNSCheckTicks(ticks))
+	n := testrig.BridgeNet(t, c, "dnsheal", "cnmdnsh0", "10.61.0.0/24")
+	sbA := testrig.KernelSandbox(t, c, "c-a")
+	sbB := testrig.KernelSandbox(t, c, "c-b")
+	testrig.Joined(t, n, sbA, "a")
+	b := testrig.Joined(t, n, sbB, "b")
+	nsA, _ := testrig.SandboxNS(t, sbA)
+	testrig.Expect(t, nsA, "udp", "b", dns.TypeA, testrig.EpIP(b))
 
 	removeRedirect := func() {
 		t.Helper()
-		inNS(t, nsA, "nft", "delete", "table", "ip", dnsnat.Table)
-		if _, err := query(nsA, "udp", "b", dns.TypeA); err == nil {
+		testrig.InNS(t, nsA, "nft", "delete", "table", "ip", dnsnat.Table)
+		if _, err := testrig.Query(nsA, "udp", "b", dns.TypeA); err == nil {
 			t.Fatal("names still resolve without the redirect")
 		}
 	}
@@ -408,17 +308,17 @@ func TestDNSRedirectRepaired(t *testing.T) {
 	if !slices.Equal(rep.DNSRedirects, []string{sbA.ID()}) {
 		t.Fatalf("repaired DNS redirects %v, want [%s]", rep.DNSRedirects, sbA.ID())
 	}
-	expect(t, nsA, "udp", "b", dns.TypeA, epIP(b))
-	expect(t, nsA, "tcp", "b", dns.TypeA, epIP(b))
+	testrig.Expect(t, nsA, "udp", "b", dns.TypeA, testrig.EpIP(b))
+	testrig.Expect(t, nsA, "tcp", "b", dns.TypeA, testrig.EpIP(b))
 
 	removeRedirect()
-	rec.drain()
-	libnetwork.SetDNSCheckInterval(c, 50*time.Millisecond)
-	r := rec.waitFor(t, "dns redirect repaired")
+	rec.Drain()
+	ticks <- time.Now()
+	r := rec.WaitFor(t, "dns redirect repaired")
 	if r.Attrs["trigger"] != "periodic" || r.Attrs["sandbox"] != sbA.ID() {
 		t.Errorf("dns repair record %v", r.Attrs)
 	}
-	expect(t, nsA, "udp", "b", dns.TypeA, epIP(b))
+	testrig.Expect(t, nsA, "udp", "b", dns.TypeA, testrig.EpIP(b))
 	if rep, err := c.RepairFirewall(); err != nil || !rep.Empty() {
 		t.Errorf("RepairFirewall with nothing missing = %+v, %v", rep, err)
 	}
@@ -430,9 +330,9 @@ func TestRepairGoroutinesStopWithController(t *testing.T) {
 	if !repairGoroutines() {
 		t.Fatal("no repair goroutine runs (the test would prove nothing)")
 	}
-	teardown(t, h.c)
-	h.c.Stop()
-	eventually(t, "the repair goroutines to end", func() bool { return !repairGoroutines() })
+	testrig.Teardown(t, h.C)
+	h.C.Stop()
+	testrig.Eventually(t, "the repair goroutines to end", func() bool { return !repairGoroutines() })
 }
 
 // repairGoroutines reports whether a goroutine of the watcher, the
@@ -456,21 +356,21 @@ func TestOwnChurnTriggersNoCheck(t *testing.T) {
 	h := newHealRig(t)
 	marker := func() {
 		t.Helper()
-		h.log.drain()
-		inNS(t, h.host.NS, "sh", "-c", "nft add table ip marker && nft delete table ip marker")
+		h.log.Drain()
+		testrig.InNS(t, h.Host.NS, "sh", "-c", "nft add table ip marker && nft delete table ip marker")
 		for {
-			r := h.log.waitFor(t, "firewall checked")
+			r := h.log.WaitFor(t, "firewall checked")
 			if r.Attrs["trigger"] == "event" {
 				return
 			}
 		}
 	}
 	marker()
-	since := h.log.count()
+	since := h.log.Count()
 	for i := 0; i < 3; i++ {
-		n := h.bridgeNet(t, "churn", "10.62.0.0/24")
-		c := h.mustRun(t, n, "churn", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(81, 8181)})})
-		c.stop(t)
+		n := h.BridgeNet(t, "churn", "10.62.0.0/24")
+		c := h.MustRun(t, n, "churn", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(81, 8181)})})
+		c.Stop(t)
 		if err := n.Delete(); err != nil { // waits for the port releases
 			t.Fatal(err)
 		}
@@ -480,7 +380,7 @@ func TestOwnChurnTriggersNoCheck(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	marker()
 	var checks []map[string]any
-	for _, r := range h.log.since(since) {
+	for _, r := range h.log.Since(since) {
 		if r.Msg == "firewall checked" && r.Attrs["trigger"] == "event" {
 			checks = append(checks, r.Attrs)
 		}

@@ -1,4 +1,4 @@
-package libnetwork_test
+package firewall
 
 import (
 	"net"
@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // The paths moby 28 closed (issue #11), tried with real traffic from a
@@ -23,82 +22,51 @@ import (
 // FORWARD policy ACCEPT before the controller started: the library must
 // not depend on having set the policy to DROP itself.
 
-// newForwardingRig is a port rig (IPv4 and IPv6 uplink) whose host
-// namespace had forwarding on in both families, FORWARD ACCEPT, before
-// the controller started, as a host running another engine, Kubernetes,
-// libvirt or a VPN has.
-func newForwardingRig(t *testing.T, opts ...config.Option) *portRig {
-	t.Helper()
-	testutil.RequireRoot(t)
-	host := testutil.NewHostNS(t)
-	sys := firewall.NSSysctl{NS: host.NS}
-	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/default/forwarding", "net/ipv6/conf/all/forwarding"} {
-		if err := sys.Set(k, "1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := newPortRigOf(t, newPrivControllerIn(t, host, opts...), host)
-	withUplink6(t, r)
-	assertForwardAccept(t, r.host)
-	return r
-}
-
-// assertForwardAccept: the controller kept the host's FORWARD policy (it
-// did not flip forwarding on, so it has no business changing it).
-func assertForwardAccept(t *testing.T, host *testutil.HostNS) {
-	t.Helper()
-	for _, bin := range []string{"iptables", "ip6tables"} {
-		if out := inNS(t, host.NS, bin, "-w", "-S", "FORWARD"); !strings.Contains(out, "-P FORWARD ACCEPT\n") {
-			t.Fatalf("%s FORWARD policy is not ACCEPT:\n%s", bin, out)
-		}
-	}
-}
-
 // From outside the bridge, only what a published host port DNATs reaches
 // a container: not its unpublished ports, nor its published port by the
 // container's own address, in both families. The host itself still
 // reaches the container's addresses; the containers still reach out, and
 // their published ports through the host (hairpin).
 func TestHoleDirectRouting(t *testing.T) {
-	r := newForwardingRig(t)
-	n := dualStackNet(t, r.c, "direct", "", "10.61.0.0/24", "fd00:61::/64")
-	r.routeOutside(t, "10.61.0.0/24")
-	routeOutside6(t, r, "fd00:61::/64")
-	c1 := r.mustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
-	serve(t, c1.ns, "tcp", ":80", "c1:80")
-	serve(t, c1.ns, "tcp", ":81", "c1:81")
-	c1v6 := ip6Of(t, c1)
+	r := testrig.NewForwardingRig(t)
+	n := testrig.DualStackNet(t, r.C, "direct", "", "10.61.0.0/24", "fd00:61::/64")
+	r.RouteOutside(t, "10.61.0.0/24")
+	testrig.RouteOutside6(t, r, "fd00:61::/64")
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80")
+	testrig.Serve(t, c1.Ns, "tcp", ":81", "c1:81")
+	c1v6 := testrig.Ip6Of(t, c1)
 
 	// Published: through the host's addresses.
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "c1:80")
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8080), "c1:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1:80")
 	// Routed to the container's own addresses: nothing, published or not.
-	for _, ip := range []string{c1.ip, c1v6} {
-		mustNotFetch(t, r.out.NS, "tcp", hp(ip, 80))
-		mustNotFetch(t, r.out.NS, "tcp", hp(ip, 81))
+	for _, ip := range []string{c1.Ip, c1v6} {
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 80))
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 81))
 	}
 	// The neighbour's packets did reach the host (a dropped route would
 	// prove nothing): the raw and filter drops counted them.
 	for _, fam := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
-		if got := ownRuleHits(t, r.host, fam, firewall.TableRaw, "! -i br-"); got == 0 {
+		if got := ownRuleHits(t, r.Host, fam, firewall.TableRaw, "! -i br-"); got == 0 {
 			t.Errorf("%s: the raw direct-access drop saw no packet", fam)
 		}
 	}
 	// The host's own traffic to container addresses stays allowed.
-	mustFetch(t, r.host.NS, "tcp", hp(c1.ip, 81), "c1:81")
-	fetchSoon(t, r.host.NS, "tcp", hp(c1v6, 81), "c1:81")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp(c1.Ip, 81), "c1:81")
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(c1v6, 81), "c1:81")
 	// Container egress (masqueraded) and hairpin keep working.
-	serve(t, r.out.NS, "tcp", hp(uplinkOutside, 7000), "out")
-	serve(t, r.out.NS, "tcp", hp(uplinkOutside6, 7000), "out")
-	if peer := mustFetch(t, c1.ns, "tcp", hp(uplinkOutside, 7000), "out"); peer != uplinkHost {
-		t.Errorf("egress seen from %s, want the host's %s", peer, uplinkHost)
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
+	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out"); peer != testrig.UplinkHost {
+		t.Errorf("egress seen from %s, want the host's %s", peer, testrig.UplinkHost)
 	}
-	fetchSoon(t, c1.ns, "tcp", hp(uplinkOutside6, 7000), "out")
-	c2 := r.mustRun(t, n, "c2", nil)
-	mustFetch(t, c2.ns, "tcp", hp(uplinkHost, 8080), "c1:80")
-	mustFetch(t, c2.ns, "tcp", hp(c1.ip, 81), "c1:81") // ICC on
-	mustFetch(t, r.host.NS, "tcp", hp("127.0.0.1", 8080), "c1:80")
-	assertForwardAccept(t, r.host)
+	testrig.FetchSoon(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
+	c2 := r.MustRun(t, n, "c2", nil)
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(c1.Ip, 81), "c1:81") // ICC on
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080), "c1:80")
+	testrig.AssertForwardAccept(t, r.Host)
 }
 
 // Without masquerade the containers' connections come back to their own
@@ -106,26 +74,26 @@ func TestHoleDirectRouting(t *testing.T) {
 // new connections out, in both families, while the containers' own
 // connections get their answers.
 func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
-	r := newForwardingRig(t)
-	n := dualStackNet(t, r.c, "nomasq", "", "10.60.0.0/24", "fd00:60::/64",
+	r := testrig.NewForwardingRig(t)
+	n := testrig.DualStackNet(t, r.C, "nomasq", "", "10.60.0.0/24", "fd00:60::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableIPMasquerade: "false"}))
-	r.routeOutside(t, "10.60.0.0/24")
-	routeOutside6(t, r, "fd00:60::/64")
-	c1 := r.mustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
-	serve(t, c1.ns, "tcp", ":80", "c1:80")
-	serve(t, c1.ns, "tcp", ":81", "c1:81")
-	c1v6 := ip6Of(t, c1)
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "c1:80")
-	for _, ip := range []string{c1.ip, c1v6} {
-		mustNotFetch(t, r.out.NS, "tcp", hp(ip, 80))
-		mustNotFetch(t, r.out.NS, "tcp", hp(ip, 81))
+	r.RouteOutside(t, "10.60.0.0/24")
+	testrig.RouteOutside6(t, r, "fd00:60::/64")
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80")
+	testrig.Serve(t, c1.Ns, "tcp", ":81", "c1:81")
+	c1v6 := testrig.Ip6Of(t, c1)
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
+	for _, ip := range []string{c1.Ip, c1v6} {
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 80))
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 81))
 	}
-	serve(t, r.out.NS, "tcp", hp(uplinkOutside, 7000), "out")
-	serve(t, r.out.NS, "tcp", hp(uplinkOutside6, 7000), "out")
-	if peer := mustFetch(t, c1.ns, "tcp", hp(uplinkOutside, 7000), "out"); peer != c1.ip {
-		t.Errorf("egress seen from %s, want the container's own %s", peer, c1.ip)
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
+	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out"); peer != c1.Ip {
+		t.Errorf("egress seen from %s, want the container's own %s", peer, c1.Ip)
 	}
-	if peer := fetchSoon(t, c1.ns, "tcp", hp(uplinkOutside6, 7000), "out"); peer != c1v6 {
+	if peer := testrig.FetchSoon(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out"); peer != c1v6 {
 		t.Errorf("IPv6 egress seen from %s, want the container's own %s", peer, c1v6)
 	}
 }
@@ -135,30 +103,30 @@ func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
 // DNAT would forward it. The IPv6 twin (::1 from the wire) is a
 // regression check: the kernel drops it on its own.
 func TestHoleLoopbackPortFromLAN(t *testing.T) {
-	r := newForwardingRig(t)
-	n := dualStackNet(t, r.c, "lo", "", "10.62.0.0/24", "fd00:62::/64")
-	c1 := r.mustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{
+	r := testrig.NewForwardingRig(t)
+	n := testrig.DualStackNet(t, r.C, "lo", "", "10.62.0.0/24", "fd00:62::/64")
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{
 		{Proto: types.UDP, Port: 53, HostIP: net.ParseIP("127.0.0.1"), HostPort: 5300},
 	})})
-	got := udpSink(t, c1.ns, ":53")
-	loopbackVia(t, r.out, "wan0", "127.0.0.1", uplinkHost, uplinkOutside)
-	sendUDP(t, r.out.NS, hp("127.0.0.1", 5300))
+	got := udpSink(t, c1.Ns, ":53")
+	loopbackVia(t, r.Out, "wan0", "127.0.0.1", testrig.UplinkHost, testrig.UplinkOutside)
+	sendUDP(t, r.Out.NS, testrig.Hp("127.0.0.1", 5300))
 	if n := got.after(time.Second); n != 0 {
 		t.Fatalf("the neighbour's datagrams to 127.0.0.1:5300 reached the container (%d)", n)
 	}
-	if ownRuleHits(t, r.host, firewall.IPv4, firewall.TableMangle, "-d 127.0.0.0/8 ! -i lo") == 0 {
+	if ownRuleHits(t, r.Host, firewall.IPv4, firewall.TableMangle, "-d 127.0.0.0/8 ! -i lo") == 0 {
 		t.Error("the loopback guard saw no packet: the neighbour's datagrams never reached the host")
 	}
 	// The host itself still reaches it.
-	sendUDP(t, r.host.NS, hp("127.0.0.1", 5300))
+	sendUDP(t, r.Host.NS, testrig.Hp("127.0.0.1", 5300))
 	if got.wait(10*time.Second) == 0 {
 		t.Fatal("the host's datagrams to 127.0.0.1:5300 never reached the container")
 	}
 
 	// IPv6: a host service on [::1] is not reached from the wire.
-	v6 := udpSink(t, r.host.NS, "[::1]:5301")
-	loopbackVia(t, r.out, "wan0", "::1", uplinkHost6, uplinkOutside6)
-	sendUDP(t, r.out.NS, hp("::1", 5301))
+	v6 := udpSink(t, r.Host.NS, "[::1]:5301")
+	loopbackVia(t, r.Out, "wan0", "::1", testrig.UplinkHost6, testrig.UplinkOutside6)
+	sendUDP(t, r.Out.NS, testrig.Hp("::1", 5301))
 	if n := v6.after(time.Second); n != 0 {
 		t.Fatalf("the neighbour's datagrams to [::1]:5301 reached the host's service (%d)", n)
 	}
@@ -168,45 +136,36 @@ func TestHoleLoopbackPortFromLAN(t *testing.T) {
 // container reach services the host bound to its loopback; host →
 // 127.0.0.1:port → container and hairpin keep working.
 func TestHoleContainerToHostLoopback(t *testing.T) {
-	r := newForwardingRig(t)
-	n := dualStackNet(t, r.c, "rl", "", "10.63.0.0/24", "fd00:63::/64")
-	c1 := r.mustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)})})
-	serve(t, c1.ns, "tcp", ":80", "c1:80")
-	if v := inNS(t, r.host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
+	r := testrig.NewForwardingRig(t)
+	n := testrig.DualStackNet(t, r.C, "rl", "", "10.63.0.0/24", "fd00:63::/64")
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80")
+	if v := testrig.InNS(t, r.Host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
 		t.Fatalf("route_localnet on the bridge is %q: the test would prove nothing", v)
 	}
 	gw, gw6 := "10.63.0.1", "fd00:63::1"
 
-	svc := udpSink(t, r.host.NS, "127.0.0.5:5400")
-	loopbackVia(t, c1, "eth0", "127.0.0.5", gw, c1.ip)
-	sendUDP(t, c1.ns, "127.0.0.5:5400")
+	svc := udpSink(t, r.Host.NS, "127.0.0.5:5400")
+	loopbackVia(t, c1, "eth0", "127.0.0.5", gw, c1.Ip)
+	sendUDP(t, c1.Ns, "127.0.0.5:5400")
 	if n := svc.after(time.Second); n != 0 {
 		t.Fatalf("the container reached the host's 127.0.0.5:5400 (%d datagrams)", n)
 	}
-	if ownRuleHits(t, r.host, firewall.IPv4, firewall.TableMangle, "-d 127.0.0.0/8 ! -i lo") == 0 {
+	if ownRuleHits(t, r.Host, firewall.IPv4, firewall.TableMangle, "-d 127.0.0.0/8 ! -i lo") == 0 {
 		t.Error("the loopback guard saw no packet: the container's datagrams never reached the host")
 	}
-	svc6 := udpSink(t, r.host.NS, "[::1]:5401")
-	loopbackVia(t, c1, "eth0", "::1", gw6, ip6Of(t, c1))
-	sendUDP(t, c1.ns, hp("::1", 5401))
+	svc6 := udpSink(t, r.Host.NS, "[::1]:5401")
+	loopbackVia(t, c1, "eth0", "::1", gw6, testrig.Ip6Of(t, c1))
+	sendUDP(t, c1.Ns, testrig.Hp("::1", 5401))
 	if n := svc6.after(time.Second); n != 0 {
 		t.Fatalf("the container reached the host's [::1]:5401 (%d datagrams)", n)
 	}
 
 	// What route_localnet is for still works.
-	mustFetch(t, r.host.NS, "tcp", hp("127.0.0.1", 8080), "c1:80")
-	c2 := r.mustRun(t, n, "c2", nil)
-	mustFetch(t, c2.ns, "tcp", hp(gw, 8080), "c1:80")
-	mustFetch(t, c1.ns, "tcp", hp(gw, 8080), "c1:80")
-}
-
-// routeOutside6 is routeOutside for an IPv6 subnet.
-func routeOutside6(t *testing.T, r *portRig, subnet string) {
-	t.Helper()
-	_, dst, _ := net.ParseCIDR(subnet)
-	if err := r.out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(uplinkHost6)}); err != nil {
-		t.Fatalf("route to %s in outside namespace: %v", subnet, err)
-	}
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080), "c1:80")
+	c2 := r.MustRun(t, n, "c2", nil)
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(gw, 8080), "c1:80")
+	testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(gw, 8080), "c1:80")
 }
 
 // loopbackVia makes a namespace send packets for the loopback address dst
@@ -217,26 +176,26 @@ func loopbackVia(t *testing.T, where any, link, dst, gw, src string) {
 	t.Helper()
 	var ns *netnsutil.NS
 	switch w := where.(type) {
-	case *container:
-		ns = w.ns
+	case *testrig.Container:
+		ns = w.Ns
 	case *testutil.HostNS:
 		ns = w.NS
 	default:
 		t.Fatalf("loopbackVia: %T", where)
 	}
 	if strings.Contains(dst, ":") {
-		inNS(t, ns, "ip", "-6", "route", "del", "table", "local", "::1", "dev", "lo")
-		inNS(t, ns, "ip", "-6", "route", "add", dst+"/128", "via", gw, "dev", link, "src", src)
+		testrig.InNS(t, ns, "ip", "-6", "route", "del", "table", "local", "::1", "dev", "lo")
+		testrig.InNS(t, ns, "ip", "-6", "route", "add", dst+"/128", "via", gw, "dev", link, "src", src)
 		return
 	}
 	// 127.0.0.1 itself stays local to the sender (only the /8 goes)
 	// unless it is the destination.
-	inNS(t, ns, "ip", "route", "del", "table", "local", "127.0.0.0/8", "dev", "lo")
+	testrig.InNS(t, ns, "ip", "route", "del", "table", "local", "127.0.0.0/8", "dev", "lo")
 	if dst == "127.0.0.1" {
-		inNS(t, ns, "ip", "route", "del", "table", "local", "127.0.0.1", "dev", "lo")
+		testrig.InNS(t, ns, "ip", "route", "del", "table", "local", "127.0.0.1", "dev", "lo")
 	}
-	inNS(t, ns, "sysctl", "-q", "-w", "net.ipv4.conf."+link+".route_localnet=1")
-	inNS(t, ns, "ip", "route", "add", dst+"/32", "via", gw, "dev", link, "src", src)
+	testrig.InNS(t, ns, "sysctl", "-q", "-w", "net.ipv4.conf."+link+".route_localnet=1")
+	testrig.InNS(t, ns, "ip", "route", "add", dst+"/32", "via", gw, "dev", link, "src", src)
 }
 
 // sink counts the datagrams arriving at a UDP socket.
@@ -298,7 +257,7 @@ func ownRuleHits(t *testing.T, host *testutil.HostNS, fam firewall.Family, table
 		bin = "ip6tables-save"
 	}
 	var sum int64
-	for _, line := range strings.Split(inNS(t, host.NS, bin, "-c", "-t", table), "\n") {
+	for _, line := range strings.Split(testrig.InNS(t, host.NS, bin, "-c", "-t", table), "\n") {
 		if !strings.HasPrefix(line, "[") || !strings.Contains(line, match) || !strings.Contains(line, "--comment cnm-") {
 			continue
 		}

@@ -1,4 +1,4 @@
-package libnetwork_test
+package firewall
 
 import (
 	"net"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 )
 
 // A container whose kernel sends from 127.0.0.1 (route_localnet on its
@@ -21,28 +22,28 @@ import (
 // trusts loopback peers (without the rule they arrive). The same
 // container's datagrams from its own address arrive.
 func TestHoleLoopbackSourceFromContainer(t *testing.T) {
-	r := newForwardingRig(t)
-	n := dualStackNet(t, r.c, "losrc", "", "10.76.0.0/24", "fd00:76::/64")
-	c1 := r.mustRun(t, n, "c1", nil)
-	if v := inNS(t, r.host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
+	r := testrig.NewForwardingRig(t)
+	n := testrig.DualStackNet(t, r.C, "losrc", "", "10.76.0.0/24", "fd00:76::/64")
+	c1 := r.MustRun(t, n, "c1", nil)
+	if v := testrig.InNS(t, r.Host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
 		t.Fatalf("route_localnet on the bridge is %q: the test would prove nothing", v)
 	}
-	inNS(t, r.host.NS, "sysctl", "-q", "-w", "net.ipv4.conf.br-"+n.ID()[:12]+".accept_local=1")
+	testrig.InNS(t, r.Host.NS, "sysctl", "-q", "-w", "net.ipv4.conf.br-"+n.ID()[:12]+".accept_local=1")
 	gw := "10.76.0.1"
-	svc, own := udpSink(t, r.host.NS, hp(gw, 5500)), udpSink(t, r.host.NS, hp(gw, 5501))
+	svc, own := udpSink(t, r.Host.NS, testrig.Hp(gw, 5500)), udpSink(t, r.Host.NS, testrig.Hp(gw, 5501))
 	// The path itself is open (and the container has the gateway's MAC:
 	// it would not resolve it from 127.0.0.1).
-	sendUDPFrom(t, c1.ns, c1.ip, hp(gw, 5501))
+	sendUDPFrom(t, c1.Ns, c1.Ip, testrig.Hp(gw, 5501))
 	if own.wait(10*time.Second) == 0 {
 		t.Fatal("the container's datagrams from its own address never reached the host")
 	}
 
-	inNS(t, c1.ns, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1")
-	sendUDPFrom(t, c1.ns, "127.0.0.1", hp(gw, 5500))
+	testrig.InNS(t, c1.Ns, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1")
+	sendUDPFrom(t, c1.Ns, "127.0.0.1", testrig.Hp(gw, 5500))
 	if n := svc.after(time.Second); n != 0 {
 		t.Fatalf("the container's datagrams from 127.0.0.1 reached the host's %s:5500 (%d)", gw, n)
 	}
-	if ownRuleHits(t, r.host, firewall.IPv4, firewall.TableMangle, "-s 127.0.0.0/8 ! -i lo") == 0 {
+	if ownRuleHits(t, r.Host, firewall.IPv4, firewall.TableMangle, "-s 127.0.0.0/8 ! -i lo") == 0 {
 		t.Error("the loopback guard's source drop saw no packet: the datagrams never reached the host")
 	}
 }

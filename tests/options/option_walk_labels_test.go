@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"log/slog"
@@ -10,6 +10,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
@@ -39,7 +40,7 @@ var labelChecks = map[string]func(t *testing.T, w *walkRig){
 		// only when EnableUserlandProxy is true.
 		for _, v := range []string{"false", "true"} {
 			var buf syncBuffer
-			newController(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))),
+			testrig.NewController(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))),
 				config.OptionLabels([]string{netlabel.DriverPrefix + ".bridge.EnableUserlandProxy=" + v}))
 			if got := strings.Contains(buf.String(), "EnableUserlandProxy=true"); got != (v == "true") {
 				t.Fatalf("label EnableUserlandProxy=%s: the driver's start log %q", v, buf.String())
@@ -77,7 +78,7 @@ var labelChecks = map[string]func(t *testing.T, w *walkRig){
 	},
 	"MacAddress": func(t *testing.T, w *walkRig) {
 		mac := net.HardwareAddr{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}
-		ep := must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("mac",
+		ep := testrig.Must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("mac",
 			libnetwork.EndpointOptionGeneric(map[string]any{netlabel.MacAddress: mac})))
 		if got := ep.Info().Iface().MacAddress(); got.String() != mac.String() {
 			t.Fatalf("MAC %s, want %s", got, mac)
@@ -99,7 +100,7 @@ var labelChecks = map[string]func(t *testing.T, w *walkRig){
 	"DNSServers": func(t *testing.T, w *walkRig) {
 		// As upstream, for the driver (a plugin receives it in
 		// CreateEndpoint's Options); no built-in driver uses it.
-		ep := must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("dns", libnetwork.CreateOptionDNS([]string{"192.0.2.53"})))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("dns", libnetwork.CreateOptionDNS([]string{"192.0.2.53"})))
 		if got, _ := w.rec.ep(t, ep).Options[netlabel.DNSServers].([]string); !slices.Equal(got, []string{"192.0.2.53"}) {
 			t.Fatalf("driver got %s = %v", netlabel.DNSServers, got)
 		}
@@ -191,17 +192,17 @@ func refusedByBridge(label, bad string) func(t *testing.T, w *walkRig) {
 // kernel: the MTU on both ends of the veth, the container interface's
 // name prefix, and the SNAT source.
 func bridgeLabels(t *testing.T, _ *walkRig) {
-	c, host := newPrivController(t)
-	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "labels", "",
+	c, host := testrig.NewPrivController(t)
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "labels", "",
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.66.0.0/24"}}, nil, nil),
 		libnetwork.NetworkOptionDriverOpts(map[string]string{
 			netlabel.DriverMTU: "1400", netlabel.ContainerIfacePrefix: "ctr", netlabel.HostIP: "192.0.2.7"})))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("ctr-labels"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("ctr-labels"))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	_, h := sandboxNS(t, sb)
+	_, h := testrig.SandboxNS(t, sb)
 	l, err := h.LinkByName("ctr0")
 	if err != nil {
 		t.Fatalf("%s=ctr: %v", netlabel.ContainerIfacePrefix, err)
@@ -209,7 +210,7 @@ func bridgeLabels(t *testing.T, _ *walkRig) {
 	if l.Attrs().MTU != 1400 {
 		t.Fatalf("%s=1400: container interface MTU %d", netlabel.DriverMTU, l.Attrs().MTU)
 	}
-	if rules := rulesNaming(t, host.NS, "--to-source 192.0.2.7"); len(rules) == 0 {
+	if rules := testrig.RulesNaming(t, host.NS, "--to-source 192.0.2.7"); len(rules) == 0 {
 		t.Fatalf("%s=192.0.2.7: no SNAT rule", netlabel.HostIP)
 	}
 	if err := ep.Leave(sb); err != nil {

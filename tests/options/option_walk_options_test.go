@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"log/slog"
@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -65,14 +66,14 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 		}
 	},
 	"EndpointOptionGeneric": func(t *testing.T, w *walkRig) {
-		ep := must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("g", libnetwork.EndpointOptionGeneric(map[string]any{"x": 2})))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("g", libnetwork.EndpointOptionGeneric(map[string]any{"x": 2})))
 		if w.rec.ep(t, ep).Options["x"] != 2 {
 			t.Fatal("generic endpoint option not given to the driver")
 		}
 	},
 	"CreateOptionIpam": func(t *testing.T, w *walkRig) {
 		n := w.network(t, libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.89.0.0/24"}}, nil, nil))
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ip", libnetwork.CreateOptionIpam(net.ParseIP("10.89.0.77"), nil,
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ip", libnetwork.CreateOptionIpam(net.ParseIP("10.89.0.77"), nil,
 			[]net.IP{net.ParseIP("169.254.1.1")}, nil)))
 		if got := ep.Info().Iface().Address().String(); got != "10.89.0.77/24" {
 			t.Fatalf("address %s", got)
@@ -83,14 +84,14 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 	},
 	"CreateOptionExposedPorts": func(t *testing.T, w *walkRig) {
 		tp := []types.TransportPort{{Proto: types.UDP, Port: 53}}
-		ep := must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("x", libnetwork.CreateOptionExposedPorts(tp)))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("x", libnetwork.CreateOptionExposedPorts(tp)))
 		if got, _ := w.rec.ep(t, ep).Options[netlabel.ExposedPorts].([]types.TransportPort); !slices.Equal(got, tp) {
 			t.Fatalf("driver got %v", got)
 		}
 	},
 	"CreateOptionPortMapping": func(t *testing.T, w *walkRig) {
 		pb := []types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 8081}}
-		ep := must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("p", libnetwork.CreateOptionPortMapping(pb)))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("p", libnetwork.CreateOptionPortMapping(pb)))
 		if got, _ := w.rec.ep(t, ep).Options[netlabel.PortMap].([]types.PortBinding); len(got) != 1 || got[0].HostPort != 8081 {
 			t.Fatalf("driver got %v", got)
 		}
@@ -103,11 +104,11 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 		}
 	},
 	"JoinOptionPriority": func(t *testing.T, w *walkRig) {
-		sb := must[*libnetwork.Sandbox](t)(w.c.NewSandbox("prio", libnetwork.OptionUseExternalKey()))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(w.c.NewSandbox("prio", libnetwork.OptionUseExternalKey()))
 		t.Cleanup(func() { _ = sb.Delete() })
 		var eps []*libnetwork.Endpoint
 		for i, prio := range []int{1, 5} {
-			ep := must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("prio" + string(rune('0'+i))))
+			ep := testrig.Must[*libnetwork.Endpoint](t)(w.network(t).CreateEndpoint("prio" + string(rune('0'+i))))
 			if err := ep.Join(sb, libnetwork.JoinOptionPriority(prio)); err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +140,7 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 	},
 	"OptionDNS": func(t *testing.T, w *walkRig) {
 		dir := t.TempDir()
-		sb := must[*libnetwork.Sandbox](t)(w.c.NewSandbox("dns", libnetwork.OptionUseExternalKey(),
+		sb := testrig.Must[*libnetwork.Sandbox](t)(w.c.NewSandbox("dns", libnetwork.OptionUseExternalKey(),
 			libnetwork.OptionResolvConfPath(filepath.Join(dir, "resolv.conf")), libnetwork.OptionDNS("192.0.2.53"),
 			libnetwork.OptionDNSSearch("example.com"), libnetwork.OptionDNSOptions("ndots:2")))
 		t.Cleanup(func() { _ = sb.Delete() })
@@ -156,7 +157,7 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 		if err := os.WriteFile(origin, []byte("nameserver 192.0.2.44\nsearch origin.example\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		sb := must[*libnetwork.Sandbox](t)(w.c.NewSandbox("origin", libnetwork.OptionUseExternalKey(),
+		sb := testrig.Must[*libnetwork.Sandbox](t)(w.c.NewSandbox("origin", libnetwork.OptionUseExternalKey(),
 			libnetwork.OptionResolvConfPath(filepath.Join(dir, "resolv.conf")), libnetwork.OptionOriginResolvConfPath(origin)))
 		t.Cleanup(func() { _ = sb.Delete() })
 		if rc := fileOf(t, filepath.Join(dir, "resolv.conf")); !strings.Contains(rc, "origin.example") {
@@ -164,7 +165,7 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 		}
 	},
 	"OptionUseExternalKey": func(t *testing.T, w *walkRig) {
-		sb := must[*libnetwork.Sandbox](t)(w.c.NewSandbox("ext", libnetwork.OptionUseExternalKey()))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(w.c.NewSandbox("ext", libnetwork.OptionUseExternalKey()))
 		t.Cleanup(func() { _ = sb.Delete() })
 		if _, err := os.Stat(sb.Key()); err == nil {
 			t.Fatal("a namespace was made for an external-key sandbox")
@@ -172,7 +173,7 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 	},
 	"config.OptionDataDir": func(t *testing.T, w *walkRig) {
 		dir := t.TempDir()
-		c := newController(t, config.OptionDataDir(dir))
+		c := testrig.NewController(t, config.OptionDataDir(dir))
 		_ = c
 		if _, err := os.Stat(filepath.Join(dir, libnetwork.StoreFile)); err != nil {
 			t.Fatalf("no store in DataDir: %v", err)
@@ -180,8 +181,8 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 	},
 	"config.OptionExecRoot": func(t *testing.T, w *walkRig) {
 		dir := t.TempDir()
-		c := newController(t, config.OptionExecRoot(dir))
-		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("er", libnetwork.OptionUseExternalKey()))
+		c := testrig.NewController(t, config.OptionExecRoot(dir))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("er", libnetwork.OptionUseExternalKey()))
 		t.Cleanup(func() { _ = sb.Delete() })
 		if !strings.HasPrefix(sb.Key(), dir+string(filepath.Separator)) {
 			t.Fatalf("key %s not under ExecRoot %s", sb.Key(), dir)
@@ -197,7 +198,7 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 	"config.OptionLabels": labelChecks["DriverPrefix"],
 	"config.OptionLogger": func(t *testing.T, w *walkRig) {
 		var buf syncBuffer
-		c := newController(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))),
+		c := testrig.NewController(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))),
 			bridgeDriverConfig(options.Generic{"EnableUserlandProxy": true}))
 		_ = c
 		if !strings.Contains(buf.String(), "EnableUserlandProxy=true") {
@@ -212,7 +213,7 @@ var optionChecks = map[string]func(t *testing.T, w *walkRig){
 			t.Fatal(err)
 		}
 		defer c.Stop()
-		n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "hostns", "",
+		n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "hostns", "",
 			libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.BridgeName: "walkbr0"})))
 		defer n.Delete()
 		if _, err := host.Netlink.LinkByName("walkbr0"); err != nil {

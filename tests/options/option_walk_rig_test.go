@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -136,7 +137,7 @@ type walkRig struct {
 
 func newWalkRig(t *testing.T, opts ...config.Option) *walkRig {
 	t.Helper()
-	c := newController(t, opts...)
+	c := testrig.NewController(t, opts...)
 	rec := newRecDriver()
 	if err := c.RegisterDriver("rec", rec, driverapi.Capability{DataScope: "local", ConnectivityScope: "local"}); err != nil {
 		t.Fatal(err)
@@ -151,15 +152,15 @@ func (w *walkRig) name(prefix string) string {
 
 func (w *walkRig) network(t *testing.T, opts ...libnetwork.NetworkOption) *libnetwork.Network {
 	t.Helper()
-	return must[*libnetwork.Network](t)(w.c.NewNetwork("rec", w.name("net"), "", opts...))
+	return testrig.Must[*libnetwork.Network](t)(w.c.NewNetwork("rec", w.name("net"), "", opts...))
 }
 
 // joined creates an endpoint on n and joins it to a new external-key
 // sandbox (no namespace needed).
 func (w *walkRig) joined(t *testing.T, n *libnetwork.Network, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) (*libnetwork.Endpoint, *libnetwork.Sandbox) {
 	t.Helper()
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint(w.name("ep"), epOpts...))
-	sb := must[*libnetwork.Sandbox](t)(w.c.NewSandbox(w.name("ctr"), append([]libnetwork.SandboxOption{libnetwork.OptionUseExternalKey()}, sbOpts...)...))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint(w.name("ep"), epOpts...))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(w.c.NewSandbox(w.name("ctr"), append([]libnetwork.SandboxOption{libnetwork.OptionUseExternalKey()}, sbOpts...)...))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}

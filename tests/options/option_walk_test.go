@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"go/ast"
@@ -63,19 +63,48 @@ func declared(t *testing.T, dir string, funcs bool, prefixes ...string) []string
 	return out
 }
 
-// testBodies returns, per function of the root package's tests, the
-// package-qualified identifiers its body names.
-func testBodies(t *testing.T) map[string]map[string]bool {
+// moduleRoot is the module's top directory, seen from this package's.
+const moduleRoot = "../.."
+
+// testFiles parses the root package's tests and the area tests under
+// tests/, where the tests that check an option by name live.
+func testFiles(t *testing.T) []*ast.File {
 	t.Helper()
-	pkgs, err := parser.ParseDir(token.NewFileSet(), ".", func(fi fs.FileInfo) bool {
-		return strings.HasSuffix(fi.Name(), "_test.go")
-	}, 0)
+	var out []*ast.File
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(moduleRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path == moduleRoot || path == filepath.Join(moduleRoot, "tests") || filepath.Dir(path) == filepath.Join(moduleRoot, "tests") {
+				return nil
+			}
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		out = append(out, f)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// testBodies returns, per test function of the root package and the area
+// tests, the package-qualified identifiers its body names.
+func testBodies(t *testing.T) map[string]map[string]bool {
+	t.Helper()
 	out := map[string]map[string]bool{}
-	for _, p := range pkgs {
-		for _, f := range p.Files {
+	for _, f := range testFiles(t) {
+		{
 			for _, d := range f.Decls {
 				fd, ok := d.(*ast.FuncDecl)
 				if !ok || fd.Recv != nil || fd.Body == nil {
@@ -91,7 +120,9 @@ func testBodies(t *testing.T) map[string]map[string]bool {
 					}
 					return true
 				})
-				out[fd.Name.Name] = ids
+				if out[fd.Name.Name] == nil {
+					out[fd.Name.Name] = ids
+				}
 			}
 		}
 	}
@@ -103,11 +134,11 @@ func testBodies(t *testing.T) map[string]map[string]bool {
 func referencesOutside(t *testing.T, name string) []string {
 	t.Helper()
 	var hits []string
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(moduleRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (d.Name() == "netlabel" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+		if d.IsDir() && (d.Name() == "netlabel" || d.Name() == "testdata" || d.Name() == "testrig" || d.Name() == "tests" || strings.HasPrefix(d.Name(), ".")) && path != moduleRoot {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -130,7 +161,7 @@ func referencesOutside(t *testing.T, name string) []string {
 
 func TestEveryLabelIsRead(t *testing.T) {
 	w := newWalkRig(t)
-	for _, name := range declared(t, "netlabel", false) {
+	for _, name := range declared(t, filepath.Join(moduleRoot, "netlabel"), false) {
 		check, ok := labelChecks[name]
 		reason, skip := notOptions[name]
 		switch {
@@ -151,8 +182,8 @@ func TestEveryLabelIsRead(t *testing.T) {
 func TestEveryOptionIsRead(t *testing.T) {
 	w := newWalkRig(t)
 	bodies := testBodies(t)
-	names := declared(t, ".", true, "NetworkOption", "EndpointOption", "CreateOption", "JoinOption", "Option")
-	for _, n := range declared(t, "config", true, "Option") {
+	names := declared(t, moduleRoot, true, "NetworkOption", "EndpointOption", "CreateOption", "JoinOption", "Option")
+	for _, n := range declared(t, filepath.Join(moduleRoot, "config"), true, "Option") {
 		names = append(names, "config."+n)
 	}
 	for _, name := range names {

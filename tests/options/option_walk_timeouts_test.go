@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"net"
@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
@@ -40,7 +41,7 @@ func hostNSOpts(t *testing.T) []config.Option {
 func checkStoreTimeout(t *testing.T, _ *walkRig) {
 	const d = 150 * time.Millisecond
 	dir := t.TempDir()
-	newController(t, config.OptionDataDir(dir))
+	testrig.NewController(t, config.OptionDataDir(dir))
 	start := time.Now()
 	c, err := libnetwork.New(append(hostNSOpts(t), config.OptionDataDir(dir), config.OptionExecRoot(t.TempDir()),
 		config.OptionStoreTimeout(d))...)
@@ -70,7 +71,7 @@ func silentPluginDir(t *testing.T, name string) string {
 // after about PluginTimeout (default 15 s).
 func checkPluginTimeout(t *testing.T, _ *walkRig) {
 	const d = 300 * time.Millisecond
-	c := newController(t, config.OptionPluginDirs(silentPluginDir(t, "walksilent")), config.OptionPluginTimeout(d))
+	c := testrig.NewController(t, config.OptionPluginDirs(silentPluginDir(t, "walksilent")), config.OptionPluginTimeout(d))
 	start := time.Now()
 	_, err := c.NewNetwork("walksilent", "silent", "")
 	if took := time.Since(start); !types.IsTimeout(err) || !aboutAsLong(took, d) {
@@ -87,7 +88,7 @@ func checkPluginDirs(t *testing.T, _ *walkRig) {
 		dir  string
 		want func(error) bool
 	}{{dir, types.IsTimeout}, {t.TempDir(), types.IsNotFound}} {
-		c := newController(t, config.OptionPluginDirs(tc.dir), config.OptionPluginTimeout(100*time.Millisecond))
+		c := testrig.NewController(t, config.OptionPluginDirs(tc.dir), config.OptionPluginTimeout(100*time.Millisecond))
 		if _, err := c.NewNetwork("walkfound", "found", ""); !tc.want(err) {
 			t.Fatalf("plugin socket in %s, PluginDirs %s: got %v", dir, tc.dir, err)
 		}
@@ -99,17 +100,17 @@ func checkPluginDirs(t *testing.T, _ *walkRig) {
 // (default 4 s).
 func checkDNSTimeout(t *testing.T, _ *walkRig) {
 	const d = 300 * time.Millisecond
-	c, host := newPrivController(t, config.OptionDNSTimeout(d))
+	c, host := testrig.NewPrivController(t, config.OptionDNSTimeout(d))
 	var pc net.PacketConn
 	if err := host.NS.Do(func() (err error) { pc, err = net.ListenPacket("udp4", "127.0.0.53:53"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	origin := writeTemp(t, "resolv.conf", "nameserver 127.0.0.53\n")
-	n := bridgeNet(t, c, "walkdns", "cnmwdns0", "10.84.0.0/24")
-	sb := kernelSandbox(t, c, "walkdns", libnetwork.OptionOriginResolvConfPath(origin))
-	joined(t, n, sb, "walkdns")
-	ns, _ := sandboxNS(t, sb)
+	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 127.0.0.53\n")
+	n := testrig.BridgeNet(t, c, "walkdns", "cnmwdns0", "10.84.0.0/24")
+	sb := testrig.KernelSandbox(t, c, "walkdns", libnetwork.OptionOriginResolvConfPath(origin))
+	testrig.Joined(t, n, sb, "walkdns")
+	ns, _ := testrig.SandboxNS(t, sb)
 	start := time.Now()
 	resp, err := queryFor(ns, "forwarded.example.", 30*d)
 	took := time.Since(start)

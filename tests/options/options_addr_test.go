@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"net"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -14,7 +15,7 @@ import (
 // endpoint and put on the container's interface at Join, with upstream's
 // prefix lengths (/16 for IPv4, /64 for IPv6).
 func TestLinkLocalAddresses(t *testing.T) {
-	c, _ := newPrivController(t)
+	c, _ := testrig.NewPrivController(t)
 	n, err := c.NewNetwork("bridge", "ll", "", libnetwork.NetworkOptionIpam("default", "",
 		[]*libnetwork.IpamConf{{PreferredPool: "10.62.0.0/24"}}, nil, nil))
 	if err != nil {
@@ -39,7 +40,7 @@ func TestLinkLocalAddresses(t *testing.T) {
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	_, h := sandboxNS(t, sb)
+	_, h := testrig.SandboxNS(t, sb)
 	l, err := h.LinkByName("eth0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,8 +80,8 @@ func TestLinkLocalAddresses(t *testing.T) {
 // its own /64, and endpoints addresses in it; after a restart new
 // networks come from the same /48.
 func TestIPv6WithoutPoolGetsULA(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
+	r := testrig.NewRestartable(t)
+	c := r.Start()
 	mk := func(c *libnetwork.Controller, name, v4 string) *net.IPNet {
 		t.Helper()
 		n, err := c.NewNetwork("bridge", name, "", libnetwork.NetworkOptionEnableIPv6(true),
@@ -116,7 +117,7 @@ func TestIPv6WithoutPoolGetsULA(t *testing.T) {
 	if !same48(p1, p2) {
 		t.Fatalf("pools %s and %s are not in one /48", p1, p2)
 	}
-	c = r.start()
+	c = r.Start()
 	if p3 := mk(c, "v6c", "10.63.2.0/24"); !same48(p1, p3) {
 		t.Fatalf("after restart: pool %s not in the /48 of %s", p3, p1)
 	}

@@ -1,4 +1,4 @@
-package libnetwork_test
+package options
 
 import (
 	"log/slog"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -24,14 +25,14 @@ func bridgeDriverConfig(g options.Generic) config.Option {
 // (the endpoint's own ports) or at Join (the sandbox's), and leaves
 // nothing; containers without published ports work as before.
 func TestEnableIPTablesOffRefusesPorts(t *testing.T) {
-	r := newPortRig(t, bridgeDriverConfig(options.Generic{"EnableIPTables": false}))
+	r := testrig.NewPortRig(t, bridgeDriverConfig(options.Generic{"EnableIPTables": false}))
 	checkPortsRefused(t, r, "EnableIPTables")
 }
 
-func checkPortsRefused(t *testing.T, r *portRig, option string) {
+func checkPortsRefused(t *testing.T, r *testrig.PortRig, option string) {
 	t.Helper()
-	n := r.bridgeNet(t, "noipt", "10.60.0.0/24")
-	_, err := n.CreateEndpoint("own", libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
+	n := r.BridgeNet(t, "noipt", "10.60.0.0/24")
+	_, err := n.CreateEndpoint("own", libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
 	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), option) {
 		t.Fatalf("endpoint with published ports: want BadRequest naming %s, got %v", option, err)
 	}
@@ -43,7 +44,7 @@ func checkPortsRefused(t *testing.T, r *portRig, option string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := r.c.NewSandbox("ctr-c1", libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
+	sb, err := r.C.NewSandbox("ctr-c1", libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func checkPortsRefused(t *testing.T, r *portRig, option string) {
 	if ep.Info().Sandbox() != nil || len(sb.Endpoints()) != 0 {
 		t.Fatal("refused join left the endpoint joined")
 	}
-	if n := listeners(t, r.host.NS, 8080); n != 0 {
+	if n := testrig.Listeners(t, r.Host.NS, 8080); n != 0 {
 		t.Fatalf("refused join left %d sockets on port 8080", n)
 	}
 	if err := sb.Delete(); err != nil {
@@ -62,11 +63,11 @@ func checkPortsRefused(t *testing.T, r *portRig, option string) {
 	}
 
 	// Exposed ports alone publish nothing and are fine.
-	c2 := r.mustRun(t, n, "c2", nil, libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 80}}))
-	if hits := rulesNaming(t, r.host.NS, n.ID()[:12], c2.ep.ID()[:12]); len(hits) > 0 {
+	c2 := r.MustRun(t, n, "c2", nil, libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 80}}))
+	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c2.Ep.ID()[:12]); len(hits) > 0 {
 		t.Fatalf("rules on a driver without iptables:\n%s", strings.Join(hits, "\n"))
 	}
-	c2.stop(t)
+	c2.Stop(t)
 	if err := ep.Delete(false); err != nil {
 		t.Fatal(err)
 	}
@@ -79,16 +80,16 @@ func checkPortsRefused(t *testing.T, r *portRig, option string) {
 // logged once, through OptionLogger.
 func TestUserlandProxyOnKeepsLoopback(t *testing.T) {
 	var buf syncBuffer
-	r := newPortRig(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))), bridgeDriverConfig(options.Generic{
+	r := testrig.NewPortRig(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))), bridgeDriverConfig(options.Generic{
 		"EnableUserlandProxy": true, "UserlandProxyPath": "/nonexistent/docker-proxy"}))
-	n := r.bridgeNet(t, "proxy", "10.61.0.0/24")
-	c1 := r.mustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{tcp(80, 8080)}))
-	serve(t, c1.ns, "tcp", ":80", "c1")
-	mustFetch(t, r.host.NS, "tcp", "127.0.0.1:8080", "c1")
-	mustFetch(t, r.host.NS, "tcp", "10.61.0.1:8080", "c1")
-	mustFetch(t, r.out.NS, "tcp", uplinkHost+":8080", "c1")
-	mustFetch(t, c1.ns, "tcp", "10.61.0.1:8080", "c1")
-	c1.stop(t)
+	n := r.BridgeNet(t, "proxy", "10.61.0.0/24")
+	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
+	testrig.MustFetch(t, r.Host.NS, "tcp", "127.0.0.1:8080", "c1")
+	testrig.MustFetch(t, r.Host.NS, "tcp", "10.61.0.1:8080", "c1")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.UplinkHost+":8080", "c1")
+	testrig.MustFetch(t, c1.Ns, "tcp", "10.61.0.1:8080", "c1")
+	c1.Stop(t)
 	logged := buf.String()
 	if strings.Count(logged, "EnableUserlandProxy=true") != 1 || strings.Count(logged, "/nonexistent/docker-proxy") != 1 {
 		t.Fatalf("want the proxy options logged once each, got:\n%s", logged)
@@ -100,7 +101,7 @@ func TestUserlandProxyOnKeepsLoopback(t *testing.T) {
 // com.docker.network.driver.<type>.* labels into that driver's config):
 // here EnableIPTables=false, observable as ports being refused.
 func TestDriverLabelsConfigureBridge(t *testing.T) {
-	r := newPortRig(t, config.OptionLabels([]string{
+	r := testrig.NewPortRig(t, config.OptionLabels([]string{
 		"com.docker.network.driver.bridge.EnableIPTables=false",
 		"com.docker.network.something.else=1", // not a driver's: for other users
 	}))

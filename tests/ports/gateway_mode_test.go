@@ -1,4 +1,4 @@
-package libnetwork_test
+package ports
 
 import (
 	"net"
@@ -9,6 +9,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -27,80 +28,80 @@ func withDriverOpts(labels map[string]string) libnetwork.NetworkOption {
 // gatewayTarget is a container with a published port 80 (host 8080) and
 // an unpublished 81, on a dual-stack network routed from the neighbour.
 type gatewayTarget struct {
-	*container
+	*testrig.Container
 	ip6 string
 }
 
-func runTarget(t *testing.T, r *portRig, n *libnetwork.Network, name string, hostPort uint16) gatewayTarget {
+func runTarget(t *testing.T, r *testrig.PortRig, n *libnetwork.Network, name string, hostPort uint16) gatewayTarget {
 	t.Helper()
-	c := r.mustRun(t, n, name, []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{tcp(80, hostPort)})})
-	serve(t, c.ns, "tcp", ":80", name+":80")
-	serve(t, c.ns, "tcp", ":81", name+":81")
-	return gatewayTarget{c, ip6Of(t, c)}
+	c := r.MustRun(t, n, name, []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, hostPort)})})
+	testrig.Serve(t, c.Ns, "tcp", ":80", name+":80")
+	testrig.Serve(t, c.Ns, "tcp", ":81", name+":81")
+	return gatewayTarget{c, testrig.Ip6Of(t, c)}
 }
 
 // gatewayMode: "nat-unprotected" opens the containers' addresses in its
 // family only; the other family stays "nat". Published ports work in
 // both; containers of other networks still do not reach them directly.
 func TestGatewayModeNATUnprotected(t *testing.T) {
-	r := newForwardingRig(t)
-	a := dualStackNet(t, r.c, "open4", "", "10.64.0.0/24", "fd00:64::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
-	b := dualStackNet(t, r.c, "open6", "", "10.65.0.0/24", "fd00:65::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat", bridge.GatewayModeIPv6: "nat-unprotected"}))
+	r := testrig.NewForwardingRig(t)
+	a := testrig.DualStackNet(t, r.C, "open4", "", "10.64.0.0/24", "fd00:64::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := testrig.DualStackNet(t, r.C, "open6", "", "10.65.0.0/24", "fd00:65::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat", bridge.GatewayModeIPv6: "nat-unprotected"}))
 	for _, s := range []string{"10.64.0.0/24", "10.65.0.0/24"} {
-		r.routeOutside(t, s)
+		r.RouteOutside(t, s)
 	}
 	for _, s := range []string{"fd00:64::/64", "fd00:65::/64"} {
-		routeOutside6(t, r, s)
+		testrig.RouteOutside6(t, r, s)
 	}
 	ca := runTarget(t, r, a, "a", 8080)
 	cb := runTarget(t, r, b, "b", 8081)
 
 	// a: IPv4 open to the neighbour, published or not; IPv6 closed.
-	fetchSoon(t, r.out.NS, "tcp", hp(ca.ip, 81), "a:81")
-	mustFetch(t, r.out.NS, "tcp", hp(ca.ip, 80), "a:80")
-	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 81))
-	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 80))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(ca.Ip, 81), "a:81")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.Ip, 80), "a:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.ip6, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.ip6, 80))
 	// b: the other way round.
-	fetchSoon(t, r.out.NS, "tcp", hp(cb.ip6, 81), "b:81")
-	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 81))
-	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 80))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(cb.ip6, 81), "b:81")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(cb.Ip, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(cb.Ip, 80))
 	// Published ports, both families, both networks.
-	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "a:80")
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8080), "a:80")
-	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8081), "b:80")
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8081), "b:80")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "a:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "a:80")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8081), "b:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8081), "b:80")
 	// Inter-network isolation is not what the mode opens.
-	mustNotFetch(t, cb.ns, "tcp", hp(ca.ip, 81))
-	mustNotFetch(t, ca.ns, "tcp", hp(cb.ip6, 81))
-	assertForwardAccept(t, r.host)
+	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.Hp(ca.Ip, 81))
+	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.Hp(cb.ip6, 81))
+	testrig.AssertForwardAccept(t, r.Host)
 }
 
 // trusted_host_interfaces opens the containers' published ports at their
 // own addresses, in both families, to traffic arriving on the interfaces
 // named: not their unpublished ports, and nothing to other interfaces.
 func TestTrustedHostInterfaces(t *testing.T) {
-	r := newForwardingRig(t)
-	lan2 := addNeighbour(t, r.host, "uplink2", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:2::1/64", "2001:db8:2::2/64")
-	n := dualStackNet(t, r.c, "trusted", "", "10.66.0.0/24", "fd00:66::/64", withDriverOpts(map[string]string{bridge.TrustedHostInterfaces: "uplink"}))
-	r.routeOutside(t, "10.66.0.0/24")
-	routeOutside6(t, r, "fd00:66::/64")
+	r := testrig.NewForwardingRig(t)
+	lan2 := addNeighbour(t, r.Host, "uplink2", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:2::1/64", "2001:db8:2::2/64")
+	n := testrig.DualStackNet(t, r.C, "trusted", "", "10.66.0.0/24", "fd00:66::/64", withDriverOpts(map[string]string{bridge.TrustedHostInterfaces: "uplink"}))
+	r.RouteOutside(t, "10.66.0.0/24")
+	testrig.RouteOutside6(t, r, "fd00:66::/64")
 	routeVia(t, lan2, "10.66.0.0/24", "198.51.100.1")
 	routeVia(t, lan2, "fd00:66::/64", "2001:db8:2::1")
 	c := runTarget(t, r, n, "c", 8080)
 
 	// Through the trusted uplink: the published container port, by the
 	// container's address; not the unpublished one.
-	fetchSoon(t, r.out.NS, "tcp", hp(c.ip, 80), "c:80")
-	fetchSoon(t, r.out.NS, "tcp", hp(c.ip6, 80), "c:80")
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip, 81))
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip6, 81))
-	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "c:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80), "c:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 80), "c:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 81))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c:80")
 	// Through the other interface: only the published host port.
-	fetchSoon(t, lan2.NS, "tcp", hp("198.51.100.1", 8080), "c:80")
-	fetchSoon(t, lan2.NS, "tcp", hp("2001:db8:2::1", 8080), "c:80")
-	for _, ip := range []string{c.ip, c.ip6} {
-		mustNotFetch(t, lan2.NS, "tcp", hp(ip, 80))
-		mustNotFetch(t, lan2.NS, "tcp", hp(ip, 81))
+	testrig.FetchSoon(t, lan2.NS, "tcp", testrig.Hp("198.51.100.1", 8080), "c:80")
+	testrig.FetchSoon(t, lan2.NS, "tcp", testrig.Hp("2001:db8:2::1", 8080), "c:80")
+	for _, ip := range []string{c.Ip, c.ip6} {
+		testrig.MustNotFetch(t, lan2.NS, "tcp", testrig.Hp(ip, 80))
+		testrig.MustNotFetch(t, lan2.NS, "tcp", testrig.Hp(ip, 81))
 	}
 }
 
@@ -110,44 +111,44 @@ func TestTrustedHostInterfaces(t *testing.T) {
 // talk among themselves. A plain internal network, for contrast, has its
 // bridge address both ways.
 func TestGatewayModeIsolated(t *testing.T) {
-	r := newForwardingRig(t)
-	iso := dualStackNet(t, r.c, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
+	r := testrig.NewForwardingRig(t)
+	iso := testrig.DualStackNet(t, r.C, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
 		withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated", bridge.GatewayModeIPv6: "isolated"}))
-	plain := dualStackNet(t, r.c, "int", "", "10.70.0.0/24", "fd00:70::/64", libnetwork.NetworkOptionInternalNetwork())
-	serve(t, r.host.NS, "tcp", ":7001", "host")
-	c1, c2 := r.mustRun(t, iso, "c1", nil), r.mustRun(t, iso, "c2", nil)
-	p1 := r.mustRun(t, plain, "p1", nil)
-	for _, c := range []*container{c1, p1} {
-		serve(t, c.ns, "tcp", ":81", c.ep.Name()+":81")
+	plain := testrig.DualStackNet(t, r.C, "int", "", "10.70.0.0/24", "fd00:70::/64", libnetwork.NetworkOptionInternalNetwork())
+	testrig.Serve(t, r.Host.NS, "tcp", ":7001", "host")
+	c1, c2 := r.MustRun(t, iso, "c1", nil), r.MustRun(t, iso, "c2", nil)
+	p1 := r.MustRun(t, plain, "p1", nil)
+	for _, c := range []*testrig.Container{c1, p1} {
+		testrig.Serve(t, c.Ns, "tcp", ":81", c.Ep.Name()+":81")
 	}
 
-	l, err := r.host.Netlink.LinkByName("br-" + iso.ID()[:12])
+	l, err := r.Host.Netlink.LinkByName("br-" + iso.ID()[:12])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if addrs, err := r.host.Netlink.AddrList(l, netlink.FAMILY_ALL); err != nil || len(addrs) != 0 {
+	if addrs, err := r.Host.Netlink.AddrList(l, netlink.FAMILY_ALL); err != nil || len(addrs) != 0 {
 		t.Fatalf("isolated bridge addresses: %v, %v; want none", addrs, err)
 	}
 	// Containers of an internal network reach each other over IPv6 too
 	// (their neighbour discovery is bridged traffic the isolation rules
 	// must not drop).
-	p2 := r.mustRun(t, plain, "p2", nil)
-	fetchSoon(t, p2.ns, "tcp", hp(ip6Of(t, p1), 81), "p1:81")
+	p2 := r.MustRun(t, plain, "p2", nil)
+	testrig.FetchSoon(t, p2.Ns, "tcp", testrig.Hp(testrig.Ip6Of(t, p1), 81), "p1:81")
 	// Among themselves, both families.
-	mustFetch(t, c2.ns, "tcp", hp(c1.ip, 81), "c1:81")
-	fetchSoon(t, c2.ns, "tcp", hp(ip6Of(t, c1), 81), "c1:81")
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(c1.Ip, 81), "c1:81")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.Ip6Of(t, c1), 81), "c1:81")
 	// Not the host, either way.
-	mustNotFetch(t, r.host.NS, "tcp", hp(c1.ip, 81))
-	mustNotFetch(t, r.host.NS, "tcp", hp(ip6Of(t, c1), 81))
-	mustNotFetch(t, c1.ns, "tcp", hp("10.69.0.1", 7001))
-	mustNotFetch(t, c1.ns, "tcp", hp("fd00:69::1", 7001))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp(c1.Ip, 81))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp(testrig.Ip6Of(t, c1), 81))
+	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.Hp("10.69.0.1", 7001))
+	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.Hp("fd00:69::1", 7001))
 	// The plain internal network: the host both ways.
-	mustFetch(t, r.host.NS, "tcp", hp(p1.ip, 81), "p1:81")
-	fetchSoon(t, r.host.NS, "tcp", hp(ip6Of(t, p1), 81), "p1:81")
-	mustFetch(t, p1.ns, "tcp", hp("10.70.0.1", 7001), "host")
-	fetchSoon(t, p1.ns, "tcp", hp("fd00:70::1", 7001), "host")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp(p1.Ip, 81), "p1:81")
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(testrig.Ip6Of(t, p1), 81), "p1:81")
+	testrig.MustFetch(t, p1.Ns, "tcp", testrig.Hp("10.70.0.1", 7001), "host")
+	testrig.FetchSoon(t, p1.Ns, "tcp", testrig.Hp("fd00:70::1", 7001), "host")
 	// Only on internal networks.
-	_, err = r.c.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
+	_, err = r.C.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.71.0.0/24"}}, nil, nil))
 	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), bridge.GatewayModeIPv4) {
 		t.Errorf("isolated on a non-internal network: %v, want BadRequest naming %s", err, bridge.GatewayModeIPv4)
@@ -160,8 +161,8 @@ func TestGatewayModeIsolated(t *testing.T) {
 // family and no NAT for a routed one. Values not implemented fail the
 // create, naming the option, and leave no network.
 func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
+	r := testrig.NewRestartable(t)
+	c := r.Start()
 	for _, labels := range []map[string]string{
 		{bridge.GatewayModeIPv6: "isolated"},
 		{bridge.GatewayModeIPv4: "open-sesame"},
@@ -179,10 +180,10 @@ func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 		t.Fatalf("refused creates left networks: %v", nets)
 	}
 
-	n := dualStackNet(t, c, "modes", "", "10.68.0.0/24", "fd00:68::/64", withDriverOpts(map[string]string{
+	n := testrig.DualStackNet(t, c, "modes", "", "10.68.0.0/24", "fd00:68::/64", withDriverOpts(map[string]string{
 		bridge.GatewayModeIPv4: "nat-unprotected", bridge.TrustedHostInterfaces: "eth7:eth8"}))
 	id := n.ID()
-	routedID := dualStackNet(t, c, "routed6", "", "10.73.0.0/24", "fd00:73::/64", withDriverOpts(map[string]string{
+	routedID := testrig.DualStackNet(t, c, "routed6", "", "10.73.0.0/24", "fd00:73::/64", withDriverOpts(map[string]string{
 		bridge.GatewayModeIPv6: "routed"})).ID()
 	check := func(c *libnetwork.Controller) {
 		t.Helper()
@@ -201,8 +202,8 @@ func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 		if opts := routed.DriverOptions(); opts[bridge.GatewayModeIPv6] != "routed" {
 			t.Fatalf("driver options of the routed network: %v", opts)
 		}
-		checkNetworkRules(t, r.host, map[string]*libnetwork.Network{id: n, routedID: routed})
-		v4, v6 := kernelRules(t, r.host, firewall.IPv4), kernelRules(t, r.host, firewall.IPv6)
+		testrig.CheckNetworkRules(t, r.Host, map[string]*libnetwork.Network{id: n, routedID: routed})
+		v4, v6 := testrig.KernelRules(t, r.Host, firewall.IPv4), testrig.KernelRules(t, r.Host, firewall.IPv6)
 		// Routed IPv6: not masqueraded, ICMP accepted; IPv4 is nat.
 		rOwner := "--comment " + firewall.NetworkOwner(routedID) + " "
 		if masq := matching(v6, rOwner, "MASQUERADE"); len(masq) != 0 {
@@ -229,7 +230,7 @@ func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
 		}
 	}
 	check(c)
-	c = r.start()
+	c = r.Start()
 	if err := c.RestoreError(); err != nil {
 		t.Fatal(err)
 	}
@@ -297,31 +298,31 @@ func routeVia(t *testing.T, ns *testutil.HostNS, subnet, gw string) {
 // in its family: the network accepts what enters its bridge there, as
 // moby does for this mode, rather than relying on the policy.
 func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
-	r := newPortRig6(t)
-	a := dualStackNet(t, r.c, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
-	b := dualStackNet(t, r.c, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
+	r := testrig.NewPortRig6(t)
+	a := testrig.DualStackNet(t, r.C, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := testrig.DualStackNet(t, r.C, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
 	for _, bin := range []string{"iptables", "ip6tables"} {
-		if out := inNS(t, r.host.NS, bin, "-w", "-S", "FORWARD"); !strings.Contains(out, "-P FORWARD DROP\n") {
+		if out := testrig.InNS(t, r.Host.NS, bin, "-w", "-S", "FORWARD"); !strings.Contains(out, "-P FORWARD DROP\n") {
 			t.Fatalf("%s FORWARD policy is not DROP:\n%s", bin, out)
 		}
 	}
-	r.routeOutside(t, "10.71.0.0/24")
-	r.routeOutside(t, "10.72.0.0/24")
-	routeOutside6(t, r, "fd00:71::/64")
-	routeOutside6(t, r, "fd00:72::/64")
+	r.RouteOutside(t, "10.71.0.0/24")
+	r.RouteOutside(t, "10.72.0.0/24")
+	testrig.RouteOutside6(t, r, "fd00:71::/64")
+	testrig.RouteOutside6(t, r, "fd00:72::/64")
 	ca := runTarget(t, r, a, "a", 8080)
 	cb := runTarget(t, r, b, "b", 8081)
 
-	fetchSoon(t, r.out.NS, "tcp", hp(ca.ip, 81), "a:81")
-	mustNotFetch(t, r.out.NS, "tcp", hp(ca.ip6, 81))
-	fetchSoon(t, r.out.NS, "tcp", hp(cb.ip6, 81), "b:81")
-	mustNotFetch(t, r.out.NS, "tcp", hp(cb.ip, 81))
-	mustFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8080), "a:80")
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8081), "b:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(ca.Ip, 81), "a:81")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.ip6, 81))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(cb.ip6, 81), "b:81")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(cb.Ip, 81))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "a:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8081), "b:80")
 	// Only the neighbour is let in: containers of the other network are
 	// still isolated.
-	mustNotFetch(t, cb.ns, "tcp", hp(ca.ip, 81))
-	mustNotFetch(t, ca.ns, "tcp", hp(cb.ip6, 81))
+	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.Hp(ca.Ip, 81))
+	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.Hp(cb.ip6, 81))
 }
 
 // A live container's published port stays open to the network's trusted
@@ -330,23 +331,23 @@ func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
 // endpoint, in the protected family (IPv6 here) only; the unprotected
 // IPv4 needs none.
 func TestRestartKeepsTrustedPort(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
-	n := dualStackNet(t, c, "trustedp", "", "10.75.0.0/24", "fd00:75::/64", withDriverOpts(map[string]string{
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	n := testrig.DualStackNet(t, c, "trustedp", "", "10.75.0.0/24", "fd00:75::/64", withDriverOpts(map[string]string{
 		bridge.GatewayModeIPv4: "nat-unprotected", bridge.TrustedHostInterfaces: "eth7:eth8"}))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	sbPorts := []types.PortBinding{{Proto: types.TCP, Port: 80}}
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionPortMapping(sbPorts)))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionPortMapping(sbPorts)))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
 	check := func(when string) {
 		t.Helper()
 		owner := "--comment " + firewall.EndpointOwner(ep.ID()) + " "
-		if a := matching(kernelRules(t, r.host, firewall.IPv4), owner, "-i eth"); len(a) != 0 {
+		if a := matching(testrig.KernelRules(t, r.Host, firewall.IPv4), owner, "-i eth"); len(a) != 0 {
 			t.Errorf("%s: IPv4 (unprotected) trusted accepts: %v, want none", when, a)
 		}
-		v6 := kernelRules(t, r.host, firewall.IPv6)
+		v6 := testrig.KernelRules(t, r.Host, firewall.IPv6)
 		for _, ifc := range []string{"eth7", "eth8"} {
 			raw := matching(v6, owner, "raw -A PREROUTING ", "-i "+ifc+" ", "--dport 80 ", "-j ACCEPT")
 			filter := matching(v6, owner, "filter -A DOCKER ", "-i "+ifc+" ", "--dport 80 ", "-j ACCEPT")
@@ -356,7 +357,7 @@ func TestRestartKeepsTrustedPort(t *testing.T) {
 		}
 	}
 	check("before the restart")
-	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(sbPorts)}}))
+	c = r.Start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(sbPorts)}}))
 	if err := c.RestoreError(); err != nil {
 		t.Fatalf("restore: %v", err)
 	}

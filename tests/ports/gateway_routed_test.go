@@ -1,4 +1,4 @@
-package libnetwork_test
+package ports
 
 import (
 	"net"
@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -24,102 +25,102 @@ import (
 // The published port's accept is the endpoint's rule: repaired when
 // removed, gone with the endpoint.
 func TestGatewayModeRouted(t *testing.T) {
-	r := newForwardingRig(t)
-	n := dualStackNet(t, r.c, "routed4", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
-	r.routeOutside(t, "10.72.0.0/24")
-	routeOutside6(t, r, "fd00:72::/64")
+	r := testrig.NewForwardingRig(t)
+	n := testrig.DualStackNet(t, r.C, "routed4", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
+	r.RouteOutside(t, "10.72.0.0/24")
+	testrig.RouteOutside6(t, r, "fd00:72::/64")
 	c := runTarget(t, r, n, "r", 8090)
-	serve(t, r.out.NS, "tcp", ":9000", "out")
+	testrig.Serve(t, r.Out.NS, "tcp", ":9000", "out")
 
 	// IPv4, routed: the published container port at the container's
 	// address; not the unpublished one, not the host port.
-	fetchSoon(t, r.out.NS, "tcp", hp(c.ip, 80), "r:80")
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip, 81))
-	mustNotFetch(t, r.out.NS, "tcp", hp(uplinkHost, 8090))
-	if !echoes(t, r.out.NS, c.ip) {
-		t.Errorf("IPv4 is routed, yet %s does not answer the neighbour's ping", c.ip)
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80), "r:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8090))
+	if !echoes(t, r.Out.NS, c.Ip) {
+		t.Errorf("IPv4 is routed, yet %s does not answer the neighbour's ping", c.Ip)
 	}
-	if got := fetchSoon(t, c.ns, "tcp", hp(uplinkOutside, 9000), "out"); got != c.ip {
-		t.Errorf("the neighbour saw the container's IPv4 connection from %s, want its own address %s (no masquerade)", got, c.ip)
+	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.Hp(testrig.UplinkOutside, 9000), "out"); got != c.Ip {
+		t.Errorf("the neighbour saw the container's IPv4 connection from %s, want its own address %s (no masquerade)", got, c.Ip)
 	}
 	// IPv6, nat: the host port, not the container's address; masqueraded.
-	fetchSoon(t, r.out.NS, "tcp", hp(uplinkHost6, 8090), "r:80")
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip6, 80))
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip6, 81))
-	if echoes(t, r.out.NS, c.ip6) {
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8090), "r:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 80))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 81))
+	if echoes(t, r.Out.NS, c.ip6) {
 		t.Errorf("IPv6 is nat, yet %s answers the neighbour's ping", c.ip6)
 	}
-	if got := fetchSoon(t, c.ns, "tcp", hp(uplinkOutside6, 9000), "out"); got != uplinkHost6 && got != uplinkHost6b {
+	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 9000), "out"); got != testrig.UplinkHost6 && got != testrig.UplinkHost6b {
 		t.Errorf("the neighbour saw the container's IPv6 connection from %s, want one of the host's uplink addresses", got)
 	}
 
 	// Reported: the IPv4 binding has no host port, the IPv6 one 8090.
-	info, err := c.ep.DriverInfo()
+	info, err := c.Ep.DriverInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
-	pbs4, pbs6 := splitFamilies(pbs)
+	pbs4, pbs6 := testrig.SplitFamilies(pbs)
 	if len(pbs4) != 1 || pbs4[0].HostPort != 0 || pbs4[0].Port != 80 || len(pbs6) != 1 || pbs6[0].HostPort != 8090 {
 		t.Errorf("operational bindings %v: want IPv4 80 without a host port, IPv6 8090 -> 80", pbs)
 	}
 
-	checkNetworkRules(t, r.host, map[string]*libnetwork.Network{n.ID(): n})
-	epOwner := "--comment " + firewall.EndpointOwner(c.ep.ID()) + " "
-	accept := matching(kernelRules(t, r.host, firewall.IPv4), epOwner, "--dport 80 ", "-j ACCEPT")
-	if len(accept) != 1 || !strings.HasPrefix(accept[0], "filter -A DOCKER -d "+c.ip+"/32 ") {
-		t.Fatalf("the published port's accept: %v, want one in filter DOCKER for %s", accept, c.ip)
+	testrig.CheckNetworkRules(t, r.Host, map[string]*libnetwork.Network{n.ID(): n})
+	epOwner := "--comment " + firewall.EndpointOwner(c.Ep.ID()) + " "
+	accept := matching(testrig.KernelRules(t, r.Host, firewall.IPv4), epOwner, "--dport 80 ", "-j ACCEPT")
+	if len(accept) != 1 || !strings.HasPrefix(accept[0], "filter -A DOCKER -d "+c.Ip+"/32 ") {
+		t.Fatalf("the published port's accept: %v, want one in filter DOCKER for %s", accept, c.Ip)
 	}
-	if v6 := matching(kernelRules(t, r.host, firewall.IPv6), epOwner, "-j ACCEPT"); len(v6) != 0 {
+	if v6 := matching(testrig.KernelRules(t, r.Host, firewall.IPv6), epOwner, "-j ACCEPT"); len(v6) != 0 {
 		t.Errorf("IPv6 is nat, yet the endpoint has accepts: %v", v6)
 	}
 
 	// Another tool removes the accept: the repair puts it back.
-	inNS(t, r.host.NS, "iptables", append([]string{"-w", "-t", "filter", "-D"}, strings.Fields(strings.TrimPrefix(accept[0], "filter -A "))...)...)
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip, 80))
-	if _, err := r.c.RepairFirewall(); err != nil {
+	testrig.InNS(t, r.Host.NS, "iptables", append([]string{"-w", "-t", "filter", "-D"}, strings.Fields(strings.TrimPrefix(accept[0], "filter -A "))...)...)
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80))
+	if _, err := r.C.RepairFirewall(); err != nil {
 		t.Fatal(err)
 	}
-	fetchSoon(t, r.out.NS, "tcp", hp(c.ip, 80), "r:80")
-	mustNotFetch(t, r.out.NS, "tcp", hp(c.ip, 81))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80), "r:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 81))
 
 	// The endpoint's going takes its accept along.
-	if err := c.sb.Delete(); err != nil {
+	if err := c.Sb.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ep.Delete(false); err != nil {
+	if err := c.Ep.Delete(false); err != nil {
 		t.Fatal(err)
 	}
-	if left := matching(kernelRules(t, r.host, firewall.IPv4), epOwner); len(left) != 0 {
+	if left := matching(testrig.KernelRules(t, r.Host, firewall.IPv4), epOwner); len(left) != 0 {
 		t.Errorf("rules of the deleted endpoint: %v", left)
 	}
-	assertForwardAccept(t, r.host)
+	testrig.AssertForwardAccept(t, r.Host)
 }
 
 // A live container on a routed network keeps its published ports across
 // a restart: the IPv4 one without a host port (its accept back in
 // filter DOCKER, owned by the endpoint), the IPv6 one on its host port.
 func TestRestartKeepsRoutedPort(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
-	n := dualStackNet(t, c, "routed", "", "10.74.0.0/24", "fd00:74::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	n := testrig.DualStackNet(t, c, "routed", "", "10.74.0.0/24", "fd00:74::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	sbPorts := []types.PortBinding{{Proto: types.TCP, Port: 80}}
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionPortMapping(sbPorts)))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c", libnetwork.OptionPortMapping(sbPorts)))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	want := portsOf(t, ep)
+	want := testrig.PortsOf(t, ep)
 	if len(want) != 2 {
 		t.Fatalf("published %v, want one binding in each family", want)
 	}
 	accepts := func() []string {
-		return matching(kernelRules(t, r.host, firewall.IPv4), "--comment "+firewall.EndpointOwner(ep.ID())+" ", "--dport 80 ", "-j ACCEPT")
+		return matching(testrig.KernelRules(t, r.Host, firewall.IPv4), "--comment "+firewall.EndpointOwner(ep.ID())+" ", "--dport 80 ", "-j ACCEPT")
 	}
 	if a := accepts(); len(a) != 1 {
 		t.Fatalf("accepts of the routed port: %v, want one", a)
 	}
-	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(sbPorts)}}))
+	c = r.Start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(sbPorts)}}))
 	if err := c.RestoreError(); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
@@ -127,7 +128,7 @@ func TestRestartKeepsRoutedPort(t *testing.T) {
 	if err != nil {
 		t.Fatalf("live sandbox not restored: %v", err)
 	}
-	if got := portsOf(t, rsb.Endpoints()[0]); !slices.Equal(got, want) {
+	if got := testrig.PortsOf(t, rsb.Endpoints()[0]); !slices.Equal(got, want) {
 		t.Fatalf("after restart the endpoint publishes %v, want %v", got, want)
 	}
 	if err := c.CollectGarbage(); err != nil {

@@ -1,4 +1,4 @@
-package libnetwork_test
+package remote
 
 import (
 	"errors"
@@ -13,96 +13,36 @@ import (
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // slack is what a bounded failure may take beyond the plugin timeout on a
 // loaded machine under -race.
 const slack = 750 * time.Millisecond
 
-// vethSetup is a controller with a veth plugin on a unix socket, one
-// network, one endpoint and one sandbox, ready to join.
-type vethSetup struct {
-	c    *libnetwork.Controller
-	dir  string
-	p    *vethPlugin
-	srv  *plugintest.Server
-	n    *libnetwork.Network
-	ep   *libnetwork.Endpoint
-	sb   *libnetwork.Sandbox
-	sbNL *netlink.Handle
-}
-
-func newVethSetup(t *testing.T) *vethSetup {
-	t.Helper()
-	c, host, dir := newPluginController(t, testTimeout)
-	s := &vethSetup{c: c, dir: dir, p: newVethPlugin(t, host)}
-	s.srv = publish(t, dir, "vethnet", viaSocket, network.NewHandler(s.p))
-	s.n = must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", ipamConf("10.77.0.0/24", "10.77.0.1")))
-	s.ep = must[*libnetwork.Endpoint](t)(s.n.CreateEndpoint("ep1"))
-	s.sb = must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
-	t.Cleanup(func() { _ = s.sb.Delete() })
-	_, s.sbNL = sandboxNS(t, s.sb)
-	return s
-}
-
-// checkNotJoined asserts a failed join left nothing: no interface or route
-// in the sandbox, the endpoint unattached, the plugin's link in the host.
-func (s *vethSetup) checkNotJoined(t *testing.T) {
-	t.Helper()
-	if got := linkNames(t, s.sbNL); strings.Join(got, ",") != "lo" {
-		t.Fatalf("sandbox links after failed join: %v", got)
-	}
-	if got := routeSet(t, s.sbNL); len(got) != 0 {
-		t.Fatalf("sandbox routes after failed join: %v", got)
-	}
-	if sb := s.ep.Info().Sandbox(); sb != nil || s.ep.Info().Gateway() != nil {
-		t.Fatalf("endpoint still attached: sandbox %v gateway %v", sb, s.ep.Info().Gateway())
-	}
-	if eps := s.sb.Endpoints(); len(eps) != 0 {
-		t.Fatalf("sandbox lists endpoints: %v", eps)
-	}
-	if pe := s.p.ep(s.ep.ID()); pe == nil || !s.p.hostHas(pe.peer) {
-		t.Fatalf("container end of the plugin's veth not back in the host: %+v", pe)
-	}
-}
-
-// joinWorks proves the endpoint is usable after a failure.
-func (s *vethSetup) joinWorks(t *testing.T) {
-	t.Helper()
-	s.p.setBefore(nil)
-	if err := s.ep.Join(s.sb); err != nil {
-		t.Fatalf("join after the failure: %v", err)
-	}
-	checkJoined(t, s.sbNL, s.p)
-	if err := s.ep.Leave(s.sb); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRemoteJoinPluginError(t *testing.T) {
-	s := newVethSetup(t)
-	s.p.setBefore(func(m string) error {
+	s := testrig.NewVethSetup(t)
+	s.P.SetBefore(func(m string) error {
 		if m == "Join" {
 			return errors.New("no carrier for you")
 		}
 		return nil
 	})
-	err := s.ep.Join(s.sb)
+	err := s.Ep.Join(s.Sb)
 	if err == nil || !strings.Contains(err.Error(), "remote: no carrier for you") || !types.IsInternal(err) {
 		t.Fatalf("want the plugin's message as an Internal error, got %v", err)
 	}
-	s.checkNotJoined(t)
+	s.CheckNotJoined(t)
 	// The plugin said the join failed: it has nothing to undo.
-	if n := s.p.count("Leave " + s.ep.ID()); n != 0 {
+	if n := s.P.Count("Leave " + s.Ep.ID()); n != 0 {
 		t.Fatalf("plugin got %d Leave calls for a join it refused", n)
 	}
-	if n := s.p.count("ProgramExternalConnectivity " + s.ep.ID()); n != 0 {
+	if n := s.P.Count("ProgramExternalConnectivity " + s.Ep.ID()); n != 0 {
 		t.Fatalf("failed join programmed external connectivity")
 	}
-	s.joinWorks(t)
+	s.JoinWorks(t)
 }
 
 // A join the plugin accepted but the controller cannot complete is undone
@@ -110,39 +50,39 @@ func TestRemoteJoinPluginError(t *testing.T) {
 func TestRemoteJoinUnusableReply(t *testing.T) {
 	cases := []struct {
 		name  string
-		setup func(p *vethPlugin)
+		setup func(p *testrig.VethPlugin)
 		want  string
 	}{
-		{"no such link", func(p *vethPlugin) { p.srcName = "nosuchlink0" }, "nosuchlink0"},
-		{"bad gateway", func(p *vethPlugin) { p.gateway = "not-an-ip" }, "invalid reply to Join"},
+		{"no such link", func(p *testrig.VethPlugin) { p.SrcName = "nosuchlink0" }, "nosuchlink0"},
+		{"bad gateway", func(p *testrig.VethPlugin) { p.Gateway = "not-an-ip" }, "invalid reply to Join"},
 		// The link is moved in and configured before the route fails: it
 		// must go back to the host under its own name.
-		{"unreachable next hop", func(p *vethPlugin) {
-			p.routes = append(p.routes, &network.StaticRoute{Destination: "10.66.0.0/16", NextHop: "192.0.2.9"})
+		{"unreachable next hop", func(p *testrig.VethPlugin) {
+			p.Routes = append(p.Routes, &network.StaticRoute{Destination: "10.66.0.0/16", NextHop: "192.0.2.9"})
 		}, "10.66.0.0/16"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newVethSetup(t)
-			s.p.mu.Lock()
-			saved := s.p.routes
-			tc.setup(s.p)
-			s.p.mu.Unlock()
-			err := s.ep.Join(s.sb)
+			s := testrig.NewVethSetup(t)
+			s.P.Mu.Lock()
+			saved := s.P.Routes
+			tc.setup(s.P)
+			s.P.Mu.Unlock()
+			err := s.Ep.Join(s.Sb)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want an error naming %q, got %v", tc.want, err)
 			}
-			s.checkNotJoined(t)
-			if n := s.p.count("Leave " + s.ep.ID()); n != 1 {
-				t.Fatalf("plugin got %d Leave calls, want 1: %v", n, s.p.callList())
+			s.CheckNotJoined(t)
+			if n := s.P.Count("Leave " + s.Ep.ID()); n != 1 {
+				t.Fatalf("plugin got %d Leave calls, want 1: %v", n, s.P.CallList())
 			}
-			if seen, _ := s.p.linkSeen("Leave " + s.ep.ID()); !seen {
+			if seen, _ := s.P.LinkSeen("Leave " + s.Ep.ID()); !seen {
 				t.Fatal("link was not back in the host when the plugin heard Leave")
 			}
-			s.p.mu.Lock()
-			s.p.srcName, s.p.gateway, s.p.routes = "", "", saved
-			s.p.mu.Unlock()
-			s.joinWorks(t)
+			s.P.Mu.Lock()
+			s.P.SrcName, s.P.Gateway, s.P.Routes = "", "", saved
+			s.P.Mu.Unlock()
+			s.JoinWorks(t)
 		})
 	}
 }
@@ -151,43 +91,43 @@ func TestRemoteJoinUnusableReply(t *testing.T) {
 // later calls within the timeout; the controller's state is as before, and
 // the restarted plugin picks up where it was.
 func TestRemotePluginDiesMidOperation(t *testing.T) {
-	s := newVethSetup(t)
-	s.p.setBefore(func(m string) error {
+	s := testrig.NewVethSetup(t)
+	s.P.SetBefore(func(m string) error {
 		if m == "Join" {
-			s.srv.Kill()
+			s.Srv.Kill()
 		}
 		return nil
 	})
 	start := time.Now()
-	err := s.ep.Join(s.sb)
-	if took := time.Since(start); err == nil || took > testTimeout+slack {
+	err := s.Ep.Join(s.Sb)
+	if took := time.Since(start); err == nil || took > testrig.TestTimeout+slack {
 		t.Fatalf("join on a dying plugin: %v after %v", err, took)
 	}
 	if !types.IsInternal(err) && !types.IsTimeout(err) {
 		t.Fatalf("join on a dying plugin: want Internal or Timeout, got %v", err)
 	}
-	s.checkNotJoined(t)
+	s.CheckNotJoined(t)
 
 	// Dead: calls fail as Timeout within the bound and change nothing.
 	start = time.Now()
-	_, err = s.n.CreateEndpoint("ep2")
-	if took := time.Since(start); !types.IsTimeout(err) || took > testTimeout+slack {
-		t.Fatalf("create endpoint on a dead plugin: want Timeout within %v, got %v after %v", testTimeout, err, took)
+	_, err = s.N.CreateEndpoint("ep2")
+	if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
+		t.Fatalf("create endpoint on a dead plugin: want Timeout within %v, got %v after %v", testrig.TestTimeout, err, took)
 	}
-	if _, err := s.n.EndpointByName("ep2"); !types.IsNotFound(err) {
+	if _, err := s.N.EndpointByName("ep2"); !types.IsNotFound(err) {
 		t.Fatalf("failed endpoint listed: %v", err)
 	}
-	if err := s.n.Delete(); err == nil {
+	if err := s.N.Delete(); err == nil {
 		t.Fatal("network with an endpoint deleted")
 	}
-	if got := len(s.n.Endpoints()); got != 1 {
+	if got := len(s.N.Endpoints()); got != 1 {
 		t.Fatalf("network has %d endpoints", got)
 	}
 
 	// Restarted on the same socket, the plugin serves the same controller.
-	s.srv = publish(t, s.dir, "vethnet", viaSocket, network.NewHandler(s.p))
-	s.joinWorks(t)
-	ep2, err := s.n.CreateEndpoint("ep2")
+	s.Srv = testrig.Publish(t, s.Dir, "vethnet", testrig.ViaSocket, network.NewHandler(s.P))
+	s.JoinWorks(t)
+	ep2, err := s.N.CreateEndpoint("ep2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,28 +140,28 @@ func TestRemotePluginDiesMidOperation(t *testing.T) {
 // A plugin that stops answering mid-life fails the call as Timeout within
 // the bound, leaving nothing behind.
 func TestRemotePluginHangs(t *testing.T) {
-	s := newVethSetup(t)
+	s := testrig.NewVethSetup(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the server is killed
-	s.p.setBefore(func(m string) error {
+	s.P.SetBefore(func(m string) error {
 		if m == "Join" {
 			<-release
 		}
 		return nil
 	})
 	start := time.Now()
-	err := s.ep.Join(s.sb)
+	err := s.Ep.Join(s.Sb)
 	took := time.Since(start)
-	if !types.IsTimeout(err) || took < testTimeout || took > testTimeout+slack {
-		t.Fatalf("join on a hung plugin: want Timeout after %v, got %v after %v", testTimeout, err, took)
+	if !types.IsTimeout(err) || took < testrig.TestTimeout || took > testrig.TestTimeout+slack {
+		t.Fatalf("join on a hung plugin: want Timeout after %v, got %v after %v", testrig.TestTimeout, err, took)
 	}
-	s.checkNotJoined(t)
+	s.CheckNotJoined(t)
 }
 
 // A plugin socket or spec that is present but never answers is a Timeout
 // within the bound; nothing is created.
 func TestRemoteSilentPlugin(t *testing.T) {
-	c, _, dir := newPluginController(t, testTimeout)
+	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	// A socket that is listened on but never served: connections queue.
 	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
 	if err != nil {
@@ -239,13 +179,13 @@ func TestRemoteSilentPlugin(t *testing.T) {
 	for _, name := range []string{"silent", "refused"} {
 		start := time.Now()
 		_, err := c.NewNetwork(name, "n-"+name, "")
-		if took := time.Since(start); !types.IsTimeout(err) || took > testTimeout+slack {
-			t.Fatalf("%s network plugin: want Timeout within %v, got %v after %v", name, testTimeout, err, took)
+		if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
+			t.Fatalf("%s network plugin: want Timeout within %v, got %v after %v", name, testrig.TestTimeout, err, took)
 		}
 		start = time.Now()
 		_, err = c.NewNetwork("bridge", "b-"+name, "", libnetwork.NetworkOptionIpam(name, "", nil, nil, nil))
-		if took := time.Since(start); !types.IsTimeout(err) || took > testTimeout+slack {
-			t.Fatalf("%s IPAM plugin: want Timeout within %v, got %v after %v", name, testTimeout, err, took)
+		if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
+			t.Fatalf("%s IPAM plugin: want Timeout within %v, got %v after %v", name, testrig.TestTimeout, err, took)
 		}
 	}
 	if nws := c.Networks(); len(nws) != 0 {
@@ -256,8 +196,8 @@ func TestRemoteSilentPlugin(t *testing.T) {
 // An unknown driver fails NotFound at once, however long the plugin
 // timeout, with other plugins present.
 func TestRemoteUnknownDriverFast(t *testing.T) {
-	c, host, dir := newPluginController(t, 30*time.Second)
-	publish(t, dir, "vethnet", viaSocket, network.NewHandler(newVethPlugin(t, host)))
+	c, host, dir := testrig.NewPluginController(t, 30*time.Second)
+	testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(testrig.NewVethPlugin(t, host)))
 	start := time.Now()
 	_, err := c.NewNetwork("nosuch", "n1", "")
 	var nte libnetwork.NetworkTypeError
@@ -279,9 +219,9 @@ func TestRemoteUnknownDriverFast(t *testing.T) {
 // A plugin asked for an interface its handshake does not list is refused
 // with NotImplemented naming the interface.
 func TestRemoteImplementsMismatch(t *testing.T) {
-	c, host, dir := newPluginController(t, testTimeout)
-	publish(t, dir, "onlyipam", viaSocket, ipam.NewHandler(newPoolPlugin()))
-	publish(t, dir, "onlynet", viaTCPSpec, network.NewHandler(newVethPlugin(t, host)))
+	c, host, dir := testrig.NewPluginController(t, testrig.TestTimeout)
+	testrig.Publish(t, dir, "onlyipam", testrig.ViaSocket, ipam.NewHandler(newPoolPlugin()))
+	testrig.Publish(t, dir, "onlynet", testrig.ViaTCPSpec, network.NewHandler(testrig.NewVethPlugin(t, host)))
 
 	_, err := c.NewNetwork("onlyipam", "n1", "")
 	if !types.IsNotImplemented(err) || !strings.Contains(err.Error(), "NetworkDriver") {
@@ -299,7 +239,7 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	n, err = c.NewNetwork("onlynet", "n4", "", ipamConf("10.77.0.0/24", "10.77.0.1"))
+	n, err = c.NewNetwork("onlynet", "n4", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1"))
 	if err != nil {
 		t.Fatalf("network plugin as network type: %v", err)
 	}
@@ -311,33 +251,33 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 // An IPAM plugin that activates and then stops answering fails the network
 // as Timeout within one timeout, not one per call of the driver's start-up.
 func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
-	c, _, dir := newPluginController(t, testTimeout)
+	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"Implements": ["IpamDriver"]}`)
 	})
 	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) { <-release })
-	publish(t, dir, "hungipam", viaSocket, plugintest.HTTP{Handler: mux})
+	testrig.Publish(t, dir, "hungipam", testrig.ViaSocket, plugintest.HTTP{Handler: mux})
 	t.Cleanup(func() { close(release) }) // before the server is killed
 
 	start := time.Now()
 	_, err := c.NewNetwork("bridge", "n", "", libnetwork.NetworkOptionIpam("hungipam", "", nil, nil, nil))
-	if took := time.Since(start); !types.IsTimeout(err) || took > testTimeout+slack {
-		t.Fatalf("want Timeout within %v, got %v after %v", testTimeout, err, took)
+	if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
+		t.Fatalf("want Timeout within %v, got %v after %v", testrig.TestTimeout, err, took)
 	}
 }
 
 // A silent plugin being waited for does not hold up the discovery of a
 // healthy one.
 func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
-	c, host, dir := newPluginController(t, 2*testTimeout)
+	c, host, dir := testrig.NewPluginController(t, 2*testrig.TestTimeout)
 	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	publish(t, dir, "vethnet", viaSocket, network.NewHandler(newVethPlugin(t, host)))
+	testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(testrig.NewVethPlugin(t, host)))
 
 	silentDone := make(chan error, 1)
 	go func() {
@@ -346,7 +286,7 @@ func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // let the silent lookup start waiting
 	start := time.Now()
-	n, err := c.NewNetwork("vethnet", "v", "", ipamConf("10.77.0.0/24", "10.77.0.1"))
+	n, err := c.NewNetwork("vethnet", "v", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1"))
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)

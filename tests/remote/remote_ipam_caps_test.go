@@ -1,4 +1,4 @@
-package libnetwork_test
+package remote
 
 import (
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"github.com/docker/go-plugins-helpers/sdk"
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
@@ -195,16 +196,16 @@ func stateNet(t *testing.T, c *libnetwork.Controller, name, pool, gw string) (*l
 func TestRemoteIPAMRestartReplay(t *testing.T) {
 	for _, replay := range []bool{false, true} {
 		t.Run(fmt.Sprintf("replay=%t", replay), func(t *testing.T) {
-			r := newRestartable(t)
+			r := testrig.NewRestartable(t)
 			dir := plugintest.Dir(t)
-			opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testTimeout)}
+			opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
 			caps := ipamCaps{RequiresRequestReplay: replay}
 			p := newStateIPAM(caps)
-			srv := publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
+			srv := testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
 
-			c := r.start(opts...)
-			n := must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
-			ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+			c := r.Start(opts...)
+			n := testrig.Must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
+			ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 			held := p.held()
 			if len(held) != 3 {
 				t.Fatalf("plugin holds %v, want the pool, the gateway and one address", held)
@@ -213,14 +214,14 @@ func TestRemoteIPAMRestartReplay(t *testing.T) {
 				// A plugin whose state was in memory comes back empty.
 				srv.Kill()
 				p = newStateIPAM(caps)
-				publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
+				testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
 			}
-			c = r.start(opts...)
+			c = r.Start(opts...)
 			if err := c.RestoreError(); err != nil {
 				t.Fatalf("restore: %v", err)
 			}
-			n2 := must[*libnetwork.Network](t)(c.NetworkByName("st"))
-			ep2 := must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
+			n2 := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("st"))
+			ep2 := testrig.Must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
 			if got, want := ep2.Info().Iface().Address().String(), ep.Info().Iface().Address().String(); got != want {
 				t.Fatalf("endpoint address %s, want %s", got, want)
 			}
@@ -247,23 +248,23 @@ func TestRemoteIPAMRestartReplay(t *testing.T) {
 // and its endpoints stay as recorded, RestoreError names it, allocations
 // fail with NoService while it is away and reach it once it is back.
 func TestRemoteIPAMGoneAtRestart(t *testing.T) {
-	r := newRestartable(t)
+	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
-	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testTimeout)}
+	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
 	p := newStateIPAM(ipamCaps{})
-	srv := publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
-	c := r.start(opts...)
-	n := must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	srv := testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
+	c := r.Start(opts...)
+	n := testrig.Must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 	addr := ep.Info().Iface().Address().String()
 
 	srv.Kill()
-	c = r.start(opts...)
+	c = r.Start(opts...)
 	if err := c.RestoreError(); !types.IsNoService(err) || !strings.Contains(err.Error(), "stipam") {
 		t.Fatalf("RestoreError %v, want NoService naming the IPAM plugin", err)
 	}
-	n2 := must[*libnetwork.Network](t)(c.NetworkByName("st"))
-	ep2 := must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
+	n2 := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("st"))
+	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
 	if got := ep2.Info().Iface().Address().String(); got != addr {
 		t.Fatalf("endpoint address %s, want %s", got, addr)
 	}
@@ -271,8 +272,8 @@ func TestRemoteIPAMGoneAtRestart(t *testing.T) {
 		t.Fatalf("CreateEndpoint with the plugin away: want NoService, got %v", err)
 	}
 
-	publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
-	more := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
+	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
+	more := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
 	if a := more.Info().Iface().Address().String(); a == addr {
 		t.Fatalf("address %s handed out twice", a)
 	}
@@ -293,12 +294,12 @@ func TestRemoteIPAMGoneAtRestart(t *testing.T) {
 // address request, made before it when the user gave none, and the
 // endpoint's interface has that very MAC.
 func TestRemoteIPAMRequiresMAC(t *testing.T) {
-	c, _, dir := newPluginController(t, 5*testTimeout)
+	c, _, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
 	p := newStateIPAM(ipamCaps{RequiresMACAddress: true})
-	publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
-	n := must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
+	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
+	n := testrig.Must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
 
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("made"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("made"))
 	mac := ep.Info().Iface().MacAddress()
 	addr := ep.Info().Iface().Address().IP.String()
 	p.mu.Lock()
@@ -307,17 +308,17 @@ func TestRemoteIPAMRequiresMAC(t *testing.T) {
 	if mac == nil || sent != mac.String() {
 		t.Fatalf("plugin got MAC %q with the address request, endpoint has %v", sent, mac)
 	}
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	_, nl := sandboxNS(t, sb)
+	_, nl := testrig.SandboxNS(t, sb)
 	if l, err := nl.LinkByName("eth0"); err != nil || l.Attrs().HardwareAddr.String() != mac.String() {
 		t.Fatalf("eth0 %v: MAC is not the one IPAM was given (%s)", err, mac)
 	}
 
 	given := "02:aa:bb:cc:dd:ee"
-	ep2 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("given",
+	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("given",
 		libnetwork.EndpointOptionGeneric(map[string]any{netlabel.MacAddress: mustMAC(t, given)})))
 	p.mu.Lock()
 	sent = p.opts[ep2.Info().Iface().Address().IP.String()][netlabel.MacAddress]
@@ -347,17 +348,17 @@ func TestRemoteIPAMRequiresMAC(t *testing.T) {
 // other than the one asked for, fails the call, and exactly what the
 // plugin handed out is given back.
 func TestRemoteIPAMOtherAnswers(t *testing.T) {
-	c, _, dir := newPluginController(t, 5*testTimeout)
+	c, _, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
 	p := newStateIPAM(ipamCaps{})
-	publish(t, dir, "stipam", viaSocket, stateIPAMHandler(p))
+	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
 
 	p.set(func() { p.poolFor["10.86.1.0/24"] = "10.86.2.0/24"; p.gwAnswer = "10.86.2.254" })
-	n := must[*libnetwork.Network](t)(stateNet(t, c, "other", "10.86.1.0/24", "10.86.1.1"))
+	n := testrig.Must[*libnetwork.Network](t)(stateNet(t, c, "other", "10.86.1.0/24", "10.86.1.1"))
 	v4, _ := n.Info().IpamInfo()
 	if len(v4) != 1 || v4[0].Pool.String() != "10.86.2.0/24" || v4[0].Gateway.String() != "10.86.2.254/24" {
 		t.Fatalf("network IPAM info %+v, want the plugin's pool and gateway", v4)
 	}
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 	if a := ep.Info().Iface().Address(); !v4[0].Pool.Contains(a.IP) {
 		t.Fatalf("endpoint address %s outside the plugin's pool", a)
 	}
@@ -398,7 +399,7 @@ func TestRemoteIPAMOtherAnswers(t *testing.T) {
 
 func mustMAC(t *testing.T, s string) net.HardwareAddr {
 	t.Helper()
-	return must[net.HardwareAddr](t)(net.ParseMAC(s))
+	return testrig.Must[net.HardwareAddr](t)(net.ParseMAC(s))
 }
 
 func mustIP(t *testing.T, s string) net.IP {

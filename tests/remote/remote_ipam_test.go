@@ -1,4 +1,4 @@
-package libnetwork_test
+package remote
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -19,9 +20,9 @@ import (
 // TestRemoteIPAMBridge runs a bridge network whose pool, gateway and
 // addresses all come from an IPAM plugin, and passes traffic over it.
 func TestRemoteIPAMBridge(t *testing.T) {
-	c, host, dir := newPluginController(t, 5*testTimeout)
+	c, host, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
 	p := newPoolPlugin()
-	publish(t, dir, "myipam", viaTCPJSON, ipam.NewHandler(p))
+	testrig.Publish(t, dir, "myipam", testrig.ViaTCPJSON, ipam.NewHandler(p))
 
 	n, err := c.NewNetwork("bridge", "ibr", "", libnetwork.NetworkOptionIpam("myipam", "", nil, nil, nil))
 	if err != nil {
@@ -50,17 +51,17 @@ func TestRemoteIPAMBridge(t *testing.T) {
 
 	var sbs []*libnetwork.Sandbox
 	for i, name := range []string{"a", "b"} {
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep-" + name))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep-" + name))
 		want := []string{"10.88.0.10/24", "10.88.0.11/24"}[i]
 		if a := ep.Info().Iface().Address(); a.String() != want {
 			t.Fatalf("endpoint %s address %v, want the plugin's %s", name, a, want)
 		}
-		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c-" + name))
+		sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c-" + name))
 		t.Cleanup(func() { _ = sb.Delete() })
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
-		_, nl := sandboxNS(t, sb)
+		_, nl := testrig.SandboxNS(t, sb)
 		l, err := nl.LinkByName("eth0")
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +70,7 @@ func TestRemoteIPAMBridge(t *testing.T) {
 		if len(addrs) != 1 || addrs[0].IPNet.String() != want {
 			t.Fatalf("sandbox %s addresses %v", name, addrs)
 		}
-		if r := routeSet(t, nl); !slices.Contains(r, "default via 10.88.0.254 dev eth0") {
+		if r := testrig.RouteSet(t, nl); !slices.Contains(r, "default via 10.88.0.254 dev eth0") {
 			t.Fatalf("sandbox %s routes %v", name, r)
 		}
 		sbs = append(sbs, sb)
@@ -94,7 +95,7 @@ func TestRemoteIPAMBridge(t *testing.T) {
 	if addrs, pools := p.held(); len(addrs) != 0 || len(pools) != 0 {
 		t.Fatalf("plugin still holds addresses %v pools %v", addrs, pools)
 	}
-	if got := linkNames(t, host.Netlink); strings.Join(got, ",") != "lo" {
+	if got := testrig.LinkNames(t, host.Netlink); strings.Join(got, ",") != "lo" {
 		t.Fatalf("host links left: %v", got)
 	}
 }
@@ -102,9 +103,9 @@ func TestRemoteIPAMBridge(t *testing.T) {
 // TestRemoteIPAMFailures checks that a plugin's refusal at each step fails
 // the operation with the plugin's message and gives back what was taken.
 func TestRemoteIPAMFailures(t *testing.T) {
-	c, _, dir := newPluginController(t, testTimeout)
+	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	p := newPoolPlugin()
-	publish(t, dir, "myipam", viaSocket, ipam.NewHandler(p))
+	testrig.Publish(t, dir, "myipam", testrig.ViaSocket, ipam.NewHandler(p))
 	opt := libnetwork.NetworkOptionIpam("myipam", "", nil, nil, nil)
 
 	for _, method := range []string{"RequestPool", "RequestAddress"} {
@@ -126,7 +127,7 @@ func TestRemoteIPAMFailures(t *testing.T) {
 	p.mu.Lock()
 	p.failOn = ""
 	p.mu.Unlock()
-	n := must[*libnetwork.Network](t)(c.NewNetwork("bridge", "ibr", "", opt))
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "ibr", "", opt))
 	p.mu.Lock()
 	p.failOn = "RequestAddress"
 	p.mu.Unlock()

@@ -1,4 +1,4 @@
-package libnetwork_test
+package remote
 
 import (
 	"io"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
@@ -16,7 +17,7 @@ import (
 // memory, and leaves nothing: no network, and its pool is free again.
 func TestRemotePluginFloodsReply(t *testing.T) {
 	// A generous bound: the create must fail on size, not time.
-	c, _, dir := newPluginController(t, 10*time.Second)
+	c, _, dir := testrig.NewPluginController(t, 10*time.Second)
 	for name, flood := range map[string]http.HandlerFunc{
 		"flood":   plugintest.Flood(`{"Err":"`, 200<<20),
 		"endless": plugintest.Flood(`{"Err":"`, -1),
@@ -30,8 +31,8 @@ func TestRemotePluginFloodsReply(t *testing.T) {
 				_, _ = io.WriteString(w, `{"Scope": "local"}`)
 			})
 			mux.HandleFunc("/NetworkDriver.CreateNetwork", flood)
-			publish(t, dir, name, viaSocket, plugintest.HTTP{Handler: mux})
-			pool := ipamConf("10.94.0.0/24", "")
+			testrig.Publish(t, dir, name, testrig.ViaSocket, plugintest.HTTP{Handler: mux})
+			pool := testrig.IpamConf("10.94.0.0/24", "")
 			var err error
 			g := testutil.MeasureGrowth(t, func() { _, err = c.NewNetwork(name, "n", "", pool) })
 			if !types.IsInternal(err) {

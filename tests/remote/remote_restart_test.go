@@ -1,4 +1,4 @@
-package libnetwork_test
+package remote
 
 import (
 	"slices"
@@ -8,6 +8,7 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -20,31 +21,31 @@ import (
 // and endpoints stay, RestoreError says so, calls fail with NoService while
 // it is away, and once it is back they go to it again.
 func TestRestartTrustsPluginRecords(t *testing.T) {
-	r := newRestartable(t)
+	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
-	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testTimeout)}
-	p := newVethPlugin(t, r.host)
-	srv := publish(t, dir, "vethnet", viaSocket, network.NewHandler(p))
+	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
+	p := testrig.NewVethPlugin(t, r.Host)
+	srv := testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
 
-	c := r.start(opts...)
-	n := must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", ipamConf("10.77.0.0/24", "10.77.0.1")))
-	joinedEP := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("joined"))
-	idle := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
+	c := r.Start(opts...)
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1")))
+	joinedEP := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("joined"))
+	idle := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
 	if err := joinedEP.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	_, sbNL := sandboxNS(t, sb)
-	eth0 := must[netlink.Link](t)(sbNL.LinkByName("eth0"))
+	_, sbNL := testrig.SandboxNS(t, sb)
+	eth0 := testrig.Must[netlink.Link](t)(sbNL.LinkByName("eth0"))
 	addr, mac := joinedEP.Info().Iface().Address().String(), joinedEP.Info().Iface().MacAddress().String()
 	live := config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}})
 
 	restored := func(c *libnetwork.Controller) (*libnetwork.Network, *libnetwork.Endpoint, *libnetwork.Endpoint, *libnetwork.Sandbox) {
 		t.Helper()
-		n := must[*libnetwork.Network](t)(c.NetworkByName("rnet"))
-		ep := must[*libnetwork.Endpoint](t)(n.EndpointByName("joined"))
-		idle := must[*libnetwork.Endpoint](t)(n.EndpointByName("idle"))
-		rsb := must[*libnetwork.Sandbox](t)(c.SandboxByID(sb.ID()))
+		n := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("rnet"))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.EndpointByName("joined"))
+		idle := testrig.Must[*libnetwork.Endpoint](t)(n.EndpointByName("idle"))
+		rsb := testrig.Must[*libnetwork.Sandbox](t)(c.SandboxByID(sb.ID()))
 		if got := ep.Info().Iface(); got.Address().String() != addr || got.MacAddress().String() != mac || ep.Info().Sandbox() != rsb {
 			t.Fatalf("joined endpoint came back as %s %s in %v, want %s %s", got.Address(), got.MacAddress(), ep.Info().Sandbox(), addr, mac)
 		}
@@ -55,20 +56,20 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	}
 
 	// The plugin is running: nothing is created twice.
-	c = r.start(append(opts, live)...)
+	c = r.Start(append(opts, live)...)
 	if err := c.RestoreError(); err != nil {
 		t.Fatalf("restore with the plugin running: %v", err)
 	}
 	restored(c)
 	for _, call := range []string{"CreateNetwork " + n.ID(), "CreateEndpoint " + joinedEP.ID(), "CreateEndpoint " + idle.ID()} {
-		if got := p.count(call); got != 1 {
-			t.Fatalf("%s sent %d times, want once: %v", call, got, p.callList())
+		if got := p.Count(call); got != 1 {
+			t.Fatalf("%s sent %d times, want once: %v", call, got, p.CallList())
 		}
 	}
 
 	// The plugin is gone at the next restart.
 	srv.Kill()
-	c = r.start(append(opts, live)...)
+	c = r.Start(append(opts, live)...)
 	rerr := c.RestoreError()
 	if rerr == nil || !strings.Contains(rerr.Error(), "vethnet") {
 		t.Fatalf("restore without the plugin: RestoreError %v, want one naming the plugin", rerr)
@@ -88,31 +89,31 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	}
 
 	// Back again: the same controller's calls reach it.
-	publish(t, dir, "vethnet", viaSocket, network.NewHandler(p))
-	more := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
-	if p.ep(more.ID()) == nil {
-		t.Fatalf("CreateEndpoint did not reach the plugin: %v", p.callList())
+	testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
+	more := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
+	if p.Ep(more.ID()) == nil {
+		t.Fatalf("CreateEndpoint did not reach the plugin: %v", p.CallList())
 	}
-	sb2 := must[*libnetwork.Sandbox](t)(c.NewSandbox("c2"))
+	sb2 := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c2"))
 	if err := more.Join(sb2); err != nil {
 		t.Fatalf("Join with the plugin back: %v", err)
 	}
-	if _, nl := sandboxNS(t, sb2); !slices.Contains(linkNames(t, nl), "eth0") {
-		t.Fatalf("joined sandbox has no eth0: %v", linkNames(t, nl))
+	if _, nl := testrig.SandboxNS(t, sb2); !slices.Contains(testrig.LinkNames(t, nl), "eth0") {
+		t.Fatalf("joined sandbox has no eth0: %v", testrig.LinkNames(t, nl))
 	}
 	if err := sb2.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if err := ep.Leave(rsb); err != nil || p.count("Leave "+ep.ID()) != 1 {
-		t.Fatalf("Leave: %v, plugin calls %v", err, p.callList())
+	if err := ep.Leave(rsb); err != nil || p.Count("Leave "+ep.ID()) != 1 {
+		t.Fatalf("Leave: %v, plugin calls %v", err, p.CallList())
 	}
 	for _, e := range []*libnetwork.Endpoint{ep, idle2, more} {
-		if err := e.Delete(false); err != nil || p.ep(e.ID()) != nil {
-			t.Fatalf("Delete of %s: %v; plugin still has it: %v", e.Name(), err, p.ep(e.ID()) != nil)
+		if err := e.Delete(false); err != nil || p.Ep(e.ID()) != nil {
+			t.Fatalf("Delete of %s: %v; plugin still has it: %v", e.Name(), err, p.Ep(e.ID()) != nil)
 		}
 	}
-	if err := n2.Delete(); err != nil || p.count("DeleteNetwork "+n.ID()) != 1 {
-		t.Fatalf("network Delete: %v, plugin calls %v", err, p.callList())
+	if err := n2.Delete(); err != nil || p.Count("DeleteNetwork "+n.ID()) != 1 {
+		t.Fatalf("network Delete: %v, plugin calls %v", err, p.CallList())
 	}
 	if err := rsb.Delete(); err != nil {
 		t.Fatal(err)
@@ -123,23 +124,23 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 // back without a driver: they are kept, reported, and given to the driver
 // (network and endpoints, which it does not keep itself) when it is there.
 func TestRestartKeepsNetworkOfLateDriver(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
-	withFake(t, c)
-	n := fakeNet(t, c, "late", ipamOpt("10.96.0.0/24", ""))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "late", testrig.IpamOpt("10.96.0.0/24", ""))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 
-	c = r.start()
+	c = r.Start()
 	if err := c.RestoreError(); !types.IsNoService(err) || !strings.Contains(err.Error(), "fake") {
 		t.Fatalf("RestoreError %v, want NoService naming the driver", err)
 	}
-	n2 := must[*libnetwork.Network](t)(c.NetworkByName("late"))
-	ep2 := must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
+	n2 := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("late"))
+	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n2.EndpointByName("ep"))
 	if ep2.Info().Iface().Address().String() != ep.Info().Iface().Address().String() {
 		t.Fatalf("address changed: %s", ep2.Info().Iface().Address())
 	}
-	f := withFake(t, c)
-	other := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("other"))
+	f := testrig.WithFake(t, c)
+	other := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("other"))
 	if nets, eps, _, _ := f.Counts(); nets != 1 || eps != 2 {
 		t.Fatalf("driver has %d networks, %d endpoints; want the restored network with both endpoints", nets, eps)
 	}

@@ -1,4 +1,4 @@
-package libnetwork_test
+package restart
 
 import (
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -46,7 +47,7 @@ func linkSnapshot(t *testing.T, host *testutil.HostNS) []string {
 // ourRules lists the rules and port map elements carrying a cnm- comment.
 func ourRules(t *testing.T, host *testutil.HostNS) []string {
 	t.Helper()
-	out := rulesNaming(t, host.NS, "cnm-")
+	out := testrig.RulesNaming(t, host.NS, "cnm-")
 	slices.Sort(out)
 	return out
 }
@@ -73,18 +74,18 @@ func addLink(t *testing.T, host *testutil.HostNS, l netlink.Link, alias string, 
 // like the library's own but that no record accounts for go, and nothing
 // live is touched (links, rules, port map elements, namespaces, traffic).
 func TestCollectGarbageOnLiveController(t *testing.T) {
-	c, host := newPrivController(t)
-	n := bridgeNet(t, c, "live", "cnmlive0", "10.94.0.0/24")
-	sbA := kernelSandbox(t, c, "gc-a")
-	epA := joined(t, n, sbA, "a")
-	sbB := kernelSandbox(t, c, "gc-b", libnetwork.OptionPortMapping([]types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 18080}}))
-	epB := joined(t, n, sbB, "b")
-	nsA, _ := sandboxNS(t, sbA)
-	nsB, _ := sandboxNS(t, sbB)
-	ipB := hostIP(epB.Info().Iface().Address())
-	serve(t, nsB, "tcp", ipB+":80", "b")
-	mustFetch(t, nsA, "tcp", ipB+":80", "b")
-	mustFetch(t, host.NS, "tcp", "127.0.0.1:18080", "b")
+	c, host := testrig.NewPrivController(t)
+	n := testrig.BridgeNet(t, c, "live", "cnmlive0", "10.94.0.0/24")
+	sbA := testrig.KernelSandbox(t, c, "gc-a")
+	epA := testrig.Joined(t, n, sbA, "a")
+	sbB := testrig.KernelSandbox(t, c, "gc-b", libnetwork.OptionPortMapping([]types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 18080}}))
+	epB := testrig.Joined(t, n, sbB, "b")
+	nsA, _ := testrig.SandboxNS(t, sbA)
+	nsB, _ := testrig.SandboxNS(t, sbB)
+	ipB := testrig.HostIP(epB.Info().Iface().Address())
+	testrig.Serve(t, nsB, "tcp", ipB+":80", "b")
+	testrig.MustFetch(t, nsA, "tcp", ipB+":80", "b")
+	testrig.MustFetch(t, host.NS, "tcp", "127.0.0.1:18080", "b")
 
 	linksBefore, rulesBefore := linkSnapshot(t, host), ourRules(t, host)
 	netnsDir := filepath.Join(c.Config().ExecRoot, "netns")
@@ -97,10 +98,10 @@ func TestCollectGarbageOnLiveController(t *testing.T) {
 	// untagged bridge in the driver's bridge group (cut off before its
 	// tag), a veth in the reap group tagged with an endpoint nobody has,
 	// and a retired veth (reap group) tagged with live endpoint a.
-	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cnmstray0"}}, netTag+strayNetID, 0)
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cnmstray0"}}, testrig.NetTag+strayNetID, 0)
 	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cnmstray1"}}, "", bridge.BridgeGroup)
-	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv0"}, PeerName: "cnmstrayv1"}, epTag+strayEpID, bridge.ReapGroup)
-	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv2"}, PeerName: "cnmstrayv3"}, epTag+epA.ID(), bridge.ReapGroup)
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv0"}, PeerName: "cnmstrayv1"}, testrig.EpTag+strayEpID, bridge.ReapGroup)
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cnmstrayv2"}, PeerName: "cnmstrayv3"}, testrig.EpTag+epA.ID(), bridge.ReapGroup)
 	// A namespace mount and a files directory with no sandbox.
 	strayKey := filepath.Join(netnsDir, "5ca1ab1e0001")
 	ns, err := netnsutil.New(strayKey)
@@ -121,7 +122,7 @@ func TestCollectGarbageOnLiveController(t *testing.T) {
 		{"iptables", "-w", "-t", "filter", "-A", "DOCKER", "-d", "10.95.0.2/32", "!", "-i", "cnmstray0", "-o", "cnmstray0", "-p", "tcp", "-m", "tcp", "--dport", "80", "-m", "comment", "--comment", epC, "-j", "ACCEPT"},
 		{"ip6tables", "-w", "-t", "filter", "-A", "FORWARD", "-i", "cnmstray0", "-o", "cnmstray0", "-m", "comment", "--comment", netC, "-j", "ACCEPT"},
 	} {
-		inNS(t, host.NS, args[0], args[1:]...)
+		testrig.InNS(t, host.NS, args[0], args[1:]...)
 	}
 	// A port map element of an endpoint nobody has, forwarding host port
 	// 18081 to live container b: effective until collected.
@@ -131,7 +132,7 @@ func TestCollectGarbageOnLiveController(t *testing.T) {
 	if err := maps.Update(firewall.IPv4, []firewall.PortElem{stray}, nil); err != nil {
 		t.Fatalf("planting a port map element: %v", err)
 	}
-	mustFetch(t, host.NS, "tcp", "127.0.0.1:18081", "b")
+	testrig.MustFetch(t, host.NS, "tcp", "127.0.0.1:18081", "b")
 	if got := ourRules(t, host); len(got) != len(rulesBefore)+5 {
 		t.Fatalf("planted 5 rules and elements, the listing grew by %d: the checks below would prove nothing", len(got)-len(rulesBefore))
 	}
@@ -162,9 +163,9 @@ func TestCollectGarbageOnLiveController(t *testing.T) {
 	}
 	// Traffic still flows: container to container, and through the live
 	// published port; the collected element forwards nothing any more.
-	mustFetch(t, nsA, "tcp", ipB+":80", "b")
-	mustFetch(t, host.NS, "tcp", "127.0.0.1:18080", "b")
-	mustNotFetch(t, host.NS, "tcp", "127.0.0.1:18081")
+	testrig.MustFetch(t, nsA, "tcp", ipB+":80", "b")
+	testrig.MustFetch(t, host.NS, "tcp", "127.0.0.1:18080", "b")
+	testrig.MustNotFetch(t, host.NS, "tcp", "127.0.0.1:18081")
 
 	// A second run finds nothing and changes nothing.
 	if err := c.CollectGarbage(); err != nil {

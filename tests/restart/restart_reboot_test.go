@@ -1,4 +1,4 @@
-package libnetwork_test
+package restart
 
 import (
 	"fmt"
@@ -9,31 +9,32 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
 
 // The rule checker the crash test uses sees a network's missing rules, in
 // IPv6 as in IPv4, and a rule of the network's owner it does not render.
 func TestNetworkRulesChecker(t *testing.T) {
-	r := newRestartable(t)
-	c, host := r.start(), r.host
-	n := dualStackNet(t, c, "chk", "cnmchk0", "10.97.0.0/24", "fd00:97::/64")
+	r := testrig.NewRestartable(t)
+	c, host := r.Start(), r.Host
+	n := testrig.DualStackNet(t, c, "chk", "cnmchk0", "10.97.0.0/24", "fd00:97::/64")
 	nets := map[string]*libnetwork.Network{n.ID(): n}
-	if p := networkRuleProblems(t, host, nets); len(p) > 0 {
+	if p := testrig.NetworkRuleProblems(t, host, nets); len(p) > 0 {
 		t.Fatalf("a fresh network: %v", p)
 	}
 	// Tampered with while no controller runs: a running one puts missing
 	// rules back at once. The next start (for the cleanup) restores them.
 	c.Stop()
-	defer r.start()
+	defer r.Start()
 	owner := "cnm-net-" + n.ID()
 	for _, bin := range []string{"iptables", "ip6tables"} {
-		inNS(t, host.NS, bin, "-w", "-t", "filter", "-D", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",
+		testrig.InNS(t, host.NS, bin, "-w", "-t", "filter", "-D", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",
 			"-m", "comment", "--comment", owner, "-j", "ACCEPT")
 	}
-	inNS(t, host.NS, "iptables", "-w", "-t", "filter", "-A", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",
+	testrig.InNS(t, host.NS, "iptables", "-w", "-t", "filter", "-A", "FORWARD", "-i", "cnmchk0", "-o", "cnmchk0",
 		"-m", "comment", "--comment", owner, "-j", "DROP")
-	got := strings.Join(networkRuleProblems(t, host, nets), "\n")
+	got := strings.Join(testrig.NetworkRuleProblems(t, host, nets), "\n")
 	for _, want := range []string{"lacks its ipv4 rule: filter -A FORWARD -i cnmchk0 -o cnmchk0",
 		"lacks its ipv6 rule: filter -A FORWARD -i cnmchk0 -o cnmchk0",
 		"has a ipv4 rule its configuration does not render: filter -A FORWARD -i cnmchk0 -o cnmchk0 -m comment --comment " + owner + " -j DROP"} {
@@ -50,44 +51,44 @@ func TestNetworkRulesChecker(t *testing.T) {
 // host ports) is free again: a new container gets the same address and
 // host port, and traffic reaches it through the published port.
 func TestRestartAfterKernelStateVanished(t *testing.T) {
-	r := newRestartable(t)
-	c := r.start()
-	n := dualStackNet(t, c, "net", "cnmboot0", "10.96.0.0/24", "fd00:96::/64")
-	idle := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	n := testrig.DualStackNet(t, c, "net", "cnmboot0", "10.96.0.0/24", "fd00:96::/64")
+	idle := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
 	ports := []types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: 18090}}
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
-	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web", libnetwork.OptionPortMapping(ports)))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("web", libnetwork.OptionPortMapping(ports)))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
 	addr, addr6 := ep.Info().Iface().Address(), ep.Info().Iface().AddressIPv6()
 	idleAddr := idle.Info().Iface().Address().String()
-	if addr6 == nil || len(rulesNaming(t, r.host.NS, "18090")) == 0 {
+	if addr6 == nil || len(testrig.RulesNaming(t, r.Host.NS, "18090")) == 0 {
 		t.Fatal("no IPv6 address or no port map element: the checks below would prove nothing")
 	}
 	key := sb.Key()
 
 	// The "reboot": the process stops, then the kernel loses everything
 	// (the namespace goes with its mount, taking the veth along).
-	r.last.Stop()
-	r.last = nil
+	r.Last.Stop()
+	r.Last = nil
 	if err := netnsutil.Remove(key); err != nil {
 		t.Fatal(err)
 	}
-	br, err := r.host.Netlink.LinkByName("cnmboot0")
+	br, err := r.Host.Netlink.LinkByName("cnmboot0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.host.Netlink.LinkDel(br); err != nil {
+	if err := r.Host.Netlink.LinkDel(br); err != nil {
 		t.Fatal(err)
 	}
-	inNS(t, r.host.NS, "nft", "flush", "ruleset") // iptables-nft's tables and opencnm-ports alike
-	hostLinksSettle(t, r.host, "lo")
-	if left := rulesNaming(t, r.host.NS, "cnm-"); len(left) > 0 {
+	testrig.InNS(t, r.Host.NS, "nft", "flush", "ruleset") // iptables-nft's tables and opencnm-ports alike
+	testrig.HostLinksSettle(t, r.Host, "lo")
+	if left := testrig.RulesNaming(t, r.Host.NS, "cnm-"); len(left) > 0 {
 		t.Fatalf("rules left after the flush: %v", left)
 	}
 
-	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(ports)}}))
+	c = r.Start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{libnetwork.OptionPortMapping(ports)}}))
 	// The vanished sandbox is reported, and dropped.
 	rerr := c.RestoreError()
 	if rerr == nil || !strings.Contains(rerr.Error(), "container web") || !strings.Contains(rerr.Error(), key) {
@@ -99,13 +100,13 @@ func TestRestartAfterKernelStateVanished(t *testing.T) {
 	}
 	// The network is whole again: bridge with its tag, every rule (both
 	// families), the port maps' table (empty: nobody publishes).
-	rn := must[*libnetwork.Network](t)(c.NetworkByName("net"))
-	l, err := r.host.Netlink.LinkByName("cnmboot0")
-	if err != nil || l.Attrs().Alias != netTag+n.ID() {
+	rn := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("net"))
+	l, err := r.Host.Netlink.LinkByName("cnmboot0")
+	if err != nil || l.Attrs().Alias != testrig.NetTag+n.ID() {
 		t.Fatalf("bridge not re-created with its tag: %v", err)
 	}
-	checkNetworkRules(t, r.host, map[string]*libnetwork.Network{rn.ID(): rn})
-	if e := portElems(t, r.host.NS); len(e) > 0 {
+	testrig.CheckNetworkRules(t, r.Host, map[string]*libnetwork.Network{rn.ID(): rn})
+	if e := testrig.PortElems(t, r.Host.NS); len(e) > 0 {
 		t.Errorf("port map elements after restoring no publisher: %v", e)
 	}
 	// The dropped sandbox's endpoint is gone and released what it held;
@@ -116,18 +117,18 @@ func TestRestartAfterKernelStateVanished(t *testing.T) {
 	if ri, err := rn.EndpointByName("idle"); err != nil || ri.Info().Iface().Address().String() != idleAddr {
 		t.Fatalf("idle endpoint not restored with %s: %v", idleAddr, err)
 	}
-	if n := listeners(t, r.host.NS, 18090); n != 0 {
+	if n := testrig.Listeners(t, r.Host.NS, 18090); n != 0 {
 		t.Fatalf("host port 18090 still held by %d sockets", n)
 	}
 
 	// A new container takes the same addresses and host port, and answers
 	// through the published port (host loopback, and the bridge's own
 	// address).
-	nep := must[*libnetwork.Endpoint](t)(rn.CreateEndpoint("web2", libnetwork.CreateOptionIpam(addr.IP, addr6.IP, nil, nil)))
+	nep := testrig.Must[*libnetwork.Endpoint](t)(rn.CreateEndpoint("web2", libnetwork.CreateOptionIpam(addr.IP, addr6.IP, nil, nil)))
 	if a := nep.Info().Iface().Address().String(); a != addr.String() {
 		t.Fatalf("new endpoint got %s, want the released %s", a, addr)
 	}
-	nsb := must[*libnetwork.Sandbox](t)(c.NewSandbox("web2", libnetwork.OptionPortMapping(ports)))
+	nsb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("web2", libnetwork.OptionPortMapping(ports)))
 	if err := nep.Join(nsb); err != nil {
 		t.Fatalf("joining with the released host port: %v", err)
 	}
@@ -136,8 +137,8 @@ func TestRestartAfterKernelStateVanished(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	serve(t, ns, "tcp", net.JoinHostPort(addr.IP.String(), "80"), "web2")
-	mustFetch(t, r.host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", 18090), "web2")
+	testrig.Serve(t, ns, "tcp", net.JoinHostPort(addr.IP.String(), "80"), "web2")
+	testrig.MustFetch(t, r.Host.NS, "tcp", fmt.Sprintf("127.0.0.1:%d", 18090), "web2")
 	v4, _ := rn.IpamInfo()
-	mustFetch(t, r.host.NS, "tcp", net.JoinHostPort(v4[0].Gateway.IP.String(), "18090"), "web2")
+	testrig.MustFetch(t, r.Host.NS, "tcp", net.JoinHostPort(v4[0].Gateway.IP.String(), "18090"), "web2")
 }

@@ -1,4 +1,4 @@
-package libnetwork_test
+package scale
 
 import (
 	"encoding/binary"

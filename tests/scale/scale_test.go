@@ -1,4 +1,4 @@
-package libnetwork_test
+package scale
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -30,8 +31,8 @@ type fullBridge struct {
 // library's own API, the way an embedder would.
 func fillBridge(t *testing.T, n int, name, brName, v4, v6 string) *fullBridge {
 	t.Helper()
-	c, host := newPrivController(t)
-	nw := dualStackNet(t, c, name, brName, v4, v6)
+	c, host := testrig.NewPrivController(t)
+	nw := testrig.DualStackNet(t, c, name, brName, v4, v6)
 	f := &fullBridge{c: c, nw: nw, host: host.Netlink, hns: host.NS}
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -48,8 +49,8 @@ func fillBridge(t *testing.T, n int, name, brName, v4, v6 string) *fullBridge {
 		}
 		f.eps = append(f.eps, ep)
 		f.sbs = append(f.sbs, sb)
-		f.ips = append(f.ips, hostIP(ep.Info().Iface().Address()))
-		f.ip6s = append(f.ip6s, hostIP(ep.Info().Iface().AddressIPv6()))
+		f.ips = append(f.ips, testrig.HostIP(ep.Info().Iface().Address()))
+		f.ip6s = append(f.ip6s, testrig.HostIP(ep.Info().Iface().AddressIPv6()))
 	}
 	t.Logf("%d containers on one bridge in %v", n, time.Since(start).Round(time.Millisecond))
 	return f
@@ -66,16 +67,16 @@ func TestBridgeAtPortLimit(t *testing.T) {
 	const gw, gw6 = "10.210.0.1", "fd17:210::1"
 	f := fillBridge(t, bridge.MaxBridgePorts, "full", "brfull", "10.210.0.0/21", "fd17:210::/64")
 	hostNS := f.hns
-	serveTCP(t, hostNS, net.JoinHostPort(gw, "7000"))
-	serveTCP(t, hostNS, net.JoinHostPort(gw6, "7000"))
+	testrig.ServeTCP(t, hostNS, net.JoinHostPort(gw, "7000"))
+	testrig.ServeTCP(t, hostNS, net.JoinHostPort(gw6, "7000"))
 
 	probes := []int{0, bridge.MaxBridgePorts / 2, bridge.MaxBridgePorts - 1}
 	nss := map[int]*netnsutil.NS{}
 	hs := map[int]*netlink.Handle{}
 	for _, i := range probes {
-		nss[i], hs[i] = sandboxNS(t, f.sbs[i])
-		serveTCP(t, nss[i], net.JoinHostPort(f.ips[i], "7001"))
-		serveTCP(t, nss[i], net.JoinHostPort(f.ip6s[i], "7001"))
+		nss[i], hs[i] = testrig.SandboxNS(t, f.sbs[i])
+		testrig.ServeTCP(t, nss[i], net.JoinHostPort(f.ips[i], "7001"))
+		testrig.ServeTCP(t, nss[i], net.JoinHostPort(f.ip6s[i], "7001"))
 	}
 	// from reports whether an echo reply came from ip.
 	from := func(reply, ip string) bool { return strings.HasPrefix(reply, net.JoinHostPort(ip, "")) }
@@ -92,16 +93,16 @@ func TestBridgeAtPortLimit(t *testing.T) {
 				if err := pingFrom(nss[i], fam.gw, 5*time.Second); err != nil {
 					t.Errorf("%s %s: container %d pinging the gateway: %v", round, fam.name, i, err)
 				}
-				if reply, err := dialTCP(t, nss[i], net.JoinHostPort(fam.gw, "7000"), "hi"); err != nil || !from(reply, me) {
+				if reply, err := testrig.DialTCP(t, nss[i], net.JoinHostPort(fam.gw, "7000"), "hi"); err != nil || !from(reply, me) {
 					t.Errorf("%s %s: container %d to the host over TCP: %q, %v", round, fam.name, i, reply, err)
 				}
 				if err := pingFrom(nss[i], them, 5*time.Second); err != nil {
 					t.Errorf("%s %s: container %d pinging container %d: %v", round, fam.name, i, peer, err)
 				}
-				if reply, err := dialTCP(t, nss[i], net.JoinHostPort(them, "7001"), "hi"); err != nil || !from(reply, me) {
+				if reply, err := testrig.DialTCP(t, nss[i], net.JoinHostPort(them, "7001"), "hi"); err != nil || !from(reply, me) {
 					t.Errorf("%s %s: container %d to container %d over TCP: %q, %v", round, fam.name, i, peer, reply, err)
 				}
-				if reply, err := dialTCP(t, hostNS, net.JoinHostPort(me, "7001"), "hi"); err != nil || !from(reply, fam.gw) {
+				if reply, err := testrig.DialTCP(t, hostNS, net.JoinHostPort(me, "7001"), "hi"); err != nil || !from(reply, fam.gw) {
 					t.Errorf("%s %s: host to container %d over TCP: %q, %v", round, fam.name, i, reply, err)
 				}
 			}
@@ -119,18 +120,18 @@ func TestBridgeAtPortLimit(t *testing.T) {
 
 	// One too many: Forbidden, naming the network and the limit, and no
 	// veth made for it.
-	extra := must[*libnetwork.Endpoint](t)(f.nw.CreateEndpoint("extra"))
-	extraSb := must[*libnetwork.Sandbox](t)(f.c.NewSandbox("extra"))
-	before := len(linkNames(t, f.host))
+	extra := testrig.Must[*libnetwork.Endpoint](t)(f.nw.CreateEndpoint("extra"))
+	extraSb := testrig.Must[*libnetwork.Sandbox](t)(f.c.NewSandbox("extra"))
+	before := len(testrig.LinkNames(t, f.host))
 	err := extra.Join(extraSb)
 	if !types.IsForbidden(err) || !strings.Contains(err.Error(), "full") || !strings.Contains(err.Error(), fmt.Sprint(bridge.MaxBridgePorts)) {
 		t.Fatalf("join of the 1,024th endpoint: %v, want Forbidden naming network full and the limit %d", err, bridge.MaxBridgePorts)
 	}
-	if after := len(linkNames(t, f.host)); after != before {
+	if after := len(testrig.LinkNames(t, f.host)); after != before {
 		t.Errorf("the refused join changed the host's links: %d, then %d", before, after)
 	}
-	_, sbH := sandboxNS(t, extraSb)
-	if names := linkNames(t, sbH); len(names) != 1 {
+	_, sbH := testrig.SandboxNS(t, extraSb)
+	if names := testrig.LinkNames(t, sbH); len(names) != 1 {
 		t.Errorf("the refused join left links in its sandbox: %v", names)
 	}
 
@@ -150,7 +151,7 @@ func TestBridgeAtPortLimit(t *testing.T) {
 		t.Fatalf("join right after a sandbox delete at the limit: %v", err)
 	}
 	// And the newcomer reaches its gateway too.
-	ens, _ := sandboxNS(t, extraSb)
+	ens, _ := testrig.SandboxNS(t, extraSb)
 	if err := pingFrom(ens, gw, 5*time.Second); err != nil {
 		t.Errorf("the endpoint that took a freed port pinging the gateway: %v", err)
 	}
@@ -158,8 +159,8 @@ func TestBridgeAtPortLimit(t *testing.T) {
 	if err := f.eps[3].Delete(true); err != nil {
 		t.Fatal(err)
 	}
-	extra2 := must[*libnetwork.Endpoint](t)(f.nw.CreateEndpoint("extra2"))
-	if err := extra2.Join(must[*libnetwork.Sandbox](t)(f.c.NewSandbox("extra2"))); err != nil {
+	extra2 := testrig.Must[*libnetwork.Endpoint](t)(f.nw.CreateEndpoint("extra2"))
+	if err := extra2.Join(testrig.Must[*libnetwork.Sandbox](t)(f.c.NewSandbox("extra2"))); err != nil {
 		t.Fatalf("join right after an endpoint delete at the limit: %v", err)
 	}
 }
