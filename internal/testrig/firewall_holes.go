@@ -25,7 +25,7 @@ func NewForwardingRig(t *testing.T, opts ...config.Option) *PortRig {
 			t.Fatal(err)
 		}
 	}
-	r := newPortRigOf(t, newPrivControllerIn(t, host, opts...), host)
+	r := newPortRigOf(t, NewPrivControllerIn(t, host, opts...), host)
 	WithUplink6(t, r)
 	AssertForwardAccept(t, r.Host)
 	return r

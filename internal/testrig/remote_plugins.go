@@ -28,10 +28,18 @@ const (
 	TestTimeout           = time.Second
 )
 
-// publish serves h as plugin name in dir and returns the running server.
+// Publish serves h as plugin name in dir and returns the running server.
+// A controller already using dir stops before the server does.
 // For sockets the server listens at the discovered path itself; for TCP the
 // spec file written points at the port.
 func Publish(t *testing.T, dir, name string, how Transport, h plugintest.Handler) *plugintest.Server {
+	t.Helper()
+	s := publish(t, dir, name, how, h)
+	stopBefore(t, dir)
+	return s
+}
+
+func publish(t *testing.T, dir, name string, how Transport, h plugintest.Handler) *plugintest.Server {
 	t.Helper()
 	switch how {
 	case ViaSocket:

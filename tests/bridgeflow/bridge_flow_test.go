@@ -19,6 +19,7 @@ import (
 
 // The README flow, checked inside the kernel, then torn down to nothing.
 func TestReadmeFlowInKernel(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "network1", ""))
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("Endpoint1"))
@@ -98,6 +99,7 @@ func TestReadmeFlowInKernel(t *testing.T) {
 }
 
 func TestTwoContainersExchangeTCP(t *testing.T) {
+	t.Parallel()
 	c, _ := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c, "net", "cnmtcp0", "10.77.0.0/24")
 	var nss []*netnsutil.NS
@@ -141,6 +143,7 @@ func TestTwoContainersExchangeTCP(t *testing.T) {
 }
 
 func TestSandboxOnTwoNetworks(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	a := testrig.BridgeNet(t, c, "a", "cnma0", "10.78.1.0/24")
 	b := testrig.BridgeNet(t, c, "b", "cnmb0", "10.78.2.0/24")
@@ -198,6 +201,7 @@ func TestSandboxOnTwoNetworks(t *testing.T) {
 }
 
 func TestExternalKeySandbox(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c, "net", "cnmext0", "10.79.0.0/24")
 	n2 := testrig.BridgeNet(t, c, "net2", "cnmext1", "10.79.1.0/24")
@@ -249,6 +253,7 @@ func TestExternalKeySandbox(t *testing.T) {
 }
 
 func TestHostDriverUsesDefaultSandbox(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("host", "host", ""))
 	var sbs []*libnetwork.Sandbox
@@ -290,6 +295,7 @@ func TestHostDriverUsesDefaultSandbox(t *testing.T) {
 
 // A join that fails after the driver made the veth leaves nothing behind.
 func TestJoinFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c, "net", "cnmfail0", "10.80.0.0/24")
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))

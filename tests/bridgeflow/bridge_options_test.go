@@ -22,6 +22,7 @@ const uplinkHostB = "192.0.2.3"
 // address only, not on the host's other addresses (nor its loopback); a
 // binding that names its own host IP keeps it.
 func TestBridgeDefaultBindingIP(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	up, err := r.Host.Netlink.LinkByName("uplink")
 	if err != nil {
@@ -64,6 +65,7 @@ func TestBridgeDefaultBindingIP(t *testing.T) {
 // inhibit_ipv4: the bridge carries no IPv4 address, while containers get
 // theirs and reach each other across it.
 func TestBridgeInhibitIPv4(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "inhibit", "10.62.0.0/24", libnetwork.NetworkOptionDriverOpts(map[string]string{
 		"com.docker.network.bridge.name":         "br-inhibit",
@@ -96,6 +98,7 @@ func TestBridgeInhibitIPv4(t *testing.T) {
 // <prefix>0 inside its namespace, carrying the endpoint's address and MAC;
 // its interface in a network without the option is still eth0.
 func TestBridgeContainerIfacePrefix(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	lan := r.BridgeNet(t, "lan", "10.63.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.container_iface_prefix": "lan"}))

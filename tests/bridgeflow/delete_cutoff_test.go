@@ -14,6 +14,7 @@ import (
 // alive past Sandbox.Delete; from the moment Delete returns it must have
 // no working interface: nothing up with an address, no way to the gateway.
 func TestDeleteCutsOffRunningContainer(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	n := testrig.DualStackNet(t, c, "cutoff", "cnmcut0", "10.79.1.0/24", "fd79:1::/64")
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c-cutoff"))

@@ -39,6 +39,7 @@ func addrsAll(t *testing.T, h *netlink.Handle, link string, family int) []string
 // the outside over IPv6, get an IPv6 default route, and publish ports
 // over IPv6. The IPv6 pool may be left to the default (ULA) pools.
 func TestIPv6OnlyNetwork(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig6(t)
 	n, err := r.C.NewNetwork("bridge", "v6only", "",
 		libnetwork.NetworkOptionEnableIPv4(false), libnetwork.NetworkOptionEnableIPv6(true),
@@ -112,6 +113,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 // preferred IPv4 address; the generic option sets it too, and must be a
 // bool. All BadRequest naming the option.
 func TestIPv6OnlyRefusals(t *testing.T) {
+	t.Parallel()
 	c, _ := testrig.NewPrivController(t)
 	for name, opts := range map[string][]libnetwork.NetworkOption{
 		"no IPv6":         {libnetwork.NetworkOptionEnableIPv4(false)},
@@ -139,6 +141,7 @@ func TestIPv6OnlyRefusals(t *testing.T) {
 // up again without IPv4), and an endpoint's link-local addresses are
 // still reported.
 func TestIPv6OnlyAndLinkLocalSurviveRestart(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "v6only", "",

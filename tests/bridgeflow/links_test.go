@@ -27,6 +27,7 @@ func linkOpt(parents, children []string) libnetwork.SandboxOption {
 // join (ChildEndpoints) or from the child's (ParentEndpoints), and its
 // rules, tagged with the joining endpoint, go with that endpoint's leave.
 func TestLegacyLinksICCOff(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "links", "10.64.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableICC: "false"}))
@@ -75,6 +76,7 @@ func TestLegacyLinksICCOff(t *testing.T) {
 // A link naming an endpoint that is not on the network, or given with
 // the wrong type, fails the join with a BadRequest and leaves it undone.
 func TestLegacyLinksRefused(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "links", "10.65.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableICC: "false"}))
@@ -94,6 +96,7 @@ func TestLegacyLinksRefused(t *testing.T) {
 // pruned as leftovers), once, and still let it reach the child's exposed
 // port only.
 func TestLegacyLinksSurviveRestart(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("bridge", "links", "",

@@ -16,6 +16,7 @@ import (
 // own ExecRoot and DataDir, do not see or disturb each other: the same
 // network name, bridge name and subnet work in both.
 func TestTwoControllersInOneProcess(t *testing.T) {
+	t.Parallel()
 	c1, h1 := testrig.NewPrivController(t)
 	c2, h2 := testrig.NewPrivController(t)
 	var eps []*libnetwork.Endpoint
@@ -45,6 +46,7 @@ func TestTwoControllersInOneProcess(t *testing.T) {
 }
 
 func TestRenameAndRefresh(t *testing.T) {
+	t.Parallel()
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n")
@@ -83,6 +85,7 @@ func TestRenameAndRefresh(t *testing.T) {
 // would take the first one's bridge, rules and ports for leftovers. Once
 // the first stops, the namespace is free again.
 func TestSecondControllerInOneNamespaceRefused(t *testing.T) {
+	t.Parallel()
 	c1, host := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c1, "mine", "cnmclaim0", "10.93.0.0/24")
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))

@@ -22,6 +22,7 @@ import (
 // BadRequest, leaves nothing (no bridge, no rule, the pool free again),
 // and the ICC-off network stays closed while its egress keeps working.
 func TestWildcardNamesOpenNoIsolation(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	testrig.Serve(t, r.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkOutside, "7000"), "out")
 	outside := net.JoinHostPort(testrig.UplinkOutside, "7000")
@@ -92,6 +93,7 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 // driver, before anything is made: no link, no rule, no network, and the
 // pool is free afterwards.
 func TestBridgeHostileNames(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	pool := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.91.0.0/24"}}, nil, nil)
 	linksBefore := testrig.LinkNames(t, host.Netlink)
@@ -140,6 +142,7 @@ func TestBridgeHostileNames(t *testing.T) {
 // in the kernel is collected (bridge and rules gone), so its wildcard can
 // not outlive the upgrade.
 func TestRestartDropsNetworkWithInvalidID(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	const validID, oldID = "aXb", "a+b"

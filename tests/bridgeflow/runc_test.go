@@ -271,6 +271,7 @@ func (c *runcContainer) remove(t *testing.T) {
 // wget through the C library's resolver), fetches from it, and the host
 // reaches that container's published port.
 func TestRuncContainer(t *testing.T) {
+	t.Parallel()
 	r := newRuncRig(t)
 	c, host := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c, "runcnet", "cnmrunc0", "10.79.2.0/24")
@@ -370,6 +371,7 @@ func httpGet(ns interface{ Do(func() error) error }, addr, path string) (string,
 // resolves and reaches another container, and serves its published port
 // to the host.
 func TestRuncContainerRestart(t *testing.T) {
+	t.Parallel()
 	r := newRuncRig(t)
 	c, host := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c, "runcrk", "cnmrunc1", "10.79.6.0/24")

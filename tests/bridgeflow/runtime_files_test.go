@@ -63,6 +63,7 @@ func (b *boundFile) read(t *testing.T, step string) string {
 // bind mount into a running container is; the files are in a directory
 // that did not exist when the sandbox was made.
 func TestDNSFilesUpdatedInPlace(t *testing.T) {
+	t.Parallel()
 	c, _ := testrig.NewPrivController(t)
 	n := testrig.BridgeNet(t, c, "inplace", "cnminpl0", "10.79.0.0/24")
 	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 192.0.2.53\n")
@@ -148,6 +149,7 @@ func TestDNSFilesUpdatedInPlace(t *testing.T) {
 // User-named DNS file paths may be in a directory that does not exist yet:
 // NewSandbox creates it, as upstream does.
 func TestSandboxFilePathsInNewDirectory(t *testing.T) {
+	t.Parallel()
 	c := testrig.NewController(t)
 	base := t.TempDir()
 	hostsPath := filepath.Join(base, "a", "b", "hosts")

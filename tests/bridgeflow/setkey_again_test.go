@@ -60,6 +60,7 @@ func (r *runtimeNS) end() {
 // Once with the old namespace gone (the container exited), once with it
 // still held.
 func TestSetKeyAgain(t *testing.T) {
+	t.Parallel()
 	for _, oldKept := range []bool{false, true} {
 		t.Run(fmt.Sprintf("oldKept=%v", oldKept), func(t *testing.T) { testSetKeyAgain(t, oldKept) })
 	}
@@ -160,6 +161,7 @@ func (f *flakyJoin) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, erro
 // was: key, interface with its address and MAC, default route, resolver,
 // both drivers joined; the new namespace keeps nothing working.
 func TestSetKeyAgainUndo(t *testing.T) {
+	t.Parallel()
 	c, host := testrig.NewPrivController(t)
 	flaky := &flakyJoin{Fake: drivertest.NewFake("flaky")}
 	if err := c.RegisterDriver("flaky", flaky, driverapi.Capability{DataScope: "local", ConnectivityScope: "local"}); err != nil {

@@ -17,6 +17,7 @@ import (
 // own: creating or deleting one never touches another's rules, and every
 // network keeps its egress and its isolation.
 func TestNearCollidingIDsKeepTheirRules(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	testrig.Serve(t, r.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkOutside, "7000"), "out")
 	outside := net.JoinHostPort(testrig.UplinkOutside, "7000")
@@ -76,6 +77,7 @@ func TestNearCollidingIDsKeepTheirRules(t *testing.T) {
 // up under its injective tag and the old-tagged copies are pruned, so
 // nothing of the old tag is left and the network has each rule once.
 func TestRestartRetagsRulesOfAnOlderVersion(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	const id = "a_b"

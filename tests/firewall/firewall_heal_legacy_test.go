@@ -27,6 +27,7 @@ func withoutUserRules(s string) string {
 // again in both families. The rules are in the legacy tables, none in
 // iptables-nft's.
 func TestFirewallHealsLegacy(t *testing.T) {
+	t.Parallel()
 	h := newHealRigOf(t, map[string]any{knobs.BridgeIPTablesLegacy: true}, "iptables-legacy")
 	r, rec := h.PortRig, h.log
 	save := func() string {

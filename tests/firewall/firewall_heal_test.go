@@ -160,8 +160,10 @@ done`
 // published port answers, ICC-off isolation holds. The user's DOCKER-USER
 // rule is never re-added. The repair is logged as a structured record.
 func TestFirewallHealsAfterFlush(t *testing.T) {
+	t.Parallel()
 	for _, w := range wipes {
 		t.Run(w.name, func(t *testing.T) {
+			t.Parallel()
 			h := newHealRig(t)
 			before := h.state(t)
 			if !strings.Contains(before, "*raw\n") || !strings.Contains(before, "cnm-") {
@@ -214,6 +216,7 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 // (on demand here, reported by RepairFirewall), nothing else is rewritten,
 // and DOCKER-USER with the user's rule stays exactly as it was.
 func TestFirewallRepairOnDemand(t *testing.T) {
+	t.Parallel()
 	h := newHealRig(t)
 	user := h.userChain(t)
 	if !strings.Contains(user, healUserRule) {
@@ -280,6 +283,7 @@ func stripCounters(s string) string {
 // (RepairFirewall reports the sandbox) and by the periodic check, and
 // names resolve again.
 func TestDNSRedirectRepaired(t *testing.T) {
+	t.Parallel()
 	rec := testrig.NewRecorder()
 	// No periodic check until the test asks for one: it would race with
 	// the checks that the redirect is gone, and with RepairFirewall.
@@ -353,6 +357,7 @@ func repairGoroutines() bool {
 // wakes no check: only a foreign removal does. A foreign marker removal
 // before and after the churn each make one event-triggered check.
 func TestOwnChurnTriggersNoCheck(t *testing.T) {
+	t.Parallel()
 	h := newHealRig(t)
 	marker := func() {
 		t.Helper()

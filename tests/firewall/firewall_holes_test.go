@@ -28,6 +28,7 @@ import (
 // reaches the container's addresses; the containers still reach out, and
 // their published ports through the host (hairpin).
 func TestHoleDirectRouting(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "direct", "", "10.61.0.0/24", "fd00:61::/64")
 	r.RouteOutside(t, "10.61.0.0/24")
@@ -74,6 +75,7 @@ func TestHoleDirectRouting(t *testing.T) {
 // new connections out, in both families, while the containers' own
 // connections get their answers.
 func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "nomasq", "", "10.60.0.0/24", "fd00:60::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableIPMasquerade: "false"}))
@@ -103,6 +105,7 @@ func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
 // DNAT would forward it. The IPv6 twin (::1 from the wire) is a
 // regression check: the kernel drops it on its own.
 func TestHoleLoopbackPortFromLAN(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "lo", "", "10.62.0.0/24", "fd00:62::/64")
 	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{
@@ -136,6 +139,7 @@ func TestHoleLoopbackPortFromLAN(t *testing.T) {
 // container reach services the host bound to its loopback; host →
 // 127.0.0.1:port → container and hairpin keep working.
 func TestHoleContainerToHostLoopback(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "rl", "", "10.63.0.0/24", "fd00:63::/64")
 	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})

@@ -22,6 +22,7 @@ import (
 // trusts loopback peers (without the rule they arrive). The same
 // container's datagrams from its own address arrive.
 func TestHoleLoopbackSourceFromContainer(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "losrc", "", "10.76.0.0/24", "fd00:76::/64")
 	c1 := r.MustRun(t, n, "c1", nil)

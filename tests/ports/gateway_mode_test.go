@@ -44,6 +44,7 @@ func runTarget(t *testing.T, r *testrig.PortRig, n *libnetwork.Network, name str
 // family only; the other family stays "nat". Published ports work in
 // both; containers of other networks still do not reach them directly.
 func TestGatewayModeNATUnprotected(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	a := testrig.DualStackNet(t, r.C, "open4", "", "10.64.0.0/24", "fd00:64::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
 	b := testrig.DualStackNet(t, r.C, "open6", "", "10.65.0.0/24", "fd00:65::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat", bridge.GatewayModeIPv6: "nat-unprotected"}))
@@ -80,6 +81,7 @@ func TestGatewayModeNATUnprotected(t *testing.T) {
 // own addresses, in both families, to traffic arriving on the interfaces
 // named: not their unpublished ports, and nothing to other interfaces.
 func TestTrustedHostInterfaces(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	lan2 := addNeighbour(t, r.Host, "uplink2", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:2::1/64", "2001:db8:2::2/64")
 	n := testrig.DualStackNet(t, r.C, "trusted", "", "10.66.0.0/24", "fd00:66::/64", withDriverOpts(map[string]string{bridge.TrustedHostInterfaces: "uplink"}))
@@ -111,6 +113,7 @@ func TestTrustedHostInterfaces(t *testing.T) {
 // talk among themselves. A plain internal network, for contrast, has its
 // bridge address both ways.
 func TestGatewayModeIsolated(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	iso := testrig.DualStackNet(t, r.C, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
 		withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated", bridge.GatewayModeIPv6: "isolated"}))
@@ -161,6 +164,7 @@ func TestGatewayModeIsolated(t *testing.T) {
 // family and no NAT for a routed one. Values not implemented fail the
 // create, naming the option, and leave no network.
 func TestGatewayModeSurvivesRestartAndRefusals(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	for _, labels := range []map[string]string{
@@ -298,6 +302,7 @@ func routeVia(t *testing.T, ns *testutil.HostNS, subnet, gw string) {
 // in its family: the network accepts what enters its bridge there, as
 // moby does for this mode, rather than relying on the policy.
 func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig6(t)
 	a := testrig.DualStackNet(t, r.C, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
 	b := testrig.DualStackNet(t, r.C, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
@@ -331,6 +336,7 @@ func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
 // endpoint, in the protected family (IPv6 here) only; the unprotected
 // IPv4 needs none.
 func TestRestartKeepsTrustedPort(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.DualStackNet(t, c, "trustedp", "", "10.75.0.0/24", "fd00:75::/64", withDriverOpts(map[string]string{

@@ -25,6 +25,7 @@ import (
 // The published port's accept is the endpoint's rule: repaired when
 // removed, gone with the endpoint.
 func TestGatewayModeRouted(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "routed4", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
 	r.RouteOutside(t, "10.72.0.0/24")
@@ -101,6 +102,7 @@ func TestGatewayModeRouted(t *testing.T) {
 // a restart: the IPv4 one without a host port (its accept back in
 // filter DOCKER, owned by the endpoint), the IPv6 one on its host port.
 func TestRestartKeepsRoutedPort(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.DualStackNet(t, c, "routed", "", "10.74.0.0/24", "fd00:74::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))

@@ -21,6 +21,7 @@ import (
 // (CreateOptionPortMapping) and the sandbox (OptionPortMapping) together,
 // and DriverInfo reports them with the real host ports.
 func TestPortsPublished(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "pub", "10.50.0.0/24")
 	gw := "10.50.0.1"
@@ -126,6 +127,7 @@ func ephemeralRange(t *testing.T, r *testrig.PortRig) (uint16, uint16) {
 // sandbox are deleted; its address goes back to IPAM with the endpoint.
 // A port still being released is waited for.
 func TestPortsTakenPort(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "taken", "10.51.0.0/24")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
@@ -176,6 +178,7 @@ func TestPortsTakenPort(t *testing.T) {
 // isolated from each other; an internal network has no way out and no way
 // in; a network without masquerade still forwards.
 func TestPortsIsolation(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	testrig.Serve(t, r.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkOutside, "7000"), "out")
 	outside := net.JoinHostPort(testrig.UplinkOutside, "7000")
@@ -234,6 +237,7 @@ func TestPortsIsolation(t *testing.T) {
 // A UDP mapping's conntrack entries are flushed when it is released, so a
 // sender that keeps going is not NATed to the old container forever.
 func TestPortsUDPConntrackFlushed(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "udp", "10.55.0.0/24")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{{Proto: types.UDP, Port: 53, HostPort: 5353}}))

@@ -27,6 +27,7 @@ import (
 // (as upstream's ip6tables setup does); teardown leaves nothing in the
 // ip6 tables or the ip6 port maps.
 func TestPortsPublishedIPv6(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig6(t)
 	n := testrig.DualStackNet(t, r.C, "pub6", "", "10.56.0.0/24", "fd56::/64")
 	gw6 := "fd56::1"
@@ -157,6 +158,7 @@ func assertIPv6Clean(t *testing.T, r *testrig.PortRig) {
 // binding on every address serves the host's other addresses (127.0.0.1
 // included) and is refused on [::1].
 func TestPortsIPv6LoopbackRefused(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig6(t)
 	n := testrig.DualStackNet(t, r.C, "lo6", "", "10.57.0.0/24", "fd57::/64")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
@@ -207,6 +209,7 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 // (the outside routes the subnet back through the host), while published
 // ports still work.
 func TestPortsIPv6NoMasquerade(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewPortRig6(t)
 	n := testrig.DualStackNet(t, r.C, "nomasq6", "", "10.58.0.0/24", "fd58::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_ip_masquerade": "false"}))

@@ -194,6 +194,7 @@ func stateNet(t *testing.T, c *libnetwork.Controller, name, pool, gw string) (*l
 // recorded; one that asks for replay, restarted with no state, gets back
 // exactly the pool, gateway and addresses it had handed out.
 func TestRemoteIPAMRestartReplay(t *testing.T) {
+	t.Parallel()
 	for _, replay := range []bool{false, true} {
 		t.Run(fmt.Sprintf("replay=%t", replay), func(t *testing.T) {
 			r := testrig.NewRestartable(t)
@@ -248,6 +249,7 @@ func TestRemoteIPAMRestartReplay(t *testing.T) {
 // and its endpoints stay as recorded, RestoreError names it, allocations
 // fail with NoService while it is away and reach it once it is back.
 func TestRemoteIPAMGoneAtRestart(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
 	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
@@ -294,6 +296,7 @@ func TestRemoteIPAMGoneAtRestart(t *testing.T) {
 // address request, made before it when the user gave none, and the
 // endpoint's interface has that very MAC.
 func TestRemoteIPAMRequiresMAC(t *testing.T) {
+	t.Parallel()
 	c, _, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
 	p := newStateIPAM(ipamCaps{RequiresMACAddress: true})
 	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
@@ -348,6 +351,7 @@ func TestRemoteIPAMRequiresMAC(t *testing.T) {
 // other than the one asked for, fails the call, and exactly what the
 // plugin handed out is given back.
 func TestRemoteIPAMOtherAnswers(t *testing.T) {
+	t.Parallel()
 	c, _, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
 	p := newStateIPAM(ipamCaps{})
 	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))

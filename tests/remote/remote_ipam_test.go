@@ -20,6 +20,7 @@ import (
 // TestRemoteIPAMBridge runs a bridge network whose pool, gateway and
 // addresses all come from an IPAM plugin, and passes traffic over it.
 func TestRemoteIPAMBridge(t *testing.T) {
+	t.Parallel()
 	c, host, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
 	p := newPoolPlugin()
 	testrig.Publish(t, dir, "myipam", testrig.ViaTCPJSON, ipam.NewHandler(p))
@@ -103,6 +104,7 @@ func TestRemoteIPAMBridge(t *testing.T) {
 // TestRemoteIPAMFailures checks that a plugin's refusal at each step fails
 // the operation with the plugin's message and gives back what was taken.
 func TestRemoteIPAMFailures(t *testing.T) {
+	t.Parallel()
 	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	p := newPoolPlugin()
 	testrig.Publish(t, dir, "myipam", testrig.ViaSocket, ipam.NewHandler(p))

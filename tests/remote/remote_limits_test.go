@@ -16,6 +16,7 @@ import (
 // fails NewNetwork as Internal, costs the controller a bounded amount of
 // memory, and leaves nothing: no network, and its pool is free again.
 func TestRemotePluginFloodsReply(t *testing.T) {
+	// Not parallel: the memory bound is the whole process's.
 	// A generous bound: the create must fail on size, not time.
 	c, _, dir := testrig.NewPluginController(t, 10*time.Second)
 	for name, flood := range map[string]http.HandlerFunc{

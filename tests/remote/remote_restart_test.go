@@ -21,6 +21,7 @@ import (
 // and endpoints stay, RestoreError says so, calls fail with NoService while
 // it is away, and once it is back they go to it again.
 func TestRestartTrustsPluginRecords(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
 	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
@@ -124,6 +125,7 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 // back without a driver: they are kept, reported, and given to the driver
 // (network and endpoints, which it does not keep itself) when it is there.
 func TestRestartKeepsNetworkOfLateDriver(t *testing.T) {
+	t.Parallel()
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	testrig.WithFake(t, c)

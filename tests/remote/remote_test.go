@@ -19,6 +19,7 @@ import (
 // to the host under its own name), sandbox delete with a joined endpoint,
 // and teardown, over each way a plugin can be published.
 func TestRemoteDriverLifecycle(t *testing.T) {
+	t.Parallel()
 	for _, how := range []testrig.Transport{testrig.ViaSocket, testrig.ViaTCPSpec, testrig.ViaTCPJSON} {
 		t.Run(string(how), func(t *testing.T) {
 			c, host, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)

@@ -3,6 +3,7 @@ package testrig
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,60 +16,89 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// newController returns a controller whose paths are under t.TempDir().
+// NewController returns a controller whose paths are under t.TempDir().
 // As root it works inside a throwaway host namespace; otherwise in the
 // test's own namespace, which is fine for tests that never touch the
 // kernel (null and fake drivers, sandboxes with external keys).
 func NewController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 	t.Helper()
-	dir := t.TempDir()
-	base := []config.Option{
-		config.OptionExecRoot(filepath.Join(dir, "run")),
-		config.OptionDataDir(filepath.Join(dir, "lib")),
-		config.OptionPluginDirs(filepath.Join(dir, "plugins")),
-	}
+	var base []config.Option
 	if os.Geteuid() == 0 {
-		host := testutil.NewHostNS(t)
-		base = append(base, config.OptionHostNetNS(host.Path()))
+		base = append(base, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
 	}
-	c, err := libnetwork.New(append(base, opts...)...)
-	if err != nil {
-		t.Fatalf("libnetwork.New: %v", err)
-	}
-	t.Cleanup(c.Stop)
-	t.Cleanup(func() { Teardown(t, c) })
-	return c
+	return start(t, append(base, opts...))
 }
 
-// newPrivController is newController for tests that need the kernel.
+// NewPrivController is NewController for tests that need the kernel: it
+// skips (fails under CI=true) unless run as root.
 func NewPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Controller, *testutil.HostNS) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	host := testutil.NewHostNS(t)
-	return newPrivControllerIn(t, host, opts...), host
+	return NewPrivControllerIn(t, host, opts...), host
 }
 
-// newPrivControllerIn is newPrivController in a host namespace the test
+// NewPrivControllerIn is NewPrivController in a host namespace the test
 // made (and may have prepared, e.g. forwarding on before the start).
-func newPrivControllerIn(t *testing.T, host *testutil.HostNS, opts ...config.Option) *libnetwork.Controller {
+func NewPrivControllerIn(t *testing.T, host *testutil.HostNS, opts ...config.Option) *libnetwork.Controller {
+	t.Helper()
+	testutil.RequireRoot(t)
+	return start(t, append([]config.Option{config.OptionHostNetNS(host.Path())}, opts...))
+}
+
+// stops holds, per plugin directory of a running test controller, the
+// function that stops it (see Publish).
+var stops sync.Map // string -> *stopper
+
+type stopper struct {
+	owner *testing.T // the test whose cleanup stops the controller
+	stop  func()
+}
+
+// start makes the controller with its state under t.TempDir() and opts
+// applied last. At the test's end it deletes what the test left and
+// stops, once, whichever cleanup gets there first.
+func start(t *testing.T, opts []config.Option) *libnetwork.Controller {
 	t.Helper()
 	dir := t.TempDir()
 	base := []config.Option{
 		config.OptionExecRoot(filepath.Join(dir, "run")),
 		config.OptionDataDir(filepath.Join(dir, "lib")),
 		config.OptionPluginDirs(filepath.Join(dir, "plugins")),
-		config.OptionHostNetNS(host.Path()),
 	}
 	c, err := libnetwork.New(append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("libnetwork.New: %v", err)
 	}
-	t.Cleanup(c.Stop)
-	t.Cleanup(func() { Teardown(t, c) })
+	s := &stopper{owner: t, stop: sync.OnceFunc(func() {
+		Teardown(t, c)
+		c.Stop()
+	})}
+	dirs := c.Config().PluginDirs
+	for _, d := range dirs {
+		stops.Store(d, s)
+	}
+	t.Cleanup(func() {
+		s.stop()
+		for _, d := range dirs {
+			stops.CompareAndDelete(d, s)
+		}
+	})
 	return c
 }
 
-// teardown deletes every sandbox and network a test left, so its namespace
+// stopBefore makes the controller using plugin directory dir (if one
+// runs) stop before cleanups registered earlier than this call, such as
+// the plugin server just started: the controller's teardown then talks to
+// a live plugin instead of waiting out its timeout. Only for t's own
+// controller: a subtest's server must not end its parent's controller.
+func stopBefore(t *testing.T, dir string) {
+	if s, ok := stops.Load(dir); ok && s.(*stopper).owner == t {
+		t.Cleanup(s.(*stopper).stop)
+	}
+}
+
+// Teardown deletes every sandbox and network a test left, so its namespace
 // mounts are gone before t.TempDir() is removed.
 func Teardown(t *testing.T, c *libnetwork.Controller) {
 	for _, sb := range c.Sandboxes() {
@@ -90,7 +120,7 @@ func Teardown(t *testing.T, c *libnetwork.Controller) {
 	}
 }
 
-// withFake registers a fake driver called "fake" on c.
+// WithFake registers a fake driver called "fake" on c.
 func WithFake(t *testing.T, c *libnetwork.Controller) *drivertest.Fake {
 	t.Helper()
 	f := drivertest.NewFake("fake")
@@ -100,6 +130,8 @@ func WithFake(t *testing.T, c *libnetwork.Controller) *drivertest.Fake {
 	return f
 }
 
+// Must returns a function that fails t on a non-nil error and else
+// passes the value through.
 func Must[T any](t *testing.T) func(v T, err error) T {
 	return func(v T, err error) T {
 		t.Helper()
