@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
@@ -16,8 +15,6 @@ import (
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
-
-func isInternal(err error) bool { _, ok := err.(types.InternalError); return ok }
 
 // A failure of a driver (or of the kernel) during a public call comes back
 // of its class by direct assertion, as TestErrorContract's do, and still
@@ -51,14 +48,14 @@ func TestErrorContractDriverFailures(t *testing.T) {
 		return call()
 	}
 
-	var cases []errCase
+	var cases []testrig.ErrCase
 	for i, cause := range []struct {
 		name  string
 		err   error
 		class func(error) bool
-	}{{"plain", plain, isInternal}, {"forbidden", refused, isForbidden}} {
+	}{{"plain", plain, testrig.IsInternal}, {"forbidden", refused, testrig.IsForbidden}} {
 		add := func(what, step string, call func() error) {
-			cases = append(cases, errCase{what + " (" + cause.name + ")", failing(step, cause.err, call), cause.class, is(cause.err)})
+			cases = append(cases, testrig.ErrCase{what + " (" + cause.name + ")", failing(step, cause.err, call), cause.class, testrig.Is(cause.err)})
 		}
 		add("NewNetwork, driver CreateNetwork fails", drivertest.StepCreateNetwork, func() error {
 			_, err := c.NewNetwork("fake", name("n"), "")
@@ -93,8 +90,8 @@ func TestErrorContractDriverFailures(t *testing.T) {
 
 	sb := testrig.ExtSandbox(t, c, "setkey")
 	missing := filepath.Join(t.TempDir(), "no-such-netns")
-	cases = append(cases, errCase{"SetKey, the namespace is not there", sb.SetKey(missing), isNotFound, is(fs.ErrNotExist)})
-	checkErrCases(t, cases)
+	cases = append(cases, testrig.ErrCase{"SetKey, the namespace is not there", sb.SetKey(missing), testrig.IsNotFound, testrig.Is(fs.ErrNotExist)})
+	testrig.CheckErrCases(t, cases)
 }
 
 // repairingFake is the fake driver with rules of its own to repair,
@@ -118,52 +115,7 @@ func TestErrorContractRepairFirewall(t *testing.T) {
 		}
 	}
 	_, err := c.RepairFirewall()
-	checkErrCases(t, []errCase{
-		{"RepairFirewall, two drivers fail", err, isForbidden, func(err error) bool { return errors.Is(err, plain) && errors.Is(err, refused) }},
+	testrig.CheckErrCases(t, []testrig.ErrCase{
+		{"RepairFirewall, two drivers fail", err, testrig.IsForbidden, func(err error) bool { return errors.Is(err, plain) && errors.Is(err, refused) }},
 	})
-}
-
-// The same through a network plugin: what the plugin answers as an error
-// (Err in its reply) comes back Internal by direct assertion, with the
-// plugin's message.
-func TestErrorContractPluginFailures(t *testing.T) {
-	s := testrig.NewVethSetup(t)
-	const msg = "injected plugin failure"
-	failing := func(method string, call func() error) error {
-		s.P.SetBefore(func(m string) error {
-			if m == method {
-				return errors.New(msg)
-			}
-			return nil
-		})
-		defer s.P.SetBefore(nil)
-		return call()
-	}
-	says := func(err error) bool { return strings.Contains(err.Error(), msg) }
-	spare := testrig.Must[*libnetwork.Network](t)(s.C.NewNetwork("vethnet", "spare", "", testrig.IpamConf("10.78.0.0/24", "10.78.0.1")))
-	cases := []errCase{
-		{"NewNetwork, plugin CreateNetwork fails", failing("CreateNetwork", func() error {
-			_, err := s.C.NewNetwork("vethnet", "refused", "", testrig.IpamConf("10.79.0.0/24", "10.79.0.1"))
-			return err
-		}), isInternal, says},
-		{"CreateEndpoint, plugin fails", failing("CreateEndpoint", func() error {
-			_, err := s.N.CreateEndpoint("ep2")
-			return err
-		}), isInternal, says},
-		{"Join, plugin fails", failing("Join", func() error { return s.Ep.Join(s.Sb) }), isInternal, says},
-	}
-	if err := s.Ep.Join(s.Sb); err != nil {
-		t.Fatal(err)
-	}
-	cases = append(cases,
-		errCase{"Leave, plugin fails", failing("Leave", func() error { return s.Ep.Leave(s.Sb) }), isInternal, says})
-	if s.Ep.Info().Sandbox() != nil {
-		if err := s.Ep.Leave(s.Sb); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cases = append(cases,
-		errCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.Ep.Delete(false) }), isInternal, says},
-		errCase{"Network.Delete, plugin DeleteNetwork fails", failing("DeleteNetwork", func() error { return spare.Delete() }), isInternal, says})
-	checkErrCases(t, cases)
 }
