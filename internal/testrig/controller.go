@@ -1,7 +1,6 @@
 package testrig
 
 import (
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,21 +15,20 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// NewController returns a controller whose paths are under t.TempDir().
-// As root it works inside a throwaway host namespace; otherwise in the
-// test's own namespace, which is fine for tests that never touch the
-// kernel (null and fake drivers, sandboxes with external keys).
+// NewController returns a controller in a throwaway host namespace with
+// its state under t.TempDir(), for tests that need nothing of the kernel
+// but a controller (null and fake drivers, sandboxes with external keys).
+// It needs root all the same: libnetwork.New starts the built-in bridge
+// driver, which opens netlink in the host namespace. Without root it
+// skips (fails under CI=true), as every privileged test does.
 func NewController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 	t.Helper()
-	var base []config.Option
-	if os.Geteuid() == 0 {
-		base = append(base, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
-	}
-	return start(t, append(base, opts...))
+	c, _ := NewPrivController(t, opts...)
+	return c
 }
 
-// NewPrivController is NewController for tests that need the kernel: it
-// skips (fails under CI=true) unless run as root.
+// NewPrivController is NewController for tests that look at the kernel:
+// it returns the host namespace too.
 func NewPrivController(t *testing.T, opts ...config.Option) (*libnetwork.Controller, *testutil.HostNS) {
 	t.Helper()
 	testutil.RequireRoot(t)
