@@ -16,7 +16,7 @@ import (
 func TestEndpointQueriesAndAddresses(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.44.0.0/24", "10.44.0.254"))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.44.0.0/24", "10.44.0.254"))
 
 	v4, _ := n.Info().IpamInfo()
 	if len(v4) != 1 || v4[0].Pool.String() != "10.44.0.0/24" || v4[0].Gateway.String() != "10.44.0.254/24" {
@@ -87,7 +87,7 @@ func TestEndpointQueriesAndAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The pool came back: the same explicit pool can be used again.
-	testrig.FakeNet(t, c, "again", testrig.IpamOpt("10.44.0.0/24", ""))
+	testrig.FakeNet(t, c, "again", testrig.IPAMOpt("10.44.0.0/24", ""))
 }
 
 func TestEndpointMACOption(t *testing.T) {
@@ -133,12 +133,12 @@ func TestRollbackOnDriverFailure(t *testing.T) {
 	f := testrig.WithFake(t, c)
 
 	f.Fail(drivertest.StepCreateNetwork, types.InternalErrorf("injected"))
-	if _, err := c.NewNetwork("fake", "n", "", testrig.IpamOpt("10.45.0.0/24", "10.45.0.1")); err == nil {
+	if _, err := c.NewNetwork("fake", "n", "", testrig.IPAMOpt("10.45.0.0/24", "10.45.0.1")); err == nil {
 		t.Fatal("NewNetwork succeeded despite the driver failing")
 	}
 	f.Fail(drivertest.StepCreateNetwork, nil)
 	// Pool, gateway and name were all released.
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.45.0.0/24", "10.45.0.1"))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.45.0.0/24", "10.45.0.1"))
 
 	f.Fail(drivertest.StepCreateEndpoint, types.InternalErrorf("injected"))
 	if _, err := n.CreateEndpoint("ep"); err == nil {
@@ -157,7 +157,7 @@ func TestRollbackOnDriverFailure(t *testing.T) {
 func TestConcurrentEndpointsGetDistinctAddresses(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.46.0.0/24", ""))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.46.0.0/24", ""))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	addrs := map[string]bool{}

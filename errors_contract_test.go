@@ -26,7 +26,7 @@ func named[T error](err error) bool {
 func TestErrorContract(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.93.0.0/24", "10.93.0.254"))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.93.0.0/24", "10.93.0.254"))
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep", libnetwork.CreateOptionIpam(net.ParseIP("10.93.0.7"), nil, nil, nil)))
 	sb := testrig.ExtSandbox(t, c, "ctr")
 	if err := ep.Join(sb); err != nil {
@@ -52,8 +52,8 @@ func TestErrorContract(t *testing.T) {
 		{"empty sandbox id lookup", one(c.SandboxByID("")), testrig.IsBadRequest, named[libnetwork.ErrInvalidID]},
 		{"empty container id", one(c.NewSandbox("")), testrig.IsBadRequest, named[libnetwork.InvalidContainerIDError]},
 		{"empty sandbox name", sb2.Rename(""), testrig.IsBadRequest, named[libnetwork.ErrInvalidName]},
-		{"bad CIDR", one(c.NewNetwork("fake", "badcidr", "", testrig.IpamOpt("10.93.1.0/33", ""))), testrig.IsBadRequest, testrig.Is(ipamapi.ErrInvalidPool)},
-		{"gateway outside subnet", one(c.NewNetwork("fake", "badgw", "", testrig.IpamOpt("10.93.2.0/24", "10.94.0.1"))), testrig.IsBadRequest, testrig.Is(ipamapi.ErrIPOutOfRange)},
+		{"bad CIDR", one(c.NewNetwork("fake", "badcidr", "", testrig.IPAMOpt("10.93.1.0/33", ""))), testrig.IsBadRequest, testrig.Is(ipamapi.ErrInvalidPool)},
+		{"gateway outside subnet", one(c.NewNetwork("fake", "badgw", "", testrig.IPAMOpt("10.93.2.0/24", "10.94.0.1"))), testrig.IsBadRequest, testrig.Is(ipamapi.ErrIPOutOfRange)},
 		{"bad MAC", one(n.CreateEndpoint("badmac", badMAC)), testrig.IsBadRequest, nil},
 		{"bad option type", one(c.NewNetwork("fake", "badopt", "",
 			libnetwork.NetworkOptionGeneric(map[string]any{netlabel.EnableIPv6: "yes"}))), testrig.IsBadRequest, nil},

@@ -72,7 +72,7 @@ func TestErrorContractDriverFailures(t *testing.T) {
 			// The driver programs the sandbox's gateway endpoint: one
 			// whose join gives a gateway.
 			gw := fmt.Sprintf("10.93.%d.1", 5+i)
-			n := testrig.FakeNet(t, c, name("n"), testrig.IpamOpt(fmt.Sprintf("10.93.%d.0/24", 5+i), gw))
+			n := testrig.FakeNet(t, c, name("n"), testrig.IPAMOpt(fmt.Sprintf("10.93.%d.0/24", 5+i), gw))
 			ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 			f.Gateway = net.ParseIP(gw)
 			defer func() { f.Gateway = nil }()

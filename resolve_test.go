@@ -28,8 +28,8 @@ func ipStrings(ips []net.IP) []string {
 func TestResolveNameModel(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n1 := testrig.FakeNet(t, c, "front", testrig.IpamOpt("10.90.1.0/24", ""))
-	n2 := testrig.FakeNet(t, c, "back.end", testrig.IpamOpt("10.90.2.0/24", ""))
+	n1 := testrig.FakeNet(t, c, "front", testrig.IPAMOpt("10.90.1.0/24", ""))
+	n2 := testrig.FakeNet(t, c, "back.end", testrig.IPAMOpt("10.90.2.0/24", ""))
 	web := testrig.Must[*libnetwork.Endpoint](t)(n1.CreateEndpoint("web", libnetwork.CreateOptionMyAlias("www")))
 	db := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("db", libnetwork.CreateOptionMyAlias("WWW")))
 	sb := testrig.ExtSandbox(t, c, "c1")
@@ -127,7 +127,7 @@ func TestResolveNameSpecialNetworks(t *testing.T) {
 func TestDNSFileOptions(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.91.0.0/24", ""))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.91.0.0/24", ""))
 	origin := testrig.WriteTemp(t, "resolv.conf",
 		"search host.example\nnameserver 127.0.0.1\nnameserver 10.0.0.2\nnameserver 2001:db8::53\noptions rotate\n")
 	originHosts := testrig.WriteTemp(t, "hosts", "127.0.0.1 localhost\n10.9.9.9 hostbox\n")
@@ -235,7 +235,7 @@ func TestDNSFileOptions(t *testing.T) {
 func TestResolveNameConcurrentWithChanges(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.92.0.0/24", ""))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.92.0.0/24", ""))
 	sb := testrig.ExtSandbox(t, c, "reader")
 	me := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
 	if err := me.Join(sb); err != nil {
@@ -308,7 +308,7 @@ func TestResolveNameIPv6(t *testing.T) {
 func TestHostsFQDNHostnameShortName(t *testing.T) {
 	c := testrig.NewController(t)
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "n", testrig.IpamOpt("10.92.0.0/24", ""))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.92.0.0/24", ""))
 	sb := testrig.ExtSandbox(t, c, "fqdn", libnetwork.OptionHostname("somehost.example.com"))
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	if err := ep.Join(sb); err != nil {

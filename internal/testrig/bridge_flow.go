@@ -22,7 +22,7 @@ func BridgeNet(t *testing.T, c *libnetwork.Controller, name, brName, pool string
 	return Must[*libnetwork.Network](t)(c.NewNetwork("bridge", name, "", opts...))
 }
 
-// dualStackNet is a bridge network with IPv4 pool v4 and IPv6 pool v6,
+// DualStackNet is a bridge network with IPv4 pool v4 and IPv6 pool v6,
 // its bridge named brName ("" leaves the name to the driver).
 func DualStackNet(t *testing.T, c *libnetwork.Controller, name, brName, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
 	t.Helper()

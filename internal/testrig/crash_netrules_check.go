@@ -20,7 +20,7 @@ import (
 // Tables a network's or an endpoint's rules live in.
 var ruleTables = firewall.Tables()
 
-// kernelRules lists the host namespace's rules of one family, as
+// KernelRules lists the host namespace's rules of one family, as
 // "<table> -A <chain> <spec>" (iptables -S form).
 func KernelRules(t *testing.T, host *testutil.HostNS, fam firewall.Family) []string {
 	t.Helper()
@@ -130,7 +130,7 @@ func CheckNetworkRules(t *testing.T, host *testutil.HostNS, nets map[string]*lib
 	}
 }
 
-// networkRuleProblems returns what checkNetworkRules reports. Bridges are
+// NetworkRuleProblems returns what checkNetworkRules reports. Bridges are
 // found by their tag; checkHostLinks reports a missing one.
 func NetworkRuleProblems(t *testing.T, host *testutil.HostNS, nets map[string]*libnetwork.Network) []string {
 	t.Helper()

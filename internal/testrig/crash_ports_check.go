@@ -13,7 +13,7 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// bindingIs6 reports whether pb is an IPv6 binding: its container address
+// BindingIs6 reports whether pb is an IPv6 binding: its container address
 // (what its map element's family follows) is IPv6.
 func BindingIs6(pb types.PortBinding) bool { return pb.IP != nil && pb.IP.To4() == nil }
 
@@ -28,7 +28,7 @@ func SplitFamilies(pbs []types.PortBinding) (v4, v6 []types.PortBinding) {
 	return v4, v6
 }
 
-// portName names pb's host side with its family: tcp/0.0.0.0:8080 and
+// PortName names pb's host side with its family: tcp/0.0.0.0:8080 and
 // tcp/[::]:8080 are two bindings.
 func PortName(pb types.PortBinding) string {
 	ip := "0.0.0.0"
@@ -47,7 +47,7 @@ type endpointPortsRecord struct {
 	OperPorts []types.PortBinding
 }
 
-// storedEndpointPorts reads every endpoint record of the (stopped)
+// StoredEndpointPorts reads every endpoint record of the (stopped)
 // controller whose data directory is dataDir, by endpoint ID.
 func StoredEndpointPorts(t *testing.T, dataDir string) map[string]endpointPortsRecord {
 	t.Helper()

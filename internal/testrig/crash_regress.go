@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// editRecord rewrites one stored record (the controller is stopped).
+// EditRecord rewrites one stored record (the controller is stopped).
 func EditRecord(t *testing.T, r *Restartable, kind, id string, edit func(m map[string]any)) {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(r.Last.Config().DataDir, libnetwork.StoreFile), 0)

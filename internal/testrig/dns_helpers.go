@@ -15,7 +15,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
-// fakeUpstream serves DNS on addr:53 (UDP and TCP) inside ns, standing in
+// FakeUpstream serves DNS on addr:53 (UDP and TCP) inside ns, standing in
 // for a resolver on the host's loopback. It answers A queries for the names
 // in answers (FQDN -> IPv4) and NXDOMAIN for anything else, and counts the
 // queries it got.
@@ -62,7 +62,7 @@ func FakeUpstream(t *testing.T, ns *netnsutil.NS, addr string, answers map[strin
 	return &count
 }
 
-// query asks the embedded resolver of the sandbox whose namespace is ns,
+// Query asks the embedded resolver of the sandbox whose namespace is ns,
 // through 127.0.0.11:53 as a container's libc would.
 func Query(ns *netnsutil.NS, network, name string, qtype uint16) (*dns.Msg, error) {
 	var resp *dns.Msg
@@ -97,7 +97,7 @@ func answerIPs(resp *dns.Msg) []string {
 	return out
 }
 
-// expect queries name over network and checks the answer list.
+// Expect queries name over network and checks the answer list.
 func Expect(t *testing.T, ns *netnsutil.NS, network, name string, qtype uint16, want ...string) {
 	t.Helper()
 	resp, err := Query(ns, network, name, qtype)
@@ -110,7 +110,7 @@ func Expect(t *testing.T, ns *netnsutil.NS, network, name string, qtype uint16, 
 	}
 }
 
-// natRules lists the IPv4 nat table inside ns.
+// NatRules lists the IPv4 nat table inside ns.
 func NatRules(t *testing.T, ns *netnsutil.NS) string {
 	t.Helper()
 	out, err := iptables.New(ns).List(firewall.IPv4, firewall.TableNAT)
@@ -120,7 +120,7 @@ func NatRules(t *testing.T, ns *netnsutil.NS) string {
 	return out
 }
 
-// redirectRules counts the rules of the resolver's port-53 redirect inside
+// RedirectRules counts the rules of the resolver's port-53 redirect inside
 // ns: 4 when installed (DNAT and SNAT for udp and tcp), 0 when not.
 func RedirectRules(t *testing.T, ns *netnsutil.NS) int {
 	t.Helper()
@@ -131,7 +131,7 @@ func RedirectRules(t *testing.T, ns *netnsutil.NS) int {
 	return n
 }
 
-// kernelSandbox creates a sandbox with its own namespace, deleted at test end.
+// KernelSandbox creates a sandbox with its own namespace, deleted at test end.
 func KernelSandbox(t *testing.T, c *libnetwork.Controller, cid string, opts ...libnetwork.SandboxOption) *libnetwork.Sandbox {
 	t.Helper()
 	sb := Must[*libnetwork.Sandbox](t)(c.NewSandbox(cid, opts...))
@@ -143,7 +143,7 @@ func KernelSandbox(t *testing.T, c *libnetwork.Controller, cid string, opts ...l
 	return sb
 }
 
-// joined creates an endpoint on n and joins it to sb.
+// Joined creates an endpoint on n and joins it to sb.
 func Joined(t *testing.T, n *libnetwork.Network, sb *libnetwork.Sandbox, name string, opts ...libnetwork.EndpointOption) *libnetwork.Endpoint {
 	t.Helper()
 	ep := Must[*libnetwork.Endpoint](t)(n.CreateEndpoint(name, opts...))

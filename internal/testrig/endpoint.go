@@ -11,6 +11,6 @@ func FakeNet(t *testing.T, c *libnetwork.Controller, name string, opts ...libnet
 	return Must[*libnetwork.Network](t)(c.NewNetwork("fake", name, "", opts...))
 }
 
-func IpamOpt(pool, gw string) libnetwork.NetworkOption {
+func IPAMOpt(pool, gw string) libnetwork.NetworkOption {
 	return libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool, Gateway: gw}}, nil, nil)
 }

@@ -16,7 +16,7 @@ type logRecord struct {
 	Attrs map[string]any
 }
 
-// recordingHandler keeps every record and hands those whose message is
+// RecordingHandler keeps every record and hands those whose message is
 // watched to a channel as well.
 type RecordingHandler struct {
 	mu      sync.Mutex
@@ -65,7 +65,7 @@ func (h *RecordingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *RecordingHandler) WithGroup(string) slog.Handler { return h }
 
-// waitFor returns the first record with msg that arrives within 5 s (a
+// WaitFor returns the first record with msg that arrives within 5 s (a
 // generous bound: the repair itself takes tens of milliseconds).
 func (h *RecordingHandler) WaitFor(t *testing.T, msg string) logRecord {
 	t.Helper()
@@ -82,21 +82,21 @@ func (h *RecordingHandler) WaitFor(t *testing.T, msg string) logRecord {
 	}
 }
 
-// count is how many records were kept so far.
+// Count is how many records were kept so far.
 func (h *RecordingHandler) Count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.records)
 }
 
-// since returns the records kept after the first n.
+// Since returns the records kept after the first n.
 func (h *RecordingHandler) Since(n int) []logRecord {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.records[n:])
 }
 
-// drain forgets the records waiting in the channel.
+// Drain forgets the records waiting in the channel.
 func (h *RecordingHandler) Drain() {
 	for {
 		select {

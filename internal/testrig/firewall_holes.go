@@ -11,7 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// newForwardingRig is a port rig (IPv4 and IPv6 uplink) whose host
+// NewForwardingRig is a port rig (IPv4 and IPv6 uplink) whose host
 // namespace had forwarding on in both families, FORWARD ACCEPT, before
 // the controller started, as a host running another engine, Kubernetes,
 // libvirt or a VPN has.
@@ -42,7 +42,7 @@ func AssertForwardAccept(t *testing.T, host *testutil.HostNS) {
 	}
 }
 
-// routeOutside6 is routeOutside for an IPv6 subnet.
+// RouteOutside6 is routeOutside for an IPv6 subnet.
 func RouteOutside6(t *testing.T, r *PortRig, subnet string) {
 	t.Helper()
 	_, dst, _ := net.ParseCIDR(subnet)

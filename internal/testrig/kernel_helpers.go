@@ -1,8 +1,6 @@
 package testrig
 
 import (
-	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -15,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// sandboxNS opens a sandbox's namespace (by its key) for inspection.
+// SandboxNS opens a sandbox's namespace (by its key) for inspection.
 func SandboxNS(t *testing.T, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Handle) {
 	t.Helper()
 	ns, err := netnsutil.Open(sb.Key())
@@ -45,7 +43,7 @@ func LinkNames(t *testing.T, h *netlink.Handle) []string {
 	return names
 }
 
-// hostLinksSettle waits until the host namespace holds exactly want (the
+// HostLinksSettle waits until the host namespace holds exactly want (the
 // bridge driver deletes veths in the background, within tens of ms).
 func HostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
 	t.Helper()
@@ -57,53 +55,6 @@ func HostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
 		}
 	}
 	t.Fatalf("host namespace links = %v, want %v", got, want)
-}
-
-// serveTCP listens on addr:port inside ns and echoes one line back with the
-// peer's address prepended; it stops at test end.
-func ServeTCP(t *testing.T, ns *netnsutil.NS, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 64)
-				n, _ := conn.Read(buf)
-				fmt.Fprintf(conn, "%s %s", conn.RemoteAddr(), buf[:n])
-			}()
-		}
-	}()
-}
-
-// dialTCP connects from inside ns to addr, sends msg and returns the reply.
-func DialTCP(t *testing.T, ns *netnsutil.NS, addr, msg string) (string, error) {
-	t.Helper()
-	var reply string
-	err := ns.Do(func() error {
-		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := io.WriteString(conn, msg); err != nil {
-			return err
-		}
-		b, err := io.ReadAll(conn)
-		reply = string(b)
-		return err
-	})
-	return reply, err
 }
 
 func AddrsOf(t *testing.T, h *netlink.Handle, link string) []string {

@@ -4,6 +4,6 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-func Tcp(port, hostPort uint16) types.PortBinding {
+func TCP(port, hostPort uint16) types.PortBinding {
 	return types.PortBinding{Proto: types.TCP, Port: port, HostPort: hostPort}
 }

@@ -21,7 +21,7 @@ type failedJoin struct {
 	Err     error
 }
 
-// failJoin creates an endpoint and a sandbox and joins them, expecting the
+// FailJoin creates an endpoint and a sandbox and joins them, expecting the
 // join to fail. Unlike portRig.run it deletes nothing on failure; the test
 // calls cleanup once it has checked the leftovers. hostLinks is taken just
 // before the join so a leftover veth shows.
@@ -49,7 +49,7 @@ func (r *PortRig) FailJoin(t *testing.T, n *libnetwork.Network, name string, epO
 	return f
 }
 
-// assertNothingLeft checks, before any cleanup, that the refused join left
+// AssertNothingLeft checks, before any cleanup, that the refused join left
 // nothing: the endpoint is joined nowhere and the sandbox holds no
 // endpoint; no port map element or iptables rule names the endpoint or
 // points at its addresses; none of ports has a listening socket; the host
@@ -99,7 +99,7 @@ func (f *failedJoin) AssertNothingLeft(t *testing.T, r *PortRig, hostLinks []str
 	})
 }
 
-// cleanup deletes the refused container and checks its addresses went
+// Cleanup deletes the refused container and checks its addresses went
 // back to IPAM: a new endpoint asking for exactly them gets them.
 func (f *failedJoin) Cleanup(t *testing.T) {
 	t.Helper()

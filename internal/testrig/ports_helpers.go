@@ -27,7 +27,7 @@ const (
 	UplinkOutside = "192.0.2.2"
 )
 
-// portRig is a controller in a throwaway host namespace plus an "outside"
+// PortRig is a controller in a throwaway host namespace plus an "outside"
 // namespace that reaches the host through a veth.
 type PortRig struct {
 	C    *libnetwork.Controller
@@ -77,7 +77,7 @@ func newPortRigOf(t *testing.T, c *libnetwork.Controller, host *testutil.HostNS)
 	return &PortRig{C: c, Host: host, Out: out}
 }
 
-// routeOutside gives the outside namespace a route to subnet through the
+// RouteOutside gives the outside namespace a route to subnet through the
 // host, as a router upstream of a real host would have.
 func (r *PortRig) RouteOutside(t *testing.T, subnet string) {
 	t.Helper()
@@ -99,12 +99,12 @@ func (r *PortRig) BridgeNet(t *testing.T, name, pool string, opts ...libnetwork.
 	return n
 }
 
-// container is an endpoint joined to its own sandbox.
+// Container is an endpoint joined to its own sandbox.
 type Container struct {
 	Ep *libnetwork.Endpoint
 	Sb *libnetwork.Sandbox
 	Ns *netnsutil.NS
-	Ip string
+	IP string
 }
 
 func (r *PortRig) Run(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) (*Container, error) {
@@ -130,7 +130,7 @@ func (r *PortRig) Run(t *testing.T, n *libnetwork.Network, name string, epOpts [
 	t.Cleanup(func() { ns.Close() })
 	ctr := &Container{Ep: ep, Sb: sb, Ns: ns}
 	if a := ep.Info().Iface().Address(); a != nil { // nil on an IPv6-only network
-		ctr.Ip = a.IP.String()
+		ctr.IP = a.IP.String()
 	}
 	return ctr, nil
 }
@@ -144,7 +144,7 @@ func (r *PortRig) MustRun(t *testing.T, n *libnetwork.Network, name string, epOp
 	return c
 }
 
-// stop is the container teardown: leave, delete sandbox, delete endpoint.
+// Stop is the container teardown: leave, delete sandbox, delete endpoint.
 func (c *Container) Stop(t testing.TB) {
 	t.Helper()
 	if err := c.Ep.Leave(c.Sb); err != nil {
@@ -158,18 +158,22 @@ func (c *Container) Stop(t testing.TB) {
 	}
 }
 
-// serve answers every TCP connection (or UDP datagram) on addr inside ns
-// with "<tag> <peer address>", until the test ends.
-func Serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
+// Serve answers every TCP connection (or UDP datagram) on addr inside ns
+// with "<tag> <peer address>", until the test ends. It returns the address
+// it listens on (addr with the port the kernel chose for port 0). It and
+// Fetch are the tests' one echo pair: the reply says which server answered
+// and where the client came from.
+func Serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	t.Helper()
 	var closer interface{ Close() error }
+	var bound string
 	err := ns.Do(func() error {
 		if proto == "udp" {
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {
 				return err
 			}
-			closer = pc
+			closer, bound = pc, pc.LocalAddr().String()
 			go func() {
 				buf := make([]byte, 64)
 				for {
@@ -186,7 +190,7 @@ func Serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
 		if err != nil {
 			return err
 		}
-		closer = l
+		closer, bound = l, l.Addr().String()
 		go func() {
 			for {
 				conn, err := l.Accept()
@@ -203,15 +207,16 @@ func Serve(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) {
 		t.Fatalf("serving %s %s: %v", proto, addr, err)
 	}
 	t.Cleanup(func() { closer.Close() })
+	return bound
 }
 
-// fetch connects to addr from inside ns and returns the first line the
+// Fetch connects to addr from inside ns and returns the first line the
 // server sends (for UDP: the answer to one datagram).
 func Fetch(ns *netnsutil.NS, proto, addr string) (string, error) {
 	return FetchWithin(ns, proto, addr, 700*time.Millisecond)
 }
 
-// fetchWithin is fetch with its own timeout. Checks that expect an answer
+// FetchWithin is fetch with its own timeout. Checks that expect an answer
 // allow a TCP retransmission (the first SYN is resent after 1 s), so a
 // loaded machine does not turn a slow answer into a failure; checks that
 // expect none keep the short timeout.
@@ -236,7 +241,7 @@ func FetchWithin(ns *netnsutil.NS, proto, addr string, timeout time.Duration) (s
 	return strings.TrimSpace(line), err
 }
 
-// mustFetch expects an answer from the server tagged tag; it returns the
+// MustFetch expects an answer from the server tagged tag; it returns the
 // peer address the server saw, without the port.
 func MustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	t.Helper()
@@ -259,7 +264,7 @@ func MustNotFetch(t *testing.T, ns *netnsutil.NS, proto, addr string) {
 	}
 }
 
-// inNS runs a command inside ns and returns its output.
+// InNS runs a command inside ns and returns its output.
 func InNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -274,7 +279,7 @@ func InNS(t testing.TB, ns *netnsutil.NS, name string, args ...string) string {
 	return out.String()
 }
 
-// rulesNaming returns the iptables rules (both families, all tables) and
+// RulesNaming returns the iptables rules (both families, all tables) and
 // the published ports' map elements (as "tcp *:8080 -> 10.0.0.2:80
 // cnm-ep-ID") of ns whose text contains any of words.
 func RulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
@@ -295,7 +300,7 @@ func RulesNaming(t testing.TB, ns *netnsutil.NS, words ...string) []string {
 	return hits
 }
 
-// portElems lists the published ports' map elements of ns, both
+// PortElems lists the published ports' map elements of ns, both
 // families, as text.
 func PortElems(t testing.TB, ns *netnsutil.NS) []string {
 	t.Helper()
@@ -306,7 +311,7 @@ func PortElems(t testing.TB, ns *netnsutil.NS) []string {
 	return out
 }
 
-// portMapElems lists the published ports' map elements of ns, both
+// PortMapElems lists the published ports' map elements of ns, both
 // families.
 func PortMapElems(t testing.TB, ns *netnsutil.NS) []firewall.PortElem {
 	t.Helper()
@@ -323,7 +328,7 @@ func PortMapElems(t testing.TB, ns *netnsutil.NS) []firewall.PortElem {
 	return out
 }
 
-// listeners counts the listening TCP sockets on port in ns.
+// Listeners counts the listening TCP sockets on port in ns.
 func Listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
 	t.Helper()
 	n := 0
@@ -346,7 +351,7 @@ func Listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
 	return n
 }
 
-// eventually polls cond for up to 3 s.
+// Eventually polls cond for up to 3 s.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)

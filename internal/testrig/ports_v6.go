@@ -20,7 +20,7 @@ const (
 	UplinkOutside6 = "2001:db8:1::2"
 )
 
-// newPortRig6 is newPortRig with IPv6 on the uplink as well. The addresses
+// NewPortRig6 is newPortRig with IPv6 on the uplink as well. The addresses
 // skip duplicate address detection: a tentative address can be neither
 // bound nor used as a source for a second or more, which would race the
 // first packets. That includes a link-local address on each end, settled
@@ -35,7 +35,7 @@ func NewPortRig6(t *testing.T) *PortRig {
 	return r
 }
 
-// withUplink6 gives the rig's uplink its IPv6 addresses (see newPortRig6).
+// WithUplink6 gives the rig's uplink its IPv6 addresses (see newPortRig6).
 func WithUplink6(t *testing.T, r *PortRig) {
 	t.Helper()
 	add := func(h *netlink.Handle, link string, addrs ...string) {
@@ -55,7 +55,7 @@ func WithUplink6(t *testing.T, r *PortRig) {
 	add(r.Out.Netlink, "wan0", UplinkOutside6+"/64", "fe80::cafe:2/64")
 }
 
-func Ip6Of(t *testing.T, c *Container) string {
+func IP6Of(t *testing.T, c *Container) string {
 	t.Helper()
 	a := c.Ep.Info().Iface().AddressIPv6()
 	if a == nil {
@@ -64,7 +64,7 @@ func Ip6Of(t *testing.T, c *Container) string {
 	return a.IP.String()
 }
 
-// fetchSoon is mustFetch retried until a deadline: the first packets of a
+// FetchSoon is mustFetch retried until a deadline: the first packets of a
 // path may wait on neighbour discovery, and a UDP datagram lost on a
 // loaded machine is not resent by anyone. It fails at once on an answer
 // from the wrong server.
@@ -89,4 +89,4 @@ func FetchSoon(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	}
 }
 
-func Hp(ip string, port uint16) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+func HostPort(ip string, port uint16) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }

@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// routeSet renders the IPv4 routes of nl as "dst via gw dev" strings.
+// RouteSet renders the IPv4 routes of nl as "dst via gw dev" strings.
 func RouteSet(t *testing.T, nl *netlink.Handle) []string {
 	t.Helper()
 	routes, err := nl.RouteList(nil, netlink.FAMILY_V4)
@@ -38,11 +38,11 @@ func RouteSet(t *testing.T, nl *netlink.Handle) []string {
 	return out
 }
 
-func IpamConf(pool, gw string) libnetwork.NetworkOption {
+func IPAMConf(pool, gw string) libnetwork.NetworkOption {
 	return libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool, Gateway: gw}}, nil, nil)
 }
 
-// checkJoined looks inside the sandbox for what the plugin's join asked for.
+// CheckJoined looks inside the sandbox for what the plugin's join asked for.
 func CheckJoined(t *testing.T, sbNL *netlink.Handle, p *VethPlugin) {
 	t.Helper()
 	if got := LinkNames(t, sbNL); strings.Join(got, ",") != "eth0,lo" {

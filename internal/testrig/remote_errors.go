@@ -28,7 +28,7 @@ func NewVethSetup(t *testing.T) *vethSetup {
 	c, host, dir := NewPluginController(t, TestTimeout)
 	s := &vethSetup{C: c, Dir: dir, P: NewVethPlugin(t, host)}
 	s.Srv = Publish(t, dir, "vethnet", ViaSocket, network.NewHandler(s.P))
-	s.N = Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", IpamConf("10.77.0.0/24", "10.77.0.1")))
+	s.N = Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", IPAMConf("10.77.0.0/24", "10.77.0.1")))
 	s.Ep = Must[*libnetwork.Endpoint](t)(s.N.CreateEndpoint("ep1"))
 	s.Sb = Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
 	t.Cleanup(func() { _ = s.Sb.Delete() })
@@ -36,7 +36,7 @@ func NewVethSetup(t *testing.T) *vethSetup {
 	return s
 }
 
-// checkNotJoined asserts a failed join left nothing: no interface or route
+// CheckNotJoined asserts a failed join left nothing: no interface or route
 // in the sandbox, the endpoint unattached, the plugin's link in the host.
 func (s *vethSetup) CheckNotJoined(t *testing.T) {
 	t.Helper()
@@ -57,7 +57,7 @@ func (s *vethSetup) CheckNotJoined(t *testing.T) {
 	}
 }
 
-// joinWorks proves the endpoint is usable after a failure.
+// JoinWorks proves the endpoint is usable after a failure.
 func (s *vethSetup) JoinWorks(t *testing.T) {
 	t.Helper()
 	s.P.SetBefore(nil)

@@ -18,7 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// transport says how a plugin is published in the plugin directory.
+// Transport says how a plugin is published in the plugin directory.
 type Transport string
 
 const (
@@ -57,7 +57,7 @@ func publish(t *testing.T, dir, name string, how Transport, h plugintest.Handler
 	return nil
 }
 
-// newPluginController is newPrivController whose plugins are found in a
+// NewPluginController is newPrivController whose plugins are found in a
 // fresh directory (short, as socket paths must be) and time out after
 // timeout.
 func NewPluginController(t *testing.T, timeout time.Duration) (*libnetwork.Controller, *testutil.HostNS, string) {
@@ -68,7 +68,7 @@ func NewPluginController(t *testing.T, timeout time.Duration) (*libnetwork.Contr
 	return c, host, dir
 }
 
-// vethPlugin is a network plugin doing what real ones (weave, calico-style)
+// VethPlugin is a network plugin doing what real ones (weave, calico-style)
 // do: CreateEndpoint makes a veth pair in the host namespace, Join names
 // the container end for the controller to move into the sandbox, and
 // DeleteEndpoint deletes the pair. Like real plugins it keeps its state
@@ -129,7 +129,7 @@ func (p *VethPlugin) enter(method, id string) error {
 
 func (p *VethPlugin) SetBefore(f func(string) error) { p.Mu.Lock(); p.before = f; p.Mu.Unlock() }
 
-// count reports how many calls matched call exactly ("Join <eid>").
+// Count reports how many calls matched call exactly ("Join <eid>").
 func (p *VethPlugin) Count(call string) int {
 	p.Mu.Lock()
 	defer p.Mu.Unlock()

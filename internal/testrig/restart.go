@@ -12,7 +12,7 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// restartable gives controllers that share one host namespace, ExecRoot
+// Restartable gives controllers that share one host namespace, ExecRoot
 // and DataDir, as one process would across restarts.
 type Restartable struct {
 	t    *testing.T
@@ -41,7 +41,7 @@ func NewRestartable(t *testing.T) *Restartable {
 	return r
 }
 
-// start stops the previous controller (without tearing anything down, as a
+// Start stops the previous controller (without tearing anything down, as a
 // process exit would) and starts a new one.
 func (r *Restartable) Start(opts ...config.Option) *libnetwork.Controller {
 	r.t.Helper()

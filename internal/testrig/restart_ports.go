@@ -8,7 +8,7 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// portsOf is what ep publishes, as the driver reports it, by name.
+// PortsOf is what ep publishes, as the driver reports it, by name.
 func PortsOf(t *testing.T, ep *libnetwork.Endpoint) []string {
 	t.Helper()
 	info := Must[map[string]any](t)(ep.DriverInfo())

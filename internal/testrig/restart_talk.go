@@ -32,7 +32,7 @@ func (s TalkStats) String() string {
 		s.what, s.rounds, s.Errs, s.MaxGap.Round(time.Microsecond))
 }
 
-// startTalk listens on listen inside server, connects to dial from inside
+// StartTalk listens on listen inside server, connects to dial from inside
 // client and starts the conversation; what names it in the stats.
 func StartTalk(b *testing.B, what string, server *netnsutil.NS, listen string, client *netnsutil.NS, dial string) *talk {
 	tk := &talk{what: what, stopc: make(chan struct{}), done: make(chan TalkStats, 1)}

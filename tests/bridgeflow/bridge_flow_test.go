@@ -117,12 +117,12 @@ func TestTwoContainersExchangeTCP(t *testing.T) {
 		nss = append(nss, ns)
 		addrs = append(addrs, testrig.HostIP(ep.Info().Iface().Address()))
 	}
-	testrig.ServeTCP(t, nss[0], addrs[0]+":7000")
-	reply, err := testrig.DialTCP(t, nss[1], addrs[0]+":7000", "hello")
+	testrig.Serve(t, nss[0], "tcp", addrs[0]+":7000", "c1")
+	reply, err := testrig.FetchWithin(nss[1], "tcp", addrs[0]+":7000", 3*time.Second)
 	if err != nil {
 		t.Fatalf("c2 -> c1: %v", err)
 	}
-	if !strings.HasPrefix(reply, addrs[1]+":") || !strings.HasSuffix(reply, "hello") {
+	if !strings.HasPrefix(reply, "c1 "+addrs[1]+":") {
 		t.Fatalf("reply %q: want it from c1 and seen as coming from %s", reply, addrs[1])
 	}
 	// A leave cuts c1 off at once, long before the reaper deletes its veth

@@ -34,17 +34,17 @@ func TestBridgeDefaultBindingIP(t *testing.T) {
 	n := r.BridgeNet(t, "bindip", "10.61.0.0/24",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.host_binding_ipv4": uplinkHostB}))
 	c := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
-		testrig.Tcp(80, 8080),
+		testrig.TCP(80, 8080),
 		{Proto: types.TCP, Port: 80, HostIP: net.ParseIP(testrig.UplinkHost), HostPort: 8081},
 	}))
 	testrig.Serve(t, c.Ns, "tcp", ":80", "c1")
 
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(uplinkHostB, 8080), "c1")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080))
-	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(uplinkHostB, 8080), "c1")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort("127.0.0.1", 8080))
 	// The binding with its own host IP is not moved to the default.
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8081), "c1")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(uplinkHostB, 8081))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8081), "c1")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(uplinkHostB, 8081))
 
 	info, err := c.Ep.DriverInfo()
 	if err != nil {
@@ -53,10 +53,10 @@ func TestBridgeDefaultBindingIP(t *testing.T) {
 	pbs, _ := info[netlabel.PortMap].([]types.PortBinding)
 	var got []string
 	for _, pb := range pbs {
-		got = append(got, testrig.Hp(pb.HostIP.String(), pb.HostPort))
+		got = append(got, testrig.HostPort(pb.HostIP.String(), pb.HostPort))
 	}
 	slices.Sort(got)
-	if want := []string{testrig.Hp(testrig.UplinkHost, 8081), testrig.Hp(uplinkHostB, 8080)}; !slices.Equal(got, want) {
+	if want := []string{testrig.HostPort(testrig.UplinkHost, 8081), testrig.HostPort(uplinkHostB, 8080)}; !slices.Equal(got, want) {
 		t.Fatalf("DriverInfo port map host addresses %v, want %v", got, want)
 	}
 	c.Stop(t)
@@ -84,8 +84,8 @@ func TestBridgeInhibitIPv4(t *testing.T) {
 		}
 	}
 	testrig.Serve(t, c2.Ns, "tcp", ":80", "c2")
-	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(c2.Ip, 80), "c2"); peer != c1.Ip {
-		t.Fatalf("c2 saw c1 as %s, want %s", peer, c1.Ip)
+	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.HostPort(c2.IP, 80), "c2"); peer != c1.IP {
+		t.Fatalf("c2 saw c1 as %s, want %s", peer, c1.IP)
 	}
 	if got := testrig.AddrsOf(t, r.Host.Netlink, "br-inhibit"); len(got) != 0 {
 		t.Fatalf("bridge with inhibit_ipv4 got IPv4 addresses %v once containers joined", got)
@@ -131,7 +131,7 @@ func TestBridgeContainerIfacePrefix(t *testing.T) {
 	}
 	// Traffic leaves through lan0: the host reaches the container there.
 	testrig.Serve(t, c.Ns, "tcp", ":80", "c1")
-	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp(c.Ip, 80), "c1")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort(c.IP, 80), "c1")
 
 	if err := ep2.Leave(c.Sb); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package bridgeflow
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
@@ -21,8 +22,8 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 	ep := testrig.Joined(t, n, sb, "web")
 	gw := ep.Info().Gateway().String()
 	gw6 := ep.Info().GatewayIPv6().String()
-	testrig.ServeTCP(t, host.NS, net.JoinHostPort(gw, "7077"))
-	testrig.ServeTCP(t, host.NS, net.JoinHostPort(gw6, "7077"))
+	testrig.Serve(t, host.NS, "tcp", net.JoinHostPort(gw, "7077"), "gw")
+	testrig.Serve(t, host.NS, "tcp", net.JoinHostPort(gw6, "7077"), "gw")
 
 	// The container's hold on its namespace: an fd opened before Delete.
 	ns, err := netnsutil.Open(sb.Key())
@@ -36,7 +37,7 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 	}
 	defer h.Close()
 	for _, g := range []string{gw, gw6} {
-		if _, err := testrig.DialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err != nil {
+		if _, err := testrig.FetchWithin(ns, "tcp", net.JoinHostPort(g, "7077"), 3*time.Second); err != nil {
 			t.Fatalf("before Delete the gateway %s is unreachable: %v", g, err)
 		}
 	}
@@ -51,7 +52,7 @@ func TestDeleteCutsOffRunningContainer(t *testing.T) {
 		t.Fatalf("after Delete, interfaces still up with an address: %v", up)
 	}
 	for _, g := range []string{gw, gw6} {
-		if _, err := testrig.DialTCP(t, ns, net.JoinHostPort(g, "7077"), "hi"); err == nil {
+		if _, err := testrig.Fetch(ns, "tcp", net.JoinHostPort(g, "7077")); err == nil {
 			t.Fatalf("after Delete the container still reaches its gateway %s", g)
 		}
 	}

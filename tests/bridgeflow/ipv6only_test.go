@@ -53,7 +53,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	if v4, _ := n.IpamInfo(); len(v4) != 0 {
 		t.Fatalf("IPv6-only network has IPv4 pools %v", v4)
 	}
-	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	c2 := r.MustRun(t, n, "c2", nil)
 	if a := c1.Ep.Info().Iface().Address(); a != nil {
 		t.Fatalf("endpoint has IPv4 address %s", a)
@@ -65,8 +65,8 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	if got := addrsAll(t, r.Host.Netlink, "br-"+n.ID()[:12], netlink.FAMILY_V4); len(got) != 0 {
 		t.Fatalf("bridge has IPv4 addresses %v", got)
 	}
-	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, testrig.Ip6Of(t, c1)+"/64") {
-		t.Fatalf("container eth0 addresses %v, want %s/64", got, testrig.Ip6Of(t, c1))
+	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, testrig.IP6Of(t, c1)+"/64") {
+		t.Fatalf("container eth0 addresses %v, want %s/64", got, testrig.IP6Of(t, c1))
 	}
 	if gw := c1.Ep.Info().GatewayIPv6(); gw == nil || gw.String() != "fd57::1" {
 		t.Fatalf("GatewayIPv6 %v, want fd57::1", gw)
@@ -86,10 +86,10 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	}
 
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.Ip6Of(t, c1), 80), "c1")
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1")
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 80), "c1")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
 
 	// Rules name the network in the ip6 tables only.
 	short := n.ID()[:12]

@@ -32,7 +32,7 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 	a1 := r.MustRun(t, noicc, "a1", nil)
 	a2 := r.MustRun(t, noicc, "a2", nil)
 	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1")
-	a1Addr := net.JoinHostPort(a1.Ip, "80")
+	a1Addr := net.JoinHostPort(a1.IP, "80")
 	testrig.MustNotFetch(t, a2.Ns, "tcp", a1Addr)
 	testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
 

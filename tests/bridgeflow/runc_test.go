@@ -313,7 +313,7 @@ func TestRuncContainer(t *testing.T) {
 	// after a is running.
 	sbB, hostsB, resolvB := sandbox("b",
 		libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 8080}}),
-		libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(8080, 18080)}))
+		libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(8080, 18080)}))
 	r.start(t, "b", sbB.Key(), hostsB, resolvB, "httpd", "-f", "-p", "8080", "-h", "/www")
 	epB := testrig.Joined(t, n, sbB, "b")
 
@@ -386,7 +386,7 @@ func TestRuncContainerRestart(t *testing.T) {
 	sb := testrig.KernelSandbox(t, c, "ctr-web", libnetwork.OptionUseExternalKey(), libnetwork.OptionHostname("web"),
 		libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionHostsPath(hosts), libnetwork.OptionResolvConfPath(resolv),
 		libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 80}}),
-		libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 18081)}))
+		libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 18081)}))
 	ep := testrig.Joined(t, n, sb, "web")
 	addr := ep.Info().Iface().Address().String()
 	mac := ep.Info().Iface().MacAddress().String()

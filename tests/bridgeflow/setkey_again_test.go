@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/opencnm/libnetwork"
@@ -178,7 +179,7 @@ func TestSetKeyAgainUndo(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw := ep.Info().Gateway().String()
-	testrig.ServeTCP(t, host.NS, net.JoinHostPort(gw, "7001"))
+	testrig.Serve(t, host.NS, "tcp", net.JoinHostPort(gw, "7001"), "gw")
 	mac := ep.Info().Iface().MacAddress().String()
 	before := inode(t, sb.Key())
 
@@ -200,7 +201,7 @@ func TestSetKeyAgainUndo(t *testing.T) {
 	if got := testrig.DefaultGateway(t, ns1.nl); got != gw {
 		t.Fatalf("default gateway in the old namespace: %q, want %s", got, gw)
 	}
-	if _, err := testrig.DialTCP(t, ns1.ns, net.JoinHostPort(gw, "7001"), "hi"); err != nil {
+	if _, err := testrig.FetchWithin(ns1.ns, "tcp", net.JoinHostPort(gw, "7001"), 3*time.Second); err != nil {
 		t.Fatalf("the old namespace no longer reaches its gateway: %v", err)
 	}
 	testrig.Expect(t, ns1.ns, "udp", "web", dns.TypeA, testrig.EpIP(ep))
@@ -214,7 +215,7 @@ func TestSetKeyAgainUndo(t *testing.T) {
 	if err := sb.SetKey(ns2.path); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := testrig.DialTCP(t, ns2.ns, net.JoinHostPort(gw, "7001"), "hi"); err != nil {
+	if _, err := testrig.FetchWithin(ns2.ns, "tcp", net.JoinHostPort(gw, "7001"), 3*time.Second); err != nil {
 		t.Fatalf("after a retried SetKey the new namespace does not reach the gateway: %v", err)
 	}
 }

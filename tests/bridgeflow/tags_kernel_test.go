@@ -51,7 +51,7 @@ func TestNearCollidingIDsKeepTheirRules(t *testing.T) {
 			// Each network is isolated from the next (in a ring): every
 			// network's isolation rules are exercised, in both directions.
 			j := live[(k+1)%len(live)]
-			testrig.MustNotFetch(t, ctrs[i].Ns, "tcp", net.JoinHostPort(ctrs[j].Ip, "80"))
+			testrig.MustNotFetch(t, ctrs[i].Ns, "tcp", net.JoinHostPort(ctrs[j].IP, "80"))
 		}
 	}
 	check([]int{0, 1, 2, 3, 4})

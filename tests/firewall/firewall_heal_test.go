@@ -48,7 +48,7 @@ func newHealRigOf(t *testing.T, drv map[string]any, iptables string) *healRig {
 	testrig.WithUplink6(t, r)
 	n := testrig.DualStackNet(t, r.C, "heal", "", "10.60.0.0/24", "fd60::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_icc": "false"}))
-	a1 := r.MustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	a1 := r.MustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)})})
 	a2 := r.MustRun(t, n, "a2", nil)
 	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1") // [::]: both families
 	testrig.InNS(t, r.Host.NS, iptables, "-I", "DOCKER-USER", "1", "-s", "198.51.100.0/24", "-j", "DROP")
@@ -67,10 +67,10 @@ func (h *healRig) traffic(t *testing.T, when string) {
 		t.Fatalf("%s: published port from outside: %q, %v", when, got, err)
 	}
 	testrig.FetchSoon(t, h.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkHost6, "8080"), "a1")
-	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(h.a1.Ip, "80")); err == nil {
+	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(h.a1.IP, "80")); err == nil {
 		t.Fatalf("%s: ICC off, yet a2 reached a1: %q\n%s", when, got, testrig.InNS(t, h.Host.NS, "nft", "list", "ruleset"))
 	}
-	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(testrig.Ip6Of(t, h.a1), "80")); err == nil {
+	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(testrig.IP6Of(t, h.a1), "80")); err == nil {
 		t.Fatalf("%s: ICC off, yet a2 reached a1 over IPv6: %q\n%s", when, got, testrig.InNS(t, h.Host.NS, "nft", "list", "ruleset"))
 	}
 }
@@ -374,7 +374,7 @@ func TestOwnChurnTriggersNoCheck(t *testing.T) {
 	since := h.log.Count()
 	for i := 0; i < 3; i++ {
 		n := h.BridgeNet(t, "churn", "10.62.0.0/24")
-		c := h.MustRun(t, n, "churn", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(81, 8181)})})
+		c := h.MustRun(t, n, "churn", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(81, 8181)})})
 		c.Stop(t)
 		if err := n.Delete(); err != nil { // waits for the port releases
 			t.Fatal(err)

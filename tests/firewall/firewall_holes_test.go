@@ -33,18 +33,18 @@ func TestHoleDirectRouting(t *testing.T) {
 	n := testrig.DualStackNet(t, r.C, "direct", "", "10.61.0.0/24", "fd00:61::/64")
 	r.RouteOutside(t, "10.61.0.0/24")
 	testrig.RouteOutside6(t, r, "fd00:61::/64")
-	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)})})
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80")
 	testrig.Serve(t, c1.Ns, "tcp", ":81", "c1:81")
-	c1v6 := testrig.Ip6Of(t, c1)
+	c1v6 := testrig.IP6Of(t, c1)
 
 	// Published: through the host's addresses.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "c1:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1:80")
 	// Routed to the container's own addresses: nothing, published or not.
-	for _, ip := range []string{c1.Ip, c1v6} {
-		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 80))
-		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 81))
+	for _, ip := range []string{c1.IP, c1v6} {
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ip, 80))
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ip, 81))
 	}
 	// The neighbour's packets did reach the host (a dropped route would
 	// prove nothing): the raw and filter drops counted them.
@@ -54,19 +54,19 @@ func TestHoleDirectRouting(t *testing.T) {
 		}
 	}
 	// The host's own traffic to container addresses stays allowed.
-	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp(c1.Ip, 81), "c1:81")
-	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(c1v6, 81), "c1:81")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort(c1.IP, 81), "c1:81")
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort(c1v6, 81), "c1:81")
 	// Container egress (masqueraded) and hairpin keep working.
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out")
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
-	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out"); peer != testrig.UplinkHost {
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside, 7000), "out")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
+	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside, 7000), "out"); peer != testrig.UplinkHost {
 		t.Errorf("egress seen from %s, want the host's %s", peer, testrig.UplinkHost)
 	}
-	testrig.FetchSoon(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
+	testrig.FetchSoon(t, c1.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
 	c2 := r.MustRun(t, n, "c2", nil)
-	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
-	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(c1.Ip, 81), "c1:81") // ICC on
-	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080), "c1:80")
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "c1:80")
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.HostPort(c1.IP, 81), "c1:81") // ICC on
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort("127.0.0.1", 8080), "c1:80")
 	testrig.AssertForwardAccept(t, r.Host)
 }
 
@@ -81,21 +81,21 @@ func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableIPMasquerade: "false"}))
 	r.RouteOutside(t, "10.60.0.0/24")
 	testrig.RouteOutside6(t, r, "fd00:60::/64")
-	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)})})
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80")
 	testrig.Serve(t, c1.Ns, "tcp", ":81", "c1:81")
-	c1v6 := testrig.Ip6Of(t, c1)
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
-	for _, ip := range []string{c1.Ip, c1v6} {
-		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 80))
-		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ip, 81))
+	c1v6 := testrig.IP6Of(t, c1)
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "c1:80")
+	for _, ip := range []string{c1.IP, c1v6} {
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ip, 80))
+		testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ip, 81))
 	}
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out")
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
-	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside, 7000), "out"); peer != c1.Ip {
-		t.Errorf("egress seen from %s, want the container's own %s", peer, c1.Ip)
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside, 7000), "out")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
+	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside, 7000), "out"); peer != c1.IP {
+		t.Errorf("egress seen from %s, want the container's own %s", peer, c1.IP)
 	}
-	if peer := testrig.FetchSoon(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out"); peer != c1v6 {
+	if peer := testrig.FetchSoon(t, c1.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out"); peer != c1v6 {
 		t.Errorf("IPv6 egress seen from %s, want the container's own %s", peer, c1v6)
 	}
 }
@@ -113,7 +113,7 @@ func TestHoleLoopbackPortFromLAN(t *testing.T) {
 	})})
 	got := udpSink(t, c1.Ns, ":53")
 	loopbackVia(t, r.Out, "wan0", "127.0.0.1", testrig.UplinkHost, testrig.UplinkOutside)
-	sendUDP(t, r.Out.NS, testrig.Hp("127.0.0.1", 5300))
+	sendUDP(t, r.Out.NS, testrig.HostPort("127.0.0.1", 5300))
 	if n := got.after(time.Second); n != 0 {
 		t.Fatalf("the neighbour's datagrams to 127.0.0.1:5300 reached the container (%d)", n)
 	}
@@ -121,7 +121,7 @@ func TestHoleLoopbackPortFromLAN(t *testing.T) {
 		t.Error("the loopback guard saw no packet: the neighbour's datagrams never reached the host")
 	}
 	// The host itself still reaches it.
-	sendUDP(t, r.Host.NS, testrig.Hp("127.0.0.1", 5300))
+	sendUDP(t, r.Host.NS, testrig.HostPort("127.0.0.1", 5300))
 	if got.wait(10*time.Second) == 0 {
 		t.Fatal("the host's datagrams to 127.0.0.1:5300 never reached the container")
 	}
@@ -129,7 +129,7 @@ func TestHoleLoopbackPortFromLAN(t *testing.T) {
 	// IPv6: a host service on [::1] is not reached from the wire.
 	v6 := udpSink(t, r.Host.NS, "[::1]:5301")
 	loopbackVia(t, r.Out, "wan0", "::1", testrig.UplinkHost6, testrig.UplinkOutside6)
-	sendUDP(t, r.Out.NS, testrig.Hp("::1", 5301))
+	sendUDP(t, r.Out.NS, testrig.HostPort("::1", 5301))
 	if n := v6.after(time.Second); n != 0 {
 		t.Fatalf("the neighbour's datagrams to [::1]:5301 reached the host's service (%d)", n)
 	}
@@ -142,7 +142,7 @@ func TestHoleContainerToHostLoopback(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	n := testrig.DualStackNet(t, r.C, "rl", "", "10.63.0.0/24", "fd00:63::/64")
-	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)})})
+	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)})})
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80")
 	if v := testrig.InNS(t, r.Host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
 		t.Fatalf("route_localnet on the bridge is %q: the test would prove nothing", v)
@@ -150,7 +150,7 @@ func TestHoleContainerToHostLoopback(t *testing.T) {
 	gw, gw6 := "10.63.0.1", "fd00:63::1"
 
 	svc := udpSink(t, r.Host.NS, "127.0.0.5:5400")
-	loopbackVia(t, c1, "eth0", "127.0.0.5", gw, c1.Ip)
+	loopbackVia(t, c1, "eth0", "127.0.0.5", gw, c1.IP)
 	sendUDP(t, c1.Ns, "127.0.0.5:5400")
 	if n := svc.after(time.Second); n != 0 {
 		t.Fatalf("the container reached the host's 127.0.0.5:5400 (%d datagrams)", n)
@@ -159,17 +159,17 @@ func TestHoleContainerToHostLoopback(t *testing.T) {
 		t.Error("the loopback guard saw no packet: the container's datagrams never reached the host")
 	}
 	svc6 := udpSink(t, r.Host.NS, "[::1]:5401")
-	loopbackVia(t, c1, "eth0", "::1", gw6, testrig.Ip6Of(t, c1))
-	sendUDP(t, c1.Ns, testrig.Hp("::1", 5401))
+	loopbackVia(t, c1, "eth0", "::1", gw6, testrig.IP6Of(t, c1))
+	sendUDP(t, c1.Ns, testrig.HostPort("::1", 5401))
 	if n := svc6.after(time.Second); n != 0 {
 		t.Fatalf("the container reached the host's [::1]:5401 (%d datagrams)", n)
 	}
 
 	// What route_localnet is for still works.
-	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080), "c1:80")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort("127.0.0.1", 8080), "c1:80")
 	c2 := r.MustRun(t, n, "c2", nil)
-	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(gw, 8080), "c1:80")
-	testrig.MustFetch(t, c1.Ns, "tcp", testrig.Hp(gw, 8080), "c1:80")
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.HostPort(gw, 8080), "c1:80")
+	testrig.MustFetch(t, c1.Ns, "tcp", testrig.HostPort(gw, 8080), "c1:80")
 }
 
 // loopbackVia makes a namespace send packets for the loopback address dst

@@ -31,16 +31,16 @@ func TestHoleLoopbackSourceFromContainer(t *testing.T) {
 	}
 	testrig.InNS(t, r.Host.NS, "sysctl", "-q", "-w", "net.ipv4.conf.br-"+n.ID()[:12]+".accept_local=1")
 	gw := "10.76.0.1"
-	svc, own := udpSink(t, r.Host.NS, testrig.Hp(gw, 5500)), udpSink(t, r.Host.NS, testrig.Hp(gw, 5501))
+	svc, own := udpSink(t, r.Host.NS, testrig.HostPort(gw, 5500)), udpSink(t, r.Host.NS, testrig.HostPort(gw, 5501))
 	// The path itself is open (and the container has the gateway's MAC:
 	// it would not resolve it from 127.0.0.1).
-	sendUDPFrom(t, c1.Ns, c1.Ip, testrig.Hp(gw, 5501))
+	sendUDPFrom(t, c1.Ns, c1.IP, testrig.HostPort(gw, 5501))
 	if own.wait(10*time.Second) == 0 {
 		t.Fatal("the container's datagrams from its own address never reached the host")
 	}
 
 	testrig.InNS(t, c1.Ns, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1")
-	sendUDPFrom(t, c1.Ns, "127.0.0.1", testrig.Hp(gw, 5500))
+	sendUDPFrom(t, c1.Ns, "127.0.0.1", testrig.HostPort(gw, 5500))
 	if n := svc.after(time.Second); n != 0 {
 		t.Fatalf("the container's datagrams from 127.0.0.1 reached the host's %s:5500 (%d)", gw, n)
 	}

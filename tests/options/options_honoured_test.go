@@ -32,7 +32,7 @@ func TestEnableIPTablesOffRefusesPorts(t *testing.T) {
 func checkPortsRefused(t *testing.T, r *testrig.PortRig, option string) {
 	t.Helper()
 	n := r.BridgeNet(t, "noipt", "10.60.0.0/24")
-	_, err := n.CreateEndpoint("own", libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	_, err := n.CreateEndpoint("own", libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), option) {
 		t.Fatalf("endpoint with published ports: want BadRequest naming %s, got %v", option, err)
 	}
@@ -44,7 +44,7 @@ func checkPortsRefused(t *testing.T, r *testrig.PortRig, option string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := r.C.NewSandbox("ctr-c1", libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	sb, err := r.C.NewSandbox("ctr-c1", libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestUserlandProxyOnKeepsLoopback(t *testing.T) {
 	r := testrig.NewPortRig(t, config.OptionLogger(slog.New(slog.NewTextHandler(&buf, nil))), bridgeDriverConfig(options.Generic{
 		"EnableUserlandProxy": true, "UserlandProxyPath": "/nonexistent/docker-proxy"}))
 	n := r.BridgeNet(t, "proxy", "10.61.0.0/24")
-	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
 	testrig.MustFetch(t, r.Host.NS, "tcp", "127.0.0.1:8080", "c1")
 	testrig.MustFetch(t, r.Host.NS, "tcp", "10.61.0.1:8080", "c1")

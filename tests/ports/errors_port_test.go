@@ -14,9 +14,9 @@ func TestErrorContractPortTaken(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "taken", "10.95.0.0/24")
-	r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
-	_, taken := r.Run(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
-	_, badPort := r.Run(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(0, 8081)}))
+	r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
+	_, taken := r.Run(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
+	_, badPort := r.Run(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(0, 8081)}))
 	testrig.CheckErrCases(t, []testrig.ErrCase{
 		{"host port taken", taken, testrig.IsForbidden, testrig.Is(portmapper.ErrPortInUse)},
 		{"bad port", badPort, testrig.IsBadRequest, nil},

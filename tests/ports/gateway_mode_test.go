@@ -34,10 +34,10 @@ type gatewayTarget struct {
 
 func runTarget(t *testing.T, r *testrig.PortRig, n *libnetwork.Network, name string, hostPort uint16) gatewayTarget {
 	t.Helper()
-	c := r.MustRun(t, n, name, []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.Tcp(80, hostPort)})})
+	c := r.MustRun(t, n, name, []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, hostPort)})})
 	testrig.Serve(t, c.Ns, "tcp", ":80", name+":80")
 	testrig.Serve(t, c.Ns, "tcp", ":81", name+":81")
-	return gatewayTarget{c, testrig.Ip6Of(t, c)}
+	return gatewayTarget{c, testrig.IP6Of(t, c)}
 }
 
 // gatewayMode: "nat-unprotected" opens the containers' addresses in its
@@ -58,22 +58,22 @@ func TestGatewayModeNATUnprotected(t *testing.T) {
 	cb := runTarget(t, r, b, "b", 8081)
 
 	// a: IPv4 open to the neighbour, published or not; IPv6 closed.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(ca.Ip, 81), "a:81")
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.Ip, 80), "a:80")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.ip6, 81))
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.ip6, 80))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(ca.IP, 81), "a:81")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(ca.IP, 80), "a:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ca.ip6, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ca.ip6, 80))
 	// b: the other way round.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(cb.ip6, 81), "b:81")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(cb.Ip, 81))
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(cb.Ip, 80))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(cb.ip6, 81), "b:81")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(cb.IP, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(cb.IP, 80))
 	// Published ports, both families, both networks.
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "a:80")
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "a:80")
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8081), "b:80")
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8081), "b:80")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "a:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "a:80")
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8081), "b:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8081), "b:80")
 	// Inter-network isolation is not what the mode opens.
-	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.Hp(ca.Ip, 81))
-	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.Hp(cb.ip6, 81))
+	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.HostPort(ca.IP, 81))
+	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.HostPort(cb.ip6, 81))
 	testrig.AssertForwardAccept(t, r.Host)
 }
 
@@ -93,17 +93,17 @@ func TestTrustedHostInterfaces(t *testing.T) {
 
 	// Through the trusted uplink: the published container port, by the
 	// container's address; not the unpublished one.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80), "c:80")
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 80), "c:80")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 81))
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 81))
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 80), "c:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(c.ip6, 80), "c:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.ip6, 81))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "c:80")
 	// Through the other interface: only the published host port.
-	testrig.FetchSoon(t, lan2.NS, "tcp", testrig.Hp("198.51.100.1", 8080), "c:80")
-	testrig.FetchSoon(t, lan2.NS, "tcp", testrig.Hp("2001:db8:2::1", 8080), "c:80")
-	for _, ip := range []string{c.Ip, c.ip6} {
-		testrig.MustNotFetch(t, lan2.NS, "tcp", testrig.Hp(ip, 80))
-		testrig.MustNotFetch(t, lan2.NS, "tcp", testrig.Hp(ip, 81))
+	testrig.FetchSoon(t, lan2.NS, "tcp", testrig.HostPort("198.51.100.1", 8080), "c:80")
+	testrig.FetchSoon(t, lan2.NS, "tcp", testrig.HostPort("2001:db8:2::1", 8080), "c:80")
+	for _, ip := range []string{c.IP, c.ip6} {
+		testrig.MustNotFetch(t, lan2.NS, "tcp", testrig.HostPort(ip, 80))
+		testrig.MustNotFetch(t, lan2.NS, "tcp", testrig.HostPort(ip, 81))
 	}
 }
 
@@ -136,20 +136,20 @@ func TestGatewayModeIsolated(t *testing.T) {
 	// (their neighbour discovery is bridged traffic the isolation rules
 	// must not drop).
 	p2 := r.MustRun(t, plain, "p2", nil)
-	testrig.FetchSoon(t, p2.Ns, "tcp", testrig.Hp(testrig.Ip6Of(t, p1), 81), "p1:81")
+	testrig.FetchSoon(t, p2.Ns, "tcp", testrig.HostPort(testrig.IP6Of(t, p1), 81), "p1:81")
 	// Among themselves, both families.
-	testrig.MustFetch(t, c2.Ns, "tcp", testrig.Hp(c1.Ip, 81), "c1:81")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.Ip6Of(t, c1), 81), "c1:81")
+	testrig.MustFetch(t, c2.Ns, "tcp", testrig.HostPort(c1.IP, 81), "c1:81")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 81), "c1:81")
 	// Not the host, either way.
-	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp(c1.Ip, 81))
-	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp(testrig.Ip6Of(t, c1), 81))
-	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.Hp("10.69.0.1", 7001))
-	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.Hp("fd00:69::1", 7001))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort(c1.IP, 81))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 81))
+	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.HostPort("10.69.0.1", 7001))
+	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.HostPort("fd00:69::1", 7001))
 	// The plain internal network: the host both ways.
-	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp(p1.Ip, 81), "p1:81")
-	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(testrig.Ip6Of(t, p1), 81), "p1:81")
-	testrig.MustFetch(t, p1.Ns, "tcp", testrig.Hp("10.70.0.1", 7001), "host")
-	testrig.FetchSoon(t, p1.Ns, "tcp", testrig.Hp("fd00:70::1", 7001), "host")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort(p1.IP, 81), "p1:81")
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, p1), 81), "p1:81")
+	testrig.MustFetch(t, p1.Ns, "tcp", testrig.HostPort("10.70.0.1", 7001), "host")
+	testrig.FetchSoon(t, p1.Ns, "tcp", testrig.HostPort("fd00:70::1", 7001), "host")
 	// Only on internal networks.
 	_, err = r.C.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.71.0.0/24"}}, nil, nil))
@@ -318,16 +318,16 @@ func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
 	ca := runTarget(t, r, a, "a", 8080)
 	cb := runTarget(t, r, b, "b", 8081)
 
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(ca.Ip, 81), "a:81")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(ca.ip6, 81))
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(cb.ip6, 81), "b:81")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(cb.Ip, 81))
-	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "a:80")
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8081), "b:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(ca.IP, 81), "a:81")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(ca.ip6, 81))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(cb.ip6, 81), "b:81")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(cb.IP, 81))
+	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "a:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8081), "b:80")
 	// Only the neighbour is let in: containers of the other network are
 	// still isolated.
-	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.Hp(ca.Ip, 81))
-	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.Hp(cb.ip6, 81))
+	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.HostPort(ca.IP, 81))
+	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.HostPort(cb.ip6, 81))
 }
 
 // A live container's published port stays open to the network's trusted

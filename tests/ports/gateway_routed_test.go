@@ -35,23 +35,23 @@ func TestGatewayModeRouted(t *testing.T) {
 
 	// IPv4, routed: the published container port at the container's
 	// address; not the unpublished one, not the host port.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80), "r:80")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 81))
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8090))
-	if !echoes(t, r.Out.NS, c.Ip) {
-		t.Errorf("IPv4 is routed, yet %s does not answer the neighbour's ping", c.Ip)
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 80), "r:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 81))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8090))
+	if !echoes(t, r.Out.NS, c.IP) {
+		t.Errorf("IPv4 is routed, yet %s does not answer the neighbour's ping", c.IP)
 	}
-	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.Hp(testrig.UplinkOutside, 9000), "out"); got != c.Ip {
-		t.Errorf("the neighbour saw the container's IPv4 connection from %s, want its own address %s (no masquerade)", got, c.Ip)
+	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside, 9000), "out"); got != c.IP {
+		t.Errorf("the neighbour saw the container's IPv4 connection from %s, want its own address %s (no masquerade)", got, c.IP)
 	}
 	// IPv6, nat: the host port, not the container's address; masqueraded.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8090), "r:80")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 80))
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.ip6, 81))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8090), "r:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.ip6, 80))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.ip6, 81))
 	if echoes(t, r.Out.NS, c.ip6) {
 		t.Errorf("IPv6 is nat, yet %s answers the neighbour's ping", c.ip6)
 	}
-	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 9000), "out"); got != testrig.UplinkHost6 && got != testrig.UplinkHost6b {
+	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 9000), "out"); got != testrig.UplinkHost6 && got != testrig.UplinkHost6b {
 		t.Errorf("the neighbour saw the container's IPv6 connection from %s, want one of the host's uplink addresses", got)
 	}
 
@@ -69,8 +69,8 @@ func TestGatewayModeRouted(t *testing.T) {
 	testrig.CheckNetworkRules(t, r.Host, map[string]*libnetwork.Network{n.ID(): n})
 	epOwner := "--comment " + firewall.EndpointOwner(c.Ep.ID()) + " "
 	accept := matching(testrig.KernelRules(t, r.Host, firewall.IPv4), epOwner, "--dport 80 ", "-j ACCEPT")
-	if len(accept) != 1 || !strings.HasPrefix(accept[0], "filter -A DOCKER -d "+c.Ip+"/32 ") {
-		t.Fatalf("the published port's accept: %v, want one in filter DOCKER for %s", accept, c.Ip)
+	if len(accept) != 1 || !strings.HasPrefix(accept[0], "filter -A DOCKER -d "+c.IP+"/32 ") {
+		t.Fatalf("the published port's accept: %v, want one in filter DOCKER for %s", accept, c.IP)
 	}
 	if v6 := matching(testrig.KernelRules(t, r.Host, firewall.IPv6), epOwner, "-j ACCEPT"); len(v6) != 0 {
 		t.Errorf("IPv6 is nat, yet the endpoint has accepts: %v", v6)
@@ -78,12 +78,12 @@ func TestGatewayModeRouted(t *testing.T) {
 
 	// Another tool removes the accept: the repair puts it back.
 	testrig.InNS(t, r.Host.NS, "iptables", append([]string{"-w", "-t", "filter", "-D"}, strings.Fields(strings.TrimPrefix(accept[0], "filter -A "))...)...)
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 80))
 	if _, err := r.C.RepairFirewall(); err != nil {
 		t.Fatal(err)
 	}
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 80), "r:80")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(c.Ip, 81))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 80), "r:80")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 81))
 
 	// The endpoint's going takes its accept along.
 	if err := c.Sb.Delete(); err != nil {

@@ -26,13 +26,13 @@ func TestPortsPublished(t *testing.T) {
 	n := r.BridgeNet(t, "pub", "10.50.0.0/24")
 	gw := "10.50.0.1"
 
-	epPorts := []types.PortBinding{testrig.Tcp(80, 8080)}
+	epPorts := []types.PortBinding{testrig.TCP(80, 8080)}
 	sbPorts := []types.PortBinding{
-		testrig.Tcp(81, 0), // chosen from ip_local_port_range
+		testrig.TCP(81, 0), // chosen from ip_local_port_range
 		{Proto: types.TCP, Port: 82, HostPort: 9000, HostPortEnd: 9010},
 		{Proto: types.UDP, Port: 53, HostPort: 5353},
 		{Proto: types.TCP, Port: 83, HostIP: net.ParseIP(testrig.UplinkHost), HostPort: 8083},
-		testrig.Tcp(80, 8080), // also given on the endpoint: published once
+		testrig.TCP(80, 8080), // also given on the endpoint: published once
 	}
 	exposed := []types.TransportPort{{Proto: types.TCP, Port: 80}, {Proto: types.UDP, Port: 53}}
 	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping(epPorts)},
@@ -49,8 +49,8 @@ func TestPortsPublished(t *testing.T) {
 	pm, _ := info[netlabel.PortMap].([]types.PortBinding)
 	host := map[uint16]uint16{} // container port -> host port
 	for _, b := range pm {
-		if !b.IP.Equal(net.ParseIP(c1.Ip)) {
-			t.Errorf("binding %s: container address %s, want %s", b, b.IP, c1.Ip)
+		if !b.IP.Equal(net.ParseIP(c1.IP)) {
+			t.Errorf("binding %s: container address %s, want %s", b, b.IP, c1.IP)
 		}
 		host[b.Port] = b.HostPort
 	}
@@ -89,8 +89,8 @@ func TestPortsPublished(t *testing.T) {
 	c2 := r.MustRun(t, n, "c2", nil)
 	testrig.MustFetch(t, c2.Ns, "tcp", hp(gw, 8080), "c1:80")
 	testrig.MustFetch(t, c2.Ns, "tcp", hp(testrig.UplinkHost, 8080), "c1:80")
-	if peer := testrig.MustFetch(t, c2.Ns, "tcp", hp(c1.Ip, 80), "c1:80"); peer != c2.Ip {
-		t.Errorf("container to container: peer %s, want %s", peer, c2.Ip)
+	if peer := testrig.MustFetch(t, c2.Ns, "tcp", hp(c1.IP, 80), "c1:80"); peer != c2.IP {
+		t.Errorf("container to container: peer %s, want %s", peer, c2.IP)
 	}
 
 	// Out: the outside sees the host's address (masquerade).
@@ -130,12 +130,12 @@ func TestPortsTakenPort(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "taken", "10.51.0.0/24")
-	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	hostLinks := testrig.LinkNames(t, r.Host.Netlink)
 
 	// The refused join is looked at before anything deletes its endpoint
 	// or sandbox, so a leftover cannot hide behind the cleanup.
-	f := r.FailJoin(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(81, 9191), testrig.Tcp(80, 8080)}))
+	f := r.FailJoin(t, n, "c2", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(81, 9191), testrig.TCP(80, 8080)}))
 	if !types.IsForbidden(f.Err) || !strings.Contains(f.Err.Error(), "8080") {
 		t.Fatalf("second container on port 8080: want Forbidden naming 8080, got %v", f.Err)
 	}
@@ -155,7 +155,7 @@ func TestPortsTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	f = r.FailJoin(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8090)}))
+	f = r.FailJoin(t, n, "c3", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8090)}))
 	if !types.IsForbidden(f.Err) || !strings.Contains(f.Err.Error(), "8090") {
 		t.Fatalf("port held by a host process: want Forbidden naming 8090, got %v", f.Err)
 	}
@@ -168,7 +168,7 @@ func TestPortsTakenPort(t *testing.T) {
 	// c1 goes; its port, still being released in the background, is
 	// handed to c4 once free, not refused.
 	c1.Stop(t)
-	c4 := r.MustRun(t, n, "c4", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	c4 := r.MustRun(t, n, "c4", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	testrig.Serve(t, c4.Ns, "tcp", ":80", "c4")
 	testrig.MustFetch(t, r.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkHost, "8080"), "c4")
 	c4.Stop(t)
@@ -188,17 +188,17 @@ func TestPortsIsolation(t *testing.T) {
 	a1 := r.MustRun(t, noicc, "a1", nil)
 	a2 := r.MustRun(t, noicc, "a2", nil)
 	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1")
-	testrig.MustNotFetch(t, a2.Ns, "tcp", net.JoinHostPort(a1.Ip, "80"))
+	testrig.MustNotFetch(t, a2.Ns, "tcp", net.JoinHostPort(a1.IP, "80"))
 	testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
 
 	other := r.BridgeNet(t, "other", "10.53.0.0/24")
 	b1 := r.MustRun(t, other, "b1", nil)
 	testrig.Serve(t, b1.Ns, "tcp", ":80", "b1")
-	testrig.MustNotFetch(t, a1.Ns, "tcp", net.JoinHostPort(b1.Ip, "80"))
+	testrig.MustNotFetch(t, a1.Ns, "tcp", net.JoinHostPort(b1.IP, "80"))
 	testrig.MustFetch(t, b1.Ns, "tcp", outside, "out")
 	b2 := r.MustRun(t, other, "b2", nil)
-	testrig.MustNotFetch(t, b2.Ns, "tcp", net.JoinHostPort(a1.Ip, "80"))
-	testrig.MustFetch(t, b2.Ns, "tcp", net.JoinHostPort(b1.Ip, "80"), "b1")
+	testrig.MustNotFetch(t, b2.Ns, "tcp", net.JoinHostPort(a1.IP, "80"))
+	testrig.MustFetch(t, b2.Ns, "tcp", net.JoinHostPort(b1.IP, "80"), "b1")
 
 	internal := r.BridgeNet(t, "internal", "10.54.0.0/24", libnetwork.NetworkOptionInternalNetwork())
 	r.RouteOutside(t, "10.54.0.0/24")
@@ -216,9 +216,9 @@ func TestPortsIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	testrig.MustNotFetch(t, i1.Ns, "tcp", outside)
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", net.JoinHostPort(i1.Ip, "80"))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", net.JoinHostPort(i1.IP, "80"))
 	i2 := r.MustRun(t, internal, "i2", nil)
-	testrig.MustFetch(t, i2.Ns, "tcp", net.JoinHostPort(i1.Ip, "80"), "i1")
+	testrig.MustFetch(t, i2.Ns, "tcp", net.JoinHostPort(i1.IP, "80"), "i1")
 
 	for _, c := range []*testrig.Container{a1, a2, b1, b2, i1, i2} {
 		c.Stop(t)

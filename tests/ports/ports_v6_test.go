@@ -32,12 +32,12 @@ func TestPortsPublishedIPv6(t *testing.T) {
 	n := testrig.DualStackNet(t, r.C, "pub6", "", "10.56.0.0/24", "fd56::/64")
 	gw6 := "fd56::1"
 	ports := []types.PortBinding{
-		testrig.Tcp(80, 8080),
+		testrig.TCP(80, 8080),
 		{Proto: types.UDP, Port: 53, HostPort: 5353},
 		{Proto: types.TCP, Port: 83, HostIP: net.ParseIP(testrig.UplinkHost6), HostPort: 8083},
 	}
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping(ports))
-	c1v6 := testrig.Ip6Of(t, c1)
+	c1v6 := testrig.IP6Of(t, c1)
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80") // [::]: both families
 	testrig.Serve(t, c1.Ns, "tcp", ":83", "c1:83")
 	testrig.Serve(t, c1.Ns, "udp", ":53", "c1:53")
@@ -64,57 +64,57 @@ func TestPortsPublishedIPv6(t *testing.T) {
 	}
 
 	// From outside: the container sees the outside's own address.
-	if peer := testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1:80"); peer != testrig.UplinkOutside6 {
+	if peer := testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1:80"); peer != testrig.UplinkOutside6 {
 		t.Errorf("tcp from outside: container saw %s, want %s", peer, testrig.UplinkOutside6)
 	}
-	if peer := testrig.FetchSoon(t, r.Out.NS, "udp", testrig.Hp(testrig.UplinkHost6, 5353), "c1:53"); peer != testrig.UplinkOutside6 {
+	if peer := testrig.FetchSoon(t, r.Out.NS, "udp", testrig.HostPort(testrig.UplinkHost6, 5353), "c1:53"); peer != testrig.UplinkOutside6 {
 		t.Errorf("udp from outside: container saw %s, want %s", peer, testrig.UplinkOutside6)
 	}
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6b, 8080), "c1:80")
-	testrig.FetchSoon(t, r.Out.NS, "udp", testrig.Hp(testrig.UplinkHost6b, 5353), "c1:53")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6b, 8080), "c1:80")
+	testrig.FetchSoon(t, r.Out.NS, "udp", testrig.HostPort(testrig.UplinkHost6b, 5353), "c1:53")
 	// The same port over IPv4, side by side.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8080), "c1:80")
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080), "c1:80")
 
 	// Bound to 2001:db8:1::1 only: there it answers; the host's other
 	// address (reached above, so neighbour discovery is done) and the
 	// bridge's do not forward it, and IPv4 has no such binding.
-	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8083), "c1:83")
-	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8083), "c1:83")
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6b, 8083))
-	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp(testrig.UplinkHost6b, 8083))
-	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.Hp(gw6, 8083))
-	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost, 8083))
+	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8083), "c1:83")
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8083), "c1:83")
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6b, 8083))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort(testrig.UplinkHost6b, 8083))
+	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort(gw6, 8083))
+	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8083))
 
 	// From the host's own IPv6 addresses: DNAT in output, and the hairpin
 	// masquerade makes the answer come back through the host.
 	for _, a := range []string{testrig.UplinkHost6, testrig.UplinkHost6b, gw6} {
-		if peer := testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(a, 8080), "c1:80"); peer != gw6 {
+		if peer := testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort(a, 8080), "c1:80"); peer != gw6 {
 			t.Errorf("from the host to [%s]:8080: container saw %s, want the bridge's %s", a, peer, gw6)
 		}
 	}
-	testrig.FetchSoon(t, r.Host.NS, "udp", testrig.Hp(testrig.UplinkHost6, 5353), "c1:53")
+	testrig.FetchSoon(t, r.Host.NS, "udp", testrig.HostPort(testrig.UplinkHost6, 5353), "c1:53")
 
 	// Hairpin: another container, and c1 itself, through the host.
 	c2 := r.MustRun(t, n, "c2", nil)
-	c2v6 := testrig.Ip6Of(t, c2)
+	c2v6 := testrig.IP6Of(t, c2)
 	for _, a := range []string{testrig.UplinkHost6, gw6} {
-		if peer := testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(a, 8080), "c1:80"); peer != gw6 {
+		if peer := testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(a, 8080), "c1:80"); peer != gw6 {
 			t.Errorf("c2 to [%s]:8080: container saw %s, want the bridge's %s (masqueraded)", a, peer, gw6)
 		}
-		testrig.FetchSoon(t, c1.Ns, "tcp", testrig.Hp(a, 8080), "c1:80")
+		testrig.FetchSoon(t, c1.Ns, "tcp", testrig.HostPort(a, 8080), "c1:80")
 	}
-	testrig.FetchSoon(t, c2.Ns, "udp", testrig.Hp(testrig.UplinkHost6, 5353), "c1:53")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(testrig.UplinkHost6, 8083), "c1:83")
-	if peer := testrig.FetchSoon(t, c2.Ns, "tcp", testrig.Hp(c1v6, 80), "c1:80"); peer != c2v6 {
+	testrig.FetchSoon(t, c2.Ns, "udp", testrig.HostPort(testrig.UplinkHost6, 5353), "c1:53")
+	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.UplinkHost6, 8083), "c1:83")
+	if peer := testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(c1v6, 80), "c1:80"); peer != c2v6 {
 		t.Errorf("container to container over IPv6: peer %s, want %s", peer, c2v6)
 	}
 
 	// Out: the outside (with no route to fd56::/64) sees a host address.
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
-	testrig.Serve(t, r.Out.NS, "udp", testrig.Hp(testrig.UplinkOutside6, 7053), "out")
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
+	testrig.Serve(t, r.Out.NS, "udp", testrig.HostPort(testrig.UplinkOutside6, 7053), "out")
 	for _, proto := range []string{"tcp", "udp"} {
 		port := map[string]uint16{"tcp": 7000, "udp": 7053}[proto]
-		if peer := testrig.FetchSoon(t, c1.Ns, proto, testrig.Hp(testrig.UplinkOutside6, port), "out"); peer != testrig.UplinkHost6 && peer != testrig.UplinkHost6b {
+		if peer := testrig.FetchSoon(t, c1.Ns, proto, testrig.HostPort(testrig.UplinkOutside6, port), "out"); peer != testrig.UplinkHost6 && peer != testrig.UplinkHost6b {
 			t.Errorf("%s out: the outside saw the container as %s, want one of the host's addresses", proto, peer)
 		}
 	}
@@ -162,7 +162,7 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 	r := testrig.NewPortRig6(t)
 	n := testrig.DualStackNet(t, r.C, "lo6", "", "10.57.0.0/24", "fd57::/64")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
-		testrig.Tcp(80, 8080), {Proto: types.UDP, Port: 53, HostPort: 5353}}))
+		testrig.TCP(80, 8080), {Proto: types.UDP, Port: 53, HostPort: 5353}}))
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
 	testrig.Serve(t, c1.Ns, "udp", ":53", "c1")
 	before := testrig.PortElems(t, r.Host.NS)
@@ -170,7 +170,7 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 	hostLinks := testrig.LinkNames(t, r.Host.Netlink)
 
 	// Looked at before anything deletes the refused container.
-	loop := []types.PortBinding{testrig.Tcp(81, 8081), {Proto: types.TCP, Port: 82, HostIP: net.IPv6loopback, HostPort: 8082}}
+	loop := []types.PortBinding{testrig.TCP(81, 8081), {Proto: types.TCP, Port: 82, HostIP: net.IPv6loopback, HostPort: 8082}}
 	f := r.FailJoin(t, n, "c2", nil, libnetwork.OptionPortMapping(loop))
 	if !types.IsBadRequest(f.Err) || !strings.Contains(f.Err.Error(), "IPv6 loopback") {
 		t.Fatalf("publishing on [::1]: want BadRequest naming the IPv6 loopback, got %v", f.Err)
@@ -185,18 +185,18 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 	// the path into the container is up; on [::1] it is refused at once
 	// (a client of localhost then moves on to 127.0.0.1 without waiting),
 	// though the library's socket holding the port listens there.
-	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp("127.0.0.1", 8080), "c1")
-	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1")
-	testrig.FetchSoon(t, r.Host.NS, "udp", testrig.Hp(testrig.UplinkHost6, 5353), "c1")
-	if _, err := testrig.Fetch(r.Host.NS, "tcp", testrig.Hp("::1", 8080)); !errors.Is(err, unix.ECONNREFUSED) {
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort("127.0.0.1", 8080), "c1")
+	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1")
+	testrig.FetchSoon(t, r.Host.NS, "udp", testrig.HostPort(testrig.UplinkHost6, 5353), "c1")
+	if _, err := testrig.Fetch(r.Host.NS, "tcp", testrig.HostPort("::1", 8080)); !errors.Is(err, unix.ECONNREFUSED) {
 		t.Errorf("tcp [::1]:8080: %v, want connection refused", err)
 	}
-	if _, err := testrig.Fetch(r.Host.NS, "udp", testrig.Hp("::1", 5353)); !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ECONNREFUSED) {
+	if _, err := testrig.Fetch(r.Host.NS, "udp", testrig.HostPort("::1", 5353)); !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ECONNREFUSED) {
 		t.Errorf("udp [::1]:5353: %v, want the send refused", err)
 	}
 	// A port nobody published is left alone on [::1].
 	testrig.Serve(t, r.Host.NS, "tcp", "[::1]:8090", "host")
-	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.Hp("::1", 8090), "host")
+	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort("::1", 8090), "host")
 
 	c1.Stop(t)
 	if err := n.Delete(); err != nil {
@@ -217,13 +217,13 @@ func TestPortsIPv6NoMasquerade(t *testing.T) {
 	if err := r.Out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(testrig.UplinkHost6)}); err != nil {
 		t.Fatal(err)
 	}
-	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.Tcp(80, 8080)}))
+	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
-	testrig.Serve(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out")
-	if peer := testrig.FetchSoon(t, c1.Ns, "tcp", testrig.Hp(testrig.UplinkOutside6, 7000), "out"); peer != testrig.Ip6Of(t, c1) {
-		t.Errorf("without masquerade the outside saw %s, want the container's %s", peer, testrig.Ip6Of(t, c1))
+	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
+	if peer := testrig.FetchSoon(t, c1.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out"); peer != testrig.IP6Of(t, c1) {
+		t.Errorf("without masquerade the outside saw %s, want the container's %s", peer, testrig.IP6Of(t, c1))
 	}
-	if peer := testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.Hp(testrig.UplinkHost6, 8080), "c1"); peer != testrig.UplinkOutside6 {
+	if peer := testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1"); peer != testrig.UplinkOutside6 {
 		t.Errorf("published port: container saw %s, want %s", peer, testrig.UplinkOutside6)
 	}
 	c1.Stop(t)

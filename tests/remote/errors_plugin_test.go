@@ -27,10 +27,10 @@ func TestErrorContractPluginFailures(t *testing.T) {
 		return call()
 	}
 	says := func(err error) bool { return strings.Contains(err.Error(), msg) }
-	spare := testrig.Must[*libnetwork.Network](t)(s.C.NewNetwork("vethnet", "spare", "", testrig.IpamConf("10.78.0.0/24", "10.78.0.1")))
+	spare := testrig.Must[*libnetwork.Network](t)(s.C.NewNetwork("vethnet", "spare", "", testrig.IPAMConf("10.78.0.0/24", "10.78.0.1")))
 	cases := []testrig.ErrCase{
 		{"NewNetwork, plugin CreateNetwork fails", failing("CreateNetwork", func() error {
-			_, err := s.C.NewNetwork("vethnet", "refused", "", testrig.IpamConf("10.79.0.0/24", "10.79.0.1"))
+			_, err := s.C.NewNetwork("vethnet", "refused", "", testrig.IPAMConf("10.79.0.0/24", "10.79.0.1"))
 			return err
 		}), testrig.IsInternal, says},
 		{"CreateEndpoint, plugin fails", failing("CreateEndpoint", func() error {

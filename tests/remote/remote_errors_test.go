@@ -246,7 +246,7 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	n, err = c.NewNetwork("onlynet", "n4", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1"))
+	n, err = c.NewNetwork("onlynet", "n4", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1"))
 	if err != nil {
 		t.Fatalf("network plugin as network type: %v", err)
 	}
@@ -295,7 +295,7 @@ func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // let the silent lookup start waiting
 	start := time.Now()
-	n, err := c.NewNetwork("vethnet", "v", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1"))
+	n, err := c.NewNetwork("vethnet", "v", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1"))
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package remote
 
 import (
-	"bufio"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -76,8 +73,8 @@ func TestRemoteIPAMBridge(t *testing.T) {
 		}
 		sbs = append(sbs, sb)
 	}
-	exchange(t, sbs[0], sbs[1], "10.88.0.10")
-	exchange(t, sbs[1], sbs[0], "10.88.0.11")
+	exchange(t, sbs[0], sbs[1], "10.88.0.10", "10.88.0.11")
+	exchange(t, sbs[1], sbs[0], "10.88.0.11", "10.88.0.10")
 
 	for _, sb := range sbs {
 		if err := sb.Delete(); err != nil {
@@ -173,65 +170,18 @@ func bridgeAddrs(t *testing.T, nl *netlink.Handle) []string {
 	return out
 }
 
-// exchange runs a line echo server in server's namespace at ip and talks
-// to it from client's.
-func exchange(t *testing.T, server, client *libnetwork.Sandbox, ip string) {
+// exchange serves TCP in server's namespace at ip and connects to it from
+// client's, which the server must see as clientIP.
+func exchange(t *testing.T, server, client *libnetwork.Sandbox, ip, clientIP string) {
 	t.Helper()
-	sns, err := netnsutil.Open(server.Key())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sns.Close()
-	cns, err := netnsutil.Open(client.Key())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cns.Close()
-	var ln net.Listener
-	if err := sns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err == nil {
-			_, err = io.WriteString(c, "echo "+line)
-		}
-		done <- err
-	}()
-	var reply string
-	err = cns.Do(func() error {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "hello\n"); err != nil {
-			return err
-		}
-		reply, err = bufio.NewReader(c).ReadString('\n')
-		return err
-	})
+	sns, _ := testrig.SandboxNS(t, server)
+	cns, _ := testrig.SandboxNS(t, client)
+	addr := testrig.Serve(t, sns, "tcp", net.JoinHostPort(ip, "0"), "echo")
+	reply, err := testrig.FetchWithin(cns, "tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("server: %v", err)
-	}
-	if reply != "echo hello\n" {
-		t.Fatalf("reply %q", reply)
+	if !strings.HasPrefix(reply, "echo "+net.JoinHostPort(clientIP, "")) {
+		t.Fatalf("reply %q, want it to name the client %s", reply, clientIP)
 	}
 }

@@ -29,7 +29,7 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	srv := testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
 
 	c := r.Start(opts...)
-	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1")))
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1")))
 	joinedEP := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("joined"))
 	idle := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
@@ -129,7 +129,7 @@ func TestRestartKeepsNetworkOfLateDriver(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	testrig.WithFake(t, c)
-	n := testrig.FakeNet(t, c, "late", testrig.IpamOpt("10.96.0.0/24", ""))
+	n := testrig.FakeNet(t, c, "late", testrig.IPAMOpt("10.96.0.0/24", ""))
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 
 	c = r.Start()

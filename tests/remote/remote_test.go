@@ -31,7 +31,7 @@ func TestRemoteDriverLifecycle(t *testing.T) {
 }
 
 func remoteLifecycle(t *testing.T, c *libnetwork.Controller, hostNL *netlink.Handle, p *testrig.VethPlugin) {
-	n, err := c.NewNetwork("vethnet", "rnet", "", testrig.IpamConf("10.77.0.0/24", "10.77.0.1"))
+	n, err := c.NewNetwork("vethnet", "rnet", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1"))
 	if err != nil {
 		t.Fatalf("NewNetwork on the plugin: %v", err)
 	}

@@ -67,19 +67,19 @@ func TestBridgeAtPortLimit(t *testing.T) {
 	const gw, gw6 = "10.210.0.1", "fd17:210::1"
 	f := fillBridge(t, bridge.MaxBridgePorts, "full", "brfull", "10.210.0.0/21", "fd17:210::/64")
 	hostNS := f.hns
-	testrig.ServeTCP(t, hostNS, net.JoinHostPort(gw, "7000"))
-	testrig.ServeTCP(t, hostNS, net.JoinHostPort(gw6, "7000"))
+	testrig.Serve(t, hostNS, "tcp", net.JoinHostPort(gw, "7000"), "echo")
+	testrig.Serve(t, hostNS, "tcp", net.JoinHostPort(gw6, "7000"), "echo")
 
 	probes := []int{0, bridge.MaxBridgePorts / 2, bridge.MaxBridgePorts - 1}
 	nss := map[int]*netnsutil.NS{}
 	hs := map[int]*netlink.Handle{}
 	for _, i := range probes {
 		nss[i], hs[i] = testrig.SandboxNS(t, f.sbs[i])
-		testrig.ServeTCP(t, nss[i], net.JoinHostPort(f.ips[i], "7001"))
-		testrig.ServeTCP(t, nss[i], net.JoinHostPort(f.ip6s[i], "7001"))
+		testrig.Serve(t, nss[i], "tcp", net.JoinHostPort(f.ips[i], "7001"), "echo")
+		testrig.Serve(t, nss[i], "tcp", net.JoinHostPort(f.ip6s[i], "7001"), "echo")
 	}
 	// from reports whether an echo reply came from ip.
-	from := func(reply, ip string) bool { return strings.HasPrefix(reply, net.JoinHostPort(ip, "")) }
+	from := func(reply, ip string) bool { return strings.HasPrefix(reply, "echo "+net.JoinHostPort(ip, "")) }
 	reach := func(round string) {
 		t.Helper()
 		for _, fam := range []struct {
@@ -93,16 +93,16 @@ func TestBridgeAtPortLimit(t *testing.T) {
 				if err := pingFrom(nss[i], fam.gw, 5*time.Second); err != nil {
 					t.Errorf("%s %s: container %d pinging the gateway: %v", round, fam.name, i, err)
 				}
-				if reply, err := testrig.DialTCP(t, nss[i], net.JoinHostPort(fam.gw, "7000"), "hi"); err != nil || !from(reply, me) {
+				if reply, err := testrig.FetchWithin(nss[i], "tcp", net.JoinHostPort(fam.gw, "7000"), 3*time.Second); err != nil || !from(reply, me) {
 					t.Errorf("%s %s: container %d to the host over TCP: %q, %v", round, fam.name, i, reply, err)
 				}
 				if err := pingFrom(nss[i], them, 5*time.Second); err != nil {
 					t.Errorf("%s %s: container %d pinging container %d: %v", round, fam.name, i, peer, err)
 				}
-				if reply, err := testrig.DialTCP(t, nss[i], net.JoinHostPort(them, "7001"), "hi"); err != nil || !from(reply, me) {
+				if reply, err := testrig.FetchWithin(nss[i], "tcp", net.JoinHostPort(them, "7001"), 3*time.Second); err != nil || !from(reply, me) {
 					t.Errorf("%s %s: container %d to container %d over TCP: %q, %v", round, fam.name, i, peer, reply, err)
 				}
-				if reply, err := testrig.DialTCP(t, hostNS, net.JoinHostPort(me, "7001"), "hi"); err != nil || !from(reply, fam.gw) {
+				if reply, err := testrig.FetchWithin(hostNS, "tcp", net.JoinHostPort(me, "7001"), 3*time.Second); err != nil || !from(reply, fam.gw) {
 					t.Errorf("%s %s: host to container %d over TCP: %q, %v", round, fam.name, i, reply, err)
 				}
 			}
