@@ -23,7 +23,6 @@ import (
 const slack = 750 * time.Millisecond
 
 func TestRemoteJoinPluginError(t *testing.T) {
-	t.Parallel()
 	s := testrig.NewVethSetup(t)
 	s.P.SetBefore(func(m string) error {
 		if m == "Join" {
@@ -49,7 +48,6 @@ func TestRemoteJoinPluginError(t *testing.T) {
 // A join the plugin accepted but the controller cannot complete is undone
 // on both sides: the link goes back to the host and the plugin hears Leave.
 func TestRemoteJoinUnusableReply(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		name  string
 		setup func(p *testrig.VethPlugin)
@@ -93,7 +91,6 @@ func TestRemoteJoinUnusableReply(t *testing.T) {
 // later calls within the timeout; the controller's state is as before, and
 // the restarted plugin picks up where it was.
 func TestRemotePluginDiesMidOperation(t *testing.T) {
-	t.Parallel()
 	s := testrig.NewVethSetup(t)
 	s.P.SetBefore(func(m string) error {
 		if m == "Join" {
@@ -143,7 +140,6 @@ func TestRemotePluginDiesMidOperation(t *testing.T) {
 // A plugin that stops answering mid-life fails the call as Timeout within
 // the bound, leaving nothing behind.
 func TestRemotePluginHangs(t *testing.T) {
-	t.Parallel()
 	s := testrig.NewVethSetup(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the server is killed
@@ -165,7 +161,6 @@ func TestRemotePluginHangs(t *testing.T) {
 // A plugin socket or spec that is present but never answers is a Timeout
 // within the bound; nothing is created.
 func TestRemoteSilentPlugin(t *testing.T) {
-	t.Parallel()
 	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	// A socket that is listened on but never served: connections queue.
 	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
@@ -201,7 +196,6 @@ func TestRemoteSilentPlugin(t *testing.T) {
 // An unknown driver fails NotFound at once, however long the plugin
 // timeout, with other plugins present.
 func TestRemoteUnknownDriverFast(t *testing.T) {
-	t.Parallel()
 	c, host, dir := testrig.NewPluginController(t, 30*time.Second)
 	testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(testrig.NewVethPlugin(t, host)))
 	start := time.Now()
@@ -225,7 +219,6 @@ func TestRemoteUnknownDriverFast(t *testing.T) {
 // A plugin asked for an interface its handshake does not list is refused
 // with NotImplemented naming the interface.
 func TestRemoteImplementsMismatch(t *testing.T) {
-	t.Parallel()
 	c, host, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	testrig.Publish(t, dir, "onlyipam", testrig.ViaSocket, ipam.NewHandler(newPoolPlugin()))
 	testrig.Publish(t, dir, "onlynet", testrig.ViaTCPSpec, network.NewHandler(testrig.NewVethPlugin(t, host)))
@@ -258,7 +251,6 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 // An IPAM plugin that activates and then stops answering fails the network
 // as Timeout within one timeout, not one per call of the driver's start-up.
 func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
-	t.Parallel()
 	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
 	release := make(chan struct{})
 	mux := http.NewServeMux()
@@ -279,7 +271,6 @@ func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
 // A silent plugin being waited for does not hold up the discovery of a
 // healthy one.
 func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
-	t.Parallel()
 	c, host, dir := testrig.NewPluginController(t, 2*testrig.TestTimeout)
 	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
 	if err != nil {
