@@ -5,13 +5,11 @@
 package knobs
 
 import (
+	"maps"
+
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/store"
 )
-
-// Controller is the config.Config.DriverCfg key of the controller's own
-// knobs; no driver has this type.
-const Controller = "opencnm.internal.controller"
 
 // ControllerStore (a store.Store) is the store the controller uses instead
 // of the file under DataDir: a test runs a controller on store.Memory, and
@@ -19,8 +17,19 @@ const Controller = "opencnm.internal.controller"
 const ControllerStore = "opencnm.internal.controller.store"
 
 // WithStore is the option giving a controller st as its store.
-func WithStore(st store.Store) config.Option {
-	return config.OptionDriverConfig(Controller, map[string]any{ControllerStore: st})
+func WithStore(st store.Store) config.Option { return Set(ControllerStore, st) }
+
+// Set is the option setting the controller knob key to v, keeping the
+// knobs other options set (config.OptionDriverConfig would replace them).
+func Set(key string, v any) config.Option {
+	return func(c *config.Config) {
+		m := maps.Clone(c.DriverCfg[Controller])
+		if m == nil {
+			m = map[string]any{}
+		}
+		m[key] = v
+		c.DriverCfg[Controller] = m
+	}
 }
 
 // BridgeRepairEvery (a time.Duration) replaces the bridge driver's period
