@@ -1,7 +1,6 @@
 package libnetwork_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/store"
@@ -225,32 +225,25 @@ func portHeldBy(t *testing.T, host *testutil.HostNS, pb types.PortBinding) bool 
 	return errors.Is(err, unix.EADDRINUSE)
 }
 
-// endpointPortsRecord is what the port checks read of an endpoint record.
-type endpointPortsRecord struct {
-	Name      string
-	OperPorts []types.PortBinding
-}
-
-// storedEndpointPorts reads every endpoint record of the (stopped)
+// storedEndpoints reads every endpoint record of the (stopped)
 // controller whose data directory is dataDir, by endpoint ID.
-func storedEndpointPorts(t *testing.T, dataDir string) map[string]endpointPortsRecord {
+func storedEndpoints(t *testing.T, dataDir string) map[string]records.Endpoint {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(dataDir, libnetwork.StoreFile), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	recs, err := st.List("endpoint")
+	set, err := records.Load(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]endpointPortsRecord{}
-	for id, raw := range recs {
-		var r endpointPortsRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = r
+	if err := errors.Join(set.Undecodable...); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]records.Endpoint{}
+	for _, r := range set.Endpoints {
+		out[r.ID] = r
 	}
 	return out
 }
@@ -261,7 +254,7 @@ func storedEndpointPorts(t *testing.T, dataDir string) map[string]endpointPortsR
 // holds or that was given up.
 func checkPortRecords(t *testing.T, dirs crashDirs, published map[string][]types.PortBinding) {
 	t.Helper()
-	for id, r := range storedEndpointPorts(t, dirs.data) {
+	for id, r := range storedEndpoints(t, dirs.data) {
 		got, want := portNames(r.OperPorts), portNames(published[id])
 		if !slices.Equal(got, want) {
 			t.Errorf("record of endpoint %s claims host ports %v, it published %v", r.Name, got, want)

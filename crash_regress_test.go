@@ -1,7 +1,6 @@
 package libnetwork_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/vishvananda/netlink"
 )
@@ -17,22 +17,24 @@ import (
 // Regression tests for what TestCrashRecovery found: each sets up by hand
 // the state a SIGKILL at one point of an operation leaves, then restarts.
 
-// editRecord rewrites one stored record (the controller is stopped).
-func editRecord(t *testing.T, r *restartable, kind, id string, edit func(m map[string]any)) {
+// editRecord rewrites one stored record (the controller is stopped): the
+// record of kind and id as edit leaves it, given the stored one (or a zero
+// one if there is none).
+func editRecord[R any](t *testing.T, r *restartable, kind, id string, edit func(rec *R)) {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(r.last.Config().DataDir, libnetwork.StoreFile), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m := map[string]any{}
+	var rec R
 	if raw, err := st.Get(kind, id); err == nil {
-		if err := json.Unmarshal(raw, &m); err != nil {
+		if err := records.Decode(kind, id, raw, &rec); err != nil {
 			t.Fatal(err)
 		}
 	}
-	edit(m)
-	b, err := json.Marshal(m)
+	edit(&rec)
+	b, err := records.Encode(kind, id, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +178,8 @@ func TestCrashDuringJoinCleansKeptSandbox(t *testing.T) {
 	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
 	mac := ep.Info().Iface().MacAddress()
 	r.last.Stop()
-	editRecord(t, r, "endpoint", ep.ID(), func(m map[string]any) {
-		m["State"], m["SandboxID"] = "joining", sb.ID()
+	editRecord(t, r, records.KindEndpoint, ep.ID(), func(e *records.Endpoint) {
+		e.State, e.SandboxID = records.Joining, sb.ID()
 	})
 	ns, h := sandboxNS(t, sb)
 	half := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethhalf"}, PeerName: "eth0",
@@ -218,8 +220,8 @@ func TestCrashDuringNetworkCreateUntaggedBridge(t *testing.T) {
 	r.start()
 	r.last.Stop()
 	id := strings.Repeat("ab", 32)
-	editRecord(t, r, "network", id, func(m map[string]any) {
-		m["ID"], m["Name"], m["Type"], m["State"] = id, "half", "bridge", "creating"
+	editRecord(t, r, records.KindNetwork, id, func(n *records.Network) {
+		n.ID, n.Name, n.Type, n.State = id, "half", "bridge", records.Creating
 	})
 	for _, name := range []string{"br-" + id[:12], "br-0123456789ab"} {
 		if err := r.host.Netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {

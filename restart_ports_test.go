@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -94,7 +95,7 @@ func TestRestartKeepsDualStackPort(t *testing.T) {
 func storedOperPorts(t *testing.T, r *restartable) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	for _, rec := range storedEndpointPorts(t, r.last.Config().DataDir) {
+	for _, rec := range storedEndpoints(t, r.last.Config().DataDir) {
 		out[rec.Name] = portNames(rec.OperPorts)
 	}
 	return out
@@ -158,8 +159,8 @@ func TestCrashDuringJoinRestoresDefaultRoute(t *testing.T) {
 	r.last.Stop()
 	// What the cut-short join left: eb recorded as joining, its interface
 	// in the sandbox, the default route through it.
-	editRecord(t, r, "endpoint", eb.ID(), func(m map[string]any) {
-		m["State"], m["Join"] = "joining", nil
+	editRecord(t, r, records.KindEndpoint, eb.ID(), func(e *records.Endpoint) {
+		e.State, e.Join = records.Joining, nil
 	})
 	r.last = nil
 	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
@@ -199,7 +200,7 @@ func TestCrashDuringGatewayLeaveRollsForward(t *testing.T) {
 	ns, h := sandboxNS(t, sb)
 	r.last.Stop()
 	// What the leave of ea had done: intent recorded, default route via b.
-	editRecord(t, r, "endpoint", ea.ID(), func(m map[string]any) { m["State"] = "leaving" })
+	editRecord(t, r, records.KindEndpoint, ea.ID(), func(e *records.Endpoint) { e.State = records.Leaving })
 	if err := ns.Do(func() error {
 		return exec.Command("ip", "route", "replace", "default", "via", "10.99.6.1").Run()
 	}); err != nil {
@@ -297,7 +298,7 @@ func TestRestartPublishesTakenOverPortsLast(t *testing.T) {
 	}
 	r.last.Stop()
 	for _, ea := range leavers {
-		editRecord(t, r, "endpoint", ea.ID(), func(m map[string]any) { m["State"] = "leaving" })
+		editRecord(t, r, records.KindEndpoint, ea.ID(), func(e *records.Endpoint) { e.State = records.Leaving })
 	}
 	r.last = nil
 	c = r.start(config.OptionActiveSandboxes(keep))
