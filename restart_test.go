@@ -1,6 +1,7 @@
 package libnetwork_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 )
@@ -266,4 +269,78 @@ func publishedPort(t *testing.T, ep *libnetwork.Endpoint) uint16 {
 	}
 	t.Fatalf("no IPv4 tcp/80 binding in %v", pbs)
 	return 0
+}
+
+// Records stored by versions that wrote ready as "" still come back as
+// ready: the network, its joined endpoint in the kept sandbox (its
+// interface untouched) and its idle endpoint.
+func TestRestartRestoresRecordsOfOldForm(t *testing.T) {
+	r := newRestartable(t)
+	c := r.start()
+	n := bridgeNet(t, c, "net", "cnmold1", "10.90.1.0/24")
+	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	idle := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
+	sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	_, h := sandboxNS(t, sb)
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.last.Stop()
+	oldForm := func(m map[string]any) {
+		if m["State"] != "ready" {
+			t.Fatalf("record stored with state %v, want ready", m["State"])
+		}
+		m["State"] = ""
+	}
+	editRawRecord(t, r, records.KindNetwork, n.ID(), oldForm)
+	editRawRecord(t, r, records.KindEndpoint, ep.ID(), oldForm)
+	editRawRecord(t, r, records.KindEndpoint, idle.ID(), oldForm)
+	r.last = nil
+
+	c = r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	rn := must[*libnetwork.Network](t)(c.NetworkByName("net"))
+	rsb := must[*libnetwork.Sandbox](t)(c.SandboxByID(sb.ID()))
+	if rep := must[*libnetwork.Endpoint](t)(rn.EndpointByName("e")); rep.Info().Sandbox() != rsb {
+		t.Fatal("the joined endpoint came back not joined")
+	}
+	if ri := must[*libnetwork.Endpoint](t)(rn.EndpointByName("idle")); ri.Info().Sandbox() != nil {
+		t.Fatal("the idle endpoint came back joined")
+	}
+	if l, err := h.LinkByName("eth0"); err != nil || l.Attrs().Index != eth0.Attrs().Index {
+		t.Fatalf("eth0 changed across restart: %v", err)
+	}
+}
+
+// editRawRecord rewrites one stored record as JSON fields, to give it a
+// form package records does not write (the controller is stopped).
+func editRawRecord(t *testing.T, r *restartable, kind, id string, edit func(m map[string]any)) {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(r.last.Config().DataDir, libnetwork.StoreFile), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	raw, err := st.Get(kind, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(store.Op{Kind: kind, ID: id, Value: b}); err != nil {
+		t.Fatal(err)
+	}
 }
