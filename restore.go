@@ -148,14 +148,14 @@ func (a *restoreApply) endpoint(s restoreplan.EndpointStep) {
 func (a *restoreApply) sandbox(s restoreplan.SandboxStep) {
 	c, r := a.c, s.Record
 	if s.Action == restoreplan.SandboxKeep {
-		publish, kept, err := c.restoreSandbox(r, c.cfg.ActiveSandboxes[r.ID], s.HalfJoinMACs, s.Leaving)
+		publish, usable, err := c.restoreSandbox(r, c.cfg.ActiveSandboxes[r.ID], s.HalfJoinMACs, s.Leaving)
 		if err == nil {
 			if publish != nil {
 				a.publish = append(a.publish, publish)
 			}
-			if kept != nil {
-				c.logRestore("sandbox restored with errors", kept, "sandbox", r.ID, "container", r.ContainerID)
-				a.errs = append(a.errs, types.Wrapf(kept, "restoring sandbox of container %s (kept)", r.ContainerID))
+			if usable != nil {
+				c.logRestore("sandbox restored with errors", usable, "sandbox", r.ID, "container", r.ContainerID)
+				a.errs = append(a.errs, types.Wrapf(usable, "restoring sandbox of container %s (kept)", r.ContainerID))
 			}
 			return
 		}

@@ -185,21 +185,21 @@ func sandboxStep(r records.Sandbox, active bool) SandboxStep {
 	return s
 }
 
-// endpointStep plans endpoint r, whose network is restored or not and
-// whose recorded sandbox is kept or not.
-func endpointStep(r records.Endpoint, restored, kept bool) EndpointStep {
+// endpointStep plans endpoint r, given whether its network is restored
+// and whether its recorded sandbox is kept.
+func endpointStep(r records.Endpoint, netRestored, sandboxKept bool) EndpointStep {
 	s := EndpointStep{Record: r}
 	if err := names.ID(r.ID); err != nil {
 		s.Action, s.Err = EndpointSkip, types.Wrapf(err, "invalid endpoint id")
 		return s
 	}
-	if !restored {
+	if !netRestored {
 		s.Action = EndpointDrop
 		return s
 	}
 	joined := r.Joined()
 	switch {
-	case joined && !kept:
+	case joined && !sandboxKept:
 		s.Action = EndpointDelete
 	case r.State == records.Leaving && joined:
 		s.Action, s.Joined = EndpointRollForward, true
