@@ -37,9 +37,13 @@ func infoRecords(infos []*IpamInfo) []records.IpamInfo {
 	return out
 }
 
-// confRecords is the stored form of IPAM configurations.
+// confRecords is the stored form of IPAM configurations (nil stays nil,
+// empty stays empty).
 func confRecords(confs []*IpamConf) []*records.IpamConf {
-	var out []*records.IpamConf
+	if confs == nil {
+		return nil
+	}
+	out := make([]*records.IpamConf, 0, len(confs))
 	for _, c := range confs {
 		if c == nil {
 			out = append(out, nil)
@@ -53,7 +57,10 @@ func confRecords(confs []*IpamConf) []*records.IpamConf {
 
 // confsFromRecords is the inverse of confRecords.
 func confsFromRecords(recs []*records.IpamConf) []*IpamConf {
-	var out []*IpamConf
+	if recs == nil {
+		return nil
+	}
+	out := make([]*IpamConf, 0, len(recs))
 	for _, r := range recs {
 		if r == nil {
 			out = append(out, nil)

@@ -188,8 +188,8 @@ func (c *Controller) removeStaleSandbox(r records.Sandbox) error {
 // exactly those again (rules taken over as they are, the same host ports
 // bound again); one without (it took over from an endpoint whose leave
 // was finished) is left to publishGateway once every sandbox is back, and
-// publishAnew reports so: a port chosen now might be one a record of a sandbox
-// not restored yet still holds.
+// publishAnew reports so: a port chosen now might be one a record of a
+// sandbox not restored yet still holds.
 func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (publishAnew bool, err error) {
 	c := sb.ctrl
 	c.mu.Lock()

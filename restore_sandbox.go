@@ -54,8 +54,8 @@ func (c *Controller) restoreSandbox(r records.Sandbox, opts any, halfJoinMACs []
 	if err := sb.settleJoins(osSbox, eps, halfJoinMACs, leaving); err != nil {
 		return nil, nil, err
 	}
-	again, usable := sb.repairUsable(osSbox)
-	if again {
+	publish, usable := sb.repairUsable(osSbox)
+	if publish {
 		return sb, usable, nil
 	}
 	return nil, usable, nil
@@ -120,11 +120,12 @@ func (sb *Sandbox) settleJoins(osSbox *osl.Sandbox, eps []*Endpoint, halfJoinMAC
 }
 
 // repairUsable puts back the gateway, DNS files and resolver of a sandbox
-// whose joins are settled. Its errors leave the sandbox usable; again
-// says the gateway must publish its ports anew. The caller holds sb.opMu.
-func (sb *Sandbox) repairUsable(osSbox *osl.Sandbox) (again bool, usable error) {
+// whose joins are settled. Its errors leave the sandbox usable;
+// publishAnew says the gateway must publish its ports anew. The caller
+// holds sb.opMu.
+func (sb *Sandbox) repairUsable(osSbox *osl.Sandbox) (publishAnew bool, usable error) {
 	var errs []error
-	again, err := sb.restoreGateway(osSbox)
+	publishAnew, err := sb.restoreGateway(osSbox)
 	errs = append(errs, err)
 	if err := sb.setupDNSFiles(); err != nil {
 		errs = append(errs, err)
@@ -144,5 +145,5 @@ func (sb *Sandbox) repairUsable(osSbox *osl.Sandbox) (again bool, usable error) 
 	for _, ep := range sb.Endpoints() {
 		errs = append(errs, sb.joinDNS(ep))
 	}
-	return again, errors.Join(errs...)
+	return publishAnew, errors.Join(errs...)
 }
