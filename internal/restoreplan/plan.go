@@ -120,22 +120,28 @@ func Make(in Input) Plan {
 	restoredNets := map[string]bool{}
 	for _, r := range in.Records.Networks {
 		s := networkStep(r, in.Drivers[r.Type])
-		if s.Action == NetworkKeep || s.Action == NetworkStandIn {
-			restoredNets[r.ID] = true
-		}
+		restoredNets[r.ID] = s.Action == NetworkKeep || s.Action == NetworkStandIn
 		p.Networks = append(p.Networks, s)
 	}
 	keptSandboxes := map[string]bool{}
 	for _, r := range in.Records.Sandboxes {
 		s := sandboxStep(r, in.Kept[r.ID])
-		if s.Action == SandboxKeep {
-			keptSandboxes[r.ID] = true
-		}
+		keptSandboxes[r.ID] = s.Action == SandboxKeep
 		p.Sandboxes = append(p.Sandboxes, s)
 	}
-	halfJoins, leaving := map[string][]string{}, map[string]map[string]bool{}
 	for _, r := range in.Records.Endpoints {
-		s := endpointStep(r, restoredNets[r.NetworkID], keptSandboxes[r.SandboxID])
+		p.Endpoints = append(p.Endpoints, endpointStep(r, restoredNets[r.NetworkID], keptSandboxes[r.SandboxID]))
+	}
+	tellSandboxes(p.Sandboxes, p.Endpoints)
+	return p
+}
+
+// tellSandboxes gives each kept sandbox's step the joins into it and the
+// leaves from it that a crash cut short.
+func tellSandboxes(sbs []SandboxStep, eps []EndpointStep) {
+	halfJoins, leaving := map[string][]string{}, map[string]map[string]bool{}
+	for _, s := range eps {
+		r := s.Record
 		if r.State == records.Joining && r.SandboxID != "" && r.MacAddress != "" {
 			halfJoins[r.SandboxID] = append(halfJoins[r.SandboxID], r.MacAddress)
 		}
@@ -145,26 +151,24 @@ func Make(in Input) Plan {
 			}
 			leaving[r.SandboxID][r.ID] = true
 		}
-		p.Endpoints = append(p.Endpoints, s)
 	}
-	for i := range p.Sandboxes {
-		if s := &p.Sandboxes[i]; s.Action == SandboxKeep {
+	for i := range sbs {
+		if s := &sbs[i]; s.Action == SandboxKeep {
 			s.HalfJoinMACs, s.Leaving = halfJoins[s.Record.ID], leaving[s.Record.ID]
 		}
 	}
-	return p
 }
 
-func networkStep(r records.Network, driver bool) NetworkStep {
+func networkStep(r records.Network, driverFound bool) NetworkStep {
 	s := NetworkStep{Record: r}
 	switch {
-	case r.State == records.Creating && driver:
+	case r.State == records.Creating && driverFound:
 		s.Action = NetworkAbandon
 	case r.State == records.Creating:
 		s.Action = NetworkDrop
 	case names.ID(r.ID) != nil:
 		s.Action, s.Err = NetworkSkip, types.Wrapf(names.ID(r.ID), "invalid network id")
-	case driver:
+	case driverFound:
 		s.Action = NetworkKeep
 	default:
 		s.Action = NetworkStandIn
