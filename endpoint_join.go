@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -62,8 +63,10 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	osSbox := sb.osSbox
 	c.mu.Unlock()
 	// The resolver's sockets and rules get ready while the driver works.
-	sb.prepareResolver(ep, osSbox)
-	defer sb.dropResolverPrep()
+	if ep.network.servesNames() && !ep.disableResolution {
+		sb.dns.Prepare(sandboxdns.OS(osSbox))
+	}
+	defer sb.dns.DropPrepared()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()

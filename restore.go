@@ -3,12 +3,12 @@ package libnetwork
 import (
 	"encoding/json"
 	"errors"
-	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"net"
 	"sort"
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/names"
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -469,20 +469,13 @@ func (c *Controller) restoreSandbox(r sandboxRecord, opts any, halfJoinMACs []st
 	var soft []error
 	later, err := sb.restoreGateway(osSbox)
 	soft = append(soft, err)
-	if err := sb.setupDNSFiles(); err != nil {
+	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		soft = append(soft, err)
 	}
-	// The previous run's redirect is still in the namespace: read which
-	// ports it leads to from the kernel (a record of them could be stale
-	// after a crash between redirecting and recording, and DNS would go
-	// to ports nobody binds), so the resolver binds them again instead of
-	// replacing it.
-	if osSbox != nil && !sb.cfg.useDefaultSandbox {
-		if p, ok, err := dnsnat.Get(osSbox.NS()); err != nil {
-			soft = append(soft, err)
-		} else if ok {
-			sb.dns.rulePorts = [2]int{int(p.UDP), int(p.TCP)}
-		}
+	// The previous run's redirect is still in the namespace: the resolver
+	// binds its ports again instead of replacing it.
+	if err := sb.dns.AdoptRedirect(sandboxdns.OS(osSbox)); err != nil {
+		soft = append(soft, err)
 	}
 	for _, ep := range sb.Endpoints() {
 		soft = append(soft, sb.joinDNS(ep))
