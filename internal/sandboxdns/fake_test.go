@@ -143,3 +143,6 @@ func query(t *testing.T, port uint16) bool {
 	n, err := c.Read(buf)
 	return err == nil && n >= 12 && buf[0] == 0x12 && buf[1] == 0x34
 }
+
+// running reports whether d's resolver runs.
+func running(d *DNS) bool { return d.res != nil }

@@ -81,8 +81,8 @@ func TestHostModeCopiesOrigins(t *testing.T) {
 	if err := d.Update(ns, Want{Run: true, Forward: true}); err != nil {
 		t.Fatal(err)
 	}
-	if d.Running() || ns.setCount() != 0 {
-		t.Fatalf("host mode started a resolver (running %v, redirects %d)", d.Running(), ns.setCount())
+	if running(&d) || ns.setCount() != 0 {
+		t.Fatalf("host mode started a resolver (running %v, redirects %d)", running(&d), ns.setCount())
 	}
 }
 

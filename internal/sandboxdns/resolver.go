@@ -228,9 +228,6 @@ func (d *DNS) start(ns Namespace) error {
 	return nil
 }
 
-// Running reports whether the resolver runs.
-func (d *DNS) Running() bool { return d.res != nil }
-
 // Stop closes the resolver; with removeRedirect it also takes its
 // redirect out of ns (a namespace that survives the sandbox's use of it).
 func (d *DNS) Stop(ns Namespace, removeRedirect bool) {

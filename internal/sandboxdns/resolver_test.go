@@ -30,8 +30,8 @@ func TestUpdateStartsResolverBehindRedirect(t *testing.T) {
 	if err := d.Update(ns, Want{Run: true, Forward: true}); err != nil {
 		t.Fatal(err)
 	}
-	if !d.Running() || ns.setCount() != 1 {
-		t.Fatalf("running %v, redirects set %d; want a resolver and one redirect", d.Running(), ns.setCount())
+	if !running(d) || ns.setCount() != 1 {
+		t.Fatalf("running %v, redirects set %d; want a resolver and one redirect", running(d), ns.setCount())
 	}
 	p := ns.redirect
 	if p.UDP == 0 || p.TCP == 0 {
@@ -58,8 +58,8 @@ func TestStopKeepsRedirectAndRestartRebindsIt(t *testing.T) {
 	if err := d.Update(ns, Want{}); err != nil {
 		t.Fatal(err)
 	}
-	if d.Running() || ns.removes != 0 || ns.redirect != first {
-		t.Fatalf("after stop: running %v, removes %d, redirect %+v (want stopped, redirect %+v kept)", d.Running(), ns.removes, ns.redirect, first)
+	if running(d) || ns.removes != 0 || ns.redirect != first {
+		t.Fatalf("after stop: running %v, removes %d, redirect %+v (want stopped, redirect %+v kept)", running(d), ns.removes, ns.redirect, first)
 	}
 	if namesEmbedded(t, cfg) {
 		t.Fatalf("resolv.conf names a stopped resolver:\n%s", readFile(t, resolvPath(cfg)))
@@ -78,12 +78,12 @@ func TestFailedRedirectLeavesNothing(t *testing.T) {
 	if err := d.Update(ns, Want{Run: true}); err == nil {
 		t.Fatal("Update succeeded with a failing redirect")
 	}
-	if d.Running() || d.ports != (Ports{}) || namesEmbedded(t, cfg) {
-		t.Fatalf("after a failed start: running %v, ports %+v, resolv.conf embedded %v", d.Running(), d.ports, namesEmbedded(t, cfg))
+	if running(d) || d.ports != (Ports{}) || namesEmbedded(t, cfg) {
+		t.Fatalf("after a failed start: running %v, ports %+v, resolv.conf embedded %v", running(d), d.ports, namesEmbedded(t, cfg))
 	}
 	ns.setErr = nil
-	if err := d.Update(ns, Want{Run: true}); err != nil || !d.Running() {
-		t.Fatalf("retry: %v, running %v", err, d.Running())
+	if err := d.Update(ns, Want{Run: true}); err != nil || !running(d) {
+		t.Fatalf("retry: %v, running %v", err, running(d))
 	}
 }
 
@@ -111,7 +111,7 @@ func TestPreparedSocketsAreUsedOrDropped(t *testing.T) {
 		t.Fatalf("ports %+v of a dropped preparation still bound: %v", p, err)
 	}
 	rs.close()
-	if d2.Running() {
+	if running(d2) {
 		t.Fatal("a dropped preparation started a resolver")
 	}
 }
@@ -167,8 +167,8 @@ func TestDetachForgetsPortsUntilReattached(t *testing.T) {
 	}
 	first := old.redirect
 	reattach := d.Detach()
-	if d.Running() || old.removes != 0 {
-		t.Fatalf("detach: running %v, removed %d redirects from the old namespace", d.Running(), old.removes)
+	if running(d) || old.removes != 0 {
+		t.Fatalf("detach: running %v, removed %d redirects from the old namespace", running(d), old.removes)
 	}
 	moved := &fakeNS{}
 	if err := d.Update(moved, Want{Run: true}); err != nil {
