@@ -102,8 +102,8 @@ func TestHoleDirectRoutingNoMasquerade(t *testing.T) {
 
 // A port published on 127.0.0.1 answers only the host: a neighbour that
 // sends to 127.0.0.1 at the host's MAC is dropped before the port map's
-// DNAT would forward it. The IPv6 twin (::1 from the wire) is a
-// regression check: the kernel drops it on its own.
+// DNAT would forward it. The IPv6 twin (::1 from the wire) holds with no
+// rule of ours (the kernel drops it on its own); it guards that it stays so.
 func TestHoleLoopbackPortFromLAN(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
