@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/vishvananda/netlink"
 )
 
 // SandboxNS opens a sandbox's namespace (by its key) for inspection.
@@ -95,5 +96,3 @@ type routeWrap struct{ netlink.Route }
 func NetlinkRoute(ifindex int, dst *net.IPNet) *routeWrap {
 	return &routeWrap{netlink.Route{LinkIndex: ifindex, Dst: dst, Scope: netlink.SCOPE_LINK}}
 }
-
-func TestutilNamedNS(t *testing.T, name string) *testutil.HostNS { return testutil.NewNamedNS(t, name) }

@@ -31,7 +31,7 @@ func (r *PortRig) FailJoin(t *testing.T, n *libnetwork.Network, name string, epO
 	if err != nil {
 		t.Fatalf("creating endpoint %s: %v", name, err)
 	}
-	sb, err := r.C.NewSandbox("ctr-"+name, sbOpts...)
+	sb, err := r.Ctrl.NewSandbox("ctr-"+name, sbOpts...)
 	if err != nil {
 		_ = ep.Delete(false)
 		t.Fatalf("creating sandbox for %s: %v", name, err)

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // IPv6 addresses of the test uplink (documentation prefix): the host has
@@ -57,9 +58,9 @@ func WithUplink6(t *testing.T, r *PortRig) {
 
 func IP6Of(t *testing.T, c *Container) string {
 	t.Helper()
-	a := c.Ep.Info().Iface().AddressIPv6()
+	a := c.Endpoint.Info().Iface().AddressIPv6()
 	if a == nil {
-		t.Fatalf("endpoint %s has no IPv6 address", c.Ep.Name())
+		t.Fatalf("endpoint %s has no IPv6 address", c.Endpoint.Name())
 	}
 	return a.IP.String()
 }

@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"golang.org/x/sys/unix"
 )
 
 // The README flow, checked inside the kernel, then torn down to nothing.
@@ -215,7 +217,7 @@ func TestExternalKeySandbox(t *testing.T) {
 	if err := ep1.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	runtimeNS := testrig.TestutilNamedNS(t, "runtime")
+	runtimeNS := testutil.NewNamedNS(t, "runtime")
 	if err := sb.SetKey(runtimeNS.Path()); err != nil {
 		t.Fatal(err)
 	}

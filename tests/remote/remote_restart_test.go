@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/docker/go-plugins-helpers/network"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // A restarted controller trusts its records of a network plugin's network
@@ -24,12 +25,12 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
-	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
+	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.PluginTimeout)}
 	p := testrig.NewVethPlugin(t, r.Host)
 	srv := testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
 
 	c := r.Start(opts...)
-	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1")))
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IPAMOpt("10.77.0.0/24", "10.77.0.1")))
 	joinedEP := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("joined"))
 	idle := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
