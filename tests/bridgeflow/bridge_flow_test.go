@@ -309,7 +309,7 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, dst, _ := net.ParseCIDR("10.80.0.0/16")
-	if err := h.RouteAdd(&testrig.NetlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+	if err := h.RouteAdd(testrig.LinkRoute(lo.Attrs().Index, dst)); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep.Join(sb); err == nil {
@@ -323,7 +323,7 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 	}
 	testrig.HostLinksSettle(t, host, "lo", "cnmfail0")
 	// And the endpoint can join once the conflict is gone.
-	if err := h.RouteDel(&testrig.NetlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+	if err := h.RouteDel(testrig.LinkRoute(lo.Attrs().Index, dst)); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep.Join(sb); err != nil {
