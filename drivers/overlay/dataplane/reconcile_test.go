@@ -69,23 +69,34 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	wantDump(t, f, clean...)
 }
 
-// With several remotes of a MAC, the desired one stays wherever it is.
+// With several remotes of a MAC, the desired one stays wherever it is;
+// with none of them desired, the first is replaced and the rest deleted.
 func TestReconcileKeepsTheDesiredRemote(t *testing.T) {
 	s, f := newFakeSet()
-	a := peer("a", 2, "192.168.100.2")
-	if err := s.add(a); err != nil {
-		t.Fatal(err)
+	a, b := peer("a", 2, "192.168.100.2"), peer("b", 3, "192.168.100.2")
+	for _, p := range []Peer{a, b} {
+		if err := s.add(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clean := f.dump()
 	f.fdb[a.MAC.String()] = []fakeRemote{
 		{dst: netip.MustParseAddr("192.168.100.8"), state: netlink.NUD_PERMANENT},
 		{dst: a.VTEP, state: netlink.NUD_PERMANENT},
 	}
-	rep, err := s.reconcile([]Peer{a})
+	f.fdb[b.MAC.String()] = []fakeRemote{
+		{dst: netip.MustParseAddr("192.168.100.6"), state: netlink.NUD_PERMANENT},
+		{dst: netip.MustParseAddr("192.168.100.7"), state: netlink.NUD_PERMANENT},
+	}
+	rep, err := s.reconcile([]Peer{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := repairs(rep), []string{"deleted fdb 02:42:0a:00:00:02 dst 192.168.100.8"}; !slices.Equal(got, want) {
+	if got, want := repairs(rep), []string{
+		"deleted fdb 02:42:0a:00:00:02 dst 192.168.100.8",
+		"deleted fdb 02:42:0a:00:00:03 dst 192.168.100.7",
+		"changed fdb 02:42:0a:00:00:03 dst 192.168.100.2",
+	}; !slices.Equal(got, want) {
 		t.Errorf("repairs %q, want %q", got, want)
 	}
 	wantDump(t, f, clean...)
