@@ -1,0 +1,174 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+var families = []struct {
+	name string
+	v6   bool
+}{{"IPv4", false}, {"IPv6", true}}
+
+// Three hosts, one container each: every pair talks TCP and UDP over
+// both families.
+func TestThreeHostsTalk(t *testing.T) {
+	l := newLab(t, 3, 1500, false)
+	l.networks(0)
+	cs := []*container{l.container(1, 1), l.container(2, 2), l.container(3, 3)}
+	l.mesh(cs...)
+	for _, a := range cs {
+		for _, b := range cs {
+			if a == b {
+				continue
+			}
+			for _, f := range families {
+				if err := tcp(a, b, f.v6); err != nil {
+					t.Errorf("%s TCP %s → %s: %v", f.name, a.name, b.name, err)
+				}
+				if err := udp(a, b, f.v6, 64, 10*time.Second, false); err != nil {
+					t.Errorf("%s UDP %s → %s: %v", f.name, a.name, b.name, err)
+				}
+			}
+		}
+	}
+}
+
+// Removing a peer stops traffic to it at once (its FDB entry is gone, so
+// even a sender that still knows its MAC gets nowhere), and leaves the
+// entries of the other peers, also those behind the same host.
+func TestRemovePeerStopsOnlyItsTraffic(t *testing.T) {
+	l := newLab(t, 3, 1500, false)
+	l.networks(0)
+	c1, c2, c2b, c3 := l.container(1, 1), l.container(2, 2), l.container(2, 12), l.container(3, 3)
+	l.mesh(c1, c2, c2b, c3)
+	for _, to := range []*container{c2, c2b, c3} {
+		must(t, tcp(c1, to, false)) // c1 now holds c2's MAC in its neighbour cache
+	}
+	h1 := l.hosts[0].net
+	must(t, h1.RemovePeer(c2.peer.ID))
+	must(t, h1.RemovePeer(c2.peer.ID)) // again: already gone
+	for _, f := range families {
+		if !blocked(c1, c2, f.v6) {
+			t.Errorf("%s: c1 still reaches c2 after its peer was removed", f.name)
+		}
+		for _, to := range []*container{c2b, c3} {
+			if err := tcp(c1, to, f.v6); err != nil {
+				t.Errorf("%s: c1 → %s after removing c2: %v", f.name, to.name, err)
+			}
+		}
+	}
+	want := []string{
+		fmt.Sprintf("%s dst %s permanent=true", c2b.peer.MAC, c2b.peer.VTEP),
+		fmt.Sprintf("%s dst %s permanent=true", c3.peer.MAC, c3.peer.VTEP),
+	}
+	slices.Sort(want)
+	if got := fdbOf(t, h1); !slices.Equal(got, want) {
+		t.Errorf("h1 fdb after removing c2:\n  %q\nwant\n  %q", got, want)
+	}
+	for _, e := range neighOf(t, h1) {
+		if netip.MustParseAddr(e[:len(e)-len(" lladdr 02:42:0a:00:00:02")]) == c2.peer.IPv4 {
+			t.Errorf("h1 still has c2's neighbour entry %s", e)
+		}
+	}
+	// Programmed again, c2 is reachable again.
+	must(t, h1.AddPeer(c2.peer))
+	if err := tcp(c1, c2, false); err != nil {
+		t.Errorf("c1 → c2 after adding the peer back: %v", err)
+	}
+}
+
+// An endpoint that moved (its address, and the MAC derived from it,
+// reused on h3 while h2's record still exists): the entries follow the
+// newest claim, and removing either peer leaves the other's in place.
+func TestSharedEntryInKernel(t *testing.T) {
+	l := newLab(t, 3, 1500, false)
+	l.networks(0)
+	c1, c2 := l.container(1, 1), l.container(2, 2)
+	l.mesh(c1, c2)
+	h1 := l.hosts[0].net
+	moved := c2.peer
+	moved.ID, moved.VTEP = "ep-moved", l.hosts[2].vtep
+	must(t, h1.AddPeer(moved))
+	fdb := func(vtep netip.Addr) []string { return []string{fmt.Sprintf("%s dst %s permanent=true", c2.peer.MAC, vtep)} }
+	if got := fdbOf(t, h1); !slices.Equal(got, fdb(moved.VTEP)) {
+		t.Errorf("fdb with both claims: %q, want the newest (%s)", got, moved.VTEP)
+	}
+	must(t, h1.RemovePeer(moved.ID))
+	if got := fdbOf(t, h1); !slices.Equal(got, fdb(c2.peer.VTEP)) {
+		t.Errorf("fdb after removing the newer claim: %q, want %q", got, fdb(c2.peer.VTEP))
+	}
+	if err := tcp(c1, c2, false); err != nil {
+		t.Errorf("c1 → c2 after the shared entry went back to h2: %v", err)
+	}
+	if err := tcp(c1, c2, true); err != nil {
+		t.Errorf("IPv6 c1 → c2 after the shared entry went back to h2: %v", err)
+	}
+}
+
+// Entries deleted or changed by hand stop traffic; Reconcile puts them
+// back, says what it fixed, and traffic flows again.
+func TestReconcileRepairsKernelDrift(t *testing.T) {
+	l := newLab(t, 2, 1500, false)
+	l.networks(0)
+	c1, c2 := l.container(1, 1), l.container(2, 2)
+	l.mesh(c1, c2)
+	must(t, tcp(c1, c2, false))
+	h1 := l.hosts[0].net
+	desired := h1.Peers()
+	cleanFDB, cleanNeigh := fdbOf(t, h1), neighOf(t, h1)
+
+	fdb := h1.peer.neigh(Entry{Kind: FDB, MAC: c2.peer.MAC, IP: c2.peer.VTEP})
+	must(t, h1.nl.NeighDel(fdb))
+	wrong := h1.peer.neigh(Entry{Kind: Neighbour, MAC: mac(99), IP: c2.peer.IPv6})
+	must(t, h1.nl.NeighSet(wrong))
+	if !blocked(c1, c2, false) {
+		t.Fatal("c1 still reaches c2 with its FDB entry deleted")
+	}
+
+	rep, err := h1.Reconcile(desired)
+	must(t, err)
+	want := []string{
+		fmt.Sprintf("restored fdb %s dst %s", c2.peer.MAC, c2.peer.VTEP),
+		fmt.Sprintf("changed neigh %s lladdr %s", c2.peer.IPv6, c2.peer.MAC),
+	}
+	if got := repairs(rep); !slices.Equal(got, want) || len(rep.Added)+len(rep.Removed) != 0 {
+		t.Errorf("reconcile report %+v, want repairs %q only", rep, want)
+	}
+	if got := fdbOf(t, h1); !slices.Equal(got, cleanFDB) {
+		t.Errorf("fdb after reconcile %q, want %q", got, cleanFDB)
+	}
+	if got := neighOf(t, h1); !slices.Equal(got, cleanNeigh) {
+		t.Errorf("neighbours after reconcile %q, want %q", got, cleanNeigh)
+	}
+	for _, f := range families {
+		if err := tcp(c1, c2, f.v6); err != nil {
+			t.Errorf("%s c1 → c2 after reconcile: %v", f.name, err)
+		}
+	}
+	rep, err = h1.Reconcile(desired)
+	if err != nil || len(rep.Repairs) != 0 {
+		t.Errorf("second reconcile: %+v, %v; want nothing to repair", rep, err)
+	}
+}
+
+// Over an IPv6 underlay both overlay families work, with 70 bytes of
+// overhead.
+func TestIPv6Underlay(t *testing.T) {
+	l := newLab(t, 2, 1500, true)
+	l.networks(0)
+	c1, c2 := l.container(1, 1), l.container(2, 2)
+	l.mesh(c1, c2)
+	for _, f := range families {
+		if err := tcp(c1, c2, f.v6); err != nil {
+			t.Errorf("%s TCP over an IPv6 underlay: %v", f.name, err)
+		}
+		if err := udp(c2, c1, f.v6, 64, 10*time.Second, false); err != nil {
+			t.Errorf("%s UDP over an IPv6 underlay: %v", f.name, err)
+		}
+	}
+	assertMTUs(t, l, []*container{c1, c2}, 1500-OverheadIPv6)
+}
