@@ -26,11 +26,13 @@ func TestThreeHostsTalk(t *testing.T) {
 				continue
 			}
 			for _, f := range families {
+				// Fatal: with the data plane broken every pair would wait
+				// out its timeout.
 				if err := tcp(a, b, f.v6); err != nil {
-					t.Errorf("%s TCP %s → %s: %v", f.name, a.name, b.name, err)
+					t.Fatalf("%s TCP %s → %s: %v", f.name, a.name, b.name, err)
 				}
 				if err := udp(a, b, f.v6, 64, 10*time.Second, false); err != nil {
-					t.Errorf("%s UDP %s → %s: %v", f.name, a.name, b.name, err)
+					t.Fatalf("%s UDP %s → %s: %v", f.name, a.name, b.name, err)
 				}
 			}
 		}
