@@ -95,7 +95,9 @@ func TestSharedEntryInKernel(t *testing.T) {
 	moved := c2.peer
 	moved.ID, moved.VTEP = "ep-moved", l.hosts[2].vtep
 	must(t, h1.AddPeer(moved))
-	fdb := func(vtep netip.Addr) []string { return []string{fmt.Sprintf("%s dst %s permanent=true", c2.peer.MAC, vtep)} }
+	fdb := func(vtep netip.Addr) []string {
+		return []string{fmt.Sprintf("%s dst %s permanent=true", c2.peer.MAC, vtep)}
+	}
 	if got := fdbOf(t, h1); !slices.Equal(got, fdb(moved.VTEP)) {
 		t.Errorf("fdb with both claims: %q, want the newest (%s)", got, moved.VTEP)
 	}
