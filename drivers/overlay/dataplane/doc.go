@@ -38,11 +38,25 @@
 // the newest remaining claim or deletes it when none is left. Reconcile
 // diffs the kernel against the claims and repairs drift.
 //
+// First packets: Attach returns once the endpoint is reachable (its
+// bridge port forwards, its IPv6 address has its local route: both come
+// asynchronously after the veth is up, port.go), and AddPeer announces
+// the new peer to the local endpoints (an unsolicited ARP reply and
+// neighbour advertisement on the bridge, announce.go), so a container
+// that tried to reach the address before the peer existed does not wait
+// for its own neighbour retry (1 s by default).
+//
 // MTU: the underlay link's MTU (the link holding the local VTEP address)
 // minus the VXLAN overhead, 50 bytes over IPv4 and 70 over IPv6, unless
 // the caller sets one; a larger MTU than the underlay can carry is
 // refused. Overlay networks are internal: the bridge has no address and
 // no route leaves the network namespace.
+//
+// API, for the overlay driver: Create(Config) per network per host when
+// its first local endpoint joins; Attach/Detach per local endpoint
+// (Attach returns the Peer to publish); AddPeer/RemovePeer per remote
+// endpoint the store reports; Reconcile(all remote peers) after a
+// resync and periodically (drift); Delete with the last local endpoint.
 //
 // Every multi-step operation undoes what it did when a step fails;
 // teardown treats what is already gone as success. Errors are *Error,

@@ -125,8 +125,45 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 	if err := configureInside(ep, n.mtu); err != nil {
 		return Peer{}, errors.Join(kernelErr("attaching", obj, err), delLink(n.nl, a.hostName))
 	}
+	if err := n.awaitReady(a.hostName, ep); err != nil {
+		return Peer{}, errors.Join(kernelErr("attaching", obj, err), delLink(n.nl, a.hostName))
+	}
 	n.eps[ep.ID] = a
 	return a.peer, nil
+}
+
+// awaitReady waits for the bridge end called name to forward and for
+// the container's IPv6 address to have its local route, without which
+// packets to it are dropped (port.go).
+func (n *Network) awaitReady(name string, ep EndpointConfig) error {
+	l, err := n.nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("reading back %s: %w", name, err)
+	}
+	if err := waitUntil(func() (bool, error) { return n.forwarding(l.Attrs().Index) }); err != nil {
+		return err
+	}
+	if !ep.IPv6.IsValid() {
+		return nil
+	}
+	h, err := netlink.NewHandleAt(ep.NS.Handle())
+	if err != nil {
+		return fmt.Errorf("netlink handle in container namespace: %w", err)
+	}
+	defer h.Close()
+	inside, err := h.LinkByName(ep.IfName)
+	if err != nil {
+		return fmt.Errorf("reading back %s: %w", ep.IfName, err)
+	}
+	local := &netlink.Route{Table: unix.RT_TABLE_LOCAL, LinkIndex: inside.Attrs().Index,
+		Dst: &net.IPNet{IP: ep.IPv6.Addr().AsSlice(), Mask: net.CIDRMask(128, 128)}}
+	return waitUntil(func() (bool, error) {
+		rs, err := h.RouteListFiltered(netlink.FAMILY_V6, local, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
+		if err != nil {
+			return false, fmt.Errorf("listing local routes of %s: %w", ep.IfName, err)
+		}
+		return len(rs) > 0, nil
+	})
 }
 
 // configureInside gives the container's end its addresses and brings it up.

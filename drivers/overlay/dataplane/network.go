@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,6 +57,8 @@ type Network struct {
 	vx   int             // VXLAN device index in ns
 	br   int             // bridge index in ns
 	peer *peerSet
+	ann  *announcer
+	raw  *nl.NetlinkSocket // in ns, for what the netlink library has no call for
 
 	// mu guards eps and deleted; peer operations hold it for reading so
 	// they never run on a torn-down network.
@@ -145,6 +149,12 @@ func Create(cfg Config) (_ *Network, err error) {
 			return nil, kernelErr("creating", obj, fmt.Errorf("bringing link %d up: %w", idx, err))
 		}
 	}
+	if err := n.openRaw(); err != nil {
+		return nil, kernelErr("creating", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
+	}
+	if err := n.openAnnouncer(); err != nil {
+		return nil, kernelErr("creating", obj, err)
+	}
 	n.peer = newPeerSet(n.nl, n.vx, cfg.LocalVTEP)
 	ok = true
 	return n, nil
@@ -226,16 +236,21 @@ func (n *Network) NSPath() string { return n.cfg.NSPath }
 func (n *Network) LocalVTEP() netip.Addr { return n.cfg.LocalVTEP }
 
 // AddPeer programs a remote endpoint: a permanent FDB entry of its MAC
-// to its VTEP and permanent neighbour entries of its addresses. Adding
-// it again with the same fields does nothing; with other fields its
-// entries are replaced. On failure the entries are as before.
+// to its VTEP and permanent neighbour entries of its addresses, then
+// announces it to the local endpoints (announce.go). Adding it again
+// with the same fields does nothing; with other fields its entries are
+// replaced. On failure the entries are as before.
 func (n *Network) AddPeer(p Peer) error {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if n.deleted {
 		return &ConflictError{Op: "adding", Object: "peer " + p.ID, Reason: "the network's data plane is deleted"}
 	}
-	return n.peer.add(p)
+	changed, err := n.peer.add(p)
+	if changed && len(n.eps) > 0 {
+		_ = n.ann.announce(p) // best effort, see announcer
+	}
+	return err
 }
 
 // RemovePeer removes a remote endpoint's entries, except those another
@@ -262,7 +277,15 @@ func (n *Network) Reconcile(desired []Peer) (Report, error) {
 	if n.deleted {
 		return Report{}, &ConflictError{Op: "reconciling", Object: "peers", Reason: "the network's data plane is deleted"}
 	}
-	return n.peer.reconcile(desired)
+	rep, err := n.peer.reconcile(desired)
+	if len(n.eps) > 0 {
+		for _, p := range n.peer.list() {
+			if slices.Contains(rep.Added, p.ID) {
+				_ = n.ann.announce(p) // best effort, see announcer
+			}
+		}
+	}
+	return rep, err
 }
 
 // Delete tears the data plane down: the endpoints' veths, the VXLAN
@@ -304,6 +327,11 @@ func (n *Network) teardown() error {
 		}
 		n.nl.Close()
 		n.nl = nil
+	}
+	n.ann.close()
+	if n.raw != nil {
+		n.raw.Close()
+		n.raw = nil
 	}
 	if n.ns != nil {
 		n.ns.Close()

@@ -68,18 +68,18 @@ func isZeroMAC(mac []byte) bool {
 }
 
 // add claims p's entries and programs those whose effective entry
-// changed. Adding a peer again with the same fields does nothing; with
-// other fields it replaces the old claims.
-func (s *peerSet) add(p Peer) error {
+// changed. Adding a peer again with the same fields does nothing (and
+// reports no change); with other fields it replaces the old claims.
+func (s *peerSet) add(p Peer) (changed bool, _ error) {
 	p.IPv4, p.VTEP = p.IPv4.Unmap(), p.VTEP.Unmap()
 	if err := s.validate("adding", p); err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, had := s.c.peers[p.ID]
 	if had && old.p.equal(p) {
-		return nil
+		return false, nil
 	}
 	snap := s.c.snapshot(p, old.p)
 	if had {
@@ -94,9 +94,9 @@ func (s *peerSet) add(p Peer) error {
 		if had {
 			s.c.add(old.p, old.seq)
 		}
-		return errors.Join(kernelErr("adding", "peer "+p.ID, err), s.undo(chs))
+		return false, errors.Join(kernelErr("adding", "peer "+p.ID, err), s.undo(chs))
 	}
-	return nil
+	return true, nil
 }
 
 // undo puts the kernel back in line with the claims for every key chs

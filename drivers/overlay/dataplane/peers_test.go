@@ -32,7 +32,7 @@ func TestAddRemovePeerIdempotent(t *testing.T) {
 	s, f := newFakeSet()
 	p := peer("a", 2, "192.168.100.2")
 	for range 2 {
-		if err := s.add(p); err != nil {
+		if _, err := s.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -70,7 +70,7 @@ func TestSharedEntriesAreReferenceCounted(t *testing.T) {
 	other := peer("other", 9, "192.168.100.3")
 	other.IPv6 = old.IPv6 // same IPv6 address, another MAC
 	for _, p := range []Peer{old, moved, other} {
-		if err := s.add(p); err != nil {
+		if _, err := s.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,12 +119,12 @@ func TestSharedEntriesAreReferenceCounted(t *testing.T) {
 func TestAddPeerAgainReplacesIt(t *testing.T) {
 	s, f := newFakeSet()
 	p := peer("a", 2, "192.168.100.2")
-	if err := s.add(p); err != nil {
+	if _, err := s.add(p); err != nil {
 		t.Fatal(err)
 	}
 	p.VTEP = netip.MustParseAddr("192.168.100.4")
 	p.IPv6 = netip.Addr{}
-	if err := s.add(p); err != nil {
+	if _, err := s.add(p); err != nil {
 		t.Fatal(err)
 	}
 	wantDump(t, f,
@@ -142,8 +142,8 @@ func TestPeerChangesUndoThemselves(t *testing.T) {
 		name string
 		op   func(s *peerSet) error
 	}{
-		{"add", func(s *peerSet) error { return s.add(peer("new", 2, "192.168.100.5")) }},
-		{"update", func(s *peerSet) error { return s.add(peer("b", 2, "192.168.100.5")) }},
+		{"add", func(s *peerSet) error { _, err := s.add(peer("new", 2, "192.168.100.5")); return err }},
+		{"update", func(s *peerSet) error { _, err := s.add(peer("b", 2, "192.168.100.5")); return err }},
 		{"remove", func(s *peerSet) error { return s.remove("b") }},
 	} {
 		for failAt := 1; ; failAt++ {
@@ -152,7 +152,7 @@ func TestPeerChangesUndoThemselves(t *testing.T) {
 			b := peer("b", 2, "192.168.100.3") // shares every key with a
 			b.IPv4 = netip.MustParseAddr("10.0.0.3")
 			for _, p := range []Peer{a, b} {
-				if err := s.add(p); err != nil {
+				if _, err := s.add(p); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -202,7 +202,7 @@ func TestPeerValidation(t *testing.T) {
 	} {
 		p := good
 		mut(&p)
-		err := s.add(p)
+		_, err := s.add(p)
 		var inv *InvalidError
 		if !errors.As(err, &inv) || !types.IsBadRequest(err) {
 			t.Errorf("%s: %v, want an InvalidError (BadRequest)", name, err)

@@ -23,7 +23,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	s, f := newFakeSet()
 	a, b, c := peer("a", 2, "192.168.100.2"), peer("b", 3, "192.168.100.2"), peer("c", 4, "192.168.100.3")
 	for _, p := range []Peer{a, b, c} {
-		if err := s.add(p); err != nil {
+		if _, err := s.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +75,7 @@ func TestReconcileKeepsTheDesiredRemote(t *testing.T) {
 	s, f := newFakeSet()
 	a, b := peer("a", 2, "192.168.100.2"), peer("b", 3, "192.168.100.2")
 	for _, p := range []Peer{a, b} {
-		if err := s.add(p); err != nil {
+		if _, err := s.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,7 +108,7 @@ func TestReconcileReplacesThePeerSet(t *testing.T) {
 	s, f := newFakeSet()
 	a, b, c := peer("a", 2, "192.168.100.2"), peer("b", 3, "192.168.100.2"), peer("c", 4, "192.168.100.3")
 	for _, p := range []Peer{a, b} {
-		if err := s.add(p); err != nil {
+		if _, err := s.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -123,7 +123,7 @@ func TestReconcileReplacesThePeerSet(t *testing.T) {
 	}
 	ref, rf := newFakeSet()
 	for _, p := range []Peer{b2, c} {
-		if err := ref.add(p); err != nil {
+		if _, err := ref.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -138,7 +138,7 @@ func TestReconcileGoesOnAfterAFailure(t *testing.T) {
 	s, f := newFakeSet()
 	a, b := peer("a", 2, "192.168.100.2"), peer("b", 3, "192.168.100.3")
 	for _, p := range []Peer{a, b} {
-		if err := s.add(p); err != nil {
+		if _, err := s.add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
