@@ -199,6 +199,24 @@ func TestAttachDetach(t *testing.T) {
 		t.Errorf("failed attach left links %q, want %q", got, before)
 	}
 
+	// A failure after the veth is made (no IPv6 in the container for its
+	// address) takes the veth away again.
+	noV6 := testutil.NewNamedNS(t, "nov6")
+	d, err := noV6.OpenSysctlDir("net/ipv6/conf")
+	must(t, err)
+	must(t, d.Write("default/disable_ipv6", "1"))
+	_, err = h.net.Attach(EndpointConfig{ID: "ep-nov6", NS: noV6.NS, IfName: "eth0",
+		IPv4: prefix("10.0.0.6/24"), IPv6: prefix("fd00:db8::6/64")})
+	if !types.IsInternal(err) {
+		t.Errorf("attaching an IPv6 address into a namespace without IPv6: %v, want an Internal error", err)
+	}
+	if got := links(t, h.net.nl); !slices.Equal(got, before) {
+		t.Errorf("attach failing at its address left links %q, want %q", got, before)
+	}
+	if got := links(t, noV6.Netlink); !slices.Equal(got, []string{"lo"}) {
+		t.Errorf("attach failing at its address left %q in the container", got)
+	}
+
 	must(t, h.net.Detach(c.peer.ID))
 	must(t, h.net.Detach(c.peer.ID))
 	if got := links(t, c.ns.Netlink); !slices.Equal(got, []string{"lo"}) {

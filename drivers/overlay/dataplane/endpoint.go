@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/opencnm/libnetwork/internal/netnsutil"
@@ -66,6 +67,7 @@ func (ep *EndpointConfig) check() error {
 	case !ep.IPv4.IsValid() && !ep.IPv6.IsValid():
 		return invalid("attaching", obj, "no address")
 	}
+	ep.MAC = slices.Clone(ep.MAC) // kept; the caller's slice may change
 	if ep.MAC == nil {
 		if ep.IPv4.IsValid() {
 			ep.MAC = MACFromIP(ep.IPv4.Addr())

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 
@@ -72,6 +73,7 @@ func isZeroMAC(mac []byte) bool {
 // reports no change); with other fields it replaces the old claims.
 func (s *peerSet) add(p Peer) (changed bool, _ error) {
 	p.IPv4, p.VTEP = p.IPv4.Unmap(), p.VTEP.Unmap()
+	p.MAC = slices.Clone(p.MAC) // the claims keep it; the caller's slice may change
 	if err := s.validate("adding", p); err != nil {
 		return false, err
 	}

@@ -47,8 +47,10 @@ func (r Repair) String() string { return string(r.Action) + " " + r.Entry.String
 func (s *peerSet) reconcile(desired []Peer) (Report, error) {
 	var rep Report
 	want := make(map[string]Peer, len(desired))
+	norm := make([]Peer, 0, len(desired))
 	for _, p := range desired {
 		p.IPv4, p.VTEP = p.IPv4.Unmap(), p.VTEP.Unmap()
+		p.MAC = slices.Clone(p.MAC)
 		if err := s.validate("reconciling", p); err != nil {
 			return rep, err
 		}
@@ -56,6 +58,7 @@ func (s *peerSet) reconcile(desired []Peer) (Report, error) {
 			return rep, invalid("reconciling", "peer "+p.ID, "listed twice")
 		}
 		want[p.ID] = p
+		norm = append(norm, p)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -73,7 +76,7 @@ func (s *peerSet) reconcile(desired []Peer) (Report, error) {
 			rep.Removed = append(rep.Removed, id)
 		}
 	}
-	for _, p := range desired {
+	for _, p := range norm {
 		rec, ok := s.c.peers[p.ID]
 		if ok && rec.p.equal(p) {
 			continue
