@@ -187,3 +187,37 @@ func BenchmarkAttachDetach(b *testing.B) {
 	b.ReportMetric(pct(attach, 50), "attach-p50-ms")
 	b.ReportMetric(pct(detach, 50), "detach-p50-ms")
 }
+
+// BenchmarkCreateDelete is the cost of building a network's data plane
+// (namespace, bridge, VXLAN device) and of tearing it down with the
+// given number of attached endpoints.
+func BenchmarkCreateDelete(b *testing.B) {
+	for _, eps := range []int{0, 10} {
+		b.Run(fmt.Sprint(eps, "-endpoints"), func(b *testing.B) {
+			l := newLab(b, 1, 1500, false)
+			h := l.hosts[0]
+			cs := make([]*testutil.HostNS, eps)
+			for i := range cs {
+				cs[i] = testutil.NewNamedNS(b, fmt.Sprint("c", i))
+			}
+			var create, del []time.Duration
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				n, err := Create(l.config(h, 0))
+				must(b, err)
+				t1 := time.Now()
+				for i, c := range cs {
+					_, err := n.Attach(EndpointConfig{ID: fmt.Sprint("ep", i), NS: c.NS, IfName: "eth0",
+						IPv4: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 2)}), 24)})
+					must(b, err)
+				}
+				t2 := time.Now()
+				must(b, n.Delete())
+				create, del = append(create, t1.Sub(t0)), append(del, time.Since(t2))
+			}
+			b.ReportMetric(pct(create, 50), "create-p50-ms")
+			b.ReportMetric(pct(del, 50), "delete-p50-ms")
+		})
+	}
+}

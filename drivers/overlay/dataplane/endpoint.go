@@ -113,7 +113,7 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 	a := &attached{cfg: ep, hostName: hostVethName(ep.ID),
 		peer: Peer{ID: ep.ID, MAC: ep.MAC, IPv4: ep.IPv4.Addr(), IPv6: ep.IPv6.Addr(), VTEP: n.cfg.LocalVTEP}}
 	veth := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{Name: a.hostName, MTU: n.mtu, MasterIndex: n.br, Flags: net.FlagUp},
+		LinkAttrs: netlink.LinkAttrs{Name: a.hostName, MTU: n.mtu, MasterIndex: n.br, Flags: net.FlagUp, Group: linkGroup},
 		PeerName:  ep.IfName, PeerNamespace: netlink.NsFd(ep.NS.Fd()),
 		PeerHardwareAddr: ep.MAC, PeerMTU: uint32(n.mtu),
 	}

@@ -31,6 +31,11 @@ const (
 	vxlanName  = "vxlan0"
 )
 
+// linkGroup is the device group of every link the package makes in a
+// network namespace, so teardown deletes them all with one request: the
+// kernel waits for RCU once per deleted batch (~20 ms), not per device.
+const linkGroup = 0x6f76 // "ov"
+
 // Config describes one overlay network's data plane on one host.
 type Config struct {
 	VNI uint32 // VXLAN network identifier, 1 to 2^24-1
@@ -114,8 +119,12 @@ func Create(cfg Config) (_ *Network, err error) {
 	if n.nl, err = netlink.NewHandleAt(n.ns.Handle()); err != nil {
 		return nil, kernelErr("creating", obj, fmt.Errorf("netlink handle in network namespace: %w", err))
 	}
+	if err := n.openRaw(); err != nil {
+		return nil, kernelErr("creating", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
+	}
 	noSnooping := false
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName, MTU: mtu}, MulticastSnooping: &noSnooping}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName, MTU: mtu, Group: linkGroup},
+		MulticastSnooping: &noSnooping}
 	if err := n.nl.LinkAdd(br); err != nil {
 		return nil, kernelErr("creating", obj, fmt.Errorf("bridge: %w", err))
 	}
@@ -125,7 +134,7 @@ func Create(cfg Config) (_ *Network, err error) {
 	// Sent from the host namespace with the network namespace as the
 	// target: the device's socket belongs to the sender's namespace.
 	vx := &netlink.Vxlan{
-		LinkAttrs: netlink.LinkAttrs{Name: vxlanName, MTU: mtu, Namespace: netlink.NsFd(n.ns.Fd())},
+		LinkAttrs: netlink.LinkAttrs{Name: vxlanName, MTU: mtu, Group: linkGroup, Namespace: netlink.NsFd(n.ns.Fd())},
 		VxlanId:   int(cfg.VNI), SrcAddr: cfg.LocalVTEP.AsSlice(), Port: cfg.Port,
 		Learning: false, Proxy: true,
 	}
@@ -148,9 +157,6 @@ func Create(cfg Config) (_ *Network, err error) {
 		if err := n.nl.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}); err != nil {
 			return nil, kernelErr("creating", obj, fmt.Errorf("bringing link %d up: %w", idx, err))
 		}
-	}
-	if err := n.openRaw(); err != nil {
-		return nil, kernelErr("creating", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
 	}
 	if err := n.openAnnouncer(); err != nil {
 		return nil, kernelErr("creating", obj, err)
@@ -311,6 +317,11 @@ func (n *Network) Delete() error {
 func (n *Network) teardown() error {
 	var errs []error
 	obj := fmt.Sprintf("network vni %d", n.cfg.VNI)
+	if n.raw != nil {
+		// One request for all; if it fails, the deletes by name below
+		// are the fallback, and their errors are the ones that count.
+		_ = n.deleteGroup()
+	}
 	if n.nl != nil {
 		for id, ep := range n.eps {
 			if err := delLink(n.nl, ep.hostName); err != nil {
@@ -339,6 +350,19 @@ func (n *Network) teardown() error {
 	}
 	if err := netnsutil.Remove(n.cfg.NSPath); err != nil {
 		return kernelErr("deleting", obj, err)
+	}
+	return nil
+}
+
+// deleteGroup deletes every link of linkGroup in the network namespace,
+// the endpoints' veths (with their container ends) included.
+func (n *Network) deleteGroup() error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: n.raw}}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(linkGroup)))
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting the network's links: %w", err) // ENODEV: none left
 	}
 	return nil
 }
