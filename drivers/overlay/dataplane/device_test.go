@@ -226,3 +226,38 @@ func TestAttachDetach(t *testing.T) {
 		t.Errorf("network namespace links after detach %q", got)
 	}
 }
+
+// A namespace a crashed process left at the path, with its VXLAN device
+// still holding the VNI on the host's socket, is cleared by the next
+// Create of the network.
+func TestCreateClearsACrashLeftover(t *testing.T) {
+	l := newLab(t, 1, 1500, false)
+	h := l.hosts[0]
+	cfg := l.config(h, 0)
+	old, err := Create(cfg)
+	must(t, err)
+	// The crash: the process's handles go, nothing is torn down. (Here
+	// the namespace stays alive with its mount; after a real crash the
+	// kernel frees it asynchronously, which is no better for the VNI.)
+	old.ann.close()
+	old.raw.Close()
+	old.nl.Close()
+	old.ns.Close()
+
+	n, err := Create(cfg)
+	if err != nil {
+		t.Fatalf("create over a crash leftover: %v", err)
+	}
+	// A live network of the VNI elsewhere is a conflict, not a leftover.
+	other := l.config(h, 0)
+	if _, err := Create(other); !types.IsForbidden(err) {
+		t.Errorf("a second network of VNI %d on the host: %v, want Forbidden", l.vni, err)
+	}
+	if _, err := os.Stat(other.NSPath); !os.IsNotExist(err) {
+		t.Errorf("refused create left %s: %v", other.NSPath, err)
+	}
+	must(t, n.Delete())
+	if got := links(t, h.ns.Netlink); !slices.Equal(got, []string{"eth0", "lo"}) {
+		t.Errorf("host namespace links %q", got)
+	}
+}

@@ -110,7 +110,9 @@ func Create(cfg Config) (_ *Network, err error) {
 	ok := false
 	defer func() {
 		if !ok {
-			err = errors.Join(err, n.teardown())
+			if terr := n.teardown(); terr != nil {
+				err = errors.Join(err, terr)
+			}
 		}
 	}()
 	if n.ns, err = netnsutil.New(cfg.NSPath); err != nil {
