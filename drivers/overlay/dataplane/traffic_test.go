@@ -2,10 +2,13 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 var families = []struct {
@@ -175,4 +178,45 @@ func TestIPv6Underlay(t *testing.T) {
 		}
 	}
 	assertMTUs(t, l, []*container{c1, c2}, 1500-OverheadIPv6)
+}
+
+// Two networks on the same hosts share the host's UDP socket and stay
+// apart: the same address on both reaches only its own network's
+// container.
+func TestNetworksStayApart(t *testing.T) {
+	l := newLab(t, 2, 1500, false)
+	l.networks(0)
+	a1, a2 := l.container(1, 1), l.container(2, 2)
+	l.mesh(a1, a2)
+	nets := make([]*Network, 2)
+	for i, h := range l.hosts {
+		cfg := l.config(h, 0)
+		cfg.VNI = l.vni + 1
+		n, err := Create(cfg)
+		must(t, err)
+		t.Cleanup(func() { _ = n.Delete() })
+		nets[i] = n
+	}
+	b1 := &container{name: "b1", ns: testutil.NewNamedNS(t, "b1"), host: &labHost{net: nets[0]}}
+	b2 := &container{name: "b2", ns: testutil.NewNamedNS(t, "b2"), host: &labHost{net: nets[1]}}
+	for _, c := range []*container{b1, b2} {
+		p, err := c.host.net.Attach(EndpointConfig{ID: "ep" + c.name, NS: c.ns.NS, IfName: "eth0",
+			// The same addresses as a1 and a2, other MACs.
+			MAC:  net.HardwareAddr{2, 0, 0, 0, 0x0b, c.name[1] - '0'},
+			IPv4: prefix(fmt.Sprintf("10.0.0.%c/24", c.name[1]))})
+		must(t, err)
+		c.peer = p
+	}
+	must(t, nets[0].AddPeer(b2.peer))
+	must(t, nets[1].AddPeer(b1.peer))
+	if err := tcp(a1, a2, false); err != nil {
+		t.Errorf("network A: %v", err)
+	}
+	if err := tcp(b1, b2, false); err != nil {
+		t.Errorf("network B: %v", err)
+	}
+	// a1 sends to 10.0.0.2 on A: b2 (the same address on B) must see nothing.
+	if !blocked(a1, b2, false) {
+		t.Error("a datagram from network A reached network B")
+	}
 }
