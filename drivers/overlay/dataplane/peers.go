@@ -83,7 +83,11 @@ func (s *peerSet) add(p Peer) (changed bool, _ error) {
 	if had && old.p.equal(p) {
 		return false, nil
 	}
-	snap := s.c.snapshot(p, old.p)
+	touched := []Peer{p}
+	if had {
+		touched = append(touched, old.p)
+	}
+	snap := s.c.snapshot(touched...)
 	if had {
 		s.c.remove(p.ID)
 	}
