@@ -220,3 +220,22 @@ func TestNetworksStayApart(t *testing.T) {
 		t.Error("a datagram from network A reached network B")
 	}
 }
+
+// An endpoint with an IPv6 address only gets its MAC from that address
+// and is reached over the overlay like any other.
+func TestIPv6OnlyEndpoint(t *testing.T) {
+	l := newLab(t, 2, 1500, false)
+	l.networks(0)
+	c1 := l.container(1, 1)
+	c2 := &container{name: "c2", ns: testutil.NewNamedNS(t, "c2"), host: l.hosts[1]}
+	p, err := c2.host.net.Attach(EndpointConfig{ID: "epc2", NS: c2.ns.NS, IfName: "eth0", IPv6: prefix("fd00:db8::2/64")})
+	must(t, err)
+	c2.peer = p
+	if p.IPv4.IsValid() || p.MAC.String() != "02:42:00:00:00:02" {
+		t.Errorf("IPv6-only peer %+v, want no IPv4 and MAC 02:42:00:00:00:02", p)
+	}
+	l.mesh(c1, c2)
+	if err := tcp(c1, c2, true); err != nil {
+		t.Error(err)
+	}
+}
