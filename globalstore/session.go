@@ -71,6 +71,40 @@ func (s *Store) OpenSession(ctx context.Context, h Host, ttl time.Duration) (*Se
 	return ss, nil
 }
 
+// ResumeSession takes up host h's lease again, as a controller restarted
+// within the lease's TTL does, so what it owns survives the restart: it
+// renews lease once and checks that h's record is on it. A lease that is
+// gone is NotFound wrapping ErrLeaseNotFound (the caller opens a new
+// session and claims again); h registered on another lease is Forbidden.
+func (s *Store) ResumeSession(ctx context.Context, h Host, lease LeaseID, ttl time.Duration) (*Session, error) {
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	secs := int64((ttl + time.Second - 1) / time.Second)
+	sent := time.Now()
+	cctx, cancel := s.ctx(ctx)
+	err := s.kv.KeepAliveOnce(cctx, lease)
+	cancel()
+	if errors.Is(err, ErrLeaseNotFound) {
+		return nil, types.NotFoundErrorf("global store: resume host %s: %w", h.ID, err)
+	}
+	if err != nil {
+		return nil, unavailable("resume host "+h.ID, err)
+	}
+	var rec Host
+	if err := s.get(ctx, "host "+h.ID, s.k.host(h.ID), &rec); err != nil {
+		return nil, err
+	}
+	if rec.Lease != lease {
+		return nil, types.ForbiddenErrorf("global store: resume host %s: it is registered on lease %x, not %x", h.ID, int64(rec.Lease), int64(lease))
+	}
+	ss := &Session{s: s, host: rec, ttl: time.Duration(secs) * time.Second,
+		stop: make(chan struct{}), lost: make(chan struct{}), renewed: sent}
+	ss.done.Add(1)
+	go ss.renew()
+	return ss, nil
+}
+
 // Lease is the lease everything of this host hangs on.
 func (ss *Session) Lease() LeaseID { return ss.host.Lease }
 

@@ -51,6 +51,7 @@ func Run(t *testing.T, s Suite) {
 	t.Run("NetworkNamesUnique", func(t *testing.T) { t.Parallel(); networkNames(t, s.New(t)) })
 	t.Run("EndpointNamesAndAddresses", func(t *testing.T) { t.Parallel(); endpoints(t, s.New(t)) })
 	t.Run("LeaseExpiryFreesDeadHost", func(t *testing.T) { t.Parallel(); leaseExpiry(t, s.New(t)) })
+	t.Run("ResumeSession", func(t *testing.T) { t.Parallel(); resume(t, s.New(t)) })
 	t.Run("Evict", func(t *testing.T) { t.Parallel(); evict(t, s.New(t)) })
 	t.Run("UnavailableIsBoundedAndClassified", func(t *testing.T) { t.Parallel(); unavailable(t, s.New(t)) })
 	t.Run("WatchRelistsAfterCompaction", func(t *testing.T) { t.Parallel(); watchCompaction(t, s.New(t)) })

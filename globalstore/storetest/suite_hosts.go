@@ -233,3 +233,42 @@ func unavailable(t *testing.T, c Cluster) {
 		t.Fatalf("after the outage: %v", err)
 	}
 }
+
+// resume: a host whose controller restarts within the TTL takes up its
+// lease again and keeps what it owns; a lease that expired cannot be.
+func resume(t *testing.T, c Cluster) {
+	ctx := context.Background()
+	st := store(t, c, Timeout)
+	first, err := st.OpenSession(ctx, globalstore.Host{ID: "h1"}, TestTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateNetwork(ctx, globalstore.Network{ID: "n1", Name: "blue"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateEndpoint(ctx, first.Lease(), ep("n1", "e1", "web", "h1", "10.0.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	first.Abandon() // the controller crashed
+	again, err := st.ResumeSession(ctx, globalstore.Host{ID: "h1"}, first.Lease(), TestTTL)
+	if err != nil {
+		t.Fatalf("resume within the TTL: %v", err)
+	}
+	time.Sleep(TestTTL + TestTTL/2)
+	if h, err := st.Holder(ctx, globalstore.EndpointName("n1", "web")); err != nil || h != "e1" {
+		t.Fatalf("after resuming, web is held by %q (%v)", h, err)
+	}
+	if _, err := st.ResumeSession(ctx, globalstore.Host{ID: "h2"}, first.Lease(), TestTTL); !types.IsNotFound(err) {
+		t.Fatalf("resume of a host never registered: want NotFound, got %v", err)
+	}
+	if err := again.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.ResumeSession(ctx, globalstore.Host{ID: "h1"}, first.Lease(), TestTTL)
+	if !types.IsNotFound(err) || !errors.Is(err, globalstore.ErrLeaseNotFound) {
+		t.Fatalf("resume of a revoked lease: want NotFound wrapping ErrLeaseNotFound, got %v", err)
+	}
+	if h, _ := st.Holder(ctx, globalstore.EndpointName("n1", "web")); h != "" {
+		t.Fatalf("a closed session's claims remain: web held by %q", h)
+	}
+}

@@ -3,6 +3,8 @@ package etcdproc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +48,10 @@ type Options struct {
 	// NetNS, when set, is a namespace file (/run/netns/x, /proc/PID/ns/net)
 	// the member runs in, through nsenter.
 	NetNS string
+	// TLS, when set, makes the client URL TLS-only with client
+	// certificates signed by TLS.CA required (a unix client URL becomes
+	// unixs://localhost:0, the name the server certificate carries).
+	TLS *Certs
 	// Args are extra flags.
 	Args []string
 }
@@ -76,6 +82,11 @@ func Start(o Options) (*Member, error) {
 		// etcd wants host:port even for a unix socket; the socket file
 		// is that name, relative to the working directory (Dir).
 		o.ClientURL = "unix://c:0"
+		if o.TLS != nil {
+			// The client checks the server's certificate against the
+			// socket's file name without its ":port".
+			o.ClientURL = "unixs://localhost:0"
+		}
 	}
 	if o.PeerURL == "" {
 		o.PeerURL = "unix://p:0"
@@ -93,6 +104,9 @@ func Start(o Options) (*Member, error) {
 // Endpoint is the URL a client dials.
 func (m *Member) Endpoint() string {
 	if path, ok := m.socket(); ok {
+		if m.o.TLS != nil {
+			return "unixs://" + path
+		}
 		return "unix://" + path
 	}
 	return m.o.ClientURL
@@ -102,7 +116,9 @@ func (m *Member) Endpoint() string {
 func (m *Member) socket() (string, bool) {
 	rest, ok := strings.CutPrefix(m.o.ClientURL, "unix://")
 	if !ok {
-		return "", false
+		if rest, ok = strings.CutPrefix(m.o.ClientURL, "unixs://"); !ok {
+			return "", false
+		}
 	}
 	return filepath.Join(m.o.Dir, rest), true
 }
@@ -114,8 +130,10 @@ func (m *Member) Start() error {
 	}
 	for _, u := range []string{m.o.ClientURL, m.o.PeerURL} {
 		// A killed member leaves its socket files; a new one cannot bind.
-		if rest, ok := strings.CutPrefix(u, "unix://"); ok {
-			_ = os.Remove(filepath.Join(m.o.Dir, rest))
+		for _, scheme := range []string{"unix://", "unixs://"} {
+			if rest, ok := strings.CutPrefix(u, scheme); ok {
+				_ = os.Remove(filepath.Join(m.o.Dir, rest))
+			}
 		}
 	}
 	args := []string{
@@ -126,6 +144,10 @@ func (m *Member) Start() error {
 		// Fast ticks: a member elects itself in ~100 ms instead of ~1 s.
 		"--heartbeat-interval", "10", "--election-timeout", "100",
 		"--logger", "zap", "--log-level", "warn",
+	}
+	if t := m.o.TLS; t != nil {
+		args = append(args, "--cert-file", t.ServerCert, "--key-file", t.ServerKey,
+			"--trusted-ca-file", t.CA, "--client-cert-auth")
 	}
 	args = append(args, m.o.Args...)
 	name := m.bin
@@ -160,10 +182,20 @@ func (m *Member) Start() error {
 // waitReady polls /health until the member serves reads and writes.
 func (m *Member) waitReady(bound time.Duration) error {
 	path, unix := m.socket()
-	base := m.o.ClientURL
+	base := strings.Replace(m.o.ClientURL, "unixs://", "https://", 1)
 	tr := &http.Transport{}
+	if t := m.o.TLS; t != nil {
+		tc, err := clientTLS(*t)
+		if err != nil {
+			return err
+		}
+		tr.TLSClientConfig = tc
+	}
 	if unix {
-		base = "http://etcd"
+		base = "http://localhost"
+		if m.o.TLS != nil {
+			base = "https://localhost"
+		}
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
@@ -189,6 +221,20 @@ func (m *Member) waitReady(bound time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("not healthy after %v", bound)
+}
+
+func clientTLS(c Certs) (*tls.Config, error) {
+	pemCA, err := os.ReadFile(c.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemCA)
+	kp, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{kp}, ServerName: "localhost"}, nil
 }
 
 // Kill SIGKILLs the member (a crash) and waits for it; its data stays.
