@@ -10,11 +10,15 @@ import (
 
 type cluster struct{ s *memstore.Server }
 
-func (c cluster) Client(*testing.T) globalstore.KV { return c.s.Client() }
-func (c cluster) Stop(*testing.T)                  { c.s.Stop() }
-func (c cluster) Start(*testing.T)                 { c.s.Start() }
+func (c cluster) Client(testing.TB) globalstore.KV { return c.s.Client() }
+func (c cluster) Stop(testing.TB)                  { c.s.Stop() }
+func (c cluster) Start(testing.TB)                 { c.s.Start() }
 
 func TestContract(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, storetest.Suite{New: func(*testing.T) storetest.Cluster { return cluster{memstore.New()} }})
+	storetest.Run(t, storetest.Suite{New: func(testing.TB) storetest.Cluster { return cluster{memstore.New()} }})
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, storetest.Suite{New: func(testing.TB) storetest.Cluster { return cluster{memstore.New()} }})
 }

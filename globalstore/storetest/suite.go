@@ -20,23 +20,23 @@ import (
 type Cluster interface {
 	// Client connects a new client, as one more host would; the suite
 	// closes it.
-	Client(t *testing.T) globalstore.KV
+	Client(t testing.TB) globalstore.KV
 	// Stop makes the store unreachable and Start brings it back with its
 	// data (for a real store: the server process killed and restarted).
-	Stop(t *testing.T)
-	Start(t *testing.T)
+	Stop(t testing.TB)
+	Start(t testing.TB)
 }
 
 // Suite describes the provider under test.
 type Suite struct {
-	New func(t *testing.T) Cluster
+	New func(t testing.TB) Cluster
 }
 
 // Timeout is the Store timeout of the suite's calls that must succeed:
 // generous, since the machine is shared and runs with -race.
 const Timeout = 10 * time.Second
 
-func store(t *testing.T, c Cluster, timeout time.Duration) *globalstore.Store {
+func store(t testing.TB, c Cluster, timeout time.Duration) *globalstore.Store {
 	t.Helper()
 	kv := c.Client(t)
 	t.Cleanup(func() { _ = kv.Close() })

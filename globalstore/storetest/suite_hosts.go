@@ -16,7 +16,7 @@ import (
 // yet far above the renewal period (TTL/3) a loaded machine must keep.
 const TestTTL = 3 * time.Second
 
-func session(t *testing.T, st *globalstore.Store, host string) *globalstore.Session {
+func session(t testing.TB, st *globalstore.Store, host string) *globalstore.Session {
 	t.Helper()
 	ss, err := st.OpenSession(context.Background(), globalstore.Host{ID: host, Address: netip.MustParseAddr("192.0.2.1")}, TestTTL)
 	if err != nil {
@@ -101,7 +101,7 @@ func endpoints(t *testing.T, c Cluster) {
 }
 
 // waitFree polls until claim c is free, at most bound.
-func waitFree(t *testing.T, st *globalstore.Store, c globalstore.Claim, bound time.Duration) time.Time {
+func waitFree(t testing.TB, st *globalstore.Store, c globalstore.Claim, bound time.Duration) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for {

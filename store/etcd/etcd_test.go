@@ -13,11 +13,11 @@ import (
 // cluster is one real etcd member on unix sockets in the test's temp dir.
 type cluster struct{ m *etcdproc.Member }
 
-func newCluster(t *testing.T) storetest.Cluster {
+func newCluster(t testing.TB) storetest.Cluster {
 	return cluster{etcdproc.StartT(t, etcdproc.Options{})}
 }
 
-func (c cluster) Client(t *testing.T) globalstore.KV {
+func (c cluster) Client(t testing.TB) globalstore.KV {
 	t.Helper()
 	kv, err := globalstore.Open("etcd", globalstore.Config{Endpoints: []string{c.m.Endpoint()}, DialTimeout: 2 * time.Second})
 	if err != nil {
@@ -27,8 +27,8 @@ func (c cluster) Client(t *testing.T) globalstore.KV {
 }
 
 // Stop kills the member (a crash); Start restarts it on its data.
-func (c cluster) Stop(*testing.T) { c.m.Kill() }
-func (c cluster) Start(t *testing.T) {
+func (c cluster) Stop(testing.TB) { c.m.Kill() }
+func (c cluster) Start(t testing.TB) {
 	t.Helper()
 	if err := c.m.Start(); err != nil {
 		t.Fatal(err)
@@ -39,3 +39,5 @@ func TestContract(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, storetest.Suite{New: newCluster})
 }
+
+func BenchmarkStore(b *testing.B) { storetest.Bench(b, storetest.Suite{New: newCluster}) }
