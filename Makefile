@@ -7,7 +7,7 @@ export GORACE ?= atexit_sleep_ms=0
 LEAKCHECK ?= $(firstword $(wildcard ../shared/tools/leakcheck /work/shared/tools/leakcheck))
 BENCHTIME ?= 1x
 # Go modules of the repository: the core, and the etcd provider, its own
-# module so the etcd client stays out of the core's build (docs/multihost.md).
+# module so the etcd client stays out of the core's build (docs/globalstore.md).
 MODULES  := . store/etcd
 # Where deps unpacks Debian's etcd-server for the global-store tests
 # (internal/etcdproc.DefaultBinary): unpacked, not installed, since

@@ -6,7 +6,7 @@
 //
 // It is its own Go module (github.com/opencnm/libnetwork/store/etcd) so that
 // the etcd client, gRPC and protobuf are neither built nor listed in go.sum
-// for programs that never import it (docs/multihost.md has the figures).
+// for programs that never import it (docs/globalstore.md has the figures).
 //
 // Every call runs under the caller's context, which globalstore bounds by
 // its timeout; the client is built with a 1 s gRPC keepalive, so a dead
