@@ -178,7 +178,11 @@ func (c *Client) Watch(ctx context.Context, prefix string, fromRev int64) <-chan
 	s.watchers[w] = true
 	s.mu.Unlock()
 	if len(past) > 0 {
-		w.wake <- struct{}{}
+		// Non-blocking: a commit since the unlock may have woken it already.
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 	go func() {
 		defer close(out)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -43,10 +44,7 @@ func Open(c globalstore.Config) (globalstore.KV, error) {
 	if c.Dialer != nil {
 		d := c.Dialer
 		cfg.DialOptions = append(cfg.DialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			network := "tcp"
-			if len(addr) > 0 && addr[0] == '/' {
-				network = "unix"
-			}
+			network, addr := dialTarget(addr)
 			return d(ctx, network, addr)
 		}))
 	}
@@ -55,6 +53,23 @@ func Open(c globalstore.Config) (globalstore.KV, error) {
 		return nil, fmt.Errorf("etcd: connect to %v: %w", c.Endpoints, err)
 	}
 	return New(cli), nil
+}
+
+// dialTarget turns what gRPC hands a custom dialer (the endpoint as
+// configured, "unix:///path" or "https://host:port", or a bare host:port)
+// into a network and an address.
+func dialTarget(target string) (network, addr string) {
+	for _, p := range []string{"unix://", "unixs://", "unix:", "unixs:"} {
+		if rest, ok := strings.CutPrefix(target, p); ok {
+			return "unix", rest
+		}
+	}
+	for _, p := range []string{"https://", "http://"} {
+		if rest, ok := strings.CutPrefix(target, p); ok {
+			return "tcp", rest
+		}
+	}
+	return "tcp", target
 }
 
 // New wraps a client the program built itself; Close closes it.

@@ -1,6 +1,9 @@
 package etcd_test
 
 import (
+	"context"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,3 +44,28 @@ func TestContract(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) { storetest.Bench(b, storetest.Suite{New: newCluster}) }
+
+// Config.Dialer makes the client's connections (a controller in another
+// network namespace dials from there).
+func TestDialerIsUsed(t *testing.T) {
+	t.Parallel()
+	m := etcdproc.StartT(t, etcdproc.Options{})
+	var dials atomic.Int32
+	kv, err := globalstore.Open("etcd", globalstore.Config{Endpoints: []string{m.Endpoint()},
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	st := globalstore.New(kv, globalstore.Options{Timeout: storetest.Timeout})
+	if err := st.Claim(context.Background(), "n1", globalstore.NoLease, globalstore.NetworkName("blue")); err != nil {
+		t.Fatal(err)
+	}
+	if dials.Load() == 0 {
+		t.Fatal("the client connected without the configured dialer")
+	}
+}
