@@ -123,8 +123,25 @@ func (m *Member) socket() (string, bool) {
 	return filepath.Join(m.o.Dir, rest), true
 }
 
-// Start (re)starts a member that is not running, on its data directory.
+// Start (re)starts a member that is not running, on its data directory,
+// and waits until it serves (which, in a cluster, needs a quorum up).
 func (m *Member) Start() error {
+	if err := m.spawn(); err != nil {
+		return err
+	}
+	return m.ready()
+}
+
+func (m *Member) ready() error {
+	if err := m.waitReady(30 * time.Second); err != nil {
+		m.Kill()
+		return fmt.Errorf("etcdproc: member %s: %w; log:\n%s", m.o.Name, err, m.Log())
+	}
+	return nil
+}
+
+// spawn starts the process without waiting for it to serve.
+func (m *Member) spawn() error {
 	if m.cmd != nil {
 		return errors.New("etcdproc: member is running")
 	}
@@ -137,7 +154,7 @@ func (m *Member) Start() error {
 		}
 	}
 	args := []string{
-		"--name", m.o.Name, "--data-dir", filepath.Join(m.o.Dir, "data"),
+		"--name", m.o.Name, "--data-dir", filepath.Join(m.o.Dir, m.o.Name+".data"),
 		"--listen-client-urls", m.o.ClientURL, "--advertise-client-urls", m.o.ClientURL,
 		"--listen-peer-urls", m.o.PeerURL, "--initial-advertise-peer-urls", m.o.PeerURL,
 		"--initial-cluster", m.o.InitialCluster, "--initial-cluster-state", "new",
@@ -172,10 +189,6 @@ func (m *Member) Start() error {
 	}
 	m.cmd, m.log, m.exited = cmd, log, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(m.exited) }()
-	if err := m.waitReady(30 * time.Second); err != nil {
-		m.Kill()
-		return fmt.Errorf("etcdproc: member %s: %w; log:\n%s", m.o.Name, err, m.Log())
-	}
 	return nil
 }
 

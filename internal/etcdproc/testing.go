@@ -9,12 +9,7 @@ import (
 // binary it skips, except under CI=true, where it fails.
 func StartT(t testing.TB, o Options) *Member {
 	t.Helper()
-	if _, err := Binary(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v (CI=true forbids skipping)", err)
-		}
-		t.Skip(err)
-	}
+	requireBinary(t)
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
 	}
@@ -24,4 +19,14 @@ func StartT(t testing.TB, o Options) *Member {
 	}
 	t.Cleanup(m.Kill)
 	return m
+}
+
+func requireBinary(t testing.TB) {
+	t.Helper()
+	if _, err := Binary(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%v (CI=true forbids skipping)", err)
+		}
+		t.Skip(err)
+	}
 }
