@@ -48,6 +48,9 @@ type Options struct {
 	// NetNS, when set, is a namespace file (/run/netns/x, /proc/PID/ns/net)
 	// the member runs in, through nsenter.
 	NetNS string
+	// Dial, when set, makes the connections of the readiness check (to a
+	// member in another namespace, dial from there).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// TLS, when set, makes the client URL TLS-only with client
 	// certificates signed by TLS.CA required (a unix client URL becomes
 	// unixs://localhost:0, the name the server certificate carries).
@@ -197,6 +200,9 @@ func (m *Member) waitReady(bound time.Duration) error {
 	path, unix := m.socket()
 	base := strings.Replace(m.o.ClientURL, "unixs://", "https://", 1)
 	tr := &http.Transport{}
+	if m.o.Dial != nil {
+		tr.DialContext = m.o.Dial
+	}
 	if t := m.o.TLS; t != nil {
 		tc, err := clientTLS(*t)
 		if err != nil {
@@ -248,6 +254,14 @@ func clientTLS(c Certs) (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{kp}, ServerName: "localhost"}, nil
+}
+
+// PID is the running member's process ID (0 when stopped).
+func (m *Member) PID() int {
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
 }
 
 // Kill SIGKILLs the member (a crash) and waits for it; its data stays.
