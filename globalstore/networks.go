@@ -18,6 +18,11 @@ func (s *Store) CreateNetwork(ctx context.Context, n Network) error {
 	if n.ID == "" || n.Name == "" {
 		return types.BadRequestErrorf("global store: create network: ID and name are required")
 	}
+	for _, c := range n.Claims {
+		if (c.Kind == ClaimAddress || c.Kind == ClaimEndpointName) && c.Scope != n.ID {
+			return types.BadRequestErrorf("global store: create network %s: claim %s is not of the network", n.Name, c)
+		}
+	}
 	claims := append([]Claim{NetworkName(n.Name)}, n.Claims...)
 	rec := Put(s.k.config(n.ID), mustJSON(n), NoLease)
 	return s.create(ctx, "create network "+n.Name, n.ID, NoLease, claims, nil, []Op{rec})

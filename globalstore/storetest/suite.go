@@ -238,6 +238,10 @@ func networkNames(t *testing.T, c Cluster) {
 	if err := sts[loser].CreateNetwork(ctx, globalstore.Network{ID: "nidy", Name: "red"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := sts[0].CreateNetwork(ctx, globalstore.Network{ID: "nidq", Name: "green",
+		Claims: []globalstore.Claim{globalstore.Address("nidy", netip.MustParseAddr("10.0.0.1"))}}); !types.IsBadRequest(err) {
+		t.Fatalf("a network claiming another network's address: want BadRequest, got %v", err)
+	}
 	if _, err := sts[0].Network(ctx, "nope"); !types.IsNotFound(err) {
 		t.Fatalf("unknown network: want NotFound, got %v", err)
 	}

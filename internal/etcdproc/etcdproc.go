@@ -23,6 +23,9 @@ const DefaultBinary = "/opt/opencnm/etcd-server/usr/bin/etcd"
 // Binary finds the etcd binary: $OPENCNM_ETCD, DefaultBinary, or etcd on PATH.
 func Binary() (string, error) {
 	if p := os.Getenv("OPENCNM_ETCD"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("OPENCNM_ETCD: %w", err)
+		}
 		return p, nil
 	}
 	if _, err := os.Stat(DefaultBinary); err == nil {
