@@ -250,6 +250,13 @@ func MustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	if err != nil {
 		t.Fatalf("%s %s: %v", proto, addr, err)
 	}
+	return answerFrom(t, proto, addr, got, tag)
+}
+
+// answerFrom checks that got, a Serve answer, came from the server tagged
+// tag and returns the peer address that server saw, without the port.
+func answerFrom(t *testing.T, proto, addr, got, tag string) string {
+	t.Helper()
 	f := strings.Fields(got)
 	if len(f) != 2 || f[0] != tag {
 		t.Fatalf("%s %s: got %q, want an answer from %s", proto, addr, got, tag)

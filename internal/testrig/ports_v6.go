@@ -3,7 +3,6 @@ package testrig
 import (
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,12 +74,7 @@ func FetchSoon(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	for {
 		got, err := FetchWithin(ns, proto, addr, 2*time.Second)
 		if err == nil {
-			f := strings.Fields(got)
-			if len(f) != 2 || f[0] != tag {
-				t.Fatalf("%s %s: got %q, want an answer from %s", proto, addr, got, tag)
-			}
-			host, _, _ := net.SplitHostPort(f[1])
-			return host
+			return answerFrom(t, proto, addr, got, tag)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s %s: no answer from %s within 10 s: %v", proto, addr, tag, err)

@@ -53,7 +53,7 @@ func (s *VethSetup) CheckNotJoined(t *testing.T) {
 	if eps := s.Sandbox.Endpoints(); len(eps) != 0 {
 		t.Fatalf("sandbox lists endpoints: %v", eps)
 	}
-	if pe := s.Plugin.Ep(s.Endpoint.ID()); pe == nil || !s.Plugin.HostHas(pe.Peer) {
+	if pe := s.Plugin.Endpoint(s.Endpoint.ID()); pe == nil || !s.Plugin.HostHas(pe.Peer) {
 		t.Fatalf("container end of the plugin's veth not back in the host: %+v", pe)
 	}
 }

@@ -91,11 +91,13 @@ type VethPlugin struct {
 	calls       []string                  // "Method" or "Method <endpoint ID>"
 	NetGateways map[string]string         // network ID -> gateway IP from CreateNetwork
 	Pools       map[string]string         // network ID -> pool from CreateNetwork
-	eps         map[string]*pluginEP
+	eps         map[string]*PluginEndpoint
 	sawLink     map[string]bool // "Leave <eid>"/"DeleteEndpoint <eid>" -> container end was in the host namespace
 }
 
-type pluginEP struct{ Host, Peer string }
+// PluginEndpoint is the veth pair VethPlugin made for an endpoint: Host
+// stays in the host namespace, Peer is the end the controller moves.
+type PluginEndpoint struct{ Host, Peer string }
 
 func NewVethPlugin(t *testing.T, host *testutil.HostNS) *VethPlugin {
 	t.Helper()
@@ -112,7 +114,7 @@ func NewVethPlugin(t *testing.T, host *testutil.HostNS) *VethPlugin {
 			{Destination: "10.98.0.0/24", RouteType: 1},
 		},
 		NetGateways: map[string]string{}, Pools: map[string]string{},
-		eps: map[string]*pluginEP{}, sawLink: map[string]bool{},
+		eps: map[string]*PluginEndpoint{}, sawLink: map[string]bool{},
 	}
 }
 
@@ -152,7 +154,7 @@ func (p *VethPlugin) CallList() []string {
 	return slices.Clone(p.calls)
 }
 
-func (p *VethPlugin) Ep(eid string) *pluginEP {
+func (p *VethPlugin) Endpoint(eid string) *PluginEndpoint {
 	p.Mu.Lock()
 	defer p.Mu.Unlock()
 	return p.eps[eid]
@@ -215,10 +217,10 @@ func (p *VethPlugin) CreateEndpoint(r *network.CreateEndpointRequest) (*network.
 	if err := p.enter("CreateEndpoint", r.EndpointID); err != nil {
 		return nil, err
 	}
-	if p.Ep(r.EndpointID) != nil {
+	if p.Endpoint(r.EndpointID) != nil {
 		return nil, fmt.Errorf("endpoint %s exists", r.EndpointID)
 	}
-	e := &pluginEP{Host: "rh" + r.EndpointID[:8], Peer: "rc" + r.EndpointID[:8]}
+	e := &PluginEndpoint{Host: "rh" + r.EndpointID[:8], Peer: "rc" + r.EndpointID[:8]}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.Host}, PeerName: e.Peer}
 	if err := p.nl.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("creating veth %s: %w", e.Host, err)
@@ -265,7 +267,7 @@ func (p *VethPlugin) EndpointInfo(r *network.InfoRequest) (*network.InfoResponse
 	if err := p.enter("EndpointOperInfo", r.EndpointID); err != nil {
 		return nil, err
 	}
-	e := p.Ep(r.EndpointID)
+	e := p.Endpoint(r.EndpointID)
 	if e == nil {
 		return nil, fmt.Errorf("no endpoint %s", r.EndpointID)
 	}
@@ -276,7 +278,7 @@ func (p *VethPlugin) Join(r *network.JoinRequest) (*network.JoinResponse, error)
 	if err := p.enter("Join", r.EndpointID); err != nil {
 		return nil, err
 	}
-	e := p.Ep(r.EndpointID)
+	e := p.Endpoint(r.EndpointID)
 	if e == nil {
 		return nil, fmt.Errorf("no endpoint %s", r.EndpointID)
 	}
@@ -300,7 +302,7 @@ func (p *VethPlugin) Leave(r *network.LeaveRequest) error {
 	if err := p.enter("Leave", r.EndpointID); err != nil {
 		return err
 	}
-	if e := p.Ep(r.EndpointID); e != nil {
+	if e := p.Endpoint(r.EndpointID); e != nil {
 		found := p.HostHas(e.Peer)
 		p.Mu.Lock()
 		p.sawLink["Leave "+r.EndpointID] = found

@@ -93,7 +93,7 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	// Back again: the same controller's calls reach it.
 	testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
 	more := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
-	if p.Ep(more.ID()) == nil {
+	if p.Endpoint(more.ID()) == nil {
 		t.Fatalf("CreateEndpoint did not reach the plugin: %v", p.CallList())
 	}
 	sb2 := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c2"))
@@ -110,8 +110,8 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 		t.Fatalf("Leave: %v, plugin calls %v", err, p.CallList())
 	}
 	for _, e := range []*libnetwork.Endpoint{ep, idle2, more} {
-		if err := e.Delete(false); err != nil || p.Ep(e.ID()) != nil {
-			t.Fatalf("Delete of %s: %v; plugin still has it: %v", e.Name(), err, p.Ep(e.ID()) != nil)
+		if err := e.Delete(false); err != nil || p.Endpoint(e.ID()) != nil {
+			t.Fatalf("Delete of %s: %v; plugin still has it: %v", e.Name(), err, p.Endpoint(e.ID()) != nil)
 		}
 	}
 	if err := n2.Delete(); err != nil || p.Count("DeleteNetwork "+n.ID()) != 1 {

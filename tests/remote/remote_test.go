@@ -47,7 +47,7 @@ func remoteLifecycle(t *testing.T, c *libnetwork.Controller, hostNL *netlink.Han
 	}
 
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep1"))
-	pe := p.Ep(ep.ID())
+	pe := p.Endpoint(ep.ID())
 	if pe == nil || !p.HostHas(pe.Host) || !p.HostHas(pe.Peer) {
 		t.Fatalf("plugin did not make its veth: %+v", pe)
 	}
@@ -128,7 +128,7 @@ func remoteLifecycle(t *testing.T, c *libnetwork.Controller, hostNL *netlink.Han
 	// Deleting a sandbox with a joined remote endpoint also hands the link
 	// back: the plugin, not the dying namespace, owns it.
 	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2"))
-	pe2 := p.Ep(ep2.ID())
+	pe2 := p.Endpoint(ep2.ID())
 	if err := ep2.Join(sb); err != nil {
 		t.Fatal(err)
 	}
