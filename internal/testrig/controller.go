@@ -1,6 +1,7 @@
 package testrig
 
 import (
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -25,6 +27,21 @@ func NewController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 	t.Helper()
 	c, _ := NewPrivController(t, opts...)
 	return c
+}
+
+// NewUnitController returns a controller for unit tests over drivers the
+// test registers (WithFake): it starts without the built-in network
+// drivers, on a memory store, and so needs no root. As root it runs in a
+// throwaway host namespace, so nothing it does reaches the machine's;
+// without root it runs in the process's own, where a controller makes
+// nothing in the kernel and claims nothing.
+func NewUnitController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
+	t.Helper()
+	base := []config.Option{knobs.Set(knobs.NoBuiltinDrivers, true), knobs.WithStore(store.NewMemory())}
+	if os.Geteuid() == 0 {
+		base = append(base, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
+	}
+	return start(t, append(base, opts...))
 }
 
 // NewPrivController is NewController for tests that look at the kernel:
