@@ -33,7 +33,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	}()
 
 	c.mu.Lock()
-	gw := sb.gwEP
+	gw := sb.gw.ep
 	var oper []types.PortBinding
 	if gw != nil {
 		oper = slices.Clone(gw.operPorts)
@@ -46,7 +46,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 		if reattachDNS != nil {
 			reattachDNS()
 		}
-		_ = sb.updateGatewayPorts(oper)
+		_ = sb.gw.updatePorts(oper)
 		_ = sb.updateResolver(nil, ipv6)
 	})
 	if gw != nil {
@@ -54,7 +54,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 		_ = old.UnsetGateway()
 		_ = old.UnsetGatewayIPv6()
 		c.mu.Lock()
-		sb.gwEP = nil
+		sb.gw.ep = nil
 		c.mu.Unlock()
 	}
 	// The resolver's sockets and redirect are in old; the new namespace
@@ -91,13 +91,13 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 		sb.osSbox = old
 		c.mu.Unlock()
 	})
-	if err := sb.updateGatewayPorts(oper); err != nil {
+	if err := sb.gw.updatePorts(oper); err != nil {
 		return err
 	}
 	undo.PushFunc(func() {
 		c.mu.Lock()
-		g := sb.gwEP
-		sb.gwEP = nil
+		g := sb.gw.ep
+		sb.gw.ep = nil
 		c.mu.Unlock()
 		if g != nil {
 			revokeExternal(g)
@@ -108,7 +108,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	}
 	undo.PushFunc(func() { sb.dns.Stop(sandboxdns.OS(s), true) })
 
-	sb.recordOperPorts()
+	sb.gw.recordOperPorts()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
 	for _, ep := range eps {
 		recs = append(recs, c.recEndpoint(ep, stateReady))
