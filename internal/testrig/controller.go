@@ -17,12 +17,13 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// NewController returns a controller in a throwaway host namespace with
-// its state under t.TempDir(), for tests that need nothing of the kernel
-// but a controller (null and fake drivers, sandboxes with external keys).
-// It needs root all the same: libnetwork.New starts the built-in bridge
-// driver, which opens netlink in the host namespace. Without root it
-// skips (fails under CI=true), as every privileged test does.
+// NewController returns a controller with the built-in drivers in a
+// throwaway host namespace with its state under t.TempDir(), for tests
+// that need nothing of the kernel but those drivers (null and host
+// networks, sandboxes with external keys); over the fake driver alone,
+// NewUnitController. It needs root: libnetwork.New starts the built-in
+// bridge driver, which opens netlink in the host namespace. Without root
+// it skips (fails under CI=true), as every privileged test does.
 func NewController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 	t.Helper()
 	c, _ := NewPrivController(t, opts...)
