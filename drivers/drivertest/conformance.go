@@ -24,6 +24,14 @@ type Suite struct {
 	// allocated for endpoint eid (addresses from the network's pool), for
 	// drivers that need an address; each eid gets its own.
 	Interface func(nid, eid string) driverapi.Interface
+	// Objects, required of a driver with GarbageCollector or
+	// NetworkAbandoner, returns the names of the objects outside its
+	// memory (links, rules) that d holds for network nid or endpoint eid:
+	// what collecting or abandoning must remove.
+	Objects func(t *testing.T, d driverapi.Driver, nid, eid string) []string
+	// Nodes, required of a Discoverer, returns the addresses of the nodes
+	// d was told of and not told are gone.
+	Nodes func(t *testing.T, d driverapi.Driver) []string
 }
 
 // iface is the CreateEndpoint interface of eid: the Suite's allocation,
