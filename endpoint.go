@@ -86,11 +86,7 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 
 	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 	undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(n.epNames, name)

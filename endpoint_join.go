@@ -57,11 +57,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
 	ok := false
-	defer func() {
-		if !ok {
-			j.undo.Run()
-		}
-	}()
+	defer j.undo.Unless(&ok)
 	j.undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.sandboxID = ""

@@ -94,11 +94,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
 	ok := false
-	defer func() {
-		if !ok {
-			cr.undo.Run()
-		}
-	}()
+	defer cr.undo.Unless(&ok)
 	cr.undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(c.netNames, n.name)

@@ -28,11 +28,7 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	n.scope = n.driver.scope()
 	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 	if !n.special() {
 		ipamAbsent, err := n.restoreIPAM(r, &undo)
 		if err != nil {
@@ -114,11 +110,7 @@ func (c *Controller) restoreEndpoint(r records.Endpoint, joined bool) (*Endpoint
 	}
 	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 	if err := ep.reserveRecordedAddresses(r, &undo); err != nil {
 		return nil, err
 	}

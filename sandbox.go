@@ -82,11 +82,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 		}
 	}()
 	var undo undo.Stack
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 
 	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		return nil, err
@@ -274,7 +270,7 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	}
 	var undo undo.Stack
 	ok := false
-	defer func() { _ = undo.Unless(&ok) }()
+	defer undo.Unless(&ok)
 	undo.Push(s.Destroy)
 	for _, ep := range eps {
 		// Pushed first: depopulate also removes what a failed populate left.

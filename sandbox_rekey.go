@@ -25,11 +25,7 @@ import (
 func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	r := &rekeying{sb: sb, old: old, path: path, eps: eps}
 	ok := false
-	defer func() {
-		if !ok {
-			r.undo.Run()
-		}
-	}()
+	defer r.undo.Unless(&ok)
 	for _, step := range []func() error{r.leaveOld, r.enterNew, r.serve, r.record} {
 		if err := step(); err != nil {
 			return err
