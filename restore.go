@@ -78,7 +78,7 @@ func (a *restoreApply) run(p restoreplan.Plan) {
 		a.sandbox(s)
 	}
 	for _, ep := range a.settle {
-		a.errs = append(a.errs, a.c.commit(a.c.recEndpoint(ep, stateReady)))
+		a.errs = append(a.errs, a.c.commit(a.c.recEndpoint(ep, records.Ready)))
 	}
 	// Gateways publishing anew go after every sandbox: every host port a
 	// record claims is held again by then, so none is chosen twice.
@@ -101,7 +101,7 @@ func (a *restoreApply) network(s restoreplan.NetworkStep) {
 		if s.Action == restoreplan.NetworkAbandon {
 			err = c.abandonNetwork(a.drivers[r.Type].e, r)
 		}
-		err = errors.Join(err, c.commit(recDelete(kindNetwork, r.ID)))
+		err = errors.Join(err, c.commit(recDelete(records.KindNetwork, r.ID)))
 		c.logRestore("abandoned a network whose create never finished", err, "network", r.ID, "name", r.Name)
 		a.errs = append(a.errs, err)
 		return
@@ -124,7 +124,7 @@ func (a *restoreApply) endpoint(s restoreplan.EndpointStep) {
 	err := s.Err
 	switch s.Action {
 	case restoreplan.EndpointDrop:
-		err = c.commit(recDelete(kindEndpoint, r.ID))
+		err = c.commit(recDelete(records.KindEndpoint, r.ID))
 	case restoreplan.EndpointKeep, restoreplan.EndpointRollBack, restoreplan.EndpointRollForward, restoreplan.EndpointDelete:
 		ep, err = c.restoreEndpoint(r, s.Joined)
 	}

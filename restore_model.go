@@ -29,7 +29,7 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	var undo undo.Stack
 	ok := false
 	defer undo.Unless(&ok)
-	if !n.special() {
+	if !n.addressLess() {
 		ipamAbsent, err := n.restoreIPAM(r, &undo)
 		if err != nil {
 			return err
@@ -102,7 +102,7 @@ func (c *Controller) restoreEndpoint(r records.Endpoint, joined bool) (*Endpoint
 	n := c.networks[r.NetworkID]
 	c.mu.Unlock()
 	if n == nil {
-		return nil, c.commit(recDelete(kindEndpoint, r.ID))
+		return nil, c.commit(recDelete(records.KindEndpoint, r.ID))
 	}
 	ep, err := endpointFromRecord(n, r)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
@@ -153,7 +154,7 @@ func (r *rekeying) record() error {
 	sb.gw.recordOperPorts()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
 	for _, ep := range r.eps {
-		recs = append(recs, c.recEndpoint(ep, stateReady))
+		recs = append(recs, c.recEndpoint(ep, records.Ready))
 	}
 	return c.commit(recs...)
 }
