@@ -65,12 +65,15 @@ type restoreApply struct {
 	publish []*Sandbox
 	// orphans: endpoints whose sandbox does not come back, deleted last.
 	orphans []*Endpoint
+	// failedNets: networks the plan kept that did not come back.
+	failedNets map[string]bool
 }
 
 func (a *restoreApply) run(p restoreplan.Plan) {
 	for _, s := range p.Networks {
 		a.network(s)
 	}
+	p.NetworksFailed(a.failedNets)
 	for _, s := range p.Endpoints {
 		a.endpoint(s)
 	}
@@ -116,6 +119,17 @@ func (a *restoreApply) network(s restoreplan.NetworkStep) {
 		c.logRestore("network not restored", err, "network", r.ID, "name", r.Name)
 		a.errs = append(a.errs, types.Wrapf(err, "restoring network %s", r.Name))
 	}
+	// A network kept with only its driver's absence reported is
+	// registered: failed is what the model lacks.
+	c.mu.Lock()
+	failed := s.Action != restoreplan.NetworkSkip && c.networks[r.ID] == nil
+	c.mu.Unlock()
+	if failed {
+		if a.failedNets == nil {
+			a.failedNets = map[string]bool{}
+		}
+		a.failedNets[r.ID] = true
+	}
 }
 
 func (a *restoreApply) endpoint(s restoreplan.EndpointStep) {
@@ -123,6 +137,8 @@ func (a *restoreApply) endpoint(s restoreplan.EndpointStep) {
 	var ep *Endpoint
 	err := s.Err
 	switch s.Action {
+	case restoreplan.EndpointWait:
+		return
 	case restoreplan.EndpointDrop:
 		err = c.commit(recDelete(records.KindEndpoint, r.ID))
 	case restoreplan.EndpointKeep, restoreplan.EndpointRollBack, restoreplan.EndpointRollForward, restoreplan.EndpointDelete:
