@@ -16,13 +16,17 @@ import (
 // store under DataDir and come back when the next controller starts, so a
 // runtime looks its networks up before it makes them. Namespace keys and
 // the sandboxes' hosts and resolv.conf live under ExecRoot (a tmpfs, such
-// as /run). New needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
+// as /run). A runtime restarting while containers run names their
+// sandboxes with config.OptionActiveSandboxes, so they are kept as they
+// are. New needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
 func ExampleNew() {
 	c, err := libnetwork.New(
 		config.OptionDataDir("/var/lib/myruntime/network"),
 		config.OptionExecRoot("/run/myruntime/network"),
+		// The bridge driver's switches (dockerd's --ip-forward,
+		// --iptables, --ip6tables); these are the defaults.
 		config.OptionDriverConfig("bridge", map[string]any{
-			netlabel.GenericData: options.Generic{"EnableIPForwarding": true, "EnableIPTables": true},
+			netlabel.GenericData: options.Generic{"EnableIPForwarding": true, "EnableIPTables": true, "EnableIP6Tables": true},
 		}),
 		config.OptionLogger(slog.Default()),
 	)
