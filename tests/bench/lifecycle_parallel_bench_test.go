@@ -33,17 +33,23 @@ func benchParallelLifecycle(b *testing.B, workers int) {
 		}
 		ctl, floor, ratio = append(ctl, c), append(floor, f), append(ratio, c/f)
 	}
-	fmt.Printf("\nparallel container lifecycle, N=%d, %d workers on one bridge network: %.0f containers/s, floor (bare netlink) %.0f containers/s, %.2f of the floor\n",
+	b.Logf("N=%d, %d workers on one bridge network: %.0f containers/s, floor (bare netlink) %.0f containers/s, %.2f of the floor",
 		n, workers, median(ctl), median(floor), median(ratio))
 	b.ReportMetric(median(ctl), "containers/s")
 	b.ReportMetric(median(floor), "floor-containers/s")
 	b.ReportMetric(median(ratio), "of-floor")
 }
 
+// median is the middle of xs, the mean of the middle two for an even
+// count (of two runs in opposite orders, neither order's alone).
 func median(xs []float64) float64 {
 	c := slices.Clone(xs)
 	slices.Sort(c)
-	return c[len(c)/2]
+	m := len(c) / 2
+	if len(c)%2 == 0 {
+		return (c[m-1] + c[m]) / 2
+	}
+	return c[m]
 }
 
 // parallelController returns the controller's containers per second.
