@@ -28,6 +28,9 @@ func TestExamplesRun(t *testing.T) {
 		return
 	}
 	testutil.RequireRoot(t)
+	// The child shares nothing with the other tests (its own namespaces,
+	// its own /run and /var/lib), so it runs beside them.
+	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
