@@ -6,9 +6,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/firewall"
-	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/knobs"
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -35,12 +36,6 @@ type Repairs struct {
 
 // Empty reports whether nothing was repaired.
 func (r Repairs) Empty() bool { return r.Firewall.Empty() && len(r.DNSRedirects) == 0 }
-
-// firewallRepairer is a driver that keeps firewall rules of its own
-// (the bridge driver).
-type firewallRepairer interface {
-	RepairFirewall() (firewall.Repairs, error)
-}
 
 // RepairFirewall checks, now, that the rules the controller installed are
 // in the kernel and puts back what another tool removed: the host
@@ -74,7 +69,7 @@ func (c *Controller) RepairFirewall() (_ Repairs, err error) {
 }
 
 // firewallRepairers returns the registered drivers that keep rules.
-func (r *registry) firewallRepairers() []firewallRepairer {
+func (r *registry) firewallRepairers() []driverapi.FirewallRepairer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	names := make([]string, 0, len(r.drivers))
@@ -82,9 +77,9 @@ func (r *registry) firewallRepairers() []firewallRepairer {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	var out []firewallRepairer
+	var out []driverapi.FirewallRepairer
 	for _, name := range names {
-		if fr, ok := r.drivers[name].d.(firewallRepairer); ok {
+		if fr, ok := r.drivers[name].Driver.(driverapi.FirewallRepairer); ok {
 			out = append(out, fr)
 		}
 	}
@@ -97,7 +92,7 @@ func (c *Controller) repairDNSRedirects(trigger string) ([]string, error) {
 	var fixed []string
 	var errs []error
 	for _, sb := range c.Sandboxes() {
-		ok, err := sb.repairDNSRedirect()
+		ok, err := repairDNSRedirect(sb)
 		if err != nil {
 			c.cfg.Logger.Warn("dns redirect repair failed", "trigger", trigger, "sandbox", sb.id, "err", err)
 			errs = append(errs, err)
@@ -110,12 +105,10 @@ func (c *Controller) repairDNSRedirects(trigger string) ([]string, error) {
 	return fixed, errors.Join(errs...)
 }
 
-// repairDNSRedirect sets the sandbox's redirect again if its namespace
-// should hold one (the ports are known: a resolver runs, or ran and
-// keeps its ports for the next start) and it is not whole. A sandbox
-// busy with a join, leave or delete is skipped: that operation owns the
-// redirect, and the next check comes soon.
-func (sb *Sandbox) repairDNSRedirect() (repaired bool, err error) {
+// repairDNSRedirect has sb's DNS repair its namespace's redirect. A
+// sandbox busy with a join, leave or delete is skipped: that operation
+// owns the redirect, and the next check comes soon.
+func repairDNSRedirect(sb *Sandbox) (repaired bool, err error) {
 	if !sb.opMu.TryLock() {
 		return false, nil
 	}
@@ -124,19 +117,10 @@ func (sb *Sandbox) repairDNSRedirect() (repaired bool, err error) {
 	c.mu.Lock()
 	s, deleting := sb.osSbox, sb.deleting
 	c.mu.Unlock()
-	st := &sb.dns
-	if s == nil || deleting || sb.hostMode() || sb.cfg.useDefaultSandbox || st.prep != nil || st.rulePorts[0] == 0 || st.rulePorts[1] == 0 {
+	if deleting {
 		return false, nil
 	}
-	p := dnsnat.Ports{UDP: uint16(st.rulePorts[0]), TCP: uint16(st.rulePorts[1])}
-	intact, err := dnsnat.Intact(s.NS(), p)
-	if err != nil || intact {
-		return false, err
-	}
-	if err := dnsnat.Set(s.NS(), embeddedAddr, p); err != nil {
-		return false, types.Wrapf(err, "repairing dns redirect of sandbox %s", sb.id[:12])
-	}
-	return true, nil
+	return sb.dns.Repair(sandboxdns.OS(s))
 }
 
 // repairLoop checks the sandboxes' DNS redirects every interval until

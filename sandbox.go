@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -25,8 +27,8 @@ type Sandbox struct {
 	// opMu serialises this sandbox's slow operations (join, leave, delete,
 	// SetKey, Refresh); it is taken before ctrl.mu, never after.
 	opMu sync.Mutex
-	cfg  sandboxConfig // replaced only by Refresh, under opMu
-	dns  dnsState      // hosts and resolv.conf; under opMu
+	cfg  sandboxConfig  // replaced only by Refresh, under opMu
+	dns  sandboxdns.DNS // hosts, resolv.conf and resolver; under opMu
 
 	osSbox    *osl.Sandbox                 // guarded by ctrl.mu; nil until SetKey for an external key
 	endpoints []*Endpoint                  // joined endpoints in priority order; guarded by ctrl.mu
@@ -78,17 +80,17 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 			c.mu.Unlock()
 		}
 	}()
-	var undo undoStack
+	var undo undo.Stack
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 
-	if err := sb.setupDNSFiles(); err != nil {
+	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		return nil, err
 	}
-	undo.push(sb.removeDNSFiles)
+	undo.PushFunc(sb.dns.Remove)
 
 	var osSbox *osl.Sandbox
 	switch {
@@ -102,7 +104,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)
 	}
 	if osSbox != nil {
-		undo.push(func() { sb.releaseOS(osSbox) })
+		undo.PushFunc(func() { sb.releaseOS(osSbox) })
 	}
 	if err := c.commit(c.recSandbox(sb)); err != nil {
 		return nil, err
@@ -223,7 +225,7 @@ func (sb *Sandbox) Delete() (err error) {
 			errs = append(errs, types.Wrapf(err, "removing namespace of sandbox %s", sb.id[:12]))
 		}
 	}
-	sb.removeDNSFiles()
+	sb.dns.Remove()
 	_ = c.commit(recDelete(kindSandbox, sb.id))
 	c.mu.Lock()
 	delete(c.sandboxes, sb.id)
@@ -269,16 +271,13 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
 	}
+	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			for _, ep := range eps {
-				_ = sb.depopulate(s, ep, false)
-			}
-			_ = s.Destroy()
-		}
-	}()
+	defer func() { _ = undo.Unless(&ok) }()
+	undo.Push(s.Destroy)
 	for _, ep := range eps {
+		// Pushed first: depopulate also removes what a failed populate left.
+		undo.Push(func() error { return sb.depopulate(s, ep, false) })
 		if err := sb.populate(s, ep); err != nil {
 			return err
 		}
@@ -287,16 +286,15 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	sb.osSbox = s
 	sb.gwEP = nil
 	c.mu.Unlock()
-	if err := sb.updateGateway(); err != nil {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.osSbox = nil
 		c.mu.Unlock()
+	})
+	if err := sb.updateGateway(); err != nil {
 		return err
 	}
-	if err := sb.updateResolver(nil, sb.dns.ipv6); err != nil {
-		c.mu.Lock()
-		sb.osSbox = nil
-		c.mu.Unlock()
+	if err := sb.updateResolver(nil, sb.dns.IPv6()); err != nil {
 		return err
 	}
 	ok = true
@@ -331,7 +329,7 @@ func (sb *Sandbox) Refresh(opts ...SandboxOption) (err error) {
 		cfg.useDefaultSandbox, cfg.useExternalKey = sb.cfg.useDefaultSandbox, sb.cfg.useExternalKey
 		sb.cfg = cfg
 	}
-	if err := sb.setupDNSFiles(); err != nil {
+	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		errs = append(errs, err)
 	}
 	sb.opMu.Unlock()
