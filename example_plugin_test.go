@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 
 	"github.com/docker/go-plugins-helpers/network"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
-	"github.com/vishvananda/netlink"
 )
 
 // A network driver served as a Docker v1 plugin: its socket p2p.sock in a

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // lifecycleN is how many containers the lifecycle benchmark runs
