@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/drivers/host"
+	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
@@ -60,6 +61,12 @@ func newRegistry(c *Controller) (*registry, error) {
 	for _, note := range br.Notices() {
 		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
 	}
+	mv, err := macvlan.New(c.host)
+	if err != nil {
+		r.close()
+		return nil, types.Wrapf(err, "initialising the macvlan driver")
+	}
+	r.drivers[mv.Type()] = &driverEntry{d: mv, cap: macvlan.Capability(), builtin: true}
 
 	ula, err := c.ulaGlobalID()
 	if err != nil {

@@ -180,6 +180,14 @@ type GarbageCollector interface {
 	CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) error
 }
 
+// SandboxGarbageCollector is implemented by drivers whose tagged kernel
+// objects live inside sandbox namespaces (the macvlan driver's links): it
+// removes, in each namespace of sandboxKeys (the controller's kept
+// sandboxes), those of endpoints not in joinedEndpoints.
+type SandboxGarbageCollector interface {
+	CollectSandboxGarbage(sandboxKeys []string, joinedEndpoints map[string]bool) error
+}
+
 // StateKeeper is implemented by drivers whose networks and endpoints live
 // outside the controller's process and outlast it (a plugin keeps them).
 // When KeepsState is true, a restarted controller takes them back from its

@@ -1,0 +1,303 @@
+package macvlan
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+
+	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/names"
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Join makes the endpoint's macvlan link on the network's parent.
+//
+// With a SandboxKey the link is created directly inside that namespace,
+// named req.IfaceName("eth"), with the endpoint's MAC and the network's
+// MTU (the parent's when none was given): one netlink request from the
+// host namespace, so the lower device is found there and the link is born
+// in the sandbox. Without one (a sandbox whose key is set later) it is
+// made in the host namespace and SrcName tells the sandbox to move it in.
+// The sandbox gives it its addresses, brings it up and sets the routes:
+// the gateway is the network's IPAM gateway (the LAN's router), none on an
+// internal network.
+func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) {
+	what := "joining macvlan endpoint " + req.EndpointID
+	if err := noPublishedPorts(what, req.Options); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	n, ep, err := d.endpointLocked(req.NetworkID, req.EndpointID)
+	if err == nil {
+		switch {
+		case ep.busy:
+			err = types.ForbiddenErrorf("%s: a join or leave is in progress", what)
+		case ep.ifIndex != 0:
+			err = types.ForbiddenErrorf("%s: it is joined already", what)
+		case n.cfg.Mode == ModePassthru && n.joinedLocked() > 0:
+			err = types.ForbiddenErrorf("%s: parent %s already has its one passthru macvlan", what, n.cfg.Parent)
+		case n.deleting:
+			err = types.ForbiddenErrorf("%s: network %s is being deleted", what, n.cfg.ID)
+		}
+	}
+	if err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
+	ep.busy = true
+	c, parent, mac := n.cfg, n.parentIndex, ep.mac
+	d.mu.Unlock()
+
+	key, index, res, err := d.attach(c, parent, mac, req)
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ep.busy = false
+	if err != nil {
+		return nil, err
+	}
+	ep.sboxKey, ep.ifIndex = key, index
+	return res, nil
+}
+
+// joinedLocked counts the network's joined endpoints, joins in flight
+// included. Caller holds d.mu.
+func (n *network) joinedLocked() int {
+	k := 0
+	for _, ep := range n.endpoints {
+		if ep.ifIndex != 0 || ep.busy {
+			k++
+		}
+	}
+	return k
+}
+
+// attach does Join's kernel work, undoing all of it on failure. It
+// returns where the link is (the sandbox key, "" for the host) and its
+// ifindex there.
+func (d *Driver) attach(c *networkConfig, parent int, mac []byte, req driverapi.JoinRequest) (key string, index int, _ *driverapi.JoinResult, err error) {
+	what := "joining macvlan endpoint " + req.EndpointID
+	attrs := netlink.NewLinkAttrs()
+	attrs.ParentIndex = parent
+	attrs.MTU = c.Mtu
+	if c.Mode != ModePassthru {
+		// A passthru macvlan takes its parent's MAC whatever it is given.
+		attrs.HardwareAddr = mac
+	}
+	res := &driverapi.JoinResult{}
+	var nl *netlink.Handle // where the link is; nil: the host's d.nl
+	if req.SandboxKey != "" {
+		sb, err := netnsutil.Open(req.SandboxKey)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return "", 0, nil, types.NotFoundErrorf("%s: sandbox namespace %s not found", what, req.SandboxKey)
+			}
+			return "", 0, nil, types.InternalErrorf("%s: %w", what, err)
+		}
+		defer sb.Close()
+		if nl, err = netlink.NewHandleAt(sb.Handle()); err != nil {
+			return "", 0, nil, types.InternalErrorf("%s: netlink handle in %s: %w", what, req.SandboxKey, err)
+		}
+		defer nl.Close()
+		attrs.Name = containerIfacePrefix + "0"
+		if req.IfaceName != nil {
+			attrs.Name = req.IfaceName(containerIfacePrefix)
+		}
+		if err := names.Iface(attrs.Name); err != nil {
+			return "", 0, nil, types.Wrapf(err, "%s", what)
+		}
+		attrs.Namespace = netlink.NsFd(sb.Fd())
+		res.DstName = attrs.Name
+		key = req.SandboxKey
+	} else {
+		attrs.Name = "mv" + randomHex(6)
+		res.SrcName, res.DstPrefix = attrs.Name, containerIfacePrefix
+	}
+	if err := d.nl.LinkAdd(&netlink.Macvlan{LinkAttrs: attrs, Mode: c.mode()}); err != nil {
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			return "", 0, nil, types.ForbiddenErrorf("%s: interface %s exists already: %w", what, attrs.Name, err)
+		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENOENT):
+			return "", 0, nil, types.NotFoundErrorf("%s: parent of network %s is gone: %w", what, c.ID, err)
+		case errors.Is(err, unix.EBUSY):
+			return "", 0, nil, types.ForbiddenErrorf("%s: parent of network %s is busy (a passthru macvlan, or one of another mode, is on it): %w", what, c.ID, err)
+		}
+		return "", 0, nil, types.InternalErrorf("%s: creating macvlan %s: %w", what, attrs.Name, err)
+	}
+	var l netlink.Link
+	if nl != nil {
+		l, err = nl.LinkByName(attrs.Name)
+	} else {
+		l, err = d.nl.LinkByName(attrs.Name)
+	}
+	if err != nil {
+		// Unreadable, it cannot be addressed; it still has no tag, so the
+		// sandbox's clean-up of untagged links removes it.
+		return "", 0, nil, types.InternalErrorf("%s: reading back macvlan %s: %w", what, attrs.Name, err)
+	}
+	del := func() error { return ignoreGone(d.linkDel(nl, l)) }
+	if err := d.linkSetAlias(nl, l, endpointTag(req.EndpointID)); err != nil {
+		return "", 0, nil, errors.Join(types.InternalErrorf("%s: tagging macvlan %s: %w", what, attrs.Name, err), del())
+	}
+	if !c.Internal {
+		if c.EnableIPv4 {
+			res.Gateway = types.GetIPCopy(c.Gateway4)
+		}
+		if c.EnableIPv6 {
+			res.GatewayIPv6 = types.GetIPCopy(c.Gateway6)
+		}
+	}
+	return key, l.Attrs().Index, res, nil
+}
+
+func (d *Driver) linkDel(nl *netlink.Handle, l netlink.Link) error {
+	if nl != nil {
+		return nl.LinkDel(l)
+	}
+	return d.nl.LinkDel(l)
+}
+
+func (d *Driver) linkSetAlias(nl *netlink.Handle, l netlink.Link, alias string) error {
+	if nl != nil {
+		return nl.LinkSetAlias(l, alias)
+	}
+	return d.nl.LinkSetAlias(l, alias)
+}
+
+// Leave deletes the endpoint's macvlan link wherever it is: in its
+// sandbox (the sandbox has already taken it out of service), or in the
+// host namespace when the sandbox moved it back there. An unknown network
+// or endpoint, one not joined, or a link already gone (its sandbox
+// destroyed, its parent deleted) all mean there is nothing to do: nil.
+func (d *Driver) Leave(nid, eid string) error {
+	d.mu.Lock()
+	n := d.networks[nid]
+	var ep *endpoint
+	if n != nil {
+		ep = n.endpoints[eid]
+	}
+	if ep == nil || ep.ifIndex == 0 && !ep.busy {
+		d.mu.Unlock()
+		return nil
+	}
+	if ep.busy {
+		d.mu.Unlock()
+		return types.ForbiddenErrorf("leaving macvlan endpoint %s: a join or leave is in progress", eid)
+	}
+	ep.busy = true
+	key, index := ep.sboxKey, ep.ifIndex
+	d.mu.Unlock()
+
+	err := d.removeLink(key, index, eid)
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ep.busy = false
+	if err != nil {
+		return types.InternalErrorf("leaving macvlan endpoint %s: %w", eid, err)
+	}
+	ep.sboxKey, ep.ifIndex = "", 0
+	return nil
+}
+
+// removeLink deletes endpoint eid's macvlan at index in the namespace at
+// key ("": the host's), if it is still there and still carries eid's tag.
+// A link the sandbox moved back to the host may have a new ifindex there,
+// so the host is searched by tag when the index does not match.
+func (d *Driver) removeLink(key string, index int, eid string) error {
+	if key != "" {
+		ns, err := netnsutil.Open(key)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // the namespace went, and its links with it
+		}
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		h, err := netlink.NewHandleAt(ns.Handle())
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		l, err := h.LinkByIndex(index)
+		if err == nil && isOurs(l, eid) {
+			return ignoreGone(h.LinkDel(l))
+		}
+		if err != nil && !isLinkNotFound(err) {
+			return err
+		}
+		// Not in the sandbox under its index: the sandbox moved it out.
+	}
+	if l, err := d.nl.LinkByIndex(index); err == nil && isOurs(l, eid) {
+		return ignoreGone(d.nl.LinkDel(l))
+	}
+	links, err := d.nl.LinkList()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if isOurs(l, eid) {
+			return ignoreGone(d.nl.LinkDel(l))
+		}
+	}
+	return nil
+}
+
+// isOurs reports whether l is the macvlan link of endpoint eid.
+func isOurs(l netlink.Link, eid string) bool {
+	_, ok := l.(*netlink.Macvlan)
+	return ok && l.Attrs().Alias == endpointTag(eid)
+}
+
+// RestoreJoin takes back a join made before a controller restart: it finds
+// the endpoint's macvlan by name in the sandbox (or by tag in the host
+// namespace) and records it, touching nothing.
+func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult) error {
+	what := "restoring macvlan endpoint " + req.EndpointID
+	d.mu.Lock()
+	_, ep, err := d.endpointLocked(req.NetworkID, req.EndpointID)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	key, index := "", 0
+	if req.SandboxKey != "" && res.DstName != "" {
+		ns, err := netnsutil.Open(req.SandboxKey)
+		if err != nil {
+			return types.NotFoundErrorf("%s: sandbox namespace %s: %w", what, req.SandboxKey, err)
+		}
+		defer ns.Close()
+		h, err := netlink.NewHandleAt(ns.Handle())
+		if err != nil {
+			return types.InternalErrorf("%s: netlink handle in %s: %w", what, req.SandboxKey, err)
+		}
+		defer h.Close()
+		if l, err := h.LinkByName(res.DstName); err == nil && isOurs(l, req.EndpointID) {
+			key, index = req.SandboxKey, l.Attrs().Index
+		}
+	} else if links, err := d.nl.LinkList(); err == nil {
+		for _, l := range links {
+			if isOurs(l, req.EndpointID) {
+				index = l.Attrs().Index
+				break
+			}
+		}
+	}
+	if index == 0 {
+		return types.NotFoundErrorf("%s: its macvlan link is gone", what)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ep.sboxKey, ep.ifIndex = key, index
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b) // never fails on Linux
+	return hex.EncodeToString(b)[:n]
+}
