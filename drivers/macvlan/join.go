@@ -117,7 +117,15 @@ func (d *Driver) attach(c *networkConfig, parent int, mac []byte, req driverapi.
 		attrs.Name = "mv" + randomHex(6)
 		res.SrcName, res.DstPrefix = attrs.Name, containerIfacePrefix
 	}
-	if err := d.nl.LinkAdd(&netlink.Macvlan{LinkAttrs: attrs, Mode: c.mode()}); err != nil {
+	err = d.nl.LinkAdd(&netlink.Macvlan{LinkAttrs: attrs, Mode: c.mode()})
+	if errors.Is(err, unix.EEXIST) && nl != nil {
+		// Most likely the link of a Leave from this sandbox that the
+		// reaper has not deleted yet (a caller that did not rename it):
+		// wait for it, try once more.
+		_ = d.reap.flush()
+		err = d.nl.LinkAdd(&netlink.Macvlan{LinkAttrs: attrs, Mode: c.mode()})
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, unix.EEXIST):
 			return "", 0, nil, types.ForbiddenErrorf("%s: interface %s exists already: %w", what, attrs.Name, err)
@@ -168,11 +176,13 @@ func (d *Driver) linkSetAlias(nl *netlink.Handle, l netlink.Link, alias string) 
 	return d.nl.LinkSetAlias(l, alias)
 }
 
-// Leave deletes the endpoint's macvlan link wherever it is: in its
-// sandbox (the sandbox has already taken it out of service), or in the
-// host namespace when the sandbox moved it back there. An unknown network
-// or endpoint, one not joined, or a link already gone (its sandbox
-// destroyed, its parent deleted) all mean there is nothing to do: nil.
+// Leave hands the endpoint's macvlan link to the reaper, which deletes it
+// within a few tens of ms wherever it is: in its sandbox (which has taken
+// it out of service already, or is being destroyed with it), or in the
+// host namespace when the sandbox moved it back there. A passthru link is
+// deleted at once: the parent takes no other macvlan while it exists. An
+// unknown network or endpoint, one not joined, or a link already gone (its
+// sandbox destroyed, its parent deleted) all mean there is nothing to do.
 func (d *Driver) Leave(nid, eid string) error {
 	d.mu.Lock()
 	n := d.networks[nid]
@@ -189,10 +199,15 @@ func (d *Driver) Leave(nid, eid string) error {
 		return types.ForbiddenErrorf("leaving macvlan endpoint %s: a join or leave is in progress", eid)
 	}
 	ep.busy = true
-	key, index := ep.sboxKey, ep.ifIndex
+	key, index, passthru := ep.sboxKey, ep.ifIndex, n.cfg.Mode == ModePassthru
 	d.mu.Unlock()
 
-	err := d.removeLink(key, index, eid)
+	var err error
+	if passthru {
+		err = d.removeLink(key, index, eid)
+	} else {
+		d.reap.retire(retiredLink{key: key, index: index, eid: eid})
+	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -145,6 +145,9 @@ drained:
 			t.Fatalf("Leave #%d: %v", i+1, err)
 		}
 	}
+	if err := r.d.reap.flush(); err != nil {
+		t.Fatal(err)
+	}
 	if got := macvlans(t, sb.Netlink); len(got) != 0 {
 		t.Fatalf("Leave left the sandbox's macvlan: %v", got)
 	}

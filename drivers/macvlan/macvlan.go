@@ -79,6 +79,8 @@ type Driver struct {
 	// vlan says whether the kernel can make 802.1q links; asked once, at
 	// the first parent that needs it (vlan.go).
 	vlan vlanSupport
+	// reap deletes left endpoints' links in the background (reaper.go).
+	reap *reaper
 
 	// Lock order: mu is a leaf, never held across kernel work. Kernel work
 	// on one network or endpoint is kept exclusive by the state flags
@@ -111,16 +113,19 @@ func New(host *netnsutil.NS) (*Driver, error) {
 }
 
 func newDriver(host *netnsutil.NS, nl hostLinks) *Driver {
-	return &Driver{host: host, nl: nl, networks: map[string]*network{}}
+	d := &Driver{host: host, nl: nl, networks: map[string]*network{}}
+	d.reap = newReaper(func(l retiredLink) error { return d.removeLink(l.key, l.index, l.eid) })
+	return d
 }
 
 // Type returns "macvlan".
 func (d *Driver) Type() string { return NetworkType }
 
-// Close releases the driver's netlink socket. Networks and joined
-// endpoints stay in the kernel: the controller deletes them, or a restart
-// takes them back.
+// Close finishes deleting the links of left endpoints and releases the
+// driver's netlink socket. Networks and joined endpoints stay in the
+// kernel: the controller deletes them, or a restart takes them back.
 func (d *Driver) Close() error {
+	d.reap.close()
 	if d.closeNL != nil {
 		d.closeNL()
 	}

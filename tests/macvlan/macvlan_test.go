@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
@@ -262,17 +263,31 @@ func TestTeardownLeavesNoLink(t *testing.T) {
 	if err := ep.Leave(sb); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range mustLinks(t, h) {
-		if l.Type() == "macvlan" && l.Attrs().Name != "eth1" {
-			t.Fatalf("Leave left macvlan %s in the sandbox", l.Attrs().Name)
+	// The driver deletes a left link in the background, within tens of ms.
+	waitFor(t, "the left endpoint's macvlan to go from the sandbox", func() bool {
+		for _, l := range mustLinks(t, h) {
+			if l.Type() == "macvlan" && l.Attrs().Name != "eth1" {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	teardown(t, r.c)
 	if got := linkNames(t, r.host.Netlink); !slices.Equal(got, host) {
 		t.Fatalf("host links %v, want %v", got, host)
 	}
 	if got := linkNames(t, r.lans[0].Netlink); !slices.Equal(got, lan) {
 		t.Fatalf("LAN links %v, want %v", got, lan)
+	}
+}
+
+// waitFor polls cond for up to 10 s (a generous bound on a loaded machine).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
 
@@ -326,9 +341,14 @@ func TestLiveRestore(t *testing.T) {
 	if err := rep.Leave(rsb); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.LinkByName("eth0"); err == nil {
-		t.Fatal("the restored join's link survived its Leave")
-	}
+	waitFor(t, "the restored join's link to go", func() bool {
+		for _, l := range mustLinks(t, h) {
+			if l.Attrs().Index == eth0.Attrs().Index {
+				return false
+			}
+		}
+		return true
+	})
 	// A new network on the same parent is still refused: the restored one
 	// holds it.
 	if _, err := c.NewNetwork("macvlan", "again", "", netOpts("lan0", 2, nil)...); !types.IsForbidden(err) {
