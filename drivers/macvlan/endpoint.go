@@ -25,10 +25,13 @@ type endpoint struct {
 }
 
 // CreateEndpoint records an endpoint; the link is made at Join. It returns
-// the MAC it chose when the request had none: 02:42 and the IPv4 address
-// (as the bridge, and upstream), random on an IPv6-only network, and on a
-// passthru network the parent's, which the kernel gives the macvlan
-// anyway. Published ports are refused: a macvlan network has no NAT.
+// the MAC it chose when the request had none: a random locally
+// administered one, or on a passthru network the parent's, which the
+// kernel gives the macvlan anyway. Not 02:42 and the IPv4 address, as the
+// bridge: a MAC must be free on the parent when its link comes up, and a
+// link in a namespace being destroyed (a crash's leftovers) holds its MAC
+// until the kernel gets to it, so an address handed on at once would
+// collide. Published ports are refused: a macvlan network has no NAT.
 func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi.Interface, error) {
 	what := "creating macvlan endpoint " + req.EndpointID
 	if req.EndpointID == "" {
@@ -67,13 +70,9 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 		addr: types.GetIPNetCopy(in.Address), addrv6: types.GetIPNetCopy(in.AddressIPv6)}
 	var chosen *driverapi.Interface
 	if ep.mac == nil {
-		switch {
-		case c.Mode == ModePassthru:
+		if c.Mode == ModePassthru {
 			ep.mac = types.GetMacCopy(n.parentMAC)
-		case ep.addr != nil:
-			v4 := ep.addr.IP.To4()
-			ep.mac = net.HardwareAddr{0x02, 0x42, v4[0], v4[1], v4[2], v4[3]}
-		default:
+		} else {
 			ep.mac = macaddr.Random()
 		}
 		chosen = &driverapi.Interface{MacAddress: types.GetMacCopy(ep.mac)}

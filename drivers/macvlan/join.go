@@ -52,6 +52,12 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 	c, parent, mac := n.cfg, n.parentIndex, ep.mac
 	d.mu.Unlock()
 
+	if d.reap.holds(mac.String()) {
+		// A left link with this MAC still up on the parent would make
+		// bringing the new one up fail (EADDRINUSE).
+		_ = d.reap.flush()
+	}
+
 	key, index, res, err := d.attach(c, parent, mac, req)
 
 	d.mu.Lock()
@@ -177,12 +183,15 @@ func (d *Driver) linkSetAlias(nl *netlink.Handle, l netlink.Link, alias string) 
 }
 
 // Leave hands the endpoint's macvlan link to the reaper, which deletes it
-// within a few tens of ms wherever it is: in its sandbox (which has taken
-// it out of service already, or is being destroyed with it), or in the
-// host namespace when the sandbox moved it back there. A passthru link is
-// deleted at once: the parent takes no other macvlan while it exists. An
-// unknown network or endpoint, one not joined, or a link already gone (its
-// sandbox destroyed, its parent deleted) all mean there is nothing to do.
+// within a few tens of ms: in its sandbox (which has taken it out of
+// service already, or is being destroyed: the reaper holds the namespace
+// open until the link is gone, since a link left to the kernel's own
+// namespace clean-up keeps its MAC busy on the parent for a while), or in
+// the host namespace when the sandbox moved it back there. A passthru link
+// is deleted at once: the parent takes no other macvlan while it exists.
+// An unknown network or endpoint, one not joined, or a link already gone
+// (its sandbox destroyed, its parent deleted) all mean there is nothing to
+// do: nil.
 func (d *Driver) Leave(nid, eid string) error {
 	d.mu.Lock()
 	n := d.networks[nid]
@@ -199,14 +208,24 @@ func (d *Driver) Leave(nid, eid string) error {
 		return types.ForbiddenErrorf("leaving macvlan endpoint %s: a join or leave is in progress", eid)
 	}
 	ep.busy = true
-	key, index, passthru := ep.sboxKey, ep.ifIndex, n.cfg.Mode == ModePassthru
+	l := retiredLink{index: ep.ifIndex, eid: eid, mac: ep.mac.String()}
+	key, passthru := ep.sboxKey, n.cfg.Mode == ModePassthru
 	d.mu.Unlock()
 
 	var err error
-	if passthru {
-		err = d.removeLink(key, index, eid)
-	} else {
-		d.reap.retire(retiredLink{key: key, index: index, eid: eid})
+	gone := false
+	if key != "" {
+		l.ns, err = netnsutil.Open(key)
+		if errors.Is(err, os.ErrNotExist) {
+			gone, err = true, nil // the namespace went, and its links with it
+		}
+	}
+	switch {
+	case err != nil || gone:
+	case passthru:
+		err = d.removeLink(l)
+	default:
+		d.reap.retire(l)
 	}
 
 	d.mu.Lock()
@@ -219,44 +238,34 @@ func (d *Driver) Leave(nid, eid string) error {
 	return nil
 }
 
-// removeLink deletes endpoint eid's macvlan at index in the namespace at
-// key ("": the host's), if it is still there and still carries eid's tag.
-// A link the sandbox moved back to the host may have a new ifindex there,
-// so the host is searched by tag when the index does not match.
-func (d *Driver) removeLink(key string, index int, eid string) error {
-	if key != "" {
-		ns, err := netnsutil.Open(key)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil // the namespace went, and its links with it
-		}
-		if err != nil {
-			return err
-		}
-		defer ns.Close()
-		h, err := netlink.NewHandleAt(ns.Handle())
+// removeLink deletes l if it is still there and still carries its
+// endpoint's tag, and closes l.ns. A link in the host namespace (the
+// sandbox moved it back out) may have a new ifindex there, so the host is
+// searched by tag when the index does not match.
+func (d *Driver) removeLink(l retiredLink) error {
+	if l.ns != nil {
+		defer l.ns.Close()
+		h, err := netlink.NewHandleAt(l.ns.Handle())
 		if err != nil {
 			return err
 		}
 		defer h.Close()
-		l, err := h.LinkByIndex(index)
-		if err == nil && isOurs(l, eid) {
-			return ignoreGone(h.LinkDel(l))
+		link, err := h.LinkByIndex(l.index)
+		if err == nil && isOurs(link, l.eid) {
+			return ignoreGone(h.LinkDel(link))
 		}
-		if err != nil && !isLinkNotFound(err) {
-			return err
-		}
-		// Not in the sandbox under its index: the sandbox moved it out.
+		return ignoreGone(err)
 	}
-	if l, err := d.nl.LinkByIndex(index); err == nil && isOurs(l, eid) {
-		return ignoreGone(d.nl.LinkDel(l))
+	if link, err := d.nl.LinkByIndex(l.index); err == nil && isOurs(link, l.eid) {
+		return ignoreGone(d.nl.LinkDel(link))
 	}
 	links, err := d.nl.LinkList()
 	if err != nil {
 		return err
 	}
-	for _, l := range links {
-		if isOurs(l, eid) {
-			return ignoreGone(d.nl.LinkDel(l))
+	for _, link := range links {
+		if isOurs(link, l.eid) {
+			return ignoreGone(d.nl.LinkDel(link))
 		}
 	}
 	return nil

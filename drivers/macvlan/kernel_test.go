@@ -9,6 +9,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -112,8 +113,9 @@ func TestJoinCreatesInsideSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	info, _ := r.d.EndpointOperInfo("n1", "e1")
 	m, ok := l.(*netlink.Macvlan)
-	if !ok || m.Mode != netlink.MACVLAN_MODE_PRIVATE || m.HardwareAddr.String() != "02:42:c0:00:02:0a" ||
+	if !ok || m.Mode != netlink.MACVLAN_MODE_PRIVATE || m.HardwareAddr.String() != info[netlabel.MacAddress].(net.HardwareAddr).String() ||
 		m.Alias != endpointTag("e1") || m.MTU != 1500 {
 		t.Fatalf("sandbox link %T %+v", l, l.Attrs())
 	}

@@ -114,7 +114,7 @@ func New(host *netnsutil.NS) (*Driver, error) {
 
 func newDriver(host *netnsutil.NS, nl hostLinks) *Driver {
 	d := &Driver{host: host, nl: nl, networks: map[string]*network{}}
-	d.reap = newReaper(func(l retiredLink) error { return d.removeLink(l.key, l.index, l.eid) })
+	d.reap = newReaper(d.removeLink)
 	return d
 }
 

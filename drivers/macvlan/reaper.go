@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // Deleting a network device makes the kernel wait ~20-30 ms for RCU
@@ -12,8 +14,10 @@ import (
 // to a reaper that deletes it in the background, off the caller's path.
 // By then the controller has taken the link out of service (down, no
 // addresses, renamed "gone<ifindex>"), or is about to destroy its
-// namespace, which takes the link with it: the reaper then finds nothing
-// to delete. During a burst of leaves it waits for a lull (reapLull with
+// namespace; the reaper holds the namespace open meanwhile, because a
+// link left to the kernel's asynchronous namespace clean-up keeps its MAC
+// busy on the parent for a while (a join with that MAC could not come up),
+// and a join with the MAC of a retired link flushes first. During a burst of leaves it waits for a lull (reapLull with
 // no new retirement), as the bridge's reaper does, so its rtnl-holding
 // deletions do not stall the next container's join; but it never keeps a
 // link longer than reapMaxAge, and deletes at once when someone flushes.
@@ -22,12 +26,14 @@ const (
 	reapMaxAge = 500 * time.Millisecond
 )
 
-// retiredLink is a left endpoint's macvlan: in the namespace at key (""
-// for the host's), at index, tagged with endpoint eid.
+// retiredLink is a left endpoint's macvlan: in the namespace ns (nil for
+// the host's; held open until the link is deleted), at index, tagged with
+// endpoint eid, with MAC mac.
 type retiredLink struct {
-	key   string
+	ns    *netnsutil.NS
 	index int
 	eid   string
+	mac   string
 }
 
 type reaper struct {
@@ -35,20 +41,21 @@ type reaper struct {
 	hurry chan struct{} // wakes a loop waiting for a lull; buffered 1
 
 	mu      sync.Mutex
-	cond    *sync.Cond    // signalled when queue, reaped, waiters or closed change
-	queue   []retiredLink // guarded by mu
-	queued  uint64        // links handed over so far (guarded by mu)
-	reaped  uint64        // of those, how many the loop has dealt with (guarded by mu)
-	last    time.Time     // latest retirement (guarded by mu)
-	oldest  time.Time     // oldest retirement still queued (guarded by mu)
-	waiters int           // callers in flush (guarded by mu)
-	lastErr error         // failures of the latest batch, reported by flush (guarded by mu)
-	closed  bool          // guarded by mu
+	cond    *sync.Cond     // signalled when queue, reaped, waiters or closed change
+	queue   []retiredLink  // guarded by mu
+	macs    map[string]int // MACs of links retired and not yet dealt with (guarded by mu)
+	queued  uint64         // links handed over so far (guarded by mu)
+	reaped  uint64         // of those, how many the loop has dealt with (guarded by mu)
+	last    time.Time      // latest retirement (guarded by mu)
+	oldest  time.Time      // oldest retirement still queued (guarded by mu)
+	waiters int            // callers in flush (guarded by mu)
+	lastErr error          // failures of the latest batch, reported by flush (guarded by mu)
+	closed  bool           // guarded by mu
 	done    chan struct{}
 }
 
 func newReaper(del func(retiredLink) error) *reaper {
-	r := &reaper{del: del, hurry: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &reaper{del: del, hurry: make(chan struct{}, 1), done: make(chan struct{}), macs: map[string]int{}}
 	r.cond = sync.NewCond(&r.mu)
 	go r.loop()
 	return r
@@ -62,9 +69,17 @@ func (r *reaper) retire(l retiredLink) {
 		r.oldest = now
 	}
 	r.queue = append(r.queue, l)
+	r.macs[l.mac]++
 	r.queued++
 	r.last = now
 	r.cond.Broadcast()
+}
+
+// holds reports whether a link with mac is retired and not yet deleted.
+func (r *reaper) holds(mac string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.macs[mac] > 0
 }
 
 // flush returns once every link retired before the call is dealt with,
@@ -133,6 +148,11 @@ func (r *reaper) loop() {
 			errs = append(errs, r.del(l))
 		}
 		r.mu.Lock()
+		for _, l := range batch {
+			if r.macs[l.mac]--; r.macs[l.mac] <= 0 {
+				delete(r.macs, l.mac)
+			}
+		}
 		r.reaped += uint64(len(batch))
 		r.lastErr = errors.Join(errs...)
 		r.cond.Broadcast()
