@@ -10,6 +10,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -298,4 +299,58 @@ func TestConformance(t *testing.T) {
 			return joinReq(nid, eid, testutil.NewNamedNS(t, "sb-"+eid).Path())
 		},
 	})
+}
+
+// Each mode reaches the kernel as given.
+func TestModesKernel(t *testing.T) {
+	r := newKernelRig(t, 1500)
+	sb := testutil.NewNamedNS(t, "sb")
+	for i, mode := range []string{ModeBridge, ModePrivate, ModeVEPA} {
+		nid, eid := "n"+mode, "e"+mode
+		r.network(t, nid, map[string]string{ParentOpt: "lan0", ModeOpt: mode})
+		r.endpoint(t, nid, eid, "192.0.2.10/24")
+		req := joinReq(nid, eid, sb.Path())
+		req.IfaceName = func(p string) string { return p + string(rune('0'+i)) }
+		res, err := r.d.Join(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := sb.Netlink.LinkByName(res.DstName)
+		if m, ok := l.(*netlink.Macvlan); err != nil || !ok || m.Mode != modes[mode] {
+			t.Fatalf("mode %s: link %+v, %v", mode, l, err)
+		}
+		if err := r.d.DeleteEndpoint(nid, eid); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.d.DeleteNetwork(nid); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// passthru gives the parent to one container, with the parent's MAC; a
+// second join waits for the first to leave.
+func TestPassthru(t *testing.T) {
+	r := newKernelRig(t, 1500)
+	sb1, sb2 := testutil.NewNamedNS(t, "sb1"), testutil.NewNamedNS(t, "sb2")
+	r.network(t, "n1", map[string]string{ParentOpt: "lan0", ModeOpt: ModePassthru})
+	r.endpoint(t, "n1", "e1", "192.0.2.10/24")
+	r.endpoint(t, "n1", "e2", "192.0.2.11/24")
+	lan0, _ := r.host.Netlink.LinkByName("lan0")
+	if _, err := r.d.Join(joinReq("n1", "e1", sb1.Path())); err != nil {
+		t.Fatal(err)
+	}
+	l, err := sb1.Netlink.LinkByName("eth0")
+	if err != nil || l.Attrs().HardwareAddr.String() != lan0.Attrs().HardwareAddr.String() {
+		t.Fatalf("passthru link %+v, %v: want the parent's MAC %s", l, err, lan0.Attrs().HardwareAddr)
+	}
+	if _, err := r.d.Join(joinReq("n1", "e2", sb2.Path())); !types.IsForbidden(err) {
+		t.Fatalf("second passthru join: got %v, want Forbidden", err)
+	}
+	if err := r.d.Leave("n1", "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.Join(joinReq("n1", "e2", sb2.Path())); err != nil {
+		t.Fatalf("passthru join after the first left: %v", err)
+	}
 }
