@@ -6,6 +6,11 @@ GO       ?= go
 export GORACE ?= atexit_sleep_ms=0
 LEAKCHECK ?= $(firstword $(wildcard ../shared/tools/leakcheck /work/shared/tools/leakcheck))
 BENCHTIME ?= 1x
+# Test binaries run this many at once (go test's default is GOMAXPROCS):
+# the area tests under tests/ mostly wait on the kernel and timers, not on
+# the CPU, so four at once on two cores cut the wall time without starving
+# the timing bounds (which are generous: the machine may be shared).
+TESTP ?= 4
 
 .PHONY: all build deps test vet fmt-check unit example bench clean
 
@@ -33,12 +38,12 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -p $(TESTP) ./...
 
 test: deps vet fmt-check
 	@if [ -z "$(LEAKCHECK)" ]; then echo "NOTE: leakcheck not found (../shared/tools/leakcheck): the leftover check after the suite is SKIPPED"; fi
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) save /tmp/opencnm-leak-baseline >/dev/null; fi
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -p $(TESTP) ./...
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) /tmp/opencnm-leak-baseline; fi
 
 # The README example, run inside a private network and mount namespace so the

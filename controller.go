@@ -19,8 +19,6 @@ do the slow work unlocked, and roll the claim back on failure.
 package libnetwork
 
 import (
-	"golang.org/x/sys/unix"
-
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -144,7 +142,7 @@ func (c *Controller) release() {
 		c.store.Close()
 	}
 	if c.claimFd >= 0 {
-		unix.Close(c.claimFd)
+		releaseHostNS(c.claimFd)
 		c.claimFd = -1
 	}
 	if c.hostNL != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/dnsnat"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -148,15 +149,19 @@ type repairLoop struct {
 
 func (c *Controller) startRepairLoop(every time.Duration) *repairLoop {
 	l := &repairLoop{stop: make(chan struct{}), done: make(chan struct{})}
+	ticks, _ := c.cfg.DriverCfg[knobs.Controller][knobs.DNSCheckTicks].(<-chan time.Time)
 	go func() {
 		defer close(l.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
+		if ticks == nil {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			ticks = t.C
+		}
 		for {
 			select {
 			case <-l.stop:
 				return
-			case <-t.C:
+			case <-ticks:
 				_, _ = c.repairDNSRedirects("periodic") // logged there
 			}
 		}

@@ -10,12 +10,13 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
 
 func TestNetworkNamesAndQueries(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
 
 	for _, name := range []string{"", "   "} {
 		_, err := c.NewNetwork("fake", name, "")
@@ -24,7 +25,7 @@ func TestNetworkNamesAndQueries(t *testing.T) {
 			t.Fatalf("NewNetwork(%q): want ErrInvalidName (BadRequest), got %v", name, err)
 		}
 	}
-	n := must[*libnetwork.Network](t)(c.NewNetwork("fake", "net1", ""))
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("fake", "net1", ""))
 	if n.Name() != "net1" || n.Type() != "fake" || len(n.ID()) != 64 {
 		t.Fatalf("got name %q type %q id %q", n.Name(), n.Type(), n.ID())
 	}
@@ -53,7 +54,7 @@ func TestNetworkNamesAndQueries(t *testing.T) {
 		t.Fatalf("NetworkByID(miss): want NotFound, got %v", err)
 	}
 
-	n2 := must[*libnetwork.Network](t)(c.NewNetwork("fake", "net0", ""))
+	n2 := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("fake", "net0", ""))
 	nets := c.Networks()
 	if len(nets) != 2 || nets[0] != n2 || nets[1] != n {
 		t.Fatalf("Networks() = %v, want [net0 net1]", nets)
@@ -74,11 +75,11 @@ func TestNetworkNamesAndQueries(t *testing.T) {
 		t.Fatalf("deleted network still found: %v", err)
 	}
 	// The name is free again.
-	must[*libnetwork.Network](t)(c.NewNetwork("fake", "net1", ""))
+	testrig.Must[*libnetwork.Network](t)(c.NewNetwork("fake", "net1", ""))
 }
 
 func TestUnknownDriverFailsFast(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	start := time.Now()
 	_, err := c.NewNetwork("framerelay", "n", "")
 	var nte libnetwork.NetworkTypeError
@@ -94,7 +95,7 @@ func TestUnknownDriverFailsFast(t *testing.T) {
 }
 
 func TestBuiltins(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	if got := fmt.Sprint(c.BuiltinDrivers()); got != "[bridge host macvlan null]" {
 		t.Fatalf("BuiltinDrivers() = %s", got)
 	}
@@ -104,7 +105,7 @@ func TestBuiltins(t *testing.T) {
 	if len(c.ID()) != 64 {
 		t.Fatalf("ID() = %q", c.ID())
 	}
-	withFake(t, c)
+	testrig.WithFake(t, c)
 	if got := fmt.Sprint(c.BuiltinDrivers()); got != "[bridge host macvlan null]" {
 		t.Fatalf("a registered driver is not built in: %s", got)
 	}
@@ -114,9 +115,9 @@ func TestBuiltins(t *testing.T) {
 }
 
 func TestNullAndHostNetworks(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	for _, typ := range []string{"null", "host"} {
-		n := must[*libnetwork.Network](t)(c.NewNetwork(typ, typ+"1", ""))
+		n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork(typ, typ+"1", ""))
 		if _, err := c.NewNetwork(typ, typ+"2", ""); !types.IsForbidden(err) {
 			t.Fatalf("second %s network: want Forbidden, got %v", typ, err)
 		}
@@ -124,7 +125,7 @@ func TestNullAndHostNetworks(t *testing.T) {
 		if len(v4) != 0 || len(v6) != 0 {
 			t.Fatalf("%s network got pools: %v %v", typ, v4, v6)
 		}
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 		if ep.Info().Iface().Address() != nil {
 			t.Fatalf("%s endpoint got an address", typ)
 		}
@@ -141,8 +142,8 @@ func TestNullAndHostNetworks(t *testing.T) {
 }
 
 func TestConcurrentNetworkCreateOneWins(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	wins, forbidden := 0, 0

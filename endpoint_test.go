@@ -8,23 +8,15 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
 
-func fakeNet(t *testing.T, c *libnetwork.Controller, name string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
-	t.Helper()
-	return must[*libnetwork.Network](t)(c.NewNetwork("fake", name, "", opts...))
-}
-
-func ipamOpt(pool, gw string) libnetwork.NetworkOption {
-	return libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool, Gateway: gw}}, nil, nil)
-}
-
 func TestEndpointQueriesAndAddresses(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n", ipamOpt("10.44.0.0/24", "10.44.0.254"))
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.44.0.0/24", "10.44.0.254"))
 
 	v4, _ := n.Info().IpamInfo()
 	if len(v4) != 1 || v4[0].Pool.String() != "10.44.0.0/24" || v4[0].Gateway.String() != "10.44.0.254/24" {
@@ -33,14 +25,14 @@ func TestEndpointQueriesAndAddresses(t *testing.T) {
 	if _, err := n.CreateEndpoint(""); !types.IsBadRequest(err) {
 		t.Fatalf("empty endpoint name: want BadRequest, got %v", err)
 	}
-	ep1 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep1"))
+	ep1 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep1"))
 	if got := ep1.Info().Iface().Address().String(); got != "10.44.0.1/24" {
 		t.Fatalf("first address = %s, want 10.44.0.1/24", got)
 	}
 	if _, err := n.CreateEndpoint("ep1"); !types.IsForbidden(err) {
 		t.Fatalf("duplicate endpoint: want Forbidden, got %v", err)
 	}
-	ep2 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2",
+	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2",
 		libnetwork.CreateOptionIpam(net.ParseIP("10.44.0.100"), nil, nil, nil)))
 	if got := ep2.Info().Iface().Address().String(); got != "10.44.0.100/24" {
 		t.Fatalf("preferred address = %s", got)
@@ -52,7 +44,7 @@ func TestEndpointQueriesAndAddresses(t *testing.T) {
 		t.Fatalf("address outside pools: want BadRequest, got %v", err)
 	}
 	// The failed creations left neither a name nor an address behind.
-	ep3 := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep3"))
+	ep3 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep3"))
 	if got := ep3.Info().Iface().Address().String(); got != "10.44.0.2/24" {
 		t.Fatalf("next address = %s, want 10.44.0.2/24", got)
 	}
@@ -95,20 +87,20 @@ func TestEndpointQueriesAndAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The pool came back: the same explicit pool can be used again.
-	fakeNet(t, c, "again", ipamOpt("10.44.0.0/24", ""))
+	testrig.FakeNet(t, c, "again", testrig.IPAMOpt("10.44.0.0/24", ""))
 }
 
 func TestEndpointMACOption(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n")
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n")
 	mac := net.HardwareAddr{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep",
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep",
 		libnetwork.EndpointOptionGeneric(map[string]any{netlabel.MacAddress: mac})))
 	if got := ep.Info().Iface().MacAddress().String(); got != mac.String() {
 		t.Fatalf("MAC = %s", got)
 	}
-	info := must[map[string]any](t)(ep.DriverInfo())
+	info := testrig.Must[map[string]any](t)(ep.DriverInfo())
 	if got := info[netlabel.MacAddress].(net.HardwareAddr).String(); got != mac.String() {
 		t.Fatalf("DriverInfo MAC = %s", got)
 	}
@@ -119,11 +111,11 @@ func TestEndpointMACOption(t *testing.T) {
 }
 
 func TestAutomaticPoolsDoNotOverlap(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
 	seen := map[string]bool{}
 	for i := 0; i < 5; i++ {
-		n := fakeNet(t, c, string(rune('a'+i)))
+		n := testrig.FakeNet(t, c, string(rune('a'+i)))
 		v4, _ := n.Info().IpamInfo()
 		pool := v4[0].Pool.String()
 		if seen[pool] {
@@ -137,23 +129,23 @@ func TestAutomaticPoolsDoNotOverlap(t *testing.T) {
 }
 
 func TestRollbackOnDriverFailure(t *testing.T) {
-	c := newController(t)
-	f := withFake(t, c)
+	c := testrig.NewController(t)
+	f := testrig.WithFake(t, c)
 
 	f.Fail(drivertest.StepCreateNetwork, types.InternalErrorf("injected"))
-	if _, err := c.NewNetwork("fake", "n", "", ipamOpt("10.45.0.0/24", "10.45.0.1")); err == nil {
+	if _, err := c.NewNetwork("fake", "n", "", testrig.IPAMOpt("10.45.0.0/24", "10.45.0.1")); err == nil {
 		t.Fatal("NewNetwork succeeded despite the driver failing")
 	}
 	f.Fail(drivertest.StepCreateNetwork, nil)
 	// Pool, gateway and name were all released.
-	n := fakeNet(t, c, "n", ipamOpt("10.45.0.0/24", "10.45.0.1"))
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.45.0.0/24", "10.45.0.1"))
 
 	f.Fail(drivertest.StepCreateEndpoint, types.InternalErrorf("injected"))
 	if _, err := n.CreateEndpoint("ep"); err == nil {
 		t.Fatal("CreateEndpoint succeeded despite the driver failing")
 	}
 	f.Fail(drivertest.StepCreateEndpoint, nil)
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 	if got := ep.Info().Iface().Address().String(); got != "10.45.0.2/24" {
 		t.Fatalf("address after failed create = %s, want 10.45.0.2/24 (the first was released)", got)
 	}
@@ -163,9 +155,9 @@ func TestRollbackOnDriverFailure(t *testing.T) {
 }
 
 func TestConcurrentEndpointsGetDistinctAddresses(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n", ipamOpt("10.46.0.0/24", ""))
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.46.0.0/24", ""))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	addrs := map[string]bool{}

@@ -6,17 +6,15 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
-
-func isInternal(err error) bool { _, ok := err.(types.InternalError); return ok }
 
 // A failure of a driver (or of the kernel) during a public call comes back
 // of its class by direct assertion, as TestErrorContract's do, and still
@@ -25,19 +23,19 @@ func isInternal(err error) bool { _, ok := err.(types.InternalError); return ok 
 // through); the public call wraps it on its way out, possibly with errors
 // of its undo, and must class the result itself.
 func TestErrorContractDriverFailures(t *testing.T) {
-	c := newController(t)
-	f := withFake(t, c)
+	c := testrig.NewController(t)
+	f := testrig.WithFake(t, c)
 	plain := errors.New("injected driver failure")
 	refused := types.ForbiddenErrorf("injected refusal")
 	seq := 0
 	name := func(p string) string { seq++; return fmt.Sprintf("%s%d", p, seq) }
-	network := func() *libnetwork.Network { return fakeNet(t, c, name("n")) }
+	network := func() *libnetwork.Network { return testrig.FakeNet(t, c, name("n")) }
 	endpoint := func() *libnetwork.Endpoint {
-		return must[*libnetwork.Endpoint](t)(network().CreateEndpoint(name("ep")))
+		return testrig.Must[*libnetwork.Endpoint](t)(network().CreateEndpoint(name("ep")))
 	}
 	joined := func() (*libnetwork.Endpoint, *libnetwork.Sandbox) {
 		ep := endpoint()
-		sb := extSandbox(t, c, name("ctr"))
+		sb := testrig.ExtSandbox(t, c, name("ctr"))
 		if err := ep.Join(sb); err != nil {
 			t.Fatal(err)
 		}
@@ -50,14 +48,14 @@ func TestErrorContractDriverFailures(t *testing.T) {
 		return call()
 	}
 
-	var cases []errCase
+	var cases []testrig.ErrCase
 	for i, cause := range []struct {
 		name  string
 		err   error
 		class func(error) bool
-	}{{"plain", plain, isInternal}, {"forbidden", refused, isForbidden}} {
+	}{{"plain", plain, testrig.IsInternal}, {"forbidden", refused, testrig.IsForbidden}} {
 		add := func(what, step string, call func() error) {
-			cases = append(cases, errCase{what + " (" + cause.name + ")", failing(step, cause.err, call), cause.class, is(cause.err)})
+			cases = append(cases, testrig.ErrCase{what + " (" + cause.name + ")", failing(step, cause.err, call), cause.class, testrig.Is(cause.err)})
 		}
 		add("NewNetwork, driver CreateNetwork fails", drivertest.StepCreateNetwork, func() error {
 			_, err := c.NewNetwork("fake", name("n"), "")
@@ -68,17 +66,17 @@ func TestErrorContractDriverFailures(t *testing.T) {
 			return err
 		})
 		add("Join, driver Join fails", drivertest.StepJoin, func() error {
-			return endpoint().Join(extSandbox(t, c, name("ctr")))
+			return endpoint().Join(testrig.ExtSandbox(t, c, name("ctr")))
 		})
 		add("Join, driver ProgramExternalConnectivity fails", drivertest.StepProgram, func() error {
 			// The driver programs the sandbox's gateway endpoint: one
 			// whose join gives a gateway.
 			gw := fmt.Sprintf("10.93.%d.1", 5+i)
-			n := fakeNet(t, c, name("n"), ipamOpt(fmt.Sprintf("10.93.%d.0/24", 5+i), gw))
-			ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+			n := testrig.FakeNet(t, c, name("n"), testrig.IPAMOpt(fmt.Sprintf("10.93.%d.0/24", 5+i), gw))
+			ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
 			f.Gateway = net.ParseIP(gw)
 			defer func() { f.Gateway = nil }()
-			return ep.Join(extSandbox(t, c, name("ctr")))
+			return ep.Join(testrig.ExtSandbox(t, c, name("ctr")))
 		})
 		ep, sb := joined()
 		add("Leave, driver Leave fails", drivertest.StepLeave, func() error { return ep.Leave(sb) })
@@ -90,10 +88,10 @@ func TestErrorContractDriverFailures(t *testing.T) {
 		add("Sandbox.Delete, driver Leave fails", drivertest.StepLeave, sb.Delete)
 	}
 
-	sb := extSandbox(t, c, "setkey")
+	sb := testrig.ExtSandbox(t, c, "setkey")
 	missing := filepath.Join(t.TempDir(), "no-such-netns")
-	cases = append(cases, errCase{"SetKey, the namespace is not there", sb.SetKey(missing), isNotFound, is(fs.ErrNotExist)})
-	checkErrCases(t, cases)
+	cases = append(cases, testrig.ErrCase{"SetKey, the namespace is not there", sb.SetKey(missing), testrig.IsNotFound, testrig.Is(fs.ErrNotExist)})
+	testrig.CheckErrCases(t, cases)
 }
 
 // repairingFake is the fake driver with rules of its own to repair,
@@ -108,7 +106,7 @@ func (r *repairingFake) RepairFirewall() (firewall.Repairs, error) { return fire
 // RepairFirewall's error joins what each driver and the DNS redirect
 // check said: of its class by direct assertion, unwrapping to each.
 func TestErrorContractRepairFirewall(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	plain := errors.New("injected repair failure")
 	refused := types.ForbiddenErrorf("injected refusal")
 	for _, d := range []*repairingFake{{drivertest.NewFake("fw1"), plain}, {drivertest.NewFake("fw2"), refused}} {
@@ -117,52 +115,7 @@ func TestErrorContractRepairFirewall(t *testing.T) {
 		}
 	}
 	_, err := c.RepairFirewall()
-	checkErrCases(t, []errCase{
-		{"RepairFirewall, two drivers fail", err, isForbidden, func(err error) bool { return errors.Is(err, plain) && errors.Is(err, refused) }},
+	testrig.CheckErrCases(t, []testrig.ErrCase{
+		{"RepairFirewall, two drivers fail", err, testrig.IsForbidden, func(err error) bool { return errors.Is(err, plain) && errors.Is(err, refused) }},
 	})
-}
-
-// The same through a network plugin: what the plugin answers as an error
-// (Err in its reply) comes back Internal by direct assertion, with the
-// plugin's message.
-func TestErrorContractPluginFailures(t *testing.T) {
-	s := newVethSetup(t)
-	const msg = "injected plugin failure"
-	failing := func(method string, call func() error) error {
-		s.p.setBefore(func(m string) error {
-			if m == method {
-				return errors.New(msg)
-			}
-			return nil
-		})
-		defer s.p.setBefore(nil)
-		return call()
-	}
-	says := func(err error) bool { return strings.Contains(err.Error(), msg) }
-	spare := must[*libnetwork.Network](t)(s.c.NewNetwork("vethnet", "spare", "", ipamConf("10.78.0.0/24", "10.78.0.1")))
-	cases := []errCase{
-		{"NewNetwork, plugin CreateNetwork fails", failing("CreateNetwork", func() error {
-			_, err := s.c.NewNetwork("vethnet", "refused", "", ipamConf("10.79.0.0/24", "10.79.0.1"))
-			return err
-		}), isInternal, says},
-		{"CreateEndpoint, plugin fails", failing("CreateEndpoint", func() error {
-			_, err := s.n.CreateEndpoint("ep2")
-			return err
-		}), isInternal, says},
-		{"Join, plugin fails", failing("Join", func() error { return s.ep.Join(s.sb) }), isInternal, says},
-	}
-	if err := s.ep.Join(s.sb); err != nil {
-		t.Fatal(err)
-	}
-	cases = append(cases,
-		errCase{"Leave, plugin fails", failing("Leave", func() error { return s.ep.Leave(s.sb) }), isInternal, says})
-	if s.ep.Info().Sandbox() != nil {
-		if err := s.ep.Leave(s.sb); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cases = append(cases,
-		errCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.ep.Delete(false) }), isInternal, says},
-		errCase{"Network.Delete, plugin DeleteNetwork fails", failing("DeleteNetwork", func() error { return spare.Delete() }), isInternal, says})
-	checkErrCases(t, cases)
 }

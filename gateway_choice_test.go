@@ -9,6 +9,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 )
 
@@ -89,7 +90,7 @@ func gwNetLabels(t *testing.T, c *libnetwork.Controller, name, gw, gw6 string, l
 	if gw6 != "" {
 		labels["gw6"] = gw6
 	}
-	return must[*libnetwork.Network](t)(c.NewNetwork("gwfake", name, "",
+	return testrig.Must[*libnetwork.Network](t)(c.NewNetwork("gwfake", name, "",
 		append([]libnetwork.NetworkOption{libnetwork.NetworkOptionDriverOpts(labels)}, opts...)...))
 }
 
@@ -99,7 +100,7 @@ func joinAll(t *testing.T, sb *libnetwork.Sandbox, nets ...*libnetwork.Network) 
 	t.Helper()
 	var eps []*libnetwork.Endpoint
 	for _, n := range nets {
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep-" + n.Name()))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep-" + n.Name()))
 		if err := ep.Join(sb); err != nil {
 			t.Fatalf("joining %s: %v", ep.Name(), err)
 		}
@@ -126,11 +127,11 @@ func orderIs(t *testing.T, sb *libnetwork.Sandbox, want ...*libnetwork.Endpoint)
 // when its name sorts first and neither has a gateway, and it never
 // becomes the gateway though its driver offers one.
 func TestGatewayChoiceInternalLoses(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	f := withGwFake(t, c)
 	internal := gwNet(t, c, "a-internal", "10.71.0.1", "", libnetwork.NetworkOptionInternalNetwork())
 	plain := gwNet(t, c, "b-plain", "", "")
-	sb := extSandbox(t, c, "c1")
+	sb := testrig.ExtSandbox(t, c, "c1")
 	eps := joinAll(t, sb, internal, plain)
 	orderIs(t, sb, eps[1], eps[0])
 	f.gatewayIs(t, nil)
@@ -149,14 +150,14 @@ func TestGatewayChoiceInternalLoses(t *testing.T) {
 // whatever the names. The gateway is the first endpoint with an IPv4
 // gateway, so a v6-only endpoint ahead of it is passed over.
 func TestGatewayChoiceGatewayCount(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	f := withGwFake(t, c)
 	none := gwNet(t, c, "a-none", "", "")
 	v4 := gwNet(t, c, "b-v4", "10.73.0.1", "")
 	v6 := gwNet(t, c, "c-v6", "", "fd73::1")
 	both := gwNet(t, c, "d-both", "10.74.0.1", "fd74::1")
 
-	sb := extSandbox(t, c, "c1")
+	sb := testrig.ExtSandbox(t, c, "c1")
 	eps := joinAll(t, sb, none, v4, v6)
 	orderIs(t, sb, eps[2], eps[1], eps[0])
 	f.gatewayIs(t, eps[1]) // v4, behind v6-only
@@ -177,11 +178,11 @@ func TestGatewayChoiceGatewayCount(t *testing.T) {
 // join order: a later join on a network whose name sorts first takes the
 // gateway, and gives it back when it leaves.
 func TestGatewayChoiceNameOrder(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	f := withGwFake(t, c)
 	b := gwNet(t, c, "net-b", "10.75.0.1", "")
 	a := gwNet(t, c, "net-a", "10.76.0.1", "")
-	sb := extSandbox(t, c, "c1")
+	sb := testrig.ExtSandbox(t, c, "c1")
 
 	eps := joinAll(t, sb, b)
 	f.gatewayIs(t, eps[0])
@@ -201,13 +202,13 @@ func TestGatewayChoiceNameOrder(t *testing.T) {
 // chooses it; one without a gateway leaves the sandbox without one, and
 // no network is created on the sandbox's behalf.
 func TestGatewayChoiceDisableGatewayService(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	f := withGwFake(t, c)
 	nogw := gwNetLabels(t, c, "a-nogw", "", "", map[string]string{"nogwsvc": "true"})
 	withgw := gwNetLabels(t, c, "b-withgw", "10.77.0.1", "", map[string]string{"nogwsvc": "true"})
 	nets := len(c.Networks())
 
-	sb := extSandbox(t, c, "c1")
+	sb := testrig.ExtSandbox(t, c, "c1")
 	eps := joinAll(t, sb, nogw)
 	f.gatewayIs(t, nil)
 	if got := len(c.Networks()); got != nets {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -35,8 +36,8 @@ func TestNewNetworkHostileIDs(t *testing.T) {
 		// The restart below must stay in a throwaway namespace too.
 		opts = append(opts, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
 	}
-	c := newController(t, opts...)
-	f := withFake(t, c)
+	c := testrig.NewController(t, opts...)
+	f := testrig.WithFake(t, c)
 	pool := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.90.0.0/24"}}, nil, nil)
 	for _, id := range hostileIDs {
 		_, err := c.NewNetwork("fake", "hostile", id, pool)

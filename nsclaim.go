@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -48,6 +49,17 @@ func claimHostNS(host *netnsutil.NS, path string) (int, error) {
 		return -1, types.InternalErrorf("claiming network namespace %s for this controller: %w", nsName(path), err)
 	}
 	return fd, nil
+}
+
+// releaseHostNS closes the claim so that the next controller's claim
+// succeeds at once. A child forked by another goroutine holds a copy of
+// every descriptor until it execs (CLOEXEC closes it only then); holding
+// ForkLock as a reader waits out any fork under way, so no copy outlives
+// the close.
+func releaseHostNS(fd int) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	unix.Close(fd)
 }
 
 func nsName(path string) string {

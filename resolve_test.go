@@ -1,7 +1,6 @@
 package libnetwork_test
 
 import (
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -22,30 +23,28 @@ func ipStrings(ips []net.IP) []string {
 	return out
 }
 
-func epIP(ep *libnetwork.Endpoint) string { return ep.Info().Iface().Address().IP.String() }
-
 // Names resolve from CreateEndpoint on, only on the networks the sandbox is
 // attached to, case-insensitively, with an optional network suffix.
 func TestResolveNameModel(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n1 := fakeNet(t, c, "front", ipamOpt("10.90.1.0/24", ""))
-	n2 := fakeNet(t, c, "back.end", ipamOpt("10.90.2.0/24", ""))
-	web := must[*libnetwork.Endpoint](t)(n1.CreateEndpoint("web", libnetwork.CreateOptionMyAlias("www")))
-	db := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("db", libnetwork.CreateOptionMyAlias("WWW")))
-	sb := extSandbox(t, c, "c1")
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n1 := testrig.FakeNet(t, c, "front", testrig.IPAMOpt("10.90.1.0/24", ""))
+	n2 := testrig.FakeNet(t, c, "back.end", testrig.IPAMOpt("10.90.2.0/24", ""))
+	web := testrig.Must[*libnetwork.Endpoint](t)(n1.CreateEndpoint("web", libnetwork.CreateOptionMyAlias("www")))
+	db := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("db", libnetwork.CreateOptionMyAlias("WWW")))
+	sb := testrig.ExtSandbox(t, c, "c1")
 
 	if ips, _ := sb.ResolveName("web", types.IPv4); ips != nil {
 		t.Fatalf("resolved web before any join: %v", ips)
 	}
-	me := must[*libnetwork.Endpoint](t)(n1.CreateEndpoint("me"))
+	me := testrig.Must[*libnetwork.Endpoint](t)(n1.CreateEndpoint("me"))
 	if err := me.Join(sb); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"web", "WEB.", "www", "web.front", "Web.FRONT."} {
 		ips, miss := sb.ResolveName(q, types.IPv4)
-		if got := ipStrings(ips); !slices.Equal(got, []string{epIP(web)}) || miss {
-			t.Errorf("ResolveName(%q) = %v, %v; want [%s]", q, got, miss, epIP(web))
+		if got := ipStrings(ips); !slices.Equal(got, []string{testrig.EpIP(web)}) || miss {
+			t.Errorf("ResolveName(%q) = %v, %v; want [%s]", q, got, miss, testrig.EpIP(web))
 		}
 	}
 	// web is known but has no IPv6 address: "no records", not "unknown".
@@ -57,26 +56,26 @@ func TestResolveNameModel(t *testing.T) {
 			t.Errorf("ResolveName(%q) = %v, %v; want nothing", q, ips, miss)
 		}
 	}
-	if got := sb.ResolveIP(epIP(web)); got != "web.front" {
+	if got := sb.ResolveIP(testrig.EpIP(web)); got != "web.front" {
 		t.Errorf("ResolveIP(web) = %q", got)
 	}
-	if got := sb.ResolveIP(epIP(db)); got != "" {
+	if got := sb.ResolveIP(testrig.EpIP(db)); got != "" {
 		t.Errorf("ResolveIP of an address on a network the sandbox is not on = %q", got)
 	}
 
 	// A second network: its names appear, including a network name with a
 	// dot and an alias shared across networks (first network in order wins).
-	me2 := must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("me2"))
+	me2 := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("me2"))
 	if err := me2.Join(sb, libnetwork.CreateOptionAlias("db", "database")); err != nil {
 		t.Fatal(err)
 	}
-	for q, want := range map[string]string{"db": epIP(db), "db.back.end": epIP(db), "database": epIP(db),
-		"database.back.end": epIP(db), "www.back.end": epIP(db), "www.front": epIP(web)} {
+	for q, want := range map[string]string{"db": testrig.EpIP(db), "db.back.end": testrig.EpIP(db), "database": testrig.EpIP(db),
+		"database.back.end": testrig.EpIP(db), "www.back.end": testrig.EpIP(db), "www.front": testrig.EpIP(web)} {
 		if got := ipStrings(first(sb.ResolveName(q, types.IPv4))); !slices.Equal(got, []string{want}) {
 			t.Errorf("ResolveName(%q) = %v, want [%s]", q, got, want)
 		}
 	}
-	if got := sb.ResolveIP(epIP(db)); got != "db.back.end" {
+	if got := sb.ResolveIP(testrig.EpIP(db)); got != "db.back.end" {
 		t.Errorf("ResolveIP(db) = %q", got)
 	}
 	// Leaving the network hides its names again (join aliases go with it).
@@ -89,7 +88,7 @@ func TestResolveNameModel(t *testing.T) {
 		}
 	}
 	// A deleted endpoint disappears; a left but not deleted one stays.
-	other := extSandbox(t, c, "c2")
+	other := testrig.ExtSandbox(t, c, "c2")
 	if err := web.Join(other); err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +110,10 @@ func first(ips []net.IP, _ bool) []net.IP { return ips }
 
 // Host and null networks serve no names.
 func TestResolveNameSpecialNetworks(t *testing.T) {
-	c := newController(t)
-	null := must[*libnetwork.Network](t)(c.NewNetwork("null", "none", ""))
-	ep := must[*libnetwork.Endpoint](t)(null.CreateEndpoint("lonely"))
-	sb := extSandbox(t, c, "c1")
+	c := testrig.NewController(t)
+	null := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("null", "none", ""))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(null.CreateEndpoint("lonely"))
+	sb := testrig.ExtSandbox(t, c, "c1")
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
@@ -123,33 +122,15 @@ func TestResolveNameSpecialNetworks(t *testing.T) {
 	}
 }
 
-func writeTemp(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func readFile(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // resolv.conf and hosts for the option combinations, without a namespace
 // (so without the embedded resolver: the file keeps real nameservers).
 func TestDNSFileOptions(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n", ipamOpt("10.91.0.0/24", ""))
-	origin := writeTemp(t, "resolv.conf",
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.91.0.0/24", ""))
+	origin := testrig.WriteTemp(t, "resolv.conf",
 		"search host.example\nnameserver 127.0.0.1\nnameserver 10.0.0.2\nnameserver 2001:db8::53\noptions rotate\n")
-	originHosts := writeTemp(t, "hosts", "127.0.0.1 localhost\n10.9.9.9 hostbox\n")
+	originHosts := testrig.WriteTemp(t, "hosts", "127.0.0.1 localhost\n10.9.9.9 hostbox\n")
 
 	cases := []struct {
 		name      string
@@ -177,29 +158,29 @@ func TestDNSFileOptions(t *testing.T) {
 			resPath, hostsPath := filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "hosts")
 			opts := append([]libnetwork.SandboxOption{libnetwork.OptionOriginResolvConfPath(origin),
 				libnetwork.OptionResolvConfPath(resPath), libnetwork.OptionHostsPath(hostsPath)}, tc.opts...)
-			sb := extSandbox(t, c, "opt"+string(rune('a'+i)), opts...)
-			ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e" + string(rune('a'+i))))
+			sb := testrig.ExtSandbox(t, c, "opt"+string(rune('a'+i)), opts...)
+			ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e" + string(rune('a'+i))))
 			if err := ep.Join(sb); err != nil {
 				t.Fatal(err)
 			}
-			if got := readFile(t, resPath); got != tc.wantRes {
+			if got := testrig.ReadFile(t, resPath); got != tc.wantRes {
 				t.Errorf("resolv.conf:\n%s\nwant:\n%s", got, tc.wantRes)
 			}
-			hosts := readFile(t, hostsPath)
+			hosts := testrig.ReadFile(t, hostsPath)
 			for _, l := range tc.wantHosts {
 				if !strings.Contains(hosts, l) {
 					t.Errorf("hosts lacks %q:\n%s", l, hosts)
 				}
 			}
 			if tc.wantHosts != nil {
-				if want := epIP(ep) + "\tbox.example.com box"; !strings.Contains(hosts, want) {
+				if want := testrig.EpIP(ep) + "\tbox.example.com box"; !strings.Contains(hosts, want) {
 					t.Errorf("hosts lacks own line %q:\n%s", want, hosts)
 				}
 				if err := ep.Leave(sb); err != nil {
 					t.Fatal(err)
 				}
-				if strings.Contains(readFile(t, hostsPath), "box.example.com") {
-					t.Errorf("own line left after leave:\n%s", readFile(t, hostsPath))
+				if strings.Contains(testrig.ReadFile(t, hostsPath), "box.example.com") {
+					t.Errorf("own line left after leave:\n%s", testrig.ReadFile(t, hostsPath))
 				}
 			}
 			if err := sb.Delete(); err != nil {
@@ -209,9 +190,9 @@ func TestDNSFileOptions(t *testing.T) {
 	}
 
 	t.Run("only loopback nameservers gives none", func(t *testing.T) {
-		lo := writeTemp(t, "resolv.conf", "nameserver 127.0.0.53\noptions edns0\n")
-		sb := extSandbox(t, c, "lo", libnetwork.OptionOriginResolvConfPath(lo))
-		if got := readSandboxFile(t, c, sb, "resolv.conf"); got != "options edns0\n" {
+		lo := testrig.WriteTemp(t, "resolv.conf", "nameserver 127.0.0.53\noptions edns0\n")
+		sb := testrig.ExtSandbox(t, c, "lo", libnetwork.OptionOriginResolvConfPath(lo))
+		if got := testrig.ReadSandboxFile(t, c, sb, "resolv.conf"); got != "options edns0\n" {
 			t.Errorf("resolv.conf = %q", got)
 		}
 	})
@@ -223,7 +204,7 @@ func TestDNSFileOptions(t *testing.T) {
 		}
 	})
 	t.Run("user edit survives refresh", func(t *testing.T) {
-		sb := extSandbox(t, c, "edit", libnetwork.OptionOriginResolvConfPath(origin))
+		sb := testrig.ExtSandbox(t, c, "edit", libnetwork.OptionOriginResolvConfPath(origin))
 		p := filepath.Join(c.Config().ExecRoot, "files", sb.ID(), "resolv.conf")
 		if err := os.WriteFile(p, []byte("nameserver 10.10.10.10\n"), 0o644); err != nil {
 			t.Fatal(err)
@@ -231,19 +212,19 @@ func TestDNSFileOptions(t *testing.T) {
 		if err := sb.Refresh(libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionDNS("192.0.2.1")); err != nil {
 			t.Fatal(err)
 		}
-		if got := readFile(t, p); got != "nameserver 10.10.10.10\n" {
+		if got := testrig.ReadFile(t, p); got != "nameserver 10.10.10.10\n" {
 			t.Errorf("edited resolv.conf overwritten: %q", got)
 		}
 	})
 	t.Run("host mode copies origin files", func(t *testing.T) {
 		testutil.RequireRoot(t) // the default sandbox is the host namespace: root only, and never skipped in CI
-		sb := must[*libnetwork.Sandbox](t)(c.NewSandbox("hostmode", libnetwork.OptionUseDefaultSandbox(),
+		sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("hostmode", libnetwork.OptionUseDefaultSandbox(),
 			libnetwork.OptionOriginResolvConfPath(origin), libnetwork.OptionOriginHostsPath(originHosts)))
 		t.Cleanup(func() { sb.Delete() })
-		if got := readSandboxFile(t, c, sb, "resolv.conf"); got != readFile(t, origin) {
+		if got := testrig.ReadSandboxFile(t, c, sb, "resolv.conf"); got != testrig.ReadFile(t, origin) {
 			t.Errorf("host-mode resolv.conf = %q", got)
 		}
-		if got := readSandboxFile(t, c, sb, "hosts"); got != readFile(t, originHosts) {
+		if got := testrig.ReadSandboxFile(t, c, sb, "hosts"); got != testrig.ReadFile(t, originHosts) {
 			t.Errorf("host-mode hosts = %q", got)
 		}
 	})
@@ -252,15 +233,15 @@ func TestDNSFileOptions(t *testing.T) {
 // Lookups run concurrently with endpoints coming, going, joining and being
 // renamed (run under -race); a stable name keeps resolving throughout.
 func TestResolveNameConcurrentWithChanges(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n", ipamOpt("10.92.0.0/24", ""))
-	sb := extSandbox(t, c, "reader")
-	me := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.92.0.0/24", ""))
+	sb := testrig.ExtSandbox(t, c, "reader")
+	me := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
 	if err := me.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	stable := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("stable"))
+	stable := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("stable"))
 	done := make(chan struct{})
 	errc := make(chan string, 1)
 	go func() {
@@ -271,17 +252,17 @@ func TestResolveNameConcurrentWithChanges(t *testing.T) {
 				return
 			default:
 			}
-			if got := ipStrings(first(sb.ResolveName("stable", types.IPv4))); !slices.Equal(got, []string{epIP(stable)}) {
+			if got := ipStrings(first(sb.ResolveName("stable", types.IPv4))); !slices.Equal(got, []string{testrig.EpIP(stable)}) {
 				errc <- "stable resolved to " + strings.Join(got, ",")
 				return
 			}
 			sb.ResolveName("churn", types.IP)
-			sb.ResolveIP(epIP(stable))
+			sb.ResolveIP(testrig.EpIP(stable))
 		}
 	}()
 	for i := range 50 {
-		ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("churn"))
-		other := extSandbox(t, c, "w"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("churn"))
+		other := testrig.ExtSandbox(t, c, "w"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 		if err := ep.Join(other); err != nil {
 			t.Fatal(err)
 		}
@@ -300,17 +281,17 @@ func TestResolveNameConcurrentWithChanges(t *testing.T) {
 
 // AAAA and IP answers, and PTR for an IPv6 address.
 func TestResolveNameIPv6(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "v6", libnetwork.NetworkOptionEnableIPv6(true), libnetwork.NetworkOptionIpam("default", "",
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "v6", libnetwork.NetworkOptionEnableIPv6(true), libnetwork.NetworkOptionIpam("default", "",
 		[]*libnetwork.IpamConf{{PreferredPool: "10.93.0.0/24"}}, []*libnetwork.IpamConf{{PreferredPool: "fd00:93::/64"}}, nil))
-	sb := extSandbox(t, c, "c1")
-	me := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
+	sb := testrig.ExtSandbox(t, c, "c1")
+	me := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("me"))
 	if err := me.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	peer := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("peer"))
-	v4, v6 := epIP(peer), peer.Info().Iface().AddressIPv6().IP.String()
+	peer := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("peer"))
+	v4, v6 := testrig.EpIP(peer), peer.Info().Iface().AddressIPv6().IP.String()
 	if got := ipStrings(first(sb.ResolveName("peer", types.IPv6))); !slices.Equal(got, []string{v6}) {
 		t.Fatalf("AAAA peer = %v, want [%s]", got, v6)
 	}
@@ -325,22 +306,22 @@ func TestResolveNameIPv6(t *testing.T) {
 // A hostname given as an FQDN, with no domain name, gets its short name on
 // the container's own hosts line too, as upstream writes it.
 func TestHostsFQDNHostnameShortName(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n", ipamOpt("10.92.0.0/24", ""))
-	sb := extSandbox(t, c, "fqdn", libnetwork.OptionHostname("somehost.example.com"))
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.92.0.0/24", ""))
+	sb := testrig.ExtSandbox(t, c, "fqdn", libnetwork.OptionHostname("somehost.example.com"))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	if err := ep.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	hosts := readSandboxFile(t, c, sb, "hosts")
-	if want := epIP(ep) + "\tsomehost.example.com somehost\n"; !strings.Contains(hosts, want) {
+	hosts := testrig.ReadSandboxFile(t, c, sb, "hosts")
+	if want := testrig.EpIP(ep) + "\tsomehost.example.com somehost\n"; !strings.Contains(hosts, want) {
 		t.Errorf("hosts lacks %q:\n%s", want, hosts)
 	}
 	if err := ep.Leave(sb); err != nil {
 		t.Fatal(err)
 	}
-	if hosts := readSandboxFile(t, c, sb, "hosts"); strings.Contains(hosts, "somehost") {
+	if hosts := testrig.ReadSandboxFile(t, c, sb, "hosts"); strings.Contains(hosts, "somehost") {
 		t.Errorf("own line left after leave:\n%s", hosts)
 	}
 }

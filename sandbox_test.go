@@ -6,22 +6,16 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 )
 
-// External-key sandboxes have no namespace until SetKey, so the bookkeeping
-// of joins and leaves is testable without the kernel.
-func extSandbox(t *testing.T, c *libnetwork.Controller, cid string, opts ...libnetwork.SandboxOption) *libnetwork.Sandbox {
-	t.Helper()
-	return must[*libnetwork.Sandbox](t)(c.NewSandbox(cid, append(opts, libnetwork.OptionUseExternalKey())...))
-}
-
 func TestSandboxRegistry(t *testing.T) {
-	c := newController(t)
+	c := testrig.NewController(t)
 	if _, err := c.NewSandbox(""); !types.IsBadRequest(err) {
 		t.Fatalf("empty container ID: want BadRequest, got %v", err)
 	}
-	sb := extSandbox(t, c, "c1")
+	sb := testrig.ExtSandbox(t, c, "c1")
 	if _, err := c.NewSandbox("c1", libnetwork.OptionUseExternalKey()); !types.IsForbidden(err) {
 		t.Fatalf("second sandbox for c1: want Forbidden, got %v", err)
 	}
@@ -62,12 +56,12 @@ func TestSandboxRegistry(t *testing.T) {
 }
 
 func TestJoinLeaveRules(t *testing.T) {
-	c := newController(t)
-	withFake(t, c)
-	n := fakeNet(t, c, "n")
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
-	sb1 := extSandbox(t, c, "c1")
-	sb2 := extSandbox(t, c, "c2")
+	c := testrig.NewController(t)
+	testrig.WithFake(t, c)
+	n := testrig.FakeNet(t, c, "n")
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	sb1 := testrig.ExtSandbox(t, c, "c1")
+	sb2 := testrig.ExtSandbox(t, c, "c2")
 
 	var inv libnetwork.ErrInvalidJoin
 	if err := ep.Join(nil); !errors.As(err, &inv) || !types.IsBadRequest(err) {
@@ -113,14 +107,14 @@ func TestJoinLeaveRules(t *testing.T) {
 }
 
 func TestGatewayFollowsPriority(t *testing.T) {
-	c := newController(t)
-	f := withFake(t, c)
+	c := testrig.NewController(t)
+	f := testrig.WithFake(t, c)
 	f.Gateway = net.ParseIP("10.47.0.1")
-	a := fakeNet(t, c, "a")
-	b := fakeNet(t, c, "b")
-	epA := must[*libnetwork.Endpoint](t)(a.CreateEndpoint("epA"))
-	epB := must[*libnetwork.Endpoint](t)(b.CreateEndpoint("epB"))
-	sb := extSandbox(t, c, "c")
+	a := testrig.FakeNet(t, c, "a")
+	b := testrig.FakeNet(t, c, "b")
+	epA := testrig.Must[*libnetwork.Endpoint](t)(a.CreateEndpoint("epA"))
+	epB := testrig.Must[*libnetwork.Endpoint](t)(b.CreateEndpoint("epB"))
+	sb := testrig.ExtSandbox(t, c, "c")
 
 	if err := epB.Join(sb); err != nil {
 		t.Fatal(err)
@@ -150,12 +144,12 @@ func TestGatewayFollowsPriority(t *testing.T) {
 }
 
 func TestJoinRollbackOnExternalConnectivityFailure(t *testing.T) {
-	c := newController(t)
-	f := withFake(t, c)
+	c := testrig.NewController(t)
+	f := testrig.WithFake(t, c)
 	f.Gateway = net.ParseIP("10.48.0.1")
-	n := fakeNet(t, c, "n")
-	ep := must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
-	sb := extSandbox(t, c, "c")
+	n := testrig.FakeNet(t, c, "n")
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	sb := testrig.ExtSandbox(t, c, "c")
 	f.Fail("ProgramExternalConnectivity", types.InternalErrorf("injected"))
 	if err := ep.Join(sb); err == nil {
 		t.Fatal("join succeeded despite the failure")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
@@ -46,7 +47,15 @@ var errNoSCTP = errors.New("kernel has no sctp support")
 
 type fdCloser int
 
-func (f fdCloser) Close() error { return unix.Close(int(f)) }
+// Close frees the port at once. A child forked by another goroutine holds
+// a copy of every descriptor until it execs (CLOEXEC closes it only then),
+// which would keep the socket, and so the port, past Close; holding
+// ForkLock as a reader waits out any fork under way.
+func (f fdCloser) Close() error {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	return unix.Close(int(f))
+}
 
 type nopCloser struct{}
 

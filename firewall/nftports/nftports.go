@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -122,14 +123,19 @@ func layoutOf(fam firewall.Family) layout {
 		l.addrLen, l.daddrOff, l.nfproto = 16, 24, unix.NFPROTO_IPV6
 	}
 	data := nftables.MustConcatSetType(addrType, nftables.TypeInetService)
-	l.host = &nftables.Set{Table: l.table, Name: MapHostAddr, IsMap: true, Concatenation: true,
+	l.host = &nftables.Set{ID: setIDs.Add(1), Table: l.table, Name: MapHostAddr, IsMap: true, Concatenation: true,
 		KeyType:  nftables.MustConcatSetType(addrType, nftables.TypeInetProto, nftables.TypeInetService),
 		DataType: data}
-	l.any = &nftables.Set{Table: l.table, Name: MapAnyAddr, IsMap: true, Concatenation: true,
+	l.any = &nftables.Set{ID: setIDs.Add(1), Table: l.table, Name: MapAnyAddr, IsMap: true, Concatenation: true,
 		KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 		DataType: data}
 	return l
 }
+
+// setIDs numbers the maps (an ID need only be unique within a batch).
+// nftables.Conn.AddSet numbers a set without one from a package variable
+// it does not guard: two controllers in one process raced on it.
+var setIDs atomic.Uint32
 
 // Ensure creates the table with its maps and chains in one transaction,
 // failing with EEXIST (and changing nothing) when it is there, in which

@@ -16,3 +16,12 @@ const BridgeIPTablesLegacy = "opencnm.internal.bridge.iptables-legacy"
 // BridgeNoEvents (a bool) makes the bridge driver behave as on a kernel
 // without nftables events: it logs that and repairs by the fallback check.
 const BridgeNoEvents = "opencnm.internal.bridge.no-events"
+
+// Controller is the pseudo network type whose OptionDriverConfig map
+// carries the controller's own knobs; no driver has this type.
+const Controller = "opencnm.internal.controller"
+
+// DNSCheckTicks (a <-chan time.Time, under Controller) drives the
+// controller's periodic DNS redirect checks instead of its ticker: a test
+// runs a check exactly when it sends, and never one it did not ask for.
+const DNSCheckTicks = "opencnm.internal.controller.dns-check-ticks"
