@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/vishvananda/netlink"
 )
 
@@ -65,7 +66,7 @@ func TestResolverAndDNSFiles(t *testing.T) {
 	if err != nil || !strings.Contains(string(hosts), addrOf(epA)+"\ta") {
 		t.Fatalf("hosts: %q, %v; want %s a", hosts, err, addrOf(epA))
 	}
-	nsA, _ := sandboxNS(t, sbA)
+	nsA, _ := testrig.SandboxNS(t, sbA)
 	for name, want := range map[string]string{"b": addrOf(epB), "outside.test": "203.0.113.7"} {
 		got, err := lookupA(nsA, name)
 		if err != nil || got != want {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/vishvananda/netlink"
 )
 
@@ -16,7 +17,7 @@ import (
 // and teardown leave no link anywhere.
 func TestExternalKey(t *testing.T) {
 	r := newRig(t, 1)
-	hostBefore := linkNames(t, r.host.Netlink)
+	hostBefore := testrig.LinkNames(t, r.host.Netlink)
 	n := r.macvlanNet("lan", "lan0", 0, nil)
 	sb, err := r.c.NewSandbox("rt", libnetwork.OptionUseExternalKey())
 	if err != nil {
@@ -57,8 +58,8 @@ func TestExternalKey(t *testing.T) {
 		if err != nil || l.Type() != "macvlan" || l.Attrs().HardwareAddr.String() != ep.Info().Iface().MacAddress().String() {
 			t.Fatalf("%s: eth0 %+v, %v", name, l, err)
 		}
-		serveTCP(t, ns, addrOf(ep)+":7000")
-		mustReach(t, r.lans[0].NS, addrOf(ep)+":7000", neighbour(0))
+		testrig.Serve(t, ns, "tcp", addrOf(ep)+":7000", "srv")
+		reach(t, r.lans[0].NS, addrOf(ep)+":7000", "srv", neighbour(0))
 	}
 	if err := ep.Leave(sb); err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func TestExternalKey(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the host to hold only what it held before", func() bool {
-		return slices.Equal(linkNames(t, r.host.Netlink), hostBefore)
+	testrig.Eventually(t, "the host to hold only what it held before", func() bool {
+		return slices.Equal(testrig.LinkNames(t, r.host.Netlink), hostBefore)
 	})
 }

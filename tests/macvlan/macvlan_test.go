@@ -5,11 +5,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -23,12 +23,12 @@ func TestOnTheLAN(t *testing.T) {
 	n := r.macvlanNet("lan", "lan0", 0, nil)
 	sbA, epA := r.container(n, "a")
 	sbB, epB := r.container(n, "b")
-	nsA, hA := sandboxNS(t, sbA)
-	nsB, _ := sandboxNS(t, sbB)
-	serveTCP(t, nsA, addrOf(epA)+":7000")
-	serveTCP(t, r.lans[0].NS, beyond+":7000")
+	nsA, hA := testrig.SandboxNS(t, sbA)
+	nsB, _ := testrig.SandboxNS(t, sbB)
+	testrig.Serve(t, nsA, "tcp", addrOf(epA)+":7000", "srv")
+	testrig.Serve(t, r.lans[0].NS, "tcp", beyond+":7000", "router")
 
-	mustReach(t, r.lans[0].NS, addrOf(epA)+":7000", neighbour(0))
+	reach(t, r.lans[0].NS, addrOf(epA)+":7000", "srv", neighbour(0))
 	neighs, err := r.lans[0].Netlink.NeighList(0, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestOnTheLAN(t *testing.T) {
 		t.Fatalf("container eth0: %v, %v", l, err)
 	}
 
-	mustReach(t, nsB, addrOf(epA)+":7000", addrOf(epB))
+	reach(t, nsB, addrOf(epA)+":7000", "srv", addrOf(epB))
 	routes, err := hA.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestOnTheLAN(t *testing.T) {
 	if gw != routerV4(0) {
 		t.Fatalf("default gateway %q, want the router %s", gw, routerV4(0))
 	}
-	mustReach(t, nsA, beyond+":7000", addrOf(epA))
+	reach(t, nsA, beyond+":7000", "router", addrOf(epA))
 }
 
 // private keeps containers of one parent apart (frames between them are
@@ -77,16 +77,16 @@ func TestModesPrivateAndBridge(t *testing.T) {
 		n := r.macvlanNet(mode, "lan"+string(rune('0'+k)), k, map[string]string{macvlan.ModeOpt: mode})
 		sbA, epA := r.container(n, mode+"-a")
 		sbB, epB := r.container(n, mode+"-b")
-		nsA, _ := sandboxNS(t, sbA)
-		nsB, _ := sandboxNS(t, sbB)
-		serveTCP(t, nsA, addrOf(epA)+":7000")
+		nsA, _ := testrig.SandboxNS(t, sbA)
+		nsB, _ := testrig.SandboxNS(t, sbB)
+		testrig.Serve(t, nsA, "tcp", addrOf(epA)+":7000", "srv")
 		// Both still reach the LAN.
-		serveTCP(t, nsB, addrOf(epB)+":7000")
-		mustReach(t, r.lans[k].NS, addrOf(epB)+":7000", neighbour(k))
+		testrig.Serve(t, nsB, "tcp", addrOf(epB)+":7000", "srv")
+		reach(t, r.lans[k].NS, addrOf(epB)+":7000", "srv", neighbour(k))
 		if mode == macvlan.ModePrivate {
-			mustNotReach(t, nsB, addrOf(epA)+":7000")
+			testrig.MustNotFetch(t, nsB, "tcp", addrOf(epA)+":7000")
 		} else {
-			mustReach(t, nsB, addrOf(epA)+":7000", addrOf(epB))
+			reach(t, nsB, addrOf(epA)+":7000", "srv", addrOf(epB))
 		}
 	}
 }
@@ -99,42 +99,42 @@ func TestHostCannotReachItsContainers(t *testing.T) {
 	r := newRig(t, 1)
 	n := r.macvlanNet("lan", "lan0", 0, nil)
 	sb, ep := r.container(n, "a")
-	ns, _ := sandboxNS(t, sb)
-	serveTCP(t, ns, addrOf(ep)+":7000")
+	ns, _ := testrig.SandboxNS(t, sb)
+	testrig.Serve(t, ns, "tcp", addrOf(ep)+":7000", "srv")
 	lan0, _ := r.host.Netlink.LinkByName("lan0")
 	addr, _ := netlink.ParseAddr("192.0.2.50/24")
 	if err := r.host.Netlink.AddrAdd(lan0, addr); err != nil {
 		t.Fatal(err)
 	}
-	serveTCP(t, r.lans[0].NS, neighbour(0)+":7001")
-	mustReach(t, r.host.NS, neighbour(0)+":7001", "192.0.2.50") // the host is on the LAN
-	mustNotReach(t, r.host.NS, addrOf(ep)+":7000")
-	mustReach(t, r.lans[0].NS, addrOf(ep)+":7000", neighbour(0))
+	testrig.Serve(t, r.lans[0].NS, "tcp", neighbour(0)+":7001", "neighbour")
+	reach(t, r.host.NS, neighbour(0)+":7001", "neighbour", "192.0.2.50") // the host is on the LAN
+	testrig.MustNotFetch(t, r.host.NS, "tcp", addrOf(ep)+":7000")
+	reach(t, r.lans[0].NS, addrOf(ep)+":7000", "srv", neighbour(0))
 }
 
 // No parent: an internal network on a stand-in parent the driver makes;
 // containers reach each other and nothing else, and get no gateway.
 func TestInternalNetwork(t *testing.T) {
 	r := newRig(t, 1)
-	before := linkNames(t, r.host.Netlink)
+	before := testrig.LinkNames(t, r.host.Netlink)
 	n := r.macvlanNet("internal", "", 0, nil)
 	sbA, epA := r.container(n, "a")
 	sbB, epB := r.container(n, "b")
-	nsA, hA := sandboxNS(t, sbA)
-	nsB, _ := sandboxNS(t, sbB)
-	serveTCP(t, nsA, addrOf(epA)+":7000")
-	mustReach(t, nsB, addrOf(epA)+":7000", addrOf(epB))
+	nsA, hA := testrig.SandboxNS(t, sbA)
+	nsB, _ := testrig.SandboxNS(t, sbB)
+	testrig.Serve(t, nsA, "tcp", addrOf(epA)+":7000", "srv")
+	reach(t, nsB, addrOf(epA)+":7000", "srv", addrOf(epB))
 	routes, _ := hA.RouteList(nil, netlink.FAMILY_V4)
 	for _, rt := range routes {
 		if rt.Dst == nil || rt.Dst.String() == "0.0.0.0/0" {
 			t.Fatalf("internal network container has a default route: %+v", rt)
 		}
 	}
-	if got := linkNames(t, r.host.Netlink); len(got) != len(before)+2 {
+	if got := testrig.LinkNames(t, r.host.Netlink); len(got) != len(before)+2 {
 		t.Fatalf("host links %v: want %v and the stand-in pair", got, before)
 	}
-	teardown(t, r.c)
-	if got := linkNames(t, r.host.Netlink); !slices.Equal(got, before) {
+	testrig.Teardown(t, r.c)
+	if got := testrig.LinkNames(t, r.host.Netlink); !slices.Equal(got, before) {
 		t.Fatalf("host links after teardown %v, want %v", got, before)
 	}
 }
@@ -160,7 +160,7 @@ func TestDualStackMACMTUAndTwoParents(t *testing.T) {
 	if err := ep1.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	ns, h := sandboxNS(t, sb)
+	ns, h := testrig.SandboxNS(t, sb)
 	eth0, err := h.LinkByName("eth0")
 	if err != nil || eth0.Attrs().HardwareAddr.String() != mac.String() || eth0.Attrs().MTU != 1400 {
 		t.Fatalf("eth0: %+v, %v; want mac %s mtu 1400", eth0, err, mac)
@@ -172,10 +172,10 @@ func TestDualStackMACMTUAndTwoParents(t *testing.T) {
 	if v6addr == nil {
 		t.Fatal("no IPv6 address from IPAM")
 	}
-	serveTCP(t, ns, "["+v6addr.IP.String()+"]:7000")
-	serveTCP(t, ns, addrOf(ep1)+":7000")
-	mustReach(t, r.lans[0].NS, "["+v6addr.IP.String()+"]:7000", neighV6(0))
-	mustReach(t, r.lans[1].NS, addrOf(ep1)+":7000", neighbour(1))
+	testrig.Serve(t, ns, "tcp", "["+v6addr.IP.String()+"]:7000", "srv")
+	testrig.Serve(t, ns, "tcp", addrOf(ep1)+":7000", "srv")
+	reach(t, r.lans[0].NS, "["+v6addr.IP.String()+"]:7000", "srv", neighV6(0))
+	reach(t, r.lans[1].NS, addrOf(ep1)+":7000", "srv", neighbour(1))
 	routes, _ := h.RouteList(nil, netlink.FAMILY_V6)
 	gw6 := ""
 	for _, rt := range routes {
@@ -239,8 +239,8 @@ func TestBadOptions(t *testing.T) {
 	if err := ep.Join(sb); !types.IsBadRequest(err) {
 		t.Fatalf("sandbox publishing ports joining: got %v, want BadRequest", err)
 	}
-	_, h := sandboxNS(t, sb)
-	if got := linkNames(t, h); !slices.Equal(got, []string{"lo"}) {
+	_, h := testrig.SandboxNS(t, sb)
+	if got := testrig.LinkNames(t, h); !slices.Equal(got, []string{"lo"}) {
 		t.Fatalf("refused join left links %v", got)
 	}
 }
@@ -248,7 +248,7 @@ func TestBadOptions(t *testing.T) {
 // Teardown leaves nothing: no link in the host, the LAN or anywhere.
 func TestTeardownLeavesNoLink(t *testing.T) {
 	r := newRig(t, 1)
-	host, lan := linkNames(t, r.host.Netlink), linkNames(t, r.lans[0].Netlink)
+	host, lan := testrig.LinkNames(t, r.host.Netlink), testrig.LinkNames(t, r.lans[0].Netlink)
 	n := r.macvlanNet("lan", "lan0", 0, nil)
 	in := r.macvlanNet("internal", "", 1, nil)
 	sb, ep := r.container(n, "a")
@@ -259,12 +259,12 @@ func TestTeardownLeavesNoLink(t *testing.T) {
 	if err := ep2.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	_, h := sandboxNS(t, sb)
+	_, h := testrig.SandboxNS(t, sb)
 	if err := ep.Leave(sb); err != nil {
 		t.Fatal(err)
 	}
 	// The driver deletes a left link in the background, within tens of ms.
-	waitFor(t, "the left endpoint's macvlan to go from the sandbox", func() bool {
+	testrig.Eventually(t, "the left endpoint's macvlan to go from the sandbox", func() bool {
 		for _, l := range mustLinks(t, h) {
 			if l.Type() == "macvlan" && l.Attrs().Name != "eth1" {
 				return false
@@ -272,32 +272,13 @@ func TestTeardownLeavesNoLink(t *testing.T) {
 		}
 		return true
 	})
-	teardown(t, r.c)
-	if got := linkNames(t, r.host.Netlink); !slices.Equal(got, host) {
+	testrig.Teardown(t, r.c)
+	if got := testrig.LinkNames(t, r.host.Netlink); !slices.Equal(got, host) {
 		t.Fatalf("host links %v, want %v", got, host)
 	}
-	if got := linkNames(t, r.lans[0].Netlink); !slices.Equal(got, lan) {
+	if got := testrig.LinkNames(t, r.lans[0].Netlink); !slices.Equal(got, lan) {
 		t.Fatalf("LAN links %v, want %v", got, lan)
 	}
-}
-
-// waitFor polls cond for up to 10 s (a generous bound on a loaded machine).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
-func mustLinks(t *testing.T, h *netlink.Handle) []netlink.Link {
-	t.Helper()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return links
 }
 
 // Live restore: a controller stopped and started again on the same state
@@ -315,8 +296,8 @@ func TestLiveRestore(t *testing.T) {
 	if err := epIn.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	ns, h := sandboxNS(t, sb)
-	serveTCP(t, ns, addrOf(ep)+":7000")
+	ns, h := testrig.SandboxNS(t, sb)
+	testrig.Serve(t, ns, "tcp", addrOf(ep)+":7000", "srv")
 	eth0, _ := h.LinkByName("eth0")
 	c := r.start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
 	if err := c.RestoreError(); err != nil {
@@ -325,7 +306,7 @@ func TestLiveRestore(t *testing.T) {
 	if l, err := h.LinkByName("eth0"); err != nil || l.Attrs().Index != eth0.Attrs().Index {
 		t.Fatalf("eth0 changed across the restart: %v", err)
 	}
-	mustReach(t, r.lans[0].NS, addrOf(ep)+":7000", neighbour(0))
+	reach(t, r.lans[0].NS, addrOf(ep)+":7000", "srv", neighbour(0))
 	rn, err := c.NetworkByName("lan")
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +322,7 @@ func TestLiveRestore(t *testing.T) {
 	if err := rep.Leave(rsb); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the restored join's link to go", func() bool {
+	testrig.Eventually(t, "the restored join's link to go", func() bool {
 		for _, l := range mustLinks(t, h) {
 			if l.Attrs().Index == eth0.Attrs().Index {
 				return false
@@ -363,7 +344,7 @@ func TestGarbageInKeptSandbox(t *testing.T) {
 	r := newRig(t, 1)
 	n := r.macvlanNet("lan", "lan0", 0, nil)
 	sb, _ := r.container(n, "a")
-	_, h := sandboxNS(t, sb)
+	_, h := testrig.SandboxNS(t, sb)
 	lan0, _ := r.host.Netlink.LinkByName("lan0")
 	// What a crash between a join's link and its record would leave.
 	attrs := netlink.NewLinkAttrs()
@@ -390,7 +371,7 @@ func TestGarbageInKeptSandbox(t *testing.T) {
 
 	// A stand-in parent tagged with a network that has no record (made by
 	// a run that crashed before writing it) goes too.
-	before := linkNames(t, r.host.Netlink)
+	before := testrig.LinkNames(t, r.host.Netlink)
 	attrs = netlink.NewLinkAttrs()
 	attrs.Name = "mvi-leftover"
 	if err := r.host.Netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "mvo-leftover"}); err != nil {
@@ -403,13 +384,13 @@ func TestGarbageInKeptSandbox(t *testing.T) {
 	if err := r.c.CollectGarbage(); err != nil {
 		t.Fatal(err)
 	}
-	if got := linkNames(t, r.host.Netlink); !slices.Equal(got, before) {
+	if got := testrig.LinkNames(t, r.host.Netlink); !slices.Equal(got, before) {
 		t.Fatalf("host links after GC %v, want %v", got, before)
 	}
 }
 
 func mustNS(t *testing.T, sb *libnetwork.Sandbox) int {
 	t.Helper()
-	ns, _ := sandboxNS(t, sb)
+	ns, _ := testrig.SandboxNS(t, sb)
 	return ns.Fd()
 }
