@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -16,7 +17,7 @@ import (
 // them, so nothing it held can be handed out twice; an answer other than
 // the record is given back and fails. Other drivers (plugins keeping their
 // own state, which refuse a pool they already gave) are asked nothing.
-func (n *Network) replayPools(recs []ipamInfoRecord, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
+func (n *Network) replayPools(recs []records.IpamInfo, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
 	replay := n.ipamReplays()
 	var infos []*IpamInfo
 	for _, r := range recs {
@@ -66,7 +67,7 @@ func (n *Network) ipamReplays() bool {
 
 // replayPool asks IPAM again for the pool of r and the gateway and aux
 // addresses it handed out in it, pushing their release onto undo.
-func (n *Network) replayPool(info *IpamInfo, r ipamInfoRecord, v6 bool, undo *undoStack) error {
+func (n *Network) replayPool(info *IpamInfo, r records.IpamInfo, v6 bool, undo *undoStack) error {
 	pool, sub := r.Pool, ""
 	if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
 		sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator

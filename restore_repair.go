@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -25,19 +26,15 @@ type networkAbandoner interface {
 	AbandonNetwork(req driverapi.CreateNetworkRequest) error
 }
 
-// abandonNetwork lets the driver of an unfinished network record remove
+// abandonNetwork lets driver e of an unfinished network record remove
 // what it may have made untagged. Nothing is replayed in IPAM: the pools
 // the record names were never confirmed to anyone.
-func (c *Controller) abandonNetwork(r networkRecord) error {
-	e, err := c.driver(r.Type)
-	if err != nil {
-		return nil // no driver, nothing it could have made
-	}
+func (c *Controller) abandonNetwork(e *driverEntry, r records.Network) error {
 	a, ok := e.d.(networkAbandoner)
 	if !ok {
 		return nil
 	}
-	gen, err := decodeGeneric(r.Generic)
+	gen, err := records.DecodeGeneric(r.Generic)
 	if err != nil {
 		return types.InternalErrorf("decoding options of unfinished network %s: %w", r.Name, err)
 	}
@@ -166,13 +163,14 @@ func isDetachedName(name string) bool {
 
 // removeStaleSandbox removes what a sandbox of the previous run left: its
 // namespace (the kernel reaps the veths inside), files and record.
-func (c *Controller) removeStaleSandbox(r sandboxRecord) error {
+func (c *Controller) removeStaleSandbox(r records.Sandbox) error {
 	var errs []error
 	if !r.DefaultSandbox {
 		errs = append(errs, netnsutil.Remove(r.Key))
 	}
-	// The ID names a directory: one that is not a valid ID (a record of
-	// an older version, or not ours) could point anywhere.
+	// The ID names a directory: only a valid ID is joined to a path, so a
+	// record with any other (not written by this version, or not ours)
+	// cannot make the removal reach outside the files directory.
 	if err := names.ID(r.ID); err != nil {
 		errs = append(errs, types.Wrapf(err, "removing files of stale sandbox: invalid sandbox id"))
 	} else {
@@ -190,9 +188,9 @@ func (c *Controller) removeStaleSandbox(r sandboxRecord) error {
 // exactly those again (rules taken over as they are, the same host ports
 // bound again); one without (it took over from an endpoint whose leave
 // was finished) is left to publishGateway once every sandbox is back, and
-// later reports so: a port chosen now might be one a record of a sandbox
-// not restored yet still holds.
-func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
+// publishAnew reports so: a port chosen now might be one a record of a
+// sandbox not restored yet still holds.
+func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (publishAnew bool, err error) {
 	c := sb.ctrl
 	c.mu.Lock()
 	gw := sb.gatewayEndpointLocked()
@@ -214,7 +212,7 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
 	switch {
 	case gw == nil:
 	case len(oper) == 0:
-		later = true
+		publishAnew = true
 	default:
 		// A recorded port a host process took while we were down: the
 		// sandbox stays, and publishes anew with the rest (a chosen port
@@ -223,9 +221,9 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (later bool, err error) {
 		errs = append(errs, driverErr, commitErr)
 		// Only ports the driver could not publish again go anew (a
 		// failed record write must not move a container's host ports).
-		later = driverErr != nil
+		publishAnew = driverErr != nil
 	}
-	return later, errors.Join(errs...)
+	return publishAnew, errors.Join(errs...)
 }
 
 // publishGateway programs the external connectivity of gateway endpoint

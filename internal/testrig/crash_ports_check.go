@@ -1,7 +1,7 @@
 package testrig
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -41,32 +42,25 @@ func PortName(pb types.PortBinding) string {
 	return fmt.Sprintf("%s/%s", pb.Proto, net.JoinHostPort(ip, fmt.Sprint(pb.HostPort)))
 }
 
-// endpointPortsRecord is what the port checks read of an endpoint record.
-type endpointPortsRecord struct {
-	Name      string
-	OperPorts []types.PortBinding
-}
-
-// StoredEndpointPorts reads every endpoint record of the (stopped)
+// StoredEndpoints reads every endpoint record of the (stopped)
 // controller whose data directory is dataDir, by endpoint ID.
-func StoredEndpointPorts(t *testing.T, dataDir string) map[string]endpointPortsRecord {
+func StoredEndpoints(t *testing.T, dataDir string) map[string]records.Endpoint {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(dataDir, libnetwork.StoreFile), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	recs, err := st.List("endpoint")
+	set, err := records.Load(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]endpointPortsRecord{}
-	for id, raw := range recs {
-		var r endpointPortsRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = r
+	if err := errors.Join(set.Undecodable...); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]records.Endpoint{}
+	for _, r := range set.Endpoints {
+		out[r.ID] = r
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package bridgeflow
 
 import (
-	"encoding/json"
 	"net"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -163,17 +163,20 @@ func TestRestartDropsNetworkWithInvalidID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := st.Get("network", validID)
+	raw, err := st.Get(records.KindNetwork, validID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := map[string]any{}
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	var rec records.Network
+	if err := records.Decode(records.KindNetwork, validID, raw, &rec); err != nil {
 		t.Fatal(err)
 	}
-	rec["ID"] = oldID
-	b, _ := json.Marshal(rec)
-	if err := st.Apply(store.Op{Kind: "network", ID: validID}, store.Op{Kind: "network", ID: oldID, Value: b}); err != nil {
+	rec.ID = oldID
+	b, err := records.Encode(records.KindNetwork, oldID, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(store.Op{Kind: records.KindNetwork, ID: validID}, store.Op{Kind: records.KindNetwork, ID: oldID, Value: b}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -201,7 +201,7 @@ func portHeldBy(t *testing.T, host *testutil.HostNS, pb types.PortBinding) bool 
 // holds or that was given up.
 func checkPortRecords(t *testing.T, dirs crashDirs, published map[string][]types.PortBinding) {
 	t.Helper()
-	for id, r := range testrig.StoredEndpointPorts(t, dirs.data) {
+	for id, r := range testrig.StoredEndpoints(t, dirs.data) {
 		got, want := testrig.PortNames(r.OperPorts), testrig.PortNames(published[id])
 		if !slices.Equal(got, want) {
 			t.Errorf("record of endpoint %s claims host ports %v, it published %v", r.Name, got, want)

@@ -8,6 +8,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/vishvananda/netlink"
 )
@@ -135,8 +136,8 @@ func TestCrashDuringJoinCleansKeptSandbox(t *testing.T) {
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
 	mac := ep.Info().Iface().MacAddress()
 	r.Last.Stop()
-	testrig.EditRecord(t, r, "endpoint", ep.ID(), func(m map[string]any) {
-		m["State"], m["SandboxID"] = "joining", sb.ID()
+	testrig.EditRecord(t, r, records.KindEndpoint, ep.ID(), func(e *records.Endpoint) {
+		e.State, e.SandboxID = records.Joining, sb.ID()
 	})
 	ns, h := testrig.SandboxNS(t, sb)
 	half := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethhalf"}, PeerName: "eth0",
@@ -177,8 +178,8 @@ func TestCrashDuringNetworkCreateUntaggedBridge(t *testing.T) {
 	r.Start()
 	r.Last.Stop()
 	id := strings.Repeat("ab", 32)
-	testrig.EditRecord(t, r, "network", id, func(m map[string]any) {
-		m["ID"], m["Name"], m["Type"], m["State"] = id, "half", "bridge", "creating"
+	testrig.EditRecord(t, r, records.KindNetwork, id, func(n *records.Network) {
+		n.ID, n.Name, n.Type, n.State = id, "half", "bridge", records.Creating
 	})
 	for _, name := range []string{"br-" + id[:12], "br-0123456789ab"} {
 		if err := r.Host.Netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -86,7 +87,7 @@ func TestRestartKeepsDualStackPort(t *testing.T) {
 func storedOperPorts(t *testing.T, r *testrig.Restartable) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	for _, rec := range testrig.StoredEndpointPorts(t, r.Last.Config().DataDir) {
+	for _, rec := range testrig.StoredEndpoints(t, r.Last.Config().DataDir) {
 		out[rec.Name] = testrig.PortNames(rec.OperPorts)
 	}
 	return out
@@ -150,8 +151,8 @@ func TestCrashDuringJoinRestoresDefaultRoute(t *testing.T) {
 	r.Last.Stop()
 	// What the cut-short join left: eb recorded as joining, its interface
 	// in the sandbox, the default route through it.
-	testrig.EditRecord(t, r, "endpoint", eb.ID(), func(m map[string]any) {
-		m["State"], m["Join"] = "joining", nil
+	testrig.EditRecord(t, r, records.KindEndpoint, eb.ID(), func(e *records.Endpoint) {
+		e.State, e.Join = records.Joining, nil
 	})
 	r.Last = nil
 	c = r.Start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
@@ -191,7 +192,7 @@ func TestCrashDuringGatewayLeaveRollsForward(t *testing.T) {
 	ns, h := testrig.SandboxNS(t, sb)
 	r.Last.Stop()
 	// What the leave of ea had done: intent recorded, default route via b.
-	testrig.EditRecord(t, r, "endpoint", ea.ID(), func(m map[string]any) { m["State"] = "leaving" })
+	testrig.EditRecord(t, r, records.KindEndpoint, ea.ID(), func(e *records.Endpoint) { e.State = records.Leaving })
 	if err := ns.Do(func() error {
 		return exec.Command("ip", "route", "replace", "default", "via", "10.99.6.1").Run()
 	}); err != nil {
@@ -289,7 +290,7 @@ func TestRestartPublishesTakenOverPortsLast(t *testing.T) {
 	}
 	r.Last.Stop()
 	for _, ea := range leavers {
-		testrig.EditRecord(t, r, "endpoint", ea.ID(), func(m map[string]any) { m["State"] = "leaving" })
+		testrig.EditRecord(t, r, records.KindEndpoint, ea.ID(), func(e *records.Endpoint) { e.State = records.Leaving })
 	}
 	r.Last = nil
 	c = r.Start(config.OptionActiveSandboxes(keep))

@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
@@ -207,5 +208,52 @@ func TestRestartKeepsPublishedPort(t *testing.T) {
 		[]types.PortBinding{{Proto: types.TCP, Port: 80, HostPort: hostPort}})))
 	if err := other.Join(osb); !types.IsForbidden(err) {
 		t.Fatalf("taking a restored container's host port: want Forbidden, got %v", err)
+	}
+}
+
+// Records stored by versions that wrote ready as "" still come back as
+// ready: the network, its joined endpoint in the kept sandbox (its
+// interface untouched) and its idle endpoint.
+func TestRestartRestoresRecordsOfOldForm(t *testing.T) {
+	r := testrig.NewRestartable(t)
+	c := r.Start()
+	n := testrig.BridgeNet(t, c, "net", "cnmold1", "10.90.1.0/24")
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
+	idle := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
+	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	_, h := testrig.SandboxNS(t, sb)
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Last.Stop()
+	oldForm := func(m map[string]any) {
+		if m["State"] != "ready" {
+			t.Fatalf("record stored with state %v, want ready", m["State"])
+		}
+		m["State"] = ""
+	}
+	testrig.EditRawRecord(t, r, records.KindNetwork, n.ID(), oldForm)
+	testrig.EditRawRecord(t, r, records.KindEndpoint, ep.ID(), oldForm)
+	testrig.EditRawRecord(t, r, records.KindEndpoint, idle.ID(), oldForm)
+	r.Last = nil
+
+	c = r.Start(config.OptionActiveSandboxes(map[string]any{sb.ID(): []libnetwork.SandboxOption{}}))
+	if err := c.RestoreError(); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	rn := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("net"))
+	rsb := testrig.Must[*libnetwork.Sandbox](t)(c.SandboxByID(sb.ID()))
+	if rep := testrig.Must[*libnetwork.Endpoint](t)(rn.EndpointByName("e")); rep.Info().Sandbox() != rsb {
+		t.Fatal("the joined endpoint came back not joined")
+	}
+	if ri := testrig.Must[*libnetwork.Endpoint](t)(rn.EndpointByName("idle")); ri.Info().Sandbox() != nil {
+		t.Fatal("the idle endpoint came back joined")
+	}
+	if l, err := h.LinkByName("eth0"); err != nil || l.Attrs().Index != eth0.Attrs().Index {
+		t.Fatalf("eth0 changed across restart: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package libnetwork
+package records
 
 import (
 	"encoding/json"
@@ -24,7 +24,7 @@ func TestGenericRoundTripKeepsTypes(t *testing.T) {
 		"list":                []string{"a", "b"},
 		"none":                nil,
 	}
-	enc, err := encodeGeneric(in)
+	enc, err := EncodeGeneric(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,11 +32,11 @@ func TestGenericRoundTripKeepsTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back map[string]typedValue
+	var back map[string]TypedValue
 	if err := json.Unmarshal(raw, &back); err != nil {
 		t.Fatal(err)
 	}
-	out, err := decodeGeneric(back)
+	out, err := DecodeGeneric(back)
 	if err != nil {
 		t.Fatal(err)
 	}

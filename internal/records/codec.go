@@ -1,4 +1,4 @@
-package libnetwork
+package records
 
 import (
 	"encoding/json"
@@ -9,22 +9,22 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// typedValue keeps a Go value's type across JSON, so option maps read back
+// TypedValue keeps a Go value's type across JSON, so option maps read back
 // from the store are what the caller passed in (an int stays an int, a
 // []types.PortBinding stays one) and drivers parse them the same way.
-type typedValue struct {
+type TypedValue struct {
 	T string          `json:"t"`
 	V json.RawMessage `json:"v"`
 }
 
-// encodeGeneric turns an option map into typed values. Values of types it
+// EncodeGeneric turns an option map into typed values. Values of types it
 // does not know are kept as plain JSON ("json"), which is lossy only for
 // types no caller of this library is known to pass.
-func encodeGeneric(m map[string]any) (map[string]typedValue, error) {
+func EncodeGeneric(m map[string]any) (map[string]TypedValue, error) {
 	if m == nil {
 		return nil, nil
 	}
-	out := make(map[string]typedValue, len(m))
+	out := make(map[string]TypedValue, len(m))
 	for k, v := range m {
 		tv, err := encodeValue(v)
 		if err != nil {
@@ -35,7 +35,7 @@ func encodeGeneric(m map[string]any) (map[string]typedValue, error) {
 	return out, nil
 }
 
-func encodeValue(v any) (typedValue, error) {
+func encodeValue(v any) (TypedValue, error) {
 	var t string
 	switch x := v.(type) {
 	case nil:
@@ -65,15 +65,15 @@ func encodeValue(v any) (typedValue, error) {
 	case []types.TransportPort:
 		t = "[]TransportPort"
 	case options.Generic:
-		enc, err := encodeGeneric(x)
+		enc, err := EncodeGeneric(x)
 		if err != nil {
-			return typedValue{}, err
+			return TypedValue{}, err
 		}
 		t, v = "Generic", enc
 	case map[string]any:
-		enc, err := encodeGeneric(x)
+		enc, err := EncodeGeneric(x)
 		if err != nil {
-			return typedValue{}, err
+			return TypedValue{}, err
 		}
 		t, v = "map[string]any", enc
 	default:
@@ -81,12 +81,14 @@ func encodeValue(v any) (typedValue, error) {
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return typedValue{}, err
+		return TypedValue{}, err
 	}
-	return typedValue{T: t, V: raw}, nil
+	return TypedValue{T: t, V: raw}, nil
 }
 
-func decodeGeneric(m map[string]typedValue) (map[string]any, error) {
+// DecodeGeneric turns typed values back into the option map EncodeGeneric
+// was given.
+func DecodeGeneric(m map[string]TypedValue) (map[string]any, error) {
 	if m == nil {
 		return nil, nil
 	}
@@ -101,7 +103,7 @@ func decodeGeneric(m map[string]typedValue) (map[string]any, error) {
 	return out, nil
 }
 
-func decodeValue(tv typedValue) (any, error) {
+func decodeValue(tv TypedValue) (any, error) {
 	switch tv.T {
 	case "nil":
 		return nil, nil
@@ -139,11 +141,11 @@ func decodeValue(tv typedValue) (any, error) {
 		}
 		return pbs, err
 	case "Generic", "map[string]any":
-		m, err := decodeAs[map[string]typedValue](tv.V)
+		m, err := decodeAs[map[string]TypedValue](tv.V)
 		if err != nil {
 			return nil, err
 		}
-		d, err := decodeGeneric(m)
+		d, err := DecodeGeneric(m)
 		if tv.T == "Generic" {
 			return options.Generic(d), err
 		}
