@@ -28,6 +28,7 @@ import (
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -107,11 +108,9 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 	}
 	// The store first: if it is held by another process or corrupt, fail
 	// before anything else is started.
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile), cfg.StoreTimeout)
-	if err != nil {
+	if c.store, err = openStore(cfg); err != nil {
 		return nil, err
 	}
-	c.store = st
 	if c.claimFd, err = claimHostNS(c.host, cfg.HostNetNS); err != nil {
 		return nil, err
 	}
@@ -126,6 +125,20 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 
 // StoreFile is the name of the controller's store under config DataDir.
 const StoreFile = "libnetwork.db"
+
+// openStore opens the store file under DataDir, or returns the store a
+// test of this module handed over (knobs.ControllerStore), which the
+// controller then uses as it would the file.
+func openStore(cfg *config.Config) (store.Store, error) {
+	if st, ok := cfg.DriverCfg[knobs.Controller][knobs.ControllerStore].(store.Store); ok && st != nil {
+		return st, nil
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile), cfg.StoreTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
 
 // RestoreError reports what could not be restored from the previous run's
 // state when the controller started (nil when everything came back).
@@ -328,6 +341,8 @@ func (c *Controller) driver(networkType string) (*driverEntry, error) {
 	return c.drv.driver(networkType)
 }
 
+// ipamDriver returns the IPAM driver called name ("" is the default),
+// discovering a plugin if none of that name is registered yet.
 func (c *Controller) ipamDriver(name string) (*ipamEntry, error) {
 	return c.drv.ipam(name)
 }
@@ -343,8 +358,8 @@ func generateID() string {
 
 // driverScope is the data scope of a network's driver.
 func (e *driverEntry) scope() string {
-	if e.cap.DataScope == "" {
+	if e.capability.DataScope == "" {
 		return driverapi.LocalScope
 	}
-	return e.cap.DataScope
+	return e.capability.DataScope
 }

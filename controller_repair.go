@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/knobs"
@@ -35,12 +36,6 @@ type Repairs struct {
 
 // Empty reports whether nothing was repaired.
 func (r Repairs) Empty() bool { return r.Firewall.Empty() && len(r.DNSRedirects) == 0 }
-
-// firewallRepairer is a driver that keeps firewall rules of its own
-// (the bridge driver).
-type firewallRepairer interface {
-	RepairFirewall() (firewall.Repairs, error)
-}
 
 // RepairFirewall checks, now, that the rules the controller installed are
 // in the kernel and puts back what another tool removed: the host
@@ -74,7 +69,7 @@ func (c *Controller) RepairFirewall() (_ Repairs, err error) {
 }
 
 // firewallRepairers returns the registered drivers that keep rules.
-func (r *registry) firewallRepairers() []firewallRepairer {
+func (r *registry) firewallRepairers() []driverapi.FirewallRepairer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	names := make([]string, 0, len(r.drivers))
@@ -82,9 +77,9 @@ func (r *registry) firewallRepairers() []firewallRepairer {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	var out []firewallRepairer
+	var out []driverapi.FirewallRepairer
 	for _, name := range names {
-		if fr, ok := r.drivers[name].d.(firewallRepairer); ok {
+		if fr, ok := r.drivers[name].Driver.(driverapi.FirewallRepairer); ok {
 			out = append(out, fr)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -15,9 +16,9 @@ import (
 // NotFound for "already gone" and would forget objects the plugin still
 // holds.
 type absentDriver struct {
-	c   *Controller
-	n   *Network
-	typ string
+	ctrl *Controller
+	net  *Network // the network it stands in for
+	typ  string
 
 	mu   sync.Mutex       // serialises the look-up and the replay below
 	real driverapi.Driver // guarded by mu; set once found
@@ -46,18 +47,18 @@ func (a *absentDriver) get() (driverapi.Driver, error) {
 	if a.real != nil {
 		return a.real, nil
 	}
-	e, err := a.c.driver(a.typ)
+	e, err := a.ctrl.driver(a.typ)
 	if err != nil {
 		// %v, not %w: the look-up's NotFound must not show through.
-		return nil, types.NoServiceErrorf("driver %s of network %s is not available: %v", a.typ, a.n.name, err)
+		return nil, types.NoServiceErrorf("driver %s of network %s is not available: %v", a.typ, a.net.name, err)
 	}
-	if !keepsState(e.d) {
-		if err := a.n.recreateIn(e.d); err != nil {
+	if !keepsState(e.Driver) {
+		if err := a.net.recreateIn(e.Driver); err != nil {
 			return nil, err
 		}
 	}
-	a.real = e.d
-	return e.d, nil
+	a.real = e.Driver
+	return e.Driver, nil
 }
 
 // KeepsState is true: restore tells the stand-in nothing, and get replays
@@ -147,10 +148,10 @@ func (a *absentDriver) RevokeExternalConnectivity(nid, eid string) error {
 // recreateIn creates the network and its endpoints in d, which does not
 // keep state, from the model; on error it undoes what it created.
 func (n *Network) recreateIn(d driverapi.Driver) (err error) {
-	var undo undoStack
+	var undo undo.Stack
 	defer func() {
 		if err != nil {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
@@ -158,7 +159,7 @@ func (n *Network) recreateIn(d driverapi.Driver) (err error) {
 	if err := d.CreateNetwork(req); err != nil {
 		return types.Wrapf(err, "re-creating network %s in driver %s", n.name, n.networkType)
 	}
-	undo.push(func() { _ = d.DeleteNetwork(n.id) })
+	undo.PushFunc(func() { _ = d.DeleteNetwork(n.id) })
 	for _, ep := range n.Endpoints() {
 		n.ctrl.mu.Lock()
 		req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
@@ -167,7 +168,7 @@ func (n *Network) recreateIn(d driverapi.Driver) (err error) {
 		if _, err := d.CreateEndpoint(req); err != nil {
 			return types.Wrapf(err, "re-creating endpoint %s in driver %s", ep.name, n.networkType)
 		}
-		undo.push(func() { _ = d.DeleteEndpoint(n.id, ep.id) })
+		undo.PushFunc(func() { _ = d.DeleteEndpoint(n.id, ep.id) })
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/macaddr"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -83,14 +84,14 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 	n.epNames[name] = ep.id
 	c.mu.Unlock()
 
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(n.epNames, name)
 		c.mu.Unlock()
@@ -99,7 +100,7 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 	if !n.special() {
 		// An IPAM driver that keys addresses by MAC gets one made now; the
 		// network driver is given the same MAC for the interface.
-		if ep.iface.mac == nil && n.ipam.ipam.Capabilities().RequiresMACAddress {
+		if ep.iface.mac == nil && n.ipam.Capabilities().RequiresMACAddress {
 			ep.iface.mac = macaddr.Random()
 		}
 		if err := ep.assignAddresses(&undo); err != nil {
@@ -111,11 +112,11 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 		Interface: driverapi.Interface{MacAddress: types.GetMacCopy(ep.iface.mac),
 			Address: types.GetIPNetCopy(ep.iface.addr), AddressIPv6: types.GetIPNetCopy(ep.iface.addrv6)},
 	}
-	got, err := n.driver.d.CreateEndpoint(req)
+	got, err := n.driver.CreateEndpoint(req)
 	if err != nil {
 		return nil, types.Wrapf(err, "creating endpoint %s on network %s", name, n.name)
 	}
-	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+	undo.PushFunc(func() { _ = n.driver.DeleteEndpoint(n.id, ep.id) })
 	if err := ep.mergeDriverInterface(got); err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (ep *Endpoint) mergeDriverInterface(got *driverapi.Interface) error {
 
 // assignAddresses gets the endpoint's IPv4 (and, on IPv6 networks, IPv6)
 // address from the network's pools, trying the next pool only when one is full.
-func (ep *Endpoint) assignAddresses(undo *undoStack) error {
+func (ep *Endpoint) assignAddresses(undo *undo.Stack) error {
 	n := ep.network
 	if n.disableIPv4 {
 		if ep.prefIPv4 != nil {
@@ -183,7 +184,7 @@ func (ep *Endpoint) assignAddresses(undo *undoStack) error {
 	return nil
 }
 
-func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoStack) (*net.IPNet, string, error) {
+func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undo.Stack) (*net.IPNet, string, error) {
 	n := ep.network
 	want := ipToAddr(prefer)
 	opts := ep.macOption(maps.Clone(ep.ipamOptions))
@@ -192,7 +193,7 @@ func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoS
 		if want.IsValid() && !ipNetToPrefix(info.Pool).Contains(want) {
 			continue
 		}
-		got, _, err := n.ipam.ipam.RequestAddress(info.PoolID, want, opts)
+		got, _, err := n.ipam.RequestAddress(info.PoolID, want, opts)
 		if err != nil {
 			lastErr = err
 			if errors.Is(err, ipamapi.ErrNoAvailableIPs) && !want.IsValid() {
@@ -207,11 +208,11 @@ func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoS
 		// The driver's answer is used only as what was asked: the address
 		// asked for, or one in the pool. Anything else is given back.
 		if p := ipNetToPrefix(info.Pool); (want.IsValid() && got.Addr() != want) || !p.Contains(got.Addr()) {
-			_ = n.ipam.ipam.ReleaseAddress(pool, got.Addr())
+			_ = n.ipam.ReleaseAddress(pool, got.Addr())
 			return nil, "", types.InternalErrorf("allocating address for endpoint %s on network %s: IPAM driver %s answered %s (asked %v in pool %s)",
 				ep.name, n.name, n.ipamType, got.Addr(), prefer, p)
 		}
-		undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, got.Addr()) })
+		undo.PushFunc(func() { _ = n.ipam.ReleaseAddress(pool, got.Addr()) })
 		return prefixToIPNet(got), pool, nil
 	}
 	if want.IsValid() && lastErr == nil {
@@ -226,7 +227,7 @@ func (ep *Endpoint) requestAddress(infos []*IpamInfo, prefer net.IP, undo *undoS
 // macOption adds the endpoint's MAC to opts (made if nil) for an IPAM
 // driver whose capabilities ask for it.
 func (ep *Endpoint) macOption(opts map[string]string) map[string]string {
-	if !ep.network.ipam.ipam.Capabilities().RequiresMACAddress || ep.iface.mac == nil {
+	if !ep.network.ipam.Capabilities().RequiresMACAddress || ep.iface.mac == nil {
 		return opts
 	}
 	if opts == nil {
@@ -242,10 +243,10 @@ func (ep *Endpoint) releaseAddresses() {
 		return
 	}
 	if ep.iface.addr != nil && ep.iface.v4PoolID != "" {
-		_ = n.ipam.ipam.ReleaseAddress(ep.iface.v4PoolID, ipToAddr(ep.iface.addr.IP))
+		_ = n.ipam.ReleaseAddress(ep.iface.v4PoolID, ipToAddr(ep.iface.addr.IP))
 	}
 	if ep.iface.addrv6 != nil && ep.iface.v6PoolID != "" {
-		_ = n.ipam.ipam.ReleaseAddress(ep.iface.v6PoolID, ipToAddr(ep.iface.addrv6.IP))
+		_ = n.ipam.ReleaseAddress(ep.iface.v6PoolID, ipToAddr(ep.iface.addrv6.IP))
 	}
 }
 
@@ -289,7 +290,7 @@ func (ep *Endpoint) Delete(force bool) (err error) {
 	ep.deleting = true
 	c.mu.Unlock()
 
-	if err := n.driver.d.DeleteEndpoint(n.id, ep.id); err != nil && !types.IsNotFound(err) && !force {
+	if err := n.driver.DeleteEndpoint(n.id, ep.id); err != nil && !types.IsNotFound(err) && !force {
 		c.mu.Lock()
 		ep.deleting = false
 		c.mu.Unlock()
@@ -309,7 +310,7 @@ func (ep *Endpoint) Delete(force bool) (err error) {
 func (ep *Endpoint) DriverInfo() (_ map[string]any, err error) {
 	defer classify(&err)
 	n := ep.network
-	info, err := n.driver.d.EndpointOperInfo(n.id, ep.id)
+	info, err := n.driver.EndpointOperInfo(n.id, ep.id)
 	if err != nil {
 		return nil, types.Wrapf(err, "getting driver info of endpoint %s", ep.name)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -67,14 +68,14 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.sandboxID = ""
 		c.mu.Unlock()
@@ -85,22 +86,22 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	if err := c.commit(c.recEndpoint(ep, stateJoining)); err != nil {
 		return err
 	}
-	undo.push(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
+	undo.PushFunc(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
 
 	js, reserved, err := sb.driverJoin(osSbox, ep)
 	if err != nil {
 		return err
 	}
-	undo.push(func() {
+	undo.PushFunc(func() {
 		for _, name := range reserved {
 			osSbox.ReleaseName(name)
 		}
 	})
-	undo.push(func() { _ = n.driver.d.Leave(n.id, ep.id) })
+	undo.PushFunc(func() { _ = n.driver.Leave(n.id, ep.id) })
 	c.mu.Lock()
 	ep.join = js
 	c.mu.Unlock()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.join, ep.operPorts = nil, nil
 		c.mu.Unlock()
@@ -109,7 +110,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 		if err := sb.populate(osSbox, ep); err != nil {
 			return err
 		}
-		undo.push(func() { _ = sb.depopulate(osSbox, ep, false) })
+		undo.PushFunc(func() { _ = sb.depopulate(osSbox, ep, false) })
 	}
 
 	c.mu.Lock()
@@ -120,7 +121,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	}
 	sb.sortEndpointsLocked()
 	c.mu.Unlock()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.removeEndpointLocked(ep)
 		c.mu.Unlock()
@@ -139,7 +140,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	if err := sb.joinDNS(ep); err != nil {
 		return err
 	}
-	undo.push(func() { sb.leaveDNS(ep) })
+	undo.PushFunc(func() { sb.leaveDNS(ep) })
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
 	for _, e := range sb.recordOperPorts() {
 		if e != ep {
@@ -168,7 +169,7 @@ func (sb *Sandbox) driverJoin(s *osl.Sandbox, ep *Endpoint) (*joinState, []strin
 			return name
 		}
 	}
-	res, err := n.driver.d.Join(req)
+	res, err := n.driver.Join(req)
 	if err != nil {
 		for _, name := range reserved {
 			s.ReleaseName(name)
@@ -314,7 +315,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := n.driver.d.Leave(n.id, ep.id); err != nil && !types.IsNotFound(err) {
+	if err := n.driver.Leave(n.id, ep.id); err != nil && !types.IsNotFound(err) {
 		errs = append(errs, types.Wrapf(err, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))
 	}
 	c.mu.Lock()
@@ -389,7 +390,7 @@ func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 			}
 		}
 	}
-	if ext, ok := next.network.driver.d.(driverapi.ExternalConnectivity); ok {
+	if ext, ok := next.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		labels := sb.cfg.labels()
 		if len(oper) > 0 {
 			labels[netlabel.PortMap] = oper
@@ -410,7 +411,7 @@ func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
 }
 
 func revokeExternal(ep *Endpoint) {
-	if ext, ok := ep.network.driver.d.(driverapi.ExternalConnectivity); ok {
+	if ext, ok := ep.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		_ = ext.RevokeExternalConnectivity(ep.network.id, ep.id)
 	}
 }
@@ -430,7 +431,7 @@ func (sb *Sandbox) recordOperPorts() []*Endpoint {
 	var pbs []types.PortBinding
 	known := true
 	if gw != nil {
-		info, err := gw.network.driver.d.EndpointOperInfo(gw.network.id, gw.id)
+		info, err := gw.network.driver.EndpointOperInfo(gw.network.id, gw.id)
 		pbs, _ = info[netlabel.PortMap].([]types.PortBinding)
 		known = err == nil // else the gateway keeps what it had
 	}

@@ -15,7 +15,7 @@ import (
 // failing with NoService until it is back. Nothing is replayed to it when it
 // turns up: a plugin keeps its own state.
 type absentIPAM struct {
-	c    *Controller
+	ctrl *Controller
 	name string
 	net  string // the network, for messages
 
@@ -31,13 +31,13 @@ func (a *absentIPAM) get() (ipamapi.Ipam, error) {
 	if a.real != nil {
 		return a.real, nil
 	}
-	e, err := a.c.ipamDriver(a.name)
+	e, err := a.ctrl.ipamDriver(a.name)
 	if err != nil {
 		// %v, not %w: the look-up's NotFound must not show through.
 		return nil, types.NoServiceErrorf("IPAM driver %s of network %s is not available: %v", a.name, a.net, err)
 	}
-	a.real = e.ipam
-	return e.ipam, nil
+	a.real = e.Ipam
+	return e.Ipam, nil
 }
 
 func (a *absentIPAM) GetDefaultAddressSpaces() (string, string, error) {

@@ -9,9 +9,8 @@ import (
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
-	"github.com/opencnm/libnetwork/drivers/host"
-	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/internal/names"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -112,14 +111,6 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 			return nil, err
 		}
 	}
-	if n.disableIPv4 && !n.special() {
-		switch {
-		case !n.enableIPv6:
-			return nil, types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", name, netlabel.EnableIPv4)
-		case len(n.ipamV4Config) > 0:
-			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
-		}
-	}
 
 	// Claim the name and ID first so concurrent creations cannot both win.
 	c.mu.Lock()
@@ -136,14 +127,14 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(c.netNames, name)
 		c.mu.Unlock()
@@ -153,7 +144,15 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		return nil, err
 	}
 	n.scope = n.driver.scope()
-	if v, ok := n.driver.d.(driverapi.NetworkValidator); ok {
+	if n.disableIPv4 && !n.special() {
+		switch {
+		case !n.enableIPv6:
+			return nil, types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", name, netlabel.EnableIPv4)
+		case len(n.ipamV4Config) > 0:
+			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
+		}
+	}
+	if v, ok := n.driver.Driver.(driverapi.NetworkValidator); ok {
 		if err := v.ValidateNetwork(id, n.driverOptions()); err != nil {
 			return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
 		}
@@ -175,7 +174,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	if err := c.commit(c.recNetwork(n, stateCreating)); err != nil {
 		return nil, err
 	}
-	undo.push(func() { _ = c.commit(recDelete(kindNetwork, id)) })
+	undo.PushFunc(func() { _ = c.commit(recDelete(kindNetwork, id)) })
 
 	req := driverapi.CreateNetworkRequest{
 		NetworkID: id,
@@ -183,10 +182,10 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		IPv4Data:  ipamData(n.ipamV4Info),
 		IPv6Data:  ipamData(n.ipamV6Info),
 	}
-	if err := n.driver.d.CreateNetwork(req); err != nil {
+	if err := n.driver.CreateNetwork(req); err != nil {
 		return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
 	}
-	undo.push(func() { _ = n.driver.d.DeleteNetwork(id) })
+	undo.PushFunc(func() { _ = n.driver.DeleteNetwork(id) })
 
 	if err := c.commit(c.recNetwork(n, stateReady)); err != nil {
 		return nil, err
@@ -199,9 +198,11 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	return n, nil
 }
 
-// special reports whether the network is one of the address-less kinds.
+// special reports whether the network's driver declares it address-less
+// (driverapi.Capability.AddressLess: host, null). Before the driver is
+// looked up, and for a driver that is absent at restore, it is false.
 func (n *Network) special() bool {
-	return n.networkType == host.NetworkType || n.networkType == null.NetworkType
+	return n.driver != nil && n.driver.capability.AddressLess
 }
 
 // driverOptions is the generic map handed to the driver, with the flags
@@ -252,7 +253,7 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
 	n.deleting = true
 	c.mu.Unlock()
 
-	if err := n.driver.d.DeleteNetwork(n.id); err != nil && !types.IsNotFound(err) {
+	if err := n.driver.DeleteNetwork(n.id); err != nil && !types.IsNotFound(err) {
 		c.mu.Lock()
 		n.deleting = false
 		c.mu.Unlock()

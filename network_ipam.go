@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -13,7 +14,7 @@ import (
 
 // allocatePools requests the network's pools, gateways and aux addresses,
 // pushing the release of each onto undo.
-func (n *Network) allocatePools(undo *undoStack) error {
+func (n *Network) allocatePools(undo *undo.Stack) error {
 	if n.addrSpace == "" {
 		if n.scope == "global" {
 			n.addrSpace = n.ipam.global
@@ -44,7 +45,7 @@ func (n *Network) allocatePools(undo *undoStack) error {
 	return err
 }
 
-func (n *Network) allocateFamily(confs []*IpamConf, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
+func (n *Network) allocateFamily(confs []*IpamConf, v6 bool, undo *undo.Stack) ([]*IpamInfo, error) {
 	var infos []*IpamInfo
 	for _, conf := range confs {
 		req := ipamapi.PoolRequest{
@@ -54,12 +55,12 @@ func (n *Network) allocateFamily(confs []*IpamConf, v6 bool, undo *undoStack) ([
 		if conf.PreferredPool == "" {
 			req.Exclude = n.ctrl.usedPrefixes(v6, n.id)
 		}
-		pool, err := n.ipam.ipam.RequestPool(req)
+		pool, err := n.ipam.RequestPool(req)
 		if err != nil {
 			return nil, types.Wrapf(err, "requesting address pool for network %s", n.name)
 		}
 		info := &IpamInfo{PoolID: pool.PoolID, Meta: pool.Meta}
-		undo.push(func() { n.releaseInfo(info) })
+		undo.PushFunc(func() { n.releaseInfo(info) })
 		info.AddressSpace = n.addrSpace
 		info.Pool = prefixToIPNet(pool.Pool)
 		if err := n.allocateGateway(info, conf); err != nil {
@@ -94,7 +95,7 @@ func (n *Network) allocateGateway(info *IpamInfo, conf *IpamConf) error {
 		info.Gateway = gw
 		return nil
 	}
-	gw, _, err := n.ipam.ipam.RequestAddress(info.PoolID, prefer, gwOpts)
+	gw, _, err := n.ipam.RequestAddress(info.PoolID, prefer, gwOpts)
 	if err != nil {
 		return types.Wrapf(err, "requesting gateway address for network %s", n.name)
 	}
@@ -104,7 +105,7 @@ func (n *Network) allocateGateway(info *IpamInfo, conf *IpamConf) error {
 	// A driver may answer another gateway than asked (a plugin has its own
 	// rules): its answer is used, if it is in the pool.
 	if pool := ipNetToPrefix(info.Pool); !pool.Contains(gw.Addr()) {
-		_ = n.ipam.ipam.ReleaseAddress(info.PoolID, gw.Addr())
+		_ = n.ipam.ReleaseAddress(info.PoolID, gw.Addr())
 		return types.InternalErrorf("requesting gateway address for network %s: IPAM driver %s answered %s, outside pool %s", n.name, n.ipamType, gw.Addr(), pool)
 	}
 	info.Gateway = prefixToIPNet(gw)
@@ -116,13 +117,13 @@ func (n *Network) allocateGateway(info *IpamInfo, conf *IpamConf) error {
 // than addr is given back and fails: the caller needs that very address
 // (a record's, or an explicit one).
 func (n *Network) requestExact(poolID string, addr netip.Addr, opts map[string]string) error {
-	got, _, err := n.ipam.ipam.RequestAddress(poolID, addr, opts)
+	got, _, err := n.ipam.RequestAddress(poolID, addr, opts)
 	if err != nil {
 		return err
 	}
 	if got.Addr() != addr {
 		if got.IsValid() {
-			_ = n.ipam.ipam.ReleaseAddress(poolID, got.Addr())
+			_ = n.ipam.ReleaseAddress(poolID, got.Addr())
 		}
 		return types.InternalErrorf("IPAM driver %s answered %s for address %s in pool %s", n.ipamType, got.Addr(), addr, poolID)
 	}
@@ -163,13 +164,13 @@ func (n *Network) reserveAux(info *IpamInfo, conf *IpamConf) error {
 func (n *Network) releaseInfo(info *IpamInfo) {
 	for name, used := range info.auxFromIPAM {
 		if used {
-			_ = n.ipam.ipam.ReleaseAddress(info.PoolID, ipNetToPrefix(info.AuxAddresses[name]).Addr())
+			_ = n.ipam.ReleaseAddress(info.PoolID, ipNetToPrefix(info.AuxAddresses[name]).Addr())
 		}
 	}
 	if info.gwFromIPAM && info.Gateway != nil {
-		_ = n.ipam.ipam.ReleaseAddress(info.PoolID, ipNetToPrefix(info.Gateway).Addr())
+		_ = n.ipam.ReleaseAddress(info.PoolID, ipNetToPrefix(info.Gateway).Addr())
 	}
-	_ = n.ipam.ipam.ReleasePool(info.PoolID)
+	_ = n.ipam.ReleasePool(info.PoolID)
 }
 
 func (n *Network) releasePools() {

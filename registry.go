@@ -18,18 +18,22 @@ import (
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/plugins"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
+// driverEntry is a registered network driver with what it declared.
 type driverEntry struct {
-	d       driverapi.Driver
-	cap     driverapi.Capability
-	builtin bool
+	driverapi.Driver
+	capability driverapi.Capability // what the driver declared at registration
+	builtin    bool                 // registered by New; cannot be replaced
 }
 
+// ipamEntry is a registered IPAM driver with its default address spaces,
+// asked once at registration.
 type ipamEntry struct {
-	ipam    ipamapi.Ipam
-	builtin bool
+	ipamapi.Ipam
+	builtin bool   // registered by New; cannot be replaced
 	local   string // default local address space
 	global  string // default global address space
 }
@@ -37,8 +41,6 @@ type ipamEntry struct {
 // registry holds a controller's network and IPAM drivers: the built-in ones
 // from the start, plugins as they are first asked for.
 type registry struct {
-	c *Controller
-
 	plugins     *plugins.Registry
 	discovering map[string]*nameLock // per-name plugin discovery, which may wait on a socket; guarded by mu
 
@@ -48,16 +50,15 @@ type registry struct {
 }
 
 func newRegistry(c *Controller) (*registry, error) {
-	r := &registry{c: c, drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
+	r := &registry{drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
 		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
-	local := driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
-	r.drivers[null.NetworkType] = &driverEntry{d: null.New(), cap: local, builtin: true}
-	r.drivers[host.NetworkType] = &driverEntry{d: host.New(), cap: local, builtin: true}
+	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), capability: null.Capability(), builtin: true}
+	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), capability: host.Capability(), builtin: true}
 	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
 	if err != nil {
 		return nil, types.Wrapf(err, "initialising the bridge driver")
 	}
-	r.drivers[br.Type()] = &driverEntry{d: br, cap: bridge.Capability(), builtin: true}
+	r.drivers[br.Type()] = &driverEntry{Driver: br, capability: bridge.Capability(), builtin: true}
 	for _, note := range br.Notices() {
 		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
 	}
@@ -66,7 +67,7 @@ func newRegistry(c *Controller) (*registry, error) {
 		r.close()
 		return nil, types.Wrapf(err, "initialising the macvlan driver")
 	}
-	r.drivers[mv.Type()] = &driverEntry{d: mv, cap: macvlan.Capability(), builtin: true}
+	r.drivers[mv.Type()] = &driverEntry{Driver: mv, capability: macvlan.Capability(), builtin: true}
 
 	ula, err := c.ulaGlobalID()
 	if err != nil {
@@ -89,44 +90,61 @@ func newRegistry(c *Controller) (*registry, error) {
 	return r, nil
 }
 
-func (r *registry) addIPAM(name string, i ipamapi.Ipam, builtin bool) error {
+// newIPAMEntry asks i for its default address spaces.
+func newIPAMEntry(name string, i ipamapi.Ipam, builtin bool) (*ipamEntry, error) {
 	local, global, err := i.GetDefaultAddressSpaces()
 	if err != nil {
-		return types.Wrapf(err, "getting default address spaces of IPAM driver %s", name)
+		return nil, types.Wrapf(err, "getting default address spaces of IPAM driver %s", name)
+	}
+	return &ipamEntry{Ipam: i, builtin: builtin, local: local, global: global}, nil
+}
+
+func (r *registry) addIPAM(name string, i ipamapi.Ipam, builtin bool) error {
+	e, err := newIPAMEntry(name, i, builtin)
+	if err != nil {
+		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.ipams[name]; ok && e.builtin {
+	if old, ok := r.ipams[name]; ok && old.builtin {
 		return types.ForbiddenErrorf("IPAM driver %q is already registered", name)
 	}
-	r.ipams[name] = &ipamEntry{ipam: i, builtin: builtin, local: local, global: global}
+	r.ipams[name] = e
 	return nil
+}
+
+// lookup returns entries[name], or discovers a plugin of that name and
+// adds it. Concurrent first users of a name share one discovery (the
+// second finds the entry the first added); a slow plugin holds up no other
+// name. kind ("driver", "ipam") keeps the two name spaces apart.
+func lookup[E any](r *registry, kind string, entries map[string]*E, name string, discover func(name string) (*E, error)) (*E, error) {
+	get := func() (*E, bool) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		e, ok := entries[name]
+		return e, ok
+	}
+	if e, ok := get(); ok {
+		return e, nil
+	}
+	defer r.lockName(kind + "/" + name)()
+	if e, ok := get(); ok {
+		return e, nil
+	}
+	e, err := discover(name)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	entries[name] = e
+	return e, nil
 }
 
 // driver returns the driver of networkType, discovering a plugin of that
 // name when none is registered.
 func (r *registry) driver(networkType string) (*driverEntry, error) {
-	r.mu.Lock()
-	e, ok := r.drivers[networkType]
-	r.mu.Unlock()
-	if ok {
-		return e, nil
-	}
-	defer r.lockName("driver/" + networkType)()
-	r.mu.Lock()
-	e, ok = r.drivers[networkType]
-	r.mu.Unlock()
-	if ok {
-		return e, nil
-	}
-	e, err := r.discoverDriver(networkType)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.drivers[networkType] = e
-	r.mu.Unlock()
-	return e, nil
+	return lookup(r, "driver", r.drivers, networkType, r.discoverDriver)
 }
 
 // ipam returns the IPAM driver called name ("" means the default).
@@ -134,29 +152,7 @@ func (r *registry) ipam(name string) (*ipamEntry, error) {
 	if name == "" {
 		name = ipamapi.DefaultIPAM
 	}
-	r.mu.Lock()
-	e, ok := r.ipams[name]
-	r.mu.Unlock()
-	if ok {
-		return e, nil
-	}
-	defer r.lockName("ipam/" + name)()
-	r.mu.Lock()
-	e, ok = r.ipams[name]
-	r.mu.Unlock()
-	if ok {
-		return e, nil
-	}
-	i, err := r.discoverIPAM(name)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.addIPAM(name, i, false); err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ipams[name], nil
+	return lookup(r, "ipam", r.ipams, name, r.discoverIPAM)
 }
 
 func (r *registry) builtinDrivers() []string {
@@ -191,7 +187,7 @@ func (r *registry) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.drivers {
-		if cl, ok := e.d.(driverapi.Closer); ok {
+		if cl, ok := e.Driver.(driverapi.Closer); ok {
 			cl.Close()
 		}
 	}
@@ -210,7 +206,7 @@ func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability 
 	if e, ok := r.drivers[name]; ok && e.builtin {
 		return types.ForbiddenErrorf("driver %q is built in and cannot be replaced", name)
 	}
-	r.drivers[name] = &driverEntry{d: d, cap: capability}
+	r.drivers[name] = &driverEntry{Driver: d, capability: capability}
 	return nil
 }
 
@@ -229,7 +225,7 @@ func (r *registry) allDrivers() []driverapi.Driver {
 	defer r.mu.Unlock()
 	var out []driverapi.Driver
 	for _, e := range r.drivers {
-		out = append(out, e.d)
+		out = append(out, e.Driver)
 	}
 	return out
 }
@@ -277,7 +273,7 @@ func (c *Controller) ulaGlobalID() ([5]byte, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return id, types.InternalErrorf("choosing the IPv6 default pool's global ID: %w", err)
 	}
-	if err := c.store.Put(kindHost, ulaRecordID, id[:]); err != nil {
+	if err := c.store.Apply(store.Op{Kind: kindHost, ID: ulaRecordID, Value: id[:]}); err != nil {
 		return id, types.Wrapf(err, "storing the IPv6 default pool's global ID")
 	}
 	return id, nil

@@ -24,11 +24,11 @@ func (r *registry) discoverDriver(name string) (*driverEntry, error) {
 	if err != nil {
 		return nil, types.Wrapf(err, "starting network plugin %s", name)
 	}
-	return &driverEntry{d: d, cap: capability}, nil
+	return &driverEntry{Driver: d, capability: capability}, nil
 }
 
 // discoverIPAM finds an IPAM plugin called name.
-func (r *registry) discoverIPAM(name string) (ipamapi.Ipam, error) {
+func (r *registry) discoverIPAM(name string) (*ipamEntry, error) {
 	client, err := r.plugins.Get(name, ipamapi.PluginEndpointType)
 	if err != nil {
 		if types.IsNotFound(err) {
@@ -40,7 +40,7 @@ func (r *registry) discoverIPAM(name string) (ipamapi.Ipam, error) {
 	if err != nil {
 		return nil, types.Wrapf(err, "starting IPAM plugin %s", name)
 	}
-	return i, nil
+	return newIPAMEntry(name, i, false)
 }
 
 // nameLock serialises the discovery of one plugin name: concurrent first

@@ -3,12 +3,9 @@ package libnetwork
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 
-	"github.com/opencnm/libnetwork/drivers/bridge"
-	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
+	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -21,42 +18,16 @@ import (
 // bookkeeping that could drift from the model.
 
 // servesNames reports whether the endpoints of n are resolvable by name
-// through the embedded resolver: every network but host, null and a bridge
-// made with the legacy DefaultBridge option (Docker's default bridge, where
-// containers find each other through links in /etc/hosts instead).
+// through the embedded resolver: every network but the address-less ones
+// and those whose driver says they do not (driverapi.NameServer).
 func (n *Network) servesNames() bool {
-	return !n.special() && !n.legacyDefaultBridge()
-}
-
-// legacyDefaultBridge reports whether n is a bridge network created with
-// the DefaultBridge driver option, in any of the forms the bridge driver
-// accepts (label string, or struct-field name with a bool or string).
-func (n *Network) legacyDefaultBridge() bool {
-	if n.networkType != bridge.NetworkType {
+	if n.special() {
 		return false
 	}
-	truthy := func(v any) bool {
-		switch v := v.(type) {
-		case bool:
-			return v
-		case string:
-			if v == "" {
-				return false // ParseBool("") allocates its error: this runs per query
-			}
-			b, err := strconv.ParseBool(v)
-			return err == nil && b
-		}
-		return false
+	if ns, ok := n.driver.Driver.(driverapi.NameServer); ok {
+		return ns.ServesNames(n.generic)
 	}
-	switch g := n.generic[netlabel.GenericData].(type) {
-	case map[string]string:
-		return truthy(g[bridge.DefaultBridge])
-	case options.Generic:
-		return truthy(g[bridge.DefaultBridge]) || truthy(g["DefaultBridge"])
-	case map[string]any:
-		return truthy(g[bridge.DefaultBridge]) || truthy(g["DefaultBridge"])
-	}
-	return false
+	return true
 }
 
 // ResolveName returns the addresses of name as the sandbox's embedded

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/internal/records"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -17,7 +18,7 @@ import (
 // them, so nothing it held can be handed out twice; an answer other than
 // the record is given back and fails. Other drivers (plugins keeping their
 // own state, which refuse a pool they already gave) are asked nothing.
-func (n *Network) replayPools(recs []records.IpamInfo, v6 bool, undo *undoStack) ([]*IpamInfo, error) {
+func (n *Network) replayPools(recs []records.IpamInfo, v6 bool, undo *undo.Stack) ([]*IpamInfo, error) {
 	replay := n.ipamReplays()
 	var infos []*IpamInfo
 	for _, r := range recs {
@@ -59,20 +60,20 @@ func (n *Network) replayPools(recs []records.IpamInfo, v6 bool, undo *undoStack)
 // asked, nor looked up again for its capabilities (a plugin that hangs
 // would cost a timeout per endpoint).
 func (n *Network) ipamReplays() bool {
-	if _, absent := n.ipam.ipam.(*absentIPAM); absent {
+	if _, absent := n.ipam.Ipam.(*absentIPAM); absent {
 		return false
 	}
-	return n.ipam.ipam.Capabilities().RequiresRequestReplay
+	return n.ipam.Capabilities().RequiresRequestReplay
 }
 
 // replayPool asks IPAM again for the pool of r and the gateway and aux
 // addresses it handed out in it, pushing their release onto undo.
-func (n *Network) replayPool(info *IpamInfo, r records.IpamInfo, v6 bool, undo *undoStack) error {
+func (n *Network) replayPool(info *IpamInfo, r records.IpamInfo, v6 bool, undo *undo.Stack) error {
 	pool, sub := r.Pool, ""
 	if _, rest, found := strings.Cut(r.PoolID, r.Pool+"/"); found {
 		sub = rest // "<space>/<pool>/<subpool>" from the built-in allocator
 	}
-	got, err := n.ipam.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
+	got, err := n.ipam.RequestPool(ipamapi.PoolRequest{AddressSpace: r.AddressSpace, Pool: pool,
 		SubPool: sub, Options: n.ipamOptions, V6: v6})
 	if err != nil {
 		return types.Wrapf(err, "re-reserving pool %s", pool)
@@ -80,11 +81,11 @@ func (n *Network) replayPool(info *IpamInfo, r records.IpamInfo, v6 bool, undo *
 	if info.Pool == nil {
 		info.Pool = prefixToIPNet(got.Pool)
 	} else if got.Pool.String() != ipNetToPrefix(info.Pool).String() {
-		_ = n.ipam.ipam.ReleasePool(got.PoolID)
+		_ = n.ipam.ReleasePool(got.PoolID)
 		return types.InternalErrorf("re-reserving pool %s: IPAM driver %s answered pool %s", pool, n.ipamType, got.Pool)
 	}
 	info.PoolID = got.PoolID
-	undo.push(func() { n.releaseInfo(info) })
+	undo.PushFunc(func() { n.releaseInfo(info) })
 	// releaseInfo gives back what the flags name: set each only once held.
 	gwFromIPAM, auxFromIPAM := info.gwFromIPAM, info.auxFromIPAM
 	info.gwFromIPAM, info.auxFromIPAM = false, map[string]bool{}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/records"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -25,11 +26,11 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	}
 	n.driver = e
 	n.scope = n.driver.scope()
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	if !n.special() {
@@ -41,10 +42,10 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	}
 	// A driver keeping its own state still has the network (upstream
 	// re-creates only networks of built-in drivers): the record is trusted.
-	if !keepsState(n.driver.d) {
+	if !keepsState(n.driver.Driver) {
 		req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
 			IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
-		if err := n.driver.d.CreateNetwork(req); err != nil {
+		if err := n.driver.CreateNetwork(req); err != nil {
 			return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
 		}
 	}
@@ -78,17 +79,17 @@ func standInDriver(c *Controller, n *Network, scope string) *driverEntry {
 	if scope == "" {
 		scope = driverapi.LocalScope
 	}
-	return &driverEntry{d: &absentDriver{c: c, n: n, typ: n.networkType},
-		cap: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
+	return &driverEntry{Driver: &absentDriver{ctrl: c, net: n, typ: n.networkType},
+		capability: driverapi.Capability{DataScope: scope, ConnectivityScope: scope}}
 }
 
 // restoreIPAM gives n its IPAM driver and takes its pools back. An IPAM
 // driver that is not found is, as for the driver, stood in for: the
 // network stays, its records trusted, and absent says so.
-func (n *Network) restoreIPAM(r records.Network, undo *undoStack) (absent, err error) {
+func (n *Network) restoreIPAM(r records.Network, undo *undo.Stack) (absent, err error) {
 	if n.ipam, err = n.ctrl.ipamDriver(n.ipamType); err != nil {
 		absent = types.NoServiceErrorf("network %s kept without its IPAM driver %s, used again once it is back: %v", r.Name, r.IpamType, err)
-		n.ipam = &ipamEntry{ipam: &absentIPAM{c: n.ctrl, name: n.ipamType, net: n.name}}
+		n.ipam = &ipamEntry{Ipam: &absentIPAM{ctrl: n.ctrl, name: n.ipamType, net: n.name}}
 	}
 	if n.ipamV4Info, err = n.replayPools(r.IpamV4Info, false, undo); err != nil {
 		return absent, err
@@ -111,11 +112,11 @@ func (c *Controller) restoreEndpoint(r records.Endpoint, joined bool) (*Endpoint
 	if err != nil {
 		return nil, err
 	}
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	if err := ep.reserveRecordedAddresses(r, &undo); err != nil {
@@ -166,7 +167,7 @@ func endpointFromRecord(n *Network, r records.Endpoint) (*Endpoint, error) {
 
 // reserveRecordedAddresses gives ep the addresses of its record, asking
 // IPAM for exactly them again when it asks for replay (as for pools).
-func (ep *Endpoint) reserveRecordedAddresses(r records.Endpoint, undo *undoStack) error {
+func (ep *Endpoint) reserveRecordedAddresses(r records.Endpoint, undo *undo.Stack) error {
 	n := ep.network
 	for _, a := range []struct {
 		s    string
@@ -186,7 +187,7 @@ func (ep *Endpoint) reserveRecordedAddresses(r records.Endpoint, undo *undoStack
 			if err := n.requestExact(pool, ipToAddr(ipn.IP), ep.macOption(nil)); err != nil {
 				return types.Wrapf(err, "re-reserving address %s", a.s)
 			}
-			undo.push(func() { _ = n.ipam.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
+			undo.PushFunc(func() { _ = n.ipam.ReleaseAddress(pool, ipToAddr(ipn.IP)) })
 		}
 		*a.dst, *a.id = ipn, pool
 	}
@@ -196,18 +197,18 @@ func (ep *Endpoint) reserveRecordedAddresses(r records.Endpoint, undo *undoStack
 // recreateInDriver gives ep back to its network's driver, unless the
 // driver keeps state: it still has the endpoint, and the record holds
 // what it chose (the MAC) at create.
-func (ep *Endpoint) recreateInDriver(undo *undoStack) error {
+func (ep *Endpoint) recreateInDriver(undo *undo.Stack) error {
 	n := ep.network
-	if keepsState(n.driver.d) {
+	if keepsState(n.driver.Driver) {
 		return nil
 	}
 	req := driverapi.CreateEndpointRequest{NetworkID: n.id, EndpointID: ep.id, Options: ep.generic,
 		Interface: driverapi.Interface{MacAddress: ep.iface.mac, Address: ep.iface.addr, AddressIPv6: ep.iface.addrv6}}
-	got, err := n.driver.d.CreateEndpoint(req)
+	got, err := n.driver.CreateEndpoint(req)
 	if err != nil {
 		return types.Wrapf(err, "re-creating endpoint in driver %s", n.networkType)
 	}
-	undo.push(func() { _ = n.driver.d.DeleteEndpoint(n.id, ep.id) })
+	undo.PushFunc(func() { _ = n.driver.DeleteEndpoint(n.id, ep.id) })
 	return ep.mergeDriverInterface(got)
 }
 

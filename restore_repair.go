@@ -18,19 +18,11 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// networkAbandoner is implemented by drivers that can clean up after a
-// CreateNetwork a crash cut short, before its objects were tagged (the
-// bridge driver). TODO(foundation): belongs in driverapi next to
-// GarbageCollector.
-type networkAbandoner interface {
-	AbandonNetwork(req driverapi.CreateNetworkRequest) error
-}
-
 // abandonNetwork lets driver e of an unfinished network record remove
 // what it may have made untagged. Nothing is replayed in IPAM: the pools
 // the record names were never confirmed to anyone.
 func (c *Controller) abandonNetwork(e *driverEntry, r records.Network) error {
-	a, ok := e.d.(networkAbandoner)
+	a, ok := e.Driver.(driverapi.NetworkAbandoner)
 	if !ok {
 		return nil
 	}
@@ -62,7 +54,7 @@ func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 			return types.NotFoundErrorf("interface %s of endpoint %s in sandbox %s is down: its leave was cut short", js.dstName, ep.name, sb.id[:12])
 		}
 	}
-	r, ok := ep.network.driver.d.(driverapi.JoinRestorer)
+	r, ok := ep.network.driver.Driver.(driverapi.JoinRestorer)
 	if !ok {
 		return nil
 	}
@@ -246,7 +238,7 @@ func (sb *Sandbox) publishGatewayParts(gw *Endpoint, oper []types.PortBinding) (
 		labels[netlabel.PortMap] = oper
 		labels[netlabel.OperPortMap] = slices.Clone(oper)
 	}
-	if ext, ok := gw.network.driver.d.(driverapi.ExternalConnectivity); ok {
+	if ext, ok := gw.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		driverErr = ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels)
 	}
 	var recs []func() (*store.Op, error)

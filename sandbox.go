@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -78,17 +79,17 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 			c.mu.Unlock()
 		}
 	}()
-	var undo undoStack
+	var undo undo.Stack
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 
 	if err := sb.setupDNSFiles(); err != nil {
 		return nil, err
 	}
-	undo.push(sb.removeDNSFiles)
+	undo.PushFunc(sb.removeDNSFiles)
 
 	var osSbox *osl.Sandbox
 	switch {
@@ -102,7 +103,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 		return nil, types.Wrapf(err, "creating network namespace for container %s", containerID)
 	}
 	if osSbox != nil {
-		undo.push(func() { sb.releaseOS(osSbox) })
+		undo.PushFunc(func() { sb.releaseOS(osSbox) })
 	}
 	if err := c.commit(c.recSandbox(sb)); err != nil {
 		return nil, err
@@ -269,16 +270,13 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
 	}
+	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			for _, ep := range eps {
-				_ = sb.depopulate(s, ep, false)
-			}
-			_ = s.Destroy()
-		}
-	}()
+	defer func() { _ = undo.Unless(&ok) }()
+	undo.Push(s.Destroy)
 	for _, ep := range eps {
+		// Pushed first: depopulate also removes what a failed populate left.
+		undo.Push(func() error { return sb.depopulate(s, ep, false) })
 		if err := sb.populate(s, ep); err != nil {
 			return err
 		}
@@ -287,16 +285,15 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	sb.osSbox = s
 	sb.gwEP = nil
 	c.mu.Unlock()
-	if err := sb.updateGateway(); err != nil {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.osSbox = nil
 		c.mu.Unlock()
+	})
+	if err := sb.updateGateway(); err != nil {
 		return err
 	}
 	if err := sb.updateResolver(nil, sb.dns.ipv6); err != nil {
-		c.mu.Lock()
-		sb.osSbox = nil
-		c.mu.Unlock()
 		return err
 	}
 	ok = true

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -22,11 +23,11 @@ import (
 // the old namespace as it was. The caller holds sb.opMu and c.gcMu (read).
 func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	c := sb.ctrl
-	var undo undoStack
+	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.run()
+			undo.Run()
 		}
 	}()
 
@@ -39,7 +40,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	c.mu.Unlock()
 	ipv6, oldPorts := sb.dns.ipv6, sb.dns.rulePorts
 	// Runs last on failure, once the endpoints are back in old.
-	undo.push(func() {
+	undo.PushFunc(func() {
 		sb.dns.rulePorts = oldPorts
 		_ = sb.updateGatewayPorts(oper)
 		_ = sb.updateResolver(nil, ipv6)
@@ -60,7 +61,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	// Out of old while the key still names it, so that an undo's driver
 	// join (which opens the key) finds old again.
 	for _, ep := range eps {
-		undo.push(func() { _ = sb.plumb(old, ep) })
+		undo.PushFunc(func() { _ = sb.plumb(old, ep) })
 		if err := sb.unplumb(old, ep); err != nil {
 			return err
 		}
@@ -69,7 +70,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	if err != nil {
 		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
 	}
-	undo.push(func() {
+	undo.PushFunc(func() {
 		s.Close()
 		_ = old.Remount()
 	})
@@ -77,12 +78,12 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 		if err := sb.plumb(s, ep); err != nil {
 			return err
 		}
-		undo.push(func() { _ = sb.unplumb(s, ep) })
+		undo.PushFunc(func() { _ = sb.unplumb(s, ep) })
 	}
 	c.mu.Lock()
 	sb.osSbox = s
 	c.mu.Unlock()
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.osSbox = old
 		c.mu.Unlock()
@@ -90,7 +91,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	if err := sb.updateGatewayPorts(oper); err != nil {
 		return err
 	}
-	undo.push(func() {
+	undo.PushFunc(func() {
 		c.mu.Lock()
 		g := sb.gwEP
 		sb.gwEP = nil
@@ -102,7 +103,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	if err := sb.updateResolver(nil, ipv6); err != nil {
 		return err
 	}
-	undo.push(func() { sb.stopResolver(s, true) })
+	undo.PushFunc(func() { sb.stopResolver(s, true) })
 
 	sb.recordOperPorts()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
@@ -138,7 +139,7 @@ func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
 		for _, name := range reserved {
 			s.ReleaseName(name)
 		}
-		_ = n.driver.d.Leave(n.id, ep.id)
+		_ = n.driver.Leave(n.id, ep.id)
 		c.mu.Lock()
 		ep.join = prev
 		c.mu.Unlock()
@@ -152,7 +153,7 @@ func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
 func (sb *Sandbox) unplumb(s *osl.Sandbox, ep *Endpoint) error {
 	n := ep.network
 	err := sb.depopulate(s, ep, false)
-	if lerr := n.driver.d.Leave(n.id, ep.id); lerr != nil && !types.IsNotFound(lerr) {
+	if lerr := n.driver.Leave(n.id, ep.id); lerr != nil && !types.IsNotFound(lerr) {
 		err = errors.Join(err, types.Wrapf(lerr, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))
 	}
 	return err

@@ -7,6 +7,7 @@ package driverapi
 import (
 	"net"
 
+	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -16,10 +17,15 @@ const (
 	GlobalScope = "global"
 )
 
-// Capability describes what a driver's networks span.
+// Capability describes what a driver's networks span and hold.
 type Capability struct {
 	DataScope         string
 	ConnectivityScope string
+	// AddressLess drivers' networks hold no addresses of their own (host,
+	// null): the controller asks IPAM for no pools and no endpoint
+	// addresses, and their endpoints give a sandbox no gateway, no
+	// embedded-DNS names or forwarding and no /etc/hosts entry.
+	AddressLess bool
 }
 
 // IPAMData is one pool a network got from IPAM.
@@ -186,6 +192,36 @@ type GarbageCollector interface {
 // sandboxes), those of endpoints not in joinedEndpoints.
 type SandboxGarbageCollector interface {
 	CollectSandboxGarbage(sandboxKeys []string, joinedEndpoints map[string]bool) error
+}
+
+// NetworkAbandoner is implemented by drivers that can clean up after a
+// CreateNetwork a crash cut short, before its kernel objects were tagged
+// with the network's ID (so GarbageCollector cannot find them). The
+// controller calls it at restore for every network record left in the
+// "creating" state, with the request the creation was made with; objects
+// already gone are success.
+type NetworkAbandoner interface {
+	AbandonNetwork(req CreateNetworkRequest) error
+}
+
+// FirewallRepairer is implemented by drivers that keep firewall rules of
+// their own (the bridge driver). RepairFirewall checks, now, that the
+// rules the driver installed are in the kernel, puts back only what is
+// missing, and returns what it put back; an error says what could not be
+// checked or repaired, the rest still is.
+type FirewallRepairer interface {
+	RepairFirewall() (firewall.Repairs, error)
+}
+
+// NameServer is implemented by drivers some of whose networks keep their
+// endpoints out of the controller's embedded resolver (the bridge's
+// legacy default bridge, whose containers find each other through links
+// in /etc/hosts instead). ServesNames gets the network's generic options
+// as CreateNetworkRequest.Options holds them; the controller asks on every
+// lookup, so it must be cheap. Networks of drivers without it serve names
+// unless they are AddressLess.
+type NameServer interface {
+	ServesNames(options map[string]any) bool
 }
 
 // StateKeeper is implemented by drivers whose networks and endpoints live

@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -143,7 +144,13 @@ func (s *Sandbox) AddInterface(hostNL *netlink.Handle, cfg InterfaceConfig) (ret
 		return types.ForbiddenErrorf("%s: interface already in the sandbox", op)
 	}
 
+	var rollback undo.Stack
 	ok := false
+	defer func() {
+		if err := rollback.Unless(&ok); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("rolling back: %w", err))
+		}
+	}()
 	var link netlink.Link
 	if cfg.SrcName != "" {
 		hl, err := hostNL.LinkByName(cfg.SrcName)
@@ -158,18 +165,13 @@ func (s *Sandbox) AddInterface(hostNL *netlink.Handle, cfg InterfaceConfig) (ret
 			return kernelErr(err, "%s: finding moved link %s", op, cfg.SrcName)
 		}
 		idx := link.Attrs().Index
-		defer func() {
-			if ok {
-				return
-			}
+		rollback.Push(func() error {
 			l, err := s.nl.LinkByIndex(idx)
-			if err == nil {
-				err = s.moveOut(l, cfg.SrcName, cfg.HostNS)
-			}
 			if err != nil {
-				retErr = errors.Join(retErr, fmt.Errorf("rolling back: %w", err))
+				return err
 			}
-		}()
+			return s.moveOut(l, cfg.SrcName, cfg.HostNS)
+		})
 	} else {
 		var err error
 		if link, err = s.nl.LinkByName(cfg.DstName); err != nil {
@@ -180,11 +182,8 @@ func (s *Sandbox) AddInterface(hostNL *netlink.Handle, cfg InterfaceConfig) (ret
 	var added []netlink.Addr
 	var routes []*netlink.Route
 	if cfg.SrcName == "" {
-		defer func() {
-			if !ok {
-				s.strip(link, added, routes)
-			}
-		}()
+		// strip reads added and routes when it runs: all that was done.
+		rollback.PushFunc(func() { s.strip(link, added, routes) })
 	}
 
 	rec := &iface{host: cfg.HostNS, Interface: Interface{

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork/firewall"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -157,19 +158,15 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 	}
 	m := &mapping{ep: ep, busy: true}
 	pm.endpoints[ep.ID] = m
+	var rollback undo.Stack
 	success := false
-	defer func() {
-		if success {
-			return
-		}
+	defer func() { retErr = errors.Join(retErr, rollback.Unless(&success)) }()
+	rollback.PushFunc(func() {
 		pm.mu.Lock()
 		pm.releaseLocked(m)
 		delete(pm.endpoints, ep.ID)
 		pm.mu.Unlock()
-		if pm.fw != nil {
-			retErr = errors.Join(retErr, pm.fw.RemovePortForwards(ep.ID))
-		}
-	}()
+	})
 	for _, r := range reqs {
 		if err := pm.reserveLocked(m, r); err != nil {
 			pm.mu.Unlock()
@@ -179,6 +176,9 @@ func (pm *PortMapper) MapPorts(ep Endpoint, bindings []types.PortBinding) (_ []t
 	pm.mu.Unlock()
 
 	if pm.fw != nil {
+		// Pushed first: a failed set may have left some forwards. They go
+		// before the ports, as in UnmapPorts.
+		rollback.Push(func() error { return pm.fw.RemovePortForwards(ep.ID) })
 		if err := pm.fw.SetPortForwards(ep.ID, ep.Bridge, forwards(ep, m.bindings)); err != nil {
 			return nil, types.Wrapf(err, "mapping ports of endpoint %s", ep.ID)
 		}

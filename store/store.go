@@ -17,16 +17,16 @@ type Op struct {
 	Value    []byte
 }
 
-// Store keeps snapshots. Implementations must be safe for concurrent use.
-// Delete of a missing record succeeds.
+// Store keeps snapshots: what the controller calls, and nothing more.
+// Implementations must be safe for concurrent use. Memory and Bolt also
+// have Put and Delete of one record, for tools and tests.
 type Store interface {
 	// Apply makes every change of ops, atomically: all or none. One
 	// operation of the controller that changes several records (a join
-	// changes its endpoint and its sandbox) costs one durable write.
+	// changes its endpoint and its sandbox) costs one durable write. A
+	// Delete of a missing record succeeds.
 	Apply(ops ...Op) error
-	Put(kind, id string, value []byte) error
 	Get(kind, id string) ([]byte, error) // NotFound error when missing
-	Delete(kind, id string) error
 	List(kind string) (map[string][]byte, error)
 	Close() error
 }

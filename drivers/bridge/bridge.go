@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -61,6 +63,39 @@ const NetworkType = "bridge"
 // connectivity are both local to one host.
 func Capability() driverapi.Capability {
 	return driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope}
+}
+
+// ServesNames reports whether the controller's embedded resolver answers
+// for the network's endpoints: not on a network made with the legacy
+// DefaultBridge option (Docker's default bridge, where containers find
+// each other through links in /etc/hosts instead). The option is read in
+// every form CreateNetwork accepts (label string, or struct-field name
+// with a bool or string). It runs per DNS query, so it allocates nothing.
+func (d *Driver) ServesNames(options map[string]any) bool { return !defaultBridgeOption(options) }
+
+func defaultBridgeOption(generic map[string]any) bool {
+	truthy := func(v any) bool {
+		switch v := v.(type) {
+		case bool:
+			return v
+		case string:
+			if v == "" {
+				return false // ParseBool("") allocates its error
+			}
+			b, err := strconv.ParseBool(v)
+			return err == nil && b
+		}
+		return false
+	}
+	switch g := generic[netlabel.GenericData].(type) {
+	case map[string]string:
+		return truthy(g[DefaultBridge])
+	case options.Generic:
+		return truthy(g[DefaultBridge]) || truthy(g["DefaultBridge"])
+	case map[string]any:
+		return truthy(g[DefaultBridge]) || truthy(g["DefaultBridge"])
+	}
+	return false
 }
 
 // Driver is the bridge network driver. It is safe for concurrent use.
@@ -78,8 +113,8 @@ type Driver struct {
 	ipv6Conf *netnsutil.SysctlDir
 	cfg      driverConfig
 
-	// fw programs the host firewall; nil when iptables is disabled. Every
-	// call site checks for nil.
+	// fw programs the host firewall: a *hostFirewall with iptables, a
+	// noFirewall without (never nil).
 	fw firewaller
 	// failAfter, when set by a test, is called after each named step of a
 	// multi-step kernel operation; an error it returns is treated as that
@@ -143,7 +178,7 @@ func New(host *netnsutil.NS, cfg map[string]any) (_ *Driver, err error) {
 		h.Close()
 		return nil, types.InternalErrorf("creating bridge driver: %w", err)
 	}
-	d := &Driver{host: host, nl: h, raw: &nl.SocketHandle{Socket: sock}, reaper: r, cfg: dc, networks: map[string]*network{}}
+	d := &Driver{host: host, nl: h, raw: &nl.SocketHandle{Socket: sock}, reaper: r, cfg: dc, networks: map[string]*network{}, fw: noFirewall{}}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -199,10 +234,7 @@ func (d *Driver) Type() string { return NetworkType }
 // driver's netlink sockets. Networks and joined endpoints stay in the
 // kernel: the controller deletes them, or a restart adopts them.
 func (d *Driver) Close() error {
-	var err error
-	if d.fw != nil {
-		err = d.fw.close()
-	}
+	err := d.fw.close()
 	d.reaper.close()
 	_ = d.ipv6Conf.Close()
 	d.raw.Socket.Close()
@@ -219,20 +251,4 @@ func (d *Driver) step(name string) error {
 		return types.InternalErrorf("injected failure after %s: %w", name, err)
 	}
 	return nil
-}
-
-// undoStack collects the undo of each finished step. run undoes them in
-// reverse order and reports every failure, not just the first.
-type undoStack []func() error
-
-func (u *undoStack) push(f func() error) { *u = append(*u, f) }
-
-func (u undoStack) run() error {
-	var errs []error
-	for i := len(u) - 1; i >= 0; i-- {
-		if err := u[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

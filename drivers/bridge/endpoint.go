@@ -138,7 +138,7 @@ func (d *Driver) DeleteEndpoint(nid, eid string) error {
 		return types.ForbiddenErrorf("deleting bridge endpoint %s: it is joining or leaving", eid)
 	}
 	veth, brIndex := ep.hostIfIndex, n.bridgeIndex
-	programmed := ep.programmed && d.fw != nil && !n.cfg.Internal
+	programmed := ep.programmed && !n.cfg.Internal
 	addrs := ep.addrs()
 	ep.busy = true
 	d.mu.Unlock()

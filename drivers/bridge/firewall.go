@@ -16,9 +16,9 @@ const (
 // firewaller is the seam for the host firewall (iptables chains, NAT,
 // isolation, published ports). The driver calls it at network create and
 // delete and at Program/RevokeExternalConnectivity. Driver.fw is a
-// *hostFirewall when iptables is enabled (the default) and nil otherwise;
-// every caller checks for nil. Implementations must be idempotent: del* of
-// something already gone succeeds, since DeleteNetwork may be retried.
+// *hostFirewall when iptables is enabled (the default) and noFirewall
+// otherwise. Implementations must be idempotent: del* of something already
+// gone succeeds, since DeleteNetwork may be retried.
 type firewaller interface {
 	// addNetwork installs the network's rules (masquerade or SNAT to
 	// HostIP, ICC accept or drop, isolation, internal-network drops).
@@ -37,6 +37,29 @@ type firewaller interface {
 	// flush waits for work revokeEndpoint left running.
 	flush() error
 	close() error
+}
+
+// noFirewall is the firewaller of a driver without iptables
+// (EnableIPTables=false): there are no rules to install or remove. What
+// only rules can do (publishing a port, ICC off, legacy links) the driver
+// refuses or skips before it gets here (see firewalled).
+type noFirewall struct{}
+
+func (noFirewall) addNetwork(*networkConfig) error { return nil }
+func (noFirewall) delNetwork(*networkConfig) error { return nil }
+func (noFirewall) programEndpoint(*networkConfig, endpointAddrs, []types.PortBinding) ([]types.PortBinding, error) {
+	return nil, nil
+}
+func (noFirewall) setLinks(*networkConfig, endpointAddrs, []firewall.Link) error { return nil }
+func (noFirewall) revokeEndpoint(*networkConfig, endpointAddrs) error            { return nil }
+func (noFirewall) flush() error                                                  { return nil }
+func (noFirewall) close() error                                                  { return nil }
+
+// firewalled reports whether the driver has a firewall that enforces
+// rules: published ports, ICC off and legacy links need one.
+func (d *Driver) firewalled() bool {
+	_, none := d.fw.(noFirewall)
+	return !none
 }
 
 // endpointAddrs is what the firewall needs to know of an endpoint.
@@ -92,7 +115,7 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 		bindings = mergeBindings(rejoinRouted(oper))
 	}
 	exposed := mergeExposed(ep.ownExposed, sbExposed)
-	if d.fw != nil {
+	if d.firewalled() {
 		// Refuse bad links before any kernel work; setOwnLinks computes
 		// them again under linkMu.
 		if _, err := d.linksLocked(what, n, ep, exposed, parents, children); err != nil {
@@ -105,7 +128,7 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 	d.mu.Unlock()
 
 	var mapped []types.PortBinding
-	if d.fw != nil && !n.cfg.Internal { // internal networks publish nothing
+	if d.firewalled() && !n.cfg.Internal { // internal networks publish nothing
 		if again {
 			// Programmed twice without a revoke: start over.
 			err = d.fw.revokeEndpoint(n.cfg, addrs)
@@ -137,7 +160,7 @@ func (d *Driver) ProgramExternalConnectivity(nid, eid string, options map[string
 // userland proxy is ever run, so accepting the binding would report a
 // port that nothing answers on.
 func (d *Driver) canPublish(what string, bindings []types.PortBinding) error {
-	if d.fw == nil && len(bindings) > 0 {
+	if !d.firewalled() && len(bindings) > 0 {
 		return types.BadRequestErrorf("%s: publishing port %s needs the bridge driver option EnableIPTables (it is false)", what, bindings[0])
 	}
 	return nil
@@ -160,7 +183,7 @@ func (d *Driver) RevokeExternalConnectivity(nid, eid string) error {
 	}
 	addrs := ep.addrs()
 	d.mu.Unlock()
-	if d.fw != nil && !n.cfg.Internal {
+	if !n.cfg.Internal {
 		if err := d.dropLinksAndRevoke(n, ep, addrs); err != nil {
 			return types.Wrapf(err, "revoking external connectivity of endpoint %s", eid)
 		}

@@ -183,7 +183,7 @@ func (h *healer) close() {
 // is nothing to check.
 func (d *Driver) RepairFirewall() (firewall.Repairs, error) {
 	hf, ok := d.fw.(*hostFirewall)
-	if !ok || hf == nil || hf.heal == nil {
+	if !ok || hf.heal == nil {
 		return firewall.Repairs{}, nil
 	}
 	return hf.heal.repair(TriggerDemand)

@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -50,13 +51,11 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 
 // attach does Join's kernel work, undoing all of it on failure.
 func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driverapi.JoinRequest) (_ *netlink.Veth, _ *driverapi.JoinResult, err error) {
-	var rollback undoStack
+	var rollback undo.Stack
 	success := false
 	defer func() {
-		if !success {
-			if uerr := rollback.run(); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rolling back join of endpoint %s: %w", req.EndpointID, uerr))
-			}
+		if uerr := rollback.Unless(&success); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back join of endpoint %s: %w", req.EndpointID, uerr))
 		}
 	}()
 
@@ -86,7 +85,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driver
 		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}
 	// Deleting the host end deletes the peer too, wherever it is.
-	rollback.push(func() error { return d.delLinkByName(veth.Name) })
+	rollback.Push(func() error { return d.delLinkByName(veth.Name) })
 	if err := d.step("veth"); err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +107,7 @@ func (d *Driver) attach(c *networkConfig, brIndex int, nb neighbours, req driver
 	// port it came in on: the port is set to allow that hairpin turn. Proxy
 	// ARP and neighbour entries: neigh.go. The FDB entry goes with the
 	// veth; the neighbour entries need their undo.
-	rollback.push(func() error { return d.forgetNeighbours(c, brIndex, nb.ips) })
+	rollback.Push(func() error { return d.forgetNeighbours(c, brIndex, nb.ips) })
 	if err := d.programPort(c, brIndex, veth.Index, nb); err != nil {
 		return nil, nil, types.Wrapf(err, "joining bridge endpoint %s", req.EndpointID)
 	}

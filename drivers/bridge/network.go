@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -17,7 +18,7 @@ type network struct {
 	creating    bool // CreateNetwork's kernel work is in flight
 	bridgeIndex int  // ifindex of the bridge in the host namespace
 	deleting    bool // DeleteNetwork's kernel work is in flight
-	teardown    undoStack
+	teardown    undo.Stack
 	endpoints   map[string]*endpoint
 	ports       portCount // the bridge's ports (ports.go)
 }
@@ -39,7 +40,7 @@ func (d *Driver) CreateNetwork(req driverapi.CreateNetworkRequest) error {
 	if err := c.applyIPAM(req.IPv4Data, req.IPv6Data); err != nil {
 		return err
 	}
-	if !c.EnableICC && d.fw == nil {
+	if !c.EnableICC && !d.firewalled() {
 		// Only the firewall's DROP keeps containers on one bridge apart.
 		return types.BadRequestErrorf("creating bridge network %s: option %s=false needs iptables (EnableIPTables is off)", c.ID, EnableICC)
 	}
@@ -114,7 +115,7 @@ func (d *Driver) DeleteNetwork(nid string) error {
 	if err := d.reaper.flush(); len(veths) > 0 {
 		errs = append(errs, err)
 	}
-	errs = append(errs, teardown.run())
+	errs = append(errs, teardown.Run())
 	err := errors.Join(errs...)
 
 	d.mu.Lock()

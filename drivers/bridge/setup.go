@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/macaddr"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -26,29 +27,27 @@ var bridgeIPv6LinkLocal = &net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRM
 // When the driver creates the bridge, deleting the bridge is the only undo
 // needed: addresses and per-device sysctls go with it. For a pre-existing
 // bridge each change is undone one by one and the bridge stays.
-func (d *Driver) setupNetwork(c *networkConfig) (teardown undoStack, brIndex int, err error) {
-	var rollback undoStack
+func (d *Driver) setupNetwork(c *networkConfig) (teardown undo.Stack, brIndex int, err error) {
+	var rollback undo.Stack
 	success := false
 	defer func() {
-		if !success {
-			if uerr := rollback.run(); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rolling back bridge network %s: %w", c.ID, uerr))
-			}
+		if uerr := rollback.Unless(&success); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back bridge network %s: %w", c.ID, uerr))
 		}
 	}()
 	// both registers an undo for rollback and for DeleteNetwork.
-	both := func(f func() error) { rollback.push(f); teardown.push(f) }
+	both := func(f func() error) { rollback.Push(f); teardown.Push(f) }
 
 	br, created, err := d.ensureBridge(c)
 	if err != nil {
-		return nil, 0, err
+		return undo.Stack{}, 0, err
 	}
 	if created {
 		del := func() error { return d.delLinkByName(c.BridgeName) }
-		rollback.push(del)
+		rollback.Push(del)
 		// The legacy default bridge outlives its network, as docker0 does.
 		if !c.DefaultBridge {
-			teardown.push(del)
+			teardown.Push(del)
 		}
 	}
 	// onExisting registers an undo that matters only on an adopted bridge.
@@ -58,41 +57,41 @@ func (d *Driver) setupNetwork(c *networkConfig) (teardown undoStack, brIndex int
 		}
 	}
 	if err := d.step("bridge"); err != nil {
-		return nil, 0, err
+		return undo.Stack{}, 0, err
 	}
 
 	old, err := d.swapSysctls(bridgeSysctls(c, d.cfg.EnableIPForwarding))
 	// Restore what was written even when a later write failed.
 	onExisting(func() error { return d.writeSysctls(old) })
 	if err != nil {
-		return nil, 0, types.InternalErrorf("configuring bridge %s: %w", c.BridgeName, err)
+		return undo.Stack{}, 0, types.InternalErrorf("configuring bridge %s: %w", c.BridgeName, err)
 	}
 	if err := d.step("sysctl"); err != nil {
-		return nil, 0, err
+		return undo.Stack{}, 0, err
 	}
 
 	for _, a := range bridgeAddrs(c) {
 		added, err := d.ensureAddr(br, a)
 		if err != nil {
-			return nil, 0, err
+			return undo.Stack{}, 0, err
 		}
 		if added {
 			a := a
 			onExisting(func() error { return d.delAddr(br, a) })
 		}
 		if err := d.step("addr " + a.String()); err != nil {
-			return nil, 0, err
+			return undo.Stack{}, 0, err
 		}
 	}
 
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := d.nl.LinkSetUp(br); err != nil {
-			return nil, 0, types.InternalErrorf("setting bridge %s up: %w", c.BridgeName, err)
+			return undo.Stack{}, 0, types.InternalErrorf("setting bridge %s up: %w", c.BridgeName, err)
 		}
 		onExisting(func() error { return ignoreGone(d.nl.LinkSetDown(br)) })
 	}
 	if err := d.step("up"); err != nil {
-		return nil, 0, err
+		return undo.Stack{}, 0, err
 	}
 
 	if c.EnableIPv6 && c.PoolIPv6 != nil && d.cfg.EnableIPForwarding {
@@ -104,18 +103,16 @@ func (d *Driver) setupNetwork(c *networkConfig) (teardown undoStack, brIndex int
 			fw = hf.fw
 		}
 		if _, err := firewall.EnableIPForwarding(firewall.NSSysctl{NS: d.host}, fw, true); err != nil {
-			return nil, 0, types.InternalErrorf("enabling ipv6 forwarding for bridge %s: %w", c.BridgeName, err)
+			return undo.Stack{}, 0, types.InternalErrorf("enabling ipv6 forwarding for bridge %s: %w", c.BridgeName, err)
 		}
 	}
 
-	if d.fw != nil {
-		if err := d.fw.addNetwork(c); err != nil {
-			return nil, 0, types.Wrapf(err, "programming firewall for bridge network %s", c.ID)
-		}
-		both(func() error { return d.fw.delNetwork(c) })
-		if err := d.step("firewall"); err != nil {
-			return nil, 0, err
-		}
+	if err := d.fw.addNetwork(c); err != nil {
+		return undo.Stack{}, 0, types.Wrapf(err, "programming firewall for bridge network %s", c.ID)
+	}
+	both(func() error { return d.fw.delNetwork(c) })
+	if err := d.step("firewall"); err != nil {
+		return undo.Stack{}, 0, err
 	}
 
 	success = true

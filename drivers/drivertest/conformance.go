@@ -20,10 +20,29 @@ type Suite struct {
 	Join func(t *testing.T, nid, eid string) driverapi.JoinRequest
 	// SingleNetwork: the driver allows one network which cannot be deleted.
 	SingleNetwork bool
+	// Interface, when set, returns what the controller would have
+	// allocated for endpoint eid (addresses from the network's pool), for
+	// drivers that need an address; each eid gets its own.
+	Interface func(nid, eid string) driverapi.Interface
+}
+
+// iface is the CreateEndpoint interface of eid: the Suite's allocation,
+// with mac when given.
+func (s Suite) iface(nid, eid string, mac net.HardwareAddr) driverapi.Interface {
+	var i driverapi.Interface
+	if s.Interface != nil {
+		i = s.Interface(nid, eid)
+	}
+	if mac != nil {
+		i.MacAddress = mac
+	}
+	return i
 }
 
 // Run checks the driverapi.Driver contract: the life cycle works, teardown
-// of what is already gone succeeds, IDs are unique, and concurrent use is safe.
+// of what is already gone succeeds, IDs are unique, and concurrent use is
+// safe; then, in a subtest per optional interface of driverapi, the
+// contract of each one the driver implements (the others are skipped).
 func Run(t *testing.T, s Suite) {
 	t.Run("Lifecycle", func(t *testing.T) {
 		d := s.New(t)
@@ -35,14 +54,14 @@ func Run(t *testing.T, s Suite) {
 		}
 		mac := net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0, 9}
 		got, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1",
-			Interface: driverapi.Interface{MacAddress: mac}})
+			Interface: s.iface("n1", "e1", mac)})
 		if err != nil {
 			t.Fatalf("CreateEndpoint: %v", err)
 		}
 		if got != nil && got.MacAddress != nil && got.MacAddress.String() != mac.String() {
 			t.Fatalf("CreateEndpoint changed the given MAC %s to %s", mac, got.MacAddress)
 		}
-		if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1"}); err == nil && !s.SingleNetwork {
+		if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1", Interface: s.iface("n1", "e1", nil)}); err == nil && !s.SingleNetwork {
 			t.Fatal("second CreateEndpoint with the same ID succeeded")
 		}
 		info, err := d.EndpointOperInfo("n1", "e1")
@@ -87,7 +106,7 @@ func Run(t *testing.T, s Suite) {
 			go func(i int) {
 				defer wg.Done()
 				eid := fmt.Sprintf("e%d", i)
-				if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n2", EndpointID: eid}); err != nil {
+				if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n2", EndpointID: eid, Interface: s.iface("n2", eid, nil)}); err != nil {
 					errs <- err
 					return
 				}
@@ -102,4 +121,5 @@ func Run(t *testing.T, s Suite) {
 			}
 		}
 	})
+	t.Run("Optional", func(t *testing.T) { runOptional(t, s) })
 }

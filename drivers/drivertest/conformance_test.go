@@ -37,3 +37,13 @@ func TestHostConformance(t *testing.T) {
 		Network: network, Join: join, SingleNetwork: true,
 	})
 }
+
+// The single-network drivers declare that their networks hold no
+// addresses; the controller reads that, never their names.
+func TestSingleDriversAreAddressLess(t *testing.T) {
+	for name, c := range map[string]driverapi.Capability{"null": null.Capability(), "host": host.Capability()} {
+		if !c.AddressLess || c.DataScope != driverapi.LocalScope {
+			t.Errorf("%s declares %+v, want local and AddressLess", name, c)
+		}
+	}
+}

@@ -13,9 +13,10 @@ import (
 // driver's network-level work (looking up parents, making, tagging and
 // deleting stand-in veths). Joins need a real sandbox namespace.
 type fakeLinks struct {
-	mu    sync.Mutex
-	next  int
-	links map[string]netlink.Link
+	mu        sync.Mutex
+	next      int
+	links     map[string]netlink.Link
+	failAlias error // LinkSetAlias fails with it when set
 }
 
 func newFakeLinks() *fakeLinks { return &fakeLinks{next: 10, links: map[string]netlink.Link{}} }
@@ -27,7 +28,7 @@ func (f *fakeLinks) addDevice(name string, mtu int, mac net.HardwareAddr, flags 
 	f.links[name] = &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: name, Index: f.next, MTU: mtu, HardwareAddr: mac, Flags: flags}}
 }
 
-func notFound(what string) error { return netlink.LinkNotFoundError{} }
+func notFound(string) error { return netlink.LinkNotFoundError{} }
 
 func (f *fakeLinks) LinkByName(name string) (netlink.Link, error) {
 	f.mu.Lock()
@@ -97,6 +98,9 @@ func (f *fakeLinks) LinkDel(l netlink.Link) error {
 func (f *fakeLinks) LinkSetAlias(l netlink.Link, alias string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failAlias != nil {
+		return f.failAlias
+	}
 	cur, ok := f.links[l.Attrs().Name]
 	if !ok {
 		return notFound(l.Attrs().Name)

@@ -144,22 +144,6 @@ func ignoreGone(err error) error {
 	return err
 }
 
-// undoStack collects the undo of each finished step; run undoes them
-// newest first and reports every failure.
-type undoStack []func() error
-
-func (u *undoStack) push(f func() error) { *u = append(*u, f) }
-
-func (u undoStack) run() error {
-	var errs []error
-	for i := len(u) - 1; i >= 0; i-- {
-		if err := u[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func ipCopy(ipn *net.IPNet) net.IP {
 	if ipn == nil {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -158,12 +159,15 @@ func (d *Driver) ensureStandIn(c *networkConfig) (_ netlink.Link, err error) {
 		}
 		return nil, types.InternalErrorf("%s: making stand-in parent %s/%s: %w", what, name, peer, err)
 	}
+	var u undo.Stack
+	ok := false
 	defer func() {
-		if err != nil {
-			// Deleting one end deletes the pair.
-			_ = ignoreGone(d.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}}))
+		if uerr := u.Unless(&ok); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: removing stand-in parent %s: %w", what, name, uerr))
 		}
 	}()
+	// Deleting one end deletes the pair.
+	u.Push(func() error { return ignoreGone(d.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}})) })
 	var links [2]netlink.Link
 	for i, n := range []string{name, peer} {
 		l, err := d.nl.LinkByName(n)
@@ -187,6 +191,7 @@ func (d *Driver) ensureStandIn(c *networkConfig) (_ netlink.Link, err error) {
 	if err != nil {
 		return nil, types.InternalErrorf("%s: reading back stand-in parent %s: %w", what, name, err)
 	}
+	ok = true
 	return l, nil
 }
 

@@ -216,3 +216,17 @@ func TestChosenMAC(t *testing.T) {
 		t.Fatalf("passthru with another MAC: got %v, want BadRequest", err)
 	}
 }
+
+// A stand-in that cannot be tagged is not kept: the create fails and
+// leaves no link and no network.
+func TestStandInUndo(t *testing.T) {
+	d, f := fakeDriver(t, nil)
+	before := len(f.names())
+	f.failAlias = errors.New("injected")
+	if err := d.CreateNetwork(netReq("n1", nil)); !types.IsInternal(err) || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("got %v, want the injected failure", err)
+	}
+	if len(f.names()) != before || len(d.networks) != 0 {
+		t.Fatalf("failed create left links %v, networks %v", f.names(), d.networks)
+	}
+}

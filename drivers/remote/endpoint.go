@@ -100,6 +100,11 @@ func (d *Driver) EndpointOperInfo(nid, eid string) (map[string]any, error) {
 	if err := d.call("EndpointOperInfo", &api.EndpointInfoRequest{NetworkID: nid, EndpointID: eid}, &resp); err != nil {
 		return nil, err
 	}
+	if resp.Value == nil {
+		// A plugin with nothing to say answers {} or no Value at all:
+		// that is an empty answer, as every driver gives, not a missing one.
+		resp.Value = map[string]any{}
+	}
 	return resp.Value, nil
 }
 

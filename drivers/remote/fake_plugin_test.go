@@ -112,6 +112,9 @@ func (p *fakePlugin) CreateEndpoint(r *network.CreateEndpointRequest) (*network.
 	if _, ok := p.networks[r.NetworkID]; !ok {
 		return nil, errors.New("no such network")
 	}
+	if _, ok := p.endpoints[r.EndpointID]; ok {
+		return nil, errors.New("endpoint exists") // as a plugin keeping state answers
+	}
 	p.endpoints[r.EndpointID] = r
 	return &network.CreateEndpointResponse{Interface: p.epReply}, nil
 }

@@ -1,7 +1,36 @@
 // Package knobs names settings only this module's tests change: keys of a
 // built-in driver's configuration map that callers outside the module
-// cannot name, for timings a test cannot wait for or must rule out.
+// cannot name, for timings a test cannot wait for or must rule out, and
+// the controller's own (under the pseudo network type Controller).
 package knobs
+
+import (
+	"maps"
+
+	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/store"
+)
+
+// ControllerStore (a store.Store) is the store the controller uses instead
+// of the file under DataDir: a test runs a controller on store.Memory, and
+// a second controller on the same Memory restores what the first left.
+const ControllerStore = "opencnm.internal.controller.store"
+
+// WithStore is the option giving a controller st as its store.
+func WithStore(st store.Store) config.Option { return Set(ControllerStore, st) }
+
+// Set is the option setting the controller knob key to v, keeping the
+// knobs other options set (config.OptionDriverConfig would replace them).
+func Set(key string, v any) config.Option {
+	return func(c *config.Config) {
+		m := maps.Clone(c.DriverCfg[Controller])
+		if m == nil {
+			m = map[string]any{}
+		}
+		m[key] = v
+		c.DriverCfg[Controller] = m
+	}
+}
 
 // BridgeRepairEvery (a time.Duration) replaces the bridge driver's period
 // of firewall checks; a test that proves a repair was event-driven sets

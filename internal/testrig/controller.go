@@ -143,5 +143,5 @@ func Must[T any](t *testing.T) func(v T, err error) T {
 // DNSCheckTicks makes the controller run its periodic DNS redirect check
 // once per value sent on ticks, and never otherwise.
 func DNSCheckTicks(ticks <-chan time.Time) config.Option {
-	return config.OptionDriverConfig(knobs.Controller, map[string]any{knobs.DNSCheckTicks: ticks})
+	return knobs.Set(knobs.DNSCheckTicks, ticks)
 }

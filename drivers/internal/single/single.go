@@ -19,6 +19,12 @@ type Driver struct {
 	nid string // the one network; guarded by mu
 }
 
+// Capability is the host and null drivers' capability: local, and
+// AddressLess.
+func Capability() driverapi.Capability {
+	return driverapi.Capability{DataScope: driverapi.LocalScope, ConnectivityScope: driverapi.LocalScope, AddressLess: true}
+}
+
 // New returns a single-network driver of type typ.
 func New(typ string) *Driver { return &Driver{typ: typ} }
 
