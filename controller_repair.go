@@ -8,8 +8,8 @@ import (
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/firewall"
-	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/knobs"
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -92,7 +92,7 @@ func (c *Controller) repairDNSRedirects(trigger string) ([]string, error) {
 	var fixed []string
 	var errs []error
 	for _, sb := range c.Sandboxes() {
-		ok, err := sb.repairDNSRedirect()
+		ok, err := repairDNSRedirect(sb)
 		if err != nil {
 			c.cfg.Logger.Warn("dns redirect repair failed", "trigger", trigger, "sandbox", sb.id, "err", err)
 			errs = append(errs, err)
@@ -105,12 +105,10 @@ func (c *Controller) repairDNSRedirects(trigger string) ([]string, error) {
 	return fixed, errors.Join(errs...)
 }
 
-// repairDNSRedirect sets the sandbox's redirect again if its namespace
-// should hold one (the ports are known: a resolver runs, or ran and
-// keeps its ports for the next start) and it is not whole. A sandbox
-// busy with a join, leave or delete is skipped: that operation owns the
-// redirect, and the next check comes soon.
-func (sb *Sandbox) repairDNSRedirect() (repaired bool, err error) {
+// repairDNSRedirect has sb's DNS repair its namespace's redirect. A
+// sandbox busy with a join, leave or delete is skipped: that operation
+// owns the redirect, and the next check comes soon.
+func repairDNSRedirect(sb *Sandbox) (repaired bool, err error) {
 	if !sb.opMu.TryLock() {
 		return false, nil
 	}
@@ -119,19 +117,10 @@ func (sb *Sandbox) repairDNSRedirect() (repaired bool, err error) {
 	c.mu.Lock()
 	s, deleting := sb.osSbox, sb.deleting
 	c.mu.Unlock()
-	st := &sb.dns
-	if s == nil || deleting || sb.hostMode() || sb.cfg.useDefaultSandbox || st.prep != nil || st.rulePorts[0] == 0 || st.rulePorts[1] == 0 {
+	if deleting {
 		return false, nil
 	}
-	p := dnsnat.Ports{UDP: uint16(st.rulePorts[0]), TCP: uint16(st.rulePorts[1])}
-	intact, err := dnsnat.Intact(s.NS(), p)
-	if err != nil || intact {
-		return false, err
-	}
-	if err := dnsnat.Set(s.NS(), embeddedAddr, p); err != nil {
-		return false, types.Wrapf(err, "repairing dns redirect of sandbox %s", sb.id[:12])
-	}
-	return true, nil
+	return sb.dns.Repair(sandboxdns.OS(s))
 }
 
 // repairLoop checks the sandboxes' DNS redirects every interval until

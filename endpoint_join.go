@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
@@ -63,8 +64,10 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	osSbox := sb.osSbox
 	c.mu.Unlock()
 	// The resolver's sockets and rules get ready while the driver works.
-	sb.prepareResolver(ep, osSbox)
-	defer sb.dropResolverPrep()
+	if ep.network.servesNames() && !ep.disableResolution {
+		sb.dns.Prepare(sandboxdns.OS(osSbox))
+	}
+	defer sb.dns.DropPrepared()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()

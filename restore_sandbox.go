@@ -3,8 +3,8 @@ package libnetwork
 import (
 	"errors"
 
-	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/records"
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -127,20 +127,13 @@ func (sb *Sandbox) repairUsable(osSbox *osl.Sandbox) (publishAnew bool, usable e
 	var errs []error
 	publishAnew, err := sb.restoreGateway(osSbox)
 	errs = append(errs, err)
-	if err := sb.setupDNSFiles(); err != nil {
+	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		errs = append(errs, err)
 	}
-	// The previous run's redirect is still in the namespace: read which
-	// ports it leads to from the kernel (a record of them could be stale
-	// after a crash between redirecting and recording, and DNS would go
-	// to ports nobody binds), so the resolver binds them again instead of
-	// replacing it.
-	if osSbox != nil && !sb.cfg.useDefaultSandbox {
-		if p, ok, err := dnsnat.Get(osSbox.NS()); err != nil {
-			errs = append(errs, err)
-		} else if ok {
-			sb.dns.rulePorts = [2]int{int(p.UDP), int(p.TCP)}
-		}
+	// The previous run's redirect is still in the namespace: the resolver
+	// binds its ports again instead of replacing it.
+	if err := sb.dns.AdoptRedirect(sandboxdns.OS(osSbox)); err != nil {
+		errs = append(errs, err)
 	}
 	for _, ep := range sb.Endpoints() {
 		errs = append(errs, sb.joinDNS(ep))

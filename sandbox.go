@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -26,8 +27,8 @@ type Sandbox struct {
 	// opMu serialises this sandbox's slow operations (join, leave, delete,
 	// SetKey, Refresh); it is taken before ctrl.mu, never after.
 	opMu sync.Mutex
-	cfg  sandboxConfig // replaced only by Refresh, under opMu
-	dns  dnsState      // hosts and resolv.conf; under opMu
+	cfg  sandboxConfig  // replaced only by Refresh, under opMu
+	dns  sandboxdns.DNS // hosts, resolv.conf and resolver; under opMu
 
 	osSbox    *osl.Sandbox                 // guarded by ctrl.mu; nil until SetKey for an external key
 	endpoints []*Endpoint                  // joined endpoints in priority order; guarded by ctrl.mu
@@ -86,10 +87,10 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 		}
 	}()
 
-	if err := sb.setupDNSFiles(); err != nil {
+	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		return nil, err
 	}
-	undo.PushFunc(sb.removeDNSFiles)
+	undo.PushFunc(sb.dns.Remove)
 
 	var osSbox *osl.Sandbox
 	switch {
@@ -224,7 +225,7 @@ func (sb *Sandbox) Delete() (err error) {
 			errs = append(errs, types.Wrapf(err, "removing namespace of sandbox %s", sb.id[:12]))
 		}
 	}
-	sb.removeDNSFiles()
+	sb.dns.Remove()
 	_ = c.commit(recDelete(kindSandbox, sb.id))
 	c.mu.Lock()
 	delete(c.sandboxes, sb.id)
@@ -293,7 +294,7 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	if err := sb.updateGateway(); err != nil {
 		return err
 	}
-	if err := sb.updateResolver(nil, sb.dns.ipv6); err != nil {
+	if err := sb.updateResolver(nil, sb.dns.IPv6()); err != nil {
 		return err
 	}
 	ok = true
@@ -328,7 +329,7 @@ func (sb *Sandbox) Refresh(opts ...SandboxOption) (err error) {
 		cfg.useDefaultSandbox, cfg.useExternalKey = sb.cfg.useDefaultSandbox, sb.cfg.useExternalKey
 		sb.cfg = cfg
 	}
-	if err := sb.setupDNSFiles(); err != nil {
+	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		errs = append(errs, err)
 	}
 	sb.opMu.Unlock()

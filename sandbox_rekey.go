@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
@@ -38,10 +39,13 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 		oper = slices.Clone(gw.operPorts)
 	}
 	c.mu.Unlock()
-	ipv6, oldPorts := sb.dns.ipv6, sb.dns.rulePorts
+	ipv6 := sb.dns.IPv6()
+	var reattachDNS func()
 	// Runs last on failure, once the endpoints are back in old.
 	undo.PushFunc(func() {
-		sb.dns.rulePorts = oldPorts
+		if reattachDNS != nil {
+			reattachDNS()
+		}
 		_ = sb.updateGatewayPorts(oper)
 		_ = sb.updateResolver(nil, ipv6)
 	})
@@ -55,8 +59,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	}
 	// The resolver's sockets and redirect are in old; the new namespace
 	// gets its own.
-	sb.stopResolver(old, false)
-	sb.dns.rulePorts = [2]int{}
+	reattachDNS = sb.dns.Detach()
 
 	// Out of old while the key still names it, so that an undo's driver
 	// join (which opens the key) finds old again.
@@ -103,7 +106,7 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	if err := sb.updateResolver(nil, ipv6); err != nil {
 		return err
 	}
-	undo.PushFunc(func() { sb.stopResolver(s, true) })
+	undo.PushFunc(func() { sb.dns.Stop(sandboxdns.OS(s), true) })
 
 	sb.recordOperPorts()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
