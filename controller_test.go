@@ -15,7 +15,7 @@ import (
 )
 
 func TestNetworkNamesAndQueries(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 
 	for _, name := range []string{"", "   "} {
@@ -79,7 +79,7 @@ func TestNetworkNamesAndQueries(t *testing.T) {
 }
 
 func TestUnknownDriverFailsFast(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	start := time.Now()
 	_, err := c.NewNetwork("framerelay", "n", "")
 	var nte libnetwork.NetworkTypeError
@@ -142,7 +142,7 @@ func TestNullAndHostNetworks(t *testing.T) {
 }
 
 func TestConcurrentNetworkCreateOneWins(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	var wg sync.WaitGroup
 	var mu sync.Mutex

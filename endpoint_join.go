@@ -3,12 +3,10 @@ package libnetwork
 import (
 	"errors"
 	"net"
-	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
-	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
@@ -42,119 +40,152 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	if scratch.optErr != nil {
 		return scratch.optErr
 	}
-	n := ep.network
-	c := n.ctrl
+	c := ep.network.ctrl
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
 
-	c.mu.Lock()
-	switch {
-	case sb.deleting || c.sandboxes[sb.id] != sb:
-		c.mu.Unlock()
-		return types.ForbiddenErrorf("sandbox %s is deleted", sb.id[:12])
-	case ep.deleting || n.endpoints[ep.id] != ep:
-		c.mu.Unlock()
-		return ErrNoSuchEndpoint(ep.name)
-	case ep.sandboxID != "":
-		other := ep.sandboxID
-		c.mu.Unlock()
-		return types.ForbiddenErrorf("endpoint %s is already joined to sandbox %s", ep.name, other[:12])
+	j := &joining{ep: ep, sb: sb, opts: scratch}
+	if err := j.claim(); err != nil {
+		return err
 	}
-	ep.sandboxID = sb.id
-	osSbox := sb.osSbox
-	c.mu.Unlock()
 	// The resolver's sockets and rules get ready while the driver works.
 	if ep.network.servesNames() && !ep.disableResolution {
-		sb.dns.Prepare(sandboxdns.OS(osSbox))
+		sb.dns.Prepare(sandboxdns.OS(j.s))
 	}
 	defer sb.dns.DropPrepared()
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
-	var undo undo.Stack
 	ok := false
 	defer func() {
 		if !ok {
-			undo.Run()
+			j.undo.Run()
 		}
 	}()
-	undo.PushFunc(func() {
+	j.undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.sandboxID = ""
 		c.mu.Unlock()
 	})
+	for _, step := range []func() error{j.wire, j.attach, j.publish} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	ok = true
+	return nil
+}
 
+// joining is one Endpoint.Join under way, under sb.opMu: each step pushes
+// on undo what takes it back, and Join runs undo if a later step fails.
+type joining struct {
+	ep   *Endpoint
+	sb   *Sandbox
+	opts *Endpoint    // this join's options (priority, aliases)
+	s    *osl.Sandbox // the sandbox's namespace; nil for an external key not set yet
+	undo undo.Stack
+}
+
+// claim marks ep as joined to sb, so no other join or delete takes either;
+// Join's undo clears the mark.
+func (j *joining) claim() error {
+	ep, sb, c := j.ep, j.sb, j.sb.ctrl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case sb.deleting || c.sandboxes[sb.id] != sb:
+		return types.ForbiddenErrorf("sandbox %s is deleted", sb.id[:12])
+	case ep.deleting || ep.network.endpoints[ep.id] != ep:
+		return ErrNoSuchEndpoint(ep.name)
+	case ep.sandboxID != "":
+		return types.ForbiddenErrorf("endpoint %s is already joined to sandbox %s", ep.name, ep.sandboxID[:12])
+	}
+	ep.sandboxID = sb.id
+	j.s = sb.osSbox
+	return nil
+}
+
+// wire records the intent, has the driver join ep and puts its interface,
+// addresses and routes into the namespace.
+func (j *joining) wire() error {
+	ep, sb, s, n, c := j.ep, j.sb, j.s, j.ep.network, j.sb.ctrl
 	// Intent: a crash while the driver wires the endpoint in leaves a record
 	// that says so, and the next start takes the half-made join apart.
 	if err := c.commit(c.recEndpoint(ep, stateJoining)); err != nil {
 		return err
 	}
-	undo.PushFunc(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
+	j.undo.PushFunc(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
 
-	js, reserved, err := sb.driverJoin(osSbox, ep)
+	js, reserved, err := sb.driverJoin(s, ep)
 	if err != nil {
 		return err
 	}
-	undo.PushFunc(func() {
+	j.undo.PushFunc(func() {
 		for _, name := range reserved {
-			osSbox.ReleaseName(name)
+			s.ReleaseName(name)
 		}
 	})
-	undo.PushFunc(func() { _ = n.driver.Leave(n.id, ep.id) })
+	j.undo.PushFunc(func() { _ = n.driver.Leave(n.id, ep.id) })
 	c.mu.Lock()
 	ep.join = js
 	c.mu.Unlock()
-	undo.PushFunc(func() {
+	j.undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.join, ep.operPorts = nil, nil
 		c.mu.Unlock()
 	})
-	if osSbox != nil {
-		if err := sb.populate(osSbox, ep); err != nil {
+	if s != nil {
+		if err := sb.populate(s, ep); err != nil {
 			return err
 		}
-		undo.PushFunc(func() { _ = sb.depopulate(osSbox, ep, false) })
+		j.undo.PushFunc(func() { _ = sb.depopulate(s, ep, false) })
 	}
+	return nil
+}
 
+// attach adds ep to the sandbox's endpoints in priority order and moves
+// the gateway to the endpoint that now should be it.
+func (j *joining) attach() error {
+	ep, sb, c := j.ep, j.sb, j.sb.ctrl
 	c.mu.Lock()
 	sb.endpoints = append(sb.endpoints, ep)
-	sb.prio[ep.id] = scratch.joinPrio
-	if scratch.joinAliases != nil {
-		sb.aliases[ep.id] = scratch.joinAliases
+	sb.prio[ep.id] = j.opts.joinPrio
+	if j.opts.joinAliases != nil {
+		sb.aliases[ep.id] = j.opts.joinAliases
 	}
 	sb.sortEndpointsLocked()
 	c.mu.Unlock()
-	undo.PushFunc(func() {
+	j.undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.removeEndpointLocked(ep)
 		c.mu.Unlock()
-		_ = sb.updateGateway()
+		_ = sb.gw.update()
 		// A gateway that moved back publishes its chosen ports anew:
 		// its record follows, so a restart brings back these.
 		var recs []func() (*store.Op, error)
-		for _, e := range sb.recordOperPorts() {
+		for _, e := range sb.gw.recordOperPorts() {
 			recs = append(recs, c.recEndpoint(e, stateReady))
 		}
 		_ = c.commit(recs...)
 	})
-	if err := sb.updateGateway(); err != nil {
-		return err
-	}
+	return sb.gw.update()
+}
+
+// publish serves ep's names and records the join as done, with the host
+// ports the gateway now publishes.
+func (j *joining) publish() error {
+	ep, sb, c := j.ep, j.sb, j.sb.ctrl
 	if err := sb.joinDNS(ep); err != nil {
 		return err
 	}
-	undo.PushFunc(func() { sb.leaveDNS(ep) })
+	j.undo.PushFunc(func() { sb.leaveDNS(ep) })
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
-	for _, e := range sb.recordOperPorts() {
+	for _, e := range sb.gw.recordOperPorts() {
 		if e != ep {
 			recs = append(recs, c.recEndpoint(e, stateReady))
 		}
 	}
-	if err := c.commit(recs...); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return c.commit(recs...)
 }
 
 // driverJoin has ep's driver join it to the namespace of s (nil: none yet)
@@ -291,9 +322,9 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 		return nil
 	}
 	s := sb.osSbox
-	wasGateway := sb.gwEP == ep
+	wasGateway := sb.gw.ep == ep
 	sb.removeEndpointLocked(ep)
-	movesGateway := wasGateway && sb.gatewayEndpointLocked() != nil
+	movesGateway := wasGateway && sb.gw.chooseLocked() != nil
 	c.mu.Unlock()
 
 	var errs []error
@@ -308,7 +339,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 		}
 	}
 	if wasGateway {
-		if err := sb.updateGateway(); err != nil {
+		if err := sb.gw.update(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -327,7 +358,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	ep.operPorts = nil
 	c.mu.Unlock()
 	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
-	for _, e := range sb.recordOperPorts() {
+	for _, e := range sb.gw.recordOperPorts() {
 		recs = append(recs, c.recEndpoint(e, stateReady))
 	}
 	if err := c.commit(recs...); err != nil {
@@ -346,113 +377,4 @@ func (sb *Sandbox) removeEndpointLocked(ep *Endpoint) {
 	}
 	delete(sb.prio, ep.id)
 	delete(sb.aliases, ep.id)
-}
-
-// updateGateway moves the default route and external connectivity to the
-// endpoint that should now provide them. The caller holds sb.opMu.
-func (sb *Sandbox) updateGateway() error { return sb.updateGatewayPorts(nil) }
-
-// updateGatewayPorts is updateGateway publishing exactly the host ports
-// oper when given (the gateway endpoint's operational bindings, chosen ones
-// included), as a restore does.
-func (sb *Sandbox) updateGatewayPorts(oper []types.PortBinding) error {
-	c := sb.ctrl
-	c.mu.Lock()
-	old, next := sb.gwEP, sb.gatewayEndpointLocked()
-	s := sb.osSbox
-	c.mu.Unlock()
-	if old == next {
-		return nil
-	}
-	if old != nil {
-		revokeExternal(old)
-		if s != nil {
-			_ = s.UnsetGateway()
-			_ = s.UnsetGatewayIPv6()
-		}
-	}
-	c.mu.Lock()
-	sb.gwEP = nil
-	c.mu.Unlock()
-	if next == nil {
-		return nil
-	}
-	c.mu.Lock()
-	gw, gw6 := next.join.gw, next.join.gw6
-	c.mu.Unlock()
-	if s != nil {
-		if gw != nil {
-			if err := s.SetGateway(gw); err != nil {
-				return types.Wrapf(err, "setting default gateway %s in sandbox %s", gw, sb.id[:12])
-			}
-		}
-		if gw6 != nil {
-			if err := s.SetGatewayIPv6(gw6); err != nil {
-				_ = s.UnsetGateway()
-				return types.Wrapf(err, "setting IPv6 default gateway %s in sandbox %s", gw6, sb.id[:12])
-			}
-		}
-	}
-	if ext, ok := next.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
-		labels := sb.cfg.labels()
-		if len(oper) > 0 {
-			labels[netlabel.PortMap] = oper
-			labels[netlabel.OperPortMap] = slices.Clone(oper)
-		}
-		if err := ext.ProgramExternalConnectivity(next.network.id, next.id, labels); err != nil {
-			if s != nil {
-				_ = s.UnsetGateway()
-				_ = s.UnsetGatewayIPv6()
-			}
-			return types.Wrapf(err, "programming external connectivity of endpoint %s", next.name)
-		}
-	}
-	c.mu.Lock()
-	sb.gwEP = next
-	c.mu.Unlock()
-	return nil
-}
-
-func revokeExternal(ep *Endpoint) {
-	if ext, ok := ep.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
-		_ = ext.RevokeExternalConnectivity(ep.network.id, ep.id)
-	}
-}
-
-// recordOperPorts remembers, on the sandbox's gateway endpoint, the host
-// ports its driver actually published, so a restart can publish the very
-// same ones again, and forgets them on the sandbox's other endpoints (a
-// port the gateway gave up when it moved on must not come back with an
-// endpoint that is no longer the gateway). It returns the endpoints whose
-// record must be rewritten. The caller holds sb.opMu.
-func (sb *Sandbox) recordOperPorts() []*Endpoint {
-	c := sb.ctrl
-	c.mu.Lock()
-	gw := sb.gwEP
-	eps := slices.Clone(sb.endpoints)
-	c.mu.Unlock()
-	var pbs []types.PortBinding
-	known := true
-	if gw != nil {
-		info, err := gw.network.driver.EndpointOperInfo(gw.network.id, gw.id)
-		pbs, _ = info[netlabel.PortMap].([]types.PortBinding)
-		known = err == nil // else the gateway keeps what it had
-	}
-	var changed []*Endpoint
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ep := range eps {
-		want := pbs
-		switch {
-		case ep != gw:
-			want = nil
-		case !known:
-			continue
-		}
-		if !slices.EqualFunc(ep.operPorts, want, func(a, b types.PortBinding) bool { return a.Equal(&b) }) {
-			ep.operPorts = want
-			changed = append(changed, ep)
-		}
-	}
-	return changed
 }

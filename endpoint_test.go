@@ -14,7 +14,7 @@ import (
 )
 
 func TestEndpointQueriesAndAddresses(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.44.0.0/24", "10.44.0.254"))
 
@@ -91,7 +91,7 @@ func TestEndpointQueriesAndAddresses(t *testing.T) {
 }
 
 func TestEndpointMACOption(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n")
 	mac := net.HardwareAddr{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}
@@ -111,7 +111,7 @@ func TestEndpointMACOption(t *testing.T) {
 }
 
 func TestAutomaticPoolsDoNotOverlap(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	seen := map[string]bool{}
 	for i := 0; i < 5; i++ {
@@ -129,7 +129,7 @@ func TestAutomaticPoolsDoNotOverlap(t *testing.T) {
 }
 
 func TestRollbackOnDriverFailure(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := testrig.WithFake(t, c)
 
 	f.Fail(drivertest.StepCreateNetwork, types.InternalErrorf("injected"))
@@ -155,7 +155,7 @@ func TestRollbackOnDriverFailure(t *testing.T) {
 }
 
 func TestConcurrentEndpointsGetDistinctAddresses(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.46.0.0/24", ""))
 	var wg sync.WaitGroup

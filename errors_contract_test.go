@@ -24,7 +24,7 @@ func named[T error](err error) bool {
 // returned by the public API: of its class by direct assertion and still
 // unwrapping to its cause.
 func TestErrorContract(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.93.0.0/24", "10.93.0.254"))
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep", libnetwork.CreateOptionIpam(net.ParseIP("10.93.0.7"), nil, nil, nil)))

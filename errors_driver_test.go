@@ -23,7 +23,7 @@ import (
 // through); the public call wraps it on its way out, possibly with errors
 // of its undo, and must class the result itself.
 func TestErrorContractDriverFailures(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := testrig.WithFake(t, c)
 	plain := errors.New("injected driver failure")
 	refused := types.ForbiddenErrorf("injected refusal")
@@ -106,7 +106,7 @@ func (r *repairingFake) RepairFirewall() (firewall.Repairs, error) { return fire
 // RepairFirewall's error joins what each driver and the DNS redirect
 // check said: of its class by direct assertion, unwrapping to each.
 func TestErrorContractRepairFirewall(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	plain := errors.New("injected repair failure")
 	refused := types.ForbiddenErrorf("injected refusal")
 	for _, d := range []*repairingFake{{drivertest.NewFake("fw1"), plain}, {drivertest.NewFake("fw2"), refused}} {

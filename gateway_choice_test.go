@@ -127,7 +127,7 @@ func orderIs(t *testing.T, sb *libnetwork.Sandbox, want ...*libnetwork.Endpoint)
 // when its name sorts first and neither has a gateway, and it never
 // becomes the gateway though its driver offers one.
 func TestGatewayChoiceInternalLoses(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := withGwFake(t, c)
 	internal := gwNet(t, c, "a-internal", "10.71.0.1", "", libnetwork.NetworkOptionInternalNetwork())
 	plain := gwNet(t, c, "b-plain", "", "")
@@ -150,7 +150,7 @@ func TestGatewayChoiceInternalLoses(t *testing.T) {
 // whatever the names. The gateway is the first endpoint with an IPv4
 // gateway, so a v6-only endpoint ahead of it is passed over.
 func TestGatewayChoiceGatewayCount(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := withGwFake(t, c)
 	none := gwNet(t, c, "a-none", "", "")
 	v4 := gwNet(t, c, "b-v4", "10.73.0.1", "")
@@ -178,7 +178,7 @@ func TestGatewayChoiceGatewayCount(t *testing.T) {
 // join order: a later join on a network whose name sorts first takes the
 // gateway, and gives it back when it leaves.
 func TestGatewayChoiceNameOrder(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := withGwFake(t, c)
 	b := gwNet(t, c, "net-b", "10.75.0.1", "")
 	a := gwNet(t, c, "net-a", "10.76.0.1", "")
@@ -202,7 +202,7 @@ func TestGatewayChoiceNameOrder(t *testing.T) {
 // chooses it; one without a gateway leaves the sandbox without one, and
 // no network is created on the sandbox's behalf.
 func TestGatewayChoiceDisableGatewayService(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := withGwFake(t, c)
 	nogw := gwNetLabels(t, c, "a-nogw", "", "", map[string]string{"nogwsvc": "true"})
 	withgw := gwNetLabels(t, c, "b-withgw", "10.77.0.1", "", map[string]string{"nogwsvc": "true"})

@@ -8,8 +8,10 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -28,6 +30,10 @@ var hostileIDs = []string{
 func TestNewNetworkHostileIDs(t *testing.T) {
 	dir := t.TempDir()
 	opts := []config.Option{
+		// The restart below runs without root too, on the store the
+		// first controller wrote.
+		knobs.Set(knobs.NoBuiltinDrivers, true),
+		knobs.WithStore(store.NewMemory()),
 		config.OptionExecRoot(filepath.Join(dir, "run")),
 		config.OptionDataDir(filepath.Join(dir, "lib")),
 		config.OptionPluginDirs(filepath.Join(dir, "plugins")),
@@ -36,7 +42,7 @@ func TestNewNetworkHostileIDs(t *testing.T) {
 		// The restart below must stay in a throwaway namespace too.
 		opts = append(opts, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
 	}
-	c := testrig.NewController(t, opts...)
+	c := testrig.NewUnitController(t, opts...)
 	f := testrig.WithFake(t, c)
 	pool := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.90.0.0/24"}}, nil, nil)
 	for _, id := range hostileIDs {

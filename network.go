@@ -82,6 +82,44 @@ type Network struct {
 // generates one. Names are unique per controller.
 func (c *Controller) NewNetwork(networkType, name string, id string, opts ...NetworkOption) (_ *Network, err error) {
 	defer classify(&err)
+	n, err := buildNetwork(c, networkType, name, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	cr := &creatingNetwork{n: n}
+	if err := cr.claim(); err != nil {
+		return nil, err
+	}
+
+	c.gcMu.RLock()
+	defer c.gcMu.RUnlock()
+	ok := false
+	defer func() {
+		if !ok {
+			cr.undo.Run()
+		}
+	}()
+	cr.undo.PushFunc(func() {
+		c.mu.Lock()
+		delete(c.netNames, n.name)
+		c.mu.Unlock()
+	})
+	for _, step := range []func() error{cr.bind, cr.create} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+
+	c.mu.Lock()
+	c.networks[n.id] = n
+	c.mu.Unlock()
+	ok = true
+	return n, nil
+}
+
+// buildNetwork is the network NewNetwork is asked for, its options applied
+// and checked, before anything is claimed or made.
+func buildNetwork(c *Controller, networkType, name, id string, opts []NetworkOption) (*Network, error) {
 	if !config.IsValidName(name) {
 		return nil, ErrInvalidName(name)
 	}
@@ -111,91 +149,88 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 			return nil, err
 		}
 	}
+	return n, nil
+}
 
-	// Claim the name and ID first so concurrent creations cannot both win.
+// creatingNetwork is one NewNetwork under way: each step pushes on undo
+// what takes it back, and NewNetwork runs undo if a later step fails.
+type creatingNetwork struct {
+	n    *Network
+	undo undo.Stack
+}
+
+// claim takes the network's name and ID, so concurrent creations cannot
+// both win; NewNetwork's undo frees the name.
+func (cr *creatingNetwork) claim() error {
+	n, c := cr.n, cr.n.ctrl
 	c.mu.Lock()
-	if _, taken := c.netNames[name]; taken {
-		c.mu.Unlock()
-		return nil, NetworkNameError(name)
+	defer c.mu.Unlock()
+	if _, taken := c.netNames[n.name]; taken {
+		return NetworkNameError(n.name)
 	}
-	if _, taken := c.networks[id]; taken {
-		c.mu.Unlock()
-		return nil, NetworkNameError(id)
+	if _, taken := c.networks[n.id]; taken {
+		return NetworkNameError(n.id)
 	}
-	c.netNames[name] = id
-	c.mu.Unlock()
+	c.netNames[n.name] = n.id
+	return nil
+}
 
-	c.gcMu.RLock()
-	defer c.gcMu.RUnlock()
-	var undo undo.Stack
-	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
-	undo.PushFunc(func() {
-		c.mu.Lock()
-		delete(c.netNames, name)
-		c.mu.Unlock()
-	})
-
-	if n.driver, err = c.driver(networkType); err != nil {
-		return nil, err
+// bind finds the network's driver, has it check the options, and takes
+// the network's address pools from its IPAM driver.
+func (cr *creatingNetwork) bind() error {
+	n, c := cr.n, cr.n.ctrl
+	var err error
+	if n.driver, err = c.driver(n.networkType); err != nil {
+		return err
 	}
 	n.scope = n.driver.scope()
 	if n.disableIPv4 && !n.special() {
 		switch {
 		case !n.enableIPv6:
-			return nil, types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", name, netlabel.EnableIPv4)
+			return types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", n.name, netlabel.EnableIPv4)
 		case len(n.ipamV4Config) > 0:
-			return nil, types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", name, netlabel.EnableIPv4)
+			return types.BadRequestErrorf("creating network %s: IPv4 pools given with %s=false", n.name, netlabel.EnableIPv4)
 		}
 	}
 	if v, ok := n.driver.Driver.(driverapi.NetworkValidator); ok {
-		if err := v.ValidateNetwork(id, n.driverOptions()); err != nil {
-			return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
+		if err := v.ValidateNetwork(n.id, n.driverOptions()); err != nil {
+			return types.Wrapf(err, "creating network %s on driver %s", n.name, n.networkType)
 		}
 	}
 	if n.ipamType == "" || n.ipamType == ipamapi.DefaultIPAM {
 		n.ipamType = ipamapi.DefaultIPAM
 	}
-	if !n.special() {
-		if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
-			return nil, err
-		}
-		if err := n.allocatePools(&undo); err != nil {
-			return nil, err
-		}
+	if n.special() {
+		return nil
 	}
+	if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
+		return err
+	}
+	return n.allocatePools(&cr.undo)
+}
 
+// create has the driver make the network, between the intent record and
+// the ready one.
+func (cr *creatingNetwork) create() error {
+	n, c := cr.n, cr.n.ctrl
 	// Intent first: a crash from here on leaves a record the next start
 	// finishes off (the bridge it may have made is tagged with the ID).
 	if err := c.commit(c.recNetwork(n, stateCreating)); err != nil {
-		return nil, err
+		return err
 	}
-	undo.PushFunc(func() { _ = c.commit(recDelete(kindNetwork, id)) })
+	cr.undo.PushFunc(func() { _ = c.commit(recDelete(kindNetwork, n.id)) })
 
 	req := driverapi.CreateNetworkRequest{
-		NetworkID: id,
+		NetworkID: n.id,
 		Options:   n.driverOptions(),
 		IPv4Data:  ipamData(n.ipamV4Info),
 		IPv6Data:  ipamData(n.ipamV6Info),
 	}
 	if err := n.driver.CreateNetwork(req); err != nil {
-		return nil, types.Wrapf(err, "creating network %s on driver %s", name, networkType)
+		return types.Wrapf(err, "creating network %s on driver %s", n.name, n.networkType)
 	}
-	undo.PushFunc(func() { _ = n.driver.DeleteNetwork(id) })
-
-	if err := c.commit(c.recNetwork(n, stateReady)); err != nil {
-		return nil, err
-	}
-
-	c.mu.Lock()
-	c.networks[id] = n
-	c.mu.Unlock()
-	ok = true
-	return n, nil
+	cr.undo.PushFunc(func() { _ = n.driver.DeleteNetwork(n.id) })
+	return c.commit(c.recNetwork(n, stateReady))
 }
 
 // special reports whether the network's driver declares it address-less

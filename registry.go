@@ -14,6 +14,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/host"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/drivers/null"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -52,15 +53,10 @@ type registry struct {
 func newRegistry(c *Controller) (*registry, error) {
 	r := &registry{drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
 		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
-	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), capability: null.Capability(), builtin: true}
-	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), capability: host.Capability(), builtin: true}
-	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
-	if err != nil {
-		return nil, types.Wrapf(err, "initialising the bridge driver")
-	}
-	r.drivers[br.Type()] = &driverEntry{Driver: br, capability: bridge.Capability(), builtin: true}
-	for _, note := range br.Notices() {
-		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
+	if noDrivers, _ := c.cfg.DriverCfg[knobs.Controller][knobs.NoBuiltinDrivers].(bool); !noDrivers {
+		if err := r.addBuiltinDrivers(c); err != nil {
+			return nil, err
+		}
 	}
 	mv, err := macvlan.New(c.host)
 	if err != nil {
@@ -88,6 +84,22 @@ func newRegistry(c *Controller) (*registry, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// addBuiltinDrivers registers null, host and bridge. The bridge driver
+// starts in c.host (netlink, firewall), which needs root.
+func (r *registry) addBuiltinDrivers(c *Controller) error {
+	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), capability: null.Capability(), builtin: true}
+	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), capability: host.Capability(), builtin: true}
+	br, err := bridge.New(c.host, withLogger(driverConfig(c.cfg, bridge.NetworkType), c.cfg.Logger.With("driver", bridge.NetworkType)))
+	if err != nil {
+		return types.Wrapf(err, "initialising the bridge driver")
+	}
+	r.drivers[br.Type()] = &driverEntry{Driver: br, capability: bridge.Capability(), builtin: true}
+	for _, note := range br.Notices() {
+		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
+	}
+	return nil
 }
 
 // newIPAMEntry asks i for its default address spaces.

@@ -26,7 +26,7 @@ func ipStrings(ips []net.IP) []string {
 // Names resolve from CreateEndpoint on, only on the networks the sandbox is
 // attached to, case-insensitively, with an optional network suffix.
 func TestResolveNameModel(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n1 := testrig.FakeNet(t, c, "front", testrig.IPAMOpt("10.90.1.0/24", ""))
 	n2 := testrig.FakeNet(t, c, "back.end", testrig.IPAMOpt("10.90.2.0/24", ""))
@@ -125,7 +125,7 @@ func TestResolveNameSpecialNetworks(t *testing.T) {
 // resolv.conf and hosts for the option combinations, without a namespace
 // (so without the embedded resolver: the file keeps real nameservers).
 func TestDNSFileOptions(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.91.0.0/24", ""))
 	origin := testrig.WriteTemp(t, "resolv.conf",
@@ -233,7 +233,7 @@ func TestDNSFileOptions(t *testing.T) {
 // Lookups run concurrently with endpoints coming, going, joining and being
 // renamed (run under -race); a stable name keeps resolving throughout.
 func TestResolveNameConcurrentWithChanges(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.92.0.0/24", ""))
 	sb := testrig.ExtSandbox(t, c, "reader")
@@ -281,7 +281,7 @@ func TestResolveNameConcurrentWithChanges(t *testing.T) {
 
 // AAAA and IP answers, and PTR for an IPv6 address.
 func TestResolveNameIPv6(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "v6", libnetwork.NetworkOptionEnableIPv6(true), libnetwork.NetworkOptionIpam("default", "",
 		[]*libnetwork.IpamConf{{PreferredPool: "10.93.0.0/24"}}, []*libnetwork.IpamConf{{PreferredPool: "fd00:93::/64"}}, nil))
@@ -306,7 +306,7 @@ func TestResolveNameIPv6(t *testing.T) {
 // A hostname given as an FQDN, with no domain name, gets its short name on
 // the container's own hosts line too, as upstream writes it.
 func TestHostsFQDNHostnameShortName(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n", testrig.IPAMOpt("10.92.0.0/24", ""))
 	sb := testrig.ExtSandbox(t, c, "fqdn", libnetwork.OptionHostname("somehost.example.com"))

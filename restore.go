@@ -195,11 +195,11 @@ func (c *Controller) detachFromSandbox(sbID string) []*Endpoint {
 func (a *restoreApply) publishAnew(sb *Sandbox) {
 	c := a.c
 	c.mu.Lock()
-	gw := sb.gwEP
+	gw := sb.gw.ep
 	c.mu.Unlock()
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
-	if err := sb.publishGateway(gw, nil); err != nil {
+	if err := sb.gw.publish(gw, nil); err != nil {
 		c.logRestore("gateway ports not published again", err, "sandbox", sb.id, "endpoint", gw.id)
 		a.errs = append(a.errs, types.Wrapf(err, "restoring sandbox of container %s", sb.containerID))
 	}

@@ -39,7 +39,8 @@ func (c *Controller) abandonNetwork(e *driverEntry, r records.Network) error {
 
 // restoreJoin tells the driver about a join it made in an earlier run,
 // after checking that the interface is still in the namespace.
-func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
+func (k keptSandbox) restoreJoin(ep *Endpoint) error {
+	sb, s := k.sb, k.os
 	js := ep.join
 	if s != nil && js.dstName != "" {
 		l, err := s.Netlink().LinkByName(js.dstName)
@@ -73,7 +74,8 @@ func (sb *Sandbox) restoreJoin(s *osl.Sandbox, ep *Endpoint) error {
 // removed now). The driver never took these joins back, so there is
 // nothing to tell it; the host end of the veth, tagged with an endpoint
 // no longer joined, goes with its pair or with garbage collection.
-func (sb *Sandbox) finishLeaves(s *osl.Sandbox, left []*Endpoint) error {
+func (k keptSandbox) finishLeaves(left []*Endpoint) error {
+	sb, s := k.sb, k.os
 	c := sb.ctrl
 	var errs []error
 	for _, ep := range left {
@@ -105,7 +107,8 @@ func (sb *Sandbox) finishLeaves(s *osl.Sandbox, left []*Endpoint) error {
 // endpoint whose join was cut short. Deleting one end of a veth deletes
 // the pair, so the host end goes too, even if the crash came before the
 // driver tagged it.
-func (sb *Sandbox) removeLeftoverIfaces(s *osl.Sandbox, halfJoinMACs []string) error {
+func (k keptSandbox) removeLeftoverIfaces(halfJoinMACs []string) error {
+	sb, s := k.sb, k.os
 	c := sb.ctrl
 	inUse := map[string]bool{}
 	c.mu.Lock()
@@ -172,33 +175,34 @@ func (c *Controller) removeStaleSandbox(r records.Sandbox) error {
 	return errors.Join(errs...)
 }
 
-// restoreGateway gives a restored sandbox's gateway endpoint its default
+// restore gives a restored sandbox's gateway endpoint its default
 // route and external connectivity back. The route is checked rather than
 // rewritten: a crash may have left it via another endpoint's gateway (a
 // join or leave cut short after moving it) or taken it away with a
 // rolled-back interface. A gateway with recorded published ports gets
 // exactly those again (rules taken over as they are, the same host ports
 // bound again); one without (it took over from an endpoint whose leave
-// was finished) is left to publishGateway once every sandbox is back, and
+// was finished) is left to publish once every sandbox is back, and
 // publishAnew reports so: a port chosen now might be one a record of a
 // sandbox not restored yet still holds.
-func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (publishAnew bool, err error) {
+func (g *sandboxGateway) restore(s *osl.Sandbox) (publishAnew bool, err error) {
+	sb := g.sb
 	c := sb.ctrl
 	c.mu.Lock()
-	gw := sb.gatewayEndpointLocked()
+	gw := g.chooseLocked()
 	var gw4, gw6 net.IP
 	var oper []types.PortBinding
 	if gw != nil {
 		gw4, gw6, oper = gw.join.gw, gw.join.gw6, slices.Clone(gw.operPorts)
 	}
-	sb.gwEP = gw
+	g.ep = gw
 	c.mu.Unlock()
 	var errs []error
 	if s != nil && !sb.cfg.useDefaultSandbox {
 		if got4, got6, err := s.DefaultGateways(); err != nil {
 			errs = append(errs, err)
 		} else {
-			errs = append(errs, sb.repairDefaultRoute(s, false, got4, gw4), sb.repairDefaultRoute(s, true, got6, gw6))
+			errs = append(errs, g.repairDefaultRoute(s, false, got4, gw4), g.repairDefaultRoute(s, true, got6, gw6))
 		}
 	}
 	switch {
@@ -209,7 +213,7 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (publishAnew bool, err error) 
 		// A recorded port a host process took while we were down: the
 		// sandbox stays, and publishes anew with the rest (a chosen port
 		// then gets another host port; a fixed one fails again, reported).
-		driverErr, commitErr := sb.publishGatewayParts(gw, oper)
+		driverErr, commitErr := g.publishParts(gw, oper)
 		errs = append(errs, driverErr, commitErr)
 		// Only ports the driver could not publish again go anew (a
 		// failed record write must not move a container's host ports).
@@ -218,18 +222,19 @@ func (sb *Sandbox) restoreGateway(s *osl.Sandbox) (publishAnew bool, err error) 
 	return publishAnew, errors.Join(errs...)
 }
 
-// publishGateway programs the external connectivity of gateway endpoint
+// publish programs the external connectivity of gateway endpoint
 // gw of a restored sandbox: exactly the bindings oper published before
 // the restart if any, otherwise what the sandbox and gw ask for. The
 // record follows what the driver published. The caller holds sb.opMu.
-func (sb *Sandbox) publishGateway(gw *Endpoint, oper []types.PortBinding) error {
-	driverErr, commitErr := sb.publishGatewayParts(gw, oper)
+func (g *sandboxGateway) publish(gw *Endpoint, oper []types.PortBinding) error {
+	driverErr, commitErr := g.publishParts(gw, oper)
 	return errors.Join(driverErr, commitErr)
 }
 
-// publishGatewayParts is publishGateway with the driver's failure apart
+// publishParts is publish with the driver's failure apart
 // from the record's: only the first means the ports are not published.
-func (sb *Sandbox) publishGatewayParts(gw *Endpoint, oper []types.PortBinding) (driverErr, commitErr error) {
+func (g *sandboxGateway) publishParts(gw *Endpoint, oper []types.PortBinding) (driverErr, commitErr error) {
+	sb := g.sb
 	c := sb.ctrl
 	labels := sb.cfg.labels()
 	if len(oper) > 0 {
@@ -242,7 +247,7 @@ func (sb *Sandbox) publishGatewayParts(gw *Endpoint, oper []types.PortBinding) (
 		driverErr = ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels)
 	}
 	var recs []func() (*store.Op, error)
-	for _, e := range sb.recordOperPorts() {
+	for _, e := range g.recordOperPorts() {
 		recs = append(recs, c.recEndpoint(e, stateReady))
 	}
 	return driverErr, c.commit(recs...)
@@ -252,9 +257,9 @@ func (sb *Sandbox) publishGatewayParts(gw *Endpoint, oper []types.PortBinding) (
 // via got) go via want, or, with no gateway, removes it, unless the
 // namespace is a runtime's, where a route not via our gateway may be the
 // runtime's own.
-func (sb *Sandbox) repairDefaultRoute(s *osl.Sandbox, ipv6 bool, got []net.IP, want net.IP) error {
+func (g *sandboxGateway) repairDefaultRoute(s *osl.Sandbox, ipv6 bool, got []net.IP, want net.IP) error {
 	if want == nil {
-		if len(got) == 0 || sb.cfg.useExternalKey {
+		if len(got) == 0 || g.sb.cfg.useExternalKey {
 			return nil
 		}
 		if ipv6 {

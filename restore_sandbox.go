@@ -28,6 +28,7 @@ func (c *Controller) restoreSandbox(r records.Sandbox, opts any, halfJoinMACs []
 	sbOpts, _ := opts.([]SandboxOption)
 	sb := &Sandbox{ctrl: c, id: r.ID, containerID: r.ContainerID, key: r.Key,
 		prio: map[string]int{}, aliases: map[string]map[string]string{}}
+	sb.gw.sb = sb
 	sb.cfg.apply(sbOpts)
 	if sb.cfg.optErr != nil {
 		return nil, nil, sb.cfg.optErr
@@ -51,10 +52,11 @@ func (c *Controller) restoreSandbox(r records.Sandbox, opts any, halfJoinMACs []
 	}()
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
-	if err := sb.settleJoins(osSbox, eps, halfJoinMACs, leaving); err != nil {
+	kept := keptSandbox{sb: sb, os: osSbox}
+	if err := kept.settleJoins(eps, halfJoinMACs, leaving); err != nil {
 		return nil, nil, err
 	}
-	publish, usable := sb.repairUsable(osSbox)
+	publish, usable := kept.repairUsable()
 	if publish {
 		return sb, usable, nil
 	}
@@ -95,26 +97,34 @@ func (c *Controller) adoptJoins(sb *Sandbox, osSbox *osl.Sandbox, r records.Sand
 	return eps
 }
 
+// keptSandbox is a sandbox of the previous run whose namespace survived
+// (os is nil for an external key never set), while its restore settles
+// the joins and repairs what a crash left. Its methods run under sb.opMu.
+type keptSandbox struct {
+	sb *Sandbox
+	os *osl.Sandbox
+}
+
 // settleJoins tells the drivers about the joins of eps that are whole,
 // finishes the leaves a crash cut short, and removes the interfaces of
 // joins it cut short. The caller holds sb.opMu.
-func (sb *Sandbox) settleJoins(osSbox *osl.Sandbox, eps []*Endpoint, halfJoinMACs []string, leaving map[string]bool) error {
+func (k keptSandbox) settleJoins(eps []*Endpoint, halfJoinMACs []string, leaving map[string]bool) error {
 	var errs []error
 	var left []*Endpoint
 	for _, ep := range eps {
 		if leaving[ep.id] {
 			left = append(left, ep)
-		} else if err := sb.restoreJoin(osSbox, ep); types.IsNotFound(err) {
+		} else if err := k.restoreJoin(ep); types.IsNotFound(err) {
 			left = append(left, ep)
 		} else if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(left) > 0 {
-		errs = append(errs, sb.finishLeaves(osSbox, left))
+		errs = append(errs, k.finishLeaves(left))
 	}
-	if osSbox != nil {
-		errs = append(errs, sb.removeLeftoverIfaces(osSbox, halfJoinMACs))
+	if k.os != nil {
+		errs = append(errs, k.removeLeftoverIfaces(halfJoinMACs))
 	}
 	return errors.Join(errs...)
 }
@@ -123,16 +133,17 @@ func (sb *Sandbox) settleJoins(osSbox *osl.Sandbox, eps []*Endpoint, halfJoinMAC
 // whose joins are settled. Its errors leave the sandbox usable;
 // publishAnew says the gateway must publish its ports anew. The caller
 // holds sb.opMu.
-func (sb *Sandbox) repairUsable(osSbox *osl.Sandbox) (publishAnew bool, usable error) {
+func (k keptSandbox) repairUsable() (publishAnew bool, usable error) {
+	sb := k.sb
 	var errs []error
-	publishAnew, err := sb.restoreGateway(osSbox)
+	publishAnew, err := sb.gw.restore(k.os)
 	errs = append(errs, err)
 	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		errs = append(errs, err)
 	}
 	// The previous run's redirect is still in the namespace: the resolver
 	// binds its ports again instead of replacing it.
-	if err := sb.dns.AdoptRedirect(sandboxdns.OS(osSbox)); err != nil {
+	if err := sb.dns.AdoptRedirect(sandboxdns.OS(k.os)); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ep := range sb.Endpoints() {

@@ -34,7 +34,7 @@ type Sandbox struct {
 	endpoints []*Endpoint                  // joined endpoints in priority order; guarded by ctrl.mu
 	prio      map[string]int               // endpoint ID -> JoinOptionPriority; guarded by ctrl.mu
 	aliases   map[string]map[string]string // endpoint ID -> alias -> name; guarded by ctrl.mu
-	gwEP      *Endpoint                    // endpoint providing the default gateway; guarded by ctrl.mu
+	gw        sandboxGateway               // the endpoint providing the default gateway
 	deleting  bool                         // guarded by ctrl.mu
 }
 
@@ -48,6 +48,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 	}
 	sb := &Sandbox{ctrl: c, id: generateID(), containerID: containerID,
 		prio: map[string]int{}, aliases: map[string]map[string]string{}}
+	sb.gw.sb = sb
 	sb.cfg.apply(opts)
 	if sb.cfg.optErr != nil {
 		return nil, sb.cfg.optErr
@@ -284,14 +285,14 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	}
 	c.mu.Lock()
 	sb.osSbox = s
-	sb.gwEP = nil
+	sb.gw.ep = nil
 	c.mu.Unlock()
 	undo.PushFunc(func() {
 		c.mu.Lock()
 		sb.osSbox = nil
 		c.mu.Unlock()
 	})
-	if err := sb.updateGateway(); err != nil {
+	if err := sb.gw.update(); err != nil {
 		return err
 	}
 	if err := sb.updateResolver(nil, sb.dns.IPv6()); err != nil {
@@ -299,7 +300,7 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	}
 	ok = true
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
-	for _, e := range sb.recordOperPorts() {
+	for _, e := range sb.gw.recordOperPorts() {
 		recs = append(recs, c.recEndpoint(e, stateReady))
 	}
 	return c.commit(recs...)
@@ -396,27 +397,6 @@ func (sb *Sandbox) sortEndpointsLocked() {
 		}
 		return a.network.name < b.network.name
 	})
-}
-
-// gatewayEndpointLocked is the first endpoint in order that provides an
-// IPv4 gateway or, when none does, the first providing an IPv6 one. It
-// gets the default routes and publishes the sandbox's ports. Caller holds
-// ctrl.mu.
-func (sb *Sandbox) gatewayEndpointLocked() *Endpoint {
-	var v6only *Endpoint
-	for _, ep := range sb.endpoints {
-		if ep.join == nil || ep.network.special() || ep.network.internal {
-			continue
-		}
-		if ep.join.gw != nil {
-			return ep
-		}
-		if v6only == nil && ep.join.gw6 != nil {
-			v6only = ep
-		}
-	}
-	// No IPv4 gateway at all (IPv6-only networks): the first IPv6 one.
-	return v6only
 }
 
 func joinErrors(errs []error) error {

@@ -23,38 +23,63 @@ import (
 // any Leave. Every step undoes itself on failure, leaving the sandbox in
 // the old namespace as it was. The caller holds sb.opMu and c.gcMu (read).
 func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
-	c := sb.ctrl
-	var undo undo.Stack
+	r := &rekeying{sb: sb, old: old, path: path, eps: eps}
 	ok := false
 	defer func() {
 		if !ok {
-			undo.Run()
+			r.undo.Run()
 		}
 	}()
+	for _, step := range []func() error{r.leaveOld, r.enterNew, r.serve, r.record} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	ok = true
+	// The old namespace lives on only while a process holds it.
+	old.Close()
+	return nil
+}
 
+// rekeying is one rekey under way: each step pushes on undo what takes it
+// back, and rekey runs undo if a later step fails.
+type rekeying struct {
+	sb   *Sandbox
+	old  *osl.Sandbox // the namespace the sandbox leaves
+	s    *osl.Sandbox // the one at path, once adopted
+	path string
+	eps  []*Endpoint
+	oper []types.PortBinding // the gateway's published ports, published again in s
+	ipv6 bool                // whether the resolver serves IPv6
+	undo undo.Stack
+}
+
+// leaveOld takes the gateway, the resolver and the endpoints' interfaces
+// out of the old namespace.
+func (r *rekeying) leaveOld() error {
+	sb, old, c := r.sb, r.old, r.sb.ctrl
 	c.mu.Lock()
-	gw := sb.gwEP
-	var oper []types.PortBinding
+	gw := sb.gw.ep
 	if gw != nil {
-		oper = slices.Clone(gw.operPorts)
+		r.oper = slices.Clone(gw.operPorts)
 	}
 	c.mu.Unlock()
-	ipv6 := sb.dns.IPv6()
+	r.ipv6 = sb.dns.IPv6()
 	var reattachDNS func()
 	// Runs last on failure, once the endpoints are back in old.
-	undo.PushFunc(func() {
+	r.undo.PushFunc(func() {
 		if reattachDNS != nil {
 			reattachDNS()
 		}
-		_ = sb.updateGatewayPorts(oper)
-		_ = sb.updateResolver(nil, ipv6)
+		_ = sb.gw.updatePorts(r.oper)
+		_ = sb.updateResolver(nil, r.ipv6)
 	})
 	if gw != nil {
 		revokeExternal(gw)
 		_ = old.UnsetGateway()
 		_ = old.UnsetGatewayIPv6()
 		c.mu.Lock()
-		sb.gwEP = nil
+		sb.gw.ep = nil
 		c.mu.Unlock()
 	}
 	// The resolver's sockets and redirect are in old; the new namespace
@@ -63,70 +88,85 @@ func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 
 	// Out of old while the key still names it, so that an undo's driver
 	// join (which opens the key) finds old again.
-	for _, ep := range eps {
-		undo.PushFunc(func() { _ = sb.plumb(old, ep) })
-		if err := sb.unplumb(old, ep); err != nil {
+	for _, ep := range r.eps {
+		r.undo.PushFunc(func() { _ = r.plumb(old, ep) })
+		if err := r.unplumb(old, ep); err != nil {
 			return err
 		}
 	}
-	s, err := osl.Adopt(sb.key, path)
+	return nil
+}
+
+// enterNew mounts the namespace at path at the sandbox's key and plumbs
+// every endpoint into it.
+func (r *rekeying) enterNew() error {
+	sb, c := r.sb, r.sb.ctrl
+	s, err := osl.Adopt(sb.key, r.path)
 	if err != nil {
-		return types.Wrapf(err, "setting key %s of sandbox %s", path, sb.id[:12])
+		return types.Wrapf(err, "setting key %s of sandbox %s", r.path, sb.id[:12])
 	}
-	undo.PushFunc(func() {
+	r.s = s
+	r.undo.PushFunc(func() {
 		s.Close()
-		_ = old.Remount()
+		_ = r.old.Remount()
 	})
-	for _, ep := range eps {
-		if err := sb.plumb(s, ep); err != nil {
+	for _, ep := range r.eps {
+		if err := r.plumb(s, ep); err != nil {
 			return err
 		}
-		undo.PushFunc(func() { _ = sb.unplumb(s, ep) })
+		r.undo.PushFunc(func() { _ = r.unplumb(s, ep) })
 	}
 	c.mu.Lock()
 	sb.osSbox = s
 	c.mu.Unlock()
-	undo.PushFunc(func() {
+	r.undo.PushFunc(func() {
 		c.mu.Lock()
-		sb.osSbox = old
+		sb.osSbox = r.old
 		c.mu.Unlock()
 	})
-	if err := sb.updateGatewayPorts(oper); err != nil {
+	return nil
+}
+
+// serve gives the new namespace the default route, the same published
+// host ports and a resolver.
+func (r *rekeying) serve() error {
+	sb, c := r.sb, r.sb.ctrl
+	if err := sb.gw.updatePorts(r.oper); err != nil {
 		return err
 	}
-	undo.PushFunc(func() {
+	r.undo.PushFunc(func() {
 		c.mu.Lock()
-		g := sb.gwEP
-		sb.gwEP = nil
+		g := sb.gw.ep
+		sb.gw.ep = nil
 		c.mu.Unlock()
 		if g != nil {
 			revokeExternal(g)
 		}
 	})
-	if err := sb.updateResolver(nil, ipv6); err != nil {
+	if err := sb.updateResolver(nil, r.ipv6); err != nil {
 		return err
 	}
-	undo.PushFunc(func() { sb.dns.Stop(sandboxdns.OS(s), true) })
+	r.undo.PushFunc(func() { sb.dns.Stop(sandboxdns.OS(r.s), true) })
+	return nil
+}
 
-	sb.recordOperPorts()
+// record writes the sandbox and its endpoints as they are in the new
+// namespace.
+func (r *rekeying) record() error {
+	sb, c := r.sb, r.sb.ctrl
+	sb.gw.recordOperPorts()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
-	for _, ep := range eps {
+	for _, ep := range r.eps {
 		recs = append(recs, c.recEndpoint(ep, stateReady))
 	}
-	if err := c.commit(recs...); err != nil {
-		return err
-	}
-	ok = true
-	// The old namespace lives on only while a process holds it.
-	old.Close()
-	return nil
+	return c.commit(recs...)
 }
 
 // plumb has ep's driver join it again, into s, and puts the interface in
 // with the endpoint's MAC, addresses and routes. On error nothing is left
 // and ep's join state is as it was.
-func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
-	c := sb.ctrl
+func (r *rekeying) plumb(s *osl.Sandbox, ep *Endpoint) error {
+	sb, c := r.sb, r.sb.ctrl
 	n := ep.network
 	c.mu.Lock()
 	prev := ep.join
@@ -153,8 +193,8 @@ func (sb *Sandbox) plumb(s *osl.Sandbox, ep *Endpoint) error {
 
 // unplumb takes ep's interface out of s and has its driver leave; the
 // endpoint stays joined in the model. Every step runs.
-func (sb *Sandbox) unplumb(s *osl.Sandbox, ep *Endpoint) error {
-	n := ep.network
+func (r *rekeying) unplumb(s *osl.Sandbox, ep *Endpoint) error {
+	sb, n := r.sb, ep.network
 	err := sb.depopulate(s, ep, false)
 	if lerr := n.driver.Leave(n.id, ep.id); lerr != nil && !types.IsNotFound(lerr) {
 		err = errors.Join(err, types.Wrapf(lerr, "leaving endpoint %s from sandbox %s", ep.name, sb.id[:12]))

@@ -11,7 +11,7 @@ import (
 )
 
 func TestSandboxRegistry(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	if _, err := c.NewSandbox(""); !types.IsBadRequest(err) {
 		t.Fatalf("empty container ID: want BadRequest, got %v", err)
 	}
@@ -56,7 +56,7 @@ func TestSandboxRegistry(t *testing.T) {
 }
 
 func TestJoinLeaveRules(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	testrig.WithFake(t, c)
 	n := testrig.FakeNet(t, c, "n")
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
@@ -107,7 +107,7 @@ func TestJoinLeaveRules(t *testing.T) {
 }
 
 func TestGatewayFollowsPriority(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := testrig.WithFake(t, c)
 	f.Gateway = net.ParseIP("10.47.0.1")
 	a := testrig.FakeNet(t, c, "a")
@@ -144,7 +144,7 @@ func TestGatewayFollowsPriority(t *testing.T) {
 }
 
 func TestJoinRollbackOnExternalConnectivityFailure(t *testing.T) {
-	c := testrig.NewController(t)
+	c := testrig.NewUnitController(t)
 	f := testrig.WithFake(t, c)
 	f.Gateway = net.ParseIP("10.48.0.1")
 	n := testrig.FakeNet(t, c, "n")

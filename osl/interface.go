@@ -1,14 +1,11 @@
 package osl
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -117,161 +114,6 @@ func (c *InterfaceConfig) wantsIPv6() bool {
 		}
 	}
 	return false
-}
-
-// AddInterface puts a link into the sandbox and configures it: rename to
-// DstName, MAC, MTU, IPv4 address, IPv6 address, link-local addresses, link
-// up, connected routes. A reservation of DstName is consumed whatever the
-// outcome.
-//
-// On any failure it undoes itself: a link moved in from the host goes back
-// to HostNS under SrcName, stripped of what was configured here; a link
-// that was created inside stays in the sandbox (down, without the
-// addresses and routes added here) for its driver to delete.
-func (s *Sandbox) AddInterface(hostNL *netlink.Handle, cfg InterfaceConfig) (retErr error) {
-	if err := cfg.validate(hostNL); err != nil {
-		return err
-	}
-	op := fmt.Sprintf("adding interface %s to sandbox %s", cfg.DstName, s.key)
-	if err := s.use(op); err != nil {
-		return err
-	}
-	defer s.life.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer delete(s.reserved, cfg.DstName)
-	if _, ok := s.ifaces[cfg.DstName]; ok {
-		return types.ForbiddenErrorf("%s: interface already in the sandbox", op)
-	}
-
-	var rollback undo.Stack
-	ok := false
-	defer func() {
-		if err := rollback.Unless(&ok); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("rolling back: %w", err))
-		}
-	}()
-	var link netlink.Link
-	if cfg.SrcName != "" {
-		hl, err := hostNL.LinkByName(cfg.SrcName)
-		if err != nil {
-			return kernelErr(err, "%s: finding host link %s", op, cfg.SrcName)
-		}
-		if err := hostNL.LinkSetNsFd(hl, s.ns.Fd()); err != nil {
-			return kernelErr(err, "%s: moving link %s into the sandbox", op, cfg.SrcName)
-		}
-		if link, err = s.nl.LinkByName(cfg.SrcName); err != nil {
-			// Moved but unreadable: nothing can address it to send it back.
-			return kernelErr(err, "%s: finding moved link %s", op, cfg.SrcName)
-		}
-		idx := link.Attrs().Index
-		rollback.Push(func() error {
-			l, err := s.nl.LinkByIndex(idx)
-			if err != nil {
-				return err
-			}
-			return s.moveOut(l, cfg.SrcName, cfg.HostNS)
-		})
-	} else {
-		var err error
-		if link, err = s.nl.LinkByName(cfg.DstName); err != nil {
-			return kernelErr(err, "%s: finding link in the sandbox", op)
-		}
-	}
-
-	var added []netlink.Addr
-	var routes []*netlink.Route
-	if cfg.SrcName == "" {
-		// strip reads added and routes when it runs: all that was done.
-		rollback.PushFunc(func() { s.strip(link, added, routes) })
-	}
-
-	rec := &iface{host: cfg.HostNS, Interface: Interface{
-		SrcName:     cfg.SrcName,
-		DstName:     cfg.DstName,
-		Address:     types.GetIPNetCopy(cfg.Address),
-		AddressIPv6: types.GetIPNetCopy(cfg.AddressIPv6),
-		LinkLocal:   copyNets(cfg.LinkLocal),
-		Routes:      copyNets(cfg.Routes),
-	}}
-	if cfg.SrcName == "" {
-		rec.host = nil
-	}
-
-	attrs := link.Attrs()
-	if attrs.Flags&net.FlagUp != 0 {
-		// A link must be down to be renamed; a driver may have left it up.
-		if err := s.nl.LinkSetDown(link); err != nil {
-			return kernelErr(err, "%s: setting link down", op)
-		}
-	}
-	if attrs.Name != cfg.DstName {
-		if err := s.nl.LinkSetName(link, cfg.DstName); err != nil {
-			return kernelErr(err, "%s: renaming %s", op, attrs.Name)
-		}
-	}
-	if cfg.MacAddress != nil && !bytes.Equal(attrs.HardwareAddr, cfg.MacAddress) {
-		if err := s.nl.LinkSetHardwareAddr(link, cfg.MacAddress); err != nil {
-			return kernelErr(err, "%s: setting MAC address %s", op, cfg.MacAddress)
-		}
-	}
-	if cfg.MTU > 0 && attrs.MTU != cfg.MTU {
-		if err := s.nl.LinkSetMTU(link, cfg.MTU); err != nil {
-			return kernelErr(err, "%s: setting MTU %d", op, cfg.MTU)
-		}
-	}
-	if cfg.Address != nil {
-		if err := s.checkRouteConflict(cfg.Address); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-	}
-	if cfg.wantsIPv6() {
-		// A fresh namespace starts with IPv6 disabled; an IPv6 address cannot
-		// be added until it is enabled on the link. lo gets ::1 back too.
-		if err := s.setIPv6(cfg.DstName, true); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		if err := s.setIPv6("lo", true); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		s.loIPv6 = true
-	}
-	addrs := append([]*net.IPNet{cfg.Address, cfg.AddressIPv6}, cfg.LinkLocal...)
-	for _, a := range addrs {
-		if a == nil {
-			continue
-		}
-		addr := netlink.Addr{IPNet: a}
-		if a.IP.To4() == nil {
-			// No duplicate address detection: the address is ours by IPAM,
-			// and DAD would hold it tentative (unusable) for a second or more.
-			addr.Flags = unix.IFA_F_NODAD
-		}
-		if err := s.nl.AddrAdd(link, &addr); err != nil {
-			return kernelErr(err, "%s: adding address %s", op, a)
-		}
-		added = append(added, addr)
-	}
-	if err := s.nl.LinkSetUp(link); err != nil {
-		return kernelErr(err, "%s: setting link up", op)
-	}
-	// Routes come after link up: the kernel refuses a route through a down link.
-	for _, dst := range cfg.Routes {
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: maskedNet(dst), Scope: netlink.SCOPE_LINK}
-		if err := s.nl.RouteAdd(r); err != nil {
-			return kernelErr(err, "%s: adding route %s", op, dst)
-		}
-		routes = append(routes, r)
-	}
-	if l, err := s.nl.LinkByIndex(link.Attrs().Index); err == nil {
-		rec.MacAddress = types.GetMacCopy(l.Attrs().HardwareAddr)
-		rec.MTU = l.Attrs().MTU
-	} else {
-		return kernelErr(err, "%s: reading link back", op)
-	}
-	s.ifaces[cfg.DstName] = rec
-	ok = true
-	return nil
 }
 
 // strip undoes AddInterface's configuration of a link created inside the

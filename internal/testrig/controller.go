@@ -1,6 +1,7 @@
 package testrig
 
 import (
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -12,19 +13,36 @@ import (
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
-// NewController returns a controller in a throwaway host namespace with
-// its state under t.TempDir(), for tests that need nothing of the kernel
-// but a controller (null and fake drivers, sandboxes with external keys).
-// It needs root all the same: libnetwork.New starts the built-in bridge
-// driver, which opens netlink in the host namespace. Without root it
-// skips (fails under CI=true), as every privileged test does.
+// NewController returns a controller with the built-in drivers in a
+// throwaway host namespace with its state under t.TempDir(), for tests
+// that need nothing of the kernel but those drivers (null and host
+// networks, sandboxes with external keys); over the fake driver alone,
+// NewUnitController. It needs root: libnetwork.New starts the built-in
+// bridge driver, which opens netlink in the host namespace. Without root
+// it skips (fails under CI=true), as every privileged test does.
 func NewController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
 	t.Helper()
 	c, _ := NewPrivController(t, opts...)
 	return c
+}
+
+// NewUnitController returns a controller for unit tests over drivers the
+// test registers (WithFake): it starts without the built-in network
+// drivers, on a memory store, and so needs no root. As root it runs in a
+// throwaway host namespace, so nothing it does reaches the machine's;
+// without root it runs in the process's own, where a controller makes
+// nothing in the kernel and claims nothing.
+func NewUnitController(t *testing.T, opts ...config.Option) *libnetwork.Controller {
+	t.Helper()
+	base := []config.Option{knobs.Set(knobs.NoBuiltinDrivers, true), knobs.WithStore(store.NewMemory())}
+	if os.Geteuid() == 0 {
+		base = append(base, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
+	}
+	return start(t, append(base, opts...))
 }
 
 // NewPrivController is NewController for tests that look at the kernel:
