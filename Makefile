@@ -1,6 +1,7 @@
 # Two commands set a newcomer up on a fresh Debian machine, as root:
 #   make example   runs the README example (in a throwaway network namespace)
-#   make test      installs what the tests need, then vet, gofmt and go test -race
+#   make test      installs what the tests need, then vet, gofmt, the import
+#                  grouping check (goimports, fetched pinned) and go test -race
 GO       ?= go
 # The race runtime sleeps 1 s at exit by default; that is per package, for nothing.
 export GORACE ?= atexit_sleep_ms=0
@@ -11,6 +12,13 @@ BENCHTIME ?= 1x
 # the CPU, so four at once on two cores cut the wall time without starving
 # the timing bounds (which are generous: the machine may be shared).
 TESTP ?= 4
+# Imports stand in three groups: stdlib, third-party, then this module's own
+# packages. goimports is pinned and run from the module proxy, so the check
+# needs nothing but Go and touches neither go.mod nor go.sum.
+GOIMPORTS ?= $(GO) run golang.org/x/tools/cmd/goimports@v0.52.0
+LOCAL_PREFIX := github.com/opencnm/libnetwork
+GOFILES = $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
+
 # Go modules of the repository: the core, and the etcd provider, its own
 # module so the etcd client stays out of the core's build (docs/globalstore.md).
 MODULES  := . store/etcd
@@ -19,7 +27,7 @@ MODULES  := . store/etcd
 # installing the package starts a system etcd.
 ETCD_DIR ?= /opt/opencnm/etcd-server
 
-.PHONY: all build deps test vet fmt-check unit example bench clean
+.PHONY: all build deps test vet fmt-check imports-check imports unit example bench clean
 
 all: build
 
@@ -46,13 +54,23 @@ vet:
 	@set -e; for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...); done
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@out=$$(gofmt -l $(GOFILES)); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Fails listing the files whose imports are not grouped (or not goimports-
+# formatted); `make imports` rewrites them. A goimports that cannot be
+# fetched or run fails the check rather than passing it silently.
+imports-check:
+	@out=$$($(GOIMPORTS) -local $(LOCAL_PREFIX) -l $(GOFILES)) || exit 1; \
+	if [ -n "$$out" ]; then echo "imports need grouping (stdlib / third-party / $(LOCAL_PREFIX)); run make imports:"; echo "$$out"; exit 1; fi
+
+imports:
+	$(GOIMPORTS) -local $(LOCAL_PREFIX) -w $(GOFILES)
 
 unit:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -p $(TESTP) ./...); done
 
-test: deps vet fmt-check
+test: deps vet fmt-check imports-check
 	@if [ -z "$(LEAKCHECK)" ]; then echo "NOTE: leakcheck not found (../shared/tools/leakcheck): the leftover check after the suite is SKIPPED"; fi
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) save /tmp/opencnm-leak-baseline >/dev/null; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -p $(TESTP) ./...); done

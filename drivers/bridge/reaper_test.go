@@ -10,8 +10,8 @@ import (
 
 // A burst of leaves outlasting reapMaxAge: links retired while a group
 // delete runs start a new batch, so the next delete waits for its own lull
-// or age instead of following the running one at once (which kept the
-// rtnl lock taken nearly all the time and stalled every Leave behind it).
+// or age instead of following the running one at once (which would keep
+// the rtnl lock taken nearly all the time and stall every Leave behind it).
 // Load only delays the reaper, so the bound checked here cannot flake.
 func TestReaperBatchAgeStartsAfterRunningDelete(t *testing.T) {
 	var mu sync.Mutex

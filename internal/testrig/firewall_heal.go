@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// logRecord is one record a recordingHandler kept, attrs flattened.
-type logRecord struct {
+// LogRecord is one record a RecordingHandler kept, attrs flattened.
+type LogRecord struct {
 	Level slog.Level
 	Msg   string
 	Attrs map[string]any
@@ -20,14 +20,14 @@ type logRecord struct {
 // watched to a channel as well.
 type RecordingHandler struct {
 	mu      sync.Mutex
-	records []logRecord
+	records []LogRecord
 	attrs   []slog.Attr
-	Notify  chan logRecord
+	Notify  chan LogRecord
 	parent  *RecordingHandler
 }
 
 func NewRecorder() *RecordingHandler {
-	return &RecordingHandler{Notify: make(chan logRecord, 1024)}
+	return &RecordingHandler{Notify: make(chan LogRecord, 1024)}
 }
 
 func (h *RecordingHandler) root() *RecordingHandler {
@@ -40,7 +40,7 @@ func (h *RecordingHandler) root() *RecordingHandler {
 func (h *RecordingHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *RecordingHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]any{}}
+	rec := LogRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]any{}}
 	for _, a := range h.attrs {
 		rec.Attrs[a.Key] = a.Value.Any()
 	}
@@ -67,7 +67,7 @@ func (h *RecordingHandler) WithGroup(string) slog.Handler { return h }
 
 // WaitFor returns the first record with msg that arrives within 5 s (a
 // generous bound: the repair itself takes tens of milliseconds).
-func (h *RecordingHandler) WaitFor(t *testing.T, msg string) logRecord {
+func (h *RecordingHandler) WaitFor(t *testing.T, msg string) LogRecord {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
@@ -90,7 +90,7 @@ func (h *RecordingHandler) Count() int {
 }
 
 // Since returns the records kept after the first n.
-func (h *RecordingHandler) Since(n int) []logRecord {
+func (h *RecordingHandler) Since(n int) []LogRecord {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.records[n:])

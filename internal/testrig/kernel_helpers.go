@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/vishvananda/netlink"
 )
 
 // SandboxNS opens a sandbox's namespace (by its key) for inspection.
@@ -90,10 +91,7 @@ func DefaultGateway(t *testing.T, h *netlink.Handle) string {
 
 func HostIP(ipnet *net.IPNet) string { return strings.Split(ipnet.String(), "/")[0] }
 
-type routeWrap struct{ netlink.Route }
-
-func NetlinkRoute(ifindex int, dst *net.IPNet) *routeWrap {
-	return &routeWrap{netlink.Route{LinkIndex: ifindex, Dst: dst, Scope: netlink.SCOPE_LINK}}
+// LinkRoute is a link-scope route to dst through the link ifindex.
+func LinkRoute(ifindex int, dst *net.IPNet) *netlink.Route {
+	return &netlink.Route{LinkIndex: ifindex, Dst: dst, Scope: netlink.SCOPE_LINK}
 }
-
-func TestutilNamedNS(t *testing.T, name string) *testutil.HostNS { return testutil.NewNamedNS(t, name) }

@@ -10,10 +10,10 @@ import (
 	"github.com/opencnm/libnetwork/firewall"
 )
 
-// failedJoin is a container whose join was refused, kept exactly as the
+// FailedJoin is a container whose join was refused, kept exactly as the
 // refusal left it: its endpoint and sandbox still exist, so what the
 // failed join left behind can be looked at before anything is cleaned up.
-type failedJoin struct {
+type FailedJoin struct {
 	n       *libnetwork.Network
 	ep      *libnetwork.Endpoint
 	sb      *libnetwork.Sandbox
@@ -25,18 +25,18 @@ type failedJoin struct {
 // join to fail. Unlike portRig.run it deletes nothing on failure; the test
 // calls cleanup once it has checked the leftovers. hostLinks is taken just
 // before the join so a leftover veth shows.
-func (r *PortRig) FailJoin(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) *failedJoin {
+func (r *PortRig) FailJoin(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) *FailedJoin {
 	t.Helper()
 	ep, err := n.CreateEndpoint(name, epOpts...)
 	if err != nil {
 		t.Fatalf("creating endpoint %s: %v", name, err)
 	}
-	sb, err := r.C.NewSandbox("ctr-"+name, sbOpts...)
+	sb, err := r.Ctrl.NewSandbox("ctr-"+name, sbOpts...)
 	if err != nil {
 		_ = ep.Delete(false)
 		t.Fatalf("creating sandbox for %s: %v", name, err)
 	}
-	f := &failedJoin{n: n, ep: ep, sb: sb}
+	f := &FailedJoin{n: n, ep: ep, sb: sb}
 	if a := ep.Info().Iface().Address(); a != nil {
 		f.ip = a.IP
 	}
@@ -57,7 +57,7 @@ func (r *PortRig) FailJoin(t *testing.T, n *libnetwork.Network, name string, epO
 // sandbox's namespace only lo. The endpoint keeps its address: it was
 // allocated by CreateEndpoint (as upstream) and is released by Delete,
 // which cleanup checks.
-func (f *failedJoin) AssertNothingLeft(t *testing.T, r *PortRig, hostLinks []string, ports ...uint16) {
+func (f *FailedJoin) AssertNothingLeft(t *testing.T, r *PortRig, hostLinks []string, ports ...uint16) {
 	t.Helper()
 	if sb := f.ep.Info().Sandbox(); sb != nil {
 		t.Errorf("refused endpoint is still joined to sandbox %s", sb.ID())
@@ -101,7 +101,7 @@ func (f *failedJoin) AssertNothingLeft(t *testing.T, r *PortRig, hostLinks []str
 
 // Cleanup deletes the refused container and checks its addresses went
 // back to IPAM: a new endpoint asking for exactly them gets them.
-func (f *failedJoin) Cleanup(t *testing.T) {
+func (f *FailedJoin) Cleanup(t *testing.T) {
 	t.Helper()
 	if err := f.sb.Delete(); err != nil {
 		t.Fatalf("deleting the refused sandbox: %v", err)

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/vishvananda/netlink"
 )
 
 // Addresses of the test "uplink": the controller's host namespace and an
@@ -30,7 +31,7 @@ const (
 // PortRig is a controller in a throwaway host namespace plus an "outside"
 // namespace that reaches the host through a veth.
 type PortRig struct {
-	C    *libnetwork.Controller
+	Ctrl *libnetwork.Controller
 	Host *testutil.HostNS
 	Out  *testutil.HostNS
 }
@@ -74,7 +75,7 @@ func newPortRigOf(t *testing.T, c *libnetwork.Controller, host *testutil.HostNS)
 	}
 	setup(host.Netlink, "uplink", UplinkHost+"/24")
 	setup(out.Netlink, "wan0", UplinkOutside+"/24")
-	return &PortRig{C: c, Host: host, Out: out}
+	return &PortRig{Ctrl: c, Host: host, Out: out}
 }
 
 // RouteOutside gives the outside namespace a route to subnet through the
@@ -92,7 +93,7 @@ func (r *PortRig) BridgeNet(t *testing.T, name, pool string, opts ...libnetwork.
 	opts = append([]libnetwork.NetworkOption{
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool}}, nil, nil),
 	}, opts...)
-	n, err := r.C.NewNetwork("bridge", name, "", opts...)
+	n, err := r.Ctrl.NewNetwork("bridge", name, "", opts...)
 	if err != nil {
 		t.Fatalf("creating network %s: %v", name, err)
 	}
@@ -101,10 +102,10 @@ func (r *PortRig) BridgeNet(t *testing.T, name, pool string, opts ...libnetwork.
 
 // Container is an endpoint joined to its own sandbox.
 type Container struct {
-	Ep *libnetwork.Endpoint
-	Sb *libnetwork.Sandbox
-	Ns *netnsutil.NS
-	IP string
+	Endpoint *libnetwork.Endpoint
+	Sandbox  *libnetwork.Sandbox
+	NS       *netnsutil.NS
+	IP       string
 }
 
 func (r *PortRig) Run(t *testing.T, n *libnetwork.Network, name string, epOpts []libnetwork.EndpointOption, sbOpts ...libnetwork.SandboxOption) (*Container, error) {
@@ -113,7 +114,7 @@ func (r *PortRig) Run(t *testing.T, n *libnetwork.Network, name string, epOpts [
 	if err != nil {
 		return nil, err
 	}
-	sb, err := r.C.NewSandbox("ctr-"+name, sbOpts...)
+	sb, err := r.Ctrl.NewSandbox("ctr-"+name, sbOpts...)
 	if err != nil {
 		_ = ep.Delete(false)
 		return nil, err
@@ -128,7 +129,7 @@ func (r *PortRig) Run(t *testing.T, n *libnetwork.Network, name string, epOpts [
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	ctr := &Container{Ep: ep, Sb: sb, Ns: ns}
+	ctr := &Container{Endpoint: ep, Sandbox: sb, NS: ns}
 	if a := ep.Info().Iface().Address(); a != nil { // nil on an IPv6-only network
 		ctr.IP = a.IP.String()
 	}
@@ -147,13 +148,13 @@ func (r *PortRig) MustRun(t *testing.T, n *libnetwork.Network, name string, epOp
 // Stop is the container teardown: leave, delete sandbox, delete endpoint.
 func (c *Container) Stop(t testing.TB) {
 	t.Helper()
-	if err := c.Ep.Leave(c.Sb); err != nil {
+	if err := c.Endpoint.Leave(c.Sandbox); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Sb.Delete(); err != nil {
+	if err := c.Sandbox.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Ep.Delete(false); err != nil {
+	if err := c.Endpoint.Delete(false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -249,6 +250,13 @@ func MustFetch(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	if err != nil {
 		t.Fatalf("%s %s: %v", proto, addr, err)
 	}
+	return answerFrom(t, proto, addr, got, tag)
+}
+
+// answerFrom checks that got, a Serve answer, came from the server tagged
+// tag and returns the peer address that server saw, without the port.
+func answerFrom(t *testing.T, proto, addr, got, tag string) string {
+	t.Helper()
 	f := strings.Fields(got)
 	if len(f) != 2 || f[0] != tag {
 		t.Fatalf("%s %s: got %q, want an answer from %s", proto, addr, got, tag)
@@ -362,5 +370,3 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-func NewCmd(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }

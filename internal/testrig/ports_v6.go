@@ -3,13 +3,13 @@ package testrig
 import (
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // IPv6 addresses of the test uplink (documentation prefix): the host has
@@ -57,9 +57,9 @@ func WithUplink6(t *testing.T, r *PortRig) {
 
 func IP6Of(t *testing.T, c *Container) string {
 	t.Helper()
-	a := c.Ep.Info().Iface().AddressIPv6()
+	a := c.Endpoint.Info().Iface().AddressIPv6()
 	if a == nil {
-		t.Fatalf("endpoint %s has no IPv6 address", c.Ep.Name())
+		t.Fatalf("endpoint %s has no IPv6 address", c.Endpoint.Name())
 	}
 	return a.IP.String()
 }
@@ -74,12 +74,7 @@ func FetchSoon(t *testing.T, ns *netnsutil.NS, proto, addr, tag string) string {
 	for {
 		got, err := FetchWithin(ns, proto, addr, 2*time.Second)
 		if err == nil {
-			f := strings.Fields(got)
-			if len(f) != 2 || f[0] != tag {
-				t.Fatalf("%s %s: got %q, want an answer from %s", proto, addr, got, tag)
-			}
-			host, _, _ := net.SplitHostPort(f[1])
-			return host
+			return answerFrom(t, proto, addr, got, tag)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s %s: no answer from %s within 10 s: %v", proto, addr, tag, err)

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/opencnm/libnetwork"
 	"github.com/vishvananda/netlink"
 )
 
@@ -36,10 +35,6 @@ func RouteSet(t *testing.T, nl *netlink.Handle) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func IPAMConf(pool, gw string) libnetwork.NetworkOption {
-	return libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: pool, Gateway: gw}}, nil, nil)
 }
 
 // CheckJoined looks inside the sandbox for what the plugin's join asked for.

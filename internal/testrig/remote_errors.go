@@ -5,40 +5,41 @@ import (
 	"testing"
 
 	"github.com/docker/go-plugins-helpers/network"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
-	"github.com/vishvananda/netlink"
 )
 
-// vethSetup is a controller with a veth plugin on a unix socket, one
+// VethSetup is a controller with a veth plugin on a unix socket, one
 // network, one endpoint and one sandbox, ready to join.
-type vethSetup struct {
-	C    *libnetwork.Controller
-	Dir  string
-	P    *VethPlugin
-	Srv  *plugintest.Server
-	N    *libnetwork.Network
-	Ep   *libnetwork.Endpoint
-	Sb   *libnetwork.Sandbox
-	sbNL *netlink.Handle
+type VethSetup struct {
+	Ctrl     *libnetwork.Controller
+	Dir      string
+	Plugin   *VethPlugin
+	Server   *plugintest.Server
+	Net      *libnetwork.Network
+	Endpoint *libnetwork.Endpoint
+	Sandbox  *libnetwork.Sandbox
+	sbNL     *netlink.Handle
 }
 
-func NewVethSetup(t *testing.T) *vethSetup {
+func NewVethSetup(t *testing.T) *VethSetup {
 	t.Helper()
-	c, host, dir := NewPluginController(t, TestTimeout)
-	s := &vethSetup{C: c, Dir: dir, P: NewVethPlugin(t, host)}
-	s.Srv = Publish(t, dir, "vethnet", ViaSocket, network.NewHandler(s.P))
-	s.N = Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", IPAMConf("10.77.0.0/24", "10.77.0.1")))
-	s.Ep = Must[*libnetwork.Endpoint](t)(s.N.CreateEndpoint("ep1"))
-	s.Sb = Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
-	t.Cleanup(func() { _ = s.Sb.Delete() })
-	_, s.sbNL = SandboxNS(t, s.Sb)
+	c, host, dir := NewPluginController(t, PluginTimeout)
+	s := &VethSetup{Ctrl: c, Dir: dir, Plugin: NewVethPlugin(t, host)}
+	s.Server = Publish(t, dir, "vethnet", ViaSocket, network.NewHandler(s.Plugin))
+	s.Net = Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", IPAMOpt("10.77.0.0/24", "10.77.0.1")))
+	s.Endpoint = Must[*libnetwork.Endpoint](t)(s.Net.CreateEndpoint("ep1"))
+	s.Sandbox = Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
+	t.Cleanup(func() { _ = s.Sandbox.Delete() })
+	_, s.sbNL = SandboxNS(t, s.Sandbox)
 	return s
 }
 
 // CheckNotJoined asserts a failed join left nothing: no interface or route
 // in the sandbox, the endpoint unattached, the plugin's link in the host.
-func (s *vethSetup) CheckNotJoined(t *testing.T) {
+func (s *VethSetup) CheckNotJoined(t *testing.T) {
 	t.Helper()
 	if got := LinkNames(t, s.sbNL); strings.Join(got, ",") != "lo" {
 		t.Fatalf("sandbox links after failed join: %v", got)
@@ -46,26 +47,26 @@ func (s *vethSetup) CheckNotJoined(t *testing.T) {
 	if got := RouteSet(t, s.sbNL); len(got) != 0 {
 		t.Fatalf("sandbox routes after failed join: %v", got)
 	}
-	if sb := s.Ep.Info().Sandbox(); sb != nil || s.Ep.Info().Gateway() != nil {
-		t.Fatalf("endpoint still attached: sandbox %v gateway %v", sb, s.Ep.Info().Gateway())
+	if sb := s.Endpoint.Info().Sandbox(); sb != nil || s.Endpoint.Info().Gateway() != nil {
+		t.Fatalf("endpoint still attached: sandbox %v gateway %v", sb, s.Endpoint.Info().Gateway())
 	}
-	if eps := s.Sb.Endpoints(); len(eps) != 0 {
+	if eps := s.Sandbox.Endpoints(); len(eps) != 0 {
 		t.Fatalf("sandbox lists endpoints: %v", eps)
 	}
-	if pe := s.P.Ep(s.Ep.ID()); pe == nil || !s.P.HostHas(pe.Peer) {
+	if pe := s.Plugin.Endpoint(s.Endpoint.ID()); pe == nil || !s.Plugin.HostHas(pe.Peer) {
 		t.Fatalf("container end of the plugin's veth not back in the host: %+v", pe)
 	}
 }
 
 // JoinWorks proves the endpoint is usable after a failure.
-func (s *vethSetup) JoinWorks(t *testing.T) {
+func (s *VethSetup) JoinWorks(t *testing.T) {
 	t.Helper()
-	s.P.SetBefore(nil)
-	if err := s.Ep.Join(s.Sb); err != nil {
+	s.Plugin.SetBefore(nil)
+	if err := s.Endpoint.Join(s.Sandbox); err != nil {
 		t.Fatalf("join after the failure: %v", err)
 	}
-	CheckJoined(t, s.sbNL, s.P)
-	if err := s.Ep.Leave(s.Sb); err != nil {
+	CheckJoined(t, s.sbNL, s.Plugin)
+	if err := s.Endpoint.Leave(s.Sandbox); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,22 +11,26 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/network"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
-	"github.com/vishvananda/netlink"
 )
 
 // Transport says how a plugin is published in the plugin directory.
 type Transport string
 
 const (
-	ViaSocket   Transport = "unix"     // <dir>/<name>.sock
-	ViaTCPSpec  Transport = "tcp-spec" // <dir>/<name>.spec holding tcp://127.0.0.1:port
-	ViaTCPJSON  Transport = "tcp-json" // <dir>/<name>/<name>.json
-	TestTimeout           = time.Second
+	ViaSocket  Transport = "unix"     // <dir>/<name>.sock
+	ViaTCPSpec Transport = "tcp-spec" // <dir>/<name>.spec holding tcp://127.0.0.1:port
+	ViaTCPJSON Transport = "tcp-json" // <dir>/<name>/<name>.json
 )
+
+// PluginTimeout is the plugin call timeout the remote tests give their
+// controllers (NewPluginController) when a test waits one out.
+const PluginTimeout = time.Second
 
 // Publish serves h as plugin name in dir and returns the running server.
 // A controller already using dir stops before the server does.
@@ -80,18 +84,20 @@ type VethPlugin struct {
 	Mac    string                 // CreateEndpoint's answer when the controller chose no MAC
 	Routes []*network.StaticRoute // Join's static routes
 
-	Mu      sync.Mutex
-	before  func(method string) error // runs first in every call; an error is the plugin's answer
-	SrcName string                    // overrides Join's SrcName when set
-	Gateway string                    // overrides Join's Gateway when set
-	calls   []string                  // "Method" or "Method <endpoint ID>"
-	Gws     map[string]string         // network ID -> gateway IP from CreateNetwork
-	Pools   map[string]string         // network ID -> pool from CreateNetwork
-	eps     map[string]*pluginEP
-	sawLink map[string]bool // "Leave <eid>"/"DeleteEndpoint <eid>" -> container end was in the host namespace
+	Mu          sync.Mutex
+	before      func(method string) error // runs first in every call; an error is the plugin's answer
+	SrcName     string                    // overrides Join's SrcName when set
+	Gateway     string                    // overrides Join's Gateway when set
+	calls       []string                  // "Method" or "Method <endpoint ID>"
+	NetGateways map[string]string         // network ID -> gateway IP from CreateNetwork
+	Pools       map[string]string         // network ID -> pool from CreateNetwork
+	eps         map[string]*PluginEndpoint
+	sawLink     map[string]bool // "Leave <eid>"/"DeleteEndpoint <eid>" -> container end was in the host namespace
 }
 
-type pluginEP struct{ Host, Peer string }
+// PluginEndpoint is the veth pair VethPlugin made for an endpoint: Host
+// stays in the host namespace, Peer is the end the controller moves.
+type PluginEndpoint struct{ Host, Peer string }
 
 func NewVethPlugin(t *testing.T, host *testutil.HostNS) *VethPlugin {
 	t.Helper()
@@ -107,8 +113,8 @@ func NewVethPlugin(t *testing.T, host *testutil.HostNS) *VethPlugin {
 			{Destination: "10.99.0.0/16", RouteType: 0, NextHop: "10.77.0.254"},
 			{Destination: "10.98.0.0/24", RouteType: 1},
 		},
-		Gws: map[string]string{}, Pools: map[string]string{},
-		eps: map[string]*pluginEP{}, sawLink: map[string]bool{},
+		NetGateways: map[string]string{}, Pools: map[string]string{},
+		eps: map[string]*PluginEndpoint{}, sawLink: map[string]bool{},
 	}
 }
 
@@ -148,7 +154,7 @@ func (p *VethPlugin) CallList() []string {
 	return slices.Clone(p.calls)
 }
 
-func (p *VethPlugin) Ep(eid string) *pluginEP {
+func (p *VethPlugin) Endpoint(eid string) *PluginEndpoint {
 	p.Mu.Lock()
 	defer p.Mu.Unlock()
 	return p.eps[eid]
@@ -178,11 +184,11 @@ func (p *VethPlugin) CreateNetwork(r *network.CreateNetworkRequest) error {
 		return fmt.Errorf("gateway %q: %w", r.IPv4Data[0].Gateway, err)
 	}
 	p.Mu.Lock()
-	if _, dup := p.Gws[r.NetworkID]; dup {
+	if _, dup := p.NetGateways[r.NetworkID]; dup {
 		p.Mu.Unlock()
 		return fmt.Errorf("network %s exists", r.NetworkID)
 	}
-	p.Gws[r.NetworkID] = ip.String()
+	p.NetGateways[r.NetworkID] = ip.String()
 	p.Pools[r.NetworkID] = r.IPv4Data[0].Pool
 	p.Mu.Unlock()
 	return nil
@@ -197,7 +203,7 @@ func (p *VethPlugin) DeleteNetwork(r *network.DeleteNetworkRequest) error {
 		return err
 	}
 	p.Mu.Lock()
-	delete(p.Gws, r.NetworkID)
+	delete(p.NetGateways, r.NetworkID)
 	delete(p.Pools, r.NetworkID)
 	p.Mu.Unlock()
 	return nil
@@ -211,10 +217,10 @@ func (p *VethPlugin) CreateEndpoint(r *network.CreateEndpointRequest) (*network.
 	if err := p.enter("CreateEndpoint", r.EndpointID); err != nil {
 		return nil, err
 	}
-	if p.Ep(r.EndpointID) != nil {
+	if p.Endpoint(r.EndpointID) != nil {
 		return nil, fmt.Errorf("endpoint %s exists", r.EndpointID)
 	}
-	e := &pluginEP{Host: "rh" + r.EndpointID[:8], Peer: "rc" + r.EndpointID[:8]}
+	e := &PluginEndpoint{Host: "rh" + r.EndpointID[:8], Peer: "rc" + r.EndpointID[:8]}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.Host}, PeerName: e.Peer}
 	if err := p.nl.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("creating veth %s: %w", e.Host, err)
@@ -261,7 +267,7 @@ func (p *VethPlugin) EndpointInfo(r *network.InfoRequest) (*network.InfoResponse
 	if err := p.enter("EndpointOperInfo", r.EndpointID); err != nil {
 		return nil, err
 	}
-	e := p.Ep(r.EndpointID)
+	e := p.Endpoint(r.EndpointID)
 	if e == nil {
 		return nil, fmt.Errorf("no endpoint %s", r.EndpointID)
 	}
@@ -272,7 +278,7 @@ func (p *VethPlugin) Join(r *network.JoinRequest) (*network.JoinResponse, error)
 	if err := p.enter("Join", r.EndpointID); err != nil {
 		return nil, err
 	}
-	e := p.Ep(r.EndpointID)
+	e := p.Endpoint(r.EndpointID)
 	if e == nil {
 		return nil, fmt.Errorf("no endpoint %s", r.EndpointID)
 	}
@@ -280,7 +286,7 @@ func (p *VethPlugin) Join(r *network.JoinRequest) (*network.JoinResponse, error)
 	defer p.Mu.Unlock()
 	resp := &network.JoinResponse{
 		InterfaceName: network.InterfaceName{SrcName: e.Peer, DstPrefix: "eth"},
-		Gateway:       p.Gws[r.NetworkID],
+		Gateway:       p.NetGateways[r.NetworkID],
 		StaticRoutes:  p.Routes,
 	}
 	if p.SrcName != "" {
@@ -296,7 +302,7 @@ func (p *VethPlugin) Leave(r *network.LeaveRequest) error {
 	if err := p.enter("Leave", r.EndpointID); err != nil {
 		return err
 	}
-	if e := p.Ep(r.EndpointID); e != nil {
+	if e := p.Endpoint(r.EndpointID); e != nil {
 		found := p.HostHas(e.Peer)
 		p.Mu.Lock()
 		p.sawLink["Leave "+r.EndpointID] = found

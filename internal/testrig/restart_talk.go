@@ -10,9 +10,9 @@ import (
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
-// talk is a TCP conversation: the client sends a counter every
+// Talk is a TCP conversation: the client sends a counter every
 // millisecond and the server echoes it back.
-type talk struct {
+type Talk struct {
 	what      string
 	conn, srv net.Conn
 	ln        net.Listener
@@ -34,8 +34,8 @@ func (s TalkStats) String() string {
 
 // StartTalk listens on listen inside server, connects to dial from inside
 // client and starts the conversation; what names it in the stats.
-func StartTalk(b *testing.B, what string, server *netnsutil.NS, listen string, client *netnsutil.NS, dial string) *talk {
-	tk := &talk{what: what, stopc: make(chan struct{}), done: make(chan TalkStats, 1)}
+func StartTalk(b *testing.B, what string, server *netnsutil.NS, listen string, client *netnsutil.NS, dial string) *Talk {
+	tk := &Talk{what: what, stopc: make(chan struct{}), done: make(chan TalkStats, 1)}
 	if err := server.Do(func() (err error) { tk.ln, err = net.Listen("tcp", listen); return err }); err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func StartTalk(b *testing.B, what string, server *netnsutil.NS, listen string, c
 	return tk
 }
 
-func (tk *talk) run() {
+func (tk *Talk) run() {
 	st := TalkStats{what: tk.what}
 	buf := make([]byte, 8)
 	last := time.Now()
@@ -95,7 +95,7 @@ func (tk *talk) run() {
 	}
 }
 
-func (tk *talk) Stop() TalkStats {
+func (tk *Talk) Stop() TalkStats {
 	close(tk.stopc)
 	st := <-tk.done
 	tk.conn.Close()

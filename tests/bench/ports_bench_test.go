@@ -218,7 +218,7 @@ func benchUp(b *testing.B, c *libnetwork.Controller, n *libnetwork.Network, name
 	if err := ep.Join(sb); err != nil {
 		b.Fatal(err)
 	}
-	return &testrig.Container{Ep: ep, Sb: sb}
+	return &testrig.Container{Endpoint: ep, Sandbox: sb}
 }
 
 func durPct(ds []time.Duration, p int) time.Duration {

@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"golang.org/x/sys/unix"
 )
 
 // The README flow, checked inside the kernel, then torn down to nothing.
@@ -215,7 +217,7 @@ func TestExternalKeySandbox(t *testing.T) {
 	if err := ep1.Join(sb); err != nil {
 		t.Fatal(err)
 	}
-	runtimeNS := testrig.TestutilNamedNS(t, "runtime")
+	runtimeNS := testutil.NewNamedNS(t, "runtime")
 	if err := sb.SetKey(runtimeNS.Path()); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +309,7 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, dst, _ := net.ParseCIDR("10.80.0.0/16")
-	if err := h.RouteAdd(&testrig.NetlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+	if err := h.RouteAdd(testrig.LinkRoute(lo.Attrs().Index, dst)); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep.Join(sb); err == nil {
@@ -321,7 +323,7 @@ func TestJoinFailureLeavesNothing(t *testing.T) {
 	}
 	testrig.HostLinksSettle(t, host, "lo", "cnmfail0")
 	// And the endpoint can join once the conflict is gone.
-	if err := h.RouteDel(&testrig.NetlinkRoute(lo.Attrs().Index, dst).Route); err != nil {
+	if err := h.RouteDel(testrig.LinkRoute(lo.Attrs().Index, dst)); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep.Join(sb); err != nil {

@@ -5,11 +5,12 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // The bridge options below were only tested as parsed values; these tests
@@ -37,7 +38,7 @@ func TestBridgeDefaultBindingIP(t *testing.T) {
 		testrig.TCP(80, 8080),
 		{Proto: types.TCP, Port: 80, HostIP: net.ParseIP(testrig.UplinkHost), HostPort: 8081},
 	}))
-	testrig.Serve(t, c.Ns, "tcp", ":80", "c1")
+	testrig.Serve(t, c.NS, "tcp", ":80", "c1")
 
 	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(uplinkHostB, 8080), "c1")
 	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8080))
@@ -46,7 +47,7 @@ func TestBridgeDefaultBindingIP(t *testing.T) {
 	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8081), "c1")
 	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(uplinkHostB, 8081))
 
-	info, err := c.Ep.DriverInfo()
+	info, err := c.Endpoint.DriverInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,14 +78,14 @@ func TestBridgeInhibitIPv4(t *testing.T) {
 	c1 := r.MustRun(t, n, "c1", nil)
 	c2 := r.MustRun(t, n, "c2", nil)
 	for _, c := range []*testrig.Container{c1, c2} {
-		_, h := testrig.SandboxNS(t, c.Sb)
-		want := c.Ep.Info().Iface().Address().String()
+		_, h := testrig.SandboxNS(t, c.Sandbox)
+		want := c.Endpoint.Info().Iface().Address().String()
 		if got := testrig.AddrsOf(t, h, "eth0"); !slices.Equal(got, []string{want}) {
-			t.Fatalf("%s: eth0 addresses %v, want %s", c.Ep.Name(), got, want)
+			t.Fatalf("%s: eth0 addresses %v, want %s", c.Endpoint.Name(), got, want)
 		}
 	}
-	testrig.Serve(t, c2.Ns, "tcp", ":80", "c2")
-	if peer := testrig.MustFetch(t, c1.Ns, "tcp", testrig.HostPort(c2.IP, 80), "c2"); peer != c1.IP {
+	testrig.Serve(t, c2.NS, "tcp", ":80", "c2")
+	if peer := testrig.MustFetch(t, c1.NS, "tcp", testrig.HostPort(c2.IP, 80), "c2"); peer != c1.IP {
 		t.Fatalf("c2 saw c1 as %s, want %s", peer, c1.IP)
 	}
 	if got := testrig.AddrsOf(t, r.Host.Netlink, "br-inhibit"); len(got) != 0 {
@@ -108,11 +109,11 @@ func TestBridgeContainerIfacePrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ep2.Join(c.Sb); err != nil {
+	if err := ep2.Join(c.Sandbox); err != nil {
 		t.Fatal(err)
 	}
 
-	_, h := testrig.SandboxNS(t, c.Sb)
+	_, h := testrig.SandboxNS(t, c.Sandbox)
 	if got := testrig.LinkNames(t, h); !slices.Equal(got, []string{"eth0", "lan0", "lo"}) {
 		t.Fatalf("sandbox links %v, want eth0, lan0, lo", got)
 	}
@@ -120,20 +121,20 @@ func TestBridgeContainerIfacePrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := l.Attrs().HardwareAddr.String(), c.Ep.Info().Iface().MacAddress().String(); got != want {
+	if got, want := l.Attrs().HardwareAddr.String(), c.Endpoint.Info().Iface().MacAddress().String(); got != want {
 		t.Fatalf("lan0 MAC %s, want the endpoint's %s", got, want)
 	}
-	if got, want := testrig.AddrsOf(t, h, "lan0"), c.Ep.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
+	if got, want := testrig.AddrsOf(t, h, "lan0"), c.Endpoint.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
 		t.Fatalf("lan0 addresses %v, want %s", got, want)
 	}
 	if got, want := testrig.AddrsOf(t, h, "eth0"), ep2.Info().Iface().Address().String(); !slices.Equal(got, []string{want}) {
 		t.Fatalf("eth0 addresses %v, want %s", got, want)
 	}
 	// Traffic leaves through lan0: the host reaches the container there.
-	testrig.Serve(t, c.Ns, "tcp", ":80", "c1")
+	testrig.Serve(t, c.NS, "tcp", ":80", "c1")
 	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort(c.IP, 80), "c1")
 
-	if err := ep2.Leave(c.Sb); err != nil {
+	if err := ep2.Leave(c.Sandbox); err != nil {
 		t.Fatal(err)
 	}
 	if err := ep2.Delete(false); err != nil {

@@ -6,12 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // addrsAll lists a link's addresses of both families, link-local ones the
@@ -41,7 +42,7 @@ func addrsAll(t *testing.T, h *netlink.Handle, link string, family int) []string
 func TestIPv6OnlyNetwork(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig6(t)
-	n, err := r.C.NewNetwork("bridge", "v6only", "",
+	n, err := r.Ctrl.NewNetwork("bridge", "v6only", "",
 		libnetwork.NetworkOptionEnableIPv4(false), libnetwork.NetworkOptionEnableIPv6(true),
 		libnetwork.NetworkOptionIpam("default", "", nil, []*libnetwork.IpamConf{{PreferredPool: "fd57::/64"}}, nil))
 	if err != nil {
@@ -55,10 +56,10 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	}
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	c2 := r.MustRun(t, n, "c2", nil)
-	if a := c1.Ep.Info().Iface().Address(); a != nil {
+	if a := c1.Endpoint.Info().Iface().Address(); a != nil {
 		t.Fatalf("endpoint has IPv4 address %s", a)
 	}
-	_, h1 := testrig.SandboxNS(t, c1.Sb)
+	_, h1 := testrig.SandboxNS(t, c1.Sandbox)
 	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V4); len(got) != 0 {
 		t.Fatalf("container eth0 has IPv4 addresses %v", got)
 	}
@@ -68,7 +69,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, testrig.IP6Of(t, c1)+"/64") {
 		t.Fatalf("container eth0 addresses %v, want %s/64", got, testrig.IP6Of(t, c1))
 	}
-	if gw := c1.Ep.Info().GatewayIPv6(); gw == nil || gw.String() != "fd57::1" {
+	if gw := c1.Endpoint.Info().GatewayIPv6(); gw == nil || gw.String() != "fd57::1" {
 		t.Fatalf("GatewayIPv6 %v, want fd57::1", gw)
 	}
 	routes, err := h1.RouteList(nil, netlink.FAMILY_V6)
@@ -85,11 +86,11 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 		t.Fatalf("no IPv6 default route via fd57::1 in %v", routes)
 	}
 
-	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 80), "c1")
+	testrig.Serve(t, c1.NS, "tcp", ":80", "c1")
+	testrig.FetchSoon(t, c2.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 80), "c1")
 	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1")
 	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
+	testrig.FetchSoon(t, c2.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
 
 	// Rules name the network in the ip6 tables only.
 	short := n.ID()[:12]

@@ -39,27 +39,27 @@ func TestLegacyLinksICCOff(t *testing.T) {
 		return libnetwork.OptionExposedPorts(tps)
 	}
 	db := r.MustRun(t, n, "db", nil, exp(5432))
-	testrig.Serve(t, db.Ns, "tcp", ":5432", "db:5432")
-	testrig.Serve(t, db.Ns, "tcp", ":6000", "db:6000")
-	web := r.MustRun(t, n, "web", nil, linkOpt(nil, []string{db.Ep.ID()}))
+	testrig.Serve(t, db.NS, "tcp", ":5432", "db:5432")
+	testrig.Serve(t, db.NS, "tcp", ":6000", "db:6000")
+	web := r.MustRun(t, n, "web", nil, linkOpt(nil, []string{db.Endpoint.ID()}))
 	other := r.MustRun(t, n, "other", nil)
 
-	testrig.MustFetch(t, web.Ns, "tcp", net.JoinHostPort(db.IP, "5432"), "db:5432")
-	testrig.MustNotFetch(t, web.Ns, "tcp", net.JoinHostPort(db.IP, "6000"))
-	testrig.MustNotFetch(t, other.Ns, "tcp", net.JoinHostPort(db.IP, "5432"))
+	testrig.MustFetch(t, web.NS, "tcp", net.JoinHostPort(db.IP, "5432"), "db:5432")
+	testrig.MustNotFetch(t, web.NS, "tcp", net.JoinHostPort(db.IP, "6000"))
+	testrig.MustNotFetch(t, other.NS, "tcp", net.JoinHostPort(db.IP, "5432"))
 
 	// A child joining later names its parent.
-	cache := r.MustRun(t, n, "cache", nil, exp(7000), linkOpt([]string{web.Ep.ID()}, nil))
-	testrig.Serve(t, cache.Ns, "tcp", ":7000", "cache:7000")
-	testrig.Serve(t, cache.Ns, "tcp", ":7001", "cache:7001")
-	testrig.MustFetch(t, web.Ns, "tcp", net.JoinHostPort(cache.IP, "7000"), "cache:7000")
-	testrig.MustNotFetch(t, web.Ns, "tcp", net.JoinHostPort(cache.IP, "7001"))
-	testrig.MustNotFetch(t, other.Ns, "tcp", net.JoinHostPort(cache.IP, "7000"))
+	cache := r.MustRun(t, n, "cache", nil, exp(7000), linkOpt([]string{web.Endpoint.ID()}, nil))
+	testrig.Serve(t, cache.NS, "tcp", ":7000", "cache:7000")
+	testrig.Serve(t, cache.NS, "tcp", ":7001", "cache:7001")
+	testrig.MustFetch(t, web.NS, "tcp", net.JoinHostPort(cache.IP, "7000"), "cache:7000")
+	testrig.MustNotFetch(t, web.NS, "tcp", net.JoinHostPort(cache.IP, "7001"))
+	testrig.MustNotFetch(t, other.NS, "tcp", net.JoinHostPort(cache.IP, "7000"))
 	// Links go one way: the child does not reach the parent.
-	testrig.Serve(t, web.Ns, "tcp", ":80", "web:80")
-	testrig.MustNotFetch(t, db.Ns, "tcp", net.JoinHostPort(web.IP, "80"))
+	testrig.Serve(t, web.NS, "tcp", ":80", "web:80")
+	testrig.MustNotFetch(t, db.NS, "tcp", net.JoinHostPort(web.IP, "80"))
 
-	webOwner := firewall.LinkOwner(web.Ep.ID())
+	webOwner := firewall.LinkOwner(web.Endpoint.ID())
 	if hits := testrig.RulesNaming(t, r.Host.NS, webOwner); len(hits) != 2 {
 		t.Fatalf("link rules of web: %q, want one pair", hits)
 	}

@@ -31,10 +31,10 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 		libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.EnableICC: "false"}))
 	a1 := r.MustRun(t, noicc, "a1", nil)
 	a2 := r.MustRun(t, noicc, "a2", nil)
-	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1")
+	testrig.Serve(t, a1.NS, "tcp", ":80", "a1")
 	a1Addr := net.JoinHostPort(a1.IP, "80")
-	testrig.MustNotFetch(t, a2.Ns, "tcp", a1Addr)
-	testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
+	testrig.MustNotFetch(t, a2.NS, "tcp", a1Addr)
+	testrig.MustFetch(t, a2.NS, "tcp", outside, "out")
 
 	ipamOpt := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.62.0.0/24"}}, nil, nil)
 	for _, tc := range []struct {
@@ -51,15 +51,15 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 			if tc.bridgeName != "" {
 				opts = append(opts, libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.BridgeName: tc.bridgeName}))
 			}
-			n, err := r.C.NewNetwork("bridge", "wild", tc.id, opts...)
+			n, err := r.Ctrl.NewNetwork("bridge", "wild", tc.id, opts...)
 			if err == nil {
 				defer n.Delete()
 				b1 := r.MustRun(t, n, "b1", nil)
 				defer b1.Stop(t)
-				if got, ferr := testrig.Fetch(a2.Ns, "tcp", a1Addr); ferr == nil {
+				if got, ferr := testrig.Fetch(a2.NS, "tcp", a1Addr); ferr == nil {
 					t.Errorf("with the network up, a2 reaches a1 (%q) across ICC off", got)
 				}
-				if _, ferr := testrig.Fetch(a2.Ns, "tcp", outside); ferr != nil {
+				if _, ferr := testrig.Fetch(a2.NS, "tcp", outside); ferr != nil {
 					t.Errorf("with the network up, a2 lost its egress: %v", ferr)
 				}
 				t.Fatalf("NewNetwork(id %q, bridge %q) succeeded, want BadRequest", tc.id, tc.bridgeName)
@@ -75,8 +75,8 @@ func TestWildcardNamesOpenNoIsolation(t *testing.T) {
 			if hits := testrig.RulesNaming(t, r.Host.NS, "+", "%"); len(hits) > 0 {
 				t.Errorf("rules left behind:\n%s", strings.Join(hits, "\n"))
 			}
-			testrig.MustNotFetch(t, a2.Ns, "tcp", a1Addr)
-			testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
+			testrig.MustNotFetch(t, a2.NS, "tcp", a1Addr)
+			testrig.MustFetch(t, a2.NS, "tcp", outside, "out")
 		})
 	}
 	// Nothing was claimed: the pool and the name are free.

@@ -25,7 +25,7 @@ func TestNearCollidingIDsKeepTheirRules(t *testing.T) {
 	var nets []*libnetwork.Network
 	var ctrs []*testrig.Container
 	for i, id := range ids {
-		n, err := r.C.NewNetwork("bridge", "net"+id, id,
+		n, err := r.Ctrl.NewNetwork("bridge", "net"+id, id,
 			libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: fmt.Sprintf("10.%d.0.0/24", 70+i)}}, nil, nil),
 			libnetwork.NetworkOptionDriverOpts(map[string]string{bridge.BridgeName: fmt.Sprintf("cnmid%d", i)}))
 		if err != nil {
@@ -33,7 +33,7 @@ func TestNearCollidingIDsKeepTheirRules(t *testing.T) {
 		}
 		nets = append(nets, n)
 		c := r.MustRun(t, n, fmt.Sprintf("c%d", i), nil)
-		testrig.Serve(t, c.Ns, "tcp", ":80", c.Ep.Name())
+		testrig.Serve(t, c.NS, "tcp", ":80", c.Endpoint.Name())
 		ctrs = append(ctrs, c)
 	}
 	check := func(live []int) {
@@ -47,11 +47,11 @@ func TestNearCollidingIDsKeepTheirRules(t *testing.T) {
 			if got == 0 || got != want {
 				t.Errorf("network %q has %d rules, network %q %d", ids[i], got, ids[live[0]], want)
 			}
-			testrig.MustFetch(t, ctrs[i].Ns, "tcp", outside, "out")
+			testrig.MustFetch(t, ctrs[i].NS, "tcp", outside, "out")
 			// Each network is isolated from the next (in a ring): every
 			// network's isolation rules are exercised, in both directions.
 			j := live[(k+1)%len(live)]
-			testrig.MustNotFetch(t, ctrs[i].Ns, "tcp", net.JoinHostPort(ctrs[j].IP, "80"))
+			testrig.MustNotFetch(t, ctrs[i].NS, "tcp", net.JoinHostPort(ctrs[j].IP, "80"))
 		}
 	}
 	check([]int{0, 1, 2, 3, 4})

@@ -5,21 +5,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testrig"
-	"github.com/vishvananda/netlink"
 )
 
-// Regression tests for what TestCrashRecovery found: each sets up by hand
-// the state a SIGKILL at one point of an operation leaves, then restarts.
+// Each test sets up by hand the state a SIGKILL at one point of an
+// operation leaves (points TestCrashRecovery can reach only by chance),
+// then restarts.
 
 // A Leave killed after it took the interface out of the sandbox (renamed
 // gone<n>, its host veth retired) but before its record was written: the
-// next start finishes the leave and keeps the live sandbox. It used to
-// drop the whole sandbox, and keep it registered with its namespace gone.
+// next start finishes the leave and keeps the live sandbox, registered
+// with its namespace intact: one interface's half-done leave never costs
+// the sandbox.
 func TestCrashDuringLeaveKeepsSandbox(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()

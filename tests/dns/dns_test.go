@@ -9,14 +9,16 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/internal/dnsnat"
 	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
-	"github.com/vishvananda/netlink"
 )
 
 // Two containers on a bridge network find each other and an alias through
@@ -244,7 +246,7 @@ func TestEmbeddedResolverExternalKeyAndRefresh(t *testing.T) {
 	if got := testrig.ReadSandboxFile(t, c, sb, "resolv.conf"); got != "nameserver 10.0.0.2\n" {
 		t.Fatalf("resolv.conf before SetKey = %q", got)
 	}
-	target := testrig.TestutilNamedNS(t, "container")
+	target := testutil.NewNamedNS(t, "container")
 	if err := sb.SetKey(target.Path()); err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func TestFirewallHealsLegacy(t *testing.T) {
 	}
 	t.Logf("rules back %v after the flush", took)
 	testrig.Eventually(t, "the firewall to be whole again", func() bool {
-		rep, err := h.C.RepairFirewall()
+		rep, err := h.Ctrl.RepairFirewall()
 		return err == nil && rep.Empty()
 	})
 	// DOCKER-USER is the user's: flushed, it stays flushed.

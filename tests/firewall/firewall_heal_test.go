@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/firewall"
@@ -46,11 +47,11 @@ func newHealRigOf(t *testing.T, drv map[string]any, iptables string) *healRig {
 	rec := testrig.NewRecorder()
 	r := testrig.NewPortRig(t, config.OptionLogger(slog.New(rec)), config.OptionDriverConfig("bridge", drv))
 	testrig.WithUplink6(t, r)
-	n := testrig.DualStackNet(t, r.C, "heal", "", "10.60.0.0/24", "fd60::/64",
+	n := testrig.DualStackNet(t, r.Ctrl, "heal", "", "10.60.0.0/24", "fd60::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_icc": "false"}))
 	a1 := r.MustRun(t, n, "a1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)})})
 	a2 := r.MustRun(t, n, "a2", nil)
-	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1") // [::]: both families
+	testrig.Serve(t, a1.NS, "tcp", ":80", "a1") // [::]: both families
 	testrig.InNS(t, r.Host.NS, iptables, "-I", "DOCKER-USER", "1", "-s", "198.51.100.0/24", "-j", "DROP")
 	h := &healRig{PortRig: r, log: rec, a1: a1, a2: a2, netID: n.ID()}
 	h.traffic(t, "before any flush")
@@ -67,10 +68,10 @@ func (h *healRig) traffic(t *testing.T, when string) {
 		t.Fatalf("%s: published port from outside: %q, %v", when, got, err)
 	}
 	testrig.FetchSoon(t, h.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkHost6, "8080"), "a1")
-	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(h.a1.IP, "80")); err == nil {
+	if got, err := testrig.Fetch(h.a2.NS, "tcp", net.JoinHostPort(h.a1.IP, "80")); err == nil {
 		t.Fatalf("%s: ICC off, yet a2 reached a1: %q\n%s", when, got, testrig.InNS(t, h.Host.NS, "nft", "list", "ruleset"))
 	}
-	if got, err := testrig.Fetch(h.a2.Ns, "tcp", net.JoinHostPort(testrig.IP6Of(t, h.a1), "80")); err == nil {
+	if got, err := testrig.Fetch(h.a2.NS, "tcp", net.JoinHostPort(testrig.IP6Of(t, h.a1), "80")); err == nil {
 		t.Fatalf("%s: ICC off, yet a2 reached a1 over IPv6: %q\n%s", when, got, testrig.InNS(t, h.Host.NS, "nft", "list", "ruleset"))
 	}
 }
@@ -184,7 +185,7 @@ func TestFirewallHealsAfterFlush(t *testing.T) {
 			}
 			// The rest of a multi-command wipe may need one more repair.
 			testrig.Eventually(t, "the firewall to be whole again", func() bool {
-				rep, err := h.C.RepairFirewall()
+				rep, err := h.Ctrl.RepairFirewall()
 				return err == nil && rep.Empty()
 			})
 			if after := h.state(t); after != before {
@@ -237,7 +238,7 @@ func TestFirewallRepairOnDemand(t *testing.T) {
 	// one that did it.
 	h.log.Drain()
 	testrig.InNS(t, h.Host.NS, "sh", "-c", "iptables -D FORWARD "+victim)
-	rep, err := h.C.RepairFirewall()
+	rep, err := h.Ctrl.RepairFirewall()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestFirewallRepairOnDemand(t *testing.T) {
 		t.Errorf("DOCKER-USER after repair:\n%s\nwant:\n%s", got, user)
 	}
 	h.traffic(t, "after repair")
-	if rep, err := h.C.RepairFirewall(); err != nil || !rep.Empty() {
+	if rep, err := h.Ctrl.RepairFirewall(); err != nil || !rep.Empty() {
 		t.Errorf("second RepairFirewall = %+v, %v; want nothing", rep, err)
 	}
 }
@@ -334,8 +335,8 @@ func TestRepairGoroutinesStopWithController(t *testing.T) {
 	if !repairGoroutines() {
 		t.Fatal("no repair goroutine runs (the test would prove nothing)")
 	}
-	testrig.Teardown(t, h.C)
-	h.C.Stop()
+	testrig.Teardown(t, h.Ctrl)
+	h.Ctrl.Stop()
 	testrig.Eventually(t, "the repair goroutines to end", func() bool { return !repairGoroutines() })
 }
 

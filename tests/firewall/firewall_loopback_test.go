@@ -24,7 +24,7 @@ import (
 func TestHoleLoopbackSourceFromContainer(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
-	n := testrig.DualStackNet(t, r.C, "losrc", "", "10.76.0.0/24", "fd00:76::/64")
+	n := testrig.DualStackNet(t, r.Ctrl, "losrc", "", "10.76.0.0/24", "fd00:76::/64")
 	c1 := r.MustRun(t, n, "c1", nil)
 	if v := testrig.InNS(t, r.Host.NS, "sysctl", "-n", "net.ipv4.conf.br-"+n.ID()[:12]+".route_localnet"); strings.TrimSpace(v) != "1" {
 		t.Fatalf("route_localnet on the bridge is %q: the test would prove nothing", v)
@@ -34,13 +34,13 @@ func TestHoleLoopbackSourceFromContainer(t *testing.T) {
 	svc, own := udpSink(t, r.Host.NS, testrig.HostPort(gw, 5500)), udpSink(t, r.Host.NS, testrig.HostPort(gw, 5501))
 	// The path itself is open (and the container has the gateway's MAC:
 	// it would not resolve it from 127.0.0.1).
-	sendUDPFrom(t, c1.Ns, c1.IP, testrig.HostPort(gw, 5501))
+	sendUDPFrom(t, c1.NS, c1.IP, testrig.HostPort(gw, 5501))
 	if own.wait(10*time.Second) == 0 {
 		t.Fatal("the container's datagrams from its own address never reached the host")
 	}
 
-	testrig.InNS(t, c1.Ns, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1")
-	sendUDPFrom(t, c1.Ns, "127.0.0.1", testrig.HostPort(gw, 5500))
+	testrig.InNS(t, c1.NS, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1")
+	sendUDPFrom(t, c1.NS, "127.0.0.1", testrig.HostPort(gw, 5500))
 	if n := svc.after(time.Second); n != 0 {
 		t.Fatalf("the container's datagrams from 127.0.0.1 reached the host's %s:5500 (%d)", gw, n)
 	}

@@ -44,7 +44,7 @@ func checkPortsRefused(t *testing.T, r *testrig.PortRig, option string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := r.C.NewSandbox("ctr-c1", libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
+	sb, err := r.Ctrl.NewSandbox("ctr-c1", libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func checkPortsRefused(t *testing.T, r *testrig.PortRig, option string) {
 
 	// Exposed ports alone publish nothing and are fine.
 	c2 := r.MustRun(t, n, "c2", nil, libnetwork.OptionExposedPorts([]types.TransportPort{{Proto: types.TCP, Port: 80}}))
-	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c2.Ep.ID()[:12]); len(hits) > 0 {
+	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c2.Endpoint.ID()[:12]); len(hits) > 0 {
 		t.Fatalf("rules on a driver without iptables:\n%s", strings.Join(hits, "\n"))
 	}
 	c2.Stop(t)
@@ -84,11 +84,11 @@ func TestUserlandProxyOnKeepsLoopback(t *testing.T) {
 		"EnableUserlandProxy": true, "UserlandProxyPath": "/nonexistent/docker-proxy"}))
 	n := r.BridgeNet(t, "proxy", "10.61.0.0/24")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
-	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
+	testrig.Serve(t, c1.NS, "tcp", ":80", "c1")
 	testrig.MustFetch(t, r.Host.NS, "tcp", "127.0.0.1:8080", "c1")
 	testrig.MustFetch(t, r.Host.NS, "tcp", "10.61.0.1:8080", "c1")
 	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.UplinkHost+":8080", "c1")
-	testrig.MustFetch(t, c1.Ns, "tcp", "10.61.0.1:8080", "c1")
+	testrig.MustFetch(t, c1.NS, "tcp", "10.61.0.1:8080", "c1")
 	c1.Stop(t)
 	logged := buf.String()
 	if strings.Count(logged, "EnableUserlandProxy=true") != 1 || strings.Count(logged, "/nonexistent/docker-proxy") != 1 {

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
@@ -12,8 +15,6 @@ import (
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // The escape hatches of the direct-access protection (issue #11), on a
@@ -35,8 +36,8 @@ type gatewayTarget struct {
 func runTarget(t *testing.T, r *testrig.PortRig, n *libnetwork.Network, name string, hostPort uint16) gatewayTarget {
 	t.Helper()
 	c := r.MustRun(t, n, name, []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping([]types.PortBinding{testrig.TCP(80, hostPort)})})
-	testrig.Serve(t, c.Ns, "tcp", ":80", name+":80")
-	testrig.Serve(t, c.Ns, "tcp", ":81", name+":81")
+	testrig.Serve(t, c.NS, "tcp", ":80", name+":80")
+	testrig.Serve(t, c.NS, "tcp", ":81", name+":81")
 	return gatewayTarget{c, testrig.IP6Of(t, c)}
 }
 
@@ -46,8 +47,8 @@ func runTarget(t *testing.T, r *testrig.PortRig, n *libnetwork.Network, name str
 func TestGatewayModeNATUnprotected(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
-	a := testrig.DualStackNet(t, r.C, "open4", "", "10.64.0.0/24", "fd00:64::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
-	b := testrig.DualStackNet(t, r.C, "open6", "", "10.65.0.0/24", "fd00:65::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat", bridge.GatewayModeIPv6: "nat-unprotected"}))
+	a := testrig.DualStackNet(t, r.Ctrl, "open4", "", "10.64.0.0/24", "fd00:64::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := testrig.DualStackNet(t, r.Ctrl, "open6", "", "10.65.0.0/24", "fd00:65::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat", bridge.GatewayModeIPv6: "nat-unprotected"}))
 	for _, s := range []string{"10.64.0.0/24", "10.65.0.0/24"} {
 		r.RouteOutside(t, s)
 	}
@@ -72,8 +73,8 @@ func TestGatewayModeNATUnprotected(t *testing.T) {
 	testrig.MustFetch(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost, 8081), "b:80")
 	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8081), "b:80")
 	// Inter-network isolation is not what the mode opens.
-	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.HostPort(ca.IP, 81))
-	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.HostPort(cb.ip6, 81))
+	testrig.MustNotFetch(t, cb.NS, "tcp", testrig.HostPort(ca.IP, 81))
+	testrig.MustNotFetch(t, ca.NS, "tcp", testrig.HostPort(cb.ip6, 81))
 	testrig.AssertForwardAccept(t, r.Host)
 }
 
@@ -84,7 +85,7 @@ func TestTrustedHostInterfaces(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
 	lan2 := addNeighbour(t, r.Host, "uplink2", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:2::1/64", "2001:db8:2::2/64")
-	n := testrig.DualStackNet(t, r.C, "trusted", "", "10.66.0.0/24", "fd00:66::/64", withDriverOpts(map[string]string{bridge.TrustedHostInterfaces: "uplink"}))
+	n := testrig.DualStackNet(t, r.Ctrl, "trusted", "", "10.66.0.0/24", "fd00:66::/64", withDriverOpts(map[string]string{bridge.TrustedHostInterfaces: "uplink"}))
 	r.RouteOutside(t, "10.66.0.0/24")
 	testrig.RouteOutside6(t, r, "fd00:66::/64")
 	routeVia(t, lan2, "10.66.0.0/24", "198.51.100.1")
@@ -115,14 +116,14 @@ func TestTrustedHostInterfaces(t *testing.T) {
 func TestGatewayModeIsolated(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
-	iso := testrig.DualStackNet(t, r.C, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
+	iso := testrig.DualStackNet(t, r.Ctrl, "iso", "", "10.69.0.0/24", "fd00:69::/64", libnetwork.NetworkOptionInternalNetwork(),
 		withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated", bridge.GatewayModeIPv6: "isolated"}))
-	plain := testrig.DualStackNet(t, r.C, "int", "", "10.70.0.0/24", "fd00:70::/64", libnetwork.NetworkOptionInternalNetwork())
+	plain := testrig.DualStackNet(t, r.Ctrl, "int", "", "10.70.0.0/24", "fd00:70::/64", libnetwork.NetworkOptionInternalNetwork())
 	testrig.Serve(t, r.Host.NS, "tcp", ":7001", "host")
 	c1, c2 := r.MustRun(t, iso, "c1", nil), r.MustRun(t, iso, "c2", nil)
 	p1 := r.MustRun(t, plain, "p1", nil)
 	for _, c := range []*testrig.Container{c1, p1} {
-		testrig.Serve(t, c.Ns, "tcp", ":81", c.Ep.Name()+":81")
+		testrig.Serve(t, c.NS, "tcp", ":81", c.Endpoint.Name()+":81")
 	}
 
 	l, err := r.Host.Netlink.LinkByName("br-" + iso.ID()[:12])
@@ -136,22 +137,22 @@ func TestGatewayModeIsolated(t *testing.T) {
 	// (their neighbour discovery is bridged traffic the isolation rules
 	// must not drop).
 	p2 := r.MustRun(t, plain, "p2", nil)
-	testrig.FetchSoon(t, p2.Ns, "tcp", testrig.HostPort(testrig.IP6Of(t, p1), 81), "p1:81")
+	testrig.FetchSoon(t, p2.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, p1), 81), "p1:81")
 	// Among themselves, both families.
-	testrig.MustFetch(t, c2.Ns, "tcp", testrig.HostPort(c1.IP, 81), "c1:81")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 81), "c1:81")
+	testrig.MustFetch(t, c2.NS, "tcp", testrig.HostPort(c1.IP, 81), "c1:81")
+	testrig.FetchSoon(t, c2.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 81), "c1:81")
 	// Not the host, either way.
 	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort(c1.IP, 81))
 	testrig.MustNotFetch(t, r.Host.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, c1), 81))
-	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.HostPort("10.69.0.1", 7001))
-	testrig.MustNotFetch(t, c1.Ns, "tcp", testrig.HostPort("fd00:69::1", 7001))
+	testrig.MustNotFetch(t, c1.NS, "tcp", testrig.HostPort("10.69.0.1", 7001))
+	testrig.MustNotFetch(t, c1.NS, "tcp", testrig.HostPort("fd00:69::1", 7001))
 	// The plain internal network: the host both ways.
 	testrig.MustFetch(t, r.Host.NS, "tcp", testrig.HostPort(p1.IP, 81), "p1:81")
 	testrig.FetchSoon(t, r.Host.NS, "tcp", testrig.HostPort(testrig.IP6Of(t, p1), 81), "p1:81")
-	testrig.MustFetch(t, p1.Ns, "tcp", testrig.HostPort("10.70.0.1", 7001), "host")
-	testrig.FetchSoon(t, p1.Ns, "tcp", testrig.HostPort("fd00:70::1", 7001), "host")
+	testrig.MustFetch(t, p1.NS, "tcp", testrig.HostPort("10.70.0.1", 7001), "host")
+	testrig.FetchSoon(t, p1.NS, "tcp", testrig.HostPort("fd00:70::1", 7001), "host")
 	// Only on internal networks.
-	_, err = r.C.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
+	_, err = r.Ctrl.NewNetwork("bridge", "notinternal", "", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "isolated"}),
 		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.71.0.0/24"}}, nil, nil))
 	if !types.IsBadRequest(err) || !strings.Contains(err.Error(), bridge.GatewayModeIPv4) {
 		t.Errorf("isolated on a non-internal network: %v, want BadRequest naming %s", err, bridge.GatewayModeIPv4)
@@ -304,8 +305,8 @@ func routeVia(t *testing.T, ns *testutil.HostNS, subnet, gw string) {
 func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig6(t)
-	a := testrig.DualStackNet(t, r.C, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
-	b := testrig.DualStackNet(t, r.C, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
+	a := testrig.DualStackNet(t, r.Ctrl, "open4d", "", "10.71.0.0/24", "fd00:71::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "nat-unprotected"}))
+	b := testrig.DualStackNet(t, r.Ctrl, "open6d", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv6: "nat-unprotected"}))
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		if out := testrig.InNS(t, r.Host.NS, bin, "-w", "-S", "FORWARD"); !strings.Contains(out, "-P FORWARD DROP\n") {
 			t.Fatalf("%s FORWARD policy is not DROP:\n%s", bin, out)
@@ -326,8 +327,8 @@ func TestGatewayModeNATUnprotectedForwardDrop(t *testing.T) {
 	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8081), "b:80")
 	// Only the neighbour is let in: containers of the other network are
 	// still isolated.
-	testrig.MustNotFetch(t, cb.Ns, "tcp", testrig.HostPort(ca.IP, 81))
-	testrig.MustNotFetch(t, ca.Ns, "tcp", testrig.HostPort(cb.ip6, 81))
+	testrig.MustNotFetch(t, cb.NS, "tcp", testrig.HostPort(ca.IP, 81))
+	testrig.MustNotFetch(t, ca.NS, "tcp", testrig.HostPort(cb.ip6, 81))
 }
 
 // A live container's published port stays open to the network's trusted

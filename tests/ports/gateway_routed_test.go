@@ -27,7 +27,7 @@ import (
 func TestGatewayModeRouted(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewForwardingRig(t)
-	n := testrig.DualStackNet(t, r.C, "routed4", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
+	n := testrig.DualStackNet(t, r.Ctrl, "routed4", "", "10.72.0.0/24", "fd00:72::/64", withDriverOpts(map[string]string{bridge.GatewayModeIPv4: "routed"}))
 	r.RouteOutside(t, "10.72.0.0/24")
 	testrig.RouteOutside6(t, r, "fd00:72::/64")
 	c := runTarget(t, r, n, "r", 8090)
@@ -41,7 +41,7 @@ func TestGatewayModeRouted(t *testing.T) {
 	if !echoes(t, r.Out.NS, c.IP) {
 		t.Errorf("IPv4 is routed, yet %s does not answer the neighbour's ping", c.IP)
 	}
-	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside, 9000), "out"); got != c.IP {
+	if got := testrig.FetchSoon(t, c.NS, "tcp", testrig.HostPort(testrig.UplinkOutside, 9000), "out"); got != c.IP {
 		t.Errorf("the neighbour saw the container's IPv4 connection from %s, want its own address %s (no masquerade)", got, c.IP)
 	}
 	// IPv6, nat: the host port, not the container's address; masqueraded.
@@ -51,12 +51,12 @@ func TestGatewayModeRouted(t *testing.T) {
 	if echoes(t, r.Out.NS, c.ip6) {
 		t.Errorf("IPv6 is nat, yet %s answers the neighbour's ping", c.ip6)
 	}
-	if got := testrig.FetchSoon(t, c.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 9000), "out"); got != testrig.UplinkHost6 && got != testrig.UplinkHost6b {
+	if got := testrig.FetchSoon(t, c.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 9000), "out"); got != testrig.UplinkHost6 && got != testrig.UplinkHost6b {
 		t.Errorf("the neighbour saw the container's IPv6 connection from %s, want one of the host's uplink addresses", got)
 	}
 
 	// Reported: the IPv4 binding has no host port, the IPv6 one 8090.
-	info, err := c.Ep.DriverInfo()
+	info, err := c.Endpoint.DriverInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestGatewayModeRouted(t *testing.T) {
 	}
 
 	testrig.CheckNetworkRules(t, r.Host, map[string]*libnetwork.Network{n.ID(): n})
-	epOwner := "--comment " + firewall.EndpointOwner(c.Ep.ID()) + " "
+	epOwner := "--comment " + firewall.EndpointOwner(c.Endpoint.ID()) + " "
 	accept := matching(testrig.KernelRules(t, r.Host, firewall.IPv4), epOwner, "--dport 80 ", "-j ACCEPT")
 	if len(accept) != 1 || !strings.HasPrefix(accept[0], "filter -A DOCKER -d "+c.IP+"/32 ") {
 		t.Fatalf("the published port's accept: %v, want one in filter DOCKER for %s", accept, c.IP)
@@ -79,17 +79,17 @@ func TestGatewayModeRouted(t *testing.T) {
 	// Another tool removes the accept: the repair puts it back.
 	testrig.InNS(t, r.Host.NS, "iptables", append([]string{"-w", "-t", "filter", "-D"}, strings.Fields(strings.TrimPrefix(accept[0], "filter -A "))...)...)
 	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 80))
-	if _, err := r.C.RepairFirewall(); err != nil {
+	if _, err := r.Ctrl.RepairFirewall(); err != nil {
 		t.Fatal(err)
 	}
 	testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 80), "r:80")
 	testrig.MustNotFetch(t, r.Out.NS, "tcp", testrig.HostPort(c.IP, 81))
 
 	// The endpoint's going takes its accept along.
-	if err := c.Sb.Delete(); err != nil {
+	if err := c.Sandbox.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Ep.Delete(false); err != nil {
+	if err := c.Endpoint.Delete(false); err != nil {
 		t.Fatal(err)
 	}
 	if left := matching(testrig.KernelRules(t, r.Host, firewall.IPv4), epOwner); len(left) != 0 {

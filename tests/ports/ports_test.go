@@ -4,14 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // Published ports work from outside, from the host's loopback and bridge
@@ -38,11 +40,11 @@ func TestPortsPublished(t *testing.T) {
 	c1 := r.MustRun(t, n, "c1", []libnetwork.EndpointOption{libnetwork.CreateOptionPortMapping(epPorts)},
 		libnetwork.OptionPortMapping(sbPorts), libnetwork.OptionExposedPorts(exposed))
 	for _, p := range []string{"80", "81", "82", "83"} {
-		testrig.Serve(t, c1.Ns, "tcp", ":"+p, "c1:"+p)
+		testrig.Serve(t, c1.NS, "tcp", ":"+p, "c1:"+p)
 	}
-	testrig.Serve(t, c1.Ns, "udp", ":53", "c1:53")
+	testrig.Serve(t, c1.NS, "udp", ":53", "c1:53")
 
-	info, err := c1.Ep.DriverInfo()
+	info, err := c1.Endpoint.DriverInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,19 +85,19 @@ func TestPortsPublished(t *testing.T) {
 	testrig.MustNotFetch(t, r.Host.NS, "tcp", hp("127.0.0.1", 8083))
 
 	// The container itself, through its published port (hairpin).
-	testrig.MustFetch(t, c1.Ns, "tcp", hp(gw, 8080), "c1:80")
-	testrig.MustFetch(t, c1.Ns, "tcp", hp(testrig.UplinkHost, 8080), "c1:80")
+	testrig.MustFetch(t, c1.NS, "tcp", hp(gw, 8080), "c1:80")
+	testrig.MustFetch(t, c1.NS, "tcp", hp(testrig.UplinkHost, 8080), "c1:80")
 	// Another container, through the host, and directly (ICC on).
 	c2 := r.MustRun(t, n, "c2", nil)
-	testrig.MustFetch(t, c2.Ns, "tcp", hp(gw, 8080), "c1:80")
-	testrig.MustFetch(t, c2.Ns, "tcp", hp(testrig.UplinkHost, 8080), "c1:80")
-	if peer := testrig.MustFetch(t, c2.Ns, "tcp", hp(c1.IP, 80), "c1:80"); peer != c2.IP {
+	testrig.MustFetch(t, c2.NS, "tcp", hp(gw, 8080), "c1:80")
+	testrig.MustFetch(t, c2.NS, "tcp", hp(testrig.UplinkHost, 8080), "c1:80")
+	if peer := testrig.MustFetch(t, c2.NS, "tcp", hp(c1.IP, 80), "c1:80"); peer != c2.IP {
 		t.Errorf("container to container: peer %s, want %s", peer, c2.IP)
 	}
 
 	// Out: the outside sees the host's address (masquerade).
 	testrig.Serve(t, r.Out.NS, "tcp", hp(testrig.UplinkOutside, 7000), "out")
-	if peer := testrig.MustFetch(t, c1.Ns, "tcp", hp(testrig.UplinkOutside, 7000), "out"); peer != testrig.UplinkHost {
+	if peer := testrig.MustFetch(t, c1.NS, "tcp", hp(testrig.UplinkOutside, 7000), "out"); peer != testrig.UplinkHost {
 		t.Errorf("outside saw the container as %s, want the host's %s", peer, testrig.UplinkHost)
 	}
 
@@ -105,7 +107,7 @@ func TestPortsPublished(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c1.Ep.ID()[:12], c2.Ep.ID()[:12], "10.50.0."); len(hits) > 0 {
+	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c1.Endpoint.ID()[:12], c2.Endpoint.ID()[:12], "10.50.0."); len(hits) > 0 {
 		t.Fatalf("rules left after teardown:\n%s", strings.Join(hits, "\n"))
 	}
 	if n := testrig.Listeners(t, r.Host.NS, 8080); n != 0 {
@@ -169,7 +171,7 @@ func TestPortsTakenPort(t *testing.T) {
 	// handed to c4 once free, not refused.
 	c1.Stop(t)
 	c4 := r.MustRun(t, n, "c4", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
-	testrig.Serve(t, c4.Ns, "tcp", ":80", "c4")
+	testrig.Serve(t, c4.NS, "tcp", ":80", "c4")
 	testrig.MustFetch(t, r.Out.NS, "tcp", net.JoinHostPort(testrig.UplinkHost, "8080"), "c4")
 	c4.Stop(t)
 }
@@ -187,25 +189,25 @@ func TestPortsIsolation(t *testing.T) {
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_icc": "false"}))
 	a1 := r.MustRun(t, noicc, "a1", nil)
 	a2 := r.MustRun(t, noicc, "a2", nil)
-	testrig.Serve(t, a1.Ns, "tcp", ":80", "a1")
-	testrig.MustNotFetch(t, a2.Ns, "tcp", net.JoinHostPort(a1.IP, "80"))
-	testrig.MustFetch(t, a2.Ns, "tcp", outside, "out")
+	testrig.Serve(t, a1.NS, "tcp", ":80", "a1")
+	testrig.MustNotFetch(t, a2.NS, "tcp", net.JoinHostPort(a1.IP, "80"))
+	testrig.MustFetch(t, a2.NS, "tcp", outside, "out")
 
 	other := r.BridgeNet(t, "other", "10.53.0.0/24")
 	b1 := r.MustRun(t, other, "b1", nil)
-	testrig.Serve(t, b1.Ns, "tcp", ":80", "b1")
-	testrig.MustNotFetch(t, a1.Ns, "tcp", net.JoinHostPort(b1.IP, "80"))
-	testrig.MustFetch(t, b1.Ns, "tcp", outside, "out")
+	testrig.Serve(t, b1.NS, "tcp", ":80", "b1")
+	testrig.MustNotFetch(t, a1.NS, "tcp", net.JoinHostPort(b1.IP, "80"))
+	testrig.MustFetch(t, b1.NS, "tcp", outside, "out")
 	b2 := r.MustRun(t, other, "b2", nil)
-	testrig.MustNotFetch(t, b2.Ns, "tcp", net.JoinHostPort(a1.IP, "80"))
-	testrig.MustFetch(t, b2.Ns, "tcp", net.JoinHostPort(b1.IP, "80"), "b1")
+	testrig.MustNotFetch(t, b2.NS, "tcp", net.JoinHostPort(a1.IP, "80"))
+	testrig.MustFetch(t, b2.NS, "tcp", net.JoinHostPort(b1.IP, "80"), "b1")
 
 	internal := r.BridgeNet(t, "internal", "10.54.0.0/24", libnetwork.NetworkOptionInternalNetwork())
 	r.RouteOutside(t, "10.54.0.0/24")
 	i1 := r.MustRun(t, internal, "i1", nil)
-	testrig.Serve(t, i1.Ns, "tcp", ":80", "i1")
+	testrig.Serve(t, i1.NS, "tcp", ":80", "i1")
 	// No default route is given, so add one: the firewall must still stop it.
-	if err := i1.Ns.Do(func() error {
+	if err := i1.NS.Do(func() error {
 		h, err := netlink.NewHandle()
 		if err != nil {
 			return err
@@ -215,10 +217,10 @@ func TestPortsIsolation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	testrig.MustNotFetch(t, i1.Ns, "tcp", outside)
+	testrig.MustNotFetch(t, i1.NS, "tcp", outside)
 	testrig.MustNotFetch(t, r.Out.NS, "tcp", net.JoinHostPort(i1.IP, "80"))
 	i2 := r.MustRun(t, internal, "i2", nil)
-	testrig.MustFetch(t, i2.Ns, "tcp", net.JoinHostPort(i1.IP, "80"), "i1")
+	testrig.MustFetch(t, i2.NS, "tcp", net.JoinHostPort(i1.IP, "80"), "i1")
 
 	for _, c := range []*testrig.Container{a1, a2, b1, b2, i1, i2} {
 		c.Stop(t)
@@ -241,7 +243,7 @@ func TestPortsUDPConntrackFlushed(t *testing.T) {
 	r := testrig.NewPortRig(t)
 	n := r.BridgeNet(t, "udp", "10.55.0.0/24")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{{Proto: types.UDP, Port: 53, HostPort: 5353}}))
-	testrig.Serve(t, c1.Ns, "udp", ":53", "c1")
+	testrig.Serve(t, c1.NS, "udp", ":53", "c1")
 	testrig.MustFetch(t, r.Out.NS, "udp", net.JoinHostPort(testrig.UplinkHost, "5353"), "c1")
 	entries := func() string {
 		var out string
@@ -264,7 +266,7 @@ func TestPortsUDPConntrackFlushed(t *testing.T) {
 
 func execOut(name string, args ...string) (string, error) {
 	var b strings.Builder
-	cmd := testrig.NewCmd(name, args...)
+	cmd := exec.Command(name, args...)
 	cmd.Stdout = &b
 	err := cmd.Run()
 	var ee interface{ ExitCode() int }

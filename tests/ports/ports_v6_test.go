@@ -8,13 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Published ports over IPv6, with real traffic (issue #4). The IPv4 side
@@ -29,7 +30,7 @@ import (
 func TestPortsPublishedIPv6(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig6(t)
-	n := testrig.DualStackNet(t, r.C, "pub6", "", "10.56.0.0/24", "fd56::/64")
+	n := testrig.DualStackNet(t, r.Ctrl, "pub6", "", "10.56.0.0/24", "fd56::/64")
 	gw6 := "fd56::1"
 	ports := []types.PortBinding{
 		testrig.TCP(80, 8080),
@@ -38,14 +39,14 @@ func TestPortsPublishedIPv6(t *testing.T) {
 	}
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping(ports))
 	c1v6 := testrig.IP6Of(t, c1)
-	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1:80") // [::]: both families
-	testrig.Serve(t, c1.Ns, "tcp", ":83", "c1:83")
-	testrig.Serve(t, c1.Ns, "udp", ":53", "c1:53")
+	testrig.Serve(t, c1.NS, "tcp", ":80", "c1:80") // [::]: both families
+	testrig.Serve(t, c1.NS, "tcp", ":83", "c1:83")
+	testrig.Serve(t, c1.NS, "udp", ":53", "c1:53")
 
 	// The driver reports the IPv6 side of each binding with the
 	// container's IPv6 address: 8080 and 5353 in both families, 8083 on
 	// its one address.
-	info, err := c1.Ep.DriverInfo()
+	info, err := c1.Endpoint.DriverInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,14 +99,14 @@ func TestPortsPublishedIPv6(t *testing.T) {
 	c2 := r.MustRun(t, n, "c2", nil)
 	c2v6 := testrig.IP6Of(t, c2)
 	for _, a := range []string{testrig.UplinkHost6, gw6} {
-		if peer := testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(a, 8080), "c1:80"); peer != gw6 {
+		if peer := testrig.FetchSoon(t, c2.NS, "tcp", testrig.HostPort(a, 8080), "c1:80"); peer != gw6 {
 			t.Errorf("c2 to [%s]:8080: container saw %s, want the bridge's %s (masqueraded)", a, peer, gw6)
 		}
-		testrig.FetchSoon(t, c1.Ns, "tcp", testrig.HostPort(a, 8080), "c1:80")
+		testrig.FetchSoon(t, c1.NS, "tcp", testrig.HostPort(a, 8080), "c1:80")
 	}
-	testrig.FetchSoon(t, c2.Ns, "udp", testrig.HostPort(testrig.UplinkHost6, 5353), "c1:53")
-	testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(testrig.UplinkHost6, 8083), "c1:83")
-	if peer := testrig.FetchSoon(t, c2.Ns, "tcp", testrig.HostPort(c1v6, 80), "c1:80"); peer != c2v6 {
+	testrig.FetchSoon(t, c2.NS, "udp", testrig.HostPort(testrig.UplinkHost6, 5353), "c1:53")
+	testrig.FetchSoon(t, c2.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8083), "c1:83")
+	if peer := testrig.FetchSoon(t, c2.NS, "tcp", testrig.HostPort(c1v6, 80), "c1:80"); peer != c2v6 {
 		t.Errorf("container to container over IPv6: peer %s, want %s", peer, c2v6)
 	}
 
@@ -114,7 +115,7 @@ func TestPortsPublishedIPv6(t *testing.T) {
 	testrig.Serve(t, r.Out.NS, "udp", testrig.HostPort(testrig.UplinkOutside6, 7053), "out")
 	for _, proto := range []string{"tcp", "udp"} {
 		port := map[string]uint16{"tcp": 7000, "udp": 7053}[proto]
-		if peer := testrig.FetchSoon(t, c1.Ns, proto, testrig.HostPort(testrig.UplinkOutside6, port), "out"); peer != testrig.UplinkHost6 && peer != testrig.UplinkHost6b {
+		if peer := testrig.FetchSoon(t, c1.NS, proto, testrig.HostPort(testrig.UplinkOutside6, port), "out"); peer != testrig.UplinkHost6 && peer != testrig.UplinkHost6b {
 			t.Errorf("%s out: the outside saw the container as %s, want one of the host's addresses", proto, peer)
 		}
 	}
@@ -127,7 +128,7 @@ func TestPortsPublishedIPv6(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c1.Ep.ID()[:12], c2.Ep.ID()[:12], "fd56:", "10.56.0."); len(hits) > 0 {
+	if hits := testrig.RulesNaming(t, r.Host.NS, n.ID()[:12], c1.Endpoint.ID()[:12], c2.Endpoint.ID()[:12], "fd56:", "10.56.0."); len(hits) > 0 {
 		t.Fatalf("rules left after teardown:\n%s", strings.Join(hits, "\n"))
 	}
 	assertIPv6Clean(t, r)
@@ -160,11 +161,11 @@ func assertIPv6Clean(t *testing.T, r *testrig.PortRig) {
 func TestPortsIPv6LoopbackRefused(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig6(t)
-	n := testrig.DualStackNet(t, r.C, "lo6", "", "10.57.0.0/24", "fd57::/64")
+	n := testrig.DualStackNet(t, r.Ctrl, "lo6", "", "10.57.0.0/24", "fd57::/64")
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{
 		testrig.TCP(80, 8080), {Proto: types.UDP, Port: 53, HostPort: 5353}}))
-	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
-	testrig.Serve(t, c1.Ns, "udp", ":53", "c1")
+	testrig.Serve(t, c1.NS, "tcp", ":80", "c1")
+	testrig.Serve(t, c1.NS, "udp", ":53", "c1")
 	before := testrig.PortElems(t, r.Host.NS)
 
 	hostLinks := testrig.LinkNames(t, r.Host.Netlink)
@@ -211,16 +212,16 @@ func TestPortsIPv6LoopbackRefused(t *testing.T) {
 func TestPortsIPv6NoMasquerade(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewPortRig6(t)
-	n := testrig.DualStackNet(t, r.C, "nomasq6", "", "10.58.0.0/24", "fd58::/64",
+	n := testrig.DualStackNet(t, r.Ctrl, "nomasq6", "", "10.58.0.0/24", "fd58::/64",
 		libnetwork.NetworkOptionDriverOpts(map[string]string{"com.docker.network.bridge.enable_ip_masquerade": "false"}))
 	_, dst, _ := net.ParseCIDR("fd58::/64")
 	if err := r.Out.Netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(testrig.UplinkHost6)}); err != nil {
 		t.Fatal(err)
 	}
 	c1 := r.MustRun(t, n, "c1", nil, libnetwork.OptionPortMapping([]types.PortBinding{testrig.TCP(80, 8080)}))
-	testrig.Serve(t, c1.Ns, "tcp", ":80", "c1")
+	testrig.Serve(t, c1.NS, "tcp", ":80", "c1")
 	testrig.Serve(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out")
-	if peer := testrig.FetchSoon(t, c1.Ns, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out"); peer != testrig.IP6Of(t, c1) {
+	if peer := testrig.FetchSoon(t, c1.NS, "tcp", testrig.HostPort(testrig.UplinkOutside6, 7000), "out"); peer != testrig.IP6Of(t, c1) {
 		t.Errorf("without masquerade the outside saw %s, want the container's %s", peer, testrig.IP6Of(t, c1))
 	}
 	if peer := testrig.FetchSoon(t, r.Out.NS, "tcp", testrig.HostPort(testrig.UplinkHost6, 8080), "c1"); peer != testrig.UplinkOutside6 {

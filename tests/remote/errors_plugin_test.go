@@ -17,40 +17,40 @@ func TestErrorContractPluginFailures(t *testing.T) {
 	s := testrig.NewVethSetup(t)
 	const msg = "injected plugin failure"
 	failing := func(method string, call func() error) error {
-		s.P.SetBefore(func(m string) error {
+		s.Plugin.SetBefore(func(m string) error {
 			if m == method {
 				return errors.New(msg)
 			}
 			return nil
 		})
-		defer s.P.SetBefore(nil)
+		defer s.Plugin.SetBefore(nil)
 		return call()
 	}
 	says := func(err error) bool { return strings.Contains(err.Error(), msg) }
-	spare := testrig.Must[*libnetwork.Network](t)(s.C.NewNetwork("vethnet", "spare", "", testrig.IPAMConf("10.78.0.0/24", "10.78.0.1")))
+	spare := testrig.Must[*libnetwork.Network](t)(s.Ctrl.NewNetwork("vethnet", "spare", "", testrig.IPAMOpt("10.78.0.0/24", "10.78.0.1")))
 	cases := []testrig.ErrCase{
 		{"NewNetwork, plugin CreateNetwork fails", failing("CreateNetwork", func() error {
-			_, err := s.C.NewNetwork("vethnet", "refused", "", testrig.IPAMConf("10.79.0.0/24", "10.79.0.1"))
+			_, err := s.Ctrl.NewNetwork("vethnet", "refused", "", testrig.IPAMOpt("10.79.0.0/24", "10.79.0.1"))
 			return err
 		}), testrig.IsInternal, says},
 		{"CreateEndpoint, plugin fails", failing("CreateEndpoint", func() error {
-			_, err := s.N.CreateEndpoint("ep2")
+			_, err := s.Net.CreateEndpoint("ep2")
 			return err
 		}), testrig.IsInternal, says},
-		{"Join, plugin fails", failing("Join", func() error { return s.Ep.Join(s.Sb) }), testrig.IsInternal, says},
+		{"Join, plugin fails", failing("Join", func() error { return s.Endpoint.Join(s.Sandbox) }), testrig.IsInternal, says},
 	}
-	if err := s.Ep.Join(s.Sb); err != nil {
+	if err := s.Endpoint.Join(s.Sandbox); err != nil {
 		t.Fatal(err)
 	}
 	cases = append(cases,
-		testrig.ErrCase{"Leave, plugin fails", failing("Leave", func() error { return s.Ep.Leave(s.Sb) }), testrig.IsInternal, says})
-	if s.Ep.Info().Sandbox() != nil {
-		if err := s.Ep.Leave(s.Sb); err != nil {
+		testrig.ErrCase{"Leave, plugin fails", failing("Leave", func() error { return s.Endpoint.Leave(s.Sandbox) }), testrig.IsInternal, says})
+	if s.Endpoint.Info().Sandbox() != nil {
+		if err := s.Endpoint.Leave(s.Sandbox); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cases = append(cases,
-		testrig.ErrCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.Ep.Delete(false) }), testrig.IsInternal, says},
+		testrig.ErrCase{"Endpoint.Delete, plugin DeleteEndpoint fails", failing("DeleteEndpoint", func() error { return s.Endpoint.Delete(false) }), testrig.IsInternal, says},
 		testrig.ErrCase{"Network.Delete, plugin DeleteNetwork fails", failing("DeleteNetwork", func() error { return spare.Delete() }), testrig.IsInternal, says})
 	testrig.CheckErrCases(t, cases)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/network"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
@@ -24,22 +25,22 @@ const slack = 750 * time.Millisecond
 
 func TestRemoteJoinPluginError(t *testing.T) {
 	s := testrig.NewVethSetup(t)
-	s.P.SetBefore(func(m string) error {
+	s.Plugin.SetBefore(func(m string) error {
 		if m == "Join" {
 			return errors.New("no carrier for you")
 		}
 		return nil
 	})
-	err := s.Ep.Join(s.Sb)
+	err := s.Endpoint.Join(s.Sandbox)
 	if err == nil || !strings.Contains(err.Error(), "remote: no carrier for you") || !types.IsInternal(err) {
 		t.Fatalf("want the plugin's message as an Internal error, got %v", err)
 	}
 	s.CheckNotJoined(t)
 	// The plugin said the join failed: it has nothing to undo.
-	if n := s.P.Count("Leave " + s.Ep.ID()); n != 0 {
+	if n := s.Plugin.Count("Leave " + s.Endpoint.ID()); n != 0 {
 		t.Fatalf("plugin got %d Leave calls for a join it refused", n)
 	}
-	if n := s.P.Count("ProgramExternalConnectivity " + s.Ep.ID()); n != 0 {
+	if n := s.Plugin.Count("ProgramExternalConnectivity " + s.Endpoint.ID()); n != 0 {
 		t.Fatalf("failed join programmed external connectivity")
 	}
 	s.JoinWorks(t)
@@ -64,24 +65,24 @@ func TestRemoteJoinUnusableReply(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := testrig.NewVethSetup(t)
-			s.P.Mu.Lock()
-			saved := s.P.Routes
-			tc.setup(s.P)
-			s.P.Mu.Unlock()
-			err := s.Ep.Join(s.Sb)
+			s.Plugin.Mu.Lock()
+			saved := s.Plugin.Routes
+			tc.setup(s.Plugin)
+			s.Plugin.Mu.Unlock()
+			err := s.Endpoint.Join(s.Sandbox)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want an error naming %q, got %v", tc.want, err)
 			}
 			s.CheckNotJoined(t)
-			if n := s.P.Count("Leave " + s.Ep.ID()); n != 1 {
-				t.Fatalf("plugin got %d Leave calls, want 1: %v", n, s.P.CallList())
+			if n := s.Plugin.Count("Leave " + s.Endpoint.ID()); n != 1 {
+				t.Fatalf("plugin got %d Leave calls, want 1: %v", n, s.Plugin.CallList())
 			}
-			if seen, _ := s.P.LinkSeen("Leave " + s.Ep.ID()); !seen {
+			if seen, _ := s.Plugin.LinkSeen("Leave " + s.Endpoint.ID()); !seen {
 				t.Fatal("link was not back in the host when the plugin heard Leave")
 			}
-			s.P.Mu.Lock()
-			s.P.SrcName, s.P.Gateway, s.P.Routes = "", "", saved
-			s.P.Mu.Unlock()
+			s.Plugin.Mu.Lock()
+			s.Plugin.SrcName, s.Plugin.Gateway, s.Plugin.Routes = "", "", saved
+			s.Plugin.Mu.Unlock()
 			s.JoinWorks(t)
 		})
 	}
@@ -92,15 +93,15 @@ func TestRemoteJoinUnusableReply(t *testing.T) {
 // the restarted plugin picks up where it was.
 func TestRemotePluginDiesMidOperation(t *testing.T) {
 	s := testrig.NewVethSetup(t)
-	s.P.SetBefore(func(m string) error {
+	s.Plugin.SetBefore(func(m string) error {
 		if m == "Join" {
-			s.Srv.Kill()
+			s.Server.Kill()
 		}
 		return nil
 	})
 	start := time.Now()
-	err := s.Ep.Join(s.Sb)
-	if took := time.Since(start); err == nil || took > testrig.TestTimeout+slack {
+	err := s.Endpoint.Join(s.Sandbox)
+	if took := time.Since(start); err == nil || took > testrig.PluginTimeout+slack {
 		t.Fatalf("join on a dying plugin: %v after %v", err, took)
 	}
 	if !types.IsInternal(err) && !types.IsTimeout(err) {
@@ -110,24 +111,24 @@ func TestRemotePluginDiesMidOperation(t *testing.T) {
 
 	// Dead: calls fail as Timeout within the bound and change nothing.
 	start = time.Now()
-	_, err = s.N.CreateEndpoint("ep2")
-	if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
-		t.Fatalf("create endpoint on a dead plugin: want Timeout within %v, got %v after %v", testrig.TestTimeout, err, took)
+	_, err = s.Net.CreateEndpoint("ep2")
+	if took := time.Since(start); !types.IsTimeout(err) || took > testrig.PluginTimeout+slack {
+		t.Fatalf("create endpoint on a dead plugin: want Timeout within %v, got %v after %v", testrig.PluginTimeout, err, took)
 	}
-	if _, err := s.N.EndpointByName("ep2"); !types.IsNotFound(err) {
+	if _, err := s.Net.EndpointByName("ep2"); !types.IsNotFound(err) {
 		t.Fatalf("failed endpoint listed: %v", err)
 	}
-	if err := s.N.Delete(); err == nil {
+	if err := s.Net.Delete(); err == nil {
 		t.Fatal("network with an endpoint deleted")
 	}
-	if got := len(s.N.Endpoints()); got != 1 {
+	if got := len(s.Net.Endpoints()); got != 1 {
 		t.Fatalf("network has %d endpoints", got)
 	}
 
 	// Restarted on the same socket, the plugin serves the same controller.
-	s.Srv = testrig.Publish(t, s.Dir, "vethnet", testrig.ViaSocket, network.NewHandler(s.P))
+	s.Server = testrig.Publish(t, s.Dir, "vethnet", testrig.ViaSocket, network.NewHandler(s.Plugin))
 	s.JoinWorks(t)
-	ep2, err := s.N.CreateEndpoint("ep2")
+	ep2, err := s.Net.CreateEndpoint("ep2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,17 +144,17 @@ func TestRemotePluginHangs(t *testing.T) {
 	s := testrig.NewVethSetup(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the server is killed
-	s.P.SetBefore(func(m string) error {
+	s.Plugin.SetBefore(func(m string) error {
 		if m == "Join" {
 			<-release
 		}
 		return nil
 	})
 	start := time.Now()
-	err := s.Ep.Join(s.Sb)
+	err := s.Endpoint.Join(s.Sandbox)
 	took := time.Since(start)
-	if !types.IsTimeout(err) || took < testrig.TestTimeout || took > testrig.TestTimeout+slack {
-		t.Fatalf("join on a hung plugin: want Timeout after %v, got %v after %v", testrig.TestTimeout, err, took)
+	if !types.IsTimeout(err) || took < testrig.PluginTimeout || took > testrig.PluginTimeout+slack {
+		t.Fatalf("join on a hung plugin: want Timeout after %v, got %v after %v", testrig.PluginTimeout, err, took)
 	}
 	s.CheckNotJoined(t)
 }
@@ -161,7 +162,7 @@ func TestRemotePluginHangs(t *testing.T) {
 // A plugin socket or spec that is present but never answers is a Timeout
 // within the bound; nothing is created.
 func TestRemoteSilentPlugin(t *testing.T) {
-	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
+	c, _, dir := testrig.NewPluginController(t, testrig.PluginTimeout)
 	// A socket that is listened on but never served: connections queue.
 	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
 	if err != nil {
@@ -179,13 +180,13 @@ func TestRemoteSilentPlugin(t *testing.T) {
 	for _, name := range []string{"silent", "refused"} {
 		start := time.Now()
 		_, err := c.NewNetwork(name, "n-"+name, "")
-		if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
-			t.Fatalf("%s network plugin: want Timeout within %v, got %v after %v", name, testrig.TestTimeout, err, took)
+		if took := time.Since(start); !types.IsTimeout(err) || took > testrig.PluginTimeout+slack {
+			t.Fatalf("%s network plugin: want Timeout within %v, got %v after %v", name, testrig.PluginTimeout, err, took)
 		}
 		start = time.Now()
 		_, err = c.NewNetwork("bridge", "b-"+name, "", libnetwork.NetworkOptionIpam(name, "", nil, nil, nil))
-		if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
-			t.Fatalf("%s IPAM plugin: want Timeout within %v, got %v after %v", name, testrig.TestTimeout, err, took)
+		if took := time.Since(start); !types.IsTimeout(err) || took > testrig.PluginTimeout+slack {
+			t.Fatalf("%s IPAM plugin: want Timeout within %v, got %v after %v", name, testrig.PluginTimeout, err, took)
 		}
 	}
 	if nws := c.Networks(); len(nws) != 0 {
@@ -219,7 +220,7 @@ func TestRemoteUnknownDriverFast(t *testing.T) {
 // A plugin asked for an interface its handshake does not list is refused
 // with NotImplemented naming the interface.
 func TestRemoteImplementsMismatch(t *testing.T) {
-	c, host, dir := testrig.NewPluginController(t, testrig.TestTimeout)
+	c, host, dir := testrig.NewPluginController(t, testrig.PluginTimeout)
 	testrig.Publish(t, dir, "onlyipam", testrig.ViaSocket, ipam.NewHandler(newPoolPlugin()))
 	testrig.Publish(t, dir, "onlynet", testrig.ViaTCPSpec, network.NewHandler(testrig.NewVethPlugin(t, host)))
 
@@ -239,7 +240,7 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 	if err := n.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	n, err = c.NewNetwork("onlynet", "n4", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1"))
+	n, err = c.NewNetwork("onlynet", "n4", "", testrig.IPAMOpt("10.77.0.0/24", "10.77.0.1"))
 	if err != nil {
 		t.Fatalf("network plugin as network type: %v", err)
 	}
@@ -251,7 +252,7 @@ func TestRemoteImplementsMismatch(t *testing.T) {
 // An IPAM plugin that activates and then stops answering fails the network
 // as Timeout within one timeout, not one per call of the driver's start-up.
 func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
-	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
+	c, _, dir := testrig.NewPluginController(t, testrig.PluginTimeout)
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, _ *http.Request) {
@@ -263,15 +264,15 @@ func TestRemoteIPAMHangsAfterActivation(t *testing.T) {
 
 	start := time.Now()
 	_, err := c.NewNetwork("bridge", "n", "", libnetwork.NetworkOptionIpam("hungipam", "", nil, nil, nil))
-	if took := time.Since(start); !types.IsTimeout(err) || took > testrig.TestTimeout+slack {
-		t.Fatalf("want Timeout within %v, got %v after %v", testrig.TestTimeout, err, took)
+	if took := time.Since(start); !types.IsTimeout(err) || took > testrig.PluginTimeout+slack {
+		t.Fatalf("want Timeout within %v, got %v after %v", testrig.PluginTimeout, err, took)
 	}
 }
 
 // A silent plugin being waited for does not hold up the discovery of a
 // healthy one.
 func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
-	c, host, dir := testrig.NewPluginController(t, 2*testrig.TestTimeout)
+	c, host, dir := testrig.NewPluginController(t, 2*testrig.PluginTimeout)
 	l, err := net.Listen("unix", filepath.Join(dir, "silent.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +287,7 @@ func TestRemoteSilentPluginDoesNotBlockOthers(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // let the silent lookup start waiting
 	start := time.Now()
-	n, err := c.NewNetwork("vethnet", "v", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1"))
+	n, err := c.NewNetwork("vethnet", "v", "", testrig.IPAMOpt("10.77.0.0/24", "10.77.0.1"))
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)

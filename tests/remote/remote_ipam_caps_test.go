@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/sdk"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testrig"
@@ -199,7 +200,7 @@ func TestRemoteIPAMRestartReplay(t *testing.T) {
 		t.Run(fmt.Sprintf("replay=%t", replay), func(t *testing.T) {
 			r := testrig.NewRestartable(t)
 			dir := plugintest.Dir(t)
-			opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
+			opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.PluginTimeout)}
 			caps := ipamCaps{RequiresRequestReplay: replay}
 			p := newStateIPAM(caps)
 			srv := testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
@@ -252,7 +253,7 @@ func TestRemoteIPAMGoneAtRestart(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
-	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
+	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.PluginTimeout)}
 	p := newStateIPAM(ipamCaps{})
 	srv := testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
 	c := r.Start(opts...)
@@ -297,7 +298,7 @@ func TestRemoteIPAMGoneAtRestart(t *testing.T) {
 // endpoint's interface has that very MAC.
 func TestRemoteIPAMRequiresMAC(t *testing.T) {
 	t.Parallel()
-	c, _, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
+	c, _, dir := testrig.NewPluginController(t, 5*testrig.PluginTimeout)
 	p := newStateIPAM(ipamCaps{RequiresMACAddress: true})
 	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
 	n := testrig.Must[*libnetwork.Network](t)(stateNet(t, c, "st", "", ""))
@@ -352,7 +353,7 @@ func TestRemoteIPAMRequiresMAC(t *testing.T) {
 // plugin handed out is given back.
 func TestRemoteIPAMOtherAnswers(t *testing.T) {
 	t.Parallel()
-	c, _, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
+	c, _, dir := testrig.NewPluginController(t, 5*testrig.PluginTimeout)
 	p := newStateIPAM(ipamCaps{})
 	testrig.Publish(t, dir, "stipam", testrig.ViaSocket, stateIPAMHandler(p))
 

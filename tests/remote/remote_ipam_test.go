@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/ipam"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // TestRemoteIPAMBridge runs a bridge network whose pool, gateway and
 // addresses all come from an IPAM plugin, and passes traffic over it.
 func TestRemoteIPAMBridge(t *testing.T) {
 	t.Parallel()
-	c, host, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
+	c, host, dir := testrig.NewPluginController(t, 5*testrig.PluginTimeout)
 	p := newPoolPlugin()
 	testrig.Publish(t, dir, "myipam", testrig.ViaTCPJSON, ipam.NewHandler(p))
 
@@ -102,7 +103,7 @@ func TestRemoteIPAMBridge(t *testing.T) {
 // the operation with the plugin's message and gives back what was taken.
 func TestRemoteIPAMFailures(t *testing.T) {
 	t.Parallel()
-	c, _, dir := testrig.NewPluginController(t, testrig.TestTimeout)
+	c, _, dir := testrig.NewPluginController(t, testrig.PluginTimeout)
 	p := newPoolPlugin()
 	testrig.Publish(t, dir, "myipam", testrig.ViaSocket, ipam.NewHandler(p))
 	opt := libnetwork.NetworkOptionIpam("myipam", "", nil, nil, nil)

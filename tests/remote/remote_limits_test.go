@@ -33,7 +33,7 @@ func TestRemotePluginFloodsReply(t *testing.T) {
 			})
 			mux.HandleFunc("/NetworkDriver.CreateNetwork", flood)
 			testrig.Publish(t, dir, name, testrig.ViaSocket, plugintest.HTTP{Handler: mux})
-			pool := testrig.IPAMConf("10.94.0.0/24", "")
+			pool := testrig.IPAMOpt("10.94.0.0/24", "")
 			var err error
 			g := testutil.MeasureGrowth(t, func() { _, err = c.NewNetwork(name, "n", "", pool) })
 			if !types.IsInternal(err) {

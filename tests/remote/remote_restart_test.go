@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/docker/go-plugins-helpers/network"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/plugins/plugintest"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // A restarted controller trusts its records of a network plugin's network
@@ -24,12 +25,12 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	t.Parallel()
 	r := testrig.NewRestartable(t)
 	dir := plugintest.Dir(t)
-	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.TestTimeout)}
+	opts := []config.Option{config.OptionPluginDirs(dir), config.OptionPluginTimeout(5 * testrig.PluginTimeout)}
 	p := testrig.NewVethPlugin(t, r.Host)
 	srv := testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
 
 	c := r.Start(opts...)
-	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1")))
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("vethnet", "rnet", "", testrig.IPAMOpt("10.77.0.0/24", "10.77.0.1")))
 	joinedEP := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("joined"))
 	idle := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("idle"))
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c1"))
@@ -92,7 +93,7 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 	// Back again: the same controller's calls reach it.
 	testrig.Publish(t, dir, "vethnet", testrig.ViaSocket, network.NewHandler(p))
 	more := testrig.Must[*libnetwork.Endpoint](t)(n2.CreateEndpoint("more"))
-	if p.Ep(more.ID()) == nil {
+	if p.Endpoint(more.ID()) == nil {
 		t.Fatalf("CreateEndpoint did not reach the plugin: %v", p.CallList())
 	}
 	sb2 := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c2"))
@@ -109,8 +110,8 @@ func TestRestartTrustsPluginRecords(t *testing.T) {
 		t.Fatalf("Leave: %v, plugin calls %v", err, p.CallList())
 	}
 	for _, e := range []*libnetwork.Endpoint{ep, idle2, more} {
-		if err := e.Delete(false); err != nil || p.Ep(e.ID()) != nil {
-			t.Fatalf("Delete of %s: %v; plugin still has it: %v", e.Name(), err, p.Ep(e.ID()) != nil)
+		if err := e.Delete(false); err != nil || p.Endpoint(e.ID()) != nil {
+			t.Fatalf("Delete of %s: %v; plugin still has it: %v", e.Name(), err, p.Endpoint(e.ID()) != nil)
 		}
 	}
 	if err := n2.Delete(); err != nil || p.Count("DeleteNetwork "+n.ID()) != 1 {

@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/docker/go-plugins-helpers/network"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // TestRemoteDriverLifecycle drives a network plugin that hands over veths
@@ -22,7 +23,7 @@ func TestRemoteDriverLifecycle(t *testing.T) {
 	t.Parallel()
 	for _, how := range []testrig.Transport{testrig.ViaSocket, testrig.ViaTCPSpec, testrig.ViaTCPJSON} {
 		t.Run(string(how), func(t *testing.T) {
-			c, host, dir := testrig.NewPluginController(t, 5*testrig.TestTimeout)
+			c, host, dir := testrig.NewPluginController(t, 5*testrig.PluginTimeout)
 			p := testrig.NewVethPlugin(t, host)
 			testrig.Publish(t, dir, "vethnet", how, network.NewHandler(p))
 			remoteLifecycle(t, c, host.Netlink, p)
@@ -31,7 +32,7 @@ func TestRemoteDriverLifecycle(t *testing.T) {
 }
 
 func remoteLifecycle(t *testing.T, c *libnetwork.Controller, hostNL *netlink.Handle, p *testrig.VethPlugin) {
-	n, err := c.NewNetwork("vethnet", "rnet", "", testrig.IPAMConf("10.77.0.0/24", "10.77.0.1"))
+	n, err := c.NewNetwork("vethnet", "rnet", "", testrig.IPAMOpt("10.77.0.0/24", "10.77.0.1"))
 	if err != nil {
 		t.Fatalf("NewNetwork on the plugin: %v", err)
 	}
@@ -39,14 +40,14 @@ func remoteLifecycle(t *testing.T, c *libnetwork.Controller, hostNL *netlink.Han
 		t.Fatalf("network type %q, plugin calls %v", n.Type(), p.CallList())
 	}
 	p.Mu.Lock()
-	pool, gw := p.Pools[n.ID()], p.Gws[n.ID()]
+	pool, gw := p.Pools[n.ID()], p.NetGateways[n.ID()]
 	p.Mu.Unlock()
 	if pool != "10.77.0.0/24" || gw != "10.77.0.1" {
 		t.Fatalf("plugin got pool %q gateway %q", pool, gw)
 	}
 
 	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep1"))
-	pe := p.Ep(ep.ID())
+	pe := p.Endpoint(ep.ID())
 	if pe == nil || !p.HostHas(pe.Host) || !p.HostHas(pe.Peer) {
 		t.Fatalf("plugin did not make its veth: %+v", pe)
 	}
@@ -127,7 +128,7 @@ func remoteLifecycle(t *testing.T, c *libnetwork.Controller, hostNL *netlink.Han
 	// Deleting a sandbox with a joined remote endpoint also hands the link
 	// back: the plugin, not the dying namespace, owns it.
 	ep2 := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep2"))
-	pe2 := p.Ep(ep2.ID())
+	pe2 := p.Endpoint(ep2.ID())
 	if err := ep2.Join(sb); err != nil {
 		t.Fatal(err)
 	}

@@ -9,22 +9,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
-// Published ports across restarts; the regression tests among them say
-// what TestCrashRecovery found.
+// Published ports across restarts, including states a crash leaves that
+// TestCrashRecovery reaches only by chance.
 
-// Regression: an endpoint publishing a port of its own on a chosen host
-// port (CreateOptionPortMapping) came back from a restart publishing it
-// once more on a new host port (the ports published before were merged
-// with the endpoint's request instead of replacing it), or, with a fixed
-// port of the sandbox besides, failed to come back at all.
+// An endpoint publishing a port of its own on a chosen host port
+// (CreateOptionPortMapping) comes back from a restart publishing it once,
+// on the same host port (the recorded ports replace the endpoint's
+// request, they are not merged with it), and comes back as well with a
+// fixed port of the sandbox besides.
 func TestRestartKeepsEndpointOwnPort(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
@@ -93,11 +94,11 @@ func storedOperPorts(t *testing.T, r *testrig.Restartable) map[string][]string {
 	return out
 }
 
-// Regression: when a join moved the gateway (and the published ports) to
-// the new endpoint, the old gateway's record kept claiming the ports; a
-// restart that finished a later leave of the new gateway published them
-// from that stale record, which for a chosen port may be another
-// container's by then.
+// When a join moves the gateway (and the published ports) to the new
+// endpoint, the old gateway's record stops claiming the ports: a restart
+// that finishes a later leave of the new gateway must not publish them
+// from a stale record, since a chosen port may be another container's by
+// then.
 func TestGatewayMoveForgetsOldPorts(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
@@ -126,10 +127,10 @@ func TestGatewayMoveForgetsOldPorts(t *testing.T) {
 	}
 }
 
-// Regression: a Join killed after it moved the default route to the new
-// endpoint's gateway: the restart rolls the join back, and with the
-// interface the default route went too, leaving the live container with
-// no way out. The route is now put back via the remaining gateway.
+// A Join killed after it moved the default route to the new endpoint's
+// gateway: the restart rolls the join back, and the default route, which
+// went with the interface, is put back via the remaining gateway, so the
+// live container keeps a way out.
 func TestCrashDuringJoinRestoresDefaultRoute(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
@@ -250,13 +251,12 @@ func vethOf(t *testing.T, r *testrig.Restartable, ep *libnetwork.Endpoint) strin
 	return l[0].Attrs().Name
 }
 
-// Regression: a restored gateway with no recorded ports (it took over
-// from an endpoint whose leave the restart finished) was published at
-// once, and the port chosen for it could be one a sandbox restored after
-// it still held by record, which then failed to come back ("port is
-// already allocated"). Such gateways now publish after every sandbox is
-// back. (Sandboxes are restored in no fixed order: with three of them
-// taking over, the old code failed three runs in four.)
+// A restored gateway with no recorded ports (it took over from an
+// endpoint whose leave the restart finished) publishes only after every
+// sandbox is back: a port chosen for it at once could be one a sandbox
+// restored after it still holds by record, which would then fail to come
+// back ("port is already allocated"). Sandboxes are restored in no fixed
+// order, so three of them take over to make a wrong order near-certain.
 func TestRestartPublishesTakenOverPortsLast(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
@@ -315,10 +315,10 @@ func TestRestartPublishesTakenOverPortsLast(t *testing.T) {
 	}
 }
 
-// Regression: a join that moved the gateway and then failed (here the new
-// gateway's own port is taken) moves it back, and the old gateway
-// publishes its chosen port anew, on another host port; its record kept
-// the old one, so a restart published a port the container no longer had.
+// A join that moved the gateway and then failed (here the new gateway's
+// own port is taken) moves it back, and the old gateway publishes its
+// chosen port anew, on another host port; its record must name the new
+// host port, or a restart would publish one the container does not have.
 func TestFailedJoinRecordsRestoredGateway(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
