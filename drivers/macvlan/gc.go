@@ -5,9 +5,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // CollectGarbage deletes, in the host namespace, stand-in parents tagged

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"os"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Join makes the endpoint's macvlan link on the network's parent.

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // kernelRig is a throwaway host namespace whose "physical" interface lan0

@@ -31,11 +31,12 @@ import (
 	"net"
 	"sync"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // NetworkType is the name of this driver.

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // network is the driver's record of one network.

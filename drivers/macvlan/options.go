@@ -7,12 +7,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // Driver option keys, upstream's.

@@ -6,11 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // fakeDriver is a driver over an in-memory host with eth0 (mtu 1500),

@@ -5,9 +5,10 @@ import (
 	"regexp"
 	"sync"
 
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // subIfaceName matches upstream's 802.1q sub-interface parent form:

@@ -9,14 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkMacvlanLifecycle runs N containers (LIFECYCLE_N, default 200)

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
-	"github.com/vishvananda/netlink"
 )
 
 // A macvlan network gets the embedded resolver and DNS files as a bridge

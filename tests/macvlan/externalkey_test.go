@@ -5,10 +5,11 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
-	"github.com/vishvananda/netlink"
 )
 
 // A sandbox whose namespace a runtime makes (external key) joins before it

@@ -8,6 +8,9 @@ import (
 	"net"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
@@ -16,8 +19,6 @@ import (
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Addresses of the LAN behind every parent k (lan<k> on the host, wire in

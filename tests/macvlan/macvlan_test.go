@@ -6,13 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // Containers sit on the LAN: the neighbour reaches a container at its own
