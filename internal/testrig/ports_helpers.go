@@ -232,15 +232,43 @@ func FetchWithin(ns *netnsutil.NS, proto, addr string, timeout time.Duration) (s
 		return "", err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
 	if proto == "udp" {
-		if _, err := conn.Write([]byte("hi")); err != nil {
-			return "", err
-		}
+		return udpAsk(conn, deadline)
 	}
+	_ = conn.SetDeadline(deadline)
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	return strings.TrimSpace(line), err
 }
+
+// udpAsk sends a datagram on conn and returns the first line answered
+// before deadline. A datagram can be lost on a loaded machine (a neighbour
+// entry not yet resolved, a queue full), where TCP would retransmit its
+// SYN, so the datagram is sent again every udpResend: all from one socket,
+// so they are one flow to conntrack and NAT, and one answer is enough.
+func udpAsk(conn net.Conn, deadline time.Time) (string, error) {
+	buf := make([]byte, 512)
+	for {
+		if _, err := conn.Write([]byte("hi")); err != nil {
+			return "", err
+		}
+		wait := time.Now().Add(udpResend)
+		if wait.After(deadline) {
+			wait = deadline
+		}
+		_ = conn.SetReadDeadline(wait)
+		n, err := conn.Read(buf)
+		if err == nil {
+			line, _, _ := strings.Cut(string(buf[:n]), "\n")
+			return strings.TrimSpace(line), nil
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || !time.Now().Before(deadline) {
+			return "", err
+		}
+	}
+}
+
+const udpResend = 300 * time.Millisecond
 
 // MustFetch expects an answer from the server tagged tag; it returns the
 // peer address the server saw, without the port.
