@@ -28,6 +28,7 @@ var optionals = []optional{
 	{"Closer", has[driverapi.Closer], checkCloser},
 	{"JoinRestorer", has[driverapi.JoinRestorer], checkJoinRestorer},
 	{"GarbageCollector", has[driverapi.GarbageCollector], checkGarbageCollector},
+	{"SandboxGarbageCollector", has[driverapi.SandboxGarbageCollector], checkSandboxGarbageCollector},
 	{"StateKeeper", has[driverapi.StateKeeper], checkStateKeeper},
 	{"NetworkAbandoner", has[driverapi.NetworkAbandoner], checkNetworkAbandoner},
 	{"FirewallRepairer", has[driverapi.FirewallRepairer], checkFirewallRepairer},
@@ -182,6 +183,29 @@ func checkGarbageCollector(t *testing.T, s Suite) {
 	if err := d.DeleteNetwork("g1"); !nilOrNotFound(err) && !(s.SingleNetwork && types.IsForbidden(err)) {
 		t.Fatalf("DeleteNetwork after collecting it: %v", err)
 	}
+}
+
+// Collecting in the joined endpoint's sandbox with it joined keeps the
+// join working (Leave and a new join succeed); collecting with nothing
+// joined, in that sandbox and in one that does not exist, succeeds.
+func checkSandboxGarbageCollector(t *testing.T, s Suite) {
+	d, req, _ := joined(t, s, "h1", "e1")
+	gc := d.(driverapi.SandboxGarbageCollector)
+	keys := []string{req.SandboxKey, req.SandboxKey + ".gone"}
+	if err := gc.CollectSandboxGarbage(keys, map[string]bool{"e1": true}); err != nil {
+		t.Fatalf("CollectSandboxGarbage with the endpoint joined: %v", err)
+	}
+	teardown(t, d, "h1", "e1")
+	if err := gc.CollectSandboxGarbage(keys, map[string]bool{}); err != nil {
+		t.Fatalf("CollectSandboxGarbage with nothing joined: %v", err)
+	}
+	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "h1", EndpointID: "e2", Interface: s.iface("h1", "e2", nil)}); err != nil {
+		t.Fatalf("CreateEndpoint after collecting: %v", err)
+	}
+	if _, err := d.Join(s.Join(t, "h1", "e2")); err != nil {
+		t.Fatalf("Join after collecting: %v", err)
+	}
+	teardown(t, d, "h1", "e2")
 }
 
 // The answer is a property of the driver: it does not change.
