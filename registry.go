@@ -12,6 +12,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/drivers/host"
+	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/drivers/null"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/ipam"
@@ -57,6 +58,12 @@ func newRegistry(c *Controller) (*registry, error) {
 			return nil, err
 		}
 	}
+	mv, err := macvlan.New(c.host)
+	if err != nil {
+		r.close()
+		return nil, types.Wrapf(err, "initialising the macvlan driver")
+	}
+	r.drivers[mv.Type()] = &driverEntry{Driver: mv, capability: macvlan.Capability(), builtin: true}
 
 	ula, err := c.ulaGlobalID()
 	if err != nil {

@@ -11,14 +11,19 @@ import (
 
 // collectGarbage removes what no record accounts for: namespace files and
 // sandbox file directories under ExecRoot, and (through the drivers that
-// can) bridges, veths and rules tagged with IDs that are gone.
+// can) bridges, veths and rules tagged with IDs that are gone, in the host
+// namespace and inside the sandboxes kept.
 func (c *Controller) collectGarbage() error {
 	var errs []error
 	c.mu.Lock()
 	keys := map[string]bool{}
 	sbIDs := map[string]bool{}
+	var sbKeys []string
 	for _, sb := range c.sandboxes {
 		keys[filepath.Base(sb.key)] = true
+		if sb.key != "" {
+			sbKeys = append(sbKeys, sb.key)
+		}
 		sbIDs[sb.id] = true
 	}
 	liveNets := map[string]bool{}
@@ -51,6 +56,9 @@ func (c *Controller) collectGarbage() error {
 	for _, e := range c.drv.allDrivers() {
 		if gc, ok := e.(driverapi.GarbageCollector); ok {
 			errs = append(errs, gc.CollectGarbage(liveNets, joined))
+		}
+		if gc, ok := e.(driverapi.SandboxGarbageCollector); ok {
+			errs = append(errs, gc.CollectSandboxGarbage(sbKeys, joined))
 		}
 	}
 	return errors.Join(errs...)

@@ -186,6 +186,14 @@ type GarbageCollector interface {
 	CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) error
 }
 
+// SandboxGarbageCollector is implemented by drivers whose tagged kernel
+// objects live inside sandbox namespaces (the macvlan driver's links): it
+// removes, in each namespace of sandboxKeys (the controller's kept
+// sandboxes), those of endpoints not in joinedEndpoints.
+type SandboxGarbageCollector interface {
+	CollectSandboxGarbage(sandboxKeys []string, joinedEndpoints map[string]bool) error
+}
+
 // NetworkAbandoner is implemented by drivers that can clean up after a
 // CreateNetwork a crash cut short, before its kernel objects were tagged
 // with the network's ID (so GarbageCollector cannot find them). The

@@ -29,6 +29,7 @@ var optionals = []optional{
 	{"Closer", has[driverapi.Closer], checkCloser},
 	{"JoinRestorer", has[driverapi.JoinRestorer], checkJoinRestorer},
 	{"GarbageCollector", has[driverapi.GarbageCollector], checkGarbageCollector},
+	{"SandboxGarbageCollector", has[driverapi.SandboxGarbageCollector], checkSandboxGarbageCollector},
 	{"StateKeeper", has[driverapi.StateKeeper], checkStateKeeper},
 	{"NetworkAbandoner", has[driverapi.NetworkAbandoner], checkNetworkAbandoner},
 	{"FirewallRepairer", has[driverapi.FirewallRepairer], checkFirewallRepairer},
@@ -51,8 +52,15 @@ func runOptional(t *testing.T, s Suite) {
 // to a sandbox, and the join's request and result.
 func joined(t *testing.T, s Suite, nid, eid string) (driverapi.Driver, driverapi.JoinRequest, *driverapi.JoinResult) {
 	t.Helper()
+	return joinedIn(t, s, s.Network(nid), eid)
+}
+
+// joinedIn is joined, in the network req creates.
+func joinedIn(t *testing.T, s Suite, netReq driverapi.CreateNetworkRequest, eid string) (driverapi.Driver, driverapi.JoinRequest, *driverapi.JoinResult) {
+	t.Helper()
+	nid := netReq.NetworkID
 	d := s.New(t)
-	if err := d.CreateNetwork(s.Network(nid)); err != nil {
+	if err := d.CreateNetwork(netReq); err != nil {
 		t.Fatalf("CreateNetwork: %v", err)
 	}
 	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: nid, EndpointID: eid, Interface: s.iface(nid, eid, nil)}); err != nil {
@@ -191,7 +199,7 @@ func objects(t *testing.T, s Suite, d driverapi.Driver, nid, eid string) []strin
 // objects; collecting with nothing live (what a restart finds after a
 // crash) removes them all, and teardown afterwards is "already gone".
 func checkGarbageCollector(t *testing.T, s Suite) {
-	d, _, _ := joined(t, s, "g1", "e1")
+	d, _, _ := joinedIn(t, s, s.ownNetwork("g1"), "e1")
 	gc := d.(driverapi.GarbageCollector)
 	before := objects(t, s, d, "g1", "e1")
 	if len(before) == 0 {
@@ -218,6 +226,29 @@ func checkGarbageCollector(t *testing.T, s Suite) {
 	if err := d.DeleteNetwork("g1"); !nilOrNotFound(err) && !(s.SingleNetwork && types.IsForbidden(err)) {
 		t.Fatalf("DeleteNetwork after collecting: %v", err)
 	}
+}
+
+// Collecting in the joined endpoint's sandbox with it joined keeps the
+// join working (Leave and a new join succeed); collecting with nothing
+// joined, in that sandbox and in one that does not exist, succeeds.
+func checkSandboxGarbageCollector(t *testing.T, s Suite) {
+	d, req, _ := joined(t, s, "h1", "e1")
+	gc := d.(driverapi.SandboxGarbageCollector)
+	keys := []string{req.SandboxKey, req.SandboxKey + ".gone"}
+	if err := gc.CollectSandboxGarbage(keys, map[string]bool{"e1": true}); err != nil {
+		t.Fatalf("CollectSandboxGarbage with the endpoint joined: %v", err)
+	}
+	teardown(t, d, "h1", "e1")
+	if err := gc.CollectSandboxGarbage(keys, map[string]bool{}); err != nil {
+		t.Fatalf("CollectSandboxGarbage with nothing joined: %v", err)
+	}
+	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "h1", EndpointID: "e2", Interface: s.iface("h1", "e2", nil)}); err != nil {
+		t.Fatalf("CreateEndpoint after collecting: %v", err)
+	}
+	if _, err := d.Join(s.Join(t, "h1", "e2")); err != nil {
+		t.Fatalf("Join after collecting: %v", err)
+	}
+	teardown(t, d, "h1", "e2")
 }
 
 // A driver that keeps state refuses to create a network it already holds
@@ -251,25 +282,25 @@ func checkStateKeeper(t *testing.T, s Suite) {
 func checkNetworkAbandoner(t *testing.T, s Suite) {
 	d := s.New(t)
 	ab := d.(driverapi.NetworkAbandoner)
-	if err := d.CreateNetwork(s.Network("b1")); err != nil {
+	if err := d.CreateNetwork(s.ownNetwork("b1")); err != nil {
 		t.Fatalf("CreateNetwork: %v", err)
 	}
 	if len(objects(t, s, d, "b1", "")) == 0 {
 		t.Fatal("a created network holds no objects: Suite.Objects sees nothing to abandon")
 	}
-	if err := ab.AbandonNetwork(s.Network("b1")); err != nil {
+	if err := ab.AbandonNetwork(s.ownNetwork("b1")); err != nil {
 		t.Fatalf("AbandonNetwork: %v", err)
 	}
 	if got := objects(t, s, d, "b1", ""); len(got) != 0 {
 		t.Fatalf("AbandonNetwork left %v", got)
 	}
-	if err := d.CreateNetwork(s.Network("b1")); err != nil {
+	if err := d.CreateNetwork(s.ownNetwork("b1")); err != nil {
 		t.Fatalf("CreateNetwork after AbandonNetwork: %v", err)
 	}
 	if err := d.DeleteNetwork("b1"); err != nil {
 		t.Fatalf("DeleteNetwork: %v", err)
 	}
-	if err := ab.AbandonNetwork(s.Network("b2")); err != nil {
+	if err := ab.AbandonNetwork(s.ownNetwork("b2")); err != nil {
 		t.Fatalf("AbandonNetwork of a network never created: %v", err)
 	}
 }

@@ -94,14 +94,23 @@ const (
 func (w *crashWorker) step() string {
 	c := w.c
 	nets := c.Networks()
-	var bridges []*libnetwork.Network
+	// usable: the networks endpoints are made on, the bridges and the
+	// internal macvlan network (links in the sandboxes, a stand-in parent
+	// in the host).
+	var bridges, usable []*libnetwork.Network
+	isMacvlan := map[string]bool{}
 	for _, n := range nets {
-		if n.Type() == "bridge" {
+		switch n.Type() {
+		case "bridge":
 			bridges = append(bridges, n)
+			usable = append(usable, n)
+		case "macvlan":
+			usable = append(usable, n)
+			isMacvlan[n.Name()] = true
 		}
 	}
 	var free, joined []*libnetwork.Endpoint
-	for _, n := range bridges {
+	for _, n := range usable {
 		for _, ep := range n.Endpoints() {
 			if ep.Info().Sandbox() == nil {
 				free = append(free, ep)
@@ -116,8 +125,10 @@ func (w *crashWorker) step() string {
 	switch r := pick(100); {
 	case r < 8 && len(bridges) < crashMaxNets:
 		return w.createNetwork(bridges)
+	case r < 9 && len(isMacvlan) == 0:
+		return w.createMacvlan()
 	case r < 12:
-		for _, n := range bridges {
+		for _, n := range usable {
 			if len(n.Endpoints()) == 0 {
 				if err := n.Delete(); err != nil {
 					w.fail("deleting network %s: %v", n.Name(), err)
@@ -125,10 +136,10 @@ func (w *crashWorker) step() string {
 				return "delete-network"
 			}
 		}
-	case r < 32 && len(bridges) > 0 && len(free)+len(joined) < crashMaxEndpoints:
-		n := bridges[pick(len(bridges))]
+	case r < 32 && len(usable) > 0 && len(free)+len(joined) < crashMaxEndpoints:
+		n := usable[pick(len(usable))]
 		name, opts := randName("e"), []libnetwork.EndpointOption(nil)
-		if pick(3) == 0 {
+		if pick(3) == 0 && !isMacvlan[n.Name()] { // macvlan publishes nothing
 			// Its own published port, on a host port the library
 			// chooses (published while it is its sandbox's gateway).
 			name = randName(crashOwnPortPrefix)
@@ -161,8 +172,8 @@ func (w *crashWorker) step() string {
 		ep := free[pick(len(free))]
 		for _, i := range w.rng.Perm(len(sbs)) {
 			sb := sbs[i]
-			if onNetwork(sb, ep.Network()) {
-				continue
+			if onNetwork(sb, ep.Network()) || isMacvlan[ep.Network()] && len(w.active[sb.ID()]) > 0 {
+				continue // a sandbox publishing ports cannot join macvlan
 			}
 			err := ep.Join(sb)
 			if types.IsForbidden(err) && strings.Contains(err.Error(), "already allocated") {
@@ -175,6 +186,9 @@ func (w *crashWorker) step() string {
 			}
 			if err != nil {
 				w.fail("joining %s to sandbox %s: %v", ep.Name(), sb.ID()[:12], err)
+			}
+			if isMacvlan[ep.Network()] {
+				return "join-macvlan"
 			}
 			return "join"
 		}
@@ -246,6 +260,23 @@ func (w *crashWorker) createNetwork(existing []*libnetwork.Network) string {
 		return "create-network"
 	}
 	return "none"
+}
+
+// createMacvlan makes the internal macvlan network (no parent: the driver
+// makes a tagged stand-in veth pair), persisted or, one time in four, kept
+// in memory only.
+func (w *crashWorker) createMacvlan() string {
+	name := "mv"
+	opts := []libnetwork.NetworkOption{libnetwork.NetworkOptionIpam("default", "",
+		[]*libnetwork.IpamConf{{PreferredPool: "10.67.0.0/26"}}, nil, nil)}
+	if w.rng.Intn(4) == 0 {
+		opts = append(opts, libnetwork.NetworkOptionPersist(false))
+		name = "memmv"
+	}
+	if _, err := w.c.NewNetwork("macvlan", name, "", opts...); err != nil {
+		w.fail("creating macvlan network: %v", err)
+	}
+	return "create-macvlan"
 }
 
 // Published ports. Sandboxes publish fixed host ports from a range of
