@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/bridge"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkEmbeddedResolver measures local-name queries from inside a
@@ -39,8 +39,7 @@ func BenchmarkEmbeddedResolver(b *testing.B) {
 	testutil.RequireRoot(b)
 	dir := b.TempDir()
 	host := testutil.NewHostNS(b)
-	c, err := libnetwork.New(config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib")),
-		config.OptionPluginDirs(filepath.Join(dir, "plugins")), config.OptionHostNetNS(host.Path()))
+	c, err := libnetwork.New(benchOptions(host, dir)...)
 	if err != nil {
 		b.Fatal(err)
 	}

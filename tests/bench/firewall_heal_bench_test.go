@@ -3,7 +3,6 @@ package bench
 import (
 	"log/slog"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -44,8 +43,7 @@ func benchHeal(b *testing.B, flush []string, trigger string, opts ...config.Opti
 	rec := testrig.NewRecorder()
 	dir := b.TempDir()
 	host := testutil.NewHostNS(b)
-	c, err := libnetwork.New(append([]config.Option{config.OptionHostNetNS(host.Path()), config.OptionLogger(slog.New(rec)),
-		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib"))}, opts...)...)
+	c, err := libnetwork.New(benchOptions(host, dir, append([]config.Option{config.OptionLogger(slog.New(rec))}, opts...)...)...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
 )
@@ -80,8 +79,7 @@ func benchBridge(b *testing.B, pool string) (c *libnetwork.Controller, nw *libne
 	b.Helper()
 	dir := tmpfsDir(b)
 	host := testutil.NewHostNS(b)
-	c, err := libnetwork.New(config.OptionHostNetNS(host.Path()),
-		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib")))
+	c, err := libnetwork.New(benchOptions(host, dir)...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,13 +2,11 @@ package bench
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/opencnm/libnetwork"
-	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
@@ -159,11 +157,7 @@ func benchController(b *testing.B) (*libnetwork.Controller, *libnetwork.Network)
 	testutil.RequireRoot(b)
 	dir := tmpfsDir(b)
 	host := testutil.NewHostNS(b)
-	c, err := libnetwork.New(
-		config.OptionExecRoot(filepath.Join(dir, "run")),
-		config.OptionDataDir(filepath.Join(dir, "lib")),
-		config.OptionPluginDirs(filepath.Join(dir, "plugins")),
-		config.OptionHostNetNS(host.Path()))
+	c, err := libnetwork.New(benchOptions(host, dir)...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
@@ -21,8 +23,6 @@ import (
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // restartN is how many endpoints BenchmarkRestart restores, all joined to
@@ -67,8 +67,7 @@ func restartPorts(i int) []types.PortBinding {
 func benchRestart(b *testing.B, n int) {
 	dir := tmpfsDir(b)
 	host := testutil.NewHostNS(b)
-	base := []config.Option{config.OptionHostNetNS(host.Path()),
-		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib"))}
+	base := benchOptions(host, dir)
 	c, err := libnetwork.New(base...)
 	if err != nil {
 		b.Fatal(err)
