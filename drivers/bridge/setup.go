@@ -134,17 +134,26 @@ func (d *Driver) ensureBridge(c *networkConfig) (br netlink.Link, created bool, 
 	}
 	l, err := existing()
 	if err == nil {
+		// A bridge tagged with this network's ID is one an earlier run of
+		// the driver made (a restart): it is still ours to delete.
+		ours := l.Attrs().Alias == networkTag(c.ID)
 		// An adopted bridge whose MAC nobody set takes the lowest of its
 		// ports' MACs, so joins and leaves would change the gateway's MAC
 		// under the containers' neighbour caches. Setting the MAC it has
-		// marks it set (the kernel's addr_assign_type), which stops that and
-		// changes nothing else.
-		if err := d.nl.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil && !isLinkNotFound(err) {
-			return nil, false, types.InternalErrorf("pinning the mac of bridge %s: %w", c.BridgeName, err)
+		// marks it set (the kernel's addr_assign_type), which stops that.
+		// A bridge the driver made (tagged, or in BridgeGroup after a crash
+		// before the tag) got its MAC in the creating request, so it is set
+		// already, and it must not be set again: any MAC change, even to
+		// the same value, makes the kernel flush every neighbour entry of
+		// the bridge, the permanent ones the host reaches kept containers
+		// through included (see neigh.go), and their flows stall until
+		// the restore re-adds them.
+		if !ours && l.Attrs().Group != BridgeGroup {
+			if err := d.nl.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil && !isLinkNotFound(err) {
+				return nil, false, types.InternalErrorf("pinning the mac of bridge %s: %w", c.BridgeName, err)
+			}
 		}
-		// A bridge tagged with this network's ID is one an earlier run of
-		// the driver made (a restart): it is still ours to delete.
-		return l, l.Attrs().Alias == networkTag(c.ID), nil
+		return l, ours, nil
 	}
 	if !isLinkNotFound(err) {
 		return nil, false, types.Wrapf(err, "looking up bridge %s", c.BridgeName)

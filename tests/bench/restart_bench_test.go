@@ -206,12 +206,16 @@ func benchRestart(b *testing.B, n int) {
 		b.Errorf("new connection through a published port after the restart: %v", fresh)
 	}
 	// A failed probe is a broken data plane; the longest gap between probes
-	// is reported, and only a gap no scheduler delay explains fails: on a
-	// loaded machine the probing goroutine itself waits hundreds of ms.
+	// is reported (about 20-30 ms when idle), and fails above 400 ms: a
+	// flow whose packets are dropped stalls for retransmission timeouts of
+	// 200 ms, then 400 ms more (a bridge's neighbour flush cost the host's
+	// flow 110-835 ms), while a loaded machine delays the probing
+	// goroutine by less. TestRestartKeepsHostNeighbourOfKeptSandbox
+	// (tests/restart) checks the kernel state behind it, without timing.
 	var maxGap time.Duration
 	for _, s := range stats {
 		maxGap = max(maxGap, s.MaxGap)
-		if s.Errs > 0 || s.MaxGap > 2*time.Second {
+		if s.Errs > 0 || s.MaxGap > 400*time.Millisecond {
 			b.Errorf("data plane interrupted: %s", s)
 		}
 	}
