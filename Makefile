@@ -81,13 +81,13 @@ test: deps vet fmt-check imports-check
 # run again and again.
 # The mount points it needs are removed again if it made them.
 example: deps
-	$(GO) build -o /tmp/opencnm-readme-example ./cmd/readme-example
-	@made=; for d in /run/libnetwork /var/lib/libnetwork; do \
+	@bin=$$(mktemp -d) && $(GO) build -o $$bin/readme-example ./cmd/readme-example && \
+	made=; for d in /run/libnetwork /var/lib/libnetwork; do \
 		[ -d $$d ] || { mkdir -p $$d && made="$$made $$d"; }; done; \
 	unshare --net --mount --propagation private sh -c '\
 		mount -t tmpfs tmpfs /run/libnetwork && mount -t tmpfs tmpfs /var/lib/libnetwork && \
-		ip link set lo up && /tmp/opencnm-readme-example && /tmp/opencnm-readme-example'; \
-	rc=$$?; [ -z "$$made" ] || rmdir $$made; exit $$rc
+		ip link set lo up && '$$bin'/readme-example && '$$bin'/readme-example'; \
+	rc=$$?; rm -rf $$bin; [ -z "$$made" ] || rmdir $$made; exit $$rc
 
 bench: deps
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...); done
