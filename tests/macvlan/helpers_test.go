@@ -57,6 +57,15 @@ func newRig(t *testing.T, nLANs int) *rig {
 	for k := range nLANs {
 		r.lans = append(r.lans, r.addLAN(k))
 	}
+	// Cleanups run last-in first-out: the controller's teardown must run
+	// before the LANs go, for deleting a LAN deletes its parent and the
+	// macvlans on it while their sandboxes are still being torn down.
+	// NewRestartable's own teardown then finds nothing left.
+	t.Cleanup(func() {
+		if rs.Last != nil {
+			testrig.Teardown(t, rs.Last)
+		}
+	})
 	r.start()
 	return r
 }
