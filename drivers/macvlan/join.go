@@ -51,7 +51,20 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 	}
 	ep.busy = true
 	c, parent, mac := n.cfg, n.parentIndex, ep.mac
+	standIn := n.standIn
 	d.mu.Unlock()
+
+	if !standIn {
+		// A user's parent may have been deleted and made again under its
+		// name since CreateNetwork: the name is the parent, not the
+		// ifindex it had then. The stand-in is the driver's own.
+		if parent, err = d.currentParent(c); err != nil {
+			d.mu.Lock()
+			ep.busy = false
+			d.mu.Unlock()
+			return nil, err
+		}
+	}
 
 	if d.reap.holds(mac.String()) {
 		// A left link with this MAC still up on the parent would make
@@ -167,6 +180,19 @@ func (d *Driver) attach(c *networkConfig, parent int, mac []byte, req driverapi.
 		}
 	}
 	return key, l.Attrs().Index, res, nil
+}
+
+// currentParent is the ifindex of the parent c names, now.
+func (d *Driver) currentParent(c *networkConfig) (int, error) {
+	what := "joining macvlan network " + c.ID
+	l, err := d.nl.LinkByName(c.Parent)
+	if isLinkNotFound(err) {
+		return 0, types.NotFoundErrorf("%s: parent %s is gone: %w", what, c.Parent, err)
+	}
+	if err != nil {
+		return 0, types.InternalErrorf("%s: looking up parent %s: %w", what, c.Parent, err)
+	}
+	return l.Attrs().Index, nil
 }
 
 func (d *Driver) linkDel(nl *netlink.Handle, l netlink.Link) error {
