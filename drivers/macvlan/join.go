@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/vishvananda/netlink"
@@ -163,9 +164,9 @@ func (d *Driver) attach(c *networkConfig, parent int, mac []byte, req driverapi.
 		l, err = d.nl.LinkByName(attrs.Name)
 	}
 	if err != nil {
-		// Unreadable, it cannot be addressed; it still has no tag, so the
-		// sandbox's clean-up of untagged links removes it.
-		return "", 0, nil, types.InternalErrorf("%s: reading back macvlan %s: %w", what, attrs.Name, err)
+		// Untagged, nothing else would ever remove it: delete it by name.
+		return "", 0, nil, errors.Join(types.InternalErrorf("%s: reading back macvlan %s: %w", what, attrs.Name, err),
+			ignoreGone(d.linkDelByName(nl, attrs.Name)))
 	}
 	del := func() error { return ignoreGone(d.linkDel(nl, l)) }
 	if err := d.linkSetAlias(nl, l, endpointTag(req.EndpointID)); err != nil {
@@ -193,6 +194,28 @@ func (d *Driver) currentParent(c *networkConfig) (int, error) {
 		return 0, types.InternalErrorf("%s: looking up parent %s: %w", what, c.Parent, err)
 	}
 	return l.Attrs().Index, nil
+}
+
+// linkDelByName deletes the link called name where nl is (nil: the host),
+// found by a dump rather than a lookup by name (which just failed).
+func (d *Driver) linkDelByName(nl *netlink.Handle, name string) error {
+	var h interface {
+		LinkList() ([]netlink.Link, error)
+		LinkDel(netlink.Link) error
+	} = d.nl
+	if nl != nil {
+		h = nl
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing links to delete %s: %w", name, err)
+	}
+	for _, l := range links {
+		if l.Attrs().Name == name {
+			return h.LinkDel(l)
+		}
+	}
+	return nil
 }
 
 func (d *Driver) linkDel(nl *netlink.Handle, l netlink.Link) error {

@@ -3,6 +3,7 @@ package macvlan
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -395,5 +396,37 @@ func TestJoinAfterParentRemade(t *testing.T) {
 	l, err := sb.Netlink.LinkByName("eth0")
 	if err != nil || l.Attrs().ParentIndex != lan0.Attrs().Index {
 		t.Fatalf("sandbox link %+v, %v: want parent ifindex %d", l, err, lan0.Attrs().Index)
+	}
+}
+
+// failReadBack is the host's netlink handle whose lookups by name of the
+// driver's host-side links ("mv...") fail.
+type failReadBack struct{ *netlink.Handle }
+
+func (f failReadBack) LinkByName(name string) (netlink.Link, error) {
+	if strings.HasPrefix(name, "mv") {
+		return nil, errors.New("injected lookup failure")
+	}
+	return f.Handle.LinkByName(name)
+}
+
+// A link that cannot be read back after it was made carries no tag yet,
+// so nothing would ever find it: Join deletes it by name.
+func TestJoinDeletesUnreadableLink(t *testing.T) {
+	r := newKernelRig(t, 1500)
+	d := newDriver(r.host.NS, failReadBack{r.host.Netlink})
+	t.Cleanup(func() { d.Close() })
+	if err := d.CreateNetwork(netReq("n1", map[string]string{ParentOpt: "lan0"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1",
+		Interface: driverapi.Interface{Address: mustNet("192.0.2.10/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Join(driverapi.JoinRequest{NetworkID: "n1", EndpointID: "e1"}); err == nil {
+		t.Fatal("Join succeeded with its link unreadable")
+	}
+	if got := macvlans(t, r.host.Netlink); len(got) != 0 {
+		t.Fatalf("the unreadable link was left behind: %v", got[0].Attrs())
 	}
 }
