@@ -343,8 +343,8 @@ func TestLiveRestore(t *testing.T) {
 }
 
 // Garbage collection looks inside kept sandboxes: a tagged macvlan of an
-// endpoint that is not joined goes, the live join stays; at a restart,
-// the stand-in parent of a network with no record goes too.
+// endpoint that is not joined goes, the live join stays; the stand-in
+// parent of a network with no record goes too.
 func TestGarbageInKeptSandbox(t *testing.T) {
 	r := newRig(t, 1)
 	n := r.macvlanNet("lan", "lan0", 0, nil)
