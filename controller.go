@@ -49,7 +49,7 @@ type Controller struct {
 	cfg    *config.Config
 	host   *netnsutil.NS   // the namespace treated as the host
 	hostNL *netlink.Handle // netlink handle inside host
-	store  store.Store
+	store  store.Records
 	drv    *registry
 	nsPool *osl.Pool // namespaces made ahead for NewSandbox
 
@@ -129,8 +129,8 @@ const StoreFile = "libnetwork.db"
 // openStore opens the store file under DataDir, or returns the store a
 // test of this module handed over (knobs.ControllerStore), which the
 // controller then uses as it would the file.
-func openStore(cfg *config.Config) (store.Store, error) {
-	if st, ok := cfg.DriverCfg[knobs.Controller][knobs.ControllerStore].(store.Store); ok && st != nil {
+func openStore(cfg *config.Config) (store.Records, error) {
+	if st, ok := cfg.DriverCfg[knobs.Controller][knobs.ControllerStore].(store.Records); ok && st != nil {
 		return st, nil
 	}
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, StoreFile), cfg.StoreTimeout)

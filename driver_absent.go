@@ -147,13 +147,10 @@ func (a *absentDriver) RevokeExternalConnectivity(nid, eid string) error {
 
 // recreateIn creates the network and its endpoints in d, which does not
 // keep state, from the model; on error it undoes what it created.
-func (n *Network) recreateIn(d driverapi.Driver) (err error) {
+func (n *Network) recreateIn(d driverapi.Driver) error {
 	var undo undo.Stack
-	defer func() {
-		if err != nil {
-			undo.Run()
-		}
-	}()
+	ok := false
+	defer undo.Unless(&ok)
 	req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
 		IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
 	if err := d.CreateNetwork(req); err != nil {
@@ -170,5 +167,6 @@ func (n *Network) recreateIn(d driverapi.Driver) (err error) {
 		}
 		undo.PushFunc(func() { _ = d.DeleteEndpoint(n.id, ep.id) })
 	}
+	ok = true
 	return nil
 }

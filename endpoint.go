@@ -8,6 +8,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/macaddr"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -86,18 +87,14 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 
 	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 	undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(n.epNames, name)
 		c.mu.Unlock()
 	})
 
-	if !n.special() {
+	if !n.addressLess() {
 		// An IPAM driver that keys addresses by MAC gets one made now; the
 		// network driver is given the same MAC for the interface.
 		if ep.iface.mac == nil && n.ipam.Capabilities().RequiresMACAddress {
@@ -120,7 +117,7 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 	if err := ep.mergeDriverInterface(got); err != nil {
 		return nil, err
 	}
-	if err := c.commit(c.recEndpoint(ep, stateReady)); err != nil {
+	if err := c.commit(c.recEndpoint(ep, records.Ready)); err != nil {
 		return nil, err
 	}
 
@@ -297,7 +294,7 @@ func (ep *Endpoint) Delete(force bool) (err error) {
 		return types.Wrapf(err, "deleting endpoint %s", ep.name)
 	}
 	ep.releaseAddresses()
-	_ = c.commit(recDelete(kindEndpoint, ep.id))
+	_ = c.commit(recDelete(records.KindEndpoint, ep.id))
 	c.mu.Lock()
 	delete(n.endpoints, ep.id)
 	delete(n.epNames, ep.name)

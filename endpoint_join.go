@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
@@ -57,11 +58,7 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
 	ok := false
-	defer func() {
-		if !ok {
-			j.undo.Run()
-		}
-	}()
+	defer j.undo.Unless(&ok)
 	j.undo.PushFunc(func() {
 		c.mu.Lock()
 		ep.sandboxID = ""
@@ -111,10 +108,10 @@ func (j *joining) wire() error {
 	ep, sb, s, n, c := j.ep, j.sb, j.s, j.ep.network, j.sb.ctrl
 	// Intent: a crash while the driver wires the endpoint in leaves a record
 	// that says so, and the next start takes the half-made join apart.
-	if err := c.commit(c.recEndpoint(ep, stateJoining)); err != nil {
+	if err := c.commit(c.recEndpoint(ep, records.Joining)); err != nil {
 		return err
 	}
-	j.undo.PushFunc(func() { _ = c.commit(c.recEndpoint(ep, stateReady)) })
+	j.undo.PushFunc(func() { _ = c.commit(c.recEndpoint(ep, records.Ready)) })
 
 	js, reserved, err := sb.driverJoin(s, ep)
 	if err != nil {
@@ -164,7 +161,7 @@ func (j *joining) attach() error {
 		// its record follows, so a restart brings back these.
 		var recs []func() (*store.Op, error)
 		for _, e := range sb.gw.recordOperPorts() {
-			recs = append(recs, c.recEndpoint(e, stateReady))
+			recs = append(recs, c.recEndpoint(e, records.Ready))
 		}
 		_ = c.commit(recs...)
 	})
@@ -179,10 +176,10 @@ func (j *joining) publish() error {
 		return err
 	}
 	j.undo.PushFunc(func() { sb.leaveDNS(ep) })
-	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
+	recs := []func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}
 	for _, e := range sb.gw.recordOperPorts() {
 		if e != ep {
-			recs = append(recs, c.recEndpoint(e, stateReady))
+			recs = append(recs, c.recEndpoint(e, records.Ready))
 		}
 	}
 	return c.commit(recs...)
@@ -335,7 +332,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 		// still up, so a crash would leave a restart unable to tell the
 		// join is being undone. Other leaves need none: until their
 		// interface is down, rolling them back is consistent.
-		if err := c.commit(c.recEndpoint(ep, stateLeaving)); err != nil {
+		if err := c.commit(c.recEndpoint(ep, records.Leaving)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -361,9 +358,9 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	ep.join = nil
 	ep.operPorts = nil
 	c.mu.Unlock()
-	recs := []func() (*store.Op, error){c.recEndpoint(ep, stateReady), c.recSandbox(sb)}
+	recs := []func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}
 	for _, e := range sb.gw.recordOperPorts() {
-		recs = append(recs, c.recEndpoint(e, stateReady))
+		recs = append(recs, c.recEndpoint(e, records.Ready))
 	}
 	if err := c.commit(recs...); err != nil {
 		errs = append(errs, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/names"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -94,11 +95,7 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
 	ok := false
-	defer func() {
-		if !ok {
-			cr.undo.Run()
-		}
-	}()
+	defer cr.undo.Unless(&ok)
 	cr.undo.PushFunc(func() {
 		c.mu.Lock()
 		delete(c.netNames, n.name)
@@ -184,7 +181,7 @@ func (cr *creatingNetwork) bind() error {
 		return err
 	}
 	n.scope = n.driver.scope()
-	if n.disableIPv4 && !n.special() {
+	if n.disableIPv4 && !n.addressLess() {
 		switch {
 		case !n.enableIPv6:
 			return types.BadRequestErrorf("creating network %s: %s=false needs IPv6 enabled (a network with neither family)", n.name, netlabel.EnableIPv4)
@@ -200,7 +197,7 @@ func (cr *creatingNetwork) bind() error {
 	if n.ipamType == "" || n.ipamType == ipamapi.DefaultIPAM {
 		n.ipamType = ipamapi.DefaultIPAM
 	}
-	if n.special() {
+	if n.addressLess() {
 		return nil
 	}
 	if n.ipam, err = c.ipamDriver(n.ipamType); err != nil {
@@ -215,10 +212,10 @@ func (cr *creatingNetwork) create() error {
 	n, c := cr.n, cr.n.ctrl
 	// Intent first: a crash from here on leaves a record the next start
 	// finishes off (the bridge it may have made is tagged with the ID).
-	if err := c.commit(c.recNetwork(n, stateCreating)); err != nil {
+	if err := c.commit(c.recNetwork(n, records.Creating)); err != nil {
 		return err
 	}
-	cr.undo.PushFunc(func() { _ = c.commit(recDelete(kindNetwork, n.id)) })
+	cr.undo.PushFunc(func() { _ = c.commit(recDelete(records.KindNetwork, n.id)) })
 
 	req := driverapi.CreateNetworkRequest{
 		NetworkID: n.id,
@@ -230,13 +227,13 @@ func (cr *creatingNetwork) create() error {
 		return types.Wrapf(err, "creating network %s on driver %s", n.name, n.networkType)
 	}
 	cr.undo.PushFunc(func() { _ = n.driver.DeleteNetwork(n.id) })
-	return c.commit(c.recNetwork(n, stateReady))
+	return c.commit(c.recNetwork(n, records.Ready))
 }
 
-// special reports whether the network's driver declares it address-less
+// addressLess reports whether the network's driver declares it address-less
 // (driverapi.Capability.AddressLess: host, null). Before the driver is
 // looked up, and for a driver that is absent at restore, it is false.
-func (n *Network) special() bool {
+func (n *Network) addressLess() bool {
 	return n.driver != nil && n.driver.capability.AddressLess
 }
 
@@ -295,7 +292,7 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
 		return types.Wrapf(err, "deleting network %s", n.name)
 	}
 	n.releasePools()
-	if err := c.commit(recDelete(kindNetwork, n.id)); err != nil {
+	if err := c.commit(recDelete(records.KindNetwork, n.id)); err != nil {
 		return err
 	}
 	c.mu.Lock()

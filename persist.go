@@ -8,18 +8,6 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// Shorthands for the record kinds and states of package records.
-const (
-	kindNetwork  = records.KindNetwork
-	kindEndpoint = records.KindEndpoint
-	kindSandbox  = records.KindSandbox
-
-	stateReady    = records.Ready
-	stateCreating = records.Creating
-	stateJoining  = records.Joining
-	stateLeaving  = records.Leaving
-)
-
 func infoRecords(infos []*IpamInfo) []records.IpamInfo {
 	var out []records.IpamInfo
 	for _, i := range infos {
@@ -103,7 +91,7 @@ func (c *Controller) networkOp(n *Network, state records.State) (*store.Op, erro
 		IpamV4Info: infoRecords(n.ipamV4Info), IpamV6Info: infoRecords(n.ipamV6Info),
 		Generic: gen, EnableIPv6: n.enableIPv6, NoIPv4: n.disableIPv4, Internal: n.internal, Labels: n.labels,
 	}
-	return encodeOp(kindNetwork, n.id, r)
+	return encodeOp(records.KindNetwork, n.id, r)
 }
 
 // endpointOp records ep as it is now (its join state included).
@@ -139,7 +127,7 @@ func (c *Controller) endpointOp(ep *Endpoint, state records.State) (*store.Op, e
 		r.Join = jr
 	}
 	c.mu.Unlock()
-	return encodeOp(kindEndpoint, ep.id, r)
+	return encodeOp(records.KindEndpoint, ep.id, r)
 }
 
 func (c *Controller) sandboxOp(sb *Sandbox) (*store.Op, error) {
@@ -155,7 +143,7 @@ func (c *Controller) sandboxOp(sb *Sandbox) (*store.Op, error) {
 		r.Priorities[ep.id] = sb.prio[ep.id]
 	}
 	c.mu.Unlock()
-	return encodeOp(kindSandbox, sb.id, r)
+	return encodeOp(records.KindSandbox, sb.id, r)
 }
 
 func deleteOp(kind, id string) (*store.Op, error) { return &store.Op{Kind: kind, ID: id}, nil }

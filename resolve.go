@@ -21,7 +21,7 @@ import (
 // through the embedded resolver: every network but the address-less ones
 // and those whose driver says they do not (driverapi.NameServer).
 func (n *Network) servesNames() bool {
-	if n.special() {
+	if n.addressLess() {
 		return false
 	}
 	if ns, ok := n.driver.Driver.(driverapi.NameServer); ok {

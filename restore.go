@@ -65,12 +65,15 @@ type restoreApply struct {
 	publish []*Sandbox
 	// orphans: endpoints whose sandbox does not come back, deleted last.
 	orphans []*Endpoint
+	// failedNets: networks the plan kept that did not come back.
+	failedNets map[string]bool
 }
 
 func (a *restoreApply) run(p restoreplan.Plan) {
 	for _, s := range p.Networks {
 		a.network(s)
 	}
+	p.NetworksFailed(a.failedNets)
 	for _, s := range p.Endpoints {
 		a.endpoint(s)
 	}
@@ -78,7 +81,7 @@ func (a *restoreApply) run(p restoreplan.Plan) {
 		a.sandbox(s)
 	}
 	for _, ep := range a.settle {
-		a.errs = append(a.errs, a.c.commit(a.c.recEndpoint(ep, stateReady)))
+		a.errs = append(a.errs, a.c.commit(a.c.recEndpoint(ep, records.Ready)))
 	}
 	// Gateways publishing anew go after every sandbox: every host port a
 	// record claims is held again by then, so none is chosen twice.
@@ -101,7 +104,7 @@ func (a *restoreApply) network(s restoreplan.NetworkStep) {
 		if s.Action == restoreplan.NetworkAbandon {
 			err = c.abandonNetwork(a.drivers[r.Type].e, r)
 		}
-		err = errors.Join(err, c.commit(recDelete(kindNetwork, r.ID)))
+		err = errors.Join(err, c.commit(recDelete(records.KindNetwork, r.ID)))
 		c.logRestore("abandoned a network whose create never finished", err, "network", r.ID, "name", r.Name)
 		a.errs = append(a.errs, err)
 		return
@@ -116,6 +119,17 @@ func (a *restoreApply) network(s restoreplan.NetworkStep) {
 		c.logRestore("network not restored", err, "network", r.ID, "name", r.Name)
 		a.errs = append(a.errs, types.Wrapf(err, "restoring network %s", r.Name))
 	}
+	// A network kept with only its driver's absence reported is
+	// registered: failed is what the model lacks.
+	c.mu.Lock()
+	failed := s.Action != restoreplan.NetworkSkip && c.networks[r.ID] == nil
+	c.mu.Unlock()
+	if failed {
+		if a.failedNets == nil {
+			a.failedNets = map[string]bool{}
+		}
+		a.failedNets[r.ID] = true
+	}
 }
 
 func (a *restoreApply) endpoint(s restoreplan.EndpointStep) {
@@ -123,8 +137,10 @@ func (a *restoreApply) endpoint(s restoreplan.EndpointStep) {
 	var ep *Endpoint
 	err := s.Err
 	switch s.Action {
+	case restoreplan.EndpointWait:
+		return
 	case restoreplan.EndpointDrop:
-		err = c.commit(recDelete(kindEndpoint, r.ID))
+		err = c.commit(recDelete(records.KindEndpoint, r.ID))
 	case restoreplan.EndpointKeep, restoreplan.EndpointRollBack, restoreplan.EndpointRollForward, restoreplan.EndpointDelete:
 		ep, err = c.restoreEndpoint(r, s.Joined)
 	}

@@ -28,12 +28,8 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	n.scope = n.driver.scope()
 	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
-	if !n.special() {
+	defer undo.Unless(&ok)
+	if !n.addressLess() {
 		ipamAbsent, err := n.restoreIPAM(r, &undo)
 		if err != nil {
 			return err
@@ -106,7 +102,7 @@ func (c *Controller) restoreEndpoint(r records.Endpoint, joined bool) (*Endpoint
 	n := c.networks[r.NetworkID]
 	c.mu.Unlock()
 	if n == nil {
-		return nil, c.commit(recDelete(kindEndpoint, r.ID))
+		return nil, c.commit(recDelete(records.KindEndpoint, r.ID))
 	}
 	ep, err := endpointFromRecord(n, r)
 	if err != nil {
@@ -114,11 +110,7 @@ func (c *Controller) restoreEndpoint(r records.Endpoint, joined bool) (*Endpoint
 	}
 	var undo undo.Stack
 	ok := false
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 	if err := ep.reserveRecordedAddresses(r, &undo); err != nil {
 		return nil, err
 	}

@@ -92,7 +92,7 @@ func (k keptSandbox) finishLeaves(left []*Endpoint) error {
 	c.mu.Unlock()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
 	for _, ep := range left {
-		recs = append(recs, c.recEndpoint(ep, stateReady))
+		recs = append(recs, c.recEndpoint(ep, records.Ready))
 	}
 	return errors.Join(append(errs, c.commit(recs...))...)
 }
@@ -171,7 +171,7 @@ func (c *Controller) removeStaleSandbox(r records.Sandbox) error {
 	} else {
 		errs = append(errs, os.RemoveAll(filepath.Join(c.cfg.ExecRoot, "files", r.ID)))
 	}
-	errs = append(errs, c.commit(recDelete(kindSandbox, r.ID)))
+	errs = append(errs, c.commit(recDelete(records.KindSandbox, r.ID)))
 	return errors.Join(errs...)
 }
 
@@ -248,7 +248,7 @@ func (g *sandboxGateway) publishParts(gw *Endpoint, oper []types.PortBinding) (d
 	}
 	var recs []func() (*store.Op, error)
 	for _, e := range g.recordOperPorts() {
-		recs = append(recs, c.recEndpoint(e, stateReady))
+		recs = append(recs, c.recEndpoint(e, records.Ready))
 	}
 	return driverErr, c.commit(recs...)
 }

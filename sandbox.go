@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
@@ -82,11 +83,7 @@ func (c *Controller) NewSandbox(containerID string, opts ...SandboxOption) (_ *S
 		}
 	}()
 	var undo undo.Stack
-	defer func() {
-		if !ok {
-			undo.Run()
-		}
-	}()
+	defer undo.Unless(&ok)
 
 	if err := sb.dns.Setup(sb.dnsConfig()); err != nil {
 		return nil, err
@@ -227,7 +224,7 @@ func (sb *Sandbox) Delete() (err error) {
 		}
 	}
 	sb.dns.Remove()
-	_ = c.commit(recDelete(kindSandbox, sb.id))
+	_ = c.commit(recDelete(records.KindSandbox, sb.id))
 	c.mu.Lock()
 	delete(c.sandboxes, sb.id)
 	sb.osSbox = nil
@@ -274,7 +271,7 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	}
 	var undo undo.Stack
 	ok := false
-	defer func() { _ = undo.Unless(&ok) }()
+	defer undo.Unless(&ok)
 	undo.Push(s.Destroy)
 	for _, ep := range eps {
 		// Pushed first: depopulate also removes what a failed populate left.
@@ -301,7 +298,7 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	ok = true
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
 	for _, e := range sb.gw.recordOperPorts() {
-		recs = append(recs, c.recEndpoint(e, stateReady))
+		recs = append(recs, c.recEndpoint(e, records.Ready))
 	}
 	return c.commit(recs...)
 }
@@ -364,7 +361,7 @@ func (sb *Sandbox) Rename(name string) (err error) {
 		delete(ep.network.epNames, ep.name)
 		ep.name = name
 		ep.network.epNames[name] = ep.id
-		recs = append(recs, c.recEndpoint(ep, stateReady))
+		recs = append(recs, c.recEndpoint(ep, records.Ready))
 	}
 	c.mu.Unlock()
 	return c.commit(recs...)

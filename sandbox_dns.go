@@ -44,7 +44,7 @@ func (sb *Sandbox) joinDNS(ep *Endpoint) (err error) {
 		}
 	}()
 	cfg := &sb.cfg
-	if cfg.hostname != "" && cfg.originHosts == "" && !ep.network.special() {
+	if cfg.hostname != "" && cfg.originHosts == "" && !ep.network.addressLess() {
 		names := etchosts.Names(cfg.hostname, cfg.domainname)
 		var recs []etchosts.Record
 		for _, a := range []*net.IPNet{ep.iface.addr, ep.iface.addrv6} {
@@ -85,7 +85,7 @@ func (sb *Sandbox) updateResolver(exclude *Endpoint, ipv6 bool) error {
 		}
 		n := ep.network
 		w.Run = w.Run || (n.servesNames() && !ep.disableResolution)
-		w.Forward = w.Forward || (!n.special() && !n.internal)
+		w.Forward = w.Forward || (!n.addressLess() && !n.internal)
 	}
 	w.Keep = sb.deleting
 	c.mu.Unlock()

@@ -25,7 +25,7 @@ type sandboxGateway struct {
 func (g *sandboxGateway) chooseLocked() *Endpoint {
 	var v6only *Endpoint
 	for _, ep := range g.sb.endpoints {
-		if ep.join == nil || ep.network.special() || ep.network.internal {
+		if ep.join == nil || ep.network.addressLess() || ep.network.internal {
 			continue
 		}
 		if ep.join.gw != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/sandboxdns"
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/osl"
@@ -25,11 +26,7 @@ import (
 func (sb *Sandbox) rekey(old *osl.Sandbox, path string, eps []*Endpoint) error {
 	r := &rekeying{sb: sb, old: old, path: path, eps: eps}
 	ok := false
-	defer func() {
-		if !ok {
-			r.undo.Run()
-		}
-	}()
+	defer r.undo.Unless(&ok)
 	for _, step := range []func() error{r.leaveOld, r.enterNew, r.serve, r.record} {
 		if err := step(); err != nil {
 			return err
@@ -157,7 +154,7 @@ func (r *rekeying) record() error {
 	sb.gw.recordOperPorts()
 	recs := []func() (*store.Op, error){c.recSandbox(sb)}
 	for _, ep := range r.eps {
-		recs = append(recs, c.recEndpoint(ep, stateReady))
+		recs = append(recs, c.recEndpoint(ep, records.Ready))
 	}
 	return c.commit(recs...)
 }

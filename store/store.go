@@ -17,10 +17,9 @@ type Op struct {
 	Value    []byte
 }
 
-// Store keeps snapshots: what the controller calls, and nothing more.
-// Implementations must be safe for concurrent use. Memory and Bolt also
-// have Put and Delete of one record, for tools and tests.
-type Store interface {
+// Records is what the controller calls, and nothing more: batched
+// changes, reads, and close. Implementations must be safe for concurrent use.
+type Records interface {
 	// Apply makes every change of ops, atomically: all or none. One
 	// operation of the controller that changes several records (a join
 	// changes its endpoint and its sandbox) costs one durable write. A
@@ -29,6 +28,15 @@ type Store interface {
 	Get(kind, id string) ([]byte, error) // NotFound error when missing
 	List(kind string) (map[string][]byte, error)
 	Close() error
+}
+
+// Store keeps snapshots: Records plus Put and Delete of one record, for
+// tools and tests. Implementations must be safe for concurrent use. Delete
+// of a missing record succeeds.
+type Store interface {
+	Records
+	Put(kind, id string, value []byte) error
+	Delete(kind, id string) error
 }
 
 // Memory is a Store that lives in memory only.
@@ -114,3 +122,8 @@ func (m *Memory) Kinds() []string {
 
 // Close does nothing for the in-memory store.
 func (m *Memory) Close() error { return nil }
+
+var (
+	_ Store = (*Memory)(nil)
+	_ Store = (*Bolt)(nil)
+)

@@ -11,6 +11,7 @@ import (
 	"github.com/opencnm/libnetwork/firewall/nftports"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/nfwatch"
+	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/portmapper"
 	"github.com/opencnm/libnetwork/types"
@@ -52,25 +53,24 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, k fw
 	if k.legacy {
 		opts = append(opts, iptables.LegacyBinaries())
 	}
+	var rollback undo.Stack
+	ok := false
+	defer rollback.Unless(&ok)
 	run := iptables.NewWarm(host, opts...)
+	rollback.Push(run.Close)
 	maps := nftports.New(host)
+	rollback.Push(maps.Close)
 	fw := firewall.New(run, maps, dc.EnableIP6Tables)
 	if err := fw.Setup(); err != nil {
-		run.Close()
-		_ = maps.Close()
 		return nil, err
 	}
 	ct, err := portmapper.NewNetlinkConntrack(host)
 	if err != nil {
-		run.Close()
-		_ = maps.Close()
 		return nil, err
 	}
+	rollback.Push(ct.Close)
 	isLegacy, err := run.Legacy()
 	if err != nil { // Setup ran the same binary, so this is unexpected
-		run.Close()
-		_ = maps.Close()
-		ct.Close()
 		return nil, err
 	}
 	var watch *nfwatch.Watcher
@@ -90,6 +90,7 @@ func newHostFirewall(host *netnsutil.NS, dc driverConfig, log *slog.Logger, k fw
 	}
 	pm := portmapper.New(portmapper.NSReserver{NS: host}, fw, ct)
 	pm.SetLogger(log)
+	ok = true
 	return &hostFirewall{
 		run:  run,
 		maps: maps,

@@ -185,7 +185,15 @@ func (d *Driver) CollectGarbage(liveNetworks, joinedEndpoints map[string]bool) e
 // bridge and tagging it leaves one without: such a bridge is deleted only
 // when it carries the name the driver derives from this network's own ID
 // (never a bridge the user named, which may be theirs) and has no ports.
+// A network this driver holds is rolled back by deleting it, so that
+// creating it again starts clean.
 func (d *Driver) AbandonNetwork(req driverapi.CreateNetworkRequest) error {
+	d.mu.Lock()
+	_, held := d.networks[req.NetworkID]
+	d.mu.Unlock()
+	if held {
+		return d.DeleteNetwork(req.NetworkID)
+	}
 	c, err := parseNetworkOptions(req.NetworkID, req.Options)
 	if err != nil {
 		return err

@@ -24,6 +24,27 @@ type Suite struct {
 	// allocated for endpoint eid (addresses from the network's pool), for
 	// drivers that need an address; each eid gets its own.
 	Interface func(nid, eid string) driverapi.Interface
+	// Objects, required of a driver with GarbageCollector or
+	// NetworkAbandoner, returns the names of the objects outside its
+	// memory (links, rules) that d holds for network nid or endpoint eid:
+	// what collecting or abandoning must remove.
+	Objects func(t *testing.T, d driverapi.Driver, nid, eid string) []string
+	// OwnNetwork, when set, returns the create request of a network that
+	// holds objects of its own (macvlan: an internal one, whose parent is
+	// the driver's), for the GarbageCollector and NetworkAbandoner checks;
+	// without it they use Network.
+	OwnNetwork func(nid string) driverapi.CreateNetworkRequest
+	// Nodes, required of a Discoverer, returns the addresses of the nodes
+	// d was told of and not told are gone.
+	Nodes func(t *testing.T, d driverapi.Driver) []string
+}
+
+// ownNetwork is the request the collecting and abandoning checks use.
+func (s Suite) ownNetwork(nid string) driverapi.CreateNetworkRequest {
+	if s.OwnNetwork != nil {
+		return s.OwnNetwork(nid)
+	}
+	return s.Network(nid)
 }
 
 // iface is the CreateEndpoint interface of eid: the Suite's allocation,

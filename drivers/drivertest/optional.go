@@ -1,6 +1,7 @@
 package drivertest
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/opencnm/libnetwork/driverapi"
@@ -51,8 +52,15 @@ func runOptional(t *testing.T, s Suite) {
 // to a sandbox, and the join's request and result.
 func joined(t *testing.T, s Suite, nid, eid string) (driverapi.Driver, driverapi.JoinRequest, *driverapi.JoinResult) {
 	t.Helper()
+	return joinedIn(t, s, s.Network(nid), eid)
+}
+
+// joinedIn is joined, in the network req creates.
+func joinedIn(t *testing.T, s Suite, netReq driverapi.CreateNetworkRequest, eid string) (driverapi.Driver, driverapi.JoinRequest, *driverapi.JoinResult) {
+	t.Helper()
+	nid := netReq.NetworkID
 	d := s.New(t)
-	if err := d.CreateNetwork(s.Network(nid)); err != nil {
+	if err := d.CreateNetwork(netReq); err != nil {
 		t.Fatalf("CreateNetwork: %v", err)
 	}
 	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: nid, EndpointID: eid, Interface: s.iface(nid, eid, nil)}); err != nil {
@@ -116,15 +124,25 @@ func checkNetworkAllocator(t *testing.T, s Suite) {
 	}
 }
 
-// A node is announced and withdrawn without error.
+// A node announced is known to the driver until it is withdrawn.
 func checkDiscoverer(t *testing.T, s Suite) {
-	d := s.New(t).(driverapi.Discoverer)
+	if s.Nodes == nil {
+		t.Fatal("Suite.Nodes is required of a Discoverer")
+	}
+	d := s.New(t)
+	disc := d.(driverapi.Discoverer)
 	node := driverapi.NodeDiscoveryData{Address: "192.0.2.1", BindAddress: "192.0.2.1", Self: true}
-	if err := d.DiscoverNew(driverapi.NodeDiscovery, node); err != nil {
+	if err := disc.DiscoverNew(driverapi.NodeDiscovery, node); err != nil {
 		t.Fatalf("DiscoverNew: %v", err)
 	}
-	if err := d.DiscoverDelete(driverapi.NodeDiscovery, node); err != nil {
+	if got := s.Nodes(t, d); !slices.Contains(got, node.Address) {
+		t.Fatalf("after DiscoverNew of %s the driver knows nodes %v", node.Address, got)
+	}
+	if err := disc.DiscoverDelete(driverapi.NodeDiscovery, node); err != nil {
 		t.Fatalf("DiscoverDelete: %v", err)
+	}
+	if got := s.Nodes(t, d); slices.Contains(got, node.Address) {
+		t.Fatalf("after DiscoverDelete of %s the driver still knows nodes %v", node.Address, got)
 	}
 }
 
@@ -168,20 +186,45 @@ func checkJoinRestorer(t *testing.T, s Suite) {
 	teardown(t, d, "r1", "e1")
 }
 
-// Collecting with everything live keeps it working; collecting with
-// nothing live succeeds, and deleting afterwards is "already gone".
+// objects returns what d holds outside its memory for nid and eid.
+func objects(t *testing.T, s Suite, d driverapi.Driver, nid, eid string) []string {
+	t.Helper()
+	if s.Objects == nil {
+		t.Fatal("Suite.Objects is required of a GarbageCollector or NetworkAbandoner")
+	}
+	return s.Objects(t, d, nid, eid)
+}
+
+// Collecting with everything live keeps the network's and the endpoint's
+// objects; collecting with nothing live (what a restart finds after a
+// crash) removes them all, and teardown afterwards is "already gone".
 func checkGarbageCollector(t *testing.T, s Suite) {
-	d, _, _ := joined(t, s, "g1", "e1")
+	d, _, _ := joinedIn(t, s, s.ownNetwork("g1"), "e1")
 	gc := d.(driverapi.GarbageCollector)
+	before := objects(t, s, d, "g1", "e1")
+	if len(before) == 0 {
+		t.Fatal("a joined endpoint holds no objects: Suite.Objects sees nothing to collect")
+	}
 	if err := gc.CollectGarbage(map[string]bool{"g1": true}, map[string]bool{"e1": true}); err != nil {
 		t.Fatalf("CollectGarbage with everything live: %v", err)
 	}
-	teardown(t, d, "g1", "e1")
+	if got := objects(t, s, d, "g1", "e1"); !slices.Equal(got, before) {
+		t.Fatalf("CollectGarbage with everything live changed the objects from %v to %v", before, got)
+	}
 	if err := gc.CollectGarbage(map[string]bool{}, map[string]bool{}); err != nil {
 		t.Fatalf("CollectGarbage with nothing live: %v", err)
 	}
+	if got := objects(t, s, d, "g1", "e1"); len(got) != 0 {
+		t.Fatalf("CollectGarbage with nothing live left %v", got)
+	}
+	if err := d.Leave("g1", "e1"); !nilOrNotFound(err) {
+		t.Fatalf("Leave after collecting: %v", err)
+	}
+	if err := d.DeleteEndpoint("g1", "e1"); !nilOrNotFound(err) {
+		t.Fatalf("DeleteEndpoint after collecting: %v", err)
+	}
 	if err := d.DeleteNetwork("g1"); !nilOrNotFound(err) && !(s.SingleNetwork && types.IsForbidden(err)) {
-		t.Fatalf("DeleteNetwork after collecting it: %v", err)
+		t.Fatalf("DeleteNetwork after collecting: %v", err)
 	}
 }
 
@@ -208,18 +251,56 @@ func checkSandboxGarbageCollector(t *testing.T, s Suite) {
 	teardown(t, d, "h1", "e2")
 }
 
-// The answer is a property of the driver: it does not change.
+// A driver that keeps state refuses to create a network it already holds
+// (so a restarted controller must take it back, not create it), and the
+// refusal leaves the network working.
 func checkStateKeeper(t *testing.T, s Suite) {
-	k := s.New(t).(driverapi.StateKeeper)
-	if a, b := k.KeepsState(), k.KeepsState(); a != b {
-		t.Fatalf("KeepsState answered %v then %v", a, b)
+	d := s.New(t)
+	if !d.(driverapi.StateKeeper).KeepsState() {
+		t.Skip("KeepsState is false: the driver's state lives in the controller's process")
+	}
+	if err := d.CreateNetwork(s.Network("k1")); err != nil {
+		t.Fatalf("CreateNetwork: %v", err)
+	}
+	if err := d.CreateNetwork(s.Network("k1")); err == nil {
+		t.Fatal("a driver that keeps state accepted a second CreateNetwork of the network it holds")
+	}
+	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "k1", EndpointID: "e1", Interface: s.iface("k1", "e1", nil)}); err != nil {
+		t.Fatalf("CreateEndpoint after the refused duplicate: %v", err)
+	}
+	if err := d.DeleteEndpoint("k1", "e1"); err != nil {
+		t.Fatalf("DeleteEndpoint: %v", err)
+	}
+	if err := d.DeleteNetwork("k1"); err != nil {
+		t.Fatalf("DeleteNetwork: %v", err)
 	}
 }
 
-// Abandoning a network that was never created is nothing to clean: nil.
+// Abandoning a created network removes its objects, so creating it again
+// (the controller's retry after rolling back) succeeds; abandoning what is
+// already gone is success.
 func checkNetworkAbandoner(t *testing.T, s Suite) {
 	d := s.New(t)
-	if err := d.(driverapi.NetworkAbandoner).AbandonNetwork(s.Network("b1")); err != nil {
+	ab := d.(driverapi.NetworkAbandoner)
+	if err := d.CreateNetwork(s.ownNetwork("b1")); err != nil {
+		t.Fatalf("CreateNetwork: %v", err)
+	}
+	if len(objects(t, s, d, "b1", "")) == 0 {
+		t.Fatal("a created network holds no objects: Suite.Objects sees nothing to abandon")
+	}
+	if err := ab.AbandonNetwork(s.ownNetwork("b1")); err != nil {
+		t.Fatalf("AbandonNetwork: %v", err)
+	}
+	if got := objects(t, s, d, "b1", ""); len(got) != 0 {
+		t.Fatalf("AbandonNetwork left %v", got)
+	}
+	if err := d.CreateNetwork(s.ownNetwork("b1")); err != nil {
+		t.Fatalf("CreateNetwork after AbandonNetwork: %v", err)
+	}
+	if err := d.DeleteNetwork("b1"); err != nil {
+		t.Fatalf("DeleteNetwork: %v", err)
+	}
+	if err := ab.AbandonNetwork(s.ownNetwork("b2")); err != nil {
 		t.Fatalf("AbandonNetwork of a network never created: %v", err)
 	}
 }

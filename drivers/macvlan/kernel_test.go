@@ -3,6 +3,7 @@ package macvlan
 import (
 	"errors"
 	"net"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -299,6 +300,22 @@ func TestConformance(t *testing.T) {
 		},
 		Join: func(t *testing.T, nid, eid string) driverapi.JoinRequest {
 			return joinReq(nid, eid, testutil.NewNamedNS(t, "sb-"+eid).Path())
+		},
+		OwnNetwork: func(nid string) driverapi.CreateNetworkRequest { return netReq(nid, map[string]string{}) },
+		Objects: func(t *testing.T, d driverapi.Driver, nid, eid string) []string {
+			links, err := d.(*Driver).nl.LinkList()
+			if err != nil {
+				t.Fatalf("LinkList: %v", err)
+			}
+			var names []string
+			for _, l := range links {
+				alias := l.Attrs().Alias
+				if alias == networkTag(nid) || (eid != "" && alias == endpointTag(eid)) {
+					names = append(names, l.Attrs().Name)
+				}
+			}
+			sort.Strings(names)
+			return names
 		},
 	})
 }

@@ -244,8 +244,15 @@ func (d *Driver) delTagged(name, tag string) error {
 
 // AbandonNetwork removes what a CreateNetwork a crash cut short may have
 // left: a stand-in parent with this network's derived name, tagged with
-// it or not yet tagged at all.
+// it or not yet tagged at all. A network this driver holds is rolled back
+// by deleting it, so that creating it again starts clean.
 func (d *Driver) AbandonNetwork(req driverapi.CreateNetworkRequest) error {
+	d.mu.Lock()
+	_, held := d.networks[req.NetworkID]
+	d.mu.Unlock()
+	if held {
+		return d.DeleteNetwork(req.NetworkID)
+	}
 	c, err := parseNetworkOptions(req.NetworkID, req.Options)
 	if err != nil || c.Parent != "" {
 		return nil

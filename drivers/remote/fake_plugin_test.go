@@ -3,6 +3,7 @@ package remote_test
 import (
 	"errors"
 	"path/filepath"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ type fakePlugin struct {
 	joined      map[string]*network.JoinRequest
 	extConn     map[string]*network.ProgramExternalConnectivityRequest
 	discovered  []*network.DiscoveryNotification
+	withdrawn   []*network.DiscoveryNotification
 	epReply     *network.EndpointInterface // CreateEndpoint's answer
 	joinReply   *network.JoinResponse      // Join's answer
 	joinErr     error                      // Join fails with this
@@ -175,7 +177,37 @@ func (p *fakePlugin) DiscoverNew(n *network.DiscoveryNotification) error {
 
 func (p *fakePlugin) DiscoverDelete(n *network.DiscoveryNotification) error {
 	p.record("DiscoverDelete")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.withdrawn = append(p.withdrawn, n)
 	return nil
+}
+
+// nodes returns the addresses of the nodes announced and not withdrawn.
+func (p *fakePlugin) nodes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	count := map[string]int{}
+	for _, n := range p.discovered {
+		count[nodeAddress(n)]++
+	}
+	for _, n := range p.withdrawn {
+		count[nodeAddress(n)]--
+	}
+	var out []string
+	for a, c := range count {
+		if c > 0 {
+			out = append(out, a)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func nodeAddress(n *network.DiscoveryNotification) string {
+	m, _ := n.DiscoveryData.(map[string]any)
+	a, _ := m["Address"].(string)
+	return a
 }
 
 func (p *fakePlugin) ProgramExternalConnectivity(r *network.ProgramExternalConnectivityRequest) error {

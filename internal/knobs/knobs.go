@@ -11,13 +11,13 @@ import (
 	"github.com/opencnm/libnetwork/store"
 )
 
-// ControllerStore (a store.Store) is the store the controller uses instead
+// ControllerStore (a store.Records) is the store the controller uses instead
 // of the file under DataDir: a test runs a controller on store.Memory, and
 // a second controller on the same Memory restores what the first left.
 const ControllerStore = "opencnm.internal.controller.store"
 
 // WithStore is the option giving a controller st as its store.
-func WithStore(st store.Store) config.Option { return Set(ControllerStore, st) }
+func WithStore(st store.Records) config.Option { return Set(ControllerStore, st) }
 
 // Set is the option setting the controller knob key to v, keeping the
 // knobs other options set (config.OptionDriverConfig would replace them).

@@ -75,6 +75,10 @@ const (
 	// EndpointSkip: the record cannot be acted on (Err says why); it is
 	// left in the store.
 	EndpointSkip
+	// EndpointWait: its network was to come back and failed to (see
+	// NetworksFailed): the network record stays for the next start to
+	// retry, and so does this one, untouched and with no error of its own.
+	EndpointWait
 )
 
 // EndpointStep is the plan for one endpoint record.
@@ -134,6 +138,21 @@ func Make(in Input) Plan {
 	}
 	tellSandboxes(p.Sandboxes, p.Endpoints)
 	return p
+}
+
+// NetworksFailed revises the endpoint steps once apply has found that the
+// networks in failed, which the plan kept, did not come back. Their
+// records stay in the store for the next start to retry, so their
+// endpoints' records stay with them (EndpointWait): the next start then
+// finds the network and its endpoints as they were, never a network
+// whose endpoints were deleted. Sandbox steps are not revised.
+func (p *Plan) NetworksFailed(failed map[string]bool) {
+	for i := range p.Endpoints {
+		s := &p.Endpoints[i]
+		if failed[s.Record.NetworkID] && s.Action != EndpointSkip {
+			*s = EndpointStep{Action: EndpointWait, Record: s.Record}
+		}
+	}
 }
 
 // tellSandboxes gives each kept sandbox's step the joins into it and the

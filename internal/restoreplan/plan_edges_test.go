@@ -102,3 +102,35 @@ func TestPlanKeepsRecordOrder(t *testing.T) {
 		}
 	}
 }
+
+// A network the plan kept that apply could not bring back stays recorded
+// for the next start, and so do its endpoints' records, whatever their
+// state: no step deletes them. Other networks' endpoints are not revised,
+// nor are records already skipped.
+func TestPlanNetworksFailed(t *testing.T) {
+	other := strings.Repeat("d", 64)
+	for _, st := range records.States {
+		for _, kept := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/kept=%t", st, kept), func(t *testing.T) {
+				n := records.Network{ID: netID, Name: "n", Type: "bridge", State: records.Ready}
+				in := input(n, joinedEndpoint(st), kept, true)
+				in.Records.Networks = append(in.Records.Networks, records.Network{ID: other, Name: "o", Type: "bridge", State: records.Ready})
+				oep := records.Endpoint{ID: strings.Repeat("e", 64), Name: "o", NetworkID: other, State: records.Ready}
+				bad := records.Endpoint{ID: "not an id", Name: "bad", NetworkID: netID, State: records.Ready}
+				in.Records.Endpoints = append(in.Records.Endpoints, oep, bad)
+				p := Make(in)
+				before := p.Endpoints[1]
+				p.NetworksFailed(map[string]bool{netID: true})
+				if s := p.Endpoints[0]; s.Action != EndpointWait || s.Record.ID != epID || s.Err != nil || s.Joined || s.Settle {
+					t.Errorf("endpoint of the failed network: step %+v, want EndpointWait with its record and nothing else", s)
+				}
+				if s := p.Endpoints[1]; s.Action != before.Action || s.Joined != before.Joined || s.Settle != before.Settle {
+					t.Errorf("endpoint of another network revised from %+v to %+v", before, s)
+				}
+				if s := p.Endpoints[2]; s.Action != EndpointSkip || s.Err == nil {
+					t.Errorf("invalid endpoint record: step %+v, want EndpointSkip with its error", s)
+				}
+			})
+		}
+	}
+}

@@ -58,13 +58,22 @@ func HostLinksSettle(t *testing.T, host *testutil.HostNS, want ...string) {
 	t.Fatalf("host namespace links = %v, want %v", got, want)
 }
 
+// AddrsOf lists link's IPv4 addresses.
 func AddrsOf(t *testing.T, h *netlink.Handle, link string) []string {
+	t.Helper()
+	return AddrsOfFamily(t, h, link, netlink.FAMILY_V4)
+}
+
+// AddrsOfFamily lists link's addresses of family (netlink.FAMILY_V4,
+// FAMILY_V6 or FAMILY_ALL), link-local ones the kernel adds on its own
+// (fe80::/64 from the MAC) included.
+func AddrsOfFamily(t *testing.T, h *netlink.Handle, link string, family int) []string {
 	t.Helper()
 	l, err := h.LinkByName(link)
 	if err != nil {
 		t.Fatalf("link %s: %v", link, err)
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := h.AddrList(l, family)
 	if err != nil {
 		t.Fatal(err)
 	}

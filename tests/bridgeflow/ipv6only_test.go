@@ -15,25 +15,6 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// addrsAll lists a link's addresses of both families, link-local ones the
-// kernel adds on its own (fe80::/64 from the MAC) included.
-func addrsAll(t *testing.T, h *netlink.Handle, link string, family int) []string {
-	t.Helper()
-	l, err := h.LinkByName(link)
-	if err != nil {
-		t.Fatalf("link %s: %v", link, err)
-	}
-	addrs, err := h.AddrList(l, family)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, a := range addrs {
-		out = append(out, a.IPNet.String())
-	}
-	return out
-}
-
 // An IPv6-only bridge network (com.docker.network.enable_ipv4=false, moby
 // 28): no IPv4 pool, no IPv4 address on the bridge or the containers, and
 // firewall rules in the ip6 tables only; containers reach each other and
@@ -60,13 +41,13 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 		t.Fatalf("endpoint has IPv4 address %s", a)
 	}
 	_, h1 := testrig.SandboxNS(t, c1.Sandbox)
-	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V4); len(got) != 0 {
+	if got := testrig.AddrsOfFamily(t, h1, "eth0", netlink.FAMILY_V4); len(got) != 0 {
 		t.Fatalf("container eth0 has IPv4 addresses %v", got)
 	}
-	if got := addrsAll(t, r.Host.Netlink, "br-"+n.ID()[:12], netlink.FAMILY_V4); len(got) != 0 {
+	if got := testrig.AddrsOfFamily(t, r.Host.Netlink, "br-"+n.ID()[:12], netlink.FAMILY_V4); len(got) != 0 {
 		t.Fatalf("bridge has IPv4 addresses %v", got)
 	}
-	if got := addrsAll(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, testrig.IP6Of(t, c1)+"/64") {
+	if got := testrig.AddrsOfFamily(t, h1, "eth0", netlink.FAMILY_V6); !slices.Contains(got, testrig.IP6Of(t, c1)+"/64") {
 		t.Fatalf("container eth0 addresses %v, want %s/64", got, testrig.IP6Of(t, c1))
 	}
 	if gw := c1.Endpoint.Info().GatewayIPv6(); gw == nil || gw.String() != "fd57::1" {

@@ -209,7 +209,9 @@ func TestRemoteUnknownDriverFast(t *testing.T) {
 	if !types.IsNotFound(err) || !strings.Contains(err.Error(), "nosuchipam") {
 		t.Fatalf("unknown IPAM driver: want NotFound, got %v", err)
 	}
-	if took := time.Since(start); took > 500*time.Millisecond {
+	// Far under the 30 s a lookup waiting on the plugin timeout takes, and
+	// generous for two calls on a loaded machine under -race.
+	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("unknown drivers took %v", took)
 	}
 	if nws := c.Networks(); len(nws) != 0 {
