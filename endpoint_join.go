@@ -322,6 +322,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	wasGateway := sb.gw.ep == ep
 	sb.removeEndpointLocked(ep)
 	movesGateway := wasGateway && sb.gw.chooseLocked() != nil
+	deleting := sb.deleting
 	c.mu.Unlock()
 
 	var errs []error
@@ -335,7 +336,10 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if wasGateway {
+	switch {
+	case wasGateway && deleting:
+		sb.gw.release()
+	case wasGateway:
 		if err := sb.gw.update(); err != nil {
 			errs = append(errs, err)
 		}

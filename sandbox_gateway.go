@@ -43,6 +43,28 @@ func (g *sandboxGateway) chooseLocked() *Endpoint {
 // endpoint that should now provide them. The caller holds sb.opMu.
 func (g *sandboxGateway) update() error { return g.updatePorts(nil) }
 
+// release takes the default route and external connectivity off the
+// current gateway and gives them to no one: a sandbox being deleted loses
+// all its endpoints, so moving them to the next would only add a step that
+// can fail (the next endpoint's link may be gone already). The caller
+// holds sb.opMu.
+func (g *sandboxGateway) release() {
+	sb := g.sb
+	c := sb.ctrl
+	c.mu.Lock()
+	old, s := g.ep, sb.osSbox
+	g.ep = nil
+	c.mu.Unlock()
+	if old == nil {
+		return
+	}
+	revokeExternal(old)
+	if s != nil {
+		_ = s.UnsetGateway()
+		_ = s.UnsetGatewayIPv6()
+	}
+}
+
 // updatePorts is update publishing exactly the host ports
 // oper when given (the gateway endpoint's operational bindings, chosen ones
 // included), as a restore does.

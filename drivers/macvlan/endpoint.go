@@ -44,6 +44,9 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	if in.Address != nil && in.Address.IP.To4() == nil {
 		return nil, types.BadRequestErrorf("%s: %s is not an ipv4 address", what, in.Address)
 	}
+	if in.AddressIPv6 != nil && (in.AddressIPv6.IP.To16() == nil || in.AddressIPv6.IP.To4() != nil) {
+		return nil, types.BadRequestErrorf("%s: %s is not an ipv6 address", what, in.AddressIPv6)
+	}
 	if in.MacAddress != nil && (len(in.MacAddress) != 6 || in.MacAddress[0]&1 != 0) {
 		return nil, types.BadRequestErrorf("%s: invalid mac address %s: want a unicast Ethernet address", what, in.MacAddress)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/vishvananda/netlink"
@@ -51,7 +52,20 @@ func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) 
 	}
 	ep.busy = true
 	c, parent, mac := n.cfg, n.parentIndex, ep.mac
+	standIn := n.standIn
 	d.mu.Unlock()
+
+	if !standIn {
+		// A user's parent may have been deleted and made again under its
+		// name since CreateNetwork: the name is the parent, not the
+		// ifindex it had then. The stand-in is the driver's own.
+		if parent, err = d.currentParent(c); err != nil {
+			d.mu.Lock()
+			ep.busy = false
+			d.mu.Unlock()
+			return nil, err
+		}
+	}
 
 	if d.reap.holds(mac.String()) {
 		// A left link with this MAC still up on the parent would make
@@ -150,9 +164,9 @@ func (d *Driver) attach(c *networkConfig, parent int, mac []byte, req driverapi.
 		l, err = d.nl.LinkByName(attrs.Name)
 	}
 	if err != nil {
-		// Unreadable, it cannot be addressed; it still has no tag, so the
-		// sandbox's clean-up of untagged links removes it.
-		return "", 0, nil, types.InternalErrorf("%s: reading back macvlan %s: %w", what, attrs.Name, err)
+		// Untagged, nothing else would ever remove it: delete it by name.
+		return "", 0, nil, errors.Join(types.InternalErrorf("%s: reading back macvlan %s: %w", what, attrs.Name, err),
+			ignoreGone(d.linkDelByName(nl, attrs.Name)))
 	}
 	del := func() error { return ignoreGone(d.linkDel(nl, l)) }
 	if err := d.linkSetAlias(nl, l, endpointTag(req.EndpointID)); err != nil {
@@ -167,6 +181,41 @@ func (d *Driver) attach(c *networkConfig, parent int, mac []byte, req driverapi.
 		}
 	}
 	return key, l.Attrs().Index, res, nil
+}
+
+// currentParent is the ifindex of the parent c names, now.
+func (d *Driver) currentParent(c *networkConfig) (int, error) {
+	what := "joining macvlan network " + c.ID
+	l, err := d.nl.LinkByName(c.Parent)
+	if isLinkNotFound(err) {
+		return 0, types.NotFoundErrorf("%s: parent %s is gone: %w", what, c.Parent, err)
+	}
+	if err != nil {
+		return 0, types.InternalErrorf("%s: looking up parent %s: %w", what, c.Parent, err)
+	}
+	return l.Attrs().Index, nil
+}
+
+// linkDelByName deletes the link called name where nl is (nil: the host),
+// found by a dump rather than a lookup by name (which just failed).
+func (d *Driver) linkDelByName(nl *netlink.Handle, name string) error {
+	var h interface {
+		LinkList() ([]netlink.Link, error)
+		LinkDel(netlink.Link) error
+	} = d.nl
+	if nl != nil {
+		h = nl
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing links to delete %s: %w", name, err)
+	}
+	for _, l := range links {
+		if l.Attrs().Name == name {
+			return h.LinkDel(l)
+		}
+	}
+	return nil
 }
 
 func (d *Driver) linkDel(nl *netlink.Handle, l netlink.Link) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -362,6 +363,9 @@ func TestPassthru(t *testing.T) {
 	if err != nil || l.Attrs().HardwareAddr.String() != lan0.Attrs().HardwareAddr.String() {
 		t.Fatalf("passthru link %+v, %v: want the parent's MAC %s", l, err, lan0.Attrs().HardwareAddr)
 	}
+	if m, ok := l.(*netlink.Macvlan); !ok || m.Mode != netlink.MACVLAN_MODE_PASSTHRU {
+		t.Fatalf("passthru link %T %+v: want mode passthru", l, l)
+	}
 	if _, err := r.d.Join(joinReq("n1", "e2", sb2.Path())); !types.IsForbidden(err) {
 		t.Fatalf("second passthru join: got %v, want Forbidden", err)
 	}
@@ -370,5 +374,76 @@ func TestPassthru(t *testing.T) {
 	}
 	if _, err := r.d.Join(joinReq("n1", "e2", sb2.Path())); err != nil {
 		t.Fatalf("passthru join after the first left: %v", err)
+	}
+}
+
+// A parent deleted and made again under its name after CreateNetwork is
+// the network's parent still: Join finds it by name, not by the ifindex
+// it had then.
+func TestJoinAfterParentRemade(t *testing.T) {
+	r := newKernelRig(t, 1500)
+	sb := testutil.NewNamedNS(t, "sb")
+	r.network(t, "n1", map[string]string{ParentOpt: "lan0", ModeOpt: ModeBridge})
+	r.endpoint(t, "n1", "e1", "192.0.2.10/24")
+	old, err := r.host.Netlink.LinkByName("lan0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.host.Netlink.LinkDel(old); err != nil {
+		t.Fatal(err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "lan0"
+	if err := r.host.Netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "wire", PeerNamespace: netlink.NsFd(r.lan.Fd())}); err != nil {
+		t.Fatalf("making lan0 again: %v", err)
+	}
+	lan0, err := r.host.Netlink.LinkByName("lan0")
+	if err == nil {
+		err = r.host.Netlink.LinkSetUp(lan0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lan0.Attrs().Index == old.Attrs().Index {
+		t.Fatalf("lan0 got its old ifindex %d back: the test proves nothing", old.Attrs().Index)
+	}
+	if _, err := r.d.Join(joinReq("n1", "e1", sb.Path())); err != nil {
+		t.Fatalf("Join after the parent was made again: %v", err)
+	}
+	l, err := sb.Netlink.LinkByName("eth0")
+	if err != nil || l.Attrs().ParentIndex != lan0.Attrs().Index {
+		t.Fatalf("sandbox link %+v, %v: want parent ifindex %d", l, err, lan0.Attrs().Index)
+	}
+}
+
+// failReadBack is the host's netlink handle whose lookups by name of the
+// driver's host-side links ("mv...") fail.
+type failReadBack struct{ *netlink.Handle }
+
+func (f failReadBack) LinkByName(name string) (netlink.Link, error) {
+	if strings.HasPrefix(name, "mv") {
+		return nil, errors.New("injected lookup failure")
+	}
+	return f.Handle.LinkByName(name)
+}
+
+// A link that cannot be read back after it was made carries no tag yet,
+// so nothing would ever find it: Join deletes it by name.
+func TestJoinDeletesUnreadableLink(t *testing.T) {
+	r := newKernelRig(t, 1500)
+	d := newDriver(r.host.NS, failReadBack{r.host.Netlink})
+	t.Cleanup(func() { d.Close() })
+	if err := d.CreateNetwork(netReq("n1", map[string]string{ParentOpt: "lan0"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1",
+		Interface: driverapi.Interface{Address: mustNet("192.0.2.10/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Join(driverapi.JoinRequest{NetworkID: "n1", EndpointID: "e1"}); err == nil {
+		t.Fatal("Join succeeded with its link unreadable")
+	}
+	if got := macvlans(t, r.host.Netlink); len(got) != 0 {
+		t.Fatalf("the unreadable link was left behind: %v", got[0].Attrs())
 	}
 }

@@ -107,7 +107,7 @@ func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error
 			if err == nil && c.Mode == "" {
 				c.Mode = ModeBridge
 			}
-		case netlabel.DriverMTU, "Mtu":
+		case netlabel.DriverMTU, "Mtu": // "Mtu": the bridge driver's key, accepted alike
 			c.Mtu, err = toInt(v)
 		}
 		if err != nil {

@@ -231,3 +231,20 @@ func TestStandInUndo(t *testing.T) {
 		t.Fatalf("failed create left links %v, networks %v", f.names(), d.networks)
 	}
 }
+
+// Each address must be of its own family.
+func TestAddressFamilies(t *testing.T) {
+	d, _ := fakeDriver(t, nil)
+	if err := d.CreateNetwork(netReq("n1", map[string]string{ParentOpt: "eth0"})); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []driverapi.Interface{{Address: mustNet("2001:db8::7/64")}, {AddressIPv6: mustNet("192.0.2.7/24")}} {
+		if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1", Interface: in}); !types.IsBadRequest(err) {
+			t.Fatalf("endpoint with %+v: got %v, want BadRequest", in, err)
+		}
+	}
+	if _, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: "n1", EndpointID: "e1",
+		Interface: driverapi.Interface{Address: mustNet("192.0.2.7/24"), AddressIPv6: mustNet("2001:db8::7/64")}}); err != nil {
+		t.Fatal(err)
+	}
+}

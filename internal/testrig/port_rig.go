@@ -387,10 +387,11 @@ func Listeners(t testing.TB, ns *netnsutil.NS, port uint16) int {
 	return n
 }
 
-// Eventually polls cond for up to 3 s.
+// Eventually polls cond for up to 10 s: generous, since what it waits for
+// (a background deletion, a kernel clean-up) runs late on a loaded machine.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

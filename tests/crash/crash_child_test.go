@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/drivers/bridge"
+	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
@@ -122,11 +123,17 @@ func (w *crashWorker) step() string {
 	sbs := c.Sandboxes()
 	pick := func(n int) int { return w.rng.Intn(n) }
 
+	// Both macvlan networks always exist (made again at the next step
+	// when deleted), so every run joins macvlan endpoints.
+	if !isMacvlan["mv"] && !isMacvlan["memmv"] {
+		return w.createMacvlan()
+	}
+	if !isMacvlan[crashParentNet] {
+		return w.createParentedMacvlan()
+	}
 	switch r := pick(100); {
 	case r < 8 && len(bridges) < crashMaxNets:
 		return w.createNetwork(bridges)
-	case r < 9 && len(isMacvlan) == 0:
-		return w.createMacvlan()
 	case r < 12:
 		for _, n := range usable {
 			if len(n.Endpoints()) == 0 {
@@ -186,6 +193,9 @@ func (w *crashWorker) step() string {
 			}
 			if err != nil {
 				w.fail("joining %s to sandbox %s: %v", ep.Name(), sb.ID()[:12], err)
+			}
+			if ep.Network() == crashParentNet {
+				return "join-macvlan-parent"
 			}
 			if isMacvlan[ep.Network()] {
 				return "join-macvlan"
@@ -277,6 +287,27 @@ func (w *crashWorker) createMacvlan() string {
 		w.fail("creating macvlan network: %v", err)
 	}
 	return "create-macvlan"
+}
+
+// crashParent is the host's "physical" interface TestCrashRecovery makes
+// (a veth to a LAN namespace), the parent of macvlan network
+// crashParentNet.
+const (
+	crashParent    = "lan0"
+	crashParentNet = "mvp"
+)
+
+// createParentedMacvlan makes macvlan network crashParentNet on
+// crashParent.
+func (w *crashWorker) createParentedMacvlan() string {
+	opts := []libnetwork.NetworkOption{
+		libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{macvlan.ParentOpt: crashParent}}),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.67.0.64/26"}}, nil, nil),
+	}
+	if _, err := w.c.NewNetwork("macvlan", crashParentNet, "", opts...); err != nil {
+		w.fail("creating macvlan network on %s: %v", crashParent, err)
+	}
+	return "create-macvlan-parent"
 }
 
 // Published ports. Sandboxes publish fixed host ports from a range of

@@ -20,6 +20,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,6 +109,7 @@ func writeActive(path string, active crashActive) error {
 func TestCrashRecovery(t *testing.T) {
 	testutil.RequireRoot(t)
 	host := testutil.NewHostNS(t)
+	makeCrashParent(t, host)
 	root := tmpfsDirTB(t)
 	dirs := crashDirs{host: host.Path(), exec: filepath.Join(root, "run"), data: filepath.Join(root, "lib"),
 		active: filepath.Join(root, "active.json")}
@@ -161,6 +163,11 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	t.Logf("%d kills in %v; children ran operations %v; state seen after kills: %s",
 		kills, time.Since(began).Round(time.Millisecond), stats.ops, stats)
+	// Both macvlan networks exist from a child's first steps on: a run
+	// of a few kills joins endpoints of each.
+	if kills >= 5 && (stats.ops["join-macvlan"] == 0 || stats.ops["join-macvlan-parent"] == 0) {
+		t.Errorf("the children joined no endpoint of a macvlan network (internal or on %s): %v", crashParent, stats.ops)
+	}
 
 	// Everything comes apart to nothing.
 	c = start()
@@ -168,7 +175,7 @@ func TestCrashRecovery(t *testing.T) {
 	testrig.Teardown(t, c)
 	c.Stop()
 	c = nil
-	testrig.HostLinksSettle(t, host, "lo")
+	testrig.HostLinksSettle(t, host, "lo", crashParent)
 	if entries, _ := os.ReadDir(filepath.Join(dirs.exec, "netns")); len(entries) > 0 {
 		t.Errorf("namespace files left after teardown: %v", entries)
 	}
@@ -289,4 +296,28 @@ type crashStats struct {
 func (s crashStats) String() string {
 	return fmt.Sprintf("%d networks (%d dual-stack), %d endpoints (%d joined), %d sandboxes, %d published IPv4 and %d IPv6 host ports",
 		s.nets, s.nets6, s.eps, s.joined, s.sandboxes, s.ports, s.ports6)
+}
+
+// makeCrashParent gives host a "physical" interface crashParent: a veth
+// whose peer is in a LAN namespace of its own, both up.
+func makeCrashParent(t *testing.T, host *testutil.HostNS) {
+	t.Helper()
+	lan := testutil.NewNamedNS(t, "crashlan")
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = crashParent
+	if err := host.Netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "wire", PeerNamespace: netlink.NsFd(lan.Fd())}); err != nil {
+		t.Fatalf("making %s: %v", crashParent, err)
+	}
+	for _, h := range []struct {
+		nl   *netlink.Handle
+		name string
+	}{{host.Netlink, crashParent}, {lan.Netlink, "wire"}} {
+		l, err := h.nl.LinkByName(h.name)
+		if err == nil {
+			err = h.nl.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("bringing %s up: %v", h.name, err)
+		}
+	}
 }

@@ -103,13 +103,21 @@ func lanDNS(t *testing.T, ns *netnsutil.NS, addr string, answers map[string]stri
 }
 
 // lookupA asks the sandbox's embedded resolver, as a container's libc
-// would, for name's first A record.
+// would, for name's first A record, asking again (a UDP query or its
+// answer may be lost) for up to 10 s.
 func lookupA(ns *netnsutil.NS, name string) (string, error) {
 	var got string
 	err := ns.Do(func() error {
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
-		resp, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, "127.0.0.11:53")
+		var resp *dns.Msg
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			resp, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, "127.0.0.11:53")
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
 		if err != nil {
 			return err
 		}

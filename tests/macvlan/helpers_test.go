@@ -46,17 +46,39 @@ type rig struct {
 	host *testutil.HostNS
 	lans []*testutil.HostNS
 	c    *libnetwork.Controller
+
+	// hairpin makes each LAN a switch in reflective relay: wire is a
+	// port, with hairpin on, of a bridge "br" holding the LAN's
+	// addresses, so frames come back out of the port they arrived on
+	// (what a VEPA needs). Off, the LAN never returns a frame to its
+	// sender's port, and the host reaches none of its containers.
+	hairpin bool
 }
 
 // newRig makes a host namespace with nLANs parents lan0.. and starts a
 // controller in it.
 func newRig(t *testing.T, nLANs int) *rig {
 	t.Helper()
+	return newRigWith(t, nLANs, false)
+}
+
+// newRigWith is newRig whose LANs are hairpin switches when hairpin is set.
+func newRigWith(t *testing.T, nLANs int, hairpin bool) *rig {
+	t.Helper()
 	rs := testrig.NewRestartable(t)
-	r := &rig{t: t, r: rs, host: rs.Host}
+	r := &rig{t: t, r: rs, host: rs.Host, hairpin: hairpin}
 	for k := range nLANs {
 		r.lans = append(r.lans, r.addLAN(k))
 	}
+	// Cleanups run last-in first-out: the controller's teardown must run
+	// before the LANs go, for deleting a LAN deletes its parent and the
+	// macvlans on it while their sandboxes are still being torn down.
+	// NewRestartable's own teardown then finds nothing left.
+	t.Cleanup(func() {
+		if rs.Last != nil {
+			testrig.Teardown(t, rs.Last)
+		}
+	})
 	r.start()
 	return r
 }
@@ -84,6 +106,21 @@ func (r *rig) addLAN(k int) *testutil.HostNS {
 	}
 	up(t, r.host.Netlink, attrs.Name)
 	wire := up(t, lan.Netlink, "wire")
+	if r.hairpin {
+		battrs := netlink.NewLinkAttrs()
+		battrs.Name = "br"
+		br := &netlink.Bridge{LinkAttrs: battrs}
+		if err := lan.Netlink.LinkAdd(br); err != nil {
+			t.Fatalf("making the bridge of lan%d: %v", k, err)
+		}
+		if err := lan.Netlink.LinkSetMaster(wire, br); err != nil {
+			t.Fatalf("making wire a port of lan%d's bridge: %v", k, err)
+		}
+		if err := lan.Netlink.LinkSetHairpin(wire, true); err != nil {
+			t.Fatalf("hairpin on lan%d's wire: %v", k, err)
+		}
+		wire = up(t, lan.Netlink, "br")
+	}
 	for _, a := range []string{neighbour(k) + "/24", routerV4(k) + "/24", neighV6(k) + "/64", routerV6(k) + "/64"} {
 		addr, _ := netlink.ParseAddr(a)
 		addr.Flags = unix.IFA_F_NODAD

@@ -69,20 +69,24 @@ func TestOnTheLAN(t *testing.T) {
 	reach(t, nsA, beyond+":7000", "router", addrOf(epA))
 }
 
-// private keeps containers of one parent apart (frames between them are
-// not bridged, and the LAN does not hairpin them back); bridge, the
-// default, lets them talk.
-func TestModesPrivateAndBridge(t *testing.T) {
-	r := newRig(t, 2)
-	for k, mode := range []string{macvlan.ModePrivate, macvlan.ModeBridge} {
+// The LAN is a switch that reflects frames back out of the port they came
+// in on (hairpin). vepa sends frames between containers of one parent out
+// to it, and they come back; private drops them even then; bridge
+// delivers them without the LAN. All three reach the LAN and are reached
+// from it.
+func TestModesPrivateVEPAAndBridge(t *testing.T) {
+	modes := []string{macvlan.ModePrivate, macvlan.ModeVEPA, macvlan.ModeBridge}
+	r := newRigWith(t, len(modes), true)
+	for k, mode := range modes {
 		n := r.macvlanNet(mode, "lan"+string(rune('0'+k)), k, map[string]string{macvlan.ModeOpt: mode})
 		sbA, epA := r.container(n, mode+"-a")
 		sbB, epB := r.container(n, mode+"-b")
 		nsA, _ := testrig.SandboxNS(t, sbA)
 		nsB, _ := testrig.SandboxNS(t, sbB)
 		testrig.Serve(t, nsA, "tcp", addrOf(epA)+":7000", "srv")
-		// Both still reach the LAN.
 		testrig.Serve(t, nsB, "tcp", addrOf(epB)+":7000", "srv")
+		// Both reach the LAN and are reached from it.
+		reach(t, r.lans[k].NS, addrOf(epA)+":7000", "srv", neighbour(k))
 		reach(t, r.lans[k].NS, addrOf(epB)+":7000", "srv", neighbour(k))
 		if mode == macvlan.ModePrivate {
 			testrig.MustNotFetch(t, nsB, "tcp", addrOf(epA)+":7000")
@@ -339,8 +343,8 @@ func TestLiveRestore(t *testing.T) {
 }
 
 // Garbage collection looks inside kept sandboxes: a tagged macvlan of an
-// endpoint that is not joined goes, the live join stays; at a restart,
-// the stand-in parent of a network with no record goes too.
+// endpoint that is not joined goes, the live join stays; the stand-in
+// parent of a network with no record goes too.
 func TestGarbageInKeptSandbox(t *testing.T) {
 	r := newRig(t, 1)
 	n := r.macvlanNet("lan", "lan0", 0, nil)
@@ -394,4 +398,34 @@ func mustNS(t *testing.T, sb *libnetwork.Sandbox) int {
 	t.Helper()
 	ns, _ := testrig.SandboxNS(t, sb)
 	return ns.Fd()
+}
+
+// Deleting a sandbox does not move its gateway to the next endpoint (all
+// go): the next endpoint's link gone (its parent deleted) is no error.
+func TestDeleteWithNextLinkGone(t *testing.T) {
+	r := newRig(t, 2)
+	n0 := r.macvlanNet("first", "lan0", 0, nil)
+	n1 := r.macvlanNet("second", "lan1", 1, nil)
+	sb, _ := r.container(n0, "a")
+	ep1, err := n1.CreateEndpoint("a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ep1.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	_, h := testrig.SandboxNS(t, sb)
+	lan1, err := r.host.Netlink.LinkByName("lan1")
+	if err == nil {
+		err = r.host.Netlink.LinkDel(lan1)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.LinkByName("eth1"); err == nil {
+		t.Fatal("eth1 outlived its parent")
+	}
+	if err := sb.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
 }
