@@ -26,6 +26,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/knobs"
@@ -33,7 +35,6 @@ import (
 	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // NetworkWalker is called for each network; returning true stops the walk.

@@ -5,11 +5,12 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/internal/undo"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // allocatePools requests the network's pools, gateways and aux addresses,

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/vishvananda/netlink"
 )
 
 // The kernel costs that decide the controller's design, in ms/op. Run as

@@ -3,8 +3,9 @@ package osl
 import (
 	"fmt"
 
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // CutOff takes every address and every route off the link dstName and

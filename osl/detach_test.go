@@ -5,8 +5,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 func TestDetachInterface(t *testing.T) {

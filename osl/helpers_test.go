@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 // newTestSandbox makes a sandbox keyed under t.TempDir(), destroyed at the

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/opencnm/libnetwork/internal/undo"
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/undo"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // AddInterface puts a link into the sandbox and configures it: rename to

@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 func TestAddRemoveInterfaces(t *testing.T) {

@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // SetGateway makes the IPv4 default route go via gw, through the interface

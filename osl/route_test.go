@@ -4,9 +4,10 @@ import (
 	"net"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // sandboxWithEth0 returns a sandbox holding eth0 with 10.1.0.2/24 and

@@ -18,10 +18,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // netlinkTimeout bounds every netlink round trip on the sandbox handle, so a

@@ -6,9 +6,10 @@ import (
 	"net"
 	"testing"
 
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // Tests here need no privileges.

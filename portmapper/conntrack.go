@@ -3,10 +3,11 @@ package portmapper
 import (
 	"net"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // Flow selects connection-tracking entries of one published port: those

@@ -10,9 +10,10 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
-	"golang.org/x/sys/unix"
 )
 
 // ErrPortInUse is wrapped by a Reserver when the port is taken.

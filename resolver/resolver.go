@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
 	"github.com/opencnm/libnetwork/types"
 )
 

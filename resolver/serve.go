@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
 	"github.com/opencnm/libnetwork/types"
 )
 

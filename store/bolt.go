@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/opencnm/libnetwork/types"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // DefaultOpenTimeout bounds how long Open waits for a store file another

@@ -5,10 +5,11 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/vishvananda/netlink"
 )
 
 // Without nftables events (the subscription fails) the driver says so

@@ -7,10 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/vishvananda/netlink"
 )
 
 // newTestDriver returns a driver working in a fresh throwaway host

@@ -5,10 +5,11 @@ import (
 	"net"
 	"os"
 
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // Neighbour resolution on a bridge must not depend on flooding every port.

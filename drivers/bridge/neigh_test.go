@@ -6,11 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // permanentNeighbours lists the host's permanent neighbour entries on

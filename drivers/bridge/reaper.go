@@ -7,10 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // ReapGroup is the interface group ("cnm" in ASCII) that marks veths left

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // Tags written as link aliases: every bridge and host-side veth the driver

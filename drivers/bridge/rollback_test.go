@@ -2,18 +2,20 @@ package bridge
 
 import (
 	"errors"
-	"github.com/opencnm/libnetwork/firewall"
 	"net"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/opencnm/libnetwork/firewall"
+
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
-	"github.com/vishvananda/netlink"
 )
 
 // fakeFW is an in-memory firewaller: it records what is programmed.

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 func TestNewDoRemove(t *testing.T) {

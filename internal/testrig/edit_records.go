@@ -5,10 +5,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/store"
-	"github.com/vishvananda/netlink"
 )
 
 // EditRecord rewrites one stored record (the controller is stopped): the

@@ -5,10 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/vishvananda/netlink"
 )
 
 // NewForwardingRig is a port rig (IPv4 and IPv6 uplink) whose host

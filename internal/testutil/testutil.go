@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // RequireRoot skips t when not running as root, except under CI=true where

@@ -5,10 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
-	"github.com/vishvananda/netlink"
 )
 
 // A container still running in a namespace the library made keeps it

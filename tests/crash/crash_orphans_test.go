@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // An iptables-restore a controller started must not outlive it: one that

@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/network"
+
 	"github.com/opencnm/libnetwork/internal/testrig"
 )
 

@@ -3,9 +3,10 @@ package restart
 import (
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/testrig"
-	"github.com/vishvananda/netlink"
 )
 
 // A network that fails to come back at a restart stays recorded for the

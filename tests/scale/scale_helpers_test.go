@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // pingFrom sends ICMP echo requests from inside ns to dst (IPv4 or IPv6)

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 // A container that sent to an address before its peer existed gets its

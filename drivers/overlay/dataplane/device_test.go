@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/testutil"
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // assertMTUs checks the MTU of every link of the overlay: the VXLAN

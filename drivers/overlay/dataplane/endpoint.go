@@ -10,9 +10,10 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // EndpointConfig is a local endpoint to plug into the network's bridge.

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 // lab is a few throwaway "hosts" (namespaces) whose eth0 are veths to

@@ -8,10 +8,11 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
 // DefaultPort is the IANA VXLAN port.

@@ -7,9 +7,10 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/opencnm/libnetwork/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 const perm = "state 0x80"
