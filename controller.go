@@ -314,9 +314,8 @@ func (c *Controller) Stop() {
 }
 
 // closeSandboxes releases the namespace handles of the live sandboxes,
-// leaving the namespaces to the next controller (before, each Stop left an
-// open descriptor per sandbox, which kept a namespace alive even after
-// its mount was gone).
+// leaving the namespaces to the next controller: a stopped controller holds
+// no descriptor, so a namespace whose mount is removed really goes.
 func (c *Controller) closeSandboxes() {
 	for _, sb := range c.Sandboxes() {
 		sb.opMu.Lock()
