@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 
@@ -37,19 +36,9 @@ func TestBridgeConformance(t *testing.T) {
 			return driverapi.Interface{Address: mustCIDR(t, fmt.Sprintf("10.15.0.%d/24", addrs[key]))}
 		},
 		Objects: func(t *testing.T, d driverapi.Driver, nid, eid string) []string {
-			links, err := d.(*Driver).nl.LinkList()
-			if err != nil {
-				t.Fatalf("LinkList: %v", err)
-			}
-			var names []string
-			for _, l := range links {
-				alias := l.Attrs().Alias
-				if alias == networkTag(nid) || (eid != "" && alias == endpointTag(eid)) {
-					names = append(names, l.Attrs().Name)
-				}
-			}
-			sort.Strings(names)
-			return names
+			return drivertest.LinkNames(t, d.(*Driver).nl.LinkList, func(alias string) bool {
+				return alias == networkTag(nid) || (eid != "" && alias == endpointTag(eid))
+			})
 		},
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/opencnm/libnetwork/drivers/internal/linkerr"
 	"github.com/opencnm/libnetwork/firewall"
 	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/internal/undo"
@@ -276,17 +277,11 @@ func (d *Driver) delLinkByName(name string) error {
 	return nil
 }
 
-func isLinkNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
-}
+// The local names keep the call sites short; the classification is
+// shared with the other link-owning drivers.
+func isLinkNotFound(err error) bool { return linkerr.IsNotFound(err) }
 
-func ignoreGone(err error) error {
-	if err == nil || isLinkNotFound(err) {
-		return nil
-	}
-	return err
-}
+func ignoreGone(err error) error { return linkerr.IgnoreGone(err) }
 
 // sysctl is one value under /proc/sys. optional ones are skipped when the
 // file does not exist (IPv6 disabled on the kernel command line).

@@ -3,7 +3,6 @@ package macvlan
 import (
 	"errors"
 	"net"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -303,19 +302,9 @@ func TestConformance(t *testing.T) {
 		},
 		OwnNetwork: func(nid string) driverapi.CreateNetworkRequest { return netReq(nid, map[string]string{}) },
 		Objects: func(t *testing.T, d driverapi.Driver, nid, eid string) []string {
-			links, err := d.(*Driver).nl.LinkList()
-			if err != nil {
-				t.Fatalf("LinkList: %v", err)
-			}
-			var names []string
-			for _, l := range links {
-				alias := l.Attrs().Alias
-				if alias == networkTag(nid) || (eid != "" && alias == endpointTag(eid)) {
-					names = append(names, l.Attrs().Name)
-				}
-			}
-			sort.Strings(names)
-			return names
+			return drivertest.LinkNames(t, d.(*Driver).nl.LinkList, func(alias string) bool {
+				return alias == networkTag(nid) || (eid != "" && alias == endpointTag(eid))
+			})
 		},
 	})
 }

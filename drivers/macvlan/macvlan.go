@@ -27,14 +27,13 @@
 package macvlan
 
 import (
-	"errors"
 	"net"
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/internal/linkerr"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
 )
@@ -133,17 +132,11 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-func isLinkNotFound(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
-}
+// The local names keep the call sites short; the classification is
+// shared with the other link-owning drivers.
+func isLinkNotFound(err error) bool { return linkerr.IsNotFound(err) }
 
-func ignoreGone(err error) error {
-	if err == nil || isLinkNotFound(err) {
-		return nil
-	}
-	return err
-}
+func ignoreGone(err error) error { return linkerr.IgnoreGone(err) }
 
 func ipCopy(ipn *net.IPNet) net.IP {
 	if ipn == nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
@@ -19,17 +20,7 @@ func BenchmarkSandboxDeleteJoined(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		ep, err := nw.CreateEndpoint(fmt.Sprintf("c%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		sb, err := c.NewSandbox(fmt.Sprintf("c%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := ep.Join(sb); err != nil {
-			b.Fatal(err)
-		}
+		_, sb := testrig.JoinNew(b, c, nw, fmt.Sprintf("c%d", i))
 		b.StartTimer()
 		if err := sb.Delete(); err != nil {
 			b.Fatal(err)

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
@@ -31,16 +31,6 @@ func lifecycleN() int {
 type samples map[string][]time.Duration
 
 func (s samples) add(op string, d time.Duration) { s[op] = append(s[op], d) }
-
-func pct(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	c := slices.Clone(ds)
-	slices.Sort(c)
-	i := int(p * float64(len(c)-1))
-	return float64(c[i].Microseconds()) / 1000
-}
 
 // BenchmarkContainerLifecycle measures containers on one bridge network
 // of a controller beside the bare kernel floor (floorRig: namespace, veth
@@ -77,7 +67,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 // network and stops the controller (the namespace and tmpfs go when b ends).
 func benchBridge(b *testing.B, pool string) (c *libnetwork.Controller, nw *libnetwork.Network, done func()) {
 	b.Helper()
-	dir := tmpfsDir(b)
+	dir := testrig.TmpfsDir(b)
 	host := testutil.NewHostNS(b)
 	c, err := libnetwork.New(benchOptions(host, dir)...)
 	if err != nil {
@@ -128,23 +118,11 @@ func lifecycleController(b *testing.B, n int, sbOpts func(i int) []libnetwork.Sa
 		eps[i], sbs[i] = ep, sb
 	}
 	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		if err := eps[i].Leave(sbs[i]); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := sbs[i].Delete(); err != nil {
-			b.Fatal(err)
-		}
-		t2 := time.Now()
-		if err := eps[i].Delete(false); err != nil {
-			b.Fatal(err)
-		}
-		t3 := time.Now()
-		s.add("Leave", t1.Sub(t0))
-		s.add("Sandbox.Delete", t2.Sub(t1))
-		s.add("Endpoint.Delete", t3.Sub(t2))
-		s.add("teardown", t3.Sub(t0))
+		d := testrig.TimedTeardown(b, eps[i], sbs[i])
+		s.add("Leave", d.Leave)
+		s.add("Sandbox.Delete", d.SandboxDelete)
+		s.add("Endpoint.Delete", d.EndpointDelete)
+		s.add("teardown", d.Total())
 	}
 	b.StopTimer()
 	return s
@@ -214,7 +192,7 @@ type floorCtr struct {
 // newFloorRig makes the floor's host namespace with its up bridge; both go
 // when b ends.
 func newFloorRig(b *testing.B) *floorRig {
-	r := &floorRig{dir: tmpfsDir(b), host: testutil.NewHostNS(b), gw: net.IPv4(10, 201, 0, 1)}
+	r := &floorRig{dir: testrig.TmpfsDir(b), host: testutil.NewHostNS(b), gw: net.IPv4(10, 201, 0, 1)}
 	r.br = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "floorbr"}}
 	if err := r.host.Netlink.LinkAdd(r.br); err != nil {
 		b.Fatal(err)
@@ -288,10 +266,10 @@ func report(b *testing.B, n int, ctl, floor samples) {
 	fmt.Printf("\ncontainer lifecycle, N=%d on one bridge network (ms)\n", n)
 	fmt.Printf("%-16s %8s %8s\n", "operation", "median", "p95")
 	for _, op := range []string{"CreateEndpoint", "NewSandbox", "Join", "create+join", "Leave", "Sandbox.Delete", "Endpoint.Delete", "teardown"} {
-		fmt.Printf("%-16s %8.3f %8.3f\n", op, pct(ctl[op], 0.5), pct(ctl[op], 0.95))
+		fmt.Printf("%-16s %8.3f %8.3f\n", op, testrig.PercentileMs(ctl[op], 0.5), testrig.PercentileMs(ctl[op], 0.95))
 	}
 	for _, op := range []string{"create+join", "teardown"} {
-		fmt.Printf("%-16s %8.3f %8.3f  (floor: bare netlink)\n", "floor "+op, pct(floor[op], 0.5), pct(floor[op], 0.95))
+		fmt.Printf("%-16s %8.3f %8.3f  (floor: bare netlink)\n", "floor "+op, testrig.PercentileMs(floor[op], 0.5), testrig.PercentileMs(floor[op], 0.95))
 	}
 	var total time.Duration
 	for _, d := range append(slices.Clone(ctl["create+join"]), ctl["teardown"]...) {
@@ -299,28 +277,8 @@ func report(b *testing.B, n int, ctl, floor samples) {
 	}
 	fmt.Printf("containers/s (full lifecycle): %.0f\n", float64(n)/total.Seconds())
 	fmt.Printf("create+join vs floor: %.2fx; teardown vs floor: %.2fx\n",
-		pct(ctl["create+join"], 0.5)/pct(floor["create+join"], 0.5), pct(ctl["teardown"], 0.5)/pct(floor["teardown"], 0.5))
-	b.ReportMetric(pct(ctl["create+join"], 0.5), "create+join-ms")
-	b.ReportMetric(pct(ctl["teardown"], 0.5), "teardown-ms")
-	b.ReportMetric(pct(floor["create+join"], 0.5), "floor-create-ms")
-}
-
-// tmpfsDir returns a fresh tmpfs under b.TempDir(), unmounted at the end.
-// ExecRoot is /run (a tmpfs) in production, and on this machine creating a
-// file under /tmp costs ~1 ms against ~0.03 ms on tmpfs, which would
-// measure the test's disk instead of the library.
-func tmpfsDir(b *testing.B) string {
-	dir := filepath.Join(b.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256m"); err != nil {
-		b.Fatalf("mounting tmpfs: %v", err)
-	}
-	b.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			b.Errorf("unmounting tmpfs: %v", err)
-		}
-	})
-	return dir
+		testrig.PercentileMs(ctl["create+join"], 0.5)/testrig.PercentileMs(floor["create+join"], 0.5), testrig.PercentileMs(ctl["teardown"], 0.5)/testrig.PercentileMs(floor["teardown"], 0.5))
+	b.ReportMetric(testrig.PercentileMs(ctl["create+join"], 0.5), "create+join-ms")
+	b.ReportMetric(testrig.PercentileMs(ctl["teardown"], 0.5), "teardown-ms")
+	b.ReportMetric(testrig.PercentileMs(floor["create+join"], 0.5), "floor-create-ms")
 }

@@ -155,7 +155,7 @@ func benchPaired(b *testing.B) {
 // bridge network; both go when the benchmark ends.
 func benchController(b *testing.B) (*libnetwork.Controller, *libnetwork.Network) {
 	testutil.RequireRoot(b)
-	dir := tmpfsDir(b)
+	dir := testrig.TmpfsDir(b)
 	host := testutil.NewHostNS(b)
 	c, err := libnetwork.New(benchOptions(host, dir)...)
 	if err != nil {

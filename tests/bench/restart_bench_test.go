@@ -65,7 +65,7 @@ func restartPorts(i int) []types.PortBinding {
 }
 
 func benchRestart(b *testing.B, n int) {
-	dir := tmpfsDir(b)
+	dir := testrig.TmpfsDir(b)
 	host := testutil.NewHostNS(b)
 	base := benchOptions(host, dir)
 	c, err := libnetwork.New(base...)

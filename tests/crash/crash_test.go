@@ -111,7 +111,7 @@ func TestCrashRecovery(t *testing.T) {
 	testutil.RequireRoot(t)
 	host := testutil.NewHostNS(t)
 	makeCrashParent(t, host)
-	root := tmpfsDirTB(t)
+	root := testrig.TmpfsDir(t)
 	dirs := crashDirs{host: host.Path(), exec: filepath.Join(root, "run"), data: filepath.Join(root, "lib"),
 		active: filepath.Join(root, "active.json")}
 	seed := time.Now().UnixNano()
@@ -267,25 +267,6 @@ func runCrashChild(t *testing.T, dirs crashDirs, seed int64, early bool, rng *ra
 	if strings.Contains(stderr.String(), "DATA RACE") {
 		t.Fatalf("crash child hit a data race:\n%s", stderr.String())
 	}
-}
-
-// tmpfsDirTB is lifecycle_bench_test.go's tmpfsDir for any test: a private
-// tmpfs, as ExecRoot is in production (/run), unmounted at the end.
-func tmpfsDirTB(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256m"); err != nil {
-		t.Fatalf("mounting tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmounting tmpfs: %v", err)
-		}
-	})
-	return dir
 }
 
 type crashStats struct {

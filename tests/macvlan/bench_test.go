@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
+	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -49,10 +49,10 @@ func BenchmarkMacvlanLifecycle(b *testing.B) {
 		}
 	}
 	for _, op := range []string{"Leave", "Sandbox.Delete", "Endpoint.Delete"} {
-		b.Logf("%s medians: bridge %.3f ms, macvlan %.3f ms", op, median(all["bridge"][op]), median(all["macvlan"][op]))
+		b.Logf("%s medians: bridge %.3f ms, macvlan %.3f ms", op, testrig.MedianMs(all["bridge"][op]), testrig.MedianMs(all["macvlan"][op]))
 	}
 	for _, op := range []string{"create+join", "teardown", "teardown-by-sandbox-delete"} {
-		br, mv := median(all["bridge"][op]), median(all["macvlan"][op])
+		br, mv := testrig.MedianMs(all["bridge"][op]), testrig.MedianMs(all["macvlan"][op])
 		b.ReportMetric(br, "bridge-"+op+"-ms")
 		b.ReportMetric(mv, "macvlan-"+op+"-ms")
 		b.ReportMetric(mv/br, "macvlan/bridge-"+op)
@@ -63,7 +63,7 @@ func BenchmarkMacvlanLifecycle(b *testing.B) {
 func lifecycle(b *testing.B, driver string, n int) map[string][]time.Duration {
 	b.Helper()
 	host := testutil.NewHostNS(b)
-	dir := tmpfs(b)
+	dir := testrig.TmpfsDir(b)
 	c, err := libnetwork.New(config.OptionHostNetNS(host.Path()),
 		config.OptionExecRoot(filepath.Join(dir, "run")), config.OptionDataDir(filepath.Join(dir, "lib")))
 	if err != nil {
@@ -99,19 +99,8 @@ func lifecycle(b *testing.B, driver string, n int) map[string][]time.Duration {
 	sbs := make([]*libnetwork.Sandbox, n)
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		ep, err := nw.CreateEndpoint(fmt.Sprintf("c%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		sb, err := c.NewSandbox(fmt.Sprintf("c%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := ep.Join(sb); err != nil {
-			b.Fatal(err)
-		}
+		eps[i], sbs[i] = testrig.JoinNew(b, c, nw, fmt.Sprintf("c%d", i))
 		s["create+join"] = append(s["create+join"], time.Since(t0))
-		eps[i], sbs[i] = ep, sb
 	}
 	// Half the containers go as Docker stops a container: Sandbox.Delete
 	// leaves every endpoint as the namespace goes (the interface is only
@@ -119,17 +108,7 @@ func lifecycle(b *testing.B, driver string, n int) map[string][]time.Duration {
 	// does, Leave first (the sandbox sets the interface down and renames
 	// it, to free its name at once).
 	for i := n; i < 2*n; i++ {
-		ep, err := nw.CreateEndpoint(fmt.Sprintf("c%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		sb, err := c.NewSandbox(fmt.Sprintf("c%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := ep.Join(sb); err != nil {
-			b.Fatal(err)
-		}
+		ep, sb := testrig.JoinNew(b, c, nw, fmt.Sprintf("c%d", i))
 		eps, sbs = append(eps, ep), append(sbs, sb)
 	}
 	for i := n; i < 2*n; i++ {
@@ -143,50 +122,11 @@ func lifecycle(b *testing.B, driver string, n int) map[string][]time.Duration {
 		s["teardown-by-sandbox-delete"] = append(s["teardown-by-sandbox-delete"], time.Since(t0))
 	}
 	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		if err := eps[i].Leave(sbs[i]); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := sbs[i].Delete(); err != nil {
-			b.Fatal(err)
-		}
-		t2 := time.Now()
-		if err := eps[i].Delete(false); err != nil {
-			b.Fatal(err)
-		}
-		t3 := time.Now()
-		s["Leave"] = append(s["Leave"], t1.Sub(t0))
-		s["Sandbox.Delete"] = append(s["Sandbox.Delete"], t2.Sub(t1))
-		s["Endpoint.Delete"] = append(s["Endpoint.Delete"], t3.Sub(t2))
-		s["teardown"] = append(s["teardown"], t3.Sub(t0))
+		d := testrig.TimedTeardown(b, eps[i], sbs[i])
+		s["Leave"] = append(s["Leave"], d.Leave)
+		s["Sandbox.Delete"] = append(s["Sandbox.Delete"], d.SandboxDelete)
+		s["Endpoint.Delete"] = append(s["Endpoint.Delete"], d.EndpointDelete)
+		s["teardown"] = append(s["teardown"], d.Total())
 	}
 	return s
-}
-
-func median(ds []time.Duration) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	c := slices.Clone(ds)
-	slices.Sort(c)
-	return float64(c[len(c)/2].Microseconds()) / 1000
-}
-
-// tmpfs mounts a tmpfs under b's temp dir, as BenchmarkContainerLifecycle
-// does: the shared disk's fsync latency would swamp both drivers' numbers.
-func tmpfs(b *testing.B) string {
-	dir := filepath.Join(b.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256m"); err != nil {
-		b.Fatalf("mounting tmpfs: %v", err)
-	}
-	b.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			b.Errorf("unmounting tmpfs: %v", err)
-		}
-	})
-	return dir
 }
