@@ -27,12 +27,9 @@ func TestCrashDuringLeaveKeepsSandbox(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.BridgeNet(t, c, "net", "cnmlv0", "10.92.0.0/24")
-	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("other"))
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
-	if err := ep.Join(sb); err != nil {
-		t.Fatal(err)
-	}
+	ep := testrig.Joined(t, n, sb, "e")
 	r.Last.Stop()
 	// What the Leave had done: eth0 detached inside, host end retired.
 	_, h := testrig.SandboxNS(t, sb)
@@ -89,11 +86,8 @@ func TestRestartSkipsRetiredVeth(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.BridgeNet(t, c, "net", "cnmrv0", "10.93.0.0/24")
-	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
-	if err := ep.Join(sb); err != nil {
-		t.Fatal(err)
-	}
+	ep := testrig.Joined(t, n, sb, "e")
 	live := testrig.HostLinkByAlias(t, r.Host.Netlink, "opencnm:ep:"+ep.ID())
 	if len(live) != 1 {
 		t.Fatalf("tagged veths: %d", len(live))
@@ -209,11 +203,8 @@ func TestCrashDuringLeaveInterfaceDown(t *testing.T) {
 	r := testrig.NewRestartable(t)
 	c := r.Start()
 	n := testrig.BridgeNet(t, c, "net", "cnmld0", "10.95.0.0/24")
-	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("e"))
 	sb := testrig.Must[*libnetwork.Sandbox](t)(c.NewSandbox("c"))
-	if err := ep.Join(sb); err != nil {
-		t.Fatal(err)
-	}
+	testrig.Joined(t, n, sb, "e")
 	r.Last.Stop()
 	_, h := testrig.SandboxNS(t, sb)
 	eth0, err := h.LinkByName("eth0")
