@@ -26,6 +26,10 @@ MODULES  := . store/etcd
 # (internal/etcdproc.DefaultBinary): unpacked, not installed, since
 # installing the package starts a system etcd.
 ETCD_DIR ?= /opt/opencnm/etcd-server
+# The etcd tests find the binary there (internal/etcdproc.Binary).
+export OPENCNM_ETCD ?= $(ETCD_DIR)/usr/bin/etcd
+# Every module's tests, as unit and test run them.
+GOTEST = set -e; for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -p $(TESTP) ./...); done
 
 .PHONY: all build deps test vet fmt-check imports-check imports unit example bench clean
 
@@ -46,7 +50,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables conntrack nftables runc busybox-static >/dev/null; \
 	fi
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ ! -x $(ETCD_DIR)/usr/bin/etcd ]; then \
-		d=$$(mktemp -d) && (cd $$d && apt-get download -qq etcd-server 2>/dev/null || { apt-get update -qq && apt-get download -qq etcd-server; }) && \
+		d=$$(mktemp -d) && chmod 755 $$d && (cd $$d && apt-get download -qq etcd-server || { apt-get update -qq && apt-get download -qq etcd-server; }) && \
 		mkdir -p $(ETCD_DIR) && dpkg-deb -x $$d/etcd-server_*.deb $(ETCD_DIR); rc=$$?; rm -rf $$d; exit $$rc; \
 	fi
 
@@ -68,12 +72,12 @@ imports:
 	$(GOIMPORTS) -local $(LOCAL_PREFIX) -w $(GOFILES)
 
 unit:
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -p $(TESTP) ./...); done
+	@$(GOTEST)
 
 test: deps vet fmt-check imports-check
 	@if [ -z "$(LEAKCHECK)" ]; then echo "NOTE: leakcheck not found (../shared/tools/leakcheck): the leftover check after the suite is SKIPPED"; fi
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) save /tmp/opencnm-leak-baseline >/dev/null; fi
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -p $(TESTP) ./...); done
+	@$(GOTEST)
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) /tmp/opencnm-leak-baseline; fi
 
 # The README example, run inside a private network and mount namespace so the
