@@ -55,15 +55,10 @@ func newRegistry(c *Controller) (*registry, error) {
 		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
 	if noDrivers, _ := c.cfg.DriverCfg[knobs.Controller][knobs.NoBuiltinDrivers].(bool); !noDrivers {
 		if err := r.addBuiltinDrivers(c); err != nil {
+			r.close()
 			return nil, err
 		}
 	}
-	mv, err := macvlan.New(c.host)
-	if err != nil {
-		r.close()
-		return nil, types.Wrapf(err, "initialising the macvlan driver")
-	}
-	r.drivers[mv.Type()] = &driverEntry{Driver: mv, capability: macvlan.Capability(), builtin: true}
 
 	ula, err := c.ulaGlobalID()
 	if err != nil {
@@ -86,8 +81,8 @@ func newRegistry(c *Controller) (*registry, error) {
 	return r, nil
 }
 
-// addBuiltinDrivers registers null, host and bridge. The bridge driver
-// starts in c.host (netlink, firewall), which needs root.
+// addBuiltinDrivers registers null, host, bridge and macvlan. The bridge
+// and macvlan drivers start in c.host (netlink, firewall), which needs root.
 func (r *registry) addBuiltinDrivers(c *Controller) error {
 	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), capability: null.Capability(), builtin: true}
 	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), capability: host.Capability(), builtin: true}
@@ -96,6 +91,11 @@ func (r *registry) addBuiltinDrivers(c *Controller) error {
 		return types.Wrapf(err, "initialising the bridge driver")
 	}
 	r.drivers[br.Type()] = &driverEntry{Driver: br, capability: bridge.Capability(), builtin: true}
+	mv, err := macvlan.New(c.host)
+	if err != nil {
+		return types.Wrapf(err, "initialising the macvlan driver")
+	}
+	r.drivers[mv.Type()] = &driverEntry{Driver: mv, capability: macvlan.Capability(), builtin: true}
 	for _, note := range br.Notices() {
 		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
 	}

@@ -33,9 +33,9 @@ func Set(key string, v any) config.Option {
 }
 
 // NoBuiltinDrivers (a bool, under Controller) makes the controller start
-// without its built-in network drivers (null, host, bridge): a unit test
-// registers the drivers it needs (the fake), and without the bridge the
-// controller starts without root. The built-in IPAM drivers stay.
+// without its built-in network drivers (null, host, bridge, macvlan): a unit
+// test registers the drivers it needs (the fake), and without the bridge
+// and macvlan drivers the controller starts without root. The built-in IPAM drivers stay.
 const NoBuiltinDrivers = "opencnm.internal.controller.no-builtin-drivers"
 
 // BridgeRepairEvery (a time.Duration) replaces the bridge driver's period
