@@ -10,12 +10,11 @@ import (
 )
 
 // endpoint is the driver's record of one endpoint. Guarded by Driver.mu;
-// mac and the addresses never change after CreateEndpoint.
+// mac never changes after CreateEndpoint (the addresses are the
+// sandbox's to set: the driver keeps none).
 type endpoint struct {
-	id     string
-	mac    net.HardwareAddr
-	addr   *net.IPNet
-	addrv6 *net.IPNet
+	id  string
+	mac net.HardwareAddr
 
 	// While joined: the namespace the macvlan link is in ("" for the host
 	// namespace, when the sandbox moves it in itself) and its ifindex there.
@@ -69,8 +68,7 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	case c.Mode == ModePassthru && in.MacAddress != nil && in.MacAddress.String() != n.parentMAC.String():
 		return nil, types.BadRequestErrorf("%s: a passthru macvlan has its parent's mac %s, not %s", what, n.parentMAC, in.MacAddress)
 	}
-	ep := &endpoint{id: req.EndpointID, mac: types.GetMacCopy(in.MacAddress),
-		addr: types.GetIPNetCopy(in.Address), addrv6: types.GetIPNetCopy(in.AddressIPv6)}
+	ep := &endpoint{id: req.EndpointID, mac: types.GetMacCopy(in.MacAddress)}
 	var chosen *driverapi.Interface
 	if ep.mac == nil {
 		if c.Mode == ModePassthru {

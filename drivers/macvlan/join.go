@@ -353,7 +353,12 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 		if l, err := h.LinkByName(res.DstName); err == nil && isOurs(l, req.EndpointID) {
 			key, index = req.SandboxKey, l.Attrs().Index
 		}
-	} else if links, err := d.nl.LinkList(); err == nil {
+	} else {
+		links, err := d.nl.LinkList()
+		if err != nil {
+			// Not "gone": a failed listing must not make restore drop a live join.
+			return types.InternalErrorf("%s: listing links: %w", what, err)
+		}
 		for _, l := range links {
 			if isOurs(l, req.EndpointID) {
 				index = l.Attrs().Index
