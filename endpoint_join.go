@@ -159,11 +159,7 @@ func (j *joining) attach() error {
 		_ = sb.gw.update()
 		// A gateway that moved back publishes its chosen ports anew:
 		// its record follows, so a restart brings back these.
-		var recs []func() (*store.Op, error)
-		for _, e := range sb.gw.recordOperPorts() {
-			recs = append(recs, c.recEndpoint(e, records.Ready))
-		}
-		_ = c.commit(recs...)
+		_ = c.commit(sb.gw.operPortRecords(nil)...)
 	})
 	return sb.gw.update()
 }
@@ -176,12 +172,7 @@ func (j *joining) publish() error {
 		return err
 	}
 	j.undo.PushFunc(func() { sb.leaveDNS(ep) })
-	recs := []func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}
-	for _, e := range sb.gw.recordOperPorts() {
-		if e != ep {
-			recs = append(recs, c.recEndpoint(e, records.Ready))
-		}
-	}
+	recs := append([]func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}, sb.gw.operPortRecords(ep)...)
 	return c.commit(recs...)
 }
 
@@ -358,10 +349,7 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	ep.join = nil
 	ep.operPorts = nil
 	c.mu.Unlock()
-	recs := []func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}
-	for _, e := range sb.gw.recordOperPorts() {
-		recs = append(recs, c.recEndpoint(e, records.Ready))
-	}
+	recs := append([]func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}, sb.gw.operPortRecords(nil)...)
 	if err := c.commit(recs...); err != nil {
 		errs = append(errs, err)
 	}

@@ -246,11 +246,7 @@ func (g *sandboxGateway) publishParts(gw *Endpoint, oper []types.PortBinding) (d
 	if ext, ok := gw.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		driverErr = ext.ProgramExternalConnectivity(gw.network.id, gw.id, labels)
 	}
-	var recs []func() (*store.Op, error)
-	for _, e := range g.recordOperPorts() {
-		recs = append(recs, c.recEndpoint(e, records.Ready))
-	}
-	return driverErr, c.commit(recs...)
+	return driverErr, c.commit(g.operPortRecords(nil)...)
 }
 
 // repairDefaultRoute makes the sandbox's default route of one family (now

@@ -292,15 +292,12 @@ func (sb *Sandbox) SetKey(path string) (err error) {
 	if err := sb.gw.update(); err != nil {
 		return err
 	}
+	undo.PushFunc(sb.gw.release)
 	if err := sb.updateResolver(nil, sb.dns.IPv6()); err != nil {
 		return err
 	}
 	ok = true
-	recs := []func() (*store.Op, error){c.recSandbox(sb)}
-	for _, e := range sb.gw.recordOperPorts() {
-		recs = append(recs, c.recEndpoint(e, records.Ready))
-	}
-	return c.commit(recs...)
+	return c.commit(append([]func() (*store.Op, error){c.recSandbox(sb)}, sb.gw.operPortRecords(nil)...)...)
 }
 
 // Refresh re-applies the sandbox's configuration with opts: every endpoint

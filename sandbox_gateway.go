@@ -4,7 +4,9 @@ import (
 	"slices"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/store"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -131,6 +133,18 @@ func revokeExternal(ep *Endpoint) {
 	if ext, ok := ep.network.driver.Driver.(driverapi.ExternalConnectivity); ok {
 		_ = ext.RevokeExternalConnectivity(ep.network.id, ep.id)
 	}
+}
+
+// operPortRecords is recordOperPorts as the store writes of the endpoints
+// whose record it changed, but skip (one the caller writes itself).
+func (g *sandboxGateway) operPortRecords(skip *Endpoint) []func() (*store.Op, error) {
+	var recs []func() (*store.Op, error)
+	for _, e := range g.recordOperPorts() {
+		if e != skip {
+			recs = append(recs, g.sb.ctrl.recEndpoint(e, records.Ready))
+		}
+	}
+	return recs
 }
 
 // recordOperPorts remembers, on the sandbox's gateway endpoint, the host

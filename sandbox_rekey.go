@@ -127,19 +127,11 @@ func (r *rekeying) enterNew() error {
 // serve gives the new namespace the default route, the same published
 // host ports and a resolver.
 func (r *rekeying) serve() error {
-	sb, c := r.sb, r.sb.ctrl
+	sb := r.sb
 	if err := sb.gw.updatePorts(r.oper); err != nil {
 		return err
 	}
-	r.undo.PushFunc(func() {
-		c.mu.Lock()
-		g := sb.gw.ep
-		sb.gw.ep = nil
-		c.mu.Unlock()
-		if g != nil {
-			revokeExternal(g)
-		}
-	})
+	r.undo.PushFunc(sb.gw.release)
 	if err := sb.updateResolver(nil, r.ipv6); err != nil {
 		return err
 	}
