@@ -137,6 +137,18 @@ var _ driverapi.Driver = (*Driver)(nil)
 var _ driverapi.ExternalConnectivity = (*Driver)(nil)
 var _ driverapi.Closer = (*Driver)(nil)
 
+// The optional contracts drivertest.Run checks only where they are
+// implemented: asserted here so a drifted signature fails to compile
+// instead of skipping its conformance check.
+var (
+	_ driverapi.JoinRestorer     = (*Driver)(nil)
+	_ driverapi.GarbageCollector = (*Driver)(nil)
+	_ driverapi.NetworkAbandoner = (*Driver)(nil)
+	_ driverapi.FirewallRepairer = (*Driver)(nil)
+	_ driverapi.NameServer       = (*Driver)(nil)
+	_ driverapi.NetworkValidator = (*Driver)(nil)
+)
+
 // New returns a bridge driver that puts bridges and host-side veth ends
 // into host. cfg is config.Config.DriverCfg["bridge"]: its
 // netlabel.GenericData entry (options.Generic, map[string]any or

@@ -69,7 +69,7 @@ func TestHealerPeriodicRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := waitRecord(t, ch, "firewall repaired")
-	if m["trigger"] != TriggerFallback || m["rules"].(int64) == 0 {
+	if n, _ := m["rules"].(int64); m["trigger"] != TriggerFallback || n == 0 {
 		t.Errorf("repair record %v", m)
 	}
 	if owners := m["owners"].([]string); strings.Join(owners, ",") != "cnm-global,cnm-net-n1" {

@@ -95,6 +95,7 @@ var _ driverapi.JoinRestorer = (*Driver)(nil)
 var _ driverapi.GarbageCollector = (*Driver)(nil)
 var _ driverapi.SandboxGarbageCollector = (*Driver)(nil)
 var _ driverapi.NetworkValidator = (*Driver)(nil)
+var _ driverapi.NetworkAbandoner = (*Driver)(nil)
 
 // New returns a macvlan driver whose parents and stand-in parents are in
 // host.

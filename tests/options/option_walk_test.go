@@ -59,6 +59,10 @@ func declared(t *testing.T, dir string, funcs bool, prefixes ...string) []string
 			}
 		}
 	}
+	if len(out) == 0 {
+		// An empty walk would make every check over it pass.
+		t.Fatalf("no declarations found under %s", dir)
+	}
 	sort.Strings(out)
 	return out
 }
