@@ -51,6 +51,7 @@ type Controller struct {
 	host   *netnsutil.NS   // the namespace treated as the host
 	hostNL *netlink.Handle // netlink handle inside host
 	store  store.Records
+	cl     *cluster // the global store; nil when none is configured
 	drv    *registry
 	nsPool *osl.Pool // namespaces made ahead for NewSandbox
 
@@ -115,6 +116,9 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 	if c.claimFd, err = claimHostNS(c.host, cfg.HostNetNS); err != nil {
 		return nil, err
 	}
+	if c.cl, err = openCluster(c); err != nil {
+		return nil, err
+	}
 	if c.drv, err = newRegistry(c); err != nil {
 		return nil, err
 	}
@@ -151,6 +155,9 @@ func (c *Controller) release() {
 	c.nsPool.Close()
 	if c.drv != nil {
 		c.drv.close()
+	}
+	if c.cl != nil {
+		c.cl.close()
 	}
 	if c.store != nil {
 		c.store.Close()

@@ -5,6 +5,7 @@ package config
 
 import (
 	"log/slog"
+	"maps"
 	"strings"
 	"time"
 
@@ -46,6 +47,16 @@ type Config struct {
 	StoreTimeout       time.Duration             // how long New waits for a store file another process holds
 	ActiveSandboxes    map[string]any            // sandbox ID -> []SandboxOption to live-restore
 	DNSTimeout         time.Duration             // embedded resolver: one forwarding attempt; 0 means 4 s
+	// The global store multi-host networks share (see docs/multihost.md).
+	// KVProvider empty: none, and every network is local to this host.
+	KVProvider       string            // a provider registered with package globalstore ("etcd")
+	KVProviderURL    string            // the store's endpoints, comma-separated
+	KVOpts           map[string]string // provider options (globalstore.OptCACertFile, ...)
+	DiscoveryAddress string            // this host's underlay address (VTEP); one of the host namespace's
+	HostID           string            // this host's ID in the store; empty: random, kept in DataDir
+	HostLeaseTTL     time.Duration     // how long a host's claims outlive it; 0 means 60 s
+	KVTimeout        time.Duration     // bound of every call that needs the store; 0 means 5 s
+
 	// Logger receives what background work did or could not do (firewall
 	// repairs, the veth reaper, port releases, DNS forwarding, restore
 	// repairs). Never nil: the default discards everything.
@@ -135,6 +146,42 @@ func OptionDNSTimeout(d time.Duration) Option { return func(c *Config) { c.DNSTi
 // embedded DNS forwarding failures, restore repairs. nil, or no
 // OptionLogger, logs nothing.
 func OptionLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
+
+// OptionKVProvider names the global store's provider ("etcd"). The
+// provider's package registers it when imported: for etcd,
+// import _ "github.com/opencnm/libnetwork/store/etcd". Without the import
+// New fails with a NotFound error naming it.
+func OptionKVProvider(provider string) Option { return func(c *Config) { c.KVProvider = provider } }
+
+// OptionKVProviderURL sets the global store's endpoints, comma-separated
+// ("https://10.0.0.1:2379,https://10.0.0.2:2379" or "unix:///path").
+func OptionKVProviderURL(url string) Option { return func(c *Config) { c.KVProviderURL = url } }
+
+// OptionKVOpts sets the global store provider's options: kv.cacertfile,
+// kv.certfile and kv.keyfile for TLS. An unknown key fails New.
+func OptionKVOpts(opts map[string]string) Option {
+	return func(c *Config) { c.KVOpts = maps.Clone(opts) }
+}
+
+// OptionDiscoveryAddress sets this host's underlay address: where other
+// hosts send the overlay's VXLAN traffic for its endpoints. It must be an
+// address of the controller's host namespace.
+func OptionDiscoveryAddress(address string) Option {
+	return func(c *Config) { c.DiscoveryAddress = address }
+}
+
+// OptionHostID sets this host's ID in the global store; without it a
+// random ID is made once and kept in DataDir.
+func OptionHostID(id string) Option { return func(c *Config) { c.HostID = id } }
+
+// OptionHostLeaseTTL sets how long this host's endpoints, names and
+// addresses outlive it in the global store when it dies (default 60 s).
+func OptionHostLeaseTTL(d time.Duration) Option { return func(c *Config) { c.HostLeaseTTL = d } }
+
+// OptionKVTimeout bounds every call that needs the global store; a store
+// that cannot answer in time fails the call with a NoService error
+// (default 5 s).
+func OptionKVTimeout(d time.Duration) Option { return func(c *Config) { c.KVTimeout = d } }
 
 // OptionActiveSandboxes names sandboxes of a previous run to restore live,
 // keyed by sandbox ID with their []libnetwork.SandboxOption as value.

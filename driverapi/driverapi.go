@@ -45,6 +45,9 @@ type CreateNetworkRequest struct {
 	Options  map[string]any
 	IPv4Data []IPAMData
 	IPv6Data []IPAMData
+	// ClusterIDs are the cluster-wide numbers a ClusterIDRequester asked
+	// for, claimed by the controller in the global store.
+	ClusterIDs []uint32
 }
 
 // Interface is an endpoint's interface as libnetwork knows it.

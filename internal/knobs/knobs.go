@@ -60,3 +60,9 @@ const Controller = "opencnm.internal.controller"
 // controller's periodic DNS redirect checks instead of its ticker: a test
 // runs a check exactly when it sends, and never one it did not ask for.
 const DNSCheckTicks = "opencnm.internal.controller.dns-check-ticks"
+
+// GlobalKV (a globalstore.KV, under Controller) is the global store the
+// controller uses instead of opening config KVProvider: controllers of one
+// test, each in its own host namespace, share one memstore.KV as hosts of
+// one cluster share an etcd.
+const GlobalKV = "opencnm.internal.controller.global-kv"
