@@ -2,13 +2,16 @@ package multihost_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork"
 	"github.com/opencnm/libnetwork/globalstore"
@@ -72,10 +75,19 @@ func (l *lab) keys(t *testing.T, part string) []string {
 func overlay(t *testing.T, h *testrig.Host, name, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
 	t.Helper()
 	nw, err := createOverlay(h, name, v4, v6, opts...)
+	skipWithoutOverlay(t, err)
 	if err != nil {
 		t.Fatalf("%s: creating overlay network %s: %v", h.ID, name, err)
 	}
 	return nw
+}
+
+// skipWithoutOverlay skips t when err says the build has no overlay
+// driver: only until the driver is merged (issue #15), then it goes.
+func skipWithoutOverlay(t *testing.T, err error) {
+	if err != nil && types.IsNotFound(err) && strings.Contains(err.Error(), `unknown driver "overlay"`) {
+		t.Skip("no overlay driver in this build yet")
+	}
 }
 
 func createOverlay(h *testrig.Host, name, v4, v6 string, opts ...libnetwork.NetworkOption) (*libnetwork.Network, error) {
@@ -119,10 +131,7 @@ func run(t *testing.T, h *testrig.Host, netName, name string, opts ...libnetwork
 	if err != nil {
 		t.Fatalf("%s: creating endpoint %s: %v", h.ID, name, err)
 	}
-	sb, err := h.Controller().NewSandbox(name)
-	if err != nil {
-		t.Fatalf("%s: sandbox %s: %v", h.ID, name, err)
-	}
+	sb := sandbox(t, h, name)
 	if err := ep.Join(sb); err != nil {
 		t.Fatalf("%s: joining %s: %v", h.ID, name, err)
 	}
@@ -137,6 +146,72 @@ func run(t *testing.T, h *testrig.Host, netName, name string, opts ...libnetwork
 	}
 	c.mac = iface.MacAddress().String()
 	return c
+}
+
+// sandbox makes a container's sandbox on h. Names the embedded resolver
+// does not know go to the host namespace's loopback, where nothing
+// listens: no query leaves the namespaces the test made.
+func sandbox(t *testing.T, h *testrig.Host, name string) *libnetwork.Sandbox {
+	t.Helper()
+	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 127.0.0.1\n")
+	sb, err := h.Controller().NewSandbox(name, libnetwork.OptionOriginResolvConfPath(origin))
+	if err != nil {
+		t.Fatalf("%s: sandbox %s: %v", h.ID, name, err)
+	}
+	return sb
+}
+
+// sendDF sends UDP datagrams of size bytes with don't-fragment set from
+// c to d's IPv4 address until one arrives (a few seconds at most). A
+// datagram over the path MTU fails at the sender (EMSGSIZE).
+func sendDF(c, d *ctr, size int) error {
+	var srv *net.UDPConn
+	if err := d.ns.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(d.v4, 0)))
+		return err
+	}); err != nil {
+		return err
+	}
+	defer srv.Close()
+	var cli *net.UDPConn
+	if err := c.ns.Do(func() (err error) {
+		cli, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+		return err
+	}); err != nil {
+		return err
+	}
+	defer cli.Close()
+	raw, err := cli.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+	}); err != nil || serr != nil {
+		return errors.Join(err, serr)
+	}
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, size+1)
+		_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := srv.Read(buf)
+		if err == nil && n != size {
+			err = fmt.Errorf("got %d bytes, want %d", n, size)
+		}
+		got <- err
+	}()
+	payload := make([]byte, size)
+	for {
+		if _, err := cli.Write(payload); err != nil {
+			return fmt.Errorf("sending %d bytes: %w", size, err)
+		}
+		select {
+		case err := <-got:
+			return err
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
 }
 
 // stop takes the container down as an orderly container stop does.
