@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +33,7 @@ type lab struct {
 	etcd *etcdproc.Member
 }
 
-func newLab(t *testing.T, n int, o testrig.ClusterOptions) *lab {
+func newLab(t testing.TB, n int, o testrig.ClusterOptions) *lab {
 	t.Helper()
 	testutil.RequireRoot(t)
 	m := etcdproc.StartT(t, etcdproc.Options{})
@@ -44,7 +46,7 @@ func (l *lab) host(i int) *testrig.Host { return l.Hosts[i-1] }
 
 // store is a client of the lab's etcd as the controllers see it, for
 // checks of what it holds; closed when the test ends.
-func (l *lab) store(t *testing.T) *globalstore.Store {
+func (l *lab) store(t testing.TB) *globalstore.Store {
 	t.Helper()
 	kv, err := globalstore.Open("etcd", globalstore.Config{Endpoints: []string{l.etcd.Endpoint()}, DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -55,7 +57,7 @@ func (l *lab) store(t *testing.T) *globalstore.Store {
 }
 
 // keys lists the etcd keys under the store's prefix that contain part.
-func (l *lab) keys(t *testing.T, part string) []string {
+func (l *lab) keys(t testing.TB, part string) []string {
 	t.Helper()
 	st := l.store(t)
 	kvs, _, err := st.KV().List(context.Background(), "/opencnm/")
@@ -72,7 +74,7 @@ func (l *lab) keys(t *testing.T, part string) []string {
 }
 
 // overlay creates a dual-stack overlay network on h from the given pools.
-func overlay(t *testing.T, h *testrig.Host, name, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
+func overlay(t testing.TB, h *testrig.Host, name, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
 	t.Helper()
 	nw, err := createOverlay(h, name, v4, v6, opts...)
 	skipWithoutOverlay(t, err)
@@ -84,7 +86,7 @@ func overlay(t *testing.T, h *testrig.Host, name, v4, v6 string, opts ...libnetw
 
 // skipWithoutOverlay skips t when err says the build has no overlay
 // driver: only until the driver is merged (issue #15), then it goes.
-func skipWithoutOverlay(t *testing.T, err error) {
+func skipWithoutOverlay(t testing.TB, err error) {
 	if err != nil && types.IsNotFound(err) && strings.Contains(err.Error(), `unknown driver "overlay"`) {
 		t.Skip("no overlay driver in this build yet")
 	}
@@ -102,7 +104,7 @@ func createOverlay(h *testrig.Host, name, v4, v6 string, opts ...libnetwork.Netw
 }
 
 // netOn is the network called name as host h's controller finds it.
-func netOn(t *testing.T, h *testrig.Host, name string) *libnetwork.Network {
+func netOn(t testing.TB, h *testrig.Host, name string) *libnetwork.Network {
 	t.Helper()
 	nw, err := h.Controller().NetworkByName(name)
 	if err != nil {
@@ -124,7 +126,7 @@ type ctr struct {
 }
 
 // run starts container name on host h, on network netName as h finds it.
-func run(t *testing.T, h *testrig.Host, netName, name string, opts ...libnetwork.EndpointOption) *ctr {
+func run(t testing.TB, h *testrig.Host, netName, name string, opts ...libnetwork.EndpointOption) *ctr {
 	t.Helper()
 	nw := netOn(t, h, netName)
 	ep, err := nw.CreateEndpoint(name, opts...)
@@ -136,7 +138,7 @@ func run(t *testing.T, h *testrig.Host, netName, name string, opts ...libnetwork
 		t.Fatalf("%s: joining %s: %v", h.ID, name, err)
 	}
 	c := &ctr{name: name, h: h, ep: ep, sb: sb}
-	c.ns, c.nl = testrig.SandboxNS(t, sb)
+	c.ns, c.nl = sandboxNS(t, sb)
 	iface := ep.Info().Iface()
 	if a := iface.Address(); a != nil {
 		c.v4, _ = netip.AddrFromSlice(a.IP.To4())
@@ -151,14 +153,33 @@ func run(t *testing.T, h *testrig.Host, netName, name string, opts ...libnetwork
 // sandbox makes a container's sandbox on h. Names the embedded resolver
 // does not know go to the host namespace's loopback, where nothing
 // listens: no query leaves the namespaces the test made.
-func sandbox(t *testing.T, h *testrig.Host, name string) *libnetwork.Sandbox {
+func sandbox(t testing.TB, h *testrig.Host, name string) *libnetwork.Sandbox {
 	t.Helper()
-	origin := testrig.WriteTemp(t, "resolv.conf", "nameserver 127.0.0.1\n")
+	origin := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(origin, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	sb, err := h.Controller().NewSandbox(name, libnetwork.OptionOriginResolvConfPath(origin))
 	if err != nil {
 		t.Fatalf("%s: sandbox %s: %v", h.ID, name, err)
 	}
 	return sb
+}
+
+// sandboxNS opens a sandbox's namespace for the test's checks.
+func sandboxNS(t testing.TB, sb *libnetwork.Sandbox) (*netnsutil.NS, *netlink.Handle) {
+	t.Helper()
+	ns, err := netnsutil.Open(sb.Key())
+	if err != nil {
+		t.Fatalf("opening sandbox key %s: %v", sb.Key(), err)
+	}
+	h, err := netlink.NewHandleAt(ns.Handle())
+	if err != nil {
+		ns.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(); ns.Close() })
+	return ns, h
 }
 
 // sendDF sends UDP datagrams of size bytes with don't-fragment set from
@@ -215,7 +236,7 @@ func sendDF(c, d *ctr, size int) error {
 }
 
 // stop takes the container down as an orderly container stop does.
-func (c *ctr) stop(t *testing.T) {
+func (c *ctr) stop(t testing.TB) {
 	t.Helper()
 	if err := c.ep.Leave(c.sb); err != nil {
 		t.Fatalf("%s: leaving %s: %v", c.h.ID, c.name, err)
@@ -252,7 +273,7 @@ func reach(t *testing.T, from *ctr, to ...*ctr) {
 
 // eventually polls check until it returns nil or bound passes, and
 // fails with its last error. Bounds are generous: the machine is shared.
-func eventually(t *testing.T, bound time.Duration, what string, check func() error) {
+func eventually(t testing.TB, bound time.Duration, what string, check func() error) {
 	t.Helper()
 	var err error
 	for deadline := time.Now().Add(bound); ; time.Sleep(20 * time.Millisecond) {
