@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork/config"
-	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/drivertest"
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/globalstore/memstore"
 	"github.com/opencnm/libnetwork/internal/knobs"
