@@ -108,6 +108,7 @@ func (cl *cluster) run() {
 		cl.sess, cl.lost, cl.up = nil, true, make(chan struct{})
 		cl.mu.Unlock()
 		ss.Abandon()
+		prev = globalstore.NoLease // gone: nothing to resume
 		cl.checkFence()
 	}
 }
