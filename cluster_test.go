@@ -2,6 +2,7 @@ package libnetwork_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,15 +24,42 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
+// storeOpts are the options of a controller New is expected to refuse:
+// state in temp dirs and, as root, a throwaway host namespace (a claim of
+// the machine's own would race other controllers).
+func storeOpts(t *testing.T) []config.Option {
+	opts := []config.Option{config.OptionDataDir(t.TempDir()), config.OptionExecRoot(t.TempDir()),
+		knobs.Set(knobs.NoBuiltinDrivers, true)}
+	if os.Geteuid() == 0 {
+		opts = append(opts, config.OptionHostNetNS(testutil.NewHostNS(t).Path()))
+	}
+	return opts
+}
+
 // Without the provider's import, asking for it fails New with NotFound
 // naming the package to import.
 func TestKVProviderWithoutImport(t *testing.T) {
-	_, err := libnetwork.New(config.OptionDataDir(t.TempDir()), config.OptionExecRoot(t.TempDir()),
-		knobs.Set(knobs.NoBuiltinDrivers, true),
-		config.OptionKVProvider("etcd"), config.OptionKVProviderURL("unix:///nonexistent"))
+	_, err := libnetwork.New(append(storeOpts(t),
+		config.OptionKVProvider("etcd"), config.OptionKVProviderURL("unix:///nonexistent"))...)
 	var nf types.NotFoundError
 	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "github.com/opencnm/libnetwork/store/etcd") {
 		t.Fatalf("New with an unregistered etcd provider: %v; want NotFound naming the import", err)
+	}
+}
+
+// The provider's options are checked before the provider is looked up:
+// an unknown key, or a CA file that cannot be read, fails New BadRequest.
+func TestKVOptsAreChecked(t *testing.T) {
+	for _, opts := range []map[string]string{
+		{"kv.bogus": "x"},
+		{globalstore.OptCACertFile: filepath.Join(t.TempDir(), "missing.pem")},
+	} {
+		_, err := libnetwork.New(append(storeOpts(t), config.OptionKVProvider("etcd"),
+			config.OptionKVProviderURL("unix:///nonexistent"), config.OptionKVOpts(opts))...)
+		var br types.BadRequestError
+		if !errors.As(err, &br) {
+			t.Errorf("New with KV options %v: %v; want BadRequest", opts, err)
+		}
 	}
 }
 
