@@ -33,45 +33,80 @@ func envN(env string, def int) int {
 // interleaved one by one in the same run, on a bridge network of the same
 // host, and reports both medians and their ratio. Another host has a
 // container on the overlay, so every join publishes a peer that host
-// programs, as in a real cluster.
+// programs, as in a real cluster. Two modes:
+//
+//   - warm: another container stays on each network on the host, so the
+//     overlay's data plane exists throughout (the usual case);
+//   - cold: each container is the network's only one on the host, so its
+//     join builds the overlay's data plane and its leave deletes it.
 //
 // Run: go test -run '^$' -bench OverlayLifecycle -benchtime 1x ./multihost (in store/etcd).
 func BenchmarkOverlayLifecycle(b *testing.B) {
 	n := envN("MH_LIFECYCLE_N", 50)
-	for range b.N {
-		l := newLab(b, 2, testrig.ClusterOptions{})
-		h := l.host(1)
-		overlay(b, h, "ov", "10.100.0.0/22", "")
-		run(b, l.host(2), "ov", "far")
-		br, err := h.Controller().NewNetwork("bridge", "br", "",
-			libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: "br-bench"}}),
-			libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.101.0.0/22"}}, nil, nil))
-		if err != nil {
-			b.Fatal(err)
-		}
-		ov := netOn(b, h, "ov")
-		up := map[string][]time.Duration{}
-		down := map[string][]time.Duration{}
-		for i := range n {
-			for _, nw := range []*libnetwork.Network{ov, br} {
-				name := fmt.Sprintf("%s-%d", nw.Type(), i)
-				t0 := time.Now()
-				ep, sb := testrig.JoinNew(b, h.Controller(), nw, name)
-				up[nw.Type()] = append(up[nw.Type()], time.Since(t0))
-				down[nw.Type()] = append(down[nw.Type()], testrig.TimedTeardown(b, ep, sb).Total())
+	for _, warm := range []bool{true, false} {
+		b.Run(map[bool]string{true: "warm", false: "cold"}[warm], func(b *testing.B) {
+			for range b.N {
+				lifecycle(b, n, warm)
 			}
+		})
+	}
+}
+
+func lifecycle(b *testing.B, n int, warm bool) {
+	l := newLab(b, 2, testrig.ClusterOptions{})
+	h := l.host(1)
+	overlay(b, h, "ov", "10.100.0.0/22", "")
+	run(b, l.host(2), "ov", "far")
+	br, err := h.Controller().NewNetwork("bridge", "br", "",
+		libnetwork.NetworkOptionGeneric(options.Generic{netlabel.GenericData: map[string]string{bridge.BridgeName: "br-bench"}}),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.101.0.0/22"}}, nil, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ov := netOn(b, h, "ov")
+	if warm {
+		testrig.JoinNew(b, h.Controller(), ov, "keep-overlay")
+		testrig.JoinNew(b, h.Controller(), br, "keep-bridge")
+	}
+	up := map[string][]time.Duration{}
+	down := map[string][]testrig.TeardownTimes{}
+	for i := range n {
+		for _, nw := range []*libnetwork.Network{ov, br} {
+			name := fmt.Sprintf("%s-%d", nw.Type(), i)
+			t0 := time.Now()
+			ep, sb := testrig.JoinNew(b, h.Controller(), nw, name)
+			up[nw.Type()] = append(up[nw.Type()], time.Since(t0))
+			down[nw.Type()] = append(down[nw.Type()], testrig.TimedTeardown(b, ep, sb))
 		}
-		for _, m := range []struct {
-			what string
-			d    map[string][]time.Duration
-		}{{"join", up}, {"teardown", down}} {
-			o, br := testrig.MedianMs(m.d["overlay"]), testrig.MedianMs(m.d["bridge"])
+	}
+	total := func(ts []testrig.TeardownTimes, f func(testrig.TeardownTimes) time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, t := range ts {
+			out = append(out, f(t))
+		}
+		return out
+	}
+	for _, m := range []struct {
+		what string
+		d    func(typ string) []time.Duration
+	}{
+		{"join", func(typ string) []time.Duration { return up[typ] }},
+		{"teardown", func(typ string) []time.Duration { return total(down[typ], testrig.TeardownTimes.Total) }},
+		{"leave", func(typ string) []time.Duration {
+			return total(down[typ], func(t testrig.TeardownTimes) time.Duration { return t.Leave })
+		}},
+		{"sbdelete", func(typ string) []time.Duration {
+			return total(down[typ], func(t testrig.TeardownTimes) time.Duration { return t.SandboxDelete })
+		}},
+	} {
+		o, br := testrig.MedianMs(m.d("overlay")), testrig.MedianMs(m.d("bridge"))
+		if m.what == "join" || m.what == "teardown" {
 			b.ReportMetric(o, m.what+"-overlay-p50-ms")
 			b.ReportMetric(br, m.what+"-bridge-p50-ms")
 			b.ReportMetric(o/br, m.what+"-overlay/bridge")
-			b.Logf("%s over %d containers: overlay p50 %.2f ms (p95 %.2f), bridge p50 %.2f ms (p95 %.2f): %.2fx",
-				m.what, n, o, testrig.PercentileMs(m.d["overlay"], 0.95), br, testrig.PercentileMs(m.d["bridge"], 0.95), o/br)
 		}
+		b.Logf("%s over %d containers: overlay p50 %.2f ms (p95 %.2f), bridge p50 %.2f ms (p95 %.2f): %.2fx",
+			m.what, n, o, testrig.PercentileMs(m.d("overlay"), 0.95), br, testrig.PercentileMs(m.d("bridge"), 0.95), o/br)
 	}
 }
 
