@@ -18,6 +18,7 @@ import (
 	"github.com/opencnm/libnetwork/globalstore/memstore"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -426,6 +427,10 @@ func TestGlobalDeleteForbiddenNamesHost(t *testing.T) {
 	if !ok || !types.IsForbidden(err) || !strings.Contains(busy.Error(), "busy on host "+b.id) {
 		t.Fatalf("delete with an endpoint on b: %v", err)
 	}
+	// On the endpoint's own host the refusal names it too.
+	if err := bn.Delete(); !strings.Contains(fmt.Sprint(err), "busy on host "+b.id) {
+		t.Fatalf("delete on b with its own endpoint: %v", err)
+	}
 	if _, err := a.c.NetworkByID(n.ID()); err != nil {
 		t.Fatalf("a refused delete lost the network: %v", err)
 	}
@@ -512,4 +517,58 @@ func TestGlobalStoreDown(t *testing.T) {
 		t.Fatalf("keys before %v, after %v", before, srv.Keys())
 	}
 	eventually(t, "b's mirror without the endpoint", func() bool { return len(bn.ClusterEndpoints()) == 0 })
+}
+
+// A global network with an IPAM driver of its own: the driver's pools and
+// addresses are used as given, and only the name and IDs are claimed.
+func TestGlobalNetworkPluginIPAM(t *testing.T) {
+	srv, h := newGCluster(t, 2)
+	shared, err := ipam.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range h {
+		if err := x.c.RegisterIpamDriver("shared", shared); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := testrig.Must[*libnetwork.Network](t)(h[0].c.NewNetwork("gfake", "p", "",
+		libnetwork.NetworkOptionIpam("shared", "", []*libnetwork.IpamConf{{PreferredPool: "10.70.0.0/24"}}, nil, nil)))
+	ea := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ea"))
+	bn := testrig.Must[*libnetwork.Network](t)(h[1].c.NetworkByID(n.ID()))
+	eb := testrig.Must[*libnetwork.Endpoint](t)(bn.CreateEndpoint("eb"))
+	if testrig.EpIP(ea) == testrig.EpIP(eb) || !strings.HasPrefix(testrig.EpIP(eb), "10.70.0.") {
+		t.Fatalf("addresses %s and %s", testrig.EpIP(ea), testrig.EpIP(eb))
+	}
+	for _, k := range srv.Keys() {
+		if strings.Contains(k, "/claims/pool/") || strings.Contains(k, "/addr/") {
+			t.Errorf("a plugin's pools and addresses are its own, yet %s was claimed", k)
+		}
+	}
+}
+
+// A global network has a local record: after a restart with the store
+// away it is still there.
+func TestGlobalNetworkSurvivesRestartWithStoreDown(t *testing.T) {
+	srv := memstore.New()
+	r := testrig.NewRestartable(t)
+	opts := func() []config.Option {
+		return []config.Option{knobs.Set(knobs.NoBuiltinDrivers, true), knobs.Set(knobs.GlobalKV, srv.Client()),
+			config.OptionHostID("host-a"), config.OptionKVTimeout(300 * time.Millisecond)}
+	}
+	c := r.Start(opts()...)
+	g := drivertest.NewGlobalFake("gfake")
+	if err := c.RegisterDriver("gfake", g, g.Capability()); err != nil {
+		t.Fatal(err)
+	}
+	n := testrig.Must[*libnetwork.Network](t)(c.NewNetwork("gfake", "kept", "", gPool("10.80.0.0/24")))
+	srv.Stop()
+	t.Cleanup(srv.Start) // before the last controller's teardown
+	c = r.Start(opts()...)
+	got := testrig.Must[*libnetwork.Network](t)(c.NetworkByName("kept"))
+	v4, _ := got.IpamInfo()
+	if got.ID() != n.ID() || got.Scope() != driverapi.GlobalScope || len(v4) != 1 || v4[0].Pool.String() != "10.80.0.0/24" {
+		t.Fatalf("restored %s %s %+v", got.ID(), got.Scope(), v4)
+	}
+	srv.Start()
 }

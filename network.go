@@ -292,8 +292,12 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
 		return types.ForbiddenErrorf("network %s is being deleted", n.name)
 	}
 	if cnt := len(n.epNames); cnt > 0 {
+		e := &ActiveEndpointsError{name: n.name, id: n.id, count: cnt}
+		if n.global {
+			e.where = n.localEndpointsWhereLocked()
+		}
 		c.mu.Unlock()
-		return &ActiveEndpointsError{name: n.name, id: n.id, count: cnt}
+		return e
 	}
 	n.deleting = true
 	c.mu.Unlock()

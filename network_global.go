@@ -426,4 +426,15 @@ func (n *Network) deleteGlobal() error {
 	return nil
 }
 
+// localEndpointsWhereLocked names this host's endpoints of n and the host,
+// as the store names every host's. Caller holds ctrl.mu.
+func (n *Network) localEndpointsWhereLocked() string {
+	var where []string
+	for name := range n.epNames {
+		where = append(where, name+" on host "+n.ctrl.cl.hostID())
+	}
+	sort.Strings(where)
+	return strings.Join(where, ", ")
+}
+
 func isNotFound(err error) bool { return types.IsNotFound(err) }
