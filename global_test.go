@@ -269,3 +269,36 @@ func TestGlobalNetworkSurvivesRestartWithStoreDown(t *testing.T) {
 	}
 	srv.Start()
 }
+
+// Fixed cluster IDs and the user's pool are the user's: taken by another
+// network they are Forbidden, not picked again. The gateway and aux
+// addresses are claimed with the network, so no host hands them out.
+func TestGlobalFixedIDsPoolsAndAux(t *testing.T) {
+	_, h := newGCluster(t, 2)
+	a, b := h[0], h[1]
+	ids := libnetwork.NetworkOptionDriverOpts(map[string]string{drivertest.GlobalIDsOption: "7000,7001"})
+	aux := libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.91.0.0/24",
+		AuxAddresses: map[string]string{"router": "10.91.0.2"}}}, nil, nil)
+	n := testrig.Must[*libnetwork.Network](t)(a.c.NewNetwork("gfake", "fixed", "", ids, aux))
+	if r, _ := a.g.Network(n.ID()); !slices.Equal(r.ClusterIDs, []uint32{7000, 7001}) {
+		t.Fatalf("cluster IDs %v", r.ClusterIDs)
+	}
+	_, err := b.c.NewNetwork("gfake", "same-ids", "", libnetwork.NetworkOptionDriverOpts(map[string]string{drivertest.GlobalIDsOption: "7001"}))
+	if !types.IsForbidden(err) || !strings.Contains(err.Error(), "VNI 7001") {
+		t.Fatalf("a taken fixed ID: %v", err)
+	}
+	_, err = b.c.NewNetwork("gfake", "same-pool", "", gPool("10.91.0.0/16"))
+	if !types.IsForbidden(err) {
+		t.Fatalf("a pool overlapping another global network's: %v", err)
+	}
+	for _, name := range []string{"same-ids", "same-pool"} {
+		if _, err := a.c.NetworkByName(name); !types.IsNotFound(err) {
+			t.Fatalf("refused %s is known: %v", name, err)
+		}
+	}
+	bn := testrig.Must[*libnetwork.Network](t)(b.c.NetworkByID(n.ID()))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(bn.CreateEndpoint("first"))
+	if got := testrig.EpIP(ep); got != "10.91.0.3" {
+		t.Fatalf("first endpoint got %s, want the lowest address past gateway and aux", got)
+	}
+}

@@ -239,6 +239,13 @@ func (c *Controller) materialize(rec globalstore.Network) (*Network, error) {
 	if stopped || m.skip(rec.ID) {
 		return nil, ErrNoSuchNetwork(rec.Name)
 	}
+	// A record read on a lookup miss may be ahead of the watch: its claims
+	// (gateway, aux addresses) are candidates' business from now on.
+	m.mu.Lock()
+	if _, seen := m.nets[rec.ID]; !seen {
+		m.nets[rec.ID] = rec
+	}
+	m.mu.Unlock()
 	var r records.Network
 	if err := records.Decode(records.KindNetwork, rec.ID, rec.Data, &r); err != nil {
 		return nil, types.InternalErrorf("decoding global network %s: %w", rec.Name, err)
