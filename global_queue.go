@@ -4,6 +4,8 @@ import (
 	"context"
 	"hash/fnv"
 	"time"
+
+	"github.com/opencnm/libnetwork/types"
 )
 
 // storeWrite is a write to the global store that must not fail its caller
@@ -47,8 +49,8 @@ func (m *mirror) write(key, what string, do func(ctx context.Context) error) {
 	m.mu.Unlock()
 	if backlog == 0 {
 		err := do(m.ctx)
-		if err == nil {
-			m.done(key, w)
+		if !retriable(err) {
+			m.finish(key, w, err)
 			return
 		}
 		m.log.Warn("global store write queued for retry", "what", what, "error", err)
@@ -57,6 +59,20 @@ func (m *mirror) write(key, what string, do func(ctx context.Context) error) {
 	case m.kick <- struct{}{}:
 	default:
 	}
+}
+
+// retriable reports whether a failed write may succeed later: the store
+// did not answer. Any other failure (the store refused it) is final.
+func retriable(err error) bool {
+	return err != nil && (types.IsNoService(err) || types.IsTimeout(err))
+}
+
+// finish drops w, done or failed for good (logged).
+func (m *mirror) finish(key string, w *storeWrite, err error) {
+	if err != nil {
+		m.log.Warn("global store write failed, not retried", "what", w.what, "error", err)
+	}
+	m.done(key, w)
 }
 
 // done drops w from the queue if it is still the write wanted for key.
@@ -119,11 +135,14 @@ func (m *mirror) retry(key string) bool {
 	if w == nil {
 		return true
 	}
-	if err := w.do(m.ctx); err != nil {
+	err := w.do(m.ctx)
+	if retriable(err) {
 		m.log.Debug("global store write still failing", "what", w.what, "error", err)
 		return false
 	}
-	m.log.Info("global store write done after retry", "what", w.what)
-	m.done(key, w)
+	if err == nil {
+		m.log.Info("global store write done after retry", "what", w.what)
+	}
+	m.finish(key, w, err)
 	return true
 }
