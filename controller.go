@@ -123,6 +123,9 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 	if c.drv, err = newRegistry(c); err != nil {
 		return nil, err
 	}
+	if err = c.announceBuiltins(); err != nil {
+		return nil, err
+	}
 	if c.cl != nil {
 		c.mirror = newMirror(c)
 	}

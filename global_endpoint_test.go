@@ -319,3 +319,22 @@ func TestGlobalStoreDown(t *testing.T) {
 	}
 	eventually(t, "b's mirror without the endpoint", func() bool { return len(bn.ClusterEndpoints()) == 0 })
 }
+
+// A host whose lease may have run out (no renewal for most of its TTL)
+// hands its drivers no peers, and all of them again once renewals succeed.
+func TestGlobalFenceWithdrawsPeers(t *testing.T) {
+	srv, h := newGCluster(t, 2, config.OptionHostLeaseTTL(2*time.Second), config.OptionKVTimeout(300*time.Millisecond))
+	a, b := h[0], h[1]
+	n := testrig.Must[*libnetwork.Network](t)(a.c.NewNetwork("gfake", "g", "", gPool("10.92.0.0/24")))
+	testrig.Must[*libnetwork.Network](t)(b.c.NetworkByID(n.ID()))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	if err := ep.Join(testrig.ExtSandbox(t, a.c, "ca")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's peer on b", func() bool { return len(b.g.Peers(n.ID())) == 1 })
+	srv.Stop()
+	t.Cleanup(srv.Start)
+	eventually(t, "b fenced: no peers", func() bool { return len(b.g.Peers(n.ID())) == 0 })
+	srv.Start()
+	eventually(t, "b unfenced: a's peer back", func() bool { return len(b.g.Peers(n.ID())) == 1 })
+}

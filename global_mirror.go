@@ -47,6 +47,8 @@ type mirror struct {
 	hints    map[globalstore.Claim]time.Time            // claims a transaction found taken, until the watch tells
 	queue    map[string]*storeWrite                     // endpoint ID -> the latest write wanted for it
 	kick     chan struct{}
+	fenced   bool          // drivers get no peers: the host's lease may be gone (cluster fence)
+	refence  chan struct{} // wakes the worker that applies fenced to the drivers
 
 	wlocks [writeLockStripes]sync.Mutex // see lockFor
 }
@@ -60,7 +62,7 @@ func newMirror(c *Controller) *mirror {
 		nets: map[string]globalstore.Network{}, eps: map[string]map[string]globalstore.Endpoint{},
 		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]bool{},
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
-		queue: map[string]*storeWrite{}, kick: make(chan struct{}, 1)}
+		queue: map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -68,7 +70,7 @@ func newMirror(c *Controller) *mirror {
 // start follows the store and runs the write queue until close.
 func (m *mirror) start() {
 	events := m.c.cl.store().Watch(m.ctx)
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()
 		for ev := range events {
@@ -79,6 +81,50 @@ func (m *mirror) start() {
 		defer m.wg.Done()
 		m.runQueue()
 	}()
+	go func() {
+		defer m.wg.Done()
+		m.runFence()
+	}()
+	m.c.cl.subscribe(m)
+}
+
+// sessionUp is the cluster telling of a session opened. The mirror needs
+// none to follow the store; claiming this host's endpoints again on a new
+// lease (heal) is not done here.
+func (m *mirror) sessionUp(*globalstore.Session, bool) {}
+
+// fence is the cluster telling that the host's lease may be gone (on) or
+// is renewed again (off): while fenced, drivers are handed no peers, so no
+// frame goes to another host from an address this host may no longer
+// hold; endpoints here still reach each other.
+func (m *mirror) fence(on bool) {
+	m.mu.Lock()
+	changed := m.fenced != on
+	m.fenced = on
+	m.mu.Unlock()
+	if changed {
+		m.log.Info("cross-host forwarding of global networks", "fenced", on)
+		select {
+		case m.refence <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// runFence hands every global network's driver its peers (none while
+// fenced) whenever the fence changes, until the mirror closes. It reads
+// the latest state each time, so changes in quick succession end right.
+func (m *mirror) runFence() {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.refence:
+		}
+		for _, n := range m.c.globalNetworks() {
+			m.syncPeers(n.id)
+		}
+	}
 }
 
 func (m *mirror) close() {
@@ -125,7 +171,10 @@ func (m *mirror) apply(ev globalstore.Event) {
 		}
 		m.peers[ev.NetworkID][ev.EndpointID] = *ev.Peer
 		m.mu.Unlock()
-		if ev.Peer.Host != m.self {
+		m.mu.Lock()
+		fenced := m.fenced
+		m.mu.Unlock()
+		if ev.Peer.Host != m.self && !fenced {
 			if pp, n := m.programmer(ev.NetworkID); pp != nil {
 				if err := pp.PeerAdd(ev.NetworkID, driverPeer(*ev.Peer)); err != nil {
 					m.log.Warn("adding peer", "network", n.name, "endpoint", ev.EndpointID, "error", err)
@@ -234,11 +283,15 @@ func (m *mirror) programmer(nid string) (driverapi.PeerProgrammer, *Network) {
 	return pp, n
 }
 
-// otherPeers are the peers of network nid on other hosts, by endpoint ID.
+// otherPeers are the peers of network nid on other hosts, by endpoint ID;
+// none while the host is fenced.
 func (m *mirror) otherPeers(nid string) []driverapi.Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := []driverapi.Peer{}
+	if m.fenced {
+		return out
+	}
 	for _, p := range m.peers[nid] {
 		if p.Host != m.self {
 			out = append(out, driverPeer(p))
