@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/ipam"
@@ -81,7 +82,7 @@ func (g *globalIPAM) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if owner := m.poolOverlapLocked(req.AddressSpace, p, g.nid); owner != "" {
-			return ipamapi.AllocatedPool{}, types.ForbiddenErrorf("pool %s overlaps a pool of global network %s: %w", p, owner, ipamapi.ErrPoolOverlap)
+			return ipamapi.AllocatedPool{}, types.ForbiddenErrorf("pool %s overlaps the pool of %s: %w", p, owner, ipamapi.ErrPoolOverlap)
 		}
 		m.inflight[globalstore.Pool(req.AddressSpace, p)] = true
 		return ipamapi.AllocatedPool{PoolID: globalPoolID(req.AddressSpace, p, sub), Pool: p}, nil
@@ -124,20 +125,22 @@ func (g *globalIPAM) RequestPool(req ipamapi.PoolRequest) (ipamapi.AllocatedPool
 // at random after a recent loss, so racing hosts part ways.
 const spread = 64
 
-// poolOverlapLocked names the global network (or "this host") holding a
-// pool of space overlapping p, "" if none. Caller holds m.mu.
+// poolOverlapLocked names the network holding a pool of space that
+// overlaps p, "" if none. Caller holds m.mu.
 func (m *mirror) poolOverlapLocked(space string, p netip.Prefix, self string) string {
 	for c := range m.inflight {
 		if c.Kind == globalstore.ClaimPool && c.Scope == space {
 			if q, err := netip.ParsePrefix(c.Name); err == nil && q.Overlaps(p) {
-				return "being created here"
+				return "a network being created here"
 			}
 		}
 	}
-	for c := range m.hints {
-		if c.Kind == globalstore.ClaimPool && c.Scope == space && m.takenLocked(c) {
-			if q, err := netip.ParsePrefix(c.Name); err == nil && q.Overlaps(p) {
-				return "of another host"
+	for _, hints := range []map[globalstore.Claim]time.Time{m.hints, m.listed} {
+		for c := range hints {
+			if c.Kind == globalstore.ClaimPool && c.Scope == space && fresh(hints, c) {
+				if q, err := netip.ParsePrefix(c.Name); err == nil && q.Overlaps(p) {
+					return "a network of another host"
+				}
 			}
 		}
 	}
@@ -148,7 +151,7 @@ func (m *mirror) poolOverlapLocked(space string, p netip.Prefix, self string) st
 		for _, c := range n.Claims {
 			if c.Kind == globalstore.ClaimPool && c.Scope == space {
 				if q, err := netip.ParsePrefix(c.Name); err == nil && q.Overlaps(p) {
-					return n.Name
+					return "global network " + n.Name
 				}
 			}
 		}
@@ -231,7 +234,7 @@ func (g *globalIPAM) RequestAddress(poolID string, prefer netip.Addr, opts map[s
 // scope lately. Caller holds m.mu.
 func (m *mirror) contendedLocked(kind globalstore.ClaimKind, scope string) bool {
 	for c := range m.hints {
-		if c.Kind == kind && c.Scope == scope && m.takenLocked(c) {
+		if c.Kind == kind && c.Scope == scope && fresh(m.hints, c) {
 			return true
 		}
 	}

@@ -45,6 +45,7 @@ type mirror struct {
 	gone     map[string]bool                            // networks deleted here: late puts are not made again
 	inflight map[globalstore.Claim]bool                 // candidates handed out here and not released
 	hints    map[globalstore.Claim]time.Time            // claims a transaction found taken, until the watch tells
+	listed   map[globalstore.Claim]time.Time            // claims of networks a listing had before the watch
 	queue    map[string]*storeWrite                     // endpoint ID -> the latest write wanted for it
 	kick     chan struct{}
 	fenced   bool          // drivers get no peers: the host's lease may be gone (cluster fence)
@@ -62,6 +63,7 @@ func newMirror(c *Controller) *mirror {
 		nets: map[string]globalstore.Network{}, eps: map[string]map[string]globalstore.Endpoint{},
 		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]bool{},
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
+		listed: map[globalstore.Claim]time.Time{},
 		queue: map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
@@ -147,6 +149,7 @@ func (m *mirror) apply(ev globalstore.Event) {
 		}
 	case globalstore.NetworkDelete:
 		m.mu.Lock()
+		m.gone[ev.NetworkID] = true // a read from before the delete must not make it again
 		delete(m.nets, ev.NetworkID)
 		delete(m.eps, ev.NetworkID)
 		delete(m.peers, ev.NetworkID)
@@ -224,6 +227,7 @@ func (m *mirror) resync(snap *globalstore.Snapshot) {
 		m.peers[p.NetworkID][p.EndpointID] = p
 	}
 	m.hints = map[globalstore.Claim]time.Time{}
+	m.listed = map[globalstore.Claim]time.Time{}
 	m.mu.Unlock()
 
 	for _, n := range snap.Networks {
@@ -239,6 +243,7 @@ func (m *mirror) resync(snap *globalstore.Snapshot) {
 			// A snapshot listed before this host's own create committed
 			// does not have it yet: only a read of the store tells.
 			if _, err := m.c.cl.store().Network(m.ctx, n.id); err != nil && isNotFound(err) {
+				m.markGone(n.id)
 				m.c.dropGlobal(n.id)
 			}
 			continue
@@ -360,19 +365,22 @@ func (m *mirror) remoteLocked(nid string, f func(e *globalstore.Endpoint) bool) 
 	}
 }
 
-// taken reports whether claim c is held per the mirror, handed out here,
-// or was lost by a recent transaction. Caller holds mu.
+// takenLocked reports whether claim c is handed out here, was lost by a
+// recent transaction or listed lately (what the records the mirror has
+// hold is the callers' own check). Caller holds mu.
 func (m *mirror) takenLocked(c globalstore.Claim) bool {
-	if m.inflight[c] {
-		return true
+	return m.inflight[c] || fresh(m.hints, c) || fresh(m.listed, c)
+}
+
+// fresh reports whether c is in hints and younger than hintTTL, dropping
+// it when it is older.
+func fresh(hints map[globalstore.Claim]time.Time, c globalstore.Claim) bool {
+	t, ok := hints[c]
+	if ok && time.Since(t) >= hintTTL {
+		delete(hints, c)
+		return false
 	}
-	if t, ok := m.hints[c]; ok {
-		if time.Since(t) < hintTTL {
-			return true
-		}
-		delete(m.hints, c)
-	}
-	return false
+	return ok
 }
 
 // hint records that a transaction found c taken.
@@ -400,6 +408,25 @@ func (m *mirror) usedAddrsLocked(nid string) map[netip.Addr]bool {
 		}
 	}
 	return used
+}
+
+// learn takes the claims of networks listed from the store (ahead of the
+// watch) as taken, for the candidates' sake only: the networks themselves
+// come from the watch or a lookup.
+func (m *mirror) learn(nets []globalstore.Network) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for _, n := range nets {
+		if _, known := m.nets[n.ID]; known || m.gone[n.ID] {
+			continue
+		}
+		for _, c := range n.Claims {
+			if c.Kind == globalstore.ClaimPool || c.Kind == globalstore.ClaimVNI {
+				m.listed[c] = now
+			}
+		}
+	}
 }
 
 // setPending marks network nid as being created here (true) or not.

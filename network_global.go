@@ -56,6 +56,15 @@ func (cr *creatingNetwork) bindGlobal() error {
 			return err
 		}
 	}
+	// The mirror may lag behind a network made a moment ago elsewhere: a
+	// pool claim is one exact prefix, so an overlapping pool of another
+	// network would pass the transaction. One read of every network
+	// closes that gap but for creates racing each other.
+	nets, _, err := c.cl.store().Networks(context.Background())
+	if err != nil {
+		return types.Wrapf(err, "creating network %s: listing global networks", n.name)
+	}
+	m.learn(nets)
 	var lastErr error
 	for try := 0; try < maxGlobalTries; try++ {
 		var pick undo.Stack
@@ -242,7 +251,7 @@ func (c *Controller) materialize(rec globalstore.Network) (*Network, error) {
 	// A record read on a lookup miss may be ahead of the watch: its claims
 	// (gateway, aux addresses) are candidates' business from now on.
 	m.mu.Lock()
-	if _, seen := m.nets[rec.ID]; !seen {
+	if _, seen := m.nets[rec.ID]; !seen && !m.gone[rec.ID] {
 		m.nets[rec.ID] = rec
 	}
 	m.mu.Unlock()
