@@ -64,7 +64,7 @@ func newMirror(c *Controller) *mirror {
 		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]bool{},
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
 		listed: map[globalstore.Claim]time.Time{},
-		queue: map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1)}
+		queue:  map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
