@@ -323,7 +323,7 @@ func TestGlobalStoreDown(t *testing.T) {
 // A host whose lease may have run out (no renewal for most of its TTL)
 // hands its drivers no peers, and all of them again once renewals succeed.
 func TestGlobalFenceWithdrawsPeers(t *testing.T) {
-	srv, h := newGCluster(t, 2, config.OptionHostLeaseTTL(2*time.Second), config.OptionKVTimeout(300*time.Millisecond))
+	srv, h := newGCluster(t, 2, config.OptionHostLeaseTTL(4*time.Second), config.OptionKVTimeout(300*time.Millisecond))
 	a, b := h[0], h[1]
 	n := testrig.Must[*libnetwork.Network](t)(a.c.NewNetwork("gfake", "g", "", gPool("10.92.0.0/24")))
 	testrig.Must[*libnetwork.Network](t)(b.c.NetworkByID(n.ID()))
