@@ -208,6 +208,8 @@ func TestGarbageCollection(t *testing.T) {
 	left, err := dataplane.Create(dataplane.Config{VNI: 5000, HostNS: h.NS.NS, LocalVTEP: h.VTEP, NSPath: nsFile(h.d, dead)})
 	ovlab.Must(t, err)
 	_ = left // a crashed run's: never deleted through it
+	// Unmounted even when collecting fails, or the test's TempDir stays.
+	t.Cleanup(func() { _ = dataplane.RemoveLeftover(nsFile(h.d, dead)) })
 	ovlab.Must(t, h.d.CollectGarbage(map[string]bool{testNet: true}, map[string]bool{a.peer.EndpointID: true}))
 	if exists(nsFile(h.d, dead)) {
 		t.Fatal("the leftover data plane is still mounted")
