@@ -253,7 +253,7 @@ func (d *Driver) Leave(nid, eid string) error {
 		if err := n.dp.Delete(); err != nil {
 			return types.Wrapf(err, "leaving overlay endpoint %s: deleting the data plane of network %s", eid, nid)
 		}
-		n.dp = nil
+		n.dp, n.unsynced = nil, false
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func (d *Driver) dropDataPlane(n *network) bool {
 	if n.dp == nil || n.dp.Delete() != nil {
 		return false
 	}
-	n.dp = nil
+	n.dp, n.unsynced = nil, false
 	for _, ep := range n.endpoints {
 		ep.joined = false
 	}

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/overlay/internal/ovlab"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 func TestConformance(t *testing.T) {
@@ -263,4 +265,50 @@ func TestDriftRepair(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	ovlab.Must(t, tcp(a, b, false))
+}
+
+// A restarted driver takes the live join back (RestoreJoin) without a
+// gap: traffic flows before any peer is reported again, the periodic
+// repair leaves the adopted entries alone until the first PeerSync, and
+// the data plane is then managed as if the new driver had built it.
+func TestRestartKeepsTraffic(t *testing.T) {
+	r := newRig(t, 2, 1500, nil, withRepairEvery(20*time.Millisecond))
+	a, b := r.endpoint(1, 1), r.endpoint(2, 2)
+	r.announce(a, b)
+	r.join(a)
+	r.join(b)
+	ovlab.Must(t, tcp(a, b, false))
+
+	h1 := r.hosts[0]
+	old := h1.d
+	ovlab.Must(t, old.Close()) // the process stops; the kernel keeps the data plane
+	old.mu.Lock()
+	old.networks = map[string]*network{}
+	old.mu.Unlock()
+
+	d := newHostDriverIn(t, h1.Host, old.dir, withRepairEvery(20*time.Millisecond))
+	ovlab.Must(t, d.CreateNetwork(netRequest(testNet, 4097)))
+	_, err := d.CreateEndpoint(driverapi.CreateEndpointRequest{NetworkID: testNet, EndpointID: a.peer.EndpointID,
+		Interface: driverapi.Interface{MacAddress: a.peer.MAC, Address: ovlab.IPNet(netip.PrefixFrom(a.peer.IPv4, 24)),
+			AddressIPv6: ovlab.IPNet(netip.PrefixFrom(a.peer.IPv6, 64))}})
+	ovlab.Must(t, err)
+	req := driverapi.JoinRequest{NetworkID: testNet, EndpointID: a.peer.EndpointID, SandboxKey: a.sb.Key()}
+	ovlab.Must(t, d.RestoreJoin(req, driverapi.JoinResult{DstName: a.ifc}))
+	time.Sleep(100 * time.Millisecond) // several repair periods: none may run before the sync
+	for _, f := range families {
+		if err := tcp(a, b, f.v6); err != nil {
+			t.Fatalf("%s: after the restart, before any peer was reported: %v", f.name, err)
+		}
+	}
+	ovlab.Must(t, d.PeerSync(testNet, []driverapi.Peer{b.peer}))
+	ovlab.Must(t, tcp(a, b, false))
+	unknown := req
+	unknown.EndpointID = "never"
+	if err := d.RestoreJoin(unknown, driverapi.JoinResult{DstName: "eth9"}); !types.IsNotFound(err) {
+		t.Fatalf("RestoreJoin of an unknown endpoint: want NotFound, got %v", err)
+	}
+	ovlab.Must(t, d.Leave(testNet, a.peer.EndpointID))
+	if exists(nsFile(d, testNet)) {
+		t.Fatal("the adopted data plane outlived its last local endpoint")
+	}
 }

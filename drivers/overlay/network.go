@@ -21,9 +21,12 @@ type network struct {
 	mtu int // 0: the data plane's default, the underlay's MTU minus the overhead
 
 	// mu serialises the network's kernel work and guards what follows.
-	mu        sync.Mutex
-	deleted   bool
-	dp        *dataplane.Network // nil while no local endpoint is joined
+	mu      sync.Mutex
+	deleted bool
+	dp      *dataplane.Network // nil while no local endpoint is joined
+	// unsynced: dp was adopted and no PeerSync came since, so the peers
+	// may be a partial set and the periodic repair must wait.
+	unsynced  bool
 	peers     map[string]driverapi.Peer
 	endpoints map[string]*endpoint
 }
@@ -83,7 +86,7 @@ func (d *Driver) DeleteNetwork(nid string) error {
 		if err := n.dp.Delete(); err != nil {
 			return types.Wrapf(err, "deleting overlay network %s", nid)
 		}
-		n.dp = nil
+		n.dp, n.unsynced = nil, false
 	}
 	n.deleted = true
 	n.peers = nil
@@ -180,6 +183,7 @@ func (d *Driver) PeerSync(nid string, peers []driverapi.Peer) error {
 	if n.dp == nil {
 		return nil
 	}
+	n.unsynced = false
 	rep, err := n.dp.Reconcile(n.peerList())
 	if len(rep.Repairs) > 0 {
 		d.log.Info("overlay peer sync repaired drifted entries", "network", nid, "repairs", len(rep.Repairs))
@@ -191,7 +195,7 @@ func (d *Driver) PeerSync(nid string, peers []driverapi.Peer) error {
 func (n *network) repair(log *slog.Logger) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.deleted || n.dp == nil {
+	if n.deleted || n.dp == nil || n.unsynced {
 		return nil
 	}
 	rep, err := n.dp.Reconcile(n.peerList())

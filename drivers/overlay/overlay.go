@@ -23,9 +23,10 @@
 //     and the network's MTU; the sandbox gives it its addresses.
 //   - Drift between the kernel and the peers is repaired every repair
 //     period (60 s) and at every PeerSync.
-//   - No JoinRestorer: a data plane cannot be taken back by a restarted
-//     driver yet (dataplane has no adoption of an existing namespace),
-//     so a restart loses the kernel state of joined endpoints.
+//   - A restarted driver takes its data planes back as the kernel holds
+//     them (RestoreJoin, dataplane.Adopt): live endpoints keep
+//     forwarding through the restart, and the controller's PeerSync
+//     then brings the entries in line.
 package overlay
 
 import (
@@ -81,6 +82,7 @@ var (
 	_ driverapi.NetworkValidator   = (*Driver)(nil)
 	_ driverapi.GarbageCollector   = (*Driver)(nil)
 	_ driverapi.Closer             = (*Driver)(nil)
+	_ driverapi.JoinRestorer       = (*Driver)(nil)
 )
 
 // New returns an overlay driver whose data planes bind their VXLAN
@@ -111,11 +113,27 @@ func New(host *netnsutil.NS, dir string, cfg map[string]any) (*Driver, error) {
 // Type returns "overlay".
 func (d *Driver) Type() string { return NetworkType }
 
-// Close stops the periodic repair. Data planes stay in the kernel: the
-// controller deletes their networks, or garbage collection removes them.
+// Close stops the periodic repair and releases the driver's handles on
+// the data planes, which stay in the kernel for a restarted driver to
+// adopt (RestoreJoin) or garbage collection to remove. The driver is
+// unusable afterwards.
 func (d *Driver) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
+	d.mu.Lock()
+	nets := make([]*network, 0, len(d.networks))
+	for _, n := range d.networks {
+		nets = append(nets, n)
+	}
+	d.mu.Unlock()
+	for _, n := range nets {
+		n.mu.Lock()
+		if n.dp != nil {
+			n.dp.Release()
+			n.dp, n.unsynced = nil, false
+		}
+		n.mu.Unlock()
+	}
 	return nil
 }
 

@@ -60,10 +60,14 @@ func newRig(t *testing.T, hosts, mtu int, opts map[string]any, cfg map[string]an
 // when the test ends is deleted.
 func newHostDriver(t *testing.T, h *ovlab.Host, cfg map[string]any) *Driver {
 	t.Helper()
-	d, err := New(h.NS.NS, filepath.Join(t.TempDir(), "overlay"), cfg)
+	return newHostDriverIn(t, h, filepath.Join(t.TempDir(), "overlay"), cfg)
+}
+
+func newHostDriverIn(t *testing.T, h *ovlab.Host, dir string, cfg map[string]any) *Driver {
+	t.Helper()
+	d, err := New(h.NS.NS, dir, cfg)
 	ovlab.Must(t, err)
 	t.Cleanup(func() {
-		_ = d.Close()
 		d.mu.Lock()
 		var ids []string
 		for id := range d.networks {
@@ -74,6 +78,11 @@ func newHostDriver(t *testing.T, h *ovlab.Host, cfg map[string]any) *Driver {
 			if err := d.DeleteNetwork(id); err != nil {
 				t.Errorf("deleting network %s on %s: %v", id, h.Name, err)
 			}
+		}
+		_ = d.Close()
+		// What a driver "killed" by the test left for its successor.
+		if err := d.CollectGarbage(nil, nil); err != nil {
+			t.Errorf("removing data planes on %s: %v", h.Name, err)
 		}
 	})
 	ovlab.Must(t, d.DiscoverNew(driverapi.NodeDiscovery, driverapi.NodeDiscoveryData{Address: h.VTEP.String(), Self: true}))

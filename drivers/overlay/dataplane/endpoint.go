@@ -90,8 +90,16 @@ func (ep *EndpointConfig) check() error {
 }
 
 func (ep EndpointConfig) same(o EndpointConfig) bool {
-	return ep.ID == o.ID && ep.NS.Path() == o.NS.Path() && ep.IfName == o.IfName &&
+	return ep.ID == o.ID && nsPath(ep.NS) == nsPath(o.NS) && ep.IfName == o.IfName &&
 		bytes.Equal(ep.MAC, o.MAC) && ep.IPv4 == o.IPv4 && ep.IPv6 == o.IPv6 && ep.Bare == o.Bare
+}
+
+// nsPath is ns's path; an adopted endpoint has no namespace.
+func nsPath(ns *netnsutil.NS) string {
+	if ns == nil {
+		return ""
+	}
+	return ns.Path()
 }
 
 // Attach plugs a local endpoint in: a veth whose bridge end is a port of
