@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -19,9 +20,17 @@ import (
 
 // NS is an open network namespace.
 type NS struct {
-	path   string
-	handle netns.NsHandle
+	path string
+	// mu makes Close wait for the entries (Do) in flight, and every later
+	// one fail: the number of a closed handle may be given to another file
+	// at once, and an entry through it would switch to whatever namespace
+	// that file is (the machine's own, say).
+	mu     sync.RWMutex
+	handle netns.NsHandle // -1 once closed; guarded by mu
 }
+
+// ErrClosed is the error of entering a namespace whose handle was closed.
+var ErrClosed = errors.New("namespace handle closed")
 
 // Open opens the namespace at path (a bind-mounted file or /proc/PID/ns/net).
 func Open(path string) (*NS, error) {
@@ -98,7 +107,7 @@ func (n *NS) Mount(path string) error {
 	if f != nil {
 		f.Close()
 	}
-	src := fmt.Sprintf("/proc/self/fd/%d", int(n.handle))
+	src := fmt.Sprintf("/proc/self/fd/%d", n.Fd())
 	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 		_ = os.Remove(path)
 		return fmt.Errorf("bind-mounting namespace at %s: %w", path, err)
@@ -124,14 +133,24 @@ func Remove(path string) error {
 func (n *NS) Path() string { return n.path }
 
 // Handle returns the namespace file handle (valid until Close).
-func (n *NS) Handle() netns.NsHandle { return n.handle }
+func (n *NS) Handle() netns.NsHandle {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.handle
+}
 
 // Fd returns the namespace file descriptor (valid until Close).
-func (n *NS) Fd() int { return int(n.handle) }
+func (n *NS) Fd() int { return int(n.Handle()) }
 
-// Close releases the handle. It does not remove a bind mount (see Remove).
+// Close releases the handle, once entries in flight are done. It does not
+// remove a bind mount (see Remove).
 func (n *NS) Close() error {
-	if n == nil || n.handle == -1 {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.handle == -1 {
 		return nil
 	}
 	err := n.handle.Close()
@@ -144,6 +163,11 @@ func (n *NS) Close() error {
 // change other namespaces: only the network namespace is restored.
 func (n *NS) Do(fn func() error) error {
 	return onThread(func() error {
+		n.mu.RLock()
+		defer n.mu.RUnlock()
+		if n.handle == -1 {
+			return fmt.Errorf("entering namespace %s: %w", n.path, ErrClosed)
+		}
 		if err := setNS(n.handle); err != nil {
 			return fmt.Errorf("entering namespace %s: %w", n.path, err)
 		}

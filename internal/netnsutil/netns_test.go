@@ -119,3 +119,35 @@ func TestFailedSwitchBackDiscardsThread(t *testing.T) {
 		t.Fatalf("Do after the restore: %v", err)
 	}
 }
+
+// An entry after Close fails with ErrClosed instead of going through a
+// descriptor number the process may already have given to another file;
+// work that entered before Close finishes in the namespace.
+func TestDoAfterCloseFails(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns, err := netnsutil.NewUnmounted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error {
+			close(inside)
+			<-release
+			_, err := netlink.LinkByName("lo") // still answered by the namespace entered
+			return err
+		})
+	}()
+	<-inside
+	if err := ns.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Do that entered before Close: %v", err)
+	}
+	if err := ns.Do(func() error { return nil }); !errors.Is(err, netnsutil.ErrClosed) {
+		t.Fatalf("Do after Close: %v, want ErrClosed", err)
+	}
+}
