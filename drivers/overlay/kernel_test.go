@@ -312,3 +312,26 @@ func TestRestartKeepsTraffic(t *testing.T) {
 		t.Fatal("the adopted data plane outlived its last local endpoint")
 	}
 }
+
+// Without a sandbox key (a sandbox whose namespace comes later) the
+// interface is born in the host namespace for the sandbox to move in;
+// Leave removes it.
+func TestJoinWithoutSandboxKey(t *testing.T) {
+	r := newRig(t, 1, 1500, nil, nil)
+	h := r.hosts[0]
+	a := r.endpoint(1, 1)
+	res, err := h.d.Join(driverapi.JoinRequest{NetworkID: testNet, EndpointID: a.peer.EndpointID})
+	ovlab.Must(t, err)
+	if res.SrcName == "" || res.DstPrefix != "eth" || res.DstName != "" {
+		t.Fatalf("Join = %+v: want a host link to move in with prefix eth", res)
+	}
+	l, err := h.NS.Netlink.LinkByName(res.SrcName)
+	ovlab.Must(t, err)
+	if l.Attrs().HardwareAddr.String() != a.peer.MAC.String() {
+		t.Fatalf("%s has MAC %s, want %s", res.SrcName, l.Attrs().HardwareAddr, a.peer.MAC)
+	}
+	ovlab.Must(t, h.d.Leave(testNet, a.peer.EndpointID))
+	if _, err := h.NS.Netlink.LinkByName(res.SrcName); err == nil {
+		t.Fatalf("Leave left %s in the host namespace", res.SrcName)
+	}
+}
