@@ -335,3 +335,26 @@ func TestJoinWithoutSandboxKey(t *testing.T) {
 		t.Fatalf("Leave left %s in the host namespace", res.SrcName)
 	}
 }
+
+// Over an IPv6 underlay both families cross hosts, and the MTU leaves
+// room for the larger outer header.
+func TestIPv6Underlay(t *testing.T) {
+	r := newRigOn(t, 2, 1500, true, nil, nil)
+	a, b := r.endpoint(1, 1), r.endpoint(2, 2)
+	r.announce(a, b)
+	r.join(a)
+	r.join(b)
+	l, err := a.sb.Netlink().LinkByName(a.ifc)
+	ovlab.Must(t, err)
+	if want := 1500 - dataplane.OverheadIPv6; l.Attrs().MTU != want {
+		t.Fatalf("MTU %d over an IPv6 underlay, want %d", l.Attrs().MTU, want)
+	}
+	for _, f := range families {
+		if err := tcp(a, b, f.v6); err != nil {
+			t.Fatalf("%s TCP over an IPv6 underlay: %v", f.name, err)
+		}
+		if err := udp(b, a, f.v6); err != nil {
+			t.Fatalf("%s UDP over an IPv6 underlay: %v", f.name, err)
+		}
+	}
+}

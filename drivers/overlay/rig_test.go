@@ -44,7 +44,13 @@ type ctr struct {
 
 func newRig(t *testing.T, hosts, mtu int, opts map[string]any, cfg map[string]any) *rig {
 	t.Helper()
-	_, hs := ovlab.Underlay(t, hosts, mtu, false)
+	return newRigOn(t, hosts, mtu, false, opts, cfg)
+}
+
+// newRigOn is newRig over an IPv6 underlay if v6.
+func newRigOn(t *testing.T, hosts, mtu int, v6 bool, opts map[string]any, cfg map[string]any) *rig {
+	t.Helper()
+	_, hs := ovlab.Underlay(t, hosts, mtu, v6)
 	r := &rig{t: t}
 	for _, h := range hs {
 		d := newHostDriver(t, h, cfg)
