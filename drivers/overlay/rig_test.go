@@ -13,7 +13,6 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/overlay/internal/ovlab"
 	"github.com/opencnm/libnetwork/internal/knobs"
-	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/osl"
 )
 
@@ -186,5 +185,5 @@ func conformanceInterface(_, eid string) driverapi.Interface {
 }
 
 func withRepairEvery(d time.Duration) map[string]any {
-	return map[string]any{knobs.OverlayRepairEvery: d, netlabel.Logger: nil}
+	return map[string]any{knobs.OverlayRepairEvery: d}
 }
