@@ -122,6 +122,9 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 	if c.drv, err = newRegistry(c); err != nil {
 		return nil, err
 	}
+	if err = c.announceBuiltins(); err != nil {
+		return nil, err
+	}
 	c.restoreErr = c.restore()
 	c.repair = c.startRepairLoop(dnsCheckEvery)
 	ok = true

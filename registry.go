@@ -47,6 +47,8 @@ type registry struct {
 	plugins     *plugins.Registry
 	discovering map[string]*nameLock // per-name plugin discovery, which may wait on a socket; guarded by mu
 
+	announce func(name string, e *driverEntry) error // Controller.announceSelf, for plugins found later
+
 	mu      sync.Mutex
 	drivers map[string]*driverEntry // guarded by mu
 	ipams   map[string]*ipamEntry   // guarded by mu
@@ -54,7 +56,7 @@ type registry struct {
 
 func newRegistry(c *Controller) (*registry, error) {
 	r := &registry{drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
-		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout)}
+		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout), announce: c.announceSelf}
 	if noDrivers, _ := c.cfg.DriverCfg[knobs.Controller][knobs.NoBuiltinDrivers].(bool); !noDrivers {
 		if err := r.addBuiltinDrivers(c); err != nil {
 			r.close()
@@ -222,12 +224,27 @@ func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability 
 		return types.BadRequestErrorf("registering driver %q: name and driver are required", name)
 	}
 	r := c.drv
+	e := &driverEntry{Driver: d, capability: capability}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.drivers[name]; ok && e.builtin {
+	old, ok := r.drivers[name]
+	if ok && old.builtin {
+		r.mu.Unlock()
 		return types.ForbiddenErrorf("driver %q is built in and cannot be replaced", name)
 	}
-	r.drivers[name] = &driverEntry{Driver: d, capability: capability}
+	r.drivers[name] = e
+	r.mu.Unlock()
+	if err := c.announceSelf(name, e); err != nil {
+		r.mu.Lock()
+		if r.drivers[name] == e {
+			if ok {
+				r.drivers[name] = old
+			} else {
+				delete(r.drivers, name)
+			}
+		}
+		r.mu.Unlock()
+		return err
+	}
 	return nil
 }
 

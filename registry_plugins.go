@@ -24,7 +24,11 @@ func (r *registry) discoverDriver(name string) (*driverEntry, error) {
 	if err != nil {
 		return nil, types.Wrapf(err, "starting network plugin %s", name)
 	}
-	return &driverEntry{Driver: d, capability: capability}, nil
+	e := &driverEntry{Driver: d, capability: capability}
+	if err := r.announce(name, e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // discoverIPAM finds an IPAM plugin called name.

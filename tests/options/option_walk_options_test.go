@@ -254,4 +254,12 @@ var optionTests = map[string]string{
 	"OptionOriginHostsPath":         "TestDNSFileOptions",
 	"OptionUseDefaultSandbox":       "TestHostDriverUsesDefaultSandbox",
 	"config.OptionActiveSandboxes":  "TestCrashDuringLeaveKeepsSandbox",
+	// The global store's options (root cluster tests).
+	"config.OptionKVProvider":       "TestKVProviderWithoutImport",
+	"config.OptionKVProviderURL":    "TestKVProviderWithoutImport",
+	"config.OptionKVOpts":           "TestKVOptsAreChecked",
+	"config.OptionKVTimeout":        "TestClusterSessionBoundedByKVTimeout",
+	"config.OptionHostLeaseTTL":     "TestClusterFenceDuringOutage",
+	"config.OptionHostID":           "TestClusterHostIDKept",
+	"config.OptionDiscoveryAddress": "TestDiscoveryAddress",
 }
