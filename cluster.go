@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/types"
@@ -77,7 +78,7 @@ func openCluster(c *Controller) (_ *cluster, err error) {
 	}
 	kv, _ := cfg.DriverCfg[knobs.Controller][knobs.GlobalKV].(globalstore.KV)
 	if kv == nil && cfg.KVProvider == "" {
-		return nil, nil
+		return nil, needsProvider(cfg)
 	}
 	cl := &cluster{c: c, ttl: cfg.HostLeaseTTL, timeout: cfg.KVTimeout, started: time.Now(),
 		up: make(chan struct{})}
@@ -113,6 +114,28 @@ func openCluster(c *Controller) (_ *cluster, err error) {
 	go cl.run()
 	go cl.fenceLoop(fenceTick(cl.ttl))
 	return cl, nil
+}
+
+// needsProvider refuses the options of the global store set without
+// one: they would be dropped, and a host configured to join a cluster
+// would silently run alone.
+func needsProvider(cfg *config.Config) error {
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"OptionKVProviderURL", cfg.KVProviderURL != ""},
+		{"OptionKVOpts", len(cfg.KVOpts) > 0},
+		{"OptionDiscoveryAddress", cfg.DiscoveryAddress != ""},
+		{"OptionHostID", cfg.HostID != ""},
+		{"OptionHostLeaseTTL", cfg.HostLeaseTTL != 0},
+		{"OptionKVTimeout", cfg.KVTimeout != 0},
+	} {
+		if o.set {
+			return types.BadRequestErrorf("invalid configuration: %s needs OptionKVProvider (a global store)", o.name)
+		}
+	}
+	return nil
 }
 
 // store is the global store.
