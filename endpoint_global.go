@@ -34,7 +34,9 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 		ep.iface.mac = macaddr.Random()
 	}
 	st := c.cl.store()
-	ss, err := c.cl.session(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout) // one deadline for the session and the store
+	defer cancel()
+	ss, err := c.cl.session(ctx)
 	if err != nil {
 		return types.Wrapf(err, "creating endpoint %s on network %s", ep.name, n.name)
 	}
@@ -55,7 +57,7 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 				rec.Claims = append(rec.Claims, globalstore.Address(n.id, p.Addr()))
 			}
 		}
-		err := st.CreateEndpoint(context.Background(), ss.Lease(), rec)
+		err := st.CreateEndpoint(ctx, ss.Lease(), rec)
 		if err == nil {
 			u.Push(pick.Run)
 			u.PushFunc(func() { ep.deleteGlobal() })
@@ -123,6 +125,8 @@ func (ep *Endpoint) publishPeer() {
 		p.IPs = append(p.IPs, pr.Addr())
 	}
 	c.mirror.write(ep.id, "peer of endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, c.cl.timeout) // one deadline for the session and the store
+		defer cancel()
 		ss, err := c.cl.session(ctx)
 		if err != nil {
 			return err
