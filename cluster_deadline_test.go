@@ -107,3 +107,49 @@ func TestEvictHostOneDeadline(t *testing.T) {
 		t.Fatalf("EvictHost: %v; want NoService (its calls together outlast KVTimeout)", err)
 	}
 }
+
+// Stop with the store down does not wait for the renewal in flight: the
+// renewal's context is cancelled at once, not left to its deadline.
+func TestClusterStopWithStoreDown(t *testing.T) {
+	srv := memstore.New()
+	kv := &slowKV{KV: srv.Client(), entered: make(chan struct{}, 1), ended: make(chan error, 1)}
+	// Renewals every 5 s, each bounded by 5 s: far beyond what Stop takes.
+	c, err := New(append(clusterOpts(t, srv, t.TempDir()), config.OptionHostLeaseTTL(15*time.Second),
+		config.OptionKVTimeout(60*time.Second), knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			c.Stop()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if _, err := c.cl.session(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	select {
+	case <-kv.entered:
+	case <-time.After(patience):
+		t.Fatalf("no renewal within %v", patience)
+	}
+	start := time.Now()
+	c.Stop()
+	stopped = true
+	took := time.Since(start)
+	var why error
+	select {
+	case why = <-kv.ended:
+	default:
+	}
+	t.Logf("Stop with the store down took %v; the renewal ended with %v", took, why)
+	if why != context.Canceled {
+		t.Fatalf("the renewal in flight at Stop ended with %v; want context.Canceled (Stop cancels it)", why)
+	}
+	if took > 15*time.Second {
+		t.Fatalf("Stop with the store down took %v; want far below the KVTimeout of 60 s", took)
+	}
+}
