@@ -2,6 +2,7 @@ package libnetwork
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -169,6 +170,7 @@ func (cl *cluster) session(ctx context.Context) (*globalstore.Session, error) {
 			return ss, nil
 		}
 		// Lost again at once: report it as unavailable, as below.
+		cause = errors.New("the session was lost as soon as it came up")
 	case <-ctx.Done():
 		cause = ctx.Err()
 	case <-t.C:

@@ -2,7 +2,9 @@ package libnetwork
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +153,21 @@ func TestClusterStopWithStoreDown(t *testing.T) {
 	}
 	if took > 15*time.Second {
 		t.Fatalf("Stop with the store down took %v; want far below the KVTimeout of 60 s", took)
+	}
+}
+
+// A waiter woken by a session that is lost again before it looks is told
+// the store is unavailable, in a readable error.
+func TestClusterSessionLostAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cl := &cluster{host: globalstore.Host{ID: "host-a"}, timeout: patience, ctx: ctx, up: make(chan struct{})}
+	close(cl.up) // published, and lost at once: sess is nil again
+	for _, last := range []error{nil, types.NoServiceErrorf("grant lease: refused")} {
+		cl.lastErr = last
+		_, err := cl.session(context.Background())
+		if !types.IsNoService(err) || !errors.Is(err, globalstore.ErrUnavailable) || strings.Contains(err.Error(), "%!") {
+			t.Errorf("session lost at once (last error %v): %v; want a readable NoService wrapping ErrUnavailable", last, err)
+		}
 	}
 }
