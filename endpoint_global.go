@@ -72,7 +72,7 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 		switch ce.Claim.Kind {
 		case globalstore.ClaimEndpointName:
 			host := "another host"
-			if other, err := st.Endpoint(context.Background(), n.id, ce.Owner); err == nil {
+			if other, err := st.Endpoint(ctx, n.id, ce.Owner); err == nil {
 				host = "host " + other.Host
 			}
 			return types.ForbiddenErrorf("endpoint with name %s already exists in network %s (on %s)", ep.name, n.name, host)
