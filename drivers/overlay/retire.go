@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"sync"
+	"time"
 
 	"github.com/opencnm/libnetwork/driverapi"
 )
@@ -10,10 +11,15 @@ import (
 // the caller's path: deleting the namespace's devices costs the kernel
 // an RCU wait per batch (tens of ms) and would make the overlay's
 // teardown many times the bridge's. Leave marks the data plane retiring
-// and a goroutine deletes it:
+// and a goroutine deletes it once retireGrace has passed:
 //
-//   - a Join before that goroutine begins takes the data plane back as
-//     it is (retiring is cleared, the goroutine then finds nothing to do);
+//   - a Join before that takes the data plane back as it is (retiring is
+//     cleared, the goroutine then finds nothing to do). Without the
+//     grace, a Join right after the last Leave (a container replaced,
+//     a burst of short-lived ones) would wait for the deletion (~50 ms)
+//     and then build anew (~25 ms), and each deletion would stall the
+//     host's other link changes on the rtnl lock; an idle data plane
+//     costs nothing meanwhile;
 //   - once it has begun (deleting), a Join, RestoreJoin, DeleteNetwork,
 //     garbage collection or Close waits for it to end, and a Join then
 //     builds a new data plane;
@@ -24,6 +30,10 @@ import (
 // Invariant: retiring is true only while a deleteRetired goroutine for
 // the network is pending, and only with dp set and no local endpoint
 // joined.
+
+// retireGrace is how long an idle data plane is kept for a Join to take
+// back before its deletion begins.
+const retireGrace = time.Second
 
 // retireHooks let tests stop a background deletion before it begins or
 // while it runs; nil in production.
@@ -49,6 +59,12 @@ func (d *Driver) retire(n *network) {
 
 func (d *Driver) deleteRetired(n *network) {
 	defer d.wg.Done()
+	t := time.NewTimer(retireGrace)
+	select {
+	case <-t.C:
+	case <-d.stop: // Close deletes what is retiring itself
+		t.Stop()
+	}
 	if d.hooks.before != nil {
 		d.hooks.before()
 	}
