@@ -134,9 +134,17 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 		PeerName:  ep.IfName, PeerNamespace: netlink.NsFd(ep.NS.Fd()),
 		PeerHardwareAddr: ep.MAC, PeerMTU: uint32(n.mtu),
 	}
+	if n.reap.pending() && n.waiting(a.hostName) {
+		// The endpoint's own veth, detached, still waits for the reaper.
+		// Found before the create, not by its EEXIST: the kernel makes
+		// the container's end first, and deleting it again after the
+		// bridge end's name clashed costs an RCU wait of its own.
+		_ = n.reap.flush() // on failure, the create reports the clash
+	}
 	err := n.nl.LinkAdd(veth)
 	if errors.Is(err, unix.EEXIST) && n.reap.pending() {
-		// A detached veth waiting for the reaper may hold either name.
+		// A detached veth waiting for the reaper may hold the container
+		// end's name in its namespace.
 		if ferr := n.reap.flush(); ferr == nil {
 			err = n.nl.LinkAdd(veth)
 		}
@@ -160,6 +168,13 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 	}
 	n.eps[ep.ID] = a
 	return a.peer, nil
+}
+
+// waiting reports whether the link called name is a detached one,
+// waiting for the reaper.
+func (n *Network) waiting(name string) bool {
+	l, err := n.nl.LinkByName(name)
+	return err == nil && l.Attrs().Group == reapGroup
 }
 
 // awaitReady waits for the bridge end called name to forward and for

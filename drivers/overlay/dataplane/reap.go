@@ -44,11 +44,12 @@ type reaper struct {
 	waiters int          // callers blocked in flush
 	lastErr error        // the latest group delete's failure; nil once one succeeds
 	closed  bool
+	kick    chan struct{} // wakes the loop from its lull for a flush or close; not guarded
 	done    chan struct{}
 }
 
 func newReaper(del func() error) *reaper {
-	r := &reaper{del: del, done: make(chan struct{})}
+	r := &reaper{del: del, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	go r.loop()
 	return r
@@ -69,6 +70,14 @@ func (r *reaper) queue(k int) {
 	r.cond.Broadcast()
 }
 
+// wake ends the loop's lull early.
+func (r *reaper) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // a wake is pending already
+	}
+}
+
 // pending reports whether links wait to be deleted.
 func (r *reaper) pending() bool {
 	r.mu.Lock()
@@ -84,6 +93,7 @@ func (r *reaper) flush() error {
 	target := r.queued
 	r.waiters++
 	r.cond.Broadcast()
+	r.wake()
 	for r.reaped < target && !r.closed {
 		r.cond.Wait()
 	}
@@ -97,6 +107,7 @@ func (r *reaper) close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.cond.Broadcast()
+	r.wake()
 	r.mu.Unlock()
 	<-r.done
 	r.mu.Lock()
@@ -121,7 +132,12 @@ func (r *reaper) loop() {
 				break
 			}
 			r.mu.Unlock()
-			time.Sleep(min(reapLull-quiet, reapMaxAge-age))
+			t := time.NewTimer(min(reapLull-quiet, reapMaxAge-age))
+			select {
+			case <-t.C:
+			case <-r.kick:
+				t.Stop()
+			}
 			r.mu.Lock()
 		}
 		// Links queued after this snapshot may go in the same request;
