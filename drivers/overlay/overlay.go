@@ -7,7 +7,8 @@
 // (Discoverer, the node it is told of with Self) and reports the
 // endpoints of other hosts (PeerProgrammer). The kernel side of a network
 // on this host is a dataplane.Network: it is built at the network's first
-// local Join and deleted with its last Leave, and the driver programs
+// local Join and deleted in the background after its last Leave (a Join
+// within retireGrace takes it back, retire.go), and the driver programs
 // into it the peers it keeps in memory for the network meanwhile.
 //
 // Choices:
