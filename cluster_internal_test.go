@@ -244,9 +244,13 @@ func TestClusterRestartResumesLease(t *testing.T) {
 	}
 	c = newClusterCtl(t, srv, data, ttl)
 	r = subscribeRecorder(c.cl)
+	// The lease expired from its last renewal on: fenced from the start
+	// until the new lease holds this host's claims.
+	r.nextFence(t, true)
 	if ev := r.nextUp(t); ev.resumed || ev.lease == first.lease {
 		t.Fatalf("restart after the TTL: lease %x resumed=%v; want a new lease", int64(ev.lease), ev.resumed)
 	}
+	r.nextFence(t, false)
 }
 
 func hasKey(srv *memstore.Server, key string) bool {
