@@ -243,18 +243,22 @@ func (d *Driver) Leave(nid, eid string) error {
 			return types.Wrapf(err, "leaving overlay endpoint %s", eid)
 		}
 	}
-	ep.joined = false
-	for _, o := range n.endpoints {
-		if o.joined {
+	for id, o := range n.endpoints {
+		if id != eid && o.joined {
+			ep.joined = false
 			return nil
 		}
 	}
 	if n.dp != nil {
+		// ep stays joined until the data plane is gone, so that a Leave
+		// retried after this failure deletes it again (Delete resumes
+		// where it stopped).
 		if err := n.dp.Delete(); err != nil {
 			return types.Wrapf(err, "leaving overlay endpoint %s: deleting the data plane of network %s", eid, nid)
 		}
 		n.dp, n.unsynced = nil, false
 	}
+	ep.joined = false
 	return nil
 }
 

@@ -128,10 +128,18 @@ func toInt(v any) (int, error) {
 }
 
 // ValidateNetwork refuses what CreateNetwork would for the options alone:
-// unknown keys, a bad VNI list or MTU.
+// unknown keys, a bad VNI list or MTU, and a host whose VTEP is not known.
 func (d *Driver) ValidateNetwork(nid string, opts map[string]any) error {
-	_, err := parseOptions("validating overlay network "+nid, opts)
-	return err
+	what := "validating overlay network " + nid
+	if _, err := parseOptions(what, opts); err != nil {
+		return err
+	}
+	// Refused here, before the controller claims the network and its VNI
+	// in the global store for a CreateNetwork that would refuse it.
+	if !d.localVTEP().IsValid() {
+		return types.ForbiddenErrorf("%s: this host's VTEP address is not known: overlay networks need a controller with a global store and a discovery address", what)
+	}
+	return nil
 }
 
 // ClusterIDs asks for the network's VNI: the one the options name, or
