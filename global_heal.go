@@ -214,14 +214,14 @@ func (m *mirror) keepDown(ctx context.Context, ep *Endpoint, ce *globalstore.Cla
 	if other, err := n.ctrl.cl.store().Endpoint(ctx, n.id, ce.Owner); err == nil {
 		cf.Host = other.Host
 	}
+	if joined {
+		ep.setLinkUp(false) // before it is listed: a listed conflict is down
+	}
 	m.mu.Lock()
 	m.conflicts[ep.id] = cf
 	m.mu.Unlock()
 	m.log.Warn("global store: endpoint kept down, its claim was taken while this host's lease was gone",
 		"endpoint", ep.name, "network", n.name, "claim", cf.Claim, "owner", cf.Owner, "owner host", cf.Host)
-	if joined {
-		ep.setLinkUp(false)
-	}
 }
 
 // clearConflict forgets ep's conflict, reporting whether it had one.
