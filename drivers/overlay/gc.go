@@ -13,7 +13,8 @@ import (
 // namespaces under the driver's directory (each named by its network's
 // ID) that a crash left, and the data plane of a network the driver still
 // holds but the controller no longer has (its endpoints are then not
-// joined). The caller makes sure no join is in progress.
+// joined); and the namespace of a live network the driver holds no data
+// plane for (an earlier run's, none of whose joins was restored). The caller makes sure no join is in progress.
 func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	entries, err := os.ReadDir(d.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -26,6 +27,11 @@ func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	for _, e := range entries {
 		nid := e.Name()
 		if liveNetworks[nid] {
+			if n := d.network(nid); n != nil {
+				if err := d.removeUnheld(n); err != nil {
+					errs = append(errs, types.Wrapf(err, "overlay garbage collection of network %s", nid))
+				}
+			}
 			continue
 		}
 		if n := d.network(nid); n != nil && d.dropDataPlane(n) {
@@ -36,6 +42,19 @@ func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeUnheld removes live network n's namespace when the driver holds
+// no data plane for it: no join of this run built one and no restored
+// join adopted it, so it is what an earlier run left when none of its
+// joins came back. n's lock keeps a join from building it meanwhile.
+func (d *Driver) removeUnheld(n *network) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dp != nil || n.deleted {
+		return nil
+	}
+	return dataplane.RemoveLeftover(filepath.Join(d.dir, n.id))
 }
 
 // dropDataPlane deletes n's data plane, if the driver holds one, and

@@ -80,6 +80,10 @@ func Query(ns *netnsutil.NS, network, name string, qtype uint16) (*dns.Msg, erro
 
 // answerIPs returns the A/AAAA addresses of resp (or the rcode name when it
 // is not NOERROR).
+// AnswerIPs lists an answer's addresses and PTR names, or its rcode's
+// name when it is not NOERROR.
+func AnswerIPs(resp *dns.Msg) []string { return answerIPs(resp) }
+
 func answerIPs(resp *dns.Msg) []string {
 	if resp.Rcode != dns.RcodeSuccess {
 		return []string{dns.RcodeToString[resp.Rcode]}
