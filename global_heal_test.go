@@ -20,6 +20,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // cutKV is one host's link to the store that the test can cut, as a
@@ -327,6 +328,19 @@ func TestGlobalHealKeepsTakenEndpointsDown(t *testing.T) {
 		if hasPeer(fb.GlobalFake, n.ID(), ep.ID()) {
 			t.Fatalf("endpoint %s kept down is a peer on b", ep.Name())
 		}
+	}
+
+	// One kept down cannot be joined again: up, it would answer for b's name.
+	var sb *libnetwork.Sandbox
+	a.WalkSandboxes(libnetwork.SandboxContainerWalker(&sb, "c1"))
+	if sb == nil {
+		t.Fatal("no sandbox c1")
+	}
+	if err := named.Leave(sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := named.Join(sb); !types.IsForbidden(err) {
+		t.Fatalf("join of an endpoint kept down: %v, want Forbidden", err)
 	}
 
 	// Deleting one kept down frees nothing of b's and drops its conflict.
