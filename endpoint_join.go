@@ -42,6 +42,10 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 		return scratch.optErr
 	}
 	c := ep.network.ctrl
+	if c.mirror != nil && c.mirror.conflicted(ep.id) {
+		// Up again, it would answer for a name or address another host holds.
+		return types.ForbiddenErrorf("joining endpoint %s: it is kept down because its claim was taken while this host's lease was gone (Controller.Conflicts); delete it", ep.name)
+	}
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
 

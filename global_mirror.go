@@ -48,8 +48,15 @@ type mirror struct {
 	listed   map[globalstore.Claim]time.Time            // claims of networks a listing had before the watch
 	queue    map[string]*storeWrite                     // endpoint ID -> the latest write wanted for it
 	kick     chan struct{}
-	fenced   bool          // drivers get no peers: the host's lease may be gone (cluster fence)
-	refence  chan struct{} // wakes the worker that applies fenced to the drivers
+	// The fence: while either is set, drivers get no peers (PeerSync
+	// hands none, PeerAdd is not called). wantFence is what the cluster
+	// said last; fenced is what runFence applied, under gMu, with a sync
+	// of every network: so when the fence lifts, no PeerAdd reaches a
+	// driver before the PeerSync of the whole set.
+	wantFence bool                // guarded by mu
+	fenced    bool                // guarded by mu; changed only under gMu
+	refence   chan struct{}       // wakes runFence
+	conflicts map[string]Conflict // endpoint ID -> why it is kept down (global_heal.go)
 
 	wlocks [writeLockStripes]sync.Mutex // see lockFor
 }
@@ -64,7 +71,8 @@ func newMirror(c *Controller) *mirror {
 		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]bool{},
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
 		listed: map[globalstore.Claim]time.Time{},
-		queue:  map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1)}
+		queue:  map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1),
+		conflicts: map[string]Conflict{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -88,11 +96,12 @@ func (m *mirror) start() {
 		m.runFence()
 	}()
 	m.c.cl.subscribe(m)
+	m.c.cl.modelLoaded(m)
 }
 
 // sessionUp is the cluster telling of a session opened. The mirror needs
 // none to follow the store; claiming this host's endpoints again on a new
-// lease (heal) is not done here.
+// lease is done before (heal, called by the cluster).
 func (m *mirror) sessionUp(*globalstore.Session, bool) {}
 
 // fence is the cluster telling that the host's lease may be gone (on) or
@@ -101,8 +110,8 @@ func (m *mirror) sessionUp(*globalstore.Session, bool) {}
 // hold; endpoints here still reach each other.
 func (m *mirror) fence(on bool) {
 	m.mu.Lock()
-	changed := m.fenced != on
-	m.fenced = on
+	changed := m.wantFence != on
+	m.wantFence = on
 	m.mu.Unlock()
 	if changed {
 		m.log.Info("cross-host forwarding of global networks", "fenced", on)
@@ -123,9 +132,14 @@ func (m *mirror) runFence() {
 			return
 		case <-m.refence:
 		}
+		m.gMu.Lock()
+		m.mu.Lock()
+		m.fenced = m.wantFence
+		m.mu.Unlock()
 		for _, n := range m.c.globalNetworks() {
-			m.syncPeers(n.id)
+			m.syncPeersLocked(n.id)
 		}
+		m.gMu.Unlock()
 	}
 }
 
@@ -173,9 +187,7 @@ func (m *mirror) apply(ev globalstore.Event) {
 			m.peers[ev.NetworkID] = map[string]globalstore.Peer{}
 		}
 		m.peers[ev.NetworkID][ev.EndpointID] = *ev.Peer
-		m.mu.Unlock()
-		m.mu.Lock()
-		fenced := m.fenced
+		fenced := m.fenced || m.wantFence
 		m.mu.Unlock()
 		if ev.Peer.Host != m.self && !fenced {
 			if pp, n := m.programmer(ev.NetworkID); pp != nil {
@@ -294,7 +306,7 @@ func (m *mirror) otherPeers(nid string) []driverapi.Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := []driverapi.Peer{}
-	if m.fenced {
+	if m.fenced || m.wantFence {
 		return out
 	}
 	for _, p := range m.peers[nid] {
