@@ -96,7 +96,7 @@ func TestUnknownDriverFailsFast(t *testing.T) {
 
 func TestBuiltins(t *testing.T) {
 	c := testrig.NewController(t)
-	if got := fmt.Sprint(c.BuiltinDrivers()); got != "[bridge host macvlan null]" {
+	if got := fmt.Sprint(c.BuiltinDrivers()); got != "[bridge host macvlan null overlay]" {
 		t.Fatalf("BuiltinDrivers() = %s", got)
 	}
 	if got := fmt.Sprint(c.BuiltinIPAMDrivers()); got != "[default null]" {
@@ -106,7 +106,7 @@ func TestBuiltins(t *testing.T) {
 		t.Fatalf("ID() = %q", c.ID())
 	}
 	testrig.WithFake(t, c)
-	if got := fmt.Sprint(c.BuiltinDrivers()); got != "[bridge host macvlan null]" {
+	if got := fmt.Sprint(c.BuiltinDrivers()); got != "[bridge host macvlan null overlay]" {
 		t.Fatalf("a registered driver is not built in: %s", got)
 	}
 	if err := c.RegisterDriver("bridge", drivertest.NewFake("bridge"), driverapi.Capability{}); !types.IsForbidden(err) {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/opencnm/libnetwork/drivers/host"
 	"github.com/opencnm/libnetwork/drivers/macvlan"
 	"github.com/opencnm/libnetwork/drivers/null"
+	"github.com/opencnm/libnetwork/drivers/overlay"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/ipam"
 	"github.com/opencnm/libnetwork/ipamapi"
@@ -83,8 +85,9 @@ func newRegistry(c *Controller) (*registry, error) {
 	return r, nil
 }
 
-// addBuiltinDrivers registers null, host, bridge and macvlan. The bridge
-// and macvlan drivers start in c.host (netlink, firewall), which needs root.
+// addBuiltinDrivers registers null, host, bridge, macvlan and overlay. The
+// bridge and macvlan drivers start in c.host (netlink, firewall), which
+// needs root; the overlay's data planes live under ExecRoot/overlay.
 func (r *registry) addBuiltinDrivers(c *Controller) error {
 	r.drivers[null.NetworkType] = &driverEntry{Driver: null.New(), capability: null.Capability(), builtin: true}
 	r.drivers[host.NetworkType] = &driverEntry{Driver: host.New(), capability: host.Capability(), builtin: true}
@@ -98,6 +101,12 @@ func (r *registry) addBuiltinDrivers(c *Controller) error {
 		return types.Wrapf(err, "initialising the macvlan driver")
 	}
 	r.drivers[mv.Type()] = &driverEntry{Driver: mv, capability: macvlan.Capability(), builtin: true}
+	ov, err := overlay.New(c.host, filepath.Join(c.cfg.ExecRoot, "overlay"),
+		withLogger(driverConfig(c.cfg, overlay.NetworkType), c.cfg.Logger.With("driver", overlay.NetworkType)))
+	if err != nil {
+		return types.Wrapf(err, "initialising the overlay driver")
+	}
+	r.drivers[ov.Type()] = &driverEntry{Driver: ov, capability: overlay.Capability(), builtin: true}
 	for _, note := range br.Notices() {
 		c.cfg.Logger.Info(note, "driver", bridge.NetworkType)
 	}

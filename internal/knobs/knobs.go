@@ -66,3 +66,8 @@ const DNSCheckTicks = "opencnm.internal.controller.dns-check-ticks"
 // test, each in its own host namespace, share one memstore.KV as hosts of
 // one cluster share an etcd.
 const GlobalKV = "opencnm.internal.controller.global-kv"
+
+// OverlayRepairEvery (a time.Duration) replaces the overlay driver's
+// period of drift repair (each data plane reconciled with its network's
+// peers); a test that proves the repair sets it short.
+const OverlayRepairEvery = "opencnm.internal.overlay.repair-every"

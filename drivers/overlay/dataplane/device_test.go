@@ -262,3 +262,34 @@ func TestCreateClearsACrashLeftover(t *testing.T) {
 		t.Errorf("host namespace links %q", got)
 	}
 }
+
+// A Bare endpoint's interface is created with its MAC and the network's
+// MTU and left down without addresses, for the sandbox to configure;
+// Detach still removes it.
+func TestAttachBare(t *testing.T) {
+	l := newLab(t, 1, 1500, false)
+	l.networks(0)
+	n := l.hosts[0].net
+	c := testutil.NewNamedNS(t, "c1")
+	mac := net.HardwareAddr{0x02, 0x33, 0, 0, 0, 1}
+	p, err := n.Attach(EndpointConfig{ID: "e1", NS: c.NS, IfName: "eth7", MAC: mac, IPv4: prefix("10.0.0.1/24"), Bare: true})
+	must(t, err)
+	if p.IPv4 != prefix("10.0.0.1/24").Addr() || p.MAC.String() != mac.String() {
+		t.Fatalf("peer %+v: want the endpoint's address and MAC", p)
+	}
+	link, err := c.Netlink.LinkByName("eth7")
+	must(t, err)
+	a := link.Attrs()
+	if a.HardwareAddr.String() != mac.String() || a.MTU != n.MTU() || a.Flags&net.FlagUp != 0 {
+		t.Fatalf("bare interface: MAC %s MTU %d up=%v; want %s, %d, down", a.HardwareAddr, a.MTU, a.Flags&net.FlagUp != 0, mac, n.MTU())
+	}
+	addrs, err := c.Netlink.AddrList(link, netlink.FAMILY_V4)
+	must(t, err)
+	if len(addrs) != 0 {
+		t.Fatalf("bare interface has addresses %v", addrs)
+	}
+	must(t, n.Detach("e1"))
+	if _, err := c.Netlink.LinkByName("eth7"); err == nil {
+		t.Fatal("Detach left the bare interface")
+	}
+}

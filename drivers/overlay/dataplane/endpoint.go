@@ -28,6 +28,13 @@ type EndpointConfig struct {
 	MAC  net.HardwareAddr
 	IPv4 netip.Prefix // address with its subnet; zero for none
 	IPv6 netip.Prefix // address with its subnet; zero for none
+	// Bare leaves the container's end as created (MAC and MTU, down, no
+	// addresses) for a caller that configures it itself, as a sandbox
+	// does with an interface its driver made inside; the addresses are
+	// still needed for the Peer. Attach then cannot wait for the
+	// endpoint to be reachable: its first packets may be lost until the
+	// kernel enables its bridge port.
+	Bare bool
 }
 
 type attached struct {
@@ -83,8 +90,16 @@ func (ep *EndpointConfig) check() error {
 }
 
 func (ep EndpointConfig) same(o EndpointConfig) bool {
-	return ep.ID == o.ID && ep.NS.Path() == o.NS.Path() && ep.IfName == o.IfName &&
-		bytes.Equal(ep.MAC, o.MAC) && ep.IPv4 == o.IPv4 && ep.IPv6 == o.IPv6
+	return ep.ID == o.ID && nsPath(ep.NS) == nsPath(o.NS) && ep.IfName == o.IfName &&
+		bytes.Equal(ep.MAC, o.MAC) && ep.IPv4 == o.IPv4 && ep.IPv6 == o.IPv6 && ep.Bare == o.Bare
+}
+
+// nsPath is ns's path; an adopted endpoint has no namespace.
+func nsPath(ns *netnsutil.NS) string {
+	if ns == nil {
+		return ""
+	}
+	return ns.Path()
 }
 
 // Attach plugs a local endpoint in: a veth whose bridge end is a port of
@@ -94,7 +109,8 @@ func (ep EndpointConfig) same(o EndpointConfig) bool {
 // keeps addresses unique, and the VXLAN proxy would swallow the probe
 // anyway), up. It returns the Peer other hosts program for it. Attaching
 // the same endpoint again returns the same Peer; with other settings it
-// is a ConflictError. On failure nothing of it is left.
+// is a ConflictError. On failure nothing of it is left. With ep.Bare the
+// container's end is only created.
 func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 	if err := ep.check(); err != nil {
 		return Peer{}, err
@@ -124,6 +140,10 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 				Reason: fmt.Sprintf("%s or %s exists already", a.hostName, ep.IfName), Err: err}
 		}
 		return Peer{}, kernelErr("attaching", obj, fmt.Errorf("veth: %w", err))
+	}
+	if ep.Bare {
+		n.eps[ep.ID] = a
+		return a.peer, nil
 	}
 	if err := configureInside(ep, n.mtu); err != nil {
 		return Peer{}, errors.Join(kernelErr("attaching", obj, err), delLink(n.nl, a.hostName))

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/opencnm/libnetwork/drivers/overlay/internal/ovlab"
 	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
@@ -46,44 +46,17 @@ type container struct {
 // and returns before any network exists on them.
 func newLab(t testing.TB, n, mtu int, v6 bool) *lab {
 	t.Helper()
-	l := &lab{t: t, ul: testutil.NewNamedNS(t, "underlay"), vni: 4097}
-	ul0 := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "ul0", MTU: mtu, Flags: net.FlagUp}}
-	must(t, l.ul.Netlink.LinkAdd(ul0))
-	for i := 1; i <= n; i++ {
-		h := &labHost{name: fmt.Sprintf("h%d", i), ns: testutil.NewNamedNS(t, fmt.Sprintf("h%d", i))}
-		port := fmt.Sprintf("u%d", i)
-		must(t, h.ns.Netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: mtu},
-			PeerName: port, PeerNamespace: netlink.NsFd(l.ul.Fd()), PeerMTU: uint32(mtu)}))
-		pl, err := l.ul.Netlink.LinkByName(port)
-		must(t, err)
-		must(t, l.ul.Netlink.LinkSetMaster(pl, ul0))
-		must(t, l.ul.Netlink.LinkSetUp(pl))
-		eth, err := h.ns.Netlink.LinkByName("eth0")
-		must(t, err)
-		var pfx netip.Prefix
-		if v6 {
-			pfx = netip.MustParsePrefix(fmt.Sprintf("fd00:100::%d/64", i))
-		} else {
-			pfx = netip.MustParsePrefix(fmt.Sprintf("192.168.100.%d/24", i))
-		}
-		must(t, h.ns.Netlink.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(pfx), Flags: unix.IFA_F_NODAD}))
-		must(t, h.ns.Netlink.LinkSetUp(eth))
-		h.vtep = pfx.Addr()
-		l.hosts = append(l.hosts, h)
+	ul, hosts := ovlab.Underlay(t, n, mtu, v6)
+	l := &lab{t: t, ul: ul, vni: 4097}
+	for _, h := range hosts {
+		l.hosts = append(l.hosts, &labHost{name: h.Name, ns: h.NS, vtep: h.VTEP})
 	}
 	return l
 }
 
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func must(t testing.TB, err error) { t.Helper(); ovlab.Must(t, err) }
 
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
+func ipNet(p netip.Prefix) *net.IPNet { return ovlab.IPNet(p) }
 
 func (l *lab) config(h *labHost, mtu int) Config {
 	return Config{VNI: l.vni, HostNS: h.ns.NS, LocalVTEP: h.vtep, MTU: mtu,
@@ -133,118 +106,26 @@ func (l *lab) mesh(cs ...*container) {
 
 // tcp connects from c to to's address of the family and checks an echo.
 func tcp(from, to *container, v6 bool) error {
-	addr := to.peer.IPv4
-	if v6 {
-		addr = to.peer.IPv6
-	}
-	var ln net.Listener
-	if err := to.ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-		return err
-	}); err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c)
-	}()
-	var conn net.Conn
-	if err := from.ns.Do(func() (err error) {
-		conn, err = net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
-		return err
-	}); err != nil {
-		return fmt.Errorf("tcp %s → %s: %w", from.name, ln.Addr(), err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	msg := []byte("hello over vxlan from " + from.name)
-	if _, err := conn.Write(msg); err != nil {
-		return err
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(conn, got); err != nil {
-		return fmt.Errorf("tcp %s → %s: echo: %w", from.name, ln.Addr(), err)
-	}
-	return nil
+	return ovlab.TCP(from.ns, to.ns, to.addr(v6), from.name)
 }
 
 // udp sends datagrams of size bytes from c to to's address until one
 // arrives or wait passes. df sets the don't-fragment bit (IPv4).
 func udp(from, to *container, v6 bool, size int, wait time.Duration, df bool) error {
-	addr := to.peer.IPv4
-	network := "udp4"
-	if v6 {
-		addr, network = to.peer.IPv6, "udp6"
-	}
-	var srv, cli *net.UDPConn
-	if err := to.ns.Do(func() (err error) {
-		srv, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
-		return err
-	}); err != nil {
-		return err
-	}
-	defer srv.Close()
-	if err := from.ns.Do(func() (err error) {
-		cli, err = net.DialUDP(network, nil, srv.LocalAddr().(*net.UDPAddr))
-		return err
-	}); err != nil {
-		return err
-	}
-	defer cli.Close()
-	if df && !v6 {
-		raw, err := cli.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		if err := raw.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return serr
-		}
-	}
-	payload := make([]byte, size)
-	got := make(chan error, 1)
-	go func() {
-		buf := make([]byte, size+1)
-		_ = srv.SetReadDeadline(time.Now().Add(wait))
-		n, err := srv.Read(buf)
-		if err == nil && n != size {
-			err = fmt.Errorf("got %d bytes, want %d", n, size)
-		}
-		got <- err
-	}()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var sendErr error
-	for {
-		if _, err := cli.Write(payload); err != nil {
-			sendErr = err
-		}
-		select {
-		case err := <-got:
-			if err != nil {
-				return fmt.Errorf("udp %s → %s (%d bytes): %w (last send error: %v)", from.name, srv.LocalAddr(), size, err, sendErr)
-			}
-			return nil
-		case <-tick.C:
-		}
-	}
+	return ovlab.UDP(from.ns, to.ns, to.addr(v6), from.name, size, wait, df)
 }
 
 // blocked reports whether UDP from c to to is not delivered within a
-// second. (Waiting longer never turns a delivered datagram into a lost
-// one, so load cannot make this pass wrongly.)
+// second.
 func blocked(from, to *container, v6 bool) bool {
-	return udp(from, to, v6, 32, time.Second, false) != nil
+	return ovlab.Blocked(from.ns, to.ns, to.addr(v6))
+}
+
+func (c *container) addr(v6 bool) netip.Addr {
+	if v6 {
+		return c.peer.IPv6
+	}
+	return c.peer.IPv4
 }
 
 // fdbOf and neighOf read the kernel's entries on a host's VXLAN device.

@@ -215,6 +215,15 @@ func linkIndex(h *netlink.Handle, name string) (int, error) {
 	return l.Attrs().Index, nil
 }
 
+// RemoveLeftover removes the data plane a crash left at path (its VXLAN
+// device, then its namespace); nothing there is success.
+func RemoveLeftover(path string) error {
+	if err := clearLeftover(path); err != nil {
+		return kernelErr("removing", "leftover namespace "+path, err)
+	}
+	return nil
+}
+
 // clearLeftover deletes the VXLAN device of a namespace a crash left at
 // path, then the namespace. The device must go explicitly: a namespace
 // is freed asynchronously, and until then its device keeps the VNI

@@ -1,0 +1,54 @@
+package overlay
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/opencnm/libnetwork/drivers/overlay/dataplane"
+	"github.com/opencnm/libnetwork/types"
+)
+
+// CollectGarbage removes the data planes of networks not in liveNetworks:
+// namespaces under the driver's directory (each named by its network's
+// ID) that a crash left, and the data plane of a network the driver still
+// holds but the controller no longer has (its endpoints are then not
+// joined). The caller makes sure no join is in progress.
+func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
+	entries, err := os.ReadDir(d.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return types.InternalErrorf("overlay garbage collection: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		nid := e.Name()
+		if liveNetworks[nid] {
+			continue
+		}
+		if n := d.network(nid); n != nil && d.dropDataPlane(n) {
+			continue
+		}
+		if err := dataplane.RemoveLeftover(filepath.Join(d.dir, nid)); err != nil {
+			errs = append(errs, types.Wrapf(err, "overlay garbage collection of network %s", nid))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dropDataPlane deletes n's data plane, if the driver holds one, and
+// reports whether it did.
+func (d *Driver) dropDataPlane(n *network) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dp == nil || n.dp.Delete() != nil {
+		return false
+	}
+	n.dp, n.unsynced = nil, false
+	for _, ep := range n.endpoints {
+		ep.joined = false
+	}
+	return true
+}
