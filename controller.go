@@ -52,6 +52,7 @@ type Controller struct {
 	hostNL *netlink.Handle // netlink handle inside host
 	store  store.Records
 	cl     *cluster // the global store; nil when none is configured
+	mirror *mirror  // the global store's records (global_mirror.go); nil without cl
 	drv    *registry
 	nsPool *osl.Pool // namespaces made ahead for NewSandbox
 
@@ -125,7 +126,13 @@ func New(opts ...config.Option) (_ *Controller, err error) {
 	if err = c.announceBuiltins(); err != nil {
 		return nil, err
 	}
+	if c.cl != nil {
+		c.mirror = newMirror(c)
+	}
 	c.restoreErr = c.restore()
+	if c.mirror != nil {
+		c.mirror.start()
+	}
 	c.repair = c.startRepairLoop(dnsCheckEvery)
 	ok = true
 	return c, nil
@@ -189,8 +196,11 @@ func (c *Controller) BuiltinDrivers() []string { return c.drv.builtinDrivers() }
 // BuiltinIPAMDrivers returns the names of the IPAM drivers built in.
 func (c *Controller) BuiltinIPAMDrivers() []string { return c.drv.builtinIPAMs() }
 
-// Networks returns the controller's networks, sorted by name.
+// Networks returns the controller's networks, sorted by name: the local
+// ones and, with a global store, every global network of the cluster
+// (made here first if this host has not yet).
 func (c *Controller) Networks() []*Network {
+	c.materializeAll()
 	c.mu.Lock()
 	list := make([]*Network, 0, len(c.networks))
 	for _, n := range c.networks {
@@ -218,11 +228,18 @@ func (c *Controller) NetworkByName(name string) (*Network, error) {
 		return nil, ErrInvalidName(name)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n, ok := c.networks[c.netNames[name]]; ok && !n.deleting {
+	n, ok := c.networks[c.netNames[name]]
+	_, claimed := c.netNames[name]
+	live := ok && !n.deleting
+	c.mu.Unlock()
+	if live {
 		return n, nil
 	}
-	return nil, ErrNoSuchNetwork(name)
+	if claimed {
+		return nil, ErrNoSuchNetwork(name)
+	}
+	// A global network another host made a moment ago is found at once.
+	return c.lookupGlobal(name, true)
 }
 
 // NetworkByID returns the network with the given ID.
@@ -231,11 +248,16 @@ func (c *Controller) NetworkByID(id string) (*Network, error) {
 		return nil, ErrInvalidID(id)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n, ok := c.networks[id]; ok && !n.deleting {
+	n, ok := c.networks[id]
+	live := ok && !n.deleting
+	c.mu.Unlock()
+	if live {
 		return n, nil
 	}
-	return nil, ErrNoSuchNetwork(id)
+	if ok {
+		return nil, ErrNoSuchNetwork(id)
+	}
+	return c.lookupGlobal(id, false)
 }
 
 // Sandboxes returns the controller's sandboxes, sorted by ID.
@@ -318,6 +340,9 @@ func (c *Controller) Stop() {
 	c.stopped = true
 	c.mu.Unlock()
 	c.repair.close()
+	if c.mirror != nil {
+		c.mirror.close()
+	}
 	c.closeResolvers()
 	c.closeSandboxes()
 	c.release()

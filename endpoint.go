@@ -94,7 +94,11 @@ func (n *Network) CreateEndpoint(name string, opts ...EndpointOption) (_ *Endpoi
 		c.mu.Unlock()
 	})
 
-	if !n.addressLess() {
+	if n.global {
+		if err := ep.createGlobal(&undo); err != nil {
+			return nil, err
+		}
+	} else if !n.addressLess() {
 		// An IPAM driver that keys addresses by MAC gets one made now; the
 		// network driver is given the same MAC for the interface.
 		if ep.iface.mac == nil && n.ipam.Capabilities().RequiresMACAddress {
@@ -299,6 +303,9 @@ func (ep *Endpoint) Delete(force bool) (err error) {
 	delete(n.endpoints, ep.id)
 	delete(n.epNames, ep.name)
 	c.mu.Unlock()
+	if n.global {
+		ep.deleteGlobal()
+	}
 	return nil
 }
 

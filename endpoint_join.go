@@ -70,6 +70,9 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 		}
 	}
 	ok = true
+	if ep.network.global {
+		ep.publishPeer()
+	}
 	return nil
 }
 
@@ -352,6 +355,9 @@ func (sb *Sandbox) leave(ep *Endpoint, nsGoing bool) error {
 	recs := append([]func() (*store.Op, error){c.recEndpoint(ep, records.Ready), c.recSandbox(sb)}, sb.gw.operPortRecords(nil)...)
 	if err := c.commit(recs...); err != nil {
 		errs = append(errs, err)
+	}
+	if n.global {
+		ep.withdrawPeer()
 	}
 	return errors.Join(errs...)
 }

@@ -66,12 +66,18 @@ func (NetworkNameError) Forbidden() {}
 type ActiveEndpointsError struct {
 	name, id string
 	count    int
+	where    string // of a global network: which endpoints on which hosts
+	cause    error
 }
 
 func (e *ActiveEndpointsError) Error() string {
+	if e.where != "" {
+		return fmt.Sprintf("network %s id %s has %d active endpoints: %s", e.name, e.id, e.count, e.where)
+	}
 	return fmt.Sprintf("network %s id %s has %d active endpoints", e.name, e.id, e.count)
 }
-func (*ActiveEndpointsError) Forbidden() {}
+func (e *ActiveEndpointsError) Unwrap() error { return e.cause }
+func (*ActiveEndpointsError) Forbidden()      {}
 
 // ActiveContainerError is returned when deleting an endpoint that is still joined.
 type ActiveContainerError struct{ name, id string }

@@ -73,6 +73,8 @@ type Network struct {
 
 	ipamV4Info []*IpamInfo // set during creation, read-only afterwards
 	ipamV6Info []*IpamInfo
+	global     bool     // lives in the global store (network_global.go); set during creation
+	clusterIDs []uint32 // claimed in the global store for a ClusterIDRequester driver
 
 	endpoints map[string]*Endpoint // by ID; guarded by ctrl.mu
 	epNames   map[string]string    // name -> ID incl. endpoints being created; guarded by ctrl.mu
@@ -107,9 +109,13 @@ func (c *Controller) NewNetwork(networkType, name string, id string, opts ...Net
 		}
 	}
 
-	c.mu.Lock()
-	c.networks[n.id] = n
-	c.mu.Unlock()
+	if n.global {
+		c.insertGlobal(n)
+	} else {
+		c.mu.Lock()
+		c.networks[n.id] = n
+		c.mu.Unlock()
+	}
 	ok = true
 	return n, nil
 }
@@ -197,6 +203,12 @@ func (cr *creatingNetwork) bind() error {
 	if n.ipamType == "" || n.ipamType == ipamapi.DefaultIPAM {
 		n.ipamType = ipamapi.DefaultIPAM
 	}
+	if err := n.refuseClusterIDs(); err != nil {
+		return err
+	}
+	if n.global = n.scope == driverapi.GlobalScope && c.cl != nil; n.global {
+		return cr.bindGlobal()
+	}
 	if n.addressLess() {
 		return nil
 	}
@@ -218,10 +230,11 @@ func (cr *creatingNetwork) create() error {
 	cr.undo.PushFunc(func() { _ = c.commit(recDelete(records.KindNetwork, n.id)) })
 
 	req := driverapi.CreateNetworkRequest{
-		NetworkID: n.id,
-		Options:   n.driverOptions(),
-		IPv4Data:  ipamData(n.ipamV4Info),
-		IPv6Data:  ipamData(n.ipamV6Info),
+		NetworkID:  n.id,
+		Options:    n.driverOptions(),
+		IPv4Data:   ipamData(n.ipamV4Info),
+		IPv6Data:   ipamData(n.ipamV6Info),
+		ClusterIDs: n.clusterIDs,
 	}
 	if err := n.driver.CreateNetwork(req); err != nil {
 		return types.Wrapf(err, "creating network %s on driver %s", n.name, n.networkType)
@@ -279,17 +292,34 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
 		return types.ForbiddenErrorf("network %s is being deleted", n.name)
 	}
 	if cnt := len(n.epNames); cnt > 0 {
+		e := &ActiveEndpointsError{name: n.name, id: n.id, count: cnt}
+		if n.global {
+			e.where = n.localEndpointsWhereLocked()
+		}
 		c.mu.Unlock()
-		return &ActiveEndpointsError{name: n.name, id: n.id, count: cnt}
+		return e
 	}
 	n.deleting = true
 	c.mu.Unlock()
 
+	if n.global {
+		if err := n.deleteGlobal(); err != nil {
+			c.mu.Lock()
+			n.deleting = false
+			c.mu.Unlock()
+			return err
+		}
+	}
 	if err := n.driver.DeleteNetwork(n.id); err != nil && !types.IsNotFound(err) {
-		c.mu.Lock()
-		n.deleting = false
-		c.mu.Unlock()
-		return types.Wrapf(err, "deleting network %s", n.name)
+		if n.global {
+			// Gone from the cluster already: this host's copy goes too.
+			c.mirror.log.Warn("deleting global network in its driver", "network", n.name, "error", err)
+		} else {
+			c.mu.Lock()
+			n.deleting = false
+			c.mu.Unlock()
+			return types.Wrapf(err, "deleting network %s", n.name)
+		}
 	}
 	n.releasePools()
 	if err := c.commit(recDelete(records.KindNetwork, n.id)); err != nil {
@@ -297,7 +327,9 @@ func (n *Network) Delete(opts ...NetworkDeleteOption) (err error) {
 	}
 	c.mu.Lock()
 	delete(c.networks, n.id)
-	delete(c.netNames, n.name)
+	if c.netNames[n.name] == n.id {
+		delete(c.netNames, n.name)
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -308,7 +340,9 @@ type NetworkDeleteOption func(*networkDeleteParams)
 
 type networkDeleteParams struct{}
 
-// Endpoints returns the network's endpoints, sorted by name.
+// Endpoints returns the network's endpoints, sorted by name. On a global
+// network these are this host's endpoints only, the ones a caller here can
+// join or delete; ClusterEndpoints lists those of every host.
 func (n *Network) Endpoints() []*Endpoint {
 	n.ctrl.mu.Lock()
 	list := make([]*Endpoint, 0, len(n.endpoints))

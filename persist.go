@@ -90,6 +90,7 @@ func (c *Controller) networkOp(n *Network, state records.State) (*store.Op, erro
 		IpamV4Config: confRecords(n.ipamV4Config), IpamV6Config: confRecords(n.ipamV6Config),
 		IpamV4Info: infoRecords(n.ipamV4Info), IpamV6Info: infoRecords(n.ipamV6Info),
 		Generic: gen, EnableIPv6: n.enableIPv6, NoIPv4: n.disableIPv4, Internal: n.internal, Labels: n.labels,
+		ClusterIDs: n.clusterIDs,
 	}
 	return encodeOp(records.KindNetwork, n.id, r)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -98,8 +99,30 @@ func (sb *Sandbox) ResolveIP(ip string) string {
 				return other.name + "." + n.name
 			}
 		}
+		if name := n.remoteNameOfLocked(addr); name != "" {
+			return name + "." + n.name
+		}
 	}
 	return ""
+}
+
+// remoteNameOfLocked is the name of the endpoint of global network n on
+// another host that has addr, or "". Caller holds ctrl.mu.
+func (n *Network) remoteNameOfLocked(addr netip.Addr) string {
+	if !n.global {
+		return ""
+	}
+	var name string
+	n.ctrl.mirror.remoteLocked(n.id, func(e *globalstore.Endpoint) bool {
+		for _, p := range e.Addrs {
+			if p.Addr().Unmap() == addr {
+				name = e.Name
+				return true
+			}
+		}
+		return false
+	})
+	return name
 }
 
 // resolveNameLocked collects the addresses of the endpoints of n called
@@ -117,6 +140,22 @@ func (n *Network) resolveNameLocked(name string, ipType int) (ips []net.IP, know
 		if a := ep.iface.addrv6; a != nil && ipType != types.IPv4 {
 			ips = append(ips, types.GetIPCopy(a.IP))
 		}
+	}
+	if n.global {
+		// Endpoints on other hosts, from the mirror of the global store.
+		n.ctrl.mirror.remoteLocked(n.id, func(e *globalstore.Endpoint) bool {
+			if !remoteAnswersTo(e, name) {
+				return false
+			}
+			known = true
+			for _, p := range e.Addrs {
+				a := p.Addr().Unmap()
+				if (a.Is4() && ipType != types.IPv6) || (a.Is6() && ipType != types.IPv4) {
+					ips = append(ips, net.IP(a.AsSlice()))
+				}
+			}
+			return false
+		})
 	}
 	return ips, known
 }

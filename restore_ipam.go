@@ -22,28 +22,9 @@ func (n *Network) replayPools(recs []records.IpamInfo, v6 bool, undo *undo.Stack
 	replay := n.ipamReplays()
 	var infos []*IpamInfo
 	for _, r := range recs {
-		info := &IpamInfo{PoolID: r.PoolID, Meta: r.Meta, gwFromIPAM: r.GwFromIPAM, auxFromIPAM: r.AuxFromIPAM}
-		info.AddressSpace = r.AddressSpace
-		if r.Pool != "" {
-			pool, err := netip.ParsePrefix(r.Pool)
-			if err != nil {
-				return nil, types.InternalErrorf("decoding pool %q: %w", r.Pool, err)
-			}
-			info.Pool = prefixToIPNet(pool)
-		}
-		var err error
-		if r.Gateway != "" {
-			if info.Gateway, err = types.ParseCIDR(r.Gateway); err != nil {
-				return nil, err
-			}
-		}
-		if len(r.Aux) > 0 {
-			info.AuxAddresses = map[string]*net.IPNet{}
-			for name, s := range r.Aux {
-				if info.AuxAddresses[name], err = types.ParseCIDR(s); err != nil {
-					return nil, err
-				}
-			}
+		info, err := infoFromRecord(r)
+		if err != nil {
+			return nil, err
 		}
 		if replay {
 			if err := n.replayPool(info, r, v6, undo); err != nil {
@@ -53,6 +34,34 @@ func (n *Network) replayPools(recs []records.IpamInfo, v6 bool, undo *undo.Stack
 		infos = append(infos, info)
 	}
 	return infos, nil
+}
+
+// infoFromRecord is the pool r records, as recorded.
+func infoFromRecord(r records.IpamInfo) (*IpamInfo, error) {
+	info := &IpamInfo{PoolID: r.PoolID, Meta: r.Meta, gwFromIPAM: r.GwFromIPAM, auxFromIPAM: r.AuxFromIPAM}
+	info.AddressSpace = r.AddressSpace
+	if r.Pool != "" {
+		pool, err := netip.ParsePrefix(r.Pool)
+		if err != nil {
+			return nil, types.InternalErrorf("decoding pool %q: %w", r.Pool, err)
+		}
+		info.Pool = prefixToIPNet(pool)
+	}
+	var err error
+	if r.Gateway != "" {
+		if info.Gateway, err = types.ParseCIDR(r.Gateway); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.Aux) > 0 {
+		info.AuxAddresses = map[string]*net.IPNet{}
+		for name, s := range r.Aux {
+			if info.AuxAddresses[name], err = types.ParseCIDR(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return info, nil
 }
 
 // ipamReplays reports whether the restore asks the network's IPAM driver

@@ -7,6 +7,7 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/internal/records"
 	"github.com/opencnm/libnetwork/internal/undo"
+	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -26,6 +27,8 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	}
 	n.driver = e
 	n.scope = n.driver.scope()
+	n.clusterIDs = r.ClusterIDs
+	n.global = n.scope == driverapi.GlobalScope && c.cl != nil
 	var undo undo.Stack
 	ok := false
 	defer undo.Unless(&ok)
@@ -40,7 +43,7 @@ func (c *Controller) restoreNetwork(r records.Network, e *driverEntry, absent er
 	// re-creates only networks of built-in drivers): the record is trusted.
 	if !keepsState(n.driver.Driver) {
 		req := driverapi.CreateNetworkRequest{NetworkID: n.id, Options: n.driverOptions(),
-			IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info)}
+			IPv4Data: ipamData(n.ipamV4Info), IPv6Data: ipamData(n.ipamV6Info), ClusterIDs: n.clusterIDs}
 		if err := n.driver.CreateNetwork(req); err != nil {
 			return types.Wrapf(err, "re-creating network in driver %s", n.networkType)
 		}
@@ -83,7 +86,9 @@ func standInDriver(c *Controller, n *Network, scope string) *driverEntry {
 // driver that is not found is, as for the driver, stood in for: the
 // network stays, its records trusted, and absent says so.
 func (n *Network) restoreIPAM(r records.Network, undo *undo.Stack) (absent, err error) {
-	if n.ipam, err = n.ctrl.ipamDriver(n.ipamType); err != nil {
+	if n.global && n.ipamType == ipamapi.DefaultIPAM {
+		n.ipam = n.ctrl.globalIPAMEntry(n.id)
+	} else if n.ipam, err = n.ctrl.ipamDriver(n.ipamType); err != nil {
 		absent = types.NoServiceErrorf("network %s kept without its IPAM driver %s, used again once it is back: %v", r.Name, r.IpamType, err)
 		n.ipam = &ipamEntry{Ipam: &absentIPAM{ctrl: n.ctrl, name: n.ipamType, net: n.name}}
 	}

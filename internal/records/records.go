@@ -60,6 +60,9 @@ type Network struct {
 	NoIPv4         bool `json:",omitempty"`
 	Internal       bool
 	Labels         map[string]string
+	// ClusterIDs are the cluster-wide numbers of a global network (its
+	// driver's ClusterIDRequester), claimed in the global store.
+	ClusterIDs []uint32 `json:",omitempty"`
 }
 
 // Route is a static route a driver asked for at a join.
