@@ -48,8 +48,9 @@ type mirror struct {
 	listed   map[globalstore.Claim]time.Time            // claims of networks a listing had before the watch
 	queue    map[string]*storeWrite                     // endpoint ID -> the latest write wanted for it
 	kick     chan struct{}
-	fenced   bool          // drivers get no peers: the host's lease may be gone (cluster fence)
-	refence  chan struct{} // wakes the worker that applies fenced to the drivers
+	fenced   bool                      // drivers get no peers: the host's lease may be gone (cluster fence)
+	refence  chan struct{}             // wakes the worker that applies fenced to the drivers
+	resessed chan *globalstore.Session // the latest session opened, for reconcile
 
 	wlocks [writeLockStripes]sync.Mutex // see lockFor
 }
@@ -64,7 +65,8 @@ func newMirror(c *Controller) *mirror {
 		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]bool{},
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
 		listed: map[globalstore.Claim]time.Time{},
-		queue: map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1)}
+		queue:  map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1),
+		resessed: make(chan *globalstore.Session, 1)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -72,7 +74,7 @@ func newMirror(c *Controller) *mirror {
 // start follows the store and runs the write queue until close.
 func (m *mirror) start() {
 	events := m.c.cl.store().Watch(m.ctx)
-	m.wg.Add(3)
+	m.wg.Add(4)
 	go func() {
 		defer m.wg.Done()
 		for ev := range events {
@@ -87,13 +89,26 @@ func (m *mirror) start() {
 		defer m.wg.Done()
 		m.runFence()
 	}()
+	go func() {
+		defer m.wg.Done()
+		m.runReconcile()
+	}()
 	m.c.cl.subscribe(m)
 }
 
 // sessionUp is the cluster telling of a session opened. The mirror needs
-// none to follow the store; claiming this host's endpoints again on a new
-// lease (heal) is not done here.
-func (m *mirror) sessionUp(*globalstore.Session, bool) {}
+// none to follow the store; this host's endpoints are reconciled with the
+// store on it (global_faults.go), in the background.
+func (m *mirror) sessionUp(ss *globalstore.Session, _ bool) {
+	select {
+	case <-m.resessed: // a newer session replaces one not reconciled yet
+	default:
+	}
+	select {
+	case m.resessed <- ss:
+	default:
+	}
+}
 
 // fence is the cluster telling that the host's lease may be gone (on) or
 // is renewed again (off): while fenced, drivers are handed no peers, so no
