@@ -59,7 +59,7 @@ func TestHostKilled(t *testing.T) {
 	activePath := filepath.Join(r.dir, "active.json")
 	t.Cleanup(func() {
 		active, _ := readActive(activePath)
-		r.teardown(t, active)
+		r.teardown(t, l, active)
 	})
 	seed := time.Now().UnixNano()
 	if s, err := strconv.ParseInt(os.Getenv("FAULT_SEED"), 10, 64); err == nil {
@@ -271,7 +271,7 @@ func checkRestarted(t *testing.T, l *lab, r *remoteHost, nid, activePath string,
 		return err
 	})
 	eventually(t, 2*faultTTL+5*time.Second, r.id+": the store matching its local endpoints", func() error {
-		return storeMatches(t, l, r, nid, nw)
+		return storeMatches(t, l, r.id, nid, nw)
 	})
 	for _, h := range l.Hosts {
 		eventually(t, 5*time.Second, h.ID+" forwarding to "+r.id+"'s joined endpoints", func() error {
@@ -281,11 +281,11 @@ func checkRestarted(t *testing.T, l *lab, r *remoteHost, nid, activePath string,
 }
 
 // storeMatches is nil when the store holds exactly the local endpoints of
-// host r on nw (same IDs, names and addresses), a peer for each joined
+// host id on nw (same IDs, names and addresses), a peer for each joined
 // one and none for the others, its host record, and no claim without
 // an endpoint.
-func storeMatches(t *testing.T, l *lab, r *remoteHost, nid string, nw *libnetwork.Network) error {
-	k := l.keysOf(t, r.id, nid)
+func storeMatches(t *testing.T, l *lab, id, nid string, nw *libnetwork.Network) error {
+	k := l.keysOf(t, id, nid)
 	if !k.host {
 		return fmt.Errorf("no host record")
 	}

@@ -226,8 +226,9 @@ func (r *remoteHost) options(active []string) []config.Option {
 }
 
 // teardown takes down what the host's controller made, with a controller
-// started on its state (the test's last one was killed or stopped).
-func (r *remoteHost) teardown(t *testing.T, active []string) {
+// started on its state (the test's last one was killed or stopped), and
+// the lab's global networks with it (see dropGlobal).
+func (r *remoteHost) teardown(t *testing.T, l *lab, active []string) {
 	t.Helper()
 	c, err := libnetwork.New(r.options(active)...)
 	if err != nil {
@@ -235,16 +236,54 @@ func (r *remoteHost) teardown(t *testing.T, active []string) {
 		return
 	}
 	defer c.Stop()
-	for _, sb := range c.Sandboxes() {
-		if err := sb.Delete(); err != nil {
-			t.Errorf("%s: teardown: deleting sandbox %s: %v", r.id, sb.ContainerID(), err)
+	l.dropGlobal(t, c)
+}
+
+// dropGlobal deletes every container, endpoint and global network of
+// the lab's running hosts and of extra, and waits until every one of
+// them has dropped the networks (and with them the overlay data planes'
+// namespaces). The cluster's own teardown stops a host as soon as its
+// delete of a network another host deleted first is NotFound, which can
+// be before its watch has dropped the network here.
+func (l *lab) dropGlobal(t *testing.T, extra ...*libnetwork.Controller) {
+	t.Helper()
+	cs := extra
+	for _, h := range l.Hosts {
+		if c := h.Controller(); c != nil {
+			cs = append(cs, c)
 		}
 	}
-	for _, n := range c.Networks() {
-		for _, ep := range n.Endpoints() {
-			if err := ep.Delete(true); err != nil && !types.IsNotFound(err) {
-				t.Errorf("%s: teardown: deleting endpoint %s: %v", r.id, ep.Name(), err)
+	for _, c := range cs {
+		for _, sb := range c.Sandboxes() {
+			if err := sb.Delete(); err != nil {
+				t.Errorf("teardown: deleting sandbox %s: %v", sb.ContainerID(), err)
 			}
 		}
+	}
+	for _, c := range cs {
+		for _, n := range c.Networks() {
+			for _, ep := range n.Endpoints() {
+				if err := ep.Delete(true); err != nil && !types.IsNotFound(err) {
+					t.Errorf("teardown: deleting endpoint %s: %v", ep.Name(), err)
+				}
+			}
+		}
+	}
+	for _, n := range cs[0].Networks() {
+		if n.Type() == "overlay" {
+			if err := n.Delete(); err != nil && !types.IsNotFound(err) {
+				t.Errorf("teardown: deleting network %s: %v", n.Name(), err)
+			}
+		}
+	}
+	for _, c := range cs {
+		eventually(t, 10*time.Second, "teardown: the overlay networks dropped everywhere", func() error {
+			for _, n := range c.Networks() {
+				if n.Type() == "overlay" {
+					return fmt.Errorf("network %s still here", n.Name())
+				}
+			}
+			return nil
+		})
 	}
 }
