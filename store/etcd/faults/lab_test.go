@@ -37,13 +37,16 @@ type lab struct {
 	st   *globalstore.Store
 }
 
-func newLab(t *testing.T, n int) *lab {
+func newLab(t *testing.T, n int) *lab { t.Helper(); return newLabTTL(t, n, faultTTL) }
+
+// newLabTTL is newLab with hosts on lease TTL ttl.
+func newLabTTL(t *testing.T, n int, ttl time.Duration) *lab {
 	t.Helper()
 	testutil.RequireRoot(t)
 	m := etcdproc.StartT(t, etcdproc.Options{})
 	l := &lab{etcd: m}
 	l.Cluster = testrig.NewCluster(t, n, testrig.ClusterOptions{Store: testrig.EtcdStore(m.Endpoint()),
-		LeaseTTL: faultTTL, KVTimeout: faultKVTimeout})
+		LeaseTTL: ttl, KVTimeout: faultKVTimeout})
 	kv, err := globalstore.Open("etcd", globalstore.Config{Endpoints: []string{m.Endpoint()}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
