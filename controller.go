@@ -9,8 +9,11 @@ Lock order, outermost first:
 	Controller.gcMu held for reading by operations that create kernel objects,
 	               for writing by garbage collection, so GC never takes
 	               something half-made for a leftover
+	mirror.gMu     serialises making and dropping global networks here and
+	               the peers handed to their drivers (global_mirror.go)
 	Controller.mu  guards the in-memory model: the network and sandbox maps and
 	               every mutable field of Network, Endpoint and Sandbox
+	mirror.mu      guards the mirror of the global store
 
 Controller.mu is never held across a driver, IPAM, kernel or store call;
 operations claim what they change under it (a name, an endpoint's sandbox),

@@ -323,7 +323,7 @@ func TestGlobalStoreDown(t *testing.T) {
 // A host whose lease may have run out (no renewal for most of its TTL)
 // hands its drivers no peers, and all of them again once renewals succeed.
 func TestGlobalFenceWithdrawsPeers(t *testing.T) {
-	srv, h := newGCluster(t, 2, config.OptionHostLeaseTTL(2*time.Second), config.OptionKVTimeout(300*time.Millisecond))
+	srv, h := newGCluster(t, 2, config.OptionHostLeaseTTL(4*time.Second), config.OptionKVTimeout(300*time.Millisecond))
 	a, b := h[0], h[1]
 	n := testrig.Must[*libnetwork.Network](t)(a.c.NewNetwork("gfake", "g", "", gPool("10.92.0.0/24")))
 	testrig.Must[*libnetwork.Network](t)(b.c.NetworkByID(n.ID()))
@@ -337,4 +337,40 @@ func TestGlobalFenceWithdrawsPeers(t *testing.T) {
 	eventually(t, "b fenced: no peers", func() bool { return len(b.g.Peers(n.ID())) == 0 })
 	srv.Start()
 	eventually(t, "b unfenced: a's peer back", func() bool { return len(b.g.Peers(n.ID())) == 1 })
+}
+
+// A dual-stack global network: both families are claimed, reported to
+// peers and resolvable on other hosts.
+func TestGlobalDualStack(t *testing.T) {
+	_, h := newGCluster(t, 2)
+	a, b := h[0], h[1]
+	n := testrig.Must[*libnetwork.Network](t)(a.c.NewNetwork("gfake", "ds", "", libnetwork.NetworkOptionEnableIPv6(true),
+		libnetwork.NetworkOptionIpam("default", "", []*libnetwork.IpamConf{{PreferredPool: "10.93.0.0/24"}},
+			[]*libnetwork.IpamConf{{PreferredPool: "fd93::/64"}}, nil)))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("web"))
+	if got := ep.Info().Iface().AddressIPv6(); got == nil || got.String() != "fd93::2/64" {
+		t.Fatalf("IPv6 address %v, want fd93::2/64 (past the gateway)", got)
+	}
+	if err := ep.Join(testrig.ExtSandbox(t, a.c, "ca")); err != nil {
+		t.Fatal(err)
+	}
+	bn := testrig.Must[*libnetwork.Network](t)(b.c.NetworkByID(n.ID()))
+	me := testrig.Must[*libnetwork.Endpoint](t)(bn.CreateEndpoint("me"))
+	if got := me.Info().Iface().AddressIPv6(); got == nil || got.String() == "fd93::2/64" || got.String() == "fd93::1/64" {
+		t.Fatalf("b's IPv6 address %v", got)
+	}
+	sb := testrig.ExtSandbox(t, b.c, "cb")
+	if err := me.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "web's IPv6 peer on b", func() bool {
+		ps := b.g.Peers(n.ID())
+		return len(ps) == 1 && ps[0].IPv6 == netip.MustParseAddr("fd93::2") && ps[0].IPv4 == netip.MustParseAddr(testrig.EpIP(ep))
+	})
+	if got := ipStrings(first(sb.ResolveName("web", types.IPv6))); !slices.Equal(got, []string{"fd93::2"}) {
+		t.Fatalf("AAAA of web on b: %v", got)
+	}
+	if got := sb.ResolveIP("fd93::2"); got != "web.ds" {
+		t.Fatalf("PTR of fd93::2 on b: %q", got)
+	}
 }
