@@ -3,7 +3,10 @@ package libnetwork
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
+
+	"github.com/opencnm/libnetwork/osl"
 
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/types"
@@ -17,6 +20,17 @@ func (m *mirror) runReconcile() {
 			return
 		case ss := <-m.resessed:
 			m.reconcile(ss)
+			m.mu.Lock()
+			was := m.reclaiming
+			m.reclaiming = false
+			m.mu.Unlock()
+			if was {
+				m.log.Info("global store: this host's endpoints reconciled on a new lease")
+				select {
+				case m.refence <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 }
@@ -71,38 +85,75 @@ func (m *mirror) reconcile(ss *globalstore.Session) {
 			}
 		}
 		for _, ep := range local {
-			ep.reconcileGlobal(ss, !stored[ep.id])
+			if !stored[ep.id] && !ep.claimAgain(ss) {
+				continue
+			}
+			ep.reconcilePeer(ss)
 		}
 	}
 }
 
-// reconcileGlobal claims ep again (when missing from the store) on the
-// session's lease and makes its peer record follow its join as it is
-// when the write runs.
-func (ep *Endpoint) reconcileGlobal(ss *globalstore.Session, claim bool) {
+// claimAgain claims ep again, missing from the store, on the session's
+// lease, and reports whether it holds its claims now. One that another
+// host holds a claim of meanwhile (its name or an address) is taken down
+// here and reported (Conflicts): it is never live twice. A store that
+// does not answer leaves the claim to the write queue.
+func (ep *Endpoint) claimAgain(ss *globalstore.Session) bool {
 	n, c := ep.network, ep.network.ctrl
 	st := c.cl.store()
-	c.mirror.write(ep.id, "reconcile endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
+	rec := ep.globalRecord()
+	err := st.CreateEndpoint(c.mirror.ctx, ss.Lease(), rec)
+	var ce *globalstore.ClaimError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &ce) && ce.Owner == ep.id:
+		return true // a previous attempt's write landed
+	case errors.As(err, &ce):
+		c.mirror.conflict(ep, ce)
+		return false
+	}
+	c.cfg.Logger.Warn("global store: claiming an endpoint again failed, retried", "network", n.name, "endpoint", ep.name, "error", err)
+	c.mirror.write(ep.id, "claim again endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
+		if ep.goneLocally() {
+			return nil
+		}
+		err := st.CreateEndpoint(ctx, ss.Lease(), rec)
+		if errors.As(err, &ce) && ce.Owner != ep.id {
+			c.mirror.conflict(ep, ce)
+			return nil
+		}
+		if errors.As(err, &ce) {
+			err = nil
+		}
+		if err == nil {
+			ep.reconcilePeer(ss)
+		}
+		return err
+	})
+	return false
+}
+
+// goneLocally reports whether ep was deleted here (or is being deleted).
+func (ep *Endpoint) goneLocally() bool {
+	n, c := ep.network, ep.network.ctrl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return n.endpoints[ep.id] != ep || ep.deleting
+}
+
+// reconcilePeer makes ep's peer record follow its join as it is when the
+// write runs.
+func (ep *Endpoint) reconcilePeer(ss *globalstore.Session) {
+	n, c := ep.network, ep.network.ctrl
+	st := c.cl.store()
+	c.mirror.write(ep.id, "reconcile peer of endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
 		c.mu.Lock()
 		gone := n.endpoints[ep.id] != ep || ep.deleting
 		joined := ep.sandboxID != ""
 		c.mu.Unlock()
 		if gone {
 			return nil
-		}
-		if claim {
-			err := st.CreateEndpoint(ctx, ss.Lease(), ep.globalRecord())
-			var ce *globalstore.ClaimError
-			switch {
-			case errors.As(err, &ce) && ce.Owner == ep.id:
-				// Ours already: a write of the previous attempt landed.
-			case errors.As(err, &ce):
-				c.cfg.Logger.Error("global store: an endpoint of this host cannot be claimed again: another holds it",
-					"network", n.name, "endpoint", ep.name, "claim", ce.Claim.String(), "owner", ce.Owner)
-				return nil
-			case err != nil:
-				return err
-			}
 		}
 		if !joined {
 			return st.DeletePeer(ctx, n.id, ep.id)
@@ -113,6 +164,90 @@ func (ep *Endpoint) reconcileGlobal(ss *globalstore.Session, claim bool) {
 		}
 		return err
 	})
+}
+
+// Conflict is an endpoint of this host that could not be claimed again
+// in the global store after its lease was lost (a partition longer than
+// the lease): another host took its name or an address meanwhile. It is
+// kept here, its interface down, out of the store and of every other
+// host's view, until it is deleted.
+type Conflict struct {
+	Network    string // the network's name
+	Endpoint   string // the endpoint's name
+	EndpointID string
+	Claim      string // what another host holds, e.g. `address 10.0.0.3 in network <id>`
+	Owner      string // the ID of the endpoint (or network) holding it
+}
+
+// Conflicts lists this host's endpoints that could not be claimed again
+// (see Conflict), sorted by network and endpoint name.
+func (c *Controller) Conflicts() []Conflict {
+	if c.mirror == nil {
+		return nil
+	}
+	m := c.mirror
+	m.mu.Lock()
+	cs := make([]Conflict, 0, len(m.conflicts))
+	ids := make([]string, 0, len(m.conflicts))
+	for id, cf := range m.conflicts {
+		cs = append(cs, cf)
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	var out []Conflict
+	c.mu.Lock()
+	for i, cf := range cs {
+		if c.endpointLocked(ids[i]) {
+			out = append(out, cf)
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Network != out[j].Network {
+			return out[i].Network < out[j].Network
+		}
+		return out[i].Endpoint < out[j].Endpoint
+	})
+	return out
+}
+
+// endpointLocked reports whether endpoint id is one of this host's.
+// Caller holds c.mu.
+func (c *Controller) endpointLocked(id string) bool {
+	for _, n := range c.networks {
+		if ep, ok := n.endpoints[id]; ok && !ep.deleting {
+			return true
+		}
+	}
+	return false
+}
+
+// conflict records that ep lost claim ce to another and sets its
+// interface down in its sandbox, so the address another host now holds is
+// never live here too.
+func (m *mirror) conflict(ep *Endpoint, ce *globalstore.ClaimError) {
+	n, c := ep.network, ep.network.ctrl
+	m.log.Error("global store: an endpoint of this host cannot be claimed again: another holds its claim; it stays down",
+		"network", n.name, "endpoint", ep.name, "claim", ce.Claim.String(), "owner", ce.Owner)
+	m.mu.Lock()
+	if m.conflicts == nil {
+		m.conflicts = map[string]Conflict{}
+	}
+	m.conflicts[ep.id] = Conflict{Network: n.name, Endpoint: ep.name, EndpointID: ep.id, Claim: ce.Claim.String(), Owner: ce.Owner}
+	m.mu.Unlock()
+	c.mu.Lock()
+	js := ep.join
+	var s *osl.Sandbox
+	if sb := c.sandboxes[ep.sandboxID]; sb != nil {
+		s = sb.osSbox
+	}
+	c.mu.Unlock()
+	if js == nil || js.dstName == "" || s == nil {
+		return
+	}
+	if err := s.SetLinkDown(js.dstName); err != nil {
+		m.log.Error("global store: setting a conflicting endpoint's interface down", "endpoint", ep.name, "error", err)
+	}
 }
 
 // globalRecord is ep's record in the store, with its claims: its
@@ -166,3 +301,8 @@ func (m *mirror) hasHost(id string) bool {
 	}
 	return false
 }
+
+// cutOffLocked reports whether drivers get no peers now: the host is
+// fenced, or a new lease's endpoints are not reconciled yet. Caller holds
+// m.mu.
+func (m *mirror) cutOffLocked() bool { return m.fenced || m.reclaiming }

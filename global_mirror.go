@@ -51,6 +51,11 @@ type mirror struct {
 	fenced   bool                      // drivers get no peers: the host's lease may be gone (cluster fence)
 	refence  chan struct{}             // wakes the worker that applies fenced to the drivers
 	resessed chan *globalstore.Session // the latest session opened, for reconcile
+	// reclaiming: a new lease's reconcile has not finished, so some of
+	// this host's endpoints may hold addresses another host took
+	// meanwhile: drivers get no peers until it has taken those down.
+	reclaiming bool
+	conflicts  map[string]Conflict // endpoint ID -> why it could not be claimed again (global_faults.go)
 
 	wlocks [writeLockStripes]sync.Mutex // see lockFor
 }
@@ -99,7 +104,12 @@ func (m *mirror) start() {
 // sessionUp is the cluster telling of a session opened. The mirror needs
 // none to follow the store; this host's endpoints are reconciled with the
 // store on it (global_faults.go), in the background.
-func (m *mirror) sessionUp(ss *globalstore.Session, _ bool) {
+func (m *mirror) sessionUp(ss *globalstore.Session, resumed bool) {
+	if !resumed {
+		m.mu.Lock()
+		m.reclaiming = true
+		m.mu.Unlock()
+	}
 	select {
 	case <-m.resessed: // a newer session replaces one not reconciled yet
 	default:
@@ -190,7 +200,7 @@ func (m *mirror) apply(ev globalstore.Event) {
 		m.peers[ev.NetworkID][ev.EndpointID] = *ev.Peer
 		m.mu.Unlock()
 		m.mu.Lock()
-		fenced := m.fenced
+		fenced := m.cutOffLocked()
 		m.mu.Unlock()
 		if ev.Peer.Host != m.self && !fenced {
 			if pp, n := m.programmer(ev.NetworkID); pp != nil {
@@ -309,7 +319,7 @@ func (m *mirror) otherPeers(nid string) []driverapi.Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := []driverapi.Peer{}
-	if m.fenced {
+	if m.cutOffLocked() {
 		return out
 	}
 	for _, p := range m.peers[nid] {
