@@ -3,6 +3,7 @@ package faults_test
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/vishvananda/netlink"
 )
 
 // A container: an endpoint joined to a sandbox of its own.
@@ -19,7 +21,27 @@ type ctr struct {
 	ep *libnetwork.Endpoint
 	sb *libnetwork.Sandbox
 	ns *netnsutil.NS
+	nl *netlink.Handle
 	ip netip.Addr
+}
+
+// mac is the endpoint's MAC address as FDB entries print it.
+func (c *ctr) mac() string { return strings.ToLower(c.ep.Info().Iface().MacAddress().String()) }
+
+// link is the container's interface on its network (found by its MAC).
+func (c *ctr) link(t *testing.T) netlink.Link {
+	t.Helper()
+	links, err := c.nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if strings.EqualFold(l.Attrs().HardwareAddr.String(), c.mac()) {
+			return l
+		}
+	}
+	t.Fatalf("no interface with MAC %s in %s's sandbox", c.mac(), c.ep.Name())
+	return nil
 }
 
 func run(t *testing.T, h *testrig.Host, net, name string, opts ...libnetwork.EndpointOption) *ctr {
@@ -35,8 +57,8 @@ func run(t *testing.T, h *testrig.Host, net, name string, opts ...libnetwork.End
 	if err := ep.Join(sb); err != nil {
 		t.Fatalf("%s: joining %s: %v", h.ID, name, err)
 	}
-	ns, _ := testrig.SandboxNS(t, sb)
-	return &ctr{ep: ep, sb: sb, ns: ns, ip: addrOf(ep)}
+	ns, nl := testrig.SandboxNS(t, sb)
+	return &ctr{ep: ep, sb: sb, ns: ns, nl: nl, ip: addrOf(ep)}
 }
 
 // stream sends numbered UDP datagrams from c to d every few milliseconds
