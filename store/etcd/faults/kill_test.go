@@ -80,14 +80,15 @@ func TestHostKilled(t *testing.T) {
 		killedAt := runChild(t, r, r.spec("ov", activePath, seed+int64(i)), rng, ops)
 		kills++
 		held := l.keysOf(t, r.id, nid)
-		if i%3 == 2 {
+		expire := i%3 == 2
+		if expire {
 			claim, expiry := checkDeadHostGone(t, l, r, nid, held, killedAt, watcher)
 			if claim > 0 {
 				claims = append(claims, claim)
 			}
 			expiries = append(expiries, expiry)
 		}
-		checkRestarted(t, l, r, nid, activePath, held)
+		checkRestarted(t, l, r, nid, activePath, held, !expire)
 		if t.Failed() {
 			t.Fatalf("after kill %d (child seed %d)", i+1, seed+int64(i))
 		}
@@ -253,8 +254,9 @@ func noTraceOf(t *testing.T, h *testrig.Host, r *remoteHost, held hostKeys, w *w
 // checkRestarted starts host-3's controller in the test on the state the
 // child left and checks that the store has exactly its local endpoints,
 // peers for the joined ones, and that the other hosts forward to them.
-// The lease held before the kill (held) is resumed when it was still live.
-func checkRestarted(t *testing.T, l *lab, r *remoteHost, nid, activePath string, held hostKeys) {
+// The lease held before the kill (held) is resumed when it was still live
+// (resumes), and every sandbox the child asked to keep is there.
+func checkRestarted(t *testing.T, l *lab, r *remoteHost, nid, activePath string, held hostKeys, resumes bool) {
 	t.Helper()
 	active, err := readActive(activePath)
 	if err != nil {
@@ -273,6 +275,14 @@ func checkRestarted(t *testing.T, l *lab, r *remoteHost, nid, activePath string,
 	eventually(t, 2*faultTTL+5*time.Second, r.id+": the store matching its local endpoints", func() error {
 		return storeMatches(t, l, r.id, nid, nw)
 	})
+	if k := l.keysOf(t, r.id, nid); resumes && held.host && k.lease != held.lease {
+		t.Errorf("%s restarted within its lease on lease %x, held %x before the kill", r.id, int64(k.lease), int64(held.lease))
+	}
+	for _, id := range active {
+		if _, err := c.SandboxByID(id); err != nil {
+			t.Errorf("%s: live sandbox %s not kept by the restart: %v", r.id, id[:12], err)
+		}
+	}
 	for _, h := range l.Hosts {
 		eventually(t, 5*time.Second, h.ID+" forwarding to "+r.id+"'s joined endpoints", func() error {
 			return forwardsTo(t, h, r, nw)

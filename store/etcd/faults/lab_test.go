@@ -74,6 +74,7 @@ func overlay(t *testing.T, h *testrig.Host, name, pool string) *libnetwork.Netwo
 // the endpoint records, in the same transactions).
 type hostKeys struct {
 	host  bool
+	lease globalstore.LeaseID
 	eps   []globalstore.Endpoint
 	peers []globalstore.Peer
 }
@@ -100,7 +101,9 @@ func (l *lab) keysOf(t testing.TB, id, nid string) hostKeys {
 		t.Fatal(err)
 	}
 	for _, h := range hs {
-		k.host = k.host || h.ID == id
+		if h.ID == id {
+			k.host, k.lease = true, h.Lease
+		}
 	}
 	eps, err := l.st.Endpoints(ctx, nid)
 	if err != nil {
