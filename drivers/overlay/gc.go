@@ -13,7 +13,10 @@ import (
 // namespaces under the driver's directory (each named by its network's
 // ID) that a crash left, and the data plane of a network the driver still
 // holds but the controller no longer has (its endpoints are then not
-// joined). The caller makes sure no join is in progress.
+// joined). A live network's namespace that the driver has not taken back
+// (no join of it was restored: its containers did not survive the
+// restart) goes too: the next join builds a new one. The caller makes
+// sure no join is in progress.
 func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	entries, err := os.ReadDir(d.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -26,6 +29,11 @@ func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	for _, e := range entries {
 		nid := e.Name()
 		if liveNetworks[nid] {
+			if n := d.network(nid); n != nil && !n.holdsDataPlane() {
+				if err := dataplane.RemoveLeftover(filepath.Join(d.dir, nid)); err != nil {
+					errs = append(errs, types.Wrapf(err, "overlay garbage collection of network %s", nid))
+				}
+			}
 			continue
 		}
 		if n := d.network(nid); n != nil && d.dropDataPlane(n) {
@@ -51,4 +59,12 @@ func (d *Driver) dropDataPlane(n *network) bool {
 		ep.joined = false
 	}
 	return true
+}
+
+// holdsDataPlane reports whether the driver has n's data plane (built by a
+// join, or adopted by RestoreJoin).
+func (n *network) holdsDataPlane() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.dp != nil
 }

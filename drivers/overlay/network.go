@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -87,6 +88,9 @@ func (d *Driver) DeleteNetwork(nid string) error {
 			return types.Wrapf(err, "deleting overlay network %s", nid)
 		}
 		n.dp, n.unsynced = nil, false
+	} else if err := dataplane.RemoveLeftover(filepath.Join(d.dir, nid)); err != nil {
+		// A previous run's data plane no join took back.
+		return types.Wrapf(err, "deleting overlay network %s", nid)
 	}
 	n.deleted = true
 	n.peers = nil
