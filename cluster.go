@@ -2,11 +2,13 @@ package libnetwork
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/types"
@@ -77,7 +79,7 @@ func openCluster(c *Controller) (_ *cluster, err error) {
 	}
 	kv, _ := cfg.DriverCfg[knobs.Controller][knobs.GlobalKV].(globalstore.KV)
 	if kv == nil && cfg.KVProvider == "" {
-		return nil, nil
+		return nil, needsProvider(cfg)
 	}
 	cl := &cluster{c: c, ttl: cfg.HostLeaseTTL, timeout: cfg.KVTimeout, started: time.Now(),
 		up: make(chan struct{})}
@@ -115,6 +117,28 @@ func openCluster(c *Controller) (_ *cluster, err error) {
 	return cl, nil
 }
 
+// needsProvider refuses the options of the global store set without
+// one: they would be dropped, and a host configured to join a cluster
+// would silently run alone.
+func needsProvider(cfg *config.Config) error {
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"OptionKVProviderURL", cfg.KVProviderURL != ""},
+		{"OptionKVOpts", len(cfg.KVOpts) > 0},
+		{"OptionDiscoveryAddress", cfg.DiscoveryAddress != ""},
+		{"OptionHostID", cfg.HostID != ""},
+		{"OptionHostLeaseTTL", cfg.HostLeaseTTL != 0},
+		{"OptionKVTimeout", cfg.KVTimeout != 0},
+	} {
+		if o.set {
+			return types.BadRequestErrorf("invalid configuration: %s needs OptionKVProvider (a global store)", o.name)
+		}
+	}
+	return nil
+}
+
 // store is the global store.
 func (cl *cluster) store() *globalstore.Store { return cl.st }
 
@@ -146,6 +170,7 @@ func (cl *cluster) session(ctx context.Context) (*globalstore.Session, error) {
 			return ss, nil
 		}
 		// Lost again at once: report it as unavailable, as below.
+		cause = errors.New("the session was lost as soon as it came up")
 	case <-ctx.Done():
 		cause = ctx.Err()
 	case <-t.C:

@@ -56,7 +56,10 @@ func (c *Controller) EvictHost(id string) (err error) {
 	if id == c.cl.host.ID {
 		return types.ForbiddenErrorf("evicting host %s: it is this controller's own host", id)
 	}
-	ctx := context.Background()
+	// One deadline for the whole call: each store call bounds itself by
+	// the timeout too, and three in a row must not take three times it.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout)
+	defer cancel()
 	hs, err := c.cl.st.Hosts(ctx)
 	if err != nil {
 		return types.Wrapf(err, "evicting host %s", id)

@@ -199,3 +199,26 @@ func TestDiscoveryAddress(t *testing.T) {
 		t.Fatalf("local driver was told %+v; want nothing", localDrv.nodes)
 	}
 }
+
+// Without a global store, each of its options is refused BadRequest
+// naming the option and the provider it needs, rather than dropped (as
+// Docker refused a cluster advertise address without a store).
+func TestStoreOptionsNeedKVProvider(t *testing.T) {
+	for name, o := range map[string]config.Option{
+		"OptionKVProviderURL":    config.OptionKVProviderURL("http://127.0.0.1:2379"),
+		"OptionKVOpts":           config.OptionKVOpts(map[string]string{globalstore.OptCACertFile: "/nonexistent"}),
+		"OptionDiscoveryAddress": config.OptionDiscoveryAddress("127.0.0.1"),
+		"OptionHostID":           config.OptionHostID("host-a"),
+		"OptionHostLeaseTTL":     config.OptionHostLeaseTTL(10 * time.Second),
+		"OptionKVTimeout":        config.OptionKVTimeout(time.Second),
+	} {
+		c, err := libnetwork.New(append(storeOpts(t), o)...)
+		if err == nil {
+			c.Stop()
+		}
+		var br types.BadRequestError
+		if !errors.As(err, &br) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "OptionKVProvider ") {
+			t.Errorf("New with %s and no KVProvider: %v; want BadRequest naming it and OptionKVProvider", name, err)
+		}
+	}
+}

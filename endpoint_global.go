@@ -34,7 +34,9 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 		ep.iface.mac = macaddr.Random()
 	}
 	st := c.cl.store()
-	ss, err := c.cl.session(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout) // one deadline for the session and the store
+	defer cancel()
+	ss, err := c.cl.session(ctx)
 	if err != nil {
 		return types.Wrapf(err, "creating endpoint %s on network %s", ep.name, n.name)
 	}
@@ -55,7 +57,7 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 				rec.Claims = append(rec.Claims, globalstore.Address(n.id, p.Addr()))
 			}
 		}
-		err := st.CreateEndpoint(context.Background(), ss.Lease(), rec)
+		err := st.CreateEndpoint(ctx, ss.Lease(), rec)
 		if err == nil {
 			u.Push(pick.Run)
 			u.PushFunc(func() { ep.deleteGlobal() })
@@ -70,7 +72,7 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 		switch ce.Claim.Kind {
 		case globalstore.ClaimEndpointName:
 			host := "another host"
-			if other, err := st.Endpoint(context.Background(), n.id, ce.Owner); err == nil {
+			if other, err := st.Endpoint(ctx, n.id, ce.Owner); err == nil {
 				host = "host " + other.Host
 			}
 			return types.ForbiddenErrorf("endpoint with name %s already exists in network %s (on %s)", ep.name, n.name, host)
@@ -123,6 +125,8 @@ func (ep *Endpoint) publishPeer() {
 		p.IPs = append(p.IPs, pr.Addr())
 	}
 	c.mirror.write(ep.id, "peer of endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, c.cl.timeout) // one deadline for the session and the store
+		defer cancel()
 		ss, err := c.cl.session(ctx)
 		if err != nil {
 			return err

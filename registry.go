@@ -48,6 +48,7 @@ type registry struct {
 	discovering map[string]*nameLock // per-name plugin discovery, which may wait on a socket; guarded by mu
 
 	announce func(name string, e *driverEntry) error // Controller.announceSelf, for plugins found later
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	drivers map[string]*driverEntry // guarded by mu
@@ -56,7 +57,7 @@ type registry struct {
 
 func newRegistry(c *Controller) (*registry, error) {
 	r := &registry{drivers: map[string]*driverEntry{}, ipams: map[string]*ipamEntry{},
-		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout), announce: c.announceSelf}
+		plugins: plugins.NewRegistry(c.cfg.PluginDirs, c.cfg.PluginTimeout), announce: c.announceSelf, log: c.cfg.Logger}
 	if noDrivers, _ := c.cfg.DriverCfg[knobs.Controller][knobs.NoBuiltinDrivers].(bool); !noDrivers {
 		if err := r.addBuiltinDrivers(c); err != nil {
 			r.close()
@@ -227,24 +228,19 @@ func (c *Controller) RegisterDriver(name string, d driverapi.Driver, capability 
 	e := &driverEntry{Driver: d, capability: capability}
 	r.mu.Lock()
 	old, ok := r.drivers[name]
+	r.mu.Unlock()
 	if ok && old.builtin {
-		r.mu.Unlock()
 		return types.ForbiddenErrorf("driver %q is built in and cannot be replaced", name)
 	}
-	r.drivers[name] = e
-	r.mu.Unlock()
+	// Announced before it is inserted: no network is made on a driver
+	// that does not know its VTEP yet, and a failed announcement leaves
+	// the registry as it was (built-ins are all in place since New).
 	if err := c.announceSelf(name, e); err != nil {
-		r.mu.Lock()
-		if r.drivers[name] == e {
-			if ok {
-				r.drivers[name] = old
-			} else {
-				delete(r.drivers, name)
-			}
-		}
-		r.mu.Unlock()
 		return err
 	}
+	r.mu.Lock()
+	r.drivers[name] = e
+	r.mu.Unlock()
 	return nil
 }
 

@@ -26,7 +26,10 @@ func (r *registry) discoverDriver(name string) (*driverEntry, error) {
 	}
 	e := &driverEntry{Driver: d, capability: capability}
 	if err := r.announce(name, e); err != nil {
-		return nil, err
+		// The plugin may serve networks that need no VTEP, and a failed
+		// announcement is not retried: refusing it here would leave the
+		// name unusable until the controller restarts.
+		r.log.Warn("network plugin kept without this host's discovery address", "driver", name, "err", err)
 	}
 	return e, nil
 }

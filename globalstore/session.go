@@ -19,13 +19,13 @@ const DefaultLeaseTTL = 60 * time.Second
 // reach the store, or the host was evicted) Lost is closed and the session
 // stops: the caller opens a new one and claims its endpoints again.
 type Session struct {
-	s     *Store
-	host  Host
-	ttl   time.Duration
-	stop  chan struct{}
-	lost  chan struct{}
-	done  sync.WaitGroup
-	close sync.Once
+	s    *Store
+	host Host
+	ttl  time.Duration
+	ctx  context.Context    // ended by Close or Abandon, with the renewal in flight
+	stop context.CancelFunc // ends ctx
+	lost chan struct{}
+	done sync.WaitGroup
 
 	mu      sync.Mutex
 	renewed time.Time // when the last acknowledged renewal was sent; guarded by mu
@@ -64,11 +64,16 @@ func (s *Store) OpenSession(ctx context.Context, h Host, ttl time.Duration) (*Se
 		}
 		return nil, unavailable("register host "+h.ID, err)
 	}
-	ss := &Session{s: s, host: h, ttl: time.Duration(secs) * time.Second,
-		stop: make(chan struct{}), lost: make(chan struct{}), renewed: sent}
+	return s.startSession(h, secs, sent), nil
+}
+
+// startSession makes the session of h's lease, renewing it from now on.
+func (s *Store) startSession(h Host, secs int64, sent time.Time) *Session {
+	ss := &Session{s: s, host: h, ttl: time.Duration(secs) * time.Second, lost: make(chan struct{}), renewed: sent}
+	ss.ctx, ss.stop = context.WithCancel(context.Background())
 	ss.done.Add(1)
 	go ss.renew()
-	return ss, nil
+	return ss
 }
 
 // ResumeSession takes up host h's lease again, as a controller restarted
@@ -98,11 +103,7 @@ func (s *Store) ResumeSession(ctx context.Context, h Host, lease LeaseID, ttl ti
 	if rec.Lease != lease {
 		return nil, types.ForbiddenErrorf("global store: resume host %s: it is registered on lease %x, not %x", h.ID, int64(rec.Lease), int64(lease))
 	}
-	ss := &Session{s: s, host: rec, ttl: time.Duration(secs) * time.Second,
-		stop: make(chan struct{}), lost: make(chan struct{}), renewed: sent}
-	ss.done.Add(1)
-	go ss.renew()
-	return ss, nil
+	return s.startSession(rec, secs, sent), nil
 }
 
 // Lease is the lease everything of this host hangs on.
@@ -132,12 +133,12 @@ func (ss *Session) renew() {
 	defer tick.Stop()
 	for {
 		select {
-		case <-ss.stop:
+		case <-ss.ctx.Done():
 			return
 		case <-tick.C:
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), min(ss.s.timeout, ss.ttl/3))
+		ctx, cancel := context.WithTimeout(ss.ctx, min(ss.s.timeout, ss.ttl/3))
 		err := ss.s.kv.KeepAliveOnce(ctx, ss.host.Lease)
 		cancel()
 		switch {
@@ -157,7 +158,7 @@ func (ss *Session) renew() {
 // Close stops renewing and revokes the lease, deleting everything on it,
 // within the Store's timeout. A lease already gone is success.
 func (ss *Session) Close(ctx context.Context) error {
-	ss.close.Do(func() { close(ss.stop) })
+	ss.stop()
 	ss.done.Wait()
 	cctx, cancel := ss.s.ctx(ctx)
 	defer cancel()
@@ -170,7 +171,7 @@ func (ss *Session) Close(ctx context.Context) error {
 // Abandon stops renewing without revoking, as a host that dies does: the
 // lease expires a TTL after its last renewal.
 func (ss *Session) Abandon() {
-	ss.close.Do(func() { close(ss.stop) })
+	ss.stop()
 	ss.done.Wait()
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -36,7 +37,7 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	if req.EndpointID == "" {
 		return nil, types.BadRequestErrorf("creating macvlan endpoint: empty endpoint id")
 	}
-	if err := noPublishedPorts(what, req.Options); err != nil {
+	if err := optval.NoPublishedPorts(what, NetworkType, noNAT, req.Options); err != nil {
 		return nil, err
 	}
 	in := req.Interface
@@ -80,23 +81,6 @@ func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi
 	}
 	n.endpoints[ep.id] = ep
 	return chosen, nil
-}
-
-// noPublishedPorts refuses a non-empty netlabel.PortMap in opts (an
-// endpoint's options or a sandbox's labels).
-func noPublishedPorts(what string, opts map[string]any) error {
-	v, ok := opts[netlabel.PortMap]
-	if !ok || v == nil {
-		return nil
-	}
-	pbs, ok := v.([]types.PortBinding)
-	if !ok {
-		return types.BadRequestErrorf("%s: option %s must be []types.PortBinding, not %T", what, netlabel.PortMap, v)
-	}
-	if len(pbs) > 0 {
-		return types.BadRequestErrorf("%s: a macvlan network cannot publish ports (%d asked): it has no NAT; containers are reached at their own addresses", what, len(pbs))
-	}
-	return nil
 }
 
 // DeleteEndpoint deletes the endpoint's macvlan link if it is still
@@ -145,3 +129,6 @@ func (d *Driver) endpointLocked(nid, eid string) (*network, *endpoint, error) {
 	}
 	return n, ep, nil
 }
+
+// noNAT is why a macvlan endpoint publishes no ports.
+const noNAT = "it has no NAT; containers are reached at their own addresses"

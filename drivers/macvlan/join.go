@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/types"
@@ -29,7 +30,7 @@ import (
 // internal network.
 func (d *Driver) Join(req driverapi.JoinRequest) (*driverapi.JoinResult, error) {
 	what := "joining macvlan endpoint " + req.EndpointID
-	if err := noPublishedPorts(what, req.Options); err != nil {
+	if err := optval.NoPublishedPorts(what, NetworkType, noNAT, req.Options); err != nil {
 		return nil, err
 	}
 	d.mu.Lock()

@@ -2,7 +2,6 @@ package macvlan
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
@@ -108,7 +108,7 @@ func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error
 				c.Mode = ModeBridge
 			}
 		case netlabel.DriverMTU, "Mtu": // "Mtu": the bridge driver's key, accepted alike
-			c.Mtu, err = toInt(v)
+			c.Mtu, err = optval.Int(v)
 		}
 		if err != nil {
 			return nil, types.BadRequestErrorf("%s: option %s: %w", what, key, err)
@@ -177,24 +177,4 @@ func toBool(v any) (bool, error) {
 		return strconv.ParseBool(x)
 	}
 	return false, fmt.Errorf("want a bool, not %T", v)
-}
-
-func toInt(v any) (int, error) {
-	switch x := v.(type) {
-	case int:
-		return x, nil
-	case int64:
-		return int(x), nil
-	case float64: // what encoding/json gives
-		if x != math.Trunc(x) {
-			return 0, fmt.Errorf("%v is not a whole number", x)
-		}
-		return int(x), nil
-	case string:
-		if strings.TrimSpace(x) == "" {
-			return 0, nil
-		}
-		return strconv.Atoi(strings.TrimSpace(x))
-	}
-	return 0, fmt.Errorf("want a number, not %T", v)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/drivers/overlay/dataplane"
 	"github.com/opencnm/libnetwork/internal/macaddr"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
@@ -32,7 +33,7 @@ type endpoint struct {
 // still be programmed.
 func (d *Driver) CreateEndpoint(req driverapi.CreateEndpointRequest) (*driverapi.Interface, error) {
 	what := "creating overlay endpoint " + req.EndpointID
-	if err := noPublishedPorts(what, req.Options); err != nil {
+	if err := optval.NoPublishedPorts(what, "overlay", "it is internal", req.Options); err != nil {
 		return nil, err
 	}
 	in := req.Interface
@@ -134,7 +135,7 @@ func (d *Driver) EndpointOperInfo(nid, eid string) (map[string]any, error) {
 // networks are internal.
 func (d *Driver) Join(req driverapi.JoinRequest) (_ *driverapi.JoinResult, err error) {
 	what := "joining overlay endpoint " + req.EndpointID
-	if err := noPublishedPorts(what, req.Options); err != nil {
+	if err := optval.NoPublishedPorts(what, "overlay", "it is internal", req.Options); err != nil {
 		return nil, err
 	}
 	n, err := d.lockNetwork(what, req.NetworkID)
@@ -243,34 +244,21 @@ func (d *Driver) Leave(nid, eid string) error {
 			return types.Wrapf(err, "leaving overlay endpoint %s", eid)
 		}
 	}
-	ep.joined = false
-	for _, o := range n.endpoints {
-		if o.joined {
+	for id, o := range n.endpoints {
+		if id != eid && o.joined {
+			ep.joined = false
 			return nil
 		}
 	}
 	if n.dp != nil {
+		// ep stays joined until the data plane is gone, so that a Leave
+		// retried after this failure deletes it again (Delete resumes
+		// where it stopped).
 		if err := n.dp.Delete(); err != nil {
 			return types.Wrapf(err, "leaving overlay endpoint %s: deleting the data plane of network %s", eid, nid)
 		}
 		n.dp, n.unsynced = nil, false
 	}
-	return nil
-}
-
-// noPublishedPorts refuses a non-empty netlabel.PortMap in opts (an
-// endpoint's options or a sandbox's labels).
-func noPublishedPorts(what string, opts map[string]any) error {
-	v, ok := opts[netlabel.PortMap]
-	if !ok || v == nil {
-		return nil
-	}
-	pbs, ok := v.([]types.PortBinding)
-	if !ok {
-		return types.BadRequestErrorf("%s: option %s must be []types.PortBinding, not %T", what, netlabel.PortMap, v)
-	}
-	if len(pbs) > 0 {
-		return types.BadRequestErrorf("%s: an overlay network cannot publish ports (%d asked): it is internal", what, len(pbs))
-	}
+	ep.joined = false
 	return nil
 }

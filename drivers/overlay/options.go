@@ -1,12 +1,11 @@
 package overlay
 
 import (
-	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
@@ -68,7 +67,7 @@ func parseOptions(what string, opts map[string]any) (netOptions, error) {
 			}
 			o.vni = vni
 		case netlabel.DriverMTU:
-			mtu, err := toInt(v)
+			mtu, err := optval.Int(v)
 			if err != nil {
 				return o, types.BadRequestErrorf("%s: option %s: %w", what, key, err)
 			}
@@ -107,31 +106,19 @@ func parseVNIList(s string) (uint32, error) {
 	return vnis[0], nil
 }
 
-func toInt(v any) (int, error) {
-	switch x := v.(type) {
-	case int:
-		return x, nil
-	case int64:
-		return int(x), nil
-	case float64: // what encoding/json gives
-		if x != math.Trunc(x) {
-			return 0, fmt.Errorf("%v is not a whole number", x)
-		}
-		return int(x), nil
-	case string:
-		if strings.TrimSpace(x) == "" {
-			return 0, nil
-		}
-		return strconv.Atoi(strings.TrimSpace(x))
-	}
-	return 0, fmt.Errorf("want a number, not %T", v)
-}
-
 // ValidateNetwork refuses what CreateNetwork would for the options alone:
-// unknown keys, a bad VNI list or MTU.
+// unknown keys, a bad VNI list or MTU, and a host whose VTEP is not known.
 func (d *Driver) ValidateNetwork(nid string, opts map[string]any) error {
-	_, err := parseOptions("validating overlay network "+nid, opts)
-	return err
+	what := "validating overlay network " + nid
+	if _, err := parseOptions(what, opts); err != nil {
+		return err
+	}
+	// Refused here, before the controller claims the network and its VNI
+	// in the global store for a CreateNetwork that would refuse it.
+	if !d.localVTEP().IsValid() {
+		return types.ForbiddenErrorf("%s: this host's VTEP address is not known: overlay networks need a controller with a global store and a discovery address", what)
+	}
+	return nil
 }
 
 // ClusterIDs asks for the network's VNI: the one the options name, or

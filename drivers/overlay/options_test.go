@@ -1,12 +1,15 @@
 package overlay
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
 	"github.com/opencnm/libnetwork/types"
@@ -299,5 +302,53 @@ func TestPeersKeptWithoutDataPlane(t *testing.T) {
 	}
 	if err := d.PeerAdd("n", peer("p1", "192.168.100.2", "10.0.0.2", 1)); !types.IsNotFound(err) {
 		t.Errorf("PeerAdd after DeleteNetwork: want NotFound, got %v", err)
+	}
+}
+
+// New takes the logger and the repair period; any other key, as a
+// daemon label com.docker.network.driver.overlay.* is one, is BadRequest,
+// as is a repair period that is not a positive duration.
+func TestNewRefusesUnknownConfig(t *testing.T) {
+	for _, cfg := range []map[string]any{
+		{netlabel.DriverPrefix + ".overlay.vxlan_port": "4790"},
+		{"bogus": true},
+		{knobs.OverlayRepairEvery: "1s"},
+		{knobs.OverlayRepairEvery: time.Duration(0)},
+		{netlabel.Logger: "stderr"},
+	} {
+		d, err := New(&netnsutil.NS{}, t.TempDir(), cfg)
+		if err == nil {
+			_ = d.Close()
+		}
+		if !types.IsBadRequest(err) {
+			t.Errorf("New(%v): %v; want BadRequest", cfg, err)
+		}
+	}
+	d, err := New(&netnsutil.NS{}, t.TempDir(), map[string]any{netlabel.Logger: slog.Default(), knobs.OverlayRepairEvery: time.Minute})
+	if err != nil {
+		t.Fatalf("New with a logger and a repair period: %v", err)
+	}
+	_ = d.Close()
+	if d.every != time.Minute {
+		t.Fatalf("repair period %v; want 1m", d.every)
+	}
+}
+
+// Without a VTEP, ValidateNetwork refuses as CreateNetwork would, so the
+// controller claims nothing for the network.
+func TestValidateNetworkNeedsVTEP(t *testing.T) {
+	d, err := New(&netnsutil.NS{}, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	if err := d.ValidateNetwork("n", nil); !types.IsForbidden(err) {
+		t.Fatalf("ValidateNetwork without a VTEP: %v; want Forbidden", err)
+	}
+	if err := d.DiscoverNew(driverapi.NodeDiscovery, driverapi.NodeDiscoveryData{Address: "192.168.100.1", Self: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ValidateNetwork("n", nil); err != nil {
+		t.Fatalf("ValidateNetwork with a VTEP: %v", err)
 	}
 }

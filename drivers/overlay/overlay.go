@@ -87,8 +87,10 @@ var (
 
 // New returns an overlay driver whose data planes bind their VXLAN
 // sockets in host and are mounted under dir. cfg is the driver's
-// configuration map (netlabel.Logger, knobs.OverlayRepairEvery). It does
-// no kernel work, so it needs no privilege.
+// configuration map (netlabel.Logger, knobs.OverlayRepairEvery); any
+// other key, a daemon label com.docker.network.driver.overlay.* among
+// them, is BadRequest: the driver has no such setting. It does no kernel
+// work, so it needs no privilege.
 func New(host *netnsutil.NS, dir string, cfg map[string]any) (*Driver, error) {
 	if host == nil {
 		return nil, types.BadRequestErrorf("creating overlay driver: no host namespace")
@@ -96,13 +98,27 @@ func New(host *netnsutil.NS, dir string, cfg map[string]any) (*Driver, error) {
 	if dir == "" {
 		return nil, types.BadRequestErrorf("creating overlay driver: no namespace directory")
 	}
-	log, _ := cfg[netlabel.Logger].(*slog.Logger)
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	every := DefaultRepairEvery
-	if e, ok := cfg[knobs.OverlayRepairEvery].(time.Duration); ok && e > 0 {
-		every = e
+	for k, v := range cfg {
+		switch k {
+		case netlabel.Logger:
+			l, ok := v.(*slog.Logger)
+			if !ok {
+				return nil, types.BadRequestErrorf("creating overlay driver: option %s: want a *slog.Logger, not %T", k, v)
+			}
+			if l != nil {
+				log = l
+			}
+		case knobs.OverlayRepairEvery:
+			e, ok := v.(time.Duration)
+			if !ok || e <= 0 {
+				return nil, types.BadRequestErrorf("creating overlay driver: option %s: want a positive time.Duration, not %T %v", k, v, v)
+			}
+			every = e
+		default:
+			return nil, types.BadRequestErrorf("creating overlay driver: unknown option %q", k)
+		}
 	}
 	d := &Driver{host: host, dir: dir, log: log, every: every, networks: map[string]*network{},
 		stop: make(chan struct{}), done: make(chan struct{})}

@@ -62,9 +62,10 @@ const Controller = "opencnm.internal.controller"
 const DNSCheckTicks = "opencnm.internal.controller.dns-check-ticks"
 
 // GlobalKV (a globalstore.KV, under Controller) is the global store the
-// controller uses instead of opening config KVProvider: controllers of one
-// test, each in its own host namespace, share one memstore.KV as hosts of
-// one cluster share an etcd.
+// controller uses instead of opening config KVProvider. The controller
+// owns it and closes it at Stop, so each controller of a test gets its
+// own client (memstore.Server.Client) of one memstore.Server, as hosts of
+// one cluster each have their own client of one etcd.
 const GlobalKV = "opencnm.internal.controller.global-kv"
 
 // OverlayRepairEvery (a time.Duration) replaces the overlay driver's

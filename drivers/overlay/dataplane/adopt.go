@@ -57,9 +57,12 @@ func Adopt(cfg Config) (_ *Network, err error) {
 		return nil, &ConflictError{Op: "adopting", Object: obj, Reason: "the namespace has no VXLAN device", Err: err}
 	}
 	vx, isVX := l.(*netlink.Vxlan)
+	if !isVX {
+		return nil, &ConflictError{Op: "adopting", Object: obj, Reason: fmt.Sprintf("the namespace's %s is a %s, not a VXLAN device", vxlanName, l.Type())}
+	}
 	src, _ := netip.AddrFromSlice(vx.SrcAddr)
 	switch {
-	case !isVX || vx.VxlanId != int(cfg.VNI) || vx.Port != cfg.Port:
+	case vx.VxlanId != int(cfg.VNI) || vx.Port != cfg.Port:
 		return nil, &ConflictError{Op: "adopting", Object: obj, Reason: "the namespace's VXLAN device has another VNI or port"}
 	case cfg.LocalVTEP.IsValid() && src.Unmap() != cfg.LocalVTEP:
 		return nil, &ConflictError{Op: "adopting", Object: obj,

@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/opencnm/libnetwork/internal/testutil"
 )
 
 // Adopt takes a data plane over as it is, only with the VNI it carries;
@@ -60,5 +64,20 @@ func TestAdopt(t *testing.T) {
 	must(t, adopted.Detach(c1.peer.ID))
 	if !blocked(c2, c1, false) {
 		t.Fatal("c1 still reachable after its adopted endpoint was detached")
+	}
+}
+
+// A namespace whose link vxlan0 is not a VXLAN device is a ConflictError,
+// not a crash.
+func TestAdoptNotVXLAN(t *testing.T) {
+	ns := testutil.NewNamedNS(t, "plane")
+	for _, name := range []string{BridgeName, vxlanName} {
+		if err := ns.Netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var conflict *ConflictError
+	if _, err := Adopt(Config{VNI: 42, NSPath: ns.Path()}); !errors.As(err, &conflict) {
+		t.Fatalf("Adopt with a bridge named %s: want a ConflictError, got %v", vxlanName, err)
 	}
 }
