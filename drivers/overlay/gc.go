@@ -13,10 +13,8 @@ import (
 // namespaces under the driver's directory (each named by its network's
 // ID) that a crash left, and the data plane of a network the driver still
 // holds but the controller no longer has (its endpoints are then not
-// joined). A live network's namespace that the driver has not taken back
-// (no join of it was restored: its containers did not survive the
-// restart) goes too: the next join builds a new one. The caller makes
-// sure no join is in progress.
+// joined); and the namespace of a live network the driver holds no data
+// plane for (an earlier run's, none of whose joins was restored). The caller makes sure no join is in progress.
 func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	entries, err := os.ReadDir(d.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -29,8 +27,8 @@ func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	for _, e := range entries {
 		nid := e.Name()
 		if liveNetworks[nid] {
-			if n := d.network(nid); n != nil && !n.holdsDataPlane() {
-				if err := dataplane.RemoveLeftover(filepath.Join(d.dir, nid)); err != nil {
+			if n := d.network(nid); n != nil {
+				if err := d.removeUnheld(n); err != nil {
 					errs = append(errs, types.Wrapf(err, "overlay garbage collection of network %s", nid))
 				}
 			}
@@ -46,6 +44,19 @@ func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 	return errors.Join(errs...)
 }
 
+// removeUnheld removes live network n's namespace when the driver holds
+// no data plane for it: no join of this run built one and no restored
+// join adopted it, so it is what an earlier run left when none of its
+// joins came back. n's lock keeps a join from building it meanwhile.
+func (d *Driver) removeUnheld(n *network) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dp != nil || n.deleted {
+		return nil
+	}
+	return dataplane.RemoveLeftover(filepath.Join(d.dir, n.id))
+}
+
 // dropDataPlane deletes n's data plane, if the driver holds one, and
 // reports whether it did.
 func (d *Driver) dropDataPlane(n *network) bool {
@@ -59,12 +70,4 @@ func (d *Driver) dropDataPlane(n *network) bool {
 		ep.joined = false
 	}
 	return true
-}
-
-// holdsDataPlane reports whether the driver has n's data plane (built by a
-// join, or adopted by RestoreJoin).
-func (n *network) holdsDataPlane() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.dp != nil
 }

@@ -77,19 +77,10 @@ func (l *lab) keys(t testing.TB, part string) []string {
 func overlay(t testing.TB, h *testrig.Host, name, v4, v6 string, opts ...libnetwork.NetworkOption) *libnetwork.Network {
 	t.Helper()
 	nw, err := createOverlay(h, name, v4, v6, opts...)
-	skipWithoutOverlay(t, err)
 	if err != nil {
 		t.Fatalf("%s: creating overlay network %s: %v", h.ID, name, err)
 	}
 	return nw
-}
-
-// skipWithoutOverlay skips t when err says the build has no overlay
-// driver: only until the driver is merged (issue #15), then it goes.
-func skipWithoutOverlay(t testing.TB, err error) {
-	if err != nil && types.IsNotFound(err) && strings.Contains(err.Error(), `unknown driver "overlay"`) {
-		t.Skip("no overlay driver in this build yet")
-	}
 }
 
 func createOverlay(h *testrig.Host, name, v4, v6 string, opts ...libnetwork.NetworkOption) (*libnetwork.Network, error) {
