@@ -246,11 +246,11 @@ func (r *remoteHost) teardown(t *testing.T, l *lab, active []string) {
 }
 
 // dropGlobal deletes every container, endpoint and global network of
-// the lab's running hosts and of extra, and waits until every one of
-// them has dropped the networks (and with them the overlay data planes'
-// namespaces). The cluster's own teardown stops a host as soon as its
-// delete of a network another host deleted first is NotFound, which can
-// be before its watch has dropped the network here.
+// the lab's running hosts and of extra (controllers the cluster does not
+// know), and waits until every one of them has dropped the networks (and
+// with them the overlay data planes' namespaces). Tests call it where the
+// cluster's own teardown would come too late: after a controller of
+// theirs stopped, or after the etcd members they started were killed.
 func (l *lab) dropGlobal(t *testing.T, extra ...*libnetwork.Controller) {
 	t.Helper()
 	cs := extra
