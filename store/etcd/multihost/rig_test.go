@@ -22,6 +22,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
+
 	// The provider, linked as a user's program links it.
 	_ "github.com/opencnm/libnetwork/store/etcd"
 )
