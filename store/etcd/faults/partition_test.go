@@ -29,6 +29,10 @@ func dialIn(ns *testutil.HostNS) func(ctx context.Context, network, addr string)
 	}
 }
 
+// partitionTTL is the lease TTL of the partition test: its fence margin
+// (TTL/4, 1 s) is what the test's "fenced before expired" rests on.
+const partitionTTL = 4 * time.Second
+
 // newPartitionLab is three hosts and a 3-member etcd cluster, member i
 // in host i's namespace on its underlay address: cutting a host off the
 // underlay cuts its controller and its member off the majority.
@@ -43,7 +47,7 @@ func newPartitionLab(t *testing.T) *lab {
 	// The controllers start before the members (New never waits for the
 	// store) because the members live in the hosts' namespaces.
 	cl := testrig.NewCluster(t, 3, testrig.ClusterOptions{Store: testrig.EtcdStore(strings.Join(clients, ",")),
-		LeaseTTL: faultTTL, KVTimeout: faultKVTimeout})
+		LeaseTTL: partitionTTL, KVTimeout: faultKVTimeout})
 	var opts []etcdproc.Options
 	for i, h := range cl.Hosts {
 		if h.Addr.String() != fmt.Sprintf("192.168.100.%d", 11+i) {
@@ -180,7 +184,7 @@ func TestPartitionFenceHeal(t *testing.T) {
 	// One loop watches both sides: host-3's forwarding to the others and
 	// host-1's view of host-3's endpoints.
 	var fenced, expired time.Duration
-	for deadline := cutAt.Add(faultTTL + 10*time.Second); fenced == 0 || expired == 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := cutAt.Add(partitionTTL + 10*time.Second); fenced == 0 || expired == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after the cut: host-3 fenced after %v, its endpoints gone on host-1 after %v (0: not yet); host-3's FDB %v",
 				fenced, expired, fdbTo(t, l.host(3), ""))
@@ -193,7 +197,7 @@ func TestPartitionFenceHeal(t *testing.T) {
 		}
 	}
 	t.Logf("cut at 0: host-3 stopped forwarding to other hosts after %v, host-1 saw its endpoints gone after %v (lease TTL %v)",
-		fenced.Round(time.Millisecond), expired.Round(time.Millisecond), faultTTL)
+		fenced.Round(time.Millisecond), expired.Round(time.Millisecond), partitionTTL)
 	if fenced >= expired {
 		t.Errorf("host-3 stopped forwarding after %v, not before its lease expired (%v)", fenced, expired)
 	}
