@@ -42,6 +42,9 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 		return scratch.optErr
 	}
 	c := ep.network.ctrl
+	if err := ep.refuseConflicted(); err != nil {
+		return err
+	}
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()
 

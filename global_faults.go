@@ -306,3 +306,21 @@ func (m *mirror) hasHost(id string) bool {
 // fenced, or a new lease's endpoints are not reconciled yet. Caller holds
 // m.mu.
 func (m *mirror) cutOffLocked() bool { return m.fenced || m.reclaiming }
+
+// refuseConflicted refuses a join of an endpoint that could not be claimed
+// again (see Conflict): a new interface would carry a name or address
+// another host holds now. Delete it and create it anew instead.
+func (ep *Endpoint) refuseConflicted() error {
+	m := ep.network.ctrl.mirror
+	if !ep.network.global || m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	cf, ok := m.conflicts[ep.id]
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return types.ForbiddenErrorf("joining endpoint %s of network %s: it lost its %s to %s while this host was cut off from the global store; delete it and create it anew",
+		ep.name, cf.Network, cf.Claim, cf.Owner)
+}

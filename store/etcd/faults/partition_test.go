@@ -14,6 +14,7 @@ import (
 	"github.com/opencnm/libnetwork/internal/etcdproc"
 	"github.com/opencnm/libnetwork/internal/testrig"
 	"github.com/opencnm/libnetwork/internal/testutil"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // dialIn dials from inside ns.
@@ -243,6 +244,17 @@ func TestPartitionFenceHeal(t *testing.T) {
 		if err := udpReach(c, a); err == nil {
 			t.Errorf("%s reaches host-1 after losing its claim", c.ep.Name())
 		}
+	}
+	// Joined again, it would be live twice: refused, naming why.
+	if err := c2.ep.Leave(c2.sb); err != nil {
+		t.Fatalf("leaving c2: %v", err)
+	}
+	sb, err := sandbox(l.host(3).Controller(), t.TempDir(), "c2-again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.ep.Join(sb); err == nil || !types.IsForbidden(err) || !strings.Contains(err.Error(), c2.ip.String()) {
+		t.Errorf("joining c2 again after it lost its address: %v, want Forbidden naming %s", err, c2.ip)
 	}
 	for _, f := range fdbTo(t, l.host(1), h3) {
 		if strings.HasPrefix(f, c1.mac()+" ") || strings.HasPrefix(f, c2.mac()+" ") {
