@@ -27,6 +27,9 @@ type ClusterOptions struct {
 	// LeaseTTL and KVTimeout are the hosts' config HostLeaseTTL and
 	// KVTimeout; 0 is 10 s and 5 s (generous: the machine may be loaded).
 	LeaseTTL, KVTimeout time.Duration
+	// IPv6Underlay makes each host's IPv6 underlay address its discovery
+	// address (VXLAN over IPv6).
+	IPv6Underlay bool
 	// Options are more options for every host, applied last.
 	Options []config.Option
 }
@@ -60,9 +63,9 @@ type Host struct {
 	ID    string // "host-1", ... (config HostID)
 	Index int    // 1-based
 	NS    *testutil.HostNS
-	// Addr and Addr6 are its eth0 underlay addresses; Addr is the
-	// discovery address (the VTEP).
-	Addr, Addr6 netip.Addr
+	// Addr and Addr6 are its eth0 underlay addresses; VTEP is the one
+	// that is its discovery address (Addr unless IPv6Underlay).
+	Addr, Addr6, VTEP netip.Addr
 
 	t    testing.TB
 	dir  string
@@ -92,14 +95,17 @@ func NewCluster(t testing.TB, n int, o ClusterOptions) *Cluster {
 		h := &Host{ID: fmt.Sprintf("host-%d", i), Index: i, t: t, dir: t.TempDir(),
 			NS: testutil.NewNamedNS(t, fmt.Sprintf("host-%d", i))}
 		v4, v6 := cl.Underlay.Plug(t, h.NS)
-		h.Addr, h.Addr6 = v4.Addr(), v6.Addr()
+		h.Addr, h.Addr6, h.VTEP = v4.Addr(), v6.Addr(), v4.Addr()
+		if o.IPv6Underlay {
+			h.VTEP = h.Addr6
+		}
 		h.opts = func() []config.Option {
 			opts := []config.Option{
 				config.OptionExecRoot(filepath.Join(h.dir, "run")),
 				config.OptionDataDir(filepath.Join(h.dir, "lib")),
 				config.OptionPluginDirs(filepath.Join(h.dir, "plugins")),
 				config.OptionHostNetNS(h.NS.Path()),
-				config.OptionDiscoveryAddress(h.Addr.String()),
+				config.OptionDiscoveryAddress(h.VTEP.String()),
 				config.OptionHostID(h.ID),
 				config.OptionHostLeaseTTL(o.LeaseTTL),
 				config.OptionKVTimeout(o.KVTimeout),

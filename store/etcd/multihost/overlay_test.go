@@ -70,6 +70,27 @@ func TestOverlayTraffic(t *testing.T) {
 	}
 }
 
+// Over an IPv6 underlay (each host's discovery address is its IPv6 one)
+// both families cross hosts, the MTU is the underlay's minus 70, and the
+// FDB entries point at the IPv6 VTEPs.
+func TestOverlayOverIPv6Underlay(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 2, testrig.ClusterOptions{IPv6Underlay: true})
+	overlay(t, l.host(1), "ov6", "10.99.0.0/24", "fd00:99::/64")
+	a, b := run(t, l.host(1), "ov6", "a"), run(t, l.host(2), "ov6", "b")
+	reach(t, a, b)
+	reach(t, b, a)
+	for _, c := range []*ctr{a, b} {
+		if got := testrig.LinkMTU(t, c.nl, "eth0"); got != 1430 {
+			t.Errorf("%s: eth0 MTU %d, want 1430", c.name, got)
+		}
+	}
+	if err := sendDF(a, b, 1430-28); err != nil {
+		t.Fatalf("a full-MTU datagram: %v", err)
+	}
+	expectPeers(t, l, a, b)
+}
+
 // MTU: the underlay's minus the VXLAN overhead (50 bytes over IPv4) inside
 // every container, and a datagram of exactly that size with DF set gets
 // across; a larger one is refused at the sender, not lost on the wire.

@@ -52,7 +52,7 @@ func expectPeers(t *testing.T, l *lab, live ...*ctr) {
 				local = true
 				continue
 			}
-			fdb = append(fdb, fmt.Sprintf("%s dst %s", c.mac, c.h.Addr))
+			fdb = append(fdb, fmt.Sprintf("%s dst %s", c.mac, c.h.VTEP))
 			for _, ip := range []string{c.v4.String(), c.v6.String()} {
 				if ip != "invalid IP" {
 					neigh = append(neigh, fmt.Sprintf("%s lladdr %s", ip, c.mac))
