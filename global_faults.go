@@ -42,9 +42,11 @@ func (m *mirror) runReconcile() {
 //   - A store endpoint of this host that is neither local nor being
 //     created here (its ID is not among the network's names) is deleted.
 //   - A local endpoint missing from the store is claimed again with its
-//     name, addresses and MAC; a claim another host holds now is logged
-//     and the endpoint left out of the store (never claimed twice).
-//   - Every local endpoint's peer record is made to follow its join.
+//     name, addresses and MAC; one whose claim another host holds now is
+//     set down and reported (claimAgain), never claimed twice.
+//   - A local endpoint's peer record that does not follow its join (a
+//     crash between the join or leave and its store write, or a new
+//     lease) is written or deleted.
 //
 // Each endpoint's work goes through the write queue under its ID, so it
 // is ordered with the joins, leaves and deletes of that endpoint and
@@ -60,10 +62,21 @@ func (m *mirror) reconcile(ss *globalstore.Session) {
 			m.log.Warn("global store: reconciling endpoints: listing", "network", n.name, "error", err)
 			continue
 		}
+		peers, err := st.Peers(m.ctx, n.id)
+		if err != nil {
+			m.log.Warn("global store: reconciling endpoints: listing peers", "network", n.name, "error", err)
+			continue
+		}
+		published := map[string]bool{}
+		for _, p := range peers {
+			published[p.EndpointID] = published[p.EndpointID] || p.Host == m.self
+		}
 		m.c.mu.Lock()
 		local := make([]*Endpoint, 0, len(n.endpoints))
+		joined := map[string]bool{}
 		for _, ep := range n.endpoints {
 			local = append(local, ep)
+			joined[ep.id] = ep.sandboxID != ""
 		}
 		creating := map[string]bool{}
 		for _, id := range n.epNames {
@@ -85,10 +98,14 @@ func (m *mirror) reconcile(ss *globalstore.Session) {
 			}
 		}
 		for _, ep := range local {
-			if !stored[ep.id] && !ep.claimAgain(ss) {
-				continue
+			switch {
+			case !stored[ep.id]:
+				if ep.claimAgain(ss) {
+					ep.reconcilePeer(ss)
+				}
+			case joined[ep.id] != published[ep.id]:
+				ep.reconcilePeer(ss)
 			}
-			ep.reconcilePeer(ss)
 		}
 	}
 }
