@@ -6,9 +6,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/opencnm/libnetwork/osl"
-
 	"github.com/opencnm/libnetwork/globalstore"
+	"github.com/opencnm/libnetwork/osl"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -48,9 +47,11 @@ func (m *mirror) runReconcile() {
 //     crash between the join or leave and its store write, or a new
 //     lease) is written or deleted.
 //
-// Each endpoint's work goes through the write queue under its ID, so it
-// is ordered with the joins, leaves and deletes of that endpoint and
-// retried while the store is away.
+// Claims are tried at once, so an endpoint that lost one is down before
+// drivers get peers again on a new lease (reclaiming); the rest, and a
+// claim the store did not answer, go through the write queue under the
+// endpoint's ID, ordered with its joins, leaves and deletes and retried
+// while the store is away.
 func (m *mirror) reconcile(ss *globalstore.Session) {
 	st := m.c.cl.store()
 	for _, n := range m.c.globalNetworks() {
