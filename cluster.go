@@ -33,7 +33,17 @@ type cluster struct {
 	host    globalstore.Host // ID and Address (the VTEP); Lease is the session's
 	ttl     time.Duration    // the host lease's TTL
 	timeout time.Duration    // how long session waits for a session
-	started time.Time        // when New made the cluster (see fenceState)
+	started time.Time        // the previous lease's last renewal, else when New made the cluster (see fenceState)
+	prevTTL time.Duration    // the previous lease's TTL (ttl if not kept)
+	prev    leaseRecord      // the previous session's lease (Lease NoLease if none); set before run
+
+	loaded chan struct{} // closed by modelLoaded once the model is restored
+	healer healer        // set before loaded is closed; nil: nothing to heal
+
+	// rmu serialises writes of the lease record.
+	rmu           sync.Mutex
+	recorded      time.Time           // the renewal the lease record holds; guarded by rmu
+	recordedLease globalstore.LeaseID // the lease it holds; guarded by rmu
 
 	ctx    context.Context // ended by close: stops the background work
 	cancel context.CancelFunc
@@ -42,6 +52,7 @@ type cluster struct {
 	mu      sync.Mutex
 	sess    *globalstore.Session // guarded by mu; nil while none is open
 	resumed bool                 // sess took up the previous lease; guarded by mu
+	pending *globalstore.Session // opened, healing, not yet published; guarded by mu
 	lost    bool                 // a session was lost and none is open since; guarded by mu
 	up      chan struct{}        // closed while sess != nil; replaced when it is lost; guarded by mu
 	lastErr error                // why the last open failed; guarded by mu
@@ -82,10 +93,11 @@ func openCluster(c *Controller) (_ *cluster, err error) {
 		return nil, needsProvider(cfg)
 	}
 	cl := &cluster{c: c, ttl: cfg.HostLeaseTTL, timeout: cfg.KVTimeout, started: time.Now(),
-		up: make(chan struct{})}
+		up: make(chan struct{}), loaded: make(chan struct{})}
 	if cl.ttl == 0 {
 		cl.ttl = defaultHostLeaseTTL
 	}
+	cl.prevTTL = cl.ttl
 	if cl.timeout == 0 {
 		cl.timeout = defaultKVTimeout
 	}
@@ -110,6 +122,7 @@ func openCluster(c *Controller) (_ *cluster, err error) {
 		}
 	}
 	cl.st = globalstore.New(kv, globalstore.Options{Timeout: cl.timeout})
+	cl.loadLease()
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())
 	cl.done.Add(2)
 	go cl.run()
@@ -212,6 +225,10 @@ func (cl *cluster) close() {
 	cl.mu.Lock()
 	if cl.sess != nil {
 		cl.sess.Abandon()
+		// Its last renewal fixes when a restart must fence.
+		if err := cl.saveLease(cl.sess); err != nil {
+			cl.c.cfg.Logger.Warn("global store: keeping the session's last renewal", "err", err)
+		}
 		cl.sess = nil
 	}
 	cl.mu.Unlock()

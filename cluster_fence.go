@@ -11,7 +11,9 @@ func fenceMargin(ttl time.Duration) time.Duration { return ttl / 4 }
 // fenceTick is how often the fence is checked: TTL/20, at least 50 ms.
 func fenceTick(ttl time.Duration) time.Duration { return max(ttl/20, 50*time.Millisecond) }
 
-// fenceLoop checks the fence every tick until close.
+// fenceLoop checks the fence every tick until close, and keeps the
+// session's last acknowledged renewal in the lease record (a local write
+// only when a renewal was acknowledged since: one per TTL/3).
 func (cl *cluster) fenceLoop(tick time.Duration) {
 	defer cl.done.Done()
 	t := time.NewTicker(tick)
@@ -22,26 +24,50 @@ func (cl *cluster) fenceLoop(tick time.Duration) {
 			return
 		case <-t.C:
 			cl.checkFence()
+			cl.keepRenewal()
 		}
 	}
 }
 
-// fenceState says whether the host must be fenced now. With a session,
-// it is whether the lease may expire within the margin, judged by the
-// host's own clock from the last acknowledged renewal (Renewed: the lease
-// cannot expire before Renewed+TTL). Without one, a lease was lost
-// (fenced at once: its claims are gone) or none was opened yet since
-// New, which is the latest a previous run's lease can have been renewed.
+// keepRenewal writes the session's last acknowledged renewal to the lease
+// record, so a restart fences from it (see loadLease).
+func (cl *cluster) keepRenewal() {
+	cl.mu.Lock()
+	ss := cl.sess
+	cl.mu.Unlock()
+	if ss == nil {
+		return
+	}
+	if err := cl.saveLease(ss); err != nil {
+		cl.c.cfg.Logger.Debug("global store: keeping the last renewal", "host", cl.host.ID, "err", err)
+	}
+}
+
+// fenceState says whether the host must be fenced now. With a session
+// (published, or opened and healing), it is whether the lease may expire
+// within the margin, judged by the host's own clock from the last
+// acknowledged renewal (Renewed: the lease cannot expire before
+// Renewed+TTL). Without one, a lease was lost (fenced at once: its claims
+// are gone, and stay fenced until they are claimed again) or none was
+// opened yet in this run: then the previous run's lease may expire from
+// its last renewal kept in the lease record plus its TTL (loadLease; a
+// record without it fences at once), and with no record at all the clock
+// starts at New.
 func (cl *cluster) fenceState(now time.Time) bool {
 	cl.mu.Lock()
 	ss, lost := cl.sess, cl.lost
+	if ss == nil {
+		ss = cl.pending
+	}
 	cl.mu.Unlock()
-	last := cl.started
-	ttl := cl.ttl
-	switch {
-	case ss != nil:
+	if lost {
+		return true
+	}
+	last, ttl := cl.started, cl.prevTTL
+	if ss != nil {
 		last, ttl = ss.Renewed(), ss.TTL()
-	case lost:
+	}
+	if last.IsZero() {
 		return true
 	}
 	return now.Sub(last) > ttl-fenceMargin(ttl)

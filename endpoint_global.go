@@ -40,7 +40,6 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 	if err != nil {
 		return types.Wrapf(err, "creating endpoint %s on network %s", ep.name, n.name)
 	}
-	_, ours := n.ipam.Ipam.(*globalIPAM)
 	var lastErr error
 	for try := 0; try < maxEndpointTries; try++ {
 		var pick undo.Stack
@@ -50,14 +49,7 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 				return err
 			}
 		}
-		rec := globalstore.Endpoint{ID: ep.id, NetworkID: n.id, Name: ep.name, Host: c.cl.hostID(),
-			MAC: ep.iface.mac.String(), Addrs: ep.prefixes(), Aliases: ep.myAliases}
-		if ours {
-			for _, p := range rec.Addrs {
-				rec.Claims = append(rec.Claims, globalstore.Address(n.id, p.Addr()))
-			}
-		}
-		err := st.CreateEndpoint(ctx, ss.Lease(), rec)
+		err := st.CreateEndpoint(ctx, ss.Lease(), ep.storeRecord())
 		if err == nil {
 			u.Push(pick.Run)
 			u.PushFunc(func() { ep.deleteGlobal() })
@@ -89,6 +81,33 @@ func (ep *Endpoint) createGlobal(u *undo.Stack) error {
 	return types.Wrapf(lastErr, "creating endpoint %s on network %s: another host took the address it picked %d times", ep.name, n.name, maxEndpointTries)
 }
 
+// storeRecord is the endpoint's record in the global store, with the
+// claims of its addresses when the network's IPAM is the global default
+// (a plugin's addresses are its own). A heal writes it again as the
+// create did, so the store sees the same record, name and claims.
+func (ep *Endpoint) storeRecord() globalstore.Endpoint {
+	n, c := ep.network, ep.network.ctrl
+	rec := globalstore.Endpoint{ID: ep.id, NetworkID: n.id, Name: ep.name, Host: c.cl.hostID(),
+		MAC: ep.iface.mac.String(), Addrs: ep.prefixes(), Aliases: ep.myAliases}
+	if _, ours := n.ipam.Ipam.(*globalIPAM); ours {
+		for _, p := range rec.Addrs {
+			rec.Claims = append(rec.Claims, globalstore.Address(n.id, p.Addr()))
+		}
+	}
+	return rec
+}
+
+// peerRecord is where the joined endpoint is reachable.
+func (ep *Endpoint) peerRecord() globalstore.Peer {
+	n, c := ep.network, ep.network.ctrl
+	p := globalstore.Peer{EndpointID: ep.id, NetworkID: n.id, Host: c.cl.hostID(), VTEP: c.cl.vtep(),
+		MAC: ep.iface.mac.String()}
+	for _, pr := range ep.prefixes() {
+		p.IPs = append(p.IPs, pr.Addr())
+	}
+	return p
+}
+
 // prefixes are the endpoint's addresses with their pools' lengths.
 func (ep *Endpoint) prefixes() []netip.Prefix {
 	var out []netip.Prefix
@@ -110,6 +129,7 @@ func (ep *Endpoint) explicit(a netip.Addr) bool {
 func (ep *Endpoint) deleteGlobal() {
 	n := ep.network
 	st := n.ctrl.cl.store()
+	n.ctrl.mirror.clearConflict(ep.id)
 	n.ctrl.mirror.write(ep.id, "delete endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
 		return st.DeleteEndpoint(ctx, n.id, ep.id)
 	})
@@ -119,11 +139,7 @@ func (ep *Endpoint) deleteGlobal() {
 // other hosts' drivers send its frames.
 func (ep *Endpoint) publishPeer() {
 	n, c := ep.network, ep.network.ctrl
-	p := globalstore.Peer{EndpointID: ep.id, NetworkID: n.id, Host: c.cl.hostID(), VTEP: c.cl.vtep(),
-		MAC: ep.iface.mac.String()}
-	for _, pr := range ep.prefixes() {
-		p.IPs = append(p.IPs, pr.Addr())
-	}
+	p := ep.peerRecord()
 	c.mirror.write(ep.id, "peer of endpoint "+ep.name+" of network "+n.name, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, c.cl.timeout) // one deadline for the session and the store
 		defer cancel()
@@ -133,7 +149,9 @@ func (ep *Endpoint) publishPeer() {
 		}
 		err = c.cl.store().PutPeer(ctx, ss.Lease(), p)
 		if types.IsNotFound(err) {
-			return nil // the endpoint is gone from the store: no peer to publish
+			// The endpoint is gone from the store (deleted, or kept down
+			// after a heal: its record is not there): no peer to publish.
+			return nil
 		}
 		return err
 	})

@@ -42,8 +42,9 @@ func (ep *Endpoint) Join(sb *Sandbox, opts ...EndpointOption) (err error) {
 		return scratch.optErr
 	}
 	c := ep.network.ctrl
-	if err := ep.refuseConflicted(); err != nil {
-		return err
+	if c.mirror != nil && c.mirror.conflicted(ep.id) {
+		// Up again, it would answer for a name or address another host holds.
+		return types.ForbiddenErrorf("joining endpoint %s: it is kept down because its claim was taken while this host's lease was gone (Controller.Conflicts); delete it", ep.name)
 	}
 	sb.opMu.Lock()
 	defer sb.opMu.Unlock()

@@ -48,14 +48,15 @@ type mirror struct {
 	listed   map[globalstore.Claim]time.Time            // claims of networks a listing had before the watch
 	queue    map[string]*storeWrite                     // endpoint ID -> the latest write wanted for it
 	kick     chan struct{}
-	fenced   bool                      // drivers get no peers: the host's lease may be gone (cluster fence)
-	refence  chan struct{}             // wakes the worker that applies fenced to the drivers
-	resessed chan *globalstore.Session // the latest session opened, for reconcile
-	// reclaiming: a new lease's reconcile has not finished, so some of
-	// this host's endpoints may hold addresses another host took
-	// meanwhile: drivers get no peers until it has taken those down.
-	reclaiming bool
-	conflicts  map[string]Conflict // endpoint ID -> why it could not be claimed again (global_faults.go)
+	// The fence: while either is set, drivers get no peers (PeerSync
+	// hands none, PeerAdd is not called). wantFence is what the cluster
+	// said last; fenced is what runFence applied, under gMu, with a sync
+	// of every network: so when the fence lifts, no PeerAdd reaches a
+	// driver before the PeerSync of the whole set.
+	wantFence bool                // guarded by mu
+	fenced    bool                // guarded by mu; changed only under gMu
+	refence   chan struct{}       // wakes runFence
+	conflicts map[string]Conflict // endpoint ID -> why it is kept down (global_heal.go)
 
 	wlocks [writeLockStripes]sync.Mutex // see lockFor
 }
@@ -71,7 +72,7 @@ func newMirror(c *Controller) *mirror {
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
 		listed: map[globalstore.Claim]time.Time{},
 		queue:  map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1),
-		resessed: make(chan *globalstore.Session, 1)}
+		conflicts: map[string]Conflict{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
 }
@@ -79,7 +80,7 @@ func newMirror(c *Controller) *mirror {
 // start follows the store and runs the write queue until close.
 func (m *mirror) start() {
 	events := m.c.cl.store().Watch(m.ctx)
-	m.wg.Add(4)
+	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()
 		for ev := range events {
@@ -94,31 +95,14 @@ func (m *mirror) start() {
 		defer m.wg.Done()
 		m.runFence()
 	}()
-	go func() {
-		defer m.wg.Done()
-		m.runReconcile()
-	}()
 	m.c.cl.subscribe(m)
+	m.c.cl.modelLoaded(m)
 }
 
 // sessionUp is the cluster telling of a session opened. The mirror needs
-// none to follow the store; this host's endpoints are reconciled with the
-// store on it (global_faults.go), in the background.
-func (m *mirror) sessionUp(ss *globalstore.Session, resumed bool) {
-	if !resumed {
-		m.mu.Lock()
-		m.reclaiming = true
-		m.mu.Unlock()
-	}
-	select {
-	case <-m.resessed: // a newer session replaces one not reconciled yet
-	default:
-	}
-	select {
-	case m.resessed <- ss:
-	default:
-	}
-}
+// none to follow the store; claiming this host's endpoints again on a new
+// lease is done before (heal, called by the cluster).
+func (m *mirror) sessionUp(*globalstore.Session, bool) {}
 
 // fence is the cluster telling that the host's lease may be gone (on) or
 // is renewed again (off): while fenced, drivers are handed no peers, so no
@@ -126,8 +110,8 @@ func (m *mirror) sessionUp(ss *globalstore.Session, resumed bool) {
 // hold; endpoints here still reach each other.
 func (m *mirror) fence(on bool) {
 	m.mu.Lock()
-	changed := m.fenced != on
-	m.fenced = on
+	changed := m.wantFence != on
+	m.wantFence = on
 	m.mu.Unlock()
 	if changed {
 		m.log.Info("cross-host forwarding of global networks", "fenced", on)
@@ -148,9 +132,14 @@ func (m *mirror) runFence() {
 			return
 		case <-m.refence:
 		}
+		m.gMu.Lock()
+		m.mu.Lock()
+		m.fenced = m.wantFence
+		m.mu.Unlock()
 		for _, n := range m.c.globalNetworks() {
-			m.syncPeers(n.id)
+			m.syncPeersLocked(n.id)
 		}
+		m.gMu.Unlock()
 	}
 }
 
@@ -198,9 +187,7 @@ func (m *mirror) apply(ev globalstore.Event) {
 			m.peers[ev.NetworkID] = map[string]globalstore.Peer{}
 		}
 		m.peers[ev.NetworkID][ev.EndpointID] = *ev.Peer
-		m.mu.Unlock()
-		m.mu.Lock()
-		fenced := m.cutOffLocked()
+		fenced := m.fenced || m.wantFence
 		m.mu.Unlock()
 		if ev.Peer.Host != m.self && !fenced {
 			if pp, n := m.programmer(ev.NetworkID); pp != nil {
@@ -319,7 +306,7 @@ func (m *mirror) otherPeers(nid string) []driverapi.Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := []driverapi.Peer{}
-	if m.cutOffLocked() {
+	if m.fenced || m.wantFence {
 		return out
 	}
 	for _, p := range m.peers[nid] {

@@ -253,8 +253,8 @@ func TestPartitionFenceHeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c2.ep.Join(sb); err == nil || !types.IsForbidden(err) || !strings.Contains(err.Error(), c2.ip.String()) {
-		t.Errorf("joining c2 again after it lost its address: %v, want Forbidden naming %s", err, c2.ip)
+	if err := c2.ep.Join(sb); err == nil || !types.IsForbidden(err) {
+		t.Errorf("joining c2 again after it lost its address: %v, want Forbidden", err)
 	}
 	for _, f := range fdbTo(t, l.host(1), h3) {
 		if strings.HasPrefix(f, c1.mac()+" ") || strings.HasPrefix(f, c2.mac()+" ") {
