@@ -144,11 +144,13 @@ func (w *faultWorker) step() string {
 		if err := ep.Leave(sb); err != nil {
 			w.fail("leaving %s: %v", ep.Name(), err)
 		}
+		// Not kept from now on: every sandbox the list names exists (a
+		// kill before the delete leaves one the next start drops).
+		w.active = slices.DeleteFunc(w.active, func(id string) bool { return id == sb.ID() })
+		w.save()
 		if err := sb.Delete(); err != nil {
 			w.fail("deleting sandbox of %s: %v", ep.Name(), err)
 		}
-		w.active = slices.DeleteFunc(w.active, func(id string) bool { return id == sb.ID() })
-		w.save()
 		return "leave"
 	case len(free) > 0:
 		ep := free[w.rng.Intn(len(free))]
