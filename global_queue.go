@@ -3,6 +3,7 @@ package libnetwork
 import (
 	"context"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/opencnm/libnetwork/types"
@@ -25,35 +26,43 @@ const writeLockStripes = 64
 
 // lockFor locks the stripe of key and returns its unlock.
 func (m *mirror) lockFor(key string) func() {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	l := &m.wlocks[h.Sum32()%writeLockStripes]
+	l := m.stripe(key)
 	l.Lock()
 	return l.Unlock
 }
 
+// stripe is the lock of key's writes.
+func (m *mirror) stripe(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &m.wlocks[h.Sum32()%writeLockStripes]
+}
+
 // write makes w the write wanted for key (an endpoint ID), replacing any
-// queued one, and tries it now unless earlier writes are still waiting for
-// the store (then the store is most likely away, and the caller should not
-// wait out its timeout).
+// queued one, and tries it now unless writes are waiting for the store
+// (this key's own included: then the store is most likely away, and the
+// caller should not wait out its timeout) or the key's lock is busy (a
+// retry of an older write of it, which the caller must not wait out
+// either: the queue runs this one after it).
 func (m *mirror) write(key, what string, do func(ctx context.Context) error) {
-	unlock := m.lockFor(key)
-	defer unlock()
 	w := &storeWrite{what: what, do: do}
+	l := m.stripe(key)
+	locked := l.TryLock()
 	m.mu.Lock()
 	backlog := len(m.queue)
-	if _, replaced := m.queue[key]; replaced {
-		backlog--
-	}
 	m.queue[key] = w
 	m.mu.Unlock()
-	if backlog == 0 {
-		err := do(m.ctx)
-		if !retriable(err) {
-			m.finish(key, w, err)
-			return
+	if locked {
+		if backlog == 0 {
+			err := do(m.ctx)
+			if !retriable(err) {
+				m.finish(key, w, err)
+				l.Unlock()
+				return
+			}
+			m.log.Warn("global store write queued for retry", "what", what, "error", err)
 		}
-		m.log.Warn("global store write queued for retry", "what", what, "error", err)
+		l.Unlock()
 	}
 	select {
 	case m.kick <- struct{}{}:
