@@ -31,8 +31,8 @@ func dialIn(ns *testutil.HostNS) func(ctx context.Context, network, addr string)
 }
 
 // partitionTTL is the lease TTL of the partition test: its fence margin
-// (TTL/4, 1 s) is what the test's "fenced before expired" rests on.
-const partitionTTL = 4 * time.Second
+// (TTL/4, 1.5 s) is what the test's "fenced before expired" rests on.
+const partitionTTL = 6 * time.Second
 
 // newPartitionLab is three hosts and a 3-member etcd cluster, member i
 // in host i's namespace on its underlay address: cutting a host off the
