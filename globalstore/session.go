@@ -14,7 +14,8 @@ import (
 const DefaultLeaseTTL = 60 * time.Second
 
 // Session is a host's lease and its host record. Everything the host owns
-// is put on Lease(); the session renews it every TTL/3 until Close. When
+// is put on Lease(); the session renews it every TTL/3 (a failed renewal
+// sooner, see retryAfter) until Close. When
 // the store says the lease is gone (it expired while the host could not
 // reach the store, or the host was evicted) Lost is closed and the session
 // stops: the caller opens a new one and claims its endpoints again.
@@ -127,15 +128,23 @@ func (ss *Session) Renewed() time.Time {
 // Lost is closed when the store reported the lease gone.
 func (ss *Session) Lost() <-chan struct{} { return ss.lost }
 
+// retryAfter is how soon a failed or timed-out renewal is tried again:
+// sooner than the TTL/3 of a healthy renewal, so that two late keepalives
+// of a loaded host or store do not run a healthy lease out, yet at least
+// 100 ms apart, so an unreachable store is not spun on.
+func retryAfter(ttl time.Duration) time.Duration {
+	return max(ttl/10, 100*time.Millisecond)
+}
+
 func (ss *Session) renew() {
 	defer ss.done.Done()
-	tick := time.NewTicker(ss.ttl / 3)
-	defer tick.Stop()
+	timer := time.NewTimer(ss.ttl / 3)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ss.ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
 		sent := time.Now()
 		ctx, cancel := context.WithTimeout(ss.ctx, min(ss.s.timeout, ss.ttl/3))
@@ -146,12 +155,15 @@ func (ss *Session) renew() {
 			ss.mu.Lock()
 			ss.renewed = sent
 			ss.mu.Unlock()
+			timer.Reset(ss.ttl / 3)
 		case errors.Is(err, ErrLeaseNotFound):
 			close(ss.lost)
 			return
+		default:
+			// The store is unreachable or slow: keep trying, sooner than
+			// the regular period, until the store answers or Close.
+			timer.Reset(retryAfter(ss.ttl))
 		}
-		// Other errors: the store is unreachable; keep trying until the
-		// store answers or Close.
 	}
 }
 
