@@ -15,10 +15,10 @@ const DefaultLeaseTTL = 60 * time.Second
 
 // Session is a host's lease and its host record. Everything the host owns
 // is put on Lease(); the session renews it every TTL/3 (a failed renewal
-// sooner, see retryAfter) until Close. When
-// the store says the lease is gone (it expired while the host could not
-// reach the store, or the host was evicted) Lost is closed and the session
-// stops: the caller opens a new one and claims its endpoints again.
+// sooner, see retryAfter) until Close. When the store says the lease is
+// gone (it expired while the host could not reach the store, or the host
+// was evicted) Lost is closed and the session stops: the caller opens a
+// new one and claims its endpoints again.
 type Session struct {
 	s    *Store
 	host Host

@@ -164,8 +164,11 @@ func (m *Member) spawn() error {
 		"--listen-client-urls", m.o.ClientURL, "--advertise-client-urls", m.o.ClientURL,
 		"--listen-peer-urls", m.o.PeerURL, "--initial-advertise-peer-urls", m.o.PeerURL,
 		"--initial-cluster", m.o.InitialCluster, "--initial-cluster-state", "new",
-		// Fast ticks: a member elects itself in ~100 ms instead of ~1 s.
-		"--heartbeat-interval", "10", "--election-timeout", "100",
+		// Ticks faster than etcd's defaults (a member elects itself in
+		// ~500 ms, not ~1 s), yet slow enough that a stall of a loaded
+		// machine does not start an election: 500 ms is still well
+		// inside the fence margin of the fault tests' leases.
+		"--heartbeat-interval", "50", "--election-timeout", "500",
 		"--logger", "zap", "--log-level", "warn",
 	}
 	if t := m.o.TLS; t != nil {
