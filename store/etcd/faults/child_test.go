@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // childEnv carries a childSpec (JSON) to the test binary run again as a
@@ -24,11 +25,12 @@ type childSpec struct {
 	Net                     string // the overlay network it works on
 	Active                  string // file of the sandbox IDs the next start keeps
 	Seed                    int64
+	TTL                     time.Duration // the host's lease TTL
 }
 
 func (r *remoteHost) spec(net, active string, seed int64) childSpec {
 	return childSpec{ID: r.id, NS: r.nsPath, Addr: r.addr.String(), Dir: r.dir, Etcd: r.etcd,
-		Net: net, Active: active, Seed: seed}
+		Net: net, Active: active, Seed: seed, TTL: r.ttl}
 }
 
 // Limits keep the state small, and churn high: addresses and names come
@@ -40,9 +42,12 @@ const (
 
 // TestFaultChild is a no-op unless a fault test started this binary as a
 // host's controller: then it loops over create/join/leave/delete on the
-// overlay network until it is killed. Every error is fatal (exit status
-// 2, the error on stderr): each operation is valid in the state it is
-// chosen in, whatever a kill of the previous run left.
+// overlay network until it is killed. Each operation is valid in the
+// state it is chosen in, whatever a kill of the previous run left, so an
+// error is fatal (exit status 2, the error on stderr) unless it is one a
+// loaded machine may cause, NoService or Timeout (a store call past
+// KVTimeout, a fenced host): then the operation is undone where it left
+// work half done, reported as "retry", and the loop goes on.
 func TestFaultChild(t *testing.T) {
 	raw := os.Getenv(childEnv)
 	if raw == "" {
@@ -56,7 +61,7 @@ func TestFaultChild(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &cs); err != nil {
 		fail("spec: %v", err)
 	}
-	r := &remoteHost{id: cs.ID, dir: cs.Dir, etcd: cs.Etcd, nsPath: cs.NS}
+	r := &remoteHost{id: cs.ID, dir: cs.Dir, etcd: cs.Etcd, nsPath: cs.NS, ttl: cs.TTL}
 	r.addr, _ = netip.ParseAddr(cs.Addr)
 	active, err := readActive(cs.Active)
 	if err != nil {
@@ -108,6 +113,16 @@ func randName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// retryable is true when err is of a class the loop retries, and exits
+// the child with what otherwise.
+func (w *faultWorker) retryable(err error, what string, a ...any) bool {
+	if types.IsNoService(err) || types.IsTimeout(err) {
+		return true
+	}
+	w.fail(what+": %v", append(a, err)...)
+	return false
+}
+
 // step does one operation valid in the current state and names it.
 func (w *faultWorker) step() string {
 	var free, joined []*libnetwork.Endpoint
@@ -120,8 +135,8 @@ func (w *faultWorker) step() string {
 	}
 	switch r := w.rng.Intn(100); {
 	case r < 30 && len(free)+len(joined) < childMaxEndpoints:
-		if _, err := w.nw.CreateEndpoint(randName("k")); err != nil {
-			w.fail("creating endpoint: %v", err)
+		if _, err := w.nw.CreateEndpoint(randName("k")); err != nil && w.retryable(err, "creating endpoint") {
+			return "retry"
 		}
 		return "create"
 	case r < 60 && len(free) > 0 && len(joined) < childMaxJoined:
@@ -134,15 +149,21 @@ func (w *faultWorker) step() string {
 		// leaves a live sandbox without the endpoint, which is valid.
 		w.active = append(w.active, sb.ID())
 		w.save()
-		if err := ep.Join(sb); err != nil {
-			w.fail("joining %s: %v", ep.Name(), err)
+		if err := ep.Join(sb); err != nil && w.retryable(err, "joining %s", ep.Name()) {
+			// A failed Join undid itself: drop the sandbox it was for.
+			w.active = slices.DeleteFunc(w.active, func(id string) bool { return id == sb.ID() })
+			w.save()
+			if err := sb.Delete(); err != nil {
+				w.fail("deleting sandbox of a failed join of %s: %v", ep.Name(), err)
+			}
+			return "retry"
 		}
 		return "join"
 	case r < 80 && len(joined) > 0:
 		ep := joined[w.rng.Intn(len(joined))]
 		sb := ep.Info().Sandbox()
-		if err := ep.Leave(sb); err != nil {
-			w.fail("leaving %s: %v", ep.Name(), err)
+		if err := ep.Leave(sb); err != nil && w.retryable(err, "leaving %s", ep.Name()) {
+			return "retry"
 		}
 		// Not kept from now on: every sandbox the list names exists (a
 		// kill before the delete leaves one the next start drops).
@@ -154,8 +175,8 @@ func (w *faultWorker) step() string {
 		return "leave"
 	case len(free) > 0:
 		ep := free[w.rng.Intn(len(free))]
-		if err := ep.Delete(false); err != nil {
-			w.fail("deleting endpoint %s: %v", ep.Name(), err)
+		if err := ep.Delete(false); err != nil && w.retryable(err, "deleting endpoint %s", ep.Name()) {
+			return "retry"
 		}
 		return "delete"
 	}

@@ -24,9 +24,15 @@ import (
 
 // The lease TTL and store timeout of the fault tests: short, so a dead
 // host's lease runs out within seconds, and long enough that a loaded
-// machine does not miss a renewal (renewals go every TTL/3).
+// machine does not miss a renewal (renewals go every TTL/3). restartTTL
+// is the lease of hosts a test restarts within their lease: a restart
+// (New under -race, ResumeSession) must fit in TTL minus the fence margin
+// (TTL/4), which a 3 s lease leaves at ~2 s on a loaded machine, and a
+// host fenced by a slow restart drops datagrams the zero-loss checks
+// count. Only tests that wait a lease out use faultTTL.
 const (
 	faultTTL       = 3 * time.Second
+	restartTTL     = 10 * time.Second
 	faultKVTimeout = 2 * time.Second
 )
 
@@ -202,13 +208,14 @@ type remoteHost struct {
 	addr   netip.Addr
 	dir    string
 	etcd   string
+	ttl    time.Duration // its lease TTL
 }
 
 func (l *lab) addRemoteHost(t *testing.T, id string) *remoteHost {
 	t.Helper()
 	ns := testutil.NewNamedNS(t, id)
 	v4, _ := l.Underlay.Plug(t, ns)
-	return &remoteHost{id: id, ns: ns, nsPath: ns.Path(), addr: v4.Addr(), dir: testrig.TmpfsDir(t), etcd: l.etcd.Endpoint()}
+	return &remoteHost{id: id, ns: ns, nsPath: ns.Path(), addr: v4.Addr(), dir: testrig.TmpfsDir(t), etcd: l.etcd.Endpoint(), ttl: restartTTL}
 }
 
 // options are the host's controller options, keeping the sandboxes of
@@ -225,7 +232,7 @@ func (r *remoteHost) options(active []string) []config.Option {
 		config.OptionHostNetNS(r.nsPath),
 		config.OptionDiscoveryAddress(r.addr.String()),
 		config.OptionHostID(r.id),
-		config.OptionHostLeaseTTL(faultTTL),
+		config.OptionHostLeaseTTL(r.ttl),
 		config.OptionKVTimeout(faultKVTimeout),
 		config.OptionKVProvider("etcd"), config.OptionKVProviderURL(r.etcd),
 		config.OptionActiveSandboxes(keep),
