@@ -9,12 +9,13 @@ import (
 )
 
 // The etcd process SIGKILLed under the hosts and restarted: global
-// creates fail NoService within KVTimeout and leave nothing; a leave, a
-// sandbox delete and endpoint deletes succeed locally and reach the store
-// once it is back; traffic across hosts and DNS go on throughout. The
-// lease TTL (40 s) is long enough that the outage (about 15 s: each
-// failed create waits out KVTimeout, and the first try of each local
-// delete's store write waits too) stays within TTL minus the fence margin.
+// creates and a global network's delete fail NoService within KVTimeout
+// and change nothing; a join, a leave, a sandbox delete and endpoint
+// deletes succeed locally and reach the store once it is back; traffic
+// across hosts and DNS go on throughout. The lease TTL (40 s) is long
+// enough that the outage (about 20 s: each failed create or delete waits
+// out KVTimeout, and so does the first try of some local operations'
+// store writes) stays within TTL minus the fence margin.
 func TestStoreOutage(t *testing.T) {
 	l := newLabTTL(t, 2, 40*time.Second)
 	nw := overlay(t, l.host(1), "ov", "10.80.0.0/24")
@@ -25,7 +26,16 @@ func TestStoreOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	g, err := nw.CreateEndpoint("g") // joined during the outage
+	if err != nil {
+		t.Fatal(err)
+	}
+	doomed := overlay(t, l.host(1), "ovd", "10.80.1.0/24") // deleted during the outage
 	nw2 := netOn(t, l.host(2), "ov")
+	eventually(t, 10*time.Second, "host-2 seeing ovd", func() error {
+		_, err := l.host(2).Controller().NetworkByName("ovd")
+		return err
+	})
 	for _, h := range l.Hosts {
 		eventually(t, 10*time.Second, h.ID+"'s records", func() error {
 			return storeMatches(t, l, h.ID, nw.ID(), netOn(t, h, "ov"))
@@ -50,8 +60,14 @@ func TestStoreOutage(t *testing.T) {
 		t.Errorf("CreateEndpoint with etcd down: %v, want NoService", err)
 	}
 	tookEp := time.Since(began)
-	t.Logf("with etcd down: NewNetwork failed in %v, CreateEndpoint in %v (KVTimeout %v)", tookNet, tookEp, faultKVTimeout)
-	for what, took := range map[string]time.Duration{"NewNetwork": tookNet, "CreateEndpoint": tookEp} {
+	began = time.Now()
+	if err := doomed.Delete(); !types.IsNoService(err) {
+		t.Errorf("network Delete with etcd down: %v, want NoService", err)
+	}
+	tookDel := time.Since(began)
+	t.Logf("with etcd down: NewNetwork failed in %v, CreateEndpoint in %v, network Delete in %v (KVTimeout %v)",
+		tookNet, tookEp, tookDel, faultKVTimeout)
+	for what, took := range map[string]time.Duration{"NewNetwork": tookNet, "CreateEndpoint": tookEp, "network Delete": tookDel} {
 		if took > faultKVTimeout+3*time.Second {
 			t.Errorf("%s took %v with etcd down, KVTimeout is %v", what, took, faultKVTimeout)
 		}
@@ -64,13 +80,23 @@ func TestStoreOutage(t *testing.T) {
 			t.Errorf("endpoint x exists after its create failed")
 		}
 	}
+	for _, h := range l.Hosts {
+		if _, err := h.Controller().NetworkByName("ovd"); err != nil {
+			t.Errorf("%s: network ovd gone after its delete failed: %v", h.ID, err)
+		}
+	}
 	// Local work goes on, each call as fast as with the store up.
 	began = time.Now()
 	var local []string
+	gsb, err := sandbox(l.host(1).Controller(), t.TempDir(), "g")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, op := range []struct {
 		what string
 		do   func() error
 	}{
+		{"join", func() error { return g.Join(gsb) }},
 		{"leave", func() error { return j.ep.Leave(j.sb) }},
 		{"sandbox delete", j.sb.Delete},
 		{"endpoint delete", func() error { return j.ep.Delete(false) }},
@@ -104,7 +130,17 @@ func TestStoreOutage(t *testing.T) {
 			return storeMatches(t, l, h.ID, nw.ID(), netOn(t, h, "ov"))
 		})
 	}
-	t.Logf("etcd back: the queued deletes and the leave in the store after %v", time.Since(began))
+	t.Logf("etcd back: the queued join, leave and deletes in the store after %v", time.Since(began))
+	peered := false
+	for _, p := range l.keysOf(t, "host-1", nw.ID()).peers {
+		peered = peered || p.EndpointID == g.ID()
+	}
+	if !peered {
+		t.Errorf("no peer record of g, joined during the outage, with etcd back")
+	}
+	if _, err := l.st.NetworkByName(t.Context(), "ovd"); err != nil {
+		t.Errorf("ovd not in the store after its delete failed: %v", err)
+	}
 	for _, n := range l.keysOf(t, "host-2", nw.ID()).eps {
 		if n.Name == "j" {
 			t.Errorf("endpoint j still in the store")
