@@ -251,7 +251,7 @@ func (c *Controller) materialize(rec globalstore.Network) (*Network, error) {
 	// A record read on a lookup miss may be ahead of the watch: its claims
 	// (gateway, aux addresses) are candidates' business from now on.
 	m.mu.Lock()
-	if _, seen := m.nets[rec.ID]; !seen && !m.gone[rec.ID] {
+	if _, seen := m.nets[rec.ID]; !seen && !m.goneLocked(rec.ID) {
 		m.nets[rec.ID] = rec
 	}
 	m.mu.Unlock()
