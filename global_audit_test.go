@@ -1,10 +1,16 @@
 package libnetwork_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
+	"github.com/opencnm/libnetwork/globalstore"
+	"github.com/opencnm/libnetwork/globalstore/memstore"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/testrig"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // A network deleted and made again with the same explicit ID appears on a
@@ -36,4 +42,26 @@ func TestGlobalNetworkRecreatedWithSameIDAppears(t *testing.T) {
 	if _, err := b.c.NetworkByName("again"); err != nil {
 		t.Fatalf("network made again, by name on host b: %v", err)
 	}
+}
+
+// A create undone (its driver failed) with the store refusing the first
+// delete of its record still takes the record and its claims back.
+func TestGlobalNetworkCreateUndoRetried(t *testing.T) {
+	srv := memstore.New()
+	kv := &tapKV{KV: srv.Client()}
+	a := newGHost(t, srv, "host-a", knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))
+	b := newGHost(t, srv, "host-b")
+	a.g.Fail("CreateNetwork", errors.New("driver says no"))
+	kv.mu.Lock()
+	kv.failNetDeletes = 1
+	kv.mu.Unlock()
+	if _, err := a.c.NewNetwork("gfake", "undone", ""); err == nil {
+		t.Fatal("create whose driver failed succeeded")
+	}
+	st := globalstore.New(srv.Client(), globalstore.Options{})
+	eventually(t, "the undone network's record gone from the store", func() bool {
+		_, err := st.NetworkByName(context.Background(), "undone")
+		return types.IsNotFound(err)
+	})
+	testrig.Must[*libnetwork.Network](t)(b.c.NewNetwork("gfake", "undone", ""))
 }

@@ -32,7 +32,8 @@ func (m *mirror) lockFor(key string) func() {
 	return l.Unlock
 }
 
-// write makes w the write wanted for key (an endpoint ID), replacing any
+// write makes w the write wanted for key (an endpoint ID, or the ID of a
+// network whose create is undone), replacing any
 // queued one, and tries it now unless earlier writes are still waiting for
 // the store (then the store is most likely away, and the caller should not
 // wait out its timeout).

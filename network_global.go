@@ -85,9 +85,11 @@ func (cr *creatingNetwork) bindGlobal() error {
 			cr.undo.Push(pick.Run)
 			cr.undo.PushFunc(func() {
 				m.markGone(n.id) // its record's events may come after the undo
-				if err := c.cl.store().DeleteNetwork(context.Background(), n.id); err != nil {
-					m.log.Warn("undoing global network create", "network", n.name, "error", err)
-				}
+				// Retried until the store takes it: else the record and its
+				// name, pool and ID claims would stay for good.
+				m.write(n.id, "undo create of network "+n.name, func(ctx context.Context) error {
+					return c.cl.store().DeleteNetwork(ctx, n.id)
+				})
 			})
 			return nil
 		}
