@@ -378,8 +378,9 @@ func (c *Controller) globalNetworks() []*Network {
 }
 
 // lookupGlobal finds a global network not made here yet, by name or ID, in
-// one linearizable read, and makes it. A store that does not answer is a
-// miss (logged): the caller gets NotFound as for any unknown network.
+// one linearizable read, and makes it. A store that does not answer is
+// NoService: the network may exist. A network not to be made here (deleted
+// here, or being created) is ErrNoSuchNetwork itself.
 func (c *Controller) lookupGlobal(key string, byName bool) (*Network, error) {
 	if c.cl == nil {
 		return nil, ErrNoSuchNetwork(key)
@@ -392,13 +393,17 @@ func (c *Controller) lookupGlobal(key string, byName bool) (*Network, error) {
 	} else {
 		rec, err = st.Network(context.Background(), key)
 	}
-	if err != nil {
-		if !isNotFound(err) {
-			c.mirror.log.Warn("looking up a global network", "network", key, "error", err)
-		}
+	if isNotFound(err) {
 		return nil, ErrNoSuchNetwork(key)
 	}
+	if err != nil {
+		return nil, types.Wrapf(err, "looking up network %s", key)
+	}
 	n, err := c.materialize(rec)
+	var named ErrNoSuchNetwork
+	if errors.As(err, &named) {
+		return nil, ErrNoSuchNetwork(key)
+	}
 	if err != nil {
 		return nil, types.Wrapf(err, "making global network %s here", rec.Name)
 	}
