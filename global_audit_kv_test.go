@@ -14,9 +14,10 @@ import (
 // would.
 type tapKV struct {
 	globalstore.KV
-	mu             sync.Mutex
-	calls          []string // non-lease calls: "txn", "get <key>", "list <prefix>", "watch"
-	failNetDeletes int      // network deletes still to refuse
+	mu              sync.Mutex
+	calls           []string // non-lease calls: "txn", "get <key>", "list <prefix>", "watch"
+	failNetDeletes  int      // network deletes still to refuse
+	beforeNetCreate func()   // run once before the next network create goes to the store
 }
 
 func (k *tapKV) note(call string) {
@@ -40,11 +41,14 @@ func (k *tapKV) count() int {
 
 func (k *tapKV) Txn(ctx context.Context, conds []globalstore.Cond, ops []globalstore.Op) (globalstore.TxnResult, error) {
 	var keys []string
-	netDelete := false
+	netDelete, netCreate := false, false
 	for _, o := range ops {
 		keys = append(keys, o.Key)
 		if o.Kind == globalstore.OpDeletePrefix && strings.Contains(o.Key, "/nets/") {
 			netDelete = true
+		}
+		if o.Kind == globalstore.OpPut && strings.Contains(o.Key, "/nets/") && strings.HasSuffix(o.Key, "/config") {
+			netCreate = true
 		}
 	}
 	k.note("txn " + strings.Join(keys, " "))
@@ -53,7 +57,16 @@ func (k *tapKV) Txn(ctx context.Context, conds []globalstore.Cond, ops []globals
 	if refuse {
 		k.failNetDeletes--
 	}
+	hook := k.beforeNetCreate
+	if netCreate {
+		k.beforeNetCreate = nil
+	} else {
+		hook = nil
+	}
 	k.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	if refuse {
 		return globalstore.TxnResult{}, fmt.Errorf("%w: refused by the test", globalstore.ErrUnavailable)
 	}

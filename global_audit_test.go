@@ -65,3 +65,30 @@ func TestGlobalNetworkCreateUndoRetried(t *testing.T) {
 	})
 	testrig.Must[*libnetwork.Network](t)(b.c.NewNetwork("gfake", "undone", ""))
 }
+
+// Two hosts creating overlapping user pools at once (a /16 and a /24 in
+// it, each unseen by the other's check before its commit): the one that
+// committed second is undone and Forbidden.
+func TestGlobalOverlappingUserPoolsRace(t *testing.T) {
+	srv := memstore.New()
+	kv := &tapKV{KV: srv.Client()}
+	a := newGHost(t, srv, "host-a", knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))
+	b := newGHost(t, srv, "host-b")
+	kv.mu.Lock()
+	kv.beforeNetCreate = func() {
+		testrig.Must[*libnetwork.Network](t)(b.c.NewNetwork("gfake", "wide", "", gPool("10.77.0.0/16")))
+	}
+	kv.mu.Unlock()
+	_, err := a.c.NewNetwork("gfake", "narrow", "", gPool("10.77.1.0/24"))
+	if !types.IsForbidden(err) {
+		t.Fatalf("create of a pool inside one committed first: want Forbidden, got %v", err)
+	}
+	st := globalstore.New(srv.Client(), globalstore.Options{})
+	eventually(t, "the overlapping network gone from the store", func() bool {
+		_, err := st.NetworkByName(context.Background(), "narrow")
+		return types.IsNotFound(err)
+	})
+	if _, err := st.NetworkByName(context.Background(), "wide"); err != nil {
+		t.Fatalf("the network committed first: %v", err)
+	}
+}

@@ -91,7 +91,7 @@ func (cr *creatingNetwork) bindGlobal() error {
 					return c.cl.store().DeleteNetwork(ctx, n.id)
 				})
 			})
-			return nil
+			return n.refuseOverlap(context.Background())
 		}
 		_ = pick.Run()
 		n.ipamV4Info, n.ipamV6Info, n.clusterIDs = nil, nil, nil
@@ -117,6 +117,41 @@ func (cr *creatingNetwork) bindGlobal() error {
 		lastErr = err
 	}
 	return types.Wrapf(lastErr, "creating network %s: another host took what it picked %d times", n.name, maxGlobalTries)
+}
+
+// refuseOverlap closes the gap the check before the commit leaves to
+// creates racing each other: a pool claim is one exact prefix, so two
+// networks with overlapping pools can both commit. Of the two, the one
+// that committed later (higher revision) is refused; its caller undoes it.
+func (n *Network) refuseOverlap(ctx context.Context) error {
+	if _, ours := n.ipam.Ipam.(*globalIPAM); !ours || n.addressLess() {
+		return nil
+	}
+	nets, _, err := n.ctrl.cl.store().Networks(ctx)
+	if err != nil {
+		return types.Wrapf(err, "creating network %s: listing global networks", n.name)
+	}
+	var mine int64
+	for _, o := range nets {
+		if o.ID == n.id {
+			mine = o.Revision
+		}
+	}
+	for _, info := range append(append([]*IpamInfo(nil), n.ipamV4Info...), n.ipamV6Info...) {
+		p := ipNetToPrefix(info.Pool).Masked()
+		for _, o := range nets {
+			if o.ID == n.id || o.Revision > mine {
+				continue
+			}
+			for _, cl := range o.Claims {
+				q, err := netip.ParsePrefix(cl.Name)
+				if cl.Kind == globalstore.ClaimPool && cl.Scope == info.AddressSpace && err == nil && p.Overlaps(q) {
+					return types.ForbiddenErrorf("creating network %s: pool %s overlaps pool %s of network %s", n.name, p, q, o.Name)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // userPool reports whether cidr is a pool the user asked for.
