@@ -1,12 +1,17 @@
 package libnetwork
 
 import (
+	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencnm/libnetwork/config"
 	"github.com/opencnm/libnetwork/drivers/drivertest"
+	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/globalstore/memstore"
+	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -27,18 +32,7 @@ func TestGlobalLookupReturnsNamedError(t *testing.T) {
 	srv := memstore.New()
 	a, b := newGlobalCtl(t, srv, "host-a"), newGlobalCtl(t, srv, "host-b")
 	const id = "fedcba9876543210fedcba9876543210"
-	// After the watch's first snapshot, which would clear an older mark.
-	for deadline := time.Now().Add(patience); ; time.Sleep(5 * time.Millisecond) {
-		b.mirror.mu.Lock()
-		synced := b.mirror.resyncs > 0
-		b.mirror.mu.Unlock()
-		if synced {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for host b's first snapshot")
-		}
-	}
+	waitSnapshot(t, b) // a snapshot after the mark would clear it
 	b.mirror.markGone(id)
 	if _, err := a.NewNetwork("gfake", "seen-gone", id); err != nil {
 		t.Fatal(err)
@@ -66,5 +60,99 @@ func TestGlobalLookupStoreDownIsNoService(t *testing.T) {
 	}
 	if _, err := c.NetworkByID("0123456789abcdef0123456789abcdef"); !types.IsNoService(err) || types.IsNotFound(err) {
 		t.Fatalf("lookup by ID with the store down: want NoService, got %v", err)
+	}
+}
+
+// lagKV is a KV whose reads, listings and transactions each take delay
+// once it is set, as a store far away does.
+type lagKV struct {
+	globalstore.KV
+	delay atomic.Int64 // nanoseconds; 0: as fast as the KV
+}
+
+func (k *lagKV) lag(ctx context.Context) error {
+	d := time.Duration(k.delay.Load())
+	if d == 0 {
+		return nil
+	}
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", globalstore.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (k *lagKV) Get(ctx context.Context, key string) (globalstore.KeyValue, bool, error) {
+	if err := k.lag(ctx); err != nil {
+		return globalstore.KeyValue{}, false, err
+	}
+	return k.KV.Get(ctx, key)
+}
+
+func (k *lagKV) List(ctx context.Context, prefix string) ([]globalstore.KeyValue, int64, error) {
+	if err := k.lag(ctx); err != nil {
+		return nil, 0, err
+	}
+	return k.KV.List(ctx, prefix)
+}
+
+func (k *lagKV) Txn(ctx context.Context, conds []globalstore.Cond, ops []globalstore.Op) (globalstore.TxnResult, error) {
+	if err := k.lag(ctx); err != nil {
+		return globalstore.TxnResult{}, err
+	}
+	return k.KV.Txn(ctx, conds, ops)
+}
+
+// waitSnapshot waits for c's mirror to have applied the watch's first
+// snapshot.
+func waitSnapshot(t *testing.T, c *Controller) {
+	t.Helper()
+	for deadline := time.Now().Add(patience); ; time.Sleep(5 * time.Millisecond) {
+		c.mirror.mu.Lock()
+		synced := c.mirror.resyncs > 0
+		c.mirror.mu.Unlock()
+		if synced {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the mirror's first snapshot")
+		}
+	}
+}
+
+// NewNetwork, a lookup and Delete of a global network each have one
+// deadline of KVTimeout: a store answering each of their calls in a little
+// more than half the timeout makes them NoService, where a deadline per
+// store call would let them take twice KVTimeout or more.
+func TestGlobalNetworkCallsOneDeadline(t *testing.T) {
+	srv := memstore.New()
+	const timeout = 2 * time.Second
+	kv := &lagKV{KV: srv.Client()}
+	a := newGlobalCtl(t, srv, "host-a", config.OptionKVTimeout(timeout), knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))
+	b := newGlobalCtl(t, srv, "host-b")
+	waitSnapshot(t, a)
+	n, err := a.NewNetwork("gfake", "to-delete", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "00112233445566778899aabbccddeeff"
+	a.mirror.markGone(id) // so a lookup of it misses here and reads the store
+	if _, err := b.NewNetwork("gfake", "elsewhere", id); err != nil {
+		t.Fatal(err)
+	}
+	kv.delay.Store(int64(timeout * 6 / 10))
+	defer kv.delay.Store(0)
+	for what, call := range map[string]func() error{
+		"NewNetwork":    func() error { _, err := a.NewNetwork("gfake", "slow", ""); return err },
+		"NetworkByName": func() error { _, err := a.NetworkByName("elsewhere"); return err },
+		"Delete":        func() error { return n.Delete() },
+	} {
+		start := time.Now()
+		err := call()
+		t.Logf("%s over a store answering in %v, timeout %v: %v after %v", what, timeout*6/10, timeout, err, time.Since(start))
+		if !types.IsNoService(err) {
+			t.Errorf("%s: %v; want NoService (its calls together outlast KVTimeout)", what, err)
+		}
 	}
 }

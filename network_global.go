@@ -46,6 +46,8 @@ func (n *Network) refuseClusterIDs() error {
 func (cr *creatingNetwork) bindGlobal() error {
 	n, c := cr.n, cr.n.ctrl
 	m := c.mirror
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout) // one deadline for every store call
+	defer cancel()
 	m.setPending(n.id, true)
 	cr.undo.PushFunc(func() { m.setPending(n.id, false) })
 	if n.ipamType == ipamapi.DefaultIPAM && !n.addressLess() {
@@ -60,7 +62,7 @@ func (cr *creatingNetwork) bindGlobal() error {
 	// pool claim is one exact prefix, so an overlapping pool of another
 	// network would pass the transaction. One read of every network
 	// closes that gap but for creates racing each other.
-	nets, _, err := c.cl.store().Networks(context.Background())
+	nets, _, err := c.cl.store().Networks(ctx)
 	if err != nil {
 		return types.Wrapf(err, "creating network %s: listing global networks", n.name)
 	}
@@ -80,7 +82,7 @@ func (cr *creatingNetwork) bindGlobal() error {
 			return err
 		}
 		n.clusterIDs = ids
-		err = n.claimGlobal(ids)
+		err = n.claimGlobal(ctx, ids)
 		if err == nil {
 			cr.undo.Push(pick.Run)
 			cr.undo.PushFunc(func() {
@@ -91,7 +93,7 @@ func (cr *creatingNetwork) bindGlobal() error {
 					return c.cl.store().DeleteNetwork(ctx, n.id)
 				})
 			})
-			return n.refuseOverlap(context.Background())
+			return n.refuseOverlap(ctx)
 		}
 		_ = pick.Run()
 		n.ipamV4Info, n.ipamV6Info, n.clusterIDs = nil, nil, nil
@@ -227,7 +229,7 @@ func (n *Network) pickClusterIDs(pick *undo.Stack) (ids []uint32, fixed bool, er
 // claimGlobal writes the network's record with its name, pools, IDs,
 // gateways and aux addresses (the last three with the default IPAM only:
 // a plugin owns its pools) in one transaction.
-func (n *Network) claimGlobal(ids []uint32) error {
+func (n *Network) claimGlobal(ctx context.Context, ids []uint32) error {
 	c := n.ctrl
 	data, err := n.globalData()
 	if err != nil {
@@ -248,7 +250,7 @@ func (n *Network) claimGlobal(ids []uint32) error {
 			}
 		}
 	}
-	return c.cl.store().CreateNetwork(context.Background(), rec)
+	return c.cl.store().CreateNetwork(ctx, rec)
 }
 
 // globalData is what another host needs to make the same *Network: the
@@ -421,12 +423,14 @@ func (c *Controller) lookupGlobal(key string, byName bool) (*Network, error) {
 		return nil, ErrNoSuchNetwork(key)
 	}
 	st := c.cl.store()
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout) // one deadline for the lookup
+	defer cancel()
 	var rec globalstore.Network
 	var err error
 	if byName {
-		rec, err = st.NetworkByName(context.Background(), key)
+		rec, err = st.NetworkByName(ctx, key)
 	} else {
-		rec, err = st.Network(context.Background(), key)
+		rec, err = st.Network(ctx, key)
 	}
 	if isNotFound(err) {
 		return nil, ErrNoSuchNetwork(key)
@@ -466,7 +470,9 @@ func (c *Controller) materializeAll() {
 // deleteGlobal deletes the network from the store: Forbidden
 // *ActiveEndpointsError naming the hosts while any host has endpoints.
 func (n *Network) deleteGlobal() error {
-	err := n.ctrl.cl.store().DeleteNetwork(context.Background(), n.id)
+	ctx, cancel := context.WithTimeout(context.Background(), n.ctrl.cl.timeout) // one deadline for the delete
+	defer cancel()
+	err := n.ctrl.cl.store().DeleteNetwork(ctx, n.id)
 	var busy *globalstore.ActiveEndpointsError
 	if errors.As(err, &busy) {
 		var where []string
