@@ -3,6 +3,7 @@ package libnetwork
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/globalstore/memstore"
 	"github.com/opencnm/libnetwork/internal/knobs"
+	"github.com/opencnm/libnetwork/ipamapi"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -154,5 +156,45 @@ func TestGlobalNetworkCallsOneDeadline(t *testing.T) {
 		if !types.IsNoService(err) {
 			t.Errorf("%s: %v; want NoService (its calls together outlast KVTimeout)", what, err)
 		}
+	}
+}
+
+// After a recent loss in the network, an address pick is one of the
+// lowest spread free addresses, at random: racing hosts part ways, and
+// addresses stay low.
+func TestGlobalAddressPickAmongLowestFree(t *testing.T) {
+	const nid = "n1"
+	m := &mirror{nets: map[string]globalstore.Network{nid: {ID: nid}},
+		eps:      map[string]map[string]globalstore.Endpoint{nid: {}},
+		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
+		listed: map[globalstore.Claim]time.Time{}}
+	// .2 to .33 are used: the lowest free are .1 and .34 on.
+	for i := 2; i <= 33; i++ {
+		a := netip.AddrFrom4([4]byte{10, 9, 0, byte(i)})
+		m.eps[nid][a.String()] = globalstore.Endpoint{Addrs: []netip.Prefix{netip.PrefixFrom(a, 16)}}
+	}
+	lowest := map[netip.Addr]bool{netip.MustParseAddr("10.9.0.1"): true}
+	for i := 34; len(lowest) < spread; i++ {
+		lowest[netip.AddrFrom4([4]byte{10, 9, 0, byte(i)})] = true
+	}
+	m.hints[globalstore.Address(nid, netip.MustParseAddr("10.9.0.2"))] = time.Now()
+	g := &globalIPAM{m: m, nid: nid}
+	id := globalPoolID(ipamapi.GlobalDefaultAddressSpace, netip.MustParsePrefix("10.9.0.0/16"), netip.Prefix{})
+	seen := map[netip.Addr]bool{}
+	for i := 0; i < 400; i++ {
+		p, _, err := g.RequestAddress(id, netip.Addr{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !lowest[p.Addr()] {
+			t.Fatalf("pick %d after a loss: %s, not among the %d lowest free", i, p.Addr(), spread)
+		}
+		seen[p.Addr()] = true
+		_ = g.ReleaseAddress(id, p.Addr())
+	}
+	// 400 uniform picks of 64 miss more than half of them with a
+	// probability far below 1e-100.
+	if len(seen) < spread/2 {
+		t.Fatalf("400 picks after a loss hit only %d of the %d lowest free addresses", len(seen), spread)
 	}
 }
