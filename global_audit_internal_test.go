@@ -3,7 +3,10 @@ package libnetwork
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -196,5 +199,56 @@ func TestGlobalAddressPickAmongLowestFree(t *testing.T) {
 	// probability far below 1e-100.
 	if len(seen) < spread/2 {
 		t.Fatalf("400 picks after a loss hit only %d of the %d lowest free addresses", len(seen), spread)
+	}
+}
+
+// A write for an endpoint whose earlier write is still at the store does
+// not wait for it (the caller must not wait out the store's timeout), and
+// lands after it: one endpoint's writes stay in order, the latest wins.
+func TestGlobalWriteDoesNotWaitForStripe(t *testing.T) {
+	m := &mirror{log: slog.New(slog.DiscardHandler), queue: map[string]*storeWrite{}, kick: make(chan struct{}, 1)}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.runQueue() }()
+	defer m.close()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	record := func(s string) {
+		mu.Lock()
+		order = append(order, s)
+		mu.Unlock()
+	}
+	entered := make(chan struct{})
+	go m.write("ep1", "first", func(ctx context.Context) error {
+		close(entered)
+		<-release // the store is slow to answer
+		record("first")
+		return nil
+	})
+	<-entered
+	second := make(chan struct{})
+	go func() {
+		m.write("ep1", "second", func(ctx context.Context) error { record("second"); return nil })
+		m.write("ep2", "other", func(ctx context.Context) error { record("other"); return nil })
+		close(second)
+	}()
+	select {
+	case <-second:
+	case <-time.After(patience):
+		close(release)
+		t.Fatal("a write waited for the store call of an earlier one")
+	}
+	close(release)
+	for deadline := time.Now().Add(patience); m.queued() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("writes still queued: %d", m.queued())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	first, sec := slices.Index(order, "first"), slices.Index(order, "second")
+	if first < 0 || sec < 0 || sec < first || !slices.Contains(order, "other") {
+		t.Fatalf("writes done in the order %v; want first before second, and other", order)
 	}
 }

@@ -3,6 +3,7 @@ package libnetwork
 import (
 	"context"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/opencnm/libnetwork/types"
@@ -18,16 +19,24 @@ type storeWrite struct {
 	do   func(ctx context.Context) error
 }
 
-// writeLockStripes is how many locks the writes' keys hash to: the writes
-// of one endpoint are serialised, so a retried write never lands after a
-// newer one (a peer put after its delete).
+// writeLockStripes is how many locks the writes' keys hash to. Every store
+// call for a key (a write's try or retry, a heal's reclaim) runs holding
+// the key's stripe, so one endpoint's calls never overlap and a retried
+// write never lands after a newer one (a peer put after its delete). A
+// stripe is held across a store call; only the background queue and the
+// heal wait for one, never a caller of write.
 const writeLockStripes = 64
+
+// stripe is the lock key hashes to.
+func (m *mirror) stripe(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &m.wlocks[h.Sum32()%writeLockStripes]
+}
 
 // lockFor locks the stripe of key and returns its unlock.
 func (m *mirror) lockFor(key string) func() {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	l := &m.wlocks[h.Sum32()%writeLockStripes]
+	l := m.stripe(key)
 	l.Lock()
 	return l.Unlock
 }
@@ -36,10 +45,9 @@ func (m *mirror) lockFor(key string) func() {
 // network whose create is undone), replacing any
 // queued one, and tries it now unless earlier writes are still waiting for
 // the store (then the store is most likely away, and the caller should not
-// wait out its timeout).
+// wait out its timeout) or the key's stripe is busy with another store call
+// (then the queue runs w after it, unless a newer write replaced it).
 func (m *mirror) write(key, what string, do func(ctx context.Context) error) {
-	unlock := m.lockFor(key)
-	defer unlock()
 	w := &storeWrite{what: what, do: do}
 	m.mu.Lock()
 	backlog := len(m.queue)
@@ -49,17 +57,35 @@ func (m *mirror) write(key, what string, do func(ctx context.Context) error) {
 	m.queue[key] = w
 	m.mu.Unlock()
 	if backlog == 0 {
-		err := do(m.ctx)
-		if !retriable(err) {
-			m.finish(key, w, err)
-			return
+		if l := m.stripe(key); l.TryLock() {
+			tried, err := m.tryLocked(key, w)
+			l.Unlock()
+			if tried && !retriable(err) {
+				m.finish(key, w, err)
+				return
+			}
+			if tried {
+				m.log.Warn("global store write queued for retry", "what", what, "error", err)
+			}
 		}
-		m.log.Warn("global store write queued for retry", "what", what, "error", err)
 	}
 	select {
 	case m.kick <- struct{}{}:
 	default:
 	}
+}
+
+// tryLocked runs w if it is still the write wanted for key (a newer one
+// may have replaced it before the stripe was taken); tried says it ran.
+// Caller holds key's stripe.
+func (m *mirror) tryLocked(key string, w *storeWrite) (tried bool, err error) {
+	m.mu.Lock()
+	current := m.queue[key] == w
+	m.mu.Unlock()
+	if !current {
+		return false, nil
+	}
+	return true, w.do(m.ctx)
 }
 
 // retriable reports whether a failed write may succeed later: the store
