@@ -3,6 +3,7 @@ package libnetwork_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/opencnm/libnetwork"
@@ -90,5 +91,35 @@ func TestGlobalOverlappingUserPoolsRace(t *testing.T) {
 	})
 	if _, err := st.NetworkByName(context.Background(), "wide"); err != nil {
 		t.Fatalf("the network committed first: %v", err)
+	}
+}
+
+// A global network reached by ID only (a local network had its name here)
+// takes its name back once the local one is gone: lookups by name stay
+// here instead of reading the store each time.
+func TestGlobalNetworkTakesNameBack(t *testing.T) {
+	srv := memstore.New()
+	kv := &tapKV{KV: srv.Client()}
+	a := newGHost(t, srv, "host-a")
+	c := newGHost(t, srv, "host-c", knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))
+	local := testrig.FakeNet(t, c.c, "shared")
+	g := testrig.Must[*libnetwork.Network](t)(a.c.NewNetwork("gfake", "shared", ""))
+	eventually(t, "the global network on host c", func() bool { _, err := c.c.NetworkByID(g.ID()); return err == nil })
+	if err := local.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.c.NetworkByName("shared"); err != nil || n.ID() != g.ID() {
+		t.Fatalf("by name after the local network's delete: %v, %v; want the global one", n, err)
+	}
+	from := kv.count()
+	for i := 0; i < 3; i++ {
+		if n, err := c.c.NetworkByName("shared"); err != nil || n.ID() != g.ID() {
+			t.Fatalf("by name again: %v, %v", n, err)
+		}
+	}
+	for _, call := range kv.since(from) {
+		if strings.Contains(call, "shared") {
+			t.Fatalf("a lookup by name of a network made here read the store: %s", call)
+		}
 	}
 }

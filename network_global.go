@@ -280,6 +280,13 @@ func (c *Controller) materialize(rec globalstore.Network) (*Network, error) {
 	c.mu.Lock()
 	n, ok := c.networks[rec.ID]
 	stopped := c.stopped
+	if ok && n.global && !n.deleting {
+		// Reached by ID only while a local network had the name: the
+		// name is its own again once free.
+		if _, taken := c.netNames[n.name]; !taken {
+			c.netNames[n.name] = n.id
+		}
+	}
 	c.mu.Unlock()
 	if ok {
 		return n, nil
