@@ -3,6 +3,7 @@ package libnetwork_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -121,5 +122,57 @@ func TestGlobalNetworkTakesNameBack(t *testing.T) {
 		if strings.Contains(call, "shared") {
 			t.Fatalf("a lookup by name of a network made here read the store: %s", call)
 		}
+	}
+}
+
+// A local network never touches the global store: its create, an
+// endpoint's create, join, leave and delete, and its delete make no call
+// (the session's own traffic, under /hosts/ or on the lease, aside).
+func TestLocalNetworkNeverTouchesStore(t *testing.T) {
+	srv := memstore.New()
+	kv := &tapKV{KV: srv.Client()}
+	h := newGHost(t, srv, "host-a", knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))
+	storeCalls := func(from int) []string {
+		var out []string
+		for _, call := range kv.since(from) {
+			if !strings.Contains(call, "/hosts/") {
+				out = append(out, call)
+			}
+		}
+		return out
+	}
+	// The mirror's snapshot and watch, once, at start.
+	eventually(t, "the mirror's watch", func() bool {
+		return slices.ContainsFunc(kv.since(0), func(c string) bool { return strings.HasPrefix(c, "watch ") })
+	})
+	from := kv.count()
+	n := testrig.Must[*libnetwork.Network](t)(h.c.NewNetwork("fake", "local", "", gPool("10.61.0.0/24")))
+	ep := testrig.Must[*libnetwork.Endpoint](t)(n.CreateEndpoint("ep"))
+	sb := testrig.ExtSandbox(t, h.c, "c1")
+	if err := ep.Join(sb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.NetworkByName("local"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.Leave(sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.Delete(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if calls := storeCalls(from); len(calls) > 0 {
+		t.Fatalf("a local network's life called the global store: %q", calls)
+	}
+	// The wrapper does see this controller's calls: a lookup miss reads.
+	from = kv.count()
+	if _, err := h.c.NetworkByName("nowhere"); !types.IsNotFound(err) {
+		t.Fatalf("unknown network: %v", err)
+	}
+	if len(storeCalls(from)) == 0 {
+		t.Fatal("a lookup miss made no store call the wrapper saw")
 	}
 }
