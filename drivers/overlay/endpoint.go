@@ -143,8 +143,11 @@ func (d *Driver) Join(req driverapi.JoinRequest) (_ *driverapi.JoinResult, err e
 		return nil, err
 	}
 	defer n.mu.Unlock()
+	n.awaitDeletion()
 	ep, ok := n.endpoints[req.EndpointID]
 	switch {
+	case n.deleted:
+		return nil, types.NotFoundErrorf("%s: network %s not found", what, req.NetworkID)
 	case !ok:
 		return nil, driverapi.ErrNoEndpoint(req.EndpointID)
 	case ep.joined:
@@ -166,11 +169,14 @@ func (d *Driver) Join(req driverapi.JoinRequest) (_ *driverapi.JoinResult, err e
 		IPv4: ep.v4, IPv6: ep.v6, Bare: true})
 	if err != nil {
 		err = types.Wrapf(err, "%s", what)
-		if created {
+		switch {
+		case created:
 			if derr := n.dp.Delete(); derr != nil {
 				return nil, errors.Join(err, types.Wrapf(derr, "%s: undoing the data plane", what))
 			}
 			n.dp = nil
+		case !n.joined():
+			d.retire(n) // taken back from retiring for this Join: give it back
 		}
 		return nil, err
 	}
@@ -205,7 +211,11 @@ func (d *Driver) joinTarget(what string, req driverapi.JoinRequest) (*netnsutil.
 // has none; created says it did. Caller holds n.mu.
 func (d *Driver) ensureDataPlane(what string, n *network) (created bool, _ error) {
 	if n.dp != nil {
+		n.retiring = false // taken back before its background deletion began
 		return false, nil
+	}
+	if err := n.retryDead(); err != nil {
+		return false, types.Wrapf(err, "%s: deleting the earlier data plane of network %s", what, n.id)
 	}
 	vtep := d.localVTEP()
 	if !vtep.IsValid() {
@@ -227,8 +237,10 @@ func (d *Driver) ensureDataPlane(what string, n *network) (created bool, _ error
 	return true, nil
 }
 
-// Leave unplugs the endpoint; the network's last local endpoint takes the
-// data plane with it. An endpoint not joined, or unknown, is success.
+// Leave unplugs the endpoint: it returns once the endpoint is cut off,
+// its veth being deleted in the background (dataplane.Detach). The
+// network's last local endpoint hands the data plane to a background
+// deletion (retire.go). An endpoint not joined, or unknown, is success.
 func (d *Driver) Leave(nid, eid string) error {
 	n, err := d.lockNetwork("", nid)
 	if err != nil {
@@ -244,21 +256,9 @@ func (d *Driver) Leave(nid, eid string) error {
 			return types.Wrapf(err, "leaving overlay endpoint %s", eid)
 		}
 	}
-	for id, o := range n.endpoints {
-		if id != eid && o.joined {
-			ep.joined = false
-			return nil
-		}
-	}
-	if n.dp != nil {
-		// ep stays joined until the data plane is gone, so that a Leave
-		// retried after this failure deletes it again (Delete resumes
-		// where it stopped).
-		if err := n.dp.Delete(); err != nil {
-			return types.Wrapf(err, "leaving overlay endpoint %s: deleting the data plane of network %s", eid, nid)
-		}
-		n.dp, n.unsynced = nil, false
-	}
 	ep.joined = false
+	if n.dp != nil && !n.joined() {
+		d.retire(n)
+	}
 	return nil
 }

@@ -51,21 +51,25 @@ func (d *Driver) CollectGarbage(liveNetworks, _ map[string]bool) error {
 func (d *Driver) removeUnheld(n *network) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.awaitDeletion()
 	if n.dp != nil || n.deleted {
 		return nil
+	}
+	if n.dead != nil {
+		return n.retryDead()
 	}
 	return dataplane.RemoveLeftover(filepath.Join(d.dir, n.id))
 }
 
-// dropDataPlane deletes n's data plane, if the driver holds one, and
-// reports whether it did.
+// dropDataPlane deletes n's data plane, if the driver holds one (a
+// retiring or dead one included), and reports whether it did.
 func (d *Driver) dropDataPlane(n *network) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.dp == nil || n.dp.Delete() != nil {
+	n.awaitDeletion()
+	if (n.dp == nil && n.dead == nil) || n.deleteDataPlanes() != nil {
 		return false
 	}
-	n.dp, n.unsynced = nil, false
 	for _, ep := range n.endpoints {
 		ep.joined = false
 	}

@@ -182,6 +182,7 @@ func TestLastLeaveRemovesDataPlane(t *testing.T) {
 	ovlab.Must(t, tcp(a2, b, false))
 	ovlab.Must(t, d.Leave(testNet, a2.peer.EndpointID))
 	ovlab.Must(t, d.Leave(testNet, a2.peer.EndpointID)) // again: already gone
+	awaitRetired(t, d, testNet)
 	if exists(path) {
 		t.Fatal("the data plane outlived the last local endpoint")
 	}
@@ -308,6 +309,7 @@ func TestRestartKeepsTraffic(t *testing.T) {
 		t.Fatalf("RestoreJoin of an unknown endpoint: want NotFound, got %v", err)
 	}
 	ovlab.Must(t, d.Leave(testNet, a.peer.EndpointID))
+	awaitRetired(t, d, testNet)
 	if exists(nsFile(d, testNet)) {
 		t.Fatal("the adopted data plane outlived its last local endpoint")
 	}
@@ -331,6 +333,7 @@ func TestJoinWithoutSandboxKey(t *testing.T) {
 		t.Fatalf("%s has MAC %s, want %s", res.SrcName, l.Attrs().HardwareAddr, a.peer.MAC)
 	}
 	ovlab.Must(t, h.d.Leave(testNet, a.peer.EndpointID))
+	awaitRetired(t, h.d, testNet)
 	if _, err := h.NS.Netlink.LinkByName(res.SrcName); err == nil {
 		t.Fatalf("Leave left %s in the host namespace", res.SrcName)
 	}

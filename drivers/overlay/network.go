@@ -23,7 +23,20 @@ type network struct {
 	// mu serialises the network's kernel work and guards what follows.
 	mu      sync.Mutex
 	deleted bool
-	dp      *dataplane.Network // nil while no local endpoint is joined
+	// dp is nil while no local endpoint is joined, but for a while after
+	// the last Leave: the data plane is then deleted in the background
+	// (retire.go), and retiring says that deletion has not begun, so a
+	// Join takes dp back as it is.
+	dp       *dataplane.Network
+	retiring bool
+	// deleting: a background deletion is running (dp is nil meanwhile);
+	// whoever needs the network's namespace waits for it on cond.
+	deleting bool
+	cond     *sync.Cond // on mu; signalled when deleting ends
+	// dead is a data plane whose background deletion failed; it is
+	// retried before the network gets a new one, and by DeleteNetwork,
+	// garbage collection, the periodic repair and Close.
+	dead *dataplane.Network
 	// unsynced: dp was adopted and no PeerSync came since, so the peers
 	// may be a partial set and the periodic repair must wait.
 	unsynced  bool
@@ -65,8 +78,7 @@ func (d *Driver) CreateNetwork(req driverapi.CreateNetworkRequest) error {
 	if _, ok := d.networks[nid]; ok {
 		return types.ForbiddenErrorf("%s: it exists already", what)
 	}
-	d.networks[nid] = &network{id: nid, vni: req.ClusterIDs[0], mtu: o.mtu,
-		peers: map[string]driverapi.Peer{}, endpoints: map[string]*endpoint{}}
+	d.networks[nid] = newNetwork(nid, req.ClusterIDs[0], o.mtu)
 	return nil
 }
 
@@ -82,11 +94,8 @@ func (d *Driver) DeleteNetwork(nid string) error {
 	if n.deleted {
 		return nil
 	}
-	if n.dp != nil {
-		if err := n.dp.Delete(); err != nil {
-			return types.Wrapf(err, "deleting overlay network %s", nid)
-		}
-		n.dp, n.unsynced = nil, false
+	if err := n.deleteDataPlanes(); err != nil {
+		return types.Wrapf(err, "deleting overlay network %s", nid)
 	}
 	n.deleted = true
 	n.peers = nil
@@ -195,7 +204,13 @@ func (d *Driver) PeerSync(nid string, peers []driverapi.Peer) error {
 func (n *network) repair(log *slog.Logger) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.deleted || n.dp == nil || n.unsynced {
+	if n.deleted {
+		return nil
+	}
+	if err := n.retryDead(); err != nil {
+		return err
+	}
+	if n.dp == nil || n.unsynced {
 		return nil
 	}
 	rep, err := n.dp.Reconcile(n.peerList())

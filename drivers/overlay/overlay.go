@@ -7,7 +7,8 @@
 // (Discoverer, the node it is told of with Self) and reports the
 // endpoints of other hosts (PeerProgrammer). The kernel side of a network
 // on this host is a dataplane.Network: it is built at the network's first
-// local Join and deleted with its last Leave, and the driver programs
+// local Join and deleted in the background after its last Leave (a Join
+// within retireGrace takes it back, retire.go), and the driver programs
 // into it the peers it keeps in memory for the network meanwhile.
 //
 // Choices:
@@ -37,6 +38,7 @@ import (
 	"time"
 
 	"github.com/opencnm/libnetwork/driverapi"
+	"github.com/opencnm/libnetwork/drivers/overlay/dataplane"
 	"github.com/opencnm/libnetwork/internal/knobs"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 	"github.com/opencnm/libnetwork/netlabel"
@@ -66,6 +68,8 @@ type Driver struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	wg        sync.WaitGroup // background deletions of data planes (retire.go)
+	hooks     retireHooks
 
 	// Lock order: a network's mu, then d.mu. d.mu is never held across
 	// kernel work.
@@ -130,9 +134,12 @@ func New(host *netnsutil.NS, dir string, cfg map[string]any) (*Driver, error) {
 func (d *Driver) Type() string { return NetworkType }
 
 // Close stops the periodic repair and releases the driver's handles on
-// the data planes, which stay in the kernel for a restarted driver to
-// adopt (RestoreJoin) or garbage collection to remove. The driver is
-// unusable afterwards.
+// the data planes of joined endpoints, which stay in the kernel for a
+// restarted driver to adopt (RestoreJoin) or garbage collection to
+// remove. Data planes with no local endpoint, whose deletion the last
+// Leave left to the background, are deleted before it returns; one that
+// cannot be is left to garbage collection. The driver is unusable
+// afterwards.
 func (d *Driver) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
@@ -144,12 +151,27 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	for _, n := range nets {
 		n.mu.Lock()
+		n.awaitDeletion()
+		if n.retiring || n.dead != nil {
+			if err := n.deleteDataPlanes(); err != nil {
+				d.log.Warn("deleting the data plane of an overlay network with no local endpoint failed; left to garbage collection",
+					"network", n.id, "error", err)
+			}
+			n.retiring = false
+			for _, dp := range []*dataplane.Network{n.dp, n.dead} {
+				if dp != nil {
+					dp.Release()
+				}
+			}
+			n.dp, n.dead, n.unsynced = nil, nil, false
+		}
 		if n.dp != nil {
 			n.dp.Release()
 			n.dp, n.unsynced = nil, false
 		}
 		n.mu.Unlock()
 	}
+	d.wg.Wait()
 	return nil
 }
 

@@ -22,9 +22,15 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 		return err
 	}
 	defer n.mu.Unlock()
+	n.awaitDeletion()
 	ep, ok := n.endpoints[req.EndpointID]
-	if !ok {
+	switch {
+	case n.deleted:
+		return types.NotFoundErrorf("%s: network %s not found", what, req.NetworkID)
+	case !ok:
 		return driverapi.ErrNoEndpoint(req.EndpointID)
+	case n.dead != nil:
+		return types.ForbiddenErrorf("%s: the data plane of network %s is being deleted", what, n.id)
 	}
 	if n.dp == nil {
 		dp, err := dataplane.Adopt(dataplane.Config{VNI: n.vni, HostNS: d.host, LocalVTEP: d.localVTEP(),
@@ -42,6 +48,7 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 		IPv4: ep.v4, IPv6: ep.v6}); err != nil {
 		return types.Wrapf(err, "%s", what)
 	}
+	n.retiring = false
 	ep.joined = true
 	return nil
 }

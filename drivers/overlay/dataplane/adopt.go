@@ -75,6 +75,12 @@ func Adopt(cfg Config) (_ *Network, err error) {
 	if err := n.openRaw(); err != nil {
 		return nil, kernelErr("adopting", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
 	}
+	if err := n.openReaper(); err != nil {
+		return nil, kernelErr("adopting", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
+	}
+	if err := n.reapLeftovers(); err != nil {
+		return nil, kernelErr("adopting", obj, err)
+	}
 	if err := n.openAnnouncer(); err != nil {
 		return nil, kernelErr("adopting", obj, err)
 	}
@@ -108,6 +114,9 @@ func (n *Network) AdoptEndpoint(ep EndpointConfig) (Peer, error) {
 		}
 		return Peer{}, kernelErr("adopting", obj, err)
 	}
+	if l.Attrs().Group == reapGroup {
+		return Peer{}, &ConflictError{Op: "adopting", Object: obj, Reason: "its veth was detached"}
+	}
 	if l.Attrs().MasterIndex != n.br {
 		return Peer{}, &ConflictError{Op: "adopting", Object: obj, Reason: a.hostName + " is not a port of the bridge"}
 	}
@@ -116,7 +125,8 @@ func (n *Network) AdoptEndpoint(ep EndpointConfig) (Peer, error) {
 }
 
 // Release closes the process's handles on the data plane and leaves the
-// kernel as it is, for a later process to Adopt. The Network is unusable
+// kernel as it is, for a later process to Adopt, except that the veths
+// of detached endpoints are deleted first (the reaper is flushed). The Network is unusable
 // afterwards.
 func (n *Network) Release() {
 	n.mu.Lock()
@@ -128,17 +138,35 @@ func (n *Network) Release() {
 }
 
 func (n *Network) release() {
+	if n.reap != nil {
+		_ = n.reap.close() // what it could not delete, a later Adopt or RemoveLeftover does
+	}
 	if n.nl != nil {
 		n.nl.Close()
 		n.nl = nil
 	}
 	n.ann.close()
-	if n.raw != nil {
-		n.raw.Close()
-		n.raw = nil
-	}
+	n.closeSockets()
 	if n.ns != nil {
 		n.ns.Close()
 		n.ns = nil
 	}
+}
+
+// reapLeftovers queues the links an earlier process left in reapGroup.
+func (n *Network) reapLeftovers() error {
+	ls, err := n.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing links: %w", err)
+	}
+	k := 0
+	for _, l := range ls {
+		if l.Attrs().Group == reapGroup {
+			k++
+		}
+	}
+	if k > 0 {
+		n.reap.queue(k)
+	}
+	return nil
 }

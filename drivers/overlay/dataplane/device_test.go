@@ -220,6 +220,7 @@ func TestAttachDetach(t *testing.T) {
 
 	must(t, h.net.Detach(c.peer.ID))
 	must(t, h.net.Detach(c.peer.ID))
+	awaitReaped(t, h.net)
 	if got := links(t, c.ns.Netlink); !slices.Equal(got, []string{"lo"}) {
 		t.Errorf("container links after detach %q", got)
 	}
@@ -240,10 +241,7 @@ func TestCreateClearsACrashLeftover(t *testing.T) {
 	// The crash: the process's handles go, nothing is torn down. (Here
 	// the namespace stays alive with its mount; after a real crash the
 	// kernel frees it asynchronously, which is no better for the VNI.)
-	old.ann.close()
-	old.raw.Close()
-	old.nl.Close()
-	old.ns.Close()
+	crash(old)
 
 	n, err := Create(cfg)
 	if err != nil {
@@ -289,6 +287,7 @@ func TestAttachBare(t *testing.T) {
 		t.Fatalf("bare interface has addresses %v", addrs)
 	}
 	must(t, n.Detach("e1"))
+	awaitReaped(t, n)
 	if _, err := c.Netlink.LinkByName("eth7"); err == nil {
 		t.Fatal("Detach left the bare interface")
 	}

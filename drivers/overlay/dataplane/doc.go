@@ -52,11 +52,19 @@
 // refused. Overlay networks are internal: the bridge has no address and
 // no route leaves the network namespace.
 //
+// Teardown: deleting a link costs the kernel an RCU wait (~20 ms) under
+// the rtnl lock. Detach therefore only cuts the endpoint off (its bridge
+// end down and in a reap group, one request) and a reaper deletes the
+// group in batches in the background (reap.go); Attach, Delete and
+// Release flush it where a waiting veth matters, and Adopt and
+// RemoveLeftover delete what a crash left in the group.
+//
 // API, for the overlay driver: Create(Config) per network per host when
 // its first local endpoint joins; Attach/Detach per local endpoint
 // (Attach returns the Peer to publish); AddPeer/RemovePeer per remote
 // endpoint the store reports; Reconcile(all remote peers) after a
-// resync and periodically (drift); Delete with the last local endpoint.
+// resync and periodically (drift); Delete once the network has no local
+// endpoint left.
 //
 // Every multi-step operation undoes what it did when a step fails;
 // teardown treats what is already gone as success. Errors are *Error,

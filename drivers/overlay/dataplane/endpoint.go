@@ -134,7 +134,22 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 		PeerName:  ep.IfName, PeerNamespace: netlink.NsFd(ep.NS.Fd()),
 		PeerHardwareAddr: ep.MAC, PeerMTU: uint32(n.mtu),
 	}
-	if err := n.nl.LinkAdd(veth); err != nil {
+	if n.reap.pending() && n.waiting(a.hostName) {
+		// The endpoint's own veth, detached, still waits for the reaper.
+		// Found before the create, not by its EEXIST: the kernel makes
+		// the container's end first, and deleting it again after the
+		// bridge end's name clashed costs an RCU wait of its own.
+		_ = n.reap.flush() // on failure, the create reports the clash
+	}
+	err := n.nl.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) && n.reap.pending() {
+		// A detached veth waiting for the reaper may hold the container
+		// end's name in its namespace.
+		if ferr := n.reap.flush(); ferr == nil {
+			err = n.nl.LinkAdd(veth)
+		}
+	}
+	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return Peer{}, &ConflictError{Op: "attaching", Object: obj,
 				Reason: fmt.Sprintf("%s or %s exists already", a.hostName, ep.IfName), Err: err}
@@ -153,6 +168,13 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 	}
 	n.eps[ep.ID] = a
 	return a.peer, nil
+}
+
+// waiting reports whether the link called name is a detached one,
+// waiting for the reaper.
+func (n *Network) waiting(name string) bool {
+	l, err := n.nl.LinkByName(name)
+	return err == nil && l.Attrs().Group == reapGroup
 }
 
 // awaitReady waits for the bridge end called name to forward and for
@@ -218,8 +240,10 @@ func configureInside(ep EndpointConfig, mtu int) error {
 	return nil
 }
 
-// Detach unplugs a local endpoint: its veth goes, both ends with it. An
-// unknown ID, or a veth already gone, is success.
+// Detach unplugs a local endpoint: it returns once the endpoint is cut
+// off (its bridge end down, so no frame reaches or leaves it), and its
+// veth, both ends, is deleted in the background (reap.go). An unknown ID,
+// or a veth already gone, is success.
 func (n *Network) Detach(id string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -227,8 +251,12 @@ func (n *Network) Detach(id string) error {
 	if !ok || n.deleted {
 		return nil
 	}
-	if err := delLink(n.nl, a.hostName); err != nil {
-		return kernelErr("detaching", "endpoint "+id, err)
+	if err := cutOff(n.raw, a.hostName); err != nil {
+		if !gone(err) {
+			return kernelErr("detaching", "endpoint "+id, err)
+		}
+	} else {
+		n.reap.queue(1)
 	}
 	delete(n.eps, id)
 	return nil

@@ -65,6 +65,10 @@ type Network struct {
 	peer *peerSet
 	ann  *announcer
 	raw  *nl.NetlinkSocket // in ns, for what the netlink library has no call for
+	// reap deletes detached endpoints' veths in the background, over
+	// reapSock (in ns; its own, as reap runs concurrently with raw's users).
+	reap     *reaper
+	reapSock *nl.NetlinkSocket
 
 	// mu guards eps and deleted; peer operations hold it for reading so
 	// they never run on a torn-down network.
@@ -123,6 +127,9 @@ func Create(cfg Config) (_ *Network, err error) {
 		return nil, kernelErr("creating", obj, fmt.Errorf("netlink handle in network namespace: %w", err))
 	}
 	if err := n.openRaw(); err != nil {
+		return nil, kernelErr("creating", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
+	}
+	if err := n.openReaper(); err != nil {
 		return nil, kernelErr("creating", obj, fmt.Errorf("netlink socket in network namespace: %w", err))
 	}
 	noSnooping := false
@@ -225,14 +232,21 @@ func RemoveLeftover(path string) error {
 }
 
 // clearLeftover deletes the VXLAN device of a namespace a crash left at
-// path, then the namespace. The device must go explicitly: a namespace
-// is freed asynchronously, and until then its device keeps the VNI
-// taken on the host's socket, so a new one would get EEXIST.
+// path, and the veths Detach left for its reaper, then the namespace. The
+// device must go explicitly: a namespace is freed asynchronously, and
+// until then its device keeps the VNI taken on the host's socket, so a
+// new one would get EEXIST. So must the veths: until then their
+// container ends keep their names in the containers' namespaces.
 func clearLeftover(path string) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if ns, err := netnsutil.Open(path); err == nil {
+		var sock *nl.NetlinkSocket
+		if ns.Do(func() (err error) { sock, err = nl.Subscribe(unix.NETLINK_ROUTE); return err }) == nil {
+			_ = groupDelete(sock, reapGroup)
+			sock.Close()
+		}
 		if h, err := netlink.NewHandleAt(ns.Handle()); err == nil {
 			if l, err := h.LinkByName(vxlanName); err == nil {
 				_ = h.LinkDel(l)
@@ -306,8 +320,9 @@ func (n *Network) Reconcile(desired []Peer) (Report, error) {
 	return rep, err
 }
 
-// Delete tears the data plane down: the endpoints' veths, the VXLAN
-// device and the bridge are deleted explicitly (so the VNI is free at
+// Delete tears the data plane down: the endpoints' veths (those waiting
+// for the reaper included), the VXLAN device and the bridge are deleted
+// explicitly (so the VNI and the containers' interface names are free at
 // once), then the namespace. Deleting twice, or what is already gone,
 // is success.
 func (n *Network) Delete() error {
@@ -329,10 +344,19 @@ func (n *Network) Delete() error {
 func (n *Network) teardown() error {
 	var errs []error
 	obj := fmt.Sprintf("network vni %d", n.cfg.VNI)
+	if n.reap != nil {
+		// Deletes what waits; on failure the group delete below retries.
+		_ = n.reap.close()
+	}
+	if n.reapSock != nil {
+		if err := groupDelete(n.reapSock, reapGroup); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n.raw != nil {
 		// One request for all; if it fails, the deletes by name below
 		// are the fallback, and their errors are the ones that count.
-		_ = n.deleteGroup()
+		_ = groupDelete(n.raw, linkGroup)
 	}
 	if n.nl != nil {
 		for id, ep := range n.eps {
@@ -352,10 +376,7 @@ func (n *Network) teardown() error {
 		n.nl = nil
 	}
 	n.ann.close()
-	if n.raw != nil {
-		n.raw.Close()
-		n.raw = nil
-	}
+	n.closeSockets()
 	if n.ns != nil {
 		n.ns.Close()
 		n.ns = nil
@@ -366,17 +387,14 @@ func (n *Network) teardown() error {
 	return nil
 }
 
-// deleteGroup deletes every link of linkGroup in the network namespace,
-// the endpoints' veths (with their container ends) included.
-func (n *Network) deleteGroup() error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: n.raw}}
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(linkGroup)))
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("deleting the network's links: %w", err) // ENODEV: none left
+// closeSockets closes the raw sockets; the reaper is closed already.
+func (n *Network) closeSockets() {
+	for _, s := range []**nl.NetlinkSocket{&n.raw, &n.reapSock} {
+		if *s != nil {
+			(*s).Close()
+			*s = nil
+		}
 	}
-	return nil
 }
 
 // delLink deletes the link called name; one already gone is success.

@@ -32,6 +32,20 @@ func (n *Network) openRaw() error {
 	})
 }
 
+// openReaper opens the reaper's socket in ns and starts it.
+func (n *Network) openReaper() error {
+	err := n.ns.Do(func() (err error) {
+		n.reapSock, err = nl.Subscribe(unix.NETLINK_ROUTE)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sock := n.reapSock
+	n.reap = newReaper(func() error { return groupDelete(sock, reapGroup) })
+	return nil
+}
+
 // waitUntil polls ready until it reports true or fails, or readyWait
 // passes.
 func waitUntil(ready func() (bool, error)) error {
