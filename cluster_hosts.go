@@ -74,6 +74,9 @@ func (c *Controller) EvictHost(id string) (err error) {
 	if err := c.cl.st.Evict(ctx, id); err != nil {
 		return types.Wrapf(err, "evicting host %s", id)
 	}
+	if c.mirror != nil {
+		c.mirror.awaitHostGone(id, c.cl.timeout)
+	}
 	return nil
 }
 

@@ -79,17 +79,17 @@ func (m *mirror) heal(ctx context.Context, ss *globalstore.Session, reconcile bo
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)()
 	start := time.Now()
-	var stored map[string]bool
+	var stored, peered map[string]bool
 	orphans := 0
 	if reconcile {
 		var err error
-		if stored, orphans, err = m.reconcileStore(ctx); err != nil {
+		if stored, peered, orphans, err = m.reconcileStore(ctx); err != nil {
 			return err
 		}
 	}
 	claimed, kept := 0, 0
 	for _, ep := range m.c.globalEndpoints() {
-		done, down, err := m.reclaim(ctx, ss, ep, stored)
+		done, down, err := m.reclaim(ctx, ss, ep, stored, peered)
 		if err != nil {
 			return err
 		}
@@ -106,22 +106,32 @@ func (m *mirror) heal(ctx context.Context, ss *globalstore.Session, reconcile bo
 }
 
 // reconcileStore deletes this host's endpoints in the store that have no
-// local endpoint and returns the IDs of those that have one.
-func (m *mirror) reconcileStore(ctx context.Context) (stored map[string]bool, orphans int, err error) {
+// local endpoint and returns the IDs of those that have one (stored), and
+// of those with a peer record (peered).
+func (m *mirror) reconcileStore(ctx context.Context) (stored, peered map[string]bool, orphans int, err error) {
 	st := m.c.cl.store()
 	nets, _, err := st.Networks(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	local := map[string]bool{}
 	for _, ep := range m.c.globalEndpoints() {
 		local[ep.id] = true
 	}
-	stored = map[string]bool{}
+	stored, peered = map[string]bool{}, map[string]bool{}
 	for _, n := range nets {
 		eps, err := st.Endpoints(ctx, n.ID)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
+		}
+		peers, err := st.Peers(ctx, n.ID)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		for _, p := range peers {
+			if p.Host == m.self {
+				peered[p.EndpointID] = true
+			}
 		}
 		for _, e := range eps {
 			if e.Host != m.self {
@@ -132,12 +142,12 @@ func (m *mirror) reconcileStore(ctx context.Context) (stored map[string]bool, or
 				continue
 			}
 			if err := m.deleteOrphan(ctx, e); err != nil {
-				return nil, 0, err
+				return nil, nil, 0, err
 			}
 			orphans++
 		}
 	}
-	return stored, orphans, nil
+	return stored, peered, orphans, nil
 }
 
 // deleteOrphan deletes endpoint e of this host, unknown here, from the
@@ -156,9 +166,11 @@ func (m *mirror) deleteOrphan(ctx context.Context, e globalstore.Endpoint) error
 }
 
 // reclaim claims ep on ss's lease again unless stored has it, and writes
-// its peer if it is joined; done reports the claim made, down that it was
-// taken and ep is kept down. err is only the store not answering.
-func (m *mirror) reclaim(ctx context.Context, ss *globalstore.Session, ep *Endpoint, stored map[string]bool) (done, down bool, err error) {
+// its peer if it is joined, or deletes it if peered has one for it while
+// it is not (a crash between a leave and its store write); done reports
+// the claim made, down that it was taken and ep is kept down. err is only
+// the store not answering.
+func (m *mirror) reclaim(ctx context.Context, ss *globalstore.Session, ep *Endpoint, stored, peered map[string]bool) (done, down bool, err error) {
 	unlock := m.lockFor(ep.id)
 	defer unlock()
 	n, c := ep.network, ep.network.ctrl
@@ -200,6 +212,15 @@ func (m *mirror) reclaim(ctx context.Context, ss *globalstore.Session, ep *Endpo
 		}
 		if err != nil && !types.IsNotFound(err) {
 			m.log.Warn("global store: writing the peer of an endpoint claimed again", "endpoint", ep.name, "network", n.name, "error", err)
+		}
+	} else if peered[ep.id] {
+		m.log.Info("global store: deleting the peer of an endpoint not joined here (left by a crash)", "endpoint", ep.name, "network", n.name)
+		err := st.DeletePeer(ctx, n.id, ep.id)
+		if retriable(err) {
+			return done, false, err
+		}
+		if err != nil {
+			m.log.Warn("global store: deleting the peer of an endpoint not joined here", "endpoint", ep.name, "network", n.name, "error", err)
 		}
 	}
 	return done, false, nil

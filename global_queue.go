@@ -27,13 +27,6 @@ type storeWrite struct {
 // heal wait for one, never a caller of write.
 const writeLockStripes = 64
 
-// stripe is the lock key hashes to.
-func (m *mirror) stripe(key string) *sync.Mutex {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return &m.wlocks[h.Sum32()%writeLockStripes]
-}
-
 // lockFor locks the stripe of key and returns its unlock.
 func (m *mirror) lockFor(key string) func() {
 	l := m.stripe(key)
@@ -41,51 +34,44 @@ func (m *mirror) lockFor(key string) func() {
 	return l.Unlock
 }
 
+// stripe is the lock of key's writes.
+func (m *mirror) stripe(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &m.wlocks[h.Sum32()%writeLockStripes]
+}
+
 // write makes w the write wanted for key (an endpoint ID, or the ID of a
 // network whose create is undone), replacing any
-// queued one, and tries it now unless earlier writes are still waiting for
-// the store (then the store is most likely away, and the caller should not
-// wait out its timeout) or the key's stripe is busy with another store call
-// (then the queue runs w after it, unless a newer write replaced it).
+// queued one, and tries it now unless writes are waiting for the store
+// (this key's own included: then the store is most likely away, and the
+// caller should not wait out its timeout) or the key's lock is busy (a
+// retry of an older write of it, which the caller must not wait out
+// either: the queue runs this one after it).
 func (m *mirror) write(key, what string, do func(ctx context.Context) error) {
 	w := &storeWrite{what: what, do: do}
+	l := m.stripe(key)
+	locked := l.TryLock()
 	m.mu.Lock()
 	backlog := len(m.queue)
-	if _, replaced := m.queue[key]; replaced {
-		backlog--
-	}
 	m.queue[key] = w
 	m.mu.Unlock()
-	if backlog == 0 {
-		if l := m.stripe(key); l.TryLock() {
-			tried, err := m.tryLocked(key, w)
-			l.Unlock()
-			if tried && !retriable(err) {
+	if locked {
+		if backlog == 0 {
+			err := do(m.ctx)
+			if !retriable(err) {
 				m.finish(key, w, err)
+				l.Unlock()
 				return
 			}
-			if tried {
-				m.log.Warn("global store write queued for retry", "what", what, "error", err)
-			}
+			m.log.Warn("global store write queued for retry", "what", what, "error", err)
 		}
+		l.Unlock()
 	}
 	select {
 	case m.kick <- struct{}{}:
 	default:
 	}
-}
-
-// tryLocked runs w if it is still the write wanted for key (a newer one
-// may have replaced it before the stripe was taken); tried says it ran.
-// Caller holds key's stripe.
-func (m *mirror) tryLocked(key string, w *storeWrite) (tried bool, err error) {
-	m.mu.Lock()
-	current := m.queue[key] == w
-	m.mu.Unlock()
-	if !current {
-		return false, nil
-	}
-	return true, w.do(m.ctx)
 }
 
 // retriable reports whether a failed write may succeed later: the store

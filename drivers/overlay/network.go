@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -95,6 +96,10 @@ func (d *Driver) DeleteNetwork(nid string) error {
 		return nil
 	}
 	if err := n.deleteDataPlanes(); err != nil {
+		return types.Wrapf(err, "deleting overlay network %s", nid)
+	}
+	// A previous run's data plane that no join took back.
+	if err := dataplane.RemoveLeftover(filepath.Join(d.dir, nid)); err != nil {
 		return types.Wrapf(err, "deleting overlay network %s", nid)
 	}
 	n.deleted = true
