@@ -6,6 +6,11 @@ Endpoints join Sandboxes (network namespaces).
 Lock order, outermost first:
 
 	Sandbox.opMu   serialises the slow work (join, leave, delete, SetKey) of one sandbox
+	mirror.wlocks  64 stripes by endpoint ID: each store call for one endpoint
+	               (a queued write's try or retry, a heal's reclaim) holds its
+	               stripe, across the call, so they never overlap
+	               (global_queue.go); a caller of mirror.write only TryLocks
+	               one and never waits for it
 	Controller.gcMu held for reading by operations that create kernel objects,
 	               for writing by garbage collection, so GC never takes
 	               something half-made for a leftover
@@ -15,6 +20,9 @@ Lock order, outermost first:
 	               every mutable field of Network, Endpoint and Sandbox
 	mirror.mu      guards the mirror of the global store
 
+Of the mirror's locks only a write stripe is held across a store call; the
+heal and the write queue take one holding no other lock (a write's TryLock
+may come under any, as it never waits).
 Controller.mu is never held across a driver, IPAM, kernel or store call;
 operations claim what they change under it (a name, an endpoint's sandbox),
 do the slow work unlocked, and roll the claim back on failure.

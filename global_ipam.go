@@ -18,8 +18,8 @@ import (
 // gateway, the lowest free address) from the mirror and what this host has
 // in flight, and never writes: the network's or endpoint's one transaction
 // claims them, and a lost claim makes the caller ask again. After a recent
-// loss in the network, addresses are picked at random instead of lowest
-// first, so hosts racing for one address spread out.
+// loss in the network, an address is picked at random among the lowest
+// free few instead of the lowest, so hosts racing for one spread out.
 type globalIPAM struct {
 	m   *mirror
 	nid string
@@ -214,20 +214,26 @@ func (g *globalIPAM) RequestAddress(poolID string, prefer netip.Addr, opts map[s
 		m.inflight[globalstore.Address(g.nid, prefer)] = true
 		return netip.PrefixFrom(prefer, pool.Bits()), nil, nil
 	}
+	// Lowest first; after recent losses, one of the lowest few at random,
+	// as a pool is picked: spread per loss, so the more hosts race (the
+	// more losses), the wider they part.
+	want := 1
+	if losses := m.lossesLocked(globalstore.ClaimAddress, g.nid); losses > 0 {
+		want = spread * min(losses, 1024)
+	}
 	size := uint64(1) << min(rng.Addr().BitLen()-rng.Bits(), 24)
-	start := uint64(0)
-	if m.contendedLocked(globalstore.ClaimAddress, g.nid) {
-		start = rand.Uint64N(size)
-	}
-	for i := uint64(0); i < size; i++ {
-		a := addOffset(rng.Masked().Addr(), (start+i)%size)
-		if !usable(pool, a) || !free(a) {
-			continue
+	var cands []netip.Addr
+	for i := uint64(0); i < size && len(cands) < want; i++ {
+		if a := addOffset(rng.Masked().Addr(), i); usable(pool, a) && free(a) {
+			cands = append(cands, a)
 		}
-		m.inflight[globalstore.Address(g.nid, a)] = true
-		return netip.PrefixFrom(a, pool.Bits()), nil, nil
 	}
-	return netip.Prefix{}, nil, ipamapi.ErrNoAvailableIPs
+	if len(cands) == 0 {
+		return netip.Prefix{}, nil, ipamapi.ErrNoAvailableIPs
+	}
+	a := cands[rand.IntN(len(cands))]
+	m.inflight[globalstore.Address(g.nid, a)] = true
+	return netip.PrefixFrom(a, pool.Bits()), nil, nil
 }
 
 // contendedLocked reports whether a transaction lost a claim of kind in
@@ -239,6 +245,18 @@ func (m *mirror) contendedLocked(kind globalstore.ClaimKind, scope string) bool 
 		}
 	}
 	return false
+}
+
+// lossesLocked counts the claims of kind in scope a transaction lost
+// lately. Caller holds m.mu.
+func (m *mirror) lossesLocked(kind globalstore.ClaimKind, scope string) int {
+	n := 0
+	for c := range m.hints {
+		if c.Kind == kind && c.Scope == scope && fresh(m.hints, c) {
+			n++
+		}
+	}
+	return n
 }
 
 // usable reports whether a may be an endpoint's address in pool: not the

@@ -3,6 +3,7 @@ package libnetwork
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"sort"
@@ -42,7 +43,7 @@ type mirror struct {
 	eps      map[string]map[string]globalstore.Endpoint // nid -> eid
 	peers    map[string]map[string]globalstore.Peer     // nid -> eid
 	pending  map[string]bool                            // networks being created here
-	gone     map[string]bool                            // networks deleted here: late puts are not made again
+	gone     map[string]int64                           // network ID -> revision of its delete (goneUnseen); puts up to it are not made again
 	inflight map[globalstore.Claim]bool                 // candidates handed out here and not released
 	hints    map[globalstore.Claim]time.Time            // claims a transaction found taken, until the watch tells
 	listed   map[globalstore.Claim]time.Time            // claims of networks a listing had before the watch
@@ -68,7 +69,7 @@ const hintTTL = 10 * time.Second
 func newMirror(c *Controller) *mirror {
 	m := &mirror{c: c, self: c.cl.hostID(), log: c.cfg.Logger,
 		nets: map[string]globalstore.Network{}, eps: map[string]map[string]globalstore.Endpoint{},
-		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]bool{},
+		peers: map[string]map[string]globalstore.Peer{}, pending: map[string]bool{}, gone: map[string]int64{},
 		inflight: map[globalstore.Claim]bool{}, hints: map[globalstore.Claim]time.Time{},
 		listed: map[globalstore.Claim]time.Time{},
 		queue:  map[string]*storeWrite{}, kick: make(chan struct{}, 1), refence: make(chan struct{}, 1),
@@ -156,6 +157,9 @@ func (m *mirror) apply(ev globalstore.Event) {
 		m.resync(ev.Snapshot)
 	case globalstore.NetworkPut:
 		m.mu.Lock()
+		if rev, ok := m.gone[ev.Network.ID]; ok && ev.Revision > rev {
+			delete(m.gone, ev.Network.ID) // made again after its delete
+		}
 		m.nets[ev.Network.ID] = *ev.Network
 		m.mu.Unlock()
 		if _, err := m.c.materialize(*ev.Network); err != nil {
@@ -163,7 +167,7 @@ func (m *mirror) apply(ev globalstore.Event) {
 		}
 	case globalstore.NetworkDelete:
 		m.mu.Lock()
-		m.gone[ev.NetworkID] = true // a read from before the delete must not make it again
+		m.gone[ev.NetworkID] = ev.Revision // a read from before the delete must not make it again
 		delete(m.nets, ev.NetworkID)
 		delete(m.eps, ev.NetworkID)
 		delete(m.peers, ev.NetworkID)
@@ -240,6 +244,15 @@ func (m *mirror) resync(snap *globalstore.Snapshot) {
 	}
 	m.hints = map[globalstore.Claim]time.Time{}
 	m.listed = map[globalstore.Claim]time.Time{}
+	for id, rev := range m.gone {
+		if _, listed := m.nets[id]; listed && rev < snap.Revision {
+			delete(m.gone, id) // made again after its delete
+		} else if !listed {
+			// Deleted before the snapshot, or made and deleted after it
+			// (then the watch delivers both, the delete last).
+			m.gone[id] = min(rev, snap.Revision)
+		}
+	}
 	m.mu.Unlock()
 
 	for _, n := range snap.Networks {
@@ -255,7 +268,7 @@ func (m *mirror) resync(snap *globalstore.Snapshot) {
 			// A snapshot listed before this host's own create committed
 			// does not have it yet: only a read of the store tells.
 			if _, err := m.c.cl.store().Network(m.ctx, n.id); err != nil && isNotFound(err) {
-				m.markGone(n.id)
+				m.markGoneAt(n.id, snap.Revision)
 				m.c.dropGlobal(n.id)
 			}
 			continue
@@ -430,7 +443,7 @@ func (m *mirror) learn(nets []globalstore.Network) {
 	defer m.mu.Unlock()
 	now := time.Now()
 	for _, n := range nets {
-		if _, known := m.nets[n.ID]; known || m.gone[n.ID] {
+		if _, known := m.nets[n.ID]; known || m.goneLocked(n.ID) {
 			continue
 		}
 		for _, c := range n.Claims {
@@ -457,12 +470,28 @@ func (m *mirror) setPending(nid string, on bool) {
 func (m *mirror) skip(nid string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.pending[nid] || m.gone[nid]
+	return m.pending[nid] || m.goneLocked(nid)
 }
 
-// markGone records that network nid was deleted here.
-func (m *mirror) markGone(nid string) {
+// goneUnseen is the delete revision of a network deleted here whose
+// delete the watch has not delivered yet: no put before it is made again.
+const goneUnseen = math.MaxInt64
+
+// goneLocked reports whether network nid was deleted and not made again
+// since. Caller holds mu.
+func (m *mirror) goneLocked(nid string) bool {
+	_, ok := m.gone[nid]
+	return ok
+}
+
+// markGone records that network nid was deleted here; the watch's delete
+// event then tells its revision.
+func (m *mirror) markGone(nid string) { m.markGoneAt(nid, goneUnseen) }
+
+// markGoneAt records that network nid was deleted at revision rev at the
+// latest (the newest delete known here).
+func (m *mirror) markGoneAt(nid string, rev int64) {
 	m.mu.Lock()
-	m.gone[nid] = true
+	m.gone[nid] = rev
 	m.mu.Unlock()
 }

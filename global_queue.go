@@ -19,9 +19,12 @@ type storeWrite struct {
 	do   func(ctx context.Context) error
 }
 
-// writeLockStripes is how many locks the writes' keys hash to: the writes
-// of one endpoint are serialised, so a retried write never lands after a
-// newer one (a peer put after its delete).
+// writeLockStripes is how many locks the writes' keys hash to. Every store
+// call for a key (a write's try or retry, a heal's reclaim) runs holding
+// the key's stripe, so one endpoint's calls never overlap and a retried
+// write never lands after a newer one (a peer put after its delete). A
+// stripe is held across a store call; only the background queue and the
+// heal wait for one, never a caller of write.
 const writeLockStripes = 64
 
 // lockFor locks the stripe of key and returns its unlock.
@@ -38,7 +41,8 @@ func (m *mirror) stripe(key string) *sync.Mutex {
 	return &m.wlocks[h.Sum32()%writeLockStripes]
 }
 
-// write makes w the write wanted for key (an endpoint ID), replacing any
+// write makes w the write wanted for key (an endpoint ID, or the ID of a
+// network whose create is undone), replacing any
 // queued one, and tries it now unless writes are waiting for the store
 // (this key's own included: then the store is most likely away, and the
 // caller should not wait out its timeout) or the key's lock is busy (a

@@ -46,6 +46,8 @@ func (n *Network) refuseClusterIDs() error {
 func (cr *creatingNetwork) bindGlobal() error {
 	n, c := cr.n, cr.n.ctrl
 	m := c.mirror
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout) // one deadline for every store call
+	defer cancel()
 	m.setPending(n.id, true)
 	cr.undo.PushFunc(func() { m.setPending(n.id, false) })
 	if n.ipamType == ipamapi.DefaultIPAM && !n.addressLess() {
@@ -60,7 +62,7 @@ func (cr *creatingNetwork) bindGlobal() error {
 	// pool claim is one exact prefix, so an overlapping pool of another
 	// network would pass the transaction. One read of every network
 	// closes that gap but for creates racing each other.
-	nets, _, err := c.cl.store().Networks(context.Background())
+	nets, _, err := c.cl.store().Networks(ctx)
 	if err != nil {
 		return types.Wrapf(err, "creating network %s: listing global networks", n.name)
 	}
@@ -80,16 +82,18 @@ func (cr *creatingNetwork) bindGlobal() error {
 			return err
 		}
 		n.clusterIDs = ids
-		err = n.claimGlobal(ids)
+		err = n.claimGlobal(ctx, ids)
 		if err == nil {
 			cr.undo.Push(pick.Run)
 			cr.undo.PushFunc(func() {
 				m.markGone(n.id) // its record's events may come after the undo
-				if err := c.cl.store().DeleteNetwork(context.Background(), n.id); err != nil {
-					m.log.Warn("undoing global network create", "network", n.name, "error", err)
-				}
+				// Retried until the store takes it: else the record and its
+				// name, pool and ID claims would stay for good.
+				m.write(n.id, "undo create of network "+n.name, func(ctx context.Context) error {
+					return c.cl.store().DeleteNetwork(ctx, n.id)
+				})
 			})
-			return nil
+			return n.refuseOverlap(ctx)
 		}
 		_ = pick.Run()
 		n.ipamV4Info, n.ipamV6Info, n.clusterIDs = nil, nil, nil
@@ -115,6 +119,41 @@ func (cr *creatingNetwork) bindGlobal() error {
 		lastErr = err
 	}
 	return types.Wrapf(lastErr, "creating network %s: another host took what it picked %d times", n.name, maxGlobalTries)
+}
+
+// refuseOverlap closes the gap the check before the commit leaves to
+// creates racing each other: a pool claim is one exact prefix, so two
+// networks with overlapping pools can both commit. Of the two, the one
+// that committed later (higher revision) is refused; its caller undoes it.
+func (n *Network) refuseOverlap(ctx context.Context) error {
+	if _, ours := n.ipam.Ipam.(*globalIPAM); !ours || n.addressLess() {
+		return nil
+	}
+	nets, _, err := n.ctrl.cl.store().Networks(ctx)
+	if err != nil {
+		return types.Wrapf(err, "creating network %s: listing global networks", n.name)
+	}
+	var mine int64
+	for _, o := range nets {
+		if o.ID == n.id {
+			mine = o.Revision
+		}
+	}
+	for _, info := range append(append([]*IpamInfo(nil), n.ipamV4Info...), n.ipamV6Info...) {
+		p := ipNetToPrefix(info.Pool).Masked()
+		for _, o := range nets {
+			if o.ID == n.id || o.Revision > mine {
+				continue
+			}
+			for _, cl := range o.Claims {
+				q, err := netip.ParsePrefix(cl.Name)
+				if cl.Kind == globalstore.ClaimPool && cl.Scope == info.AddressSpace && err == nil && p.Overlaps(q) {
+					return types.ForbiddenErrorf("creating network %s: pool %s overlaps pool %s of network %s", n.name, p, q, o.Name)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // userPool reports whether cidr is a pool the user asked for.
@@ -190,7 +229,7 @@ func (n *Network) pickClusterIDs(pick *undo.Stack) (ids []uint32, fixed bool, er
 // claimGlobal writes the network's record with its name, pools, IDs,
 // gateways and aux addresses (the last three with the default IPAM only:
 // a plugin owns its pools) in one transaction.
-func (n *Network) claimGlobal(ids []uint32) error {
+func (n *Network) claimGlobal(ctx context.Context, ids []uint32) error {
 	c := n.ctrl
 	data, err := n.globalData()
 	if err != nil {
@@ -211,7 +250,7 @@ func (n *Network) claimGlobal(ids []uint32) error {
 			}
 		}
 	}
-	return c.cl.store().CreateNetwork(context.Background(), rec)
+	return c.cl.store().CreateNetwork(ctx, rec)
 }
 
 // globalData is what another host needs to make the same *Network: the
@@ -241,6 +280,13 @@ func (c *Controller) materialize(rec globalstore.Network) (*Network, error) {
 	c.mu.Lock()
 	n, ok := c.networks[rec.ID]
 	stopped := c.stopped
+	if ok && n.global && !n.deleting {
+		// Reached by ID only while a local network had the name: the
+		// name is its own again once free.
+		if _, taken := c.netNames[n.name]; !taken {
+			c.netNames[n.name] = n.id
+		}
+	}
 	c.mu.Unlock()
 	if ok {
 		return n, nil
@@ -251,7 +297,7 @@ func (c *Controller) materialize(rec globalstore.Network) (*Network, error) {
 	// A record read on a lookup miss may be ahead of the watch: its claims
 	// (gateway, aux addresses) are candidates' business from now on.
 	m.mu.Lock()
-	if _, seen := m.nets[rec.ID]; !seen && !m.gone[rec.ID] {
+	if _, seen := m.nets[rec.ID]; !seen && !m.goneLocked(rec.ID) {
 		m.nets[rec.ID] = rec
 	}
 	m.mu.Unlock()
@@ -376,27 +422,34 @@ func (c *Controller) globalNetworks() []*Network {
 }
 
 // lookupGlobal finds a global network not made here yet, by name or ID, in
-// one linearizable read, and makes it. A store that does not answer is a
-// miss (logged): the caller gets NotFound as for any unknown network.
+// one linearizable read, and makes it. A store that does not answer is
+// NoService: the network may exist. A network not to be made here (deleted
+// here, or being created) is ErrNoSuchNetwork itself.
 func (c *Controller) lookupGlobal(key string, byName bool) (*Network, error) {
 	if c.cl == nil {
 		return nil, ErrNoSuchNetwork(key)
 	}
 	st := c.cl.store()
+	ctx, cancel := context.WithTimeout(context.Background(), c.cl.timeout) // one deadline for the lookup
+	defer cancel()
 	var rec globalstore.Network
 	var err error
 	if byName {
-		rec, err = st.NetworkByName(context.Background(), key)
+		rec, err = st.NetworkByName(ctx, key)
 	} else {
-		rec, err = st.Network(context.Background(), key)
+		rec, err = st.Network(ctx, key)
 	}
-	if err != nil {
-		if !isNotFound(err) {
-			c.mirror.log.Warn("looking up a global network", "network", key, "error", err)
-		}
+	if isNotFound(err) {
 		return nil, ErrNoSuchNetwork(key)
 	}
+	if err != nil {
+		return nil, types.Wrapf(err, "looking up network %s", key)
+	}
 	n, err := c.materialize(rec)
+	var named ErrNoSuchNetwork
+	if errors.As(err, &named) {
+		return nil, ErrNoSuchNetwork(key)
+	}
 	if err != nil {
 		return nil, types.Wrapf(err, "making global network %s here", rec.Name)
 	}
@@ -424,7 +477,9 @@ func (c *Controller) materializeAll() {
 // deleteGlobal deletes the network from the store: Forbidden
 // *ActiveEndpointsError naming the hosts while any host has endpoints.
 func (n *Network) deleteGlobal() error {
-	err := n.ctrl.cl.store().DeleteNetwork(context.Background(), n.id)
+	ctx, cancel := context.WithTimeout(context.Background(), n.ctrl.cl.timeout) // one deadline for the delete
+	defer cancel()
+	err := n.ctrl.cl.store().DeleteNetwork(ctx, n.id)
 	var busy *globalstore.ActiveEndpointsError
 	if errors.As(err, &busy) {
 		var where []string

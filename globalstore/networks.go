@@ -48,17 +48,28 @@ func (s *Store) NetworkByName(ctx context.Context, name string) (Network, error)
 	return s.Network(ctx, id)
 }
 
-// Networks lists every global network and the revision of the listing.
+// Networks lists every global network, each with its Revision, and the
+// revision of the listing.
 func (s *Store) Networks(ctx context.Context) ([]Network, int64, error) {
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	kvs, rev, err := s.kv.List(cctx, s.k.nets())
+	if err != nil {
+		return nil, 0, unavailable("list networks", err)
+	}
 	var ns []Network
-	rev, err := s.list(ctx, "list networks", s.k.nets(), func(k string) bool { return strings.HasSuffix(k, "/config") },
-		func(b []byte) error {
-			var n Network
-			err := json.Unmarshal(b, &n)
-			ns = append(ns, n)
-			return err
-		})
-	return ns, rev, err
+	for _, kv := range kvs {
+		if !strings.HasSuffix(kv.Key, "/config") {
+			continue
+		}
+		var n Network
+		if err := json.Unmarshal(kv.Value, &n); err != nil {
+			return nil, 0, types.InternalErrorf("global store: list networks: decode %s: %w", kv.Key, err)
+		}
+		n.Revision = kv.ModRevision
+		ns = append(ns, n)
+	}
+	return ns, rev, nil
 }
 
 // ActiveEndpointsError is why a network with endpoints cannot be deleted:

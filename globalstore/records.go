@@ -22,6 +22,9 @@ type Network struct {
 	Claims []Claim `json:"claims,omitempty"`
 	// Data is the controller's own description (IPAM, options, labels).
 	Data json.RawMessage `json:"data,omitempty"`
+	// Revision is the store revision of the record's one write, its
+	// create (set by Networks; not stored): lower committed first.
+	Revision int64 `json:"-"`
 }
 
 // Endpoint is the cluster-wide record of an endpoint of a global network,

@@ -95,11 +95,13 @@ func validClaim(c Claim) error {
 // ours from an earlier try whose reply was lost, so the write counts as done
 // when every claim and record key holds what we would write.
 //
-// A write whose reply is lost (the store went away mid-call) may still have
-// been applied; create then spends the rest of the timeout removing, owner
-// guarded, what it may have written, so a failed call leaves nothing behind
-// when the store answers at all. The transaction gets two thirds of the
-// timeout, the undo the rest.
+// A write whose reply is lost (the store went away mid-call, or the
+// caller's deadline ended) may still have been applied; create then spends
+// a third of the timeout removing, owner guarded, what it may have
+// written, so a failed call leaves nothing behind when the store answers
+// at all. The undo runs detached from the caller's context: an ended
+// caller deadline is exactly when a committed write may be unseen. The
+// transaction gets two thirds of the timeout.
 func (s *Store) create(ctx context.Context, op, owner string, lease LeaseID, claims []Claim, extra []Cond, records []Op) error {
 	var conds []Cond
 	var ops []Op
@@ -116,14 +118,11 @@ func (s *Store) create(ctx context.Context, op, owner string, lease LeaseID, cla
 	conds = append(conds, extra...)
 	ops = append(ops, records...)
 
-	start := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, s.timeout*2/3)
 	res, err := s.kv.Txn(tctx, conds, ops)
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
-			s.undo(ctx, s.timeout-time.Since(start), ops, owner)
-		}
+		s.undo(context.WithoutCancel(ctx), s.timeout/3, ops, owner)
 		return unavailable(op, err)
 	}
 	if res.Succeeded {
