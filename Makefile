@@ -78,7 +78,7 @@ test: deps vet fmt-check imports-check
 	@if [ -z "$(LEAKCHECK)" ]; then echo "NOTE: leakcheck not found (../shared/tools/leakcheck): the leftover check after the suite is SKIPPED"; fi
 	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) save /tmp/opencnm-leak-baseline >/dev/null; fi
 	@$(GOTEST)
-	@if [ -n "$(LEAKCHECK)" ]; then $(LEAKCHECK) /tmp/opencnm-leak-baseline; fi
+	@if [ -n "$(LEAKCHECK)" ]; then rc=0; $(LEAKCHECK) /tmp/opencnm-leak-baseline || rc=$$?; rm -f /tmp/opencnm-leak-baseline; exit $$rc; fi
 
 # The README example, run inside a private network and mount namespace so the
 # machine's own network is untouched; it cleans up after itself and can be
