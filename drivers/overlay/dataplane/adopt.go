@@ -139,7 +139,7 @@ func (n *Network) Release() {
 
 func (n *Network) release() {
 	if n.reap != nil {
-		_ = n.reap.close() // what it could not delete, a later Adopt or RemoveLeftover does
+		_ = n.reap.Close() // what it could not delete, a later Adopt or RemoveLeftover does
 	}
 	if n.nl != nil {
 		n.nl.Close()
@@ -166,7 +166,7 @@ func (n *Network) reapLeftovers() error {
 		}
 	}
 	if k > 0 {
-		n.reap.queue(k)
+		n.reap.Queue(k)
 	}
 	return nil
 }

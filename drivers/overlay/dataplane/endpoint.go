@@ -134,18 +134,18 @@ func (n *Network) Attach(ep EndpointConfig) (Peer, error) {
 		PeerName:  ep.IfName, PeerNamespace: netlink.NsFd(ep.NS.Fd()),
 		PeerHardwareAddr: ep.MAC, PeerMTU: uint32(n.mtu),
 	}
-	if n.reap.pending() && n.waiting(a.hostName) {
+	if n.reap.Pending() && n.waiting(a.hostName) {
 		// The endpoint's own veth, detached, still waits for the reaper.
 		// Found before the create, not by its EEXIST: the kernel makes
 		// the container's end first, and deleting it again after the
 		// bridge end's name clashed costs an RCU wait of its own.
-		_ = n.reap.flush() // on failure, the create reports the clash
+		_ = n.reap.Flush() // on failure, the create reports the clash
 	}
 	err := n.nl.LinkAdd(veth)
-	if errors.Is(err, unix.EEXIST) && n.reap.pending() {
+	if errors.Is(err, unix.EEXIST) && n.reap.Pending() {
 		// A detached veth waiting for the reaper may hold the container
 		// end's name in its namespace.
-		if ferr := n.reap.flush(); ferr == nil {
+		if ferr := n.reap.Flush(); ferr == nil {
 			err = n.nl.LinkAdd(veth)
 		}
 	}
@@ -256,7 +256,7 @@ func (n *Network) Detach(id string) error {
 			return kernelErr("detaching", "endpoint "+id, err)
 		}
 	} else {
-		n.reap.queue(1)
+		n.reap.Queue(1)
 	}
 	delete(n.eps, id)
 	return nil

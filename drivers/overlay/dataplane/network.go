@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/opencnm/libnetwork/drivers/internal/linkreap"
 	"github.com/opencnm/libnetwork/internal/netnsutil"
 )
 
@@ -67,7 +68,7 @@ type Network struct {
 	raw  *nl.NetlinkSocket // in ns, for what the netlink library has no call for
 	// reap deletes detached endpoints' veths in the background, over
 	// reapSock (in ns; its own, as reap runs concurrently with raw's users).
-	reap     *reaper
+	reap     *linkreap.Reaper
 	reapSock *nl.NetlinkSocket
 
 	// mu guards eps and deleted; peer operations hold it for reading so
@@ -346,7 +347,7 @@ func (n *Network) teardown() error {
 	obj := fmt.Sprintf("network vni %d", n.cfg.VNI)
 	if n.reap != nil {
 		// Deletes what waits; on failure the group delete below retries.
-		_ = n.reap.close()
+		_ = n.reap.Close()
 	}
 	if n.reapSock != nil {
 		if err := groupDelete(n.reapSock, reapGroup); err != nil {

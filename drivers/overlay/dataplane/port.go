@@ -6,6 +6,8 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/drivers/internal/linkreap"
 )
 
 // A new endpoint is not reachable the moment its veth is up. The veth's
@@ -42,7 +44,7 @@ func (n *Network) openReaper() error {
 		return err
 	}
 	sock := n.reapSock
-	n.reap = newReaper(func() error { return groupDelete(sock, reapGroup) })
+	n.reap = linkreap.New(func() error { return groupDelete(sock, reapGroup) }, nil)
 	return nil
 }
 

@@ -10,33 +10,27 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/opencnm/libnetwork/drivers/internal/linkreap"
 	"github.com/opencnm/libnetwork/internal/testutil"
 	"github.com/opencnm/libnetwork/types"
 )
 
 // reapBound is how long the reaper may take on its own schedule
-// (reapMaxAge at most, plus the deletes) on a loaded machine.
+// (linkreap.MaxAge at most, plus the deletes) on a loaded machine.
 const reapBound = 20 * time.Second
 
-// wrapReapDel replaces the reaper's delete with wrap of it.
-func wrapReapDel(r *reaper, wrap func(real func() error) func() error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.del = wrap(r.del)
-}
-
 // holdReaper makes the reaper's deletes wait until release is called.
-func holdReaper(r *reaper) (release func()) {
+func holdReaper(r *linkreap.Reaper) (release func()) {
 	gate := make(chan struct{})
-	wrapReapDel(r, func(real func() error) func() error {
+	r.WrapDelete(func(real func() error) func() error {
 		return func() error { <-gate; return real() }
 	})
 	return func() { close(gate) }
 }
 
 // failReaper makes the reaper's deletes fail.
-func failReaper(r *reaper) {
-	wrapReapDel(r, func(func() error) func() error {
+func failReaper(r *linkreap.Reaper) {
+	r.WrapDelete(func(func() error) func() error {
 		return func() error { return errors.New("held") }
 	})
 }
@@ -46,7 +40,7 @@ func failReaper(r *reaper) {
 func awaitReaped(t testing.TB, n *Network) {
 	t.Helper()
 	deadline := time.Now().Add(reapBound)
-	for n.reap.pending() {
+	for n.reap.Pending() {
 		if time.Now().After(deadline) {
 			t.Fatalf("detached veths still waiting after %v", reapBound)
 		}
@@ -64,7 +58,7 @@ func hasLink(t testing.TB, h *netlink.Handle, name string) bool {
 // kernel changes, what waits for the reaper stays in reapGroup.
 func crash(n *Network) {
 	failReaper(n.reap)
-	_ = n.reap.close()
+	_ = n.reap.Close()
 	n.release()
 }
 
@@ -111,13 +105,10 @@ func TestAttachAfterDetachFlushes(t *testing.T) {
 	c := l.container(1, 1)
 	// The reaper deletes only once someone waits in flush, so the
 	// second Attach meets the waiting veth.
-	wrapReapDel(n.reap, func(real func() error) func() error {
+	n.reap.WrapDelete(func(real func() error) func() error {
 		return func() error {
 			for {
-				n.reap.mu.Lock()
-				w, closed := n.reap.waiters, n.reap.closed
-				n.reap.mu.Unlock()
-				if w > 0 || closed {
+				if n.reap.Urgent() {
 					return real()
 				}
 				time.Sleep(time.Millisecond)
