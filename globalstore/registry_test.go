@@ -1,10 +1,12 @@
 package globalstore_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencnm/libnetwork/globalstore"
@@ -20,13 +22,18 @@ func TestOpenUnregisteredNamesTheImport(t *testing.T) {
 	}
 }
 
+// registered counts TestRegisterAndOpen's runs: the provider table lives
+// as long as the process, so each run (-count) registers a name of its own.
+var registered atomic.Int32
+
 func TestRegisterAndOpen(t *testing.T) {
 	srv := memstore.New()
-	globalstore.Register("memtest", func(globalstore.Config) (globalstore.KV, error) { return srv.Client(), nil })
-	if !slices.Contains(globalstore.Providers(), "memtest") {
-		t.Fatalf("Providers() = %v, want memtest in it", globalstore.Providers())
+	name := fmt.Sprintf("memtest%d", registered.Add(1))
+	globalstore.Register(name, func(globalstore.Config) (globalstore.KV, error) { return srv.Client(), nil })
+	if !slices.Contains(globalstore.Providers(), name) {
+		t.Fatalf("Providers() = %v, want %s in it", globalstore.Providers(), name)
 	}
-	kv, err := globalstore.Open("memtest", globalstore.Config{Endpoints: []string{"x"}})
+	kv, err := globalstore.Open(name, globalstore.Config{Endpoints: []string{"x"}})
 	if err != nil || kv == nil {
 		t.Fatalf("Open: %v, %v", kv, err)
 	}
@@ -35,7 +42,7 @@ func TestRegisterAndOpen(t *testing.T) {
 			t.Fatal("a second Register of one name must panic")
 		}
 	}()
-	globalstore.Register("memtest", nil)
+	globalstore.Register(name, nil)
 }
 
 func TestParseConfig(t *testing.T) {
