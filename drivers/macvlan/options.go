@@ -12,7 +12,6 @@ import (
 	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/internal/names"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -81,20 +80,9 @@ func parseNetworkOptions(nid string, opts map[string]any) (*networkConfig, error
 			*dst = b
 		}
 	}
-	var g map[string]any
-	switch m := opts[netlabel.GenericData].(type) {
-	case nil:
-	case map[string]string:
-		g = make(map[string]any, len(m))
-		for k, v := range m {
-			g[k] = v
-		}
-	case options.Generic:
-		g = m
-	case map[string]any:
-		g = m
-	default:
-		return nil, types.BadRequestErrorf("%s: unsupported type %T for %s", what, m, netlabel.GenericData)
+	g, err := optval.DriverOptions(what, opts)
+	if err != nil {
+		return nil, err
 	}
 	for key, v := range g {
 		var err error

@@ -7,7 +7,6 @@ import (
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/drivers/internal/optval"
 	"github.com/opencnm/libnetwork/netlabel"
-	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -39,20 +38,9 @@ type netOptions struct {
 // would look as if it worked.
 func parseOptions(what string, opts map[string]any) (netOptions, error) {
 	var o netOptions
-	var g map[string]any
-	switch m := opts[netlabel.GenericData].(type) {
-	case nil:
-	case map[string]string:
-		g = make(map[string]any, len(m))
-		for k, v := range m {
-			g[k] = v
-		}
-	case options.Generic:
-		g = m
-	case map[string]any:
-		g = m
-	default:
-		return o, types.BadRequestErrorf("%s: unsupported type %T for %s", what, m, netlabel.GenericData)
+	g, err := optval.DriverOptions(what, opts)
+	if err != nil {
+		return o, err
 	}
 	for key, v := range g {
 		switch key {

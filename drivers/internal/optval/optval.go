@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/opencnm/libnetwork/netlabel"
+	"github.com/opencnm/libnetwork/options"
 	"github.com/opencnm/libnetwork/types"
 )
 
@@ -50,4 +51,26 @@ func NoPublishedPorts(what, driver, why string, opts map[string]any) error {
 		return types.BadRequestErrorf("%s: %s networks cannot publish ports (%d asked): %s", what, driver, len(pbs), why)
 	}
 	return nil
+}
+
+// DriverOptions returns the driver options of a network's generic map
+// (netlabel.GenericData), whichever map type the caller gave them in; none
+// is an empty map.
+func DriverOptions(what string, opts map[string]any) (map[string]any, error) {
+	switch m := opts[netlabel.GenericData].(type) {
+	case nil:
+		return map[string]any{}, nil
+	case map[string]string:
+		g := make(map[string]any, len(m))
+		for k, v := range m {
+			g[k] = v
+		}
+		return g, nil
+	case options.Generic:
+		return m, nil
+	case map[string]any:
+		return m, nil
+	default:
+		return nil, types.BadRequestErrorf("%s: unsupported type %T for %s", what, m, netlabel.GenericData)
+	}
 }
