@@ -16,8 +16,9 @@ import (
 	"github.com/opencnm/libnetwork/types"
 )
 
-// slowKV is a KV whose reads and writes take delay once slow is set (as a
-// store far away or overloaded does), and which tells renewals on entered.
+// slowKV is a KV whose reads, listings, transactions and revokes take
+// delay once it is set (as a store far away or overloaded does), and
+// which tells renewals on entered.
 type slowKV struct {
 	globalstore.KV
 	mu      sync.Mutex
@@ -39,6 +40,19 @@ func (k *slowKV) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", globalstore.ErrUnavailable, ctx.Err())
 	}
+}
+
+func (k *slowKV) setDelay(d time.Duration) {
+	k.mu.Lock()
+	k.delay = d
+	k.mu.Unlock()
+}
+
+func (k *slowKV) Txn(ctx context.Context, conds []globalstore.Cond, ops []globalstore.Op) (globalstore.TxnResult, error) {
+	if err := k.wait(ctx); err != nil {
+		return globalstore.TxnResult{}, err
+	}
+	return k.KV.Txn(ctx, conds, ops)
 }
 
 func (k *slowKV) Get(ctx context.Context, key string) (globalstore.KeyValue, bool, error) {
@@ -99,12 +113,10 @@ func TestEvictHostOneDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kv.mu.Lock()
-	kv.delay = timeout * 6 / 10
-	kv.mu.Unlock()
+	kv.setDelay(timeout * 6 / 10)
 	start := time.Now()
 	err := a.EvictHost("host-b")
-	t.Logf("EvictHost over a store answering in %v, timeout %v: %v after %v", kv.delay, timeout, err, time.Since(start))
+	t.Logf("EvictHost over a store answering in %v, timeout %v: %v after %v", timeout*6/10, timeout, err, time.Since(start))
 	if !types.IsNoService(err) {
 		t.Fatalf("EvictHost: %v; want NoService (its calls together outlast KVTimeout)", err)
 	}

@@ -2,12 +2,10 @@ package libnetwork
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,47 +66,6 @@ func TestGlobalLookupStoreDownIsNoService(t *testing.T) {
 	}
 }
 
-// lagKV is a KV whose reads, listings and transactions each take delay
-// once it is set, as a store far away does.
-type lagKV struct {
-	globalstore.KV
-	delay atomic.Int64 // nanoseconds; 0: as fast as the KV
-}
-
-func (k *lagKV) lag(ctx context.Context) error {
-	d := time.Duration(k.delay.Load())
-	if d == 0 {
-		return nil
-	}
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", globalstore.ErrUnavailable, ctx.Err())
-	}
-}
-
-func (k *lagKV) Get(ctx context.Context, key string) (globalstore.KeyValue, bool, error) {
-	if err := k.lag(ctx); err != nil {
-		return globalstore.KeyValue{}, false, err
-	}
-	return k.KV.Get(ctx, key)
-}
-
-func (k *lagKV) List(ctx context.Context, prefix string) ([]globalstore.KeyValue, int64, error) {
-	if err := k.lag(ctx); err != nil {
-		return nil, 0, err
-	}
-	return k.KV.List(ctx, prefix)
-}
-
-func (k *lagKV) Txn(ctx context.Context, conds []globalstore.Cond, ops []globalstore.Op) (globalstore.TxnResult, error) {
-	if err := k.lag(ctx); err != nil {
-		return globalstore.TxnResult{}, err
-	}
-	return k.KV.Txn(ctx, conds, ops)
-}
-
 // waitSnapshot waits for c's mirror to have applied the watch's first
 // snapshot.
 func waitSnapshot(t *testing.T, c *Controller) {
@@ -133,7 +90,7 @@ func waitSnapshot(t *testing.T, c *Controller) {
 func TestGlobalNetworkCallsOneDeadline(t *testing.T) {
 	srv := memstore.New()
 	const timeout = 2 * time.Second
-	kv := &lagKV{KV: srv.Client()}
+	kv := &slowKV{KV: srv.Client()}
 	a := newGlobalCtl(t, srv, "host-a", config.OptionKVTimeout(timeout), knobs.Set(knobs.GlobalKV, globalstore.KV(kv)))
 	b := newGlobalCtl(t, srv, "host-b")
 	waitSnapshot(t, a)
@@ -146,8 +103,8 @@ func TestGlobalNetworkCallsOneDeadline(t *testing.T) {
 	if _, err := b.NewNetwork("gfake", "elsewhere", id); err != nil {
 		t.Fatal(err)
 	}
-	kv.delay.Store(int64(timeout * 6 / 10))
-	defer kv.delay.Store(0)
+	kv.setDelay(timeout * 6 / 10)
+	defer kv.setDelay(0)
 	for what, call := range map[string]func() error{
 		"NewNetwork":    func() error { _, err := a.NewNetwork("gfake", "slow", ""); return err },
 		"NetworkByName": func() error { _, err := a.NetworkByName("elsewhere"); return err },
