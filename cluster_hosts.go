@@ -75,7 +75,7 @@ func (c *Controller) EvictHost(id string) (err error) {
 		return types.Wrapf(err, "evicting host %s", id)
 	}
 	if c.mirror != nil {
-		c.mirror.awaitHostGone(id, c.cl.timeout)
+		c.mirror.awaitHostGone(ctx, id)
 	}
 	return nil
 }

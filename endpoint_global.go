@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
 
 	"github.com/opencnm/libnetwork/globalstore"
 	"github.com/opencnm/libnetwork/internal/macaddr"
@@ -192,18 +191,4 @@ func (n *Network) ClusterEndpoints() []ClusterEndpoint {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// remoteAnswersTo reports whether name (lower case) is the name or an
-// alias of the other host's endpoint e.
-func remoteAnswersTo(e *globalstore.Endpoint, name string) bool {
-	if strings.EqualFold(e.Name, name) {
-		return true
-	}
-	for _, a := range e.Aliases {
-		if strings.EqualFold(a, name) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,18 +1,21 @@
 package libnetwork
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
-// awaitHostGone waits (at most bound) until the watch has delivered the
-// deletes of host id's endpoints, so that once EvictHost returns, this
-// controller's candidates no longer hold the evicted host's addresses
-// and names: a caller can claim them here at once.
-func (m *mirror) awaitHostGone(id string, bound time.Duration) {
-	for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+// awaitHostGone waits (until ctx ends: the caller's one deadline) until the
+// watch has delivered the deletes of host id's endpoints, so that once
+// EvictHost returns, this controller's candidates no longer hold the
+// evicted host's addresses and names: a caller can claim them here at once.
+func (m *mirror) awaitHostGone(ctx context.Context, id string) {
+	for ; ctx.Err() == nil; time.Sleep(5 * time.Millisecond) {
 		if !m.hasHost(id) {
 			return
 		}
 	}
-	m.log.Warn("global store: the watch has not delivered an evicted host's endpoints gone", "host", id, "after", bound)
+	m.log.Warn("global store: the watch has not delivered an evicted host's endpoints gone", "host", id)
 }
 
 // hasHost reports whether the mirror holds an endpoint of host id.

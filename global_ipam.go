@@ -239,12 +239,7 @@ func (g *globalIPAM) RequestAddress(poolID string, prefer netip.Addr, opts map[s
 // contendedLocked reports whether a transaction lost a claim of kind in
 // scope lately. Caller holds m.mu.
 func (m *mirror) contendedLocked(kind globalstore.ClaimKind, scope string) bool {
-	for c := range m.hints {
-		if c.Kind == kind && c.Scope == scope && fresh(m.hints, c) {
-			return true
-		}
-	}
-	return false
+	return m.lossesLocked(kind, scope) > 0
 }
 
 // lossesLocked counts the claims of kind in scope a transaction lost

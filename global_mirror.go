@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencnm/libnetwork/driverapi"
 	"github.com/opencnm/libnetwork/globalstore"
+	"github.com/opencnm/libnetwork/types"
 )
 
 // mirror is the controller's copy of the global store's records, fed by
@@ -267,7 +268,7 @@ func (m *mirror) resync(snap *globalstore.Snapshot) {
 		if !known {
 			// A snapshot listed before this host's own create committed
 			// does not have it yet: only a read of the store tells.
-			if _, err := m.c.cl.store().Network(m.ctx, n.id); err != nil && isNotFound(err) {
+			if _, err := m.c.cl.store().Network(m.ctx, n.id); err != nil && types.IsNotFound(err) {
 				m.markGoneAt(n.id, snap.Revision)
 				m.c.dropGlobal(n.id)
 			}

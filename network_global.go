@@ -439,7 +439,7 @@ func (c *Controller) lookupGlobal(key string, byName bool) (*Network, error) {
 	} else {
 		rec, err = st.Network(ctx, key)
 	}
-	if isNotFound(err) {
+	if types.IsNotFound(err) {
 		return nil, ErrNoSuchNetwork(key)
 	}
 	if err != nil {
@@ -507,5 +507,3 @@ func (n *Network) localEndpointsWhereLocked() string {
 	sort.Strings(where)
 	return strings.Join(where, ", ")
 }
-
-func isNotFound(err error) bool { return types.IsNotFound(err) }

@@ -144,7 +144,7 @@ func (n *Network) resolveNameLocked(name string, ipType int) (ips []net.IP, know
 	if n.global {
 		// Endpoints on other hosts, from the mirror of the global store.
 		n.ctrl.mirror.remoteLocked(n.id, func(e *globalstore.Endpoint) bool {
-			if !remoteAnswersTo(e, name) {
+			if !answers(name, e.Name, e.Aliases) {
 				return false
 			}
 			known = true
@@ -162,11 +162,14 @@ func (n *Network) resolveNameLocked(name string, ipType int) (ips []net.IP, know
 
 // answersTo reports whether name (lower case) is the endpoint's name or one
 // of its CreateOptionMyAlias aliases. Both are read-only after creation.
-func (ep *Endpoint) answersTo(name string) bool {
-	if strings.EqualFold(ep.name, name) {
+func (ep *Endpoint) answersTo(name string) bool { return answers(name, ep.name, ep.myAliases) }
+
+// answers reports whether name is own or one of aliases, without case.
+func answers(name, own string, aliases []string) bool {
+	if strings.EqualFold(own, name) {
 		return true
 	}
-	for _, a := range ep.myAliases {
+	for _, a := range aliases {
 		if strings.EqualFold(a, name) {
 			return true
 		}
