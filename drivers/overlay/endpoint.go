@@ -172,6 +172,9 @@ func (d *Driver) Join(req driverapi.JoinRequest) (_ *driverapi.JoinResult, err e
 		switch {
 		case created:
 			if derr := n.dp.Delete(); derr != nil {
+				// Kept as dead: the next Join, DeleteNetwork, GC or Close
+				// deletes it again, and no Join reuses it half-deleted.
+				n.dead, n.dp = n.dp, nil
 				return nil, errors.Join(err, types.Wrapf(derr, "%s: undoing the data plane", what))
 			}
 			n.dp = nil
@@ -229,6 +232,7 @@ func (d *Driver) ensureDataPlane(what string, n *network) (created bool, _ error
 	if _, err := dp.Reconcile(n.peerList()); err != nil {
 		err = types.Wrapf(err, "%s: programming the peers of network %s", what, n.id)
 		if derr := dp.Delete(); derr != nil {
+			n.dead = dp // deleted again later, as a failed background deletion is
 			err = errors.Join(err, types.Wrapf(derr, "%s: undoing the data plane", what))
 		}
 		return false, err

@@ -32,7 +32,8 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 	case n.dead != nil:
 		return types.ForbiddenErrorf("%s: the data plane of network %s is being deleted", what, n.id)
 	}
-	if n.dp == nil {
+	adopted := n.dp == nil
+	if adopted {
 		dp, err := dataplane.Adopt(dataplane.Config{VNI: n.vni, HostNS: d.host, LocalVTEP: d.localVTEP(),
 			NSPath: filepath.Join(d.dir, n.id)})
 		if err != nil {
@@ -46,6 +47,12 @@ func (d *Driver) RestoreJoin(req driverapi.JoinRequest, res driverapi.JoinResult
 	}
 	if _, err := n.dp.AdoptEndpoint(dataplane.EndpointConfig{ID: ep.id, IfName: name, MAC: ep.mac,
 		IPv4: ep.v4, IPv6: ep.v6}); err != nil {
+		if adopted {
+			// Held with nothing joined it would outlive every endpoint;
+			// released, garbage collection takes it if no join does.
+			n.dp.Release()
+			n.dp, n.unsynced = nil, false
+		}
 		return types.Wrapf(err, "%s", what)
 	}
 	n.retiring = false

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/opencnm/libnetwork/drivers/internal/linkerr"
 )
 
 // The package's errors name the operation and the object, carry a class
@@ -62,7 +63,4 @@ func kernelErr(op, obj string, err error) error {
 
 // gone reports whether err says the object (link, entry, namespace) does
 // not exist: teardown treats that as success.
-func gone(err error) bool {
-	var nf netlink.LinkNotFoundError
-	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) || errors.As(err, &nf)
-}
+func gone(err error) bool { return errors.Is(err, unix.ENOENT) || linkerr.IsNotFound(err) }
