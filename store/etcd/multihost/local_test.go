@@ -1,6 +1,7 @@
 package multihost_test
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -63,4 +64,11 @@ func TestClusterOverEtcd(t *testing.T) {
 	for i := 0; i < len(cs); i += 2 {
 		reach(t, cs[i], cs[i+1])
 	}
+	eventually(t, settle, "every host's session in etcd", func() error {
+		hs, err := l.host(1).Controller().ClusterHosts()
+		if err != nil || len(hs) != len(l.Hosts) {
+			return fmt.Errorf("ClusterHosts: %d hosts, %v; want %d", len(hs), err, len(l.Hosts))
+		}
+		return nil
+	})
 }

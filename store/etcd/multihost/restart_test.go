@@ -19,6 +19,9 @@ func TestRestartDropsDataPlaneOfUnkeptContainers(t *testing.T) {
 	a := run(t, l.host(1), "rs", "a")
 	run(t, l.host(2), "rs", "b")
 	h := l.host(2)
+	if vxs := h.VXLANs(t); len(vxs) != 1 {
+		t.Fatalf("%s with a container before the restart: VXLAN devices %+v, want one", h.ID, vxs)
+	}
 	h.Restart()
 	eventually(t, settle, h.ID+" without containers has no data plane", func() error {
 		if vxs := h.VXLANs(t); len(vxs) != 0 {
